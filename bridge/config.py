@@ -1,0 +1,186 @@
+"""The one configuration object of a bridge run, read from a building or campus TOML file.
+
+A file describes a campus of one or more buildings (see ``sims/*.toml`` and docs/configuration.md).
+All buildings of a campus share the run period and timestep: lockstep needs equal step counts.
+Paths are relative to the file. ``model = "ref:large_office"`` names a DOE reference building
+and ``weather = "ref:usa_il_chicago"`` a TMY3 file, both shipped with ``pyenergyplus-lbnl``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bridge.tagmap import TagMap, load_tagmap
+
+CLOCK_MODES = ("lockstep", "paced", "fast")
+NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class ConfigError(ValueError):
+    """A campus or building file that cannot be used; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class RunPeriod:
+    start: dt.date
+    end: dt.date  # inclusive, as in an EnergyPlus RunPeriod
+    timesteps_per_hour: int = 6
+
+    @property
+    def step_s(self) -> float:
+        return 3600.0 / self.timesteps_per_hour
+
+    @property
+    def steps(self) -> int:
+        """Zone timesteps EnergyPlus exchanges over the period."""
+        return ((self.end - self.start).days + 1) * 24 * self.timesteps_per_hour
+
+    def time_of(self, sim_time_s: float) -> dt.datetime:
+        """Calendar time of an ExternalInterface simulation time (seconds since the period start)."""
+        return dt.datetime.combine(self.start, dt.time()) + dt.timedelta(seconds=sim_time_s)
+
+
+@dataclass(frozen=True)
+class BuildingConfig:
+    name: str
+    model: Path
+    weather: Path
+    tagmap: TagMap
+    engine: str = "energyplus"  # or "twin" (a trained data-driven model, see bridge.twin)
+    twin_model: Path | None = None
+
+
+@dataclass(frozen=True)
+class CampusConfig:
+    name: str
+    buildings: tuple[BuildingConfig, ...]
+    period: RunPeriod
+    endpoint: str = "opc.tcp://127.0.0.1:4840"
+    clock: str = "fast"
+    speed: float = 60.0  # paced mode: simulated seconds per wall second
+    lockstep_timeout_s: float = 10.0
+    engine_start_timeout_s: float = 300.0
+    engine_step_timeout_s: float = 60.0
+    run_dir: Path = field(default_factory=lambda: Path("runs"))
+    historian: bool = True
+    path: str = ""
+
+    def with_overrides(self, **changes) -> "CampusConfig":
+        """A copy with some fields changed (CLI options); checked like the file itself."""
+        changed = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        _check_campus(changed)
+        return changed
+
+
+def reference_model(name: str) -> Path:
+    from pyenergyplus import dataset
+
+    if name not in dataset.ref_models:
+        raise ConfigError(f"unknown reference model {name!r}; known: {sorted(dataset.ref_models)}")
+    return Path(dataset.ref_models[name])
+
+
+def reference_weather(name: str) -> Path:
+    from pyenergyplus import dataset
+
+    if name not in dataset.weather_files:
+        raise ConfigError(f"unknown reference weather {name!r}; known: {sorted(dataset.weather_files)}")
+    return Path(dataset.weather_files[name])
+
+
+def _resolve(value: str, base: Path, lookup, where: str) -> Path:
+    if value.startswith("ref:"):
+        return lookup(value[4:])
+    path = (base / value).resolve()
+    if not path.is_file():
+        raise ConfigError(f"{where}: file not found: {path}")
+    return path
+
+
+def _date(value: object, year: int, where: str) -> dt.date:
+    try:
+        month, day = (int(part) for part in str(value).split("-"))
+        return dt.date(year, month, day)
+    except ValueError:
+        raise ConfigError(f"{where}: expected a date as 'MM-DD', got {value!r}") from None
+
+
+def load_config(path: str | Path) -> CampusConfig:
+    """Read a building or campus file; raise ConfigError (or TagMapError) naming what is wrong."""
+    path = Path(path).resolve()
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    base = path.parent
+    campus = data.get("campus", {})
+    run = data.get("run", {})
+    server = data.get("server", {})
+    year = int(run.get("year", 2025))
+    period = RunPeriod(
+        start=_date(run.get("start", "01-01"), year, f"{path}: [run] start"),
+        end=_date(run.get("end", "01-03"), year, f"{path}: [run] end"),
+        timesteps_per_hour=int(run.get("timesteps_per_hour", 6)),
+    )
+    buildings = []
+    for i, entry in enumerate(data.get("buildings", [])):
+        where = f"{path}: buildings[{i}]"
+        for key in ("name", "tagmap"):
+            if key not in entry:
+                raise ConfigError(f"{where}: missing {key!r}")
+        engine = entry.get("engine", "energyplus")
+        buildings.append(BuildingConfig(
+            name=str(entry["name"]),
+            model=_resolve(str(entry.get("model", "ref:small_office")), base, reference_model, where),
+            weather=_resolve(str(entry.get("weather", "ref:usa_il_chicago")), base, reference_weather, where),
+            tagmap=load_tagmap(_resolve(str(entry["tagmap"]), base, None, where)),
+            engine=engine,
+            twin_model=_resolve(str(entry["twin_model"]), base, None, where) if "twin_model" in entry else None,
+        ))
+    config = CampusConfig(
+        name=str(campus.get("name", path.stem.title().replace("_", ""))),
+        buildings=tuple(buildings),
+        period=period,
+        endpoint=str(server.get("endpoint", "opc.tcp://127.0.0.1:4840")),
+        clock=str(run.get("clock", "fast")),
+        speed=float(run.get("speed", 60.0)),
+        lockstep_timeout_s=float(run.get("lockstep_timeout_s", 10.0)),
+        engine_start_timeout_s=float(run.get("engine_start_timeout_s", 300.0)),
+        engine_step_timeout_s=float(run.get("engine_step_timeout_s", 60.0)),
+        run_dir=(base / str(run.get("run_dir", "../runs"))).resolve(),
+        historian=bool(run.get("historian", True)),
+        path=str(path),
+    )
+    _check_campus(config)
+    return config
+
+
+def _check_campus(config: CampusConfig) -> None:
+    where = config.path or "campus"
+    if not config.buildings:
+        raise ConfigError(f"{where}: no [[buildings]] listed")
+    names = [b.name for b in config.buildings]
+    for name in [config.name, *names]:
+        if not NAME.match(name):
+            raise ConfigError(f"{where}: name {name!r} must be letters, digits and '_' (it becomes an OPC UA path)")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: building names must be unique, got {names}")
+    if config.clock not in CLOCK_MODES:
+        raise ConfigError(f"{where}: [run] clock must be one of {CLOCK_MODES}, got {config.clock!r}")
+    if config.period.end < config.period.start:
+        raise ConfigError(f"{where}: [run] end is before start (a run period stays within one year)")
+    if 60 % (60 // max(config.period.timesteps_per_hour, 1)) or not 1 <= config.period.timesteps_per_hour <= 60:
+        raise ConfigError(f"{where}: [run] timesteps_per_hour must divide 60, got {config.period.timesteps_per_hour}")
+    if config.speed <= 0 or config.lockstep_timeout_s <= 0:
+        raise ConfigError(f"{where}: [run] speed and lockstep_timeout_s must be positive")
+    for building in config.buildings:
+        if building.engine not in ("energyplus", "twin"):
+            raise ConfigError(f"{where}: building {building.name}: engine must be 'energyplus' or 'twin'")
+        if building.engine == "twin" and building.twin_model is None:
+            raise ConfigError(f"{where}: building {building.name}: engine 'twin' needs 'twin_model'")

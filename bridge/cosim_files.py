@@ -1,0 +1,110 @@
+"""The three files EnergyPlus co-simulation needs, written from a tag map: a patched copy of the
+IDF, ``variables.cfg`` (the order of values in each packet) and ``socket.cfg`` (where to connect).
+
+References: EnergyPlus Input Output Reference, "ExternalInterface" group; EnergyPlus External
+Interface Application Guide (BCVTB), section "variables.cfg".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+from bridge.config import RunPeriod
+from bridge.idf import Idf
+from bridge.tagmap import InputTag, OutputTag, TagMap
+
+
+class ModelError(ValueError):
+    """The model does not have what the tag map refers to; the message names the tag-map entry."""
+
+
+def actuator_of(idf: Idf, item: InputTag) -> tuple[str, str, str]:
+    """(unique name, component type, control type) of the actuator behind an input tag."""
+    if item.schedule is None:
+        return item.actuator
+    schedule = idf.schedule(item.schedule)
+    if schedule is None:
+        raise ModelError(f"{item.where}: schedule {item.schedule!r} is not in the model")
+    return schedule.name, schedule.cls, "Schedule Value"
+
+
+def meter_variable(item: OutputTag) -> str:
+    """Name of the EMS output variable that carries a meter's value."""
+    return f"twinbridge meter {item.tag}"
+
+
+def patch_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
+    """Add the ExternalInterface and output objects of ``tagmap`` and set run period and timestep.
+
+    Sizing calculations stay on; design-day simulations are switched off and the weather-file run
+    period on, since ExternalInterface exchanges only during weather-file run periods.
+    """
+    idf.set_field("SimulationControl", 3, "No")  # run simulation for sizing periods
+    idf.set_field("SimulationControl", 4, "Yes")  # run simulation for weather file run periods
+    idf.remove_class("RunPeriod")
+    idf.add("RunPeriod", "twinbridge", period.start.month, period.start.day, period.start.year,
+            period.end.month, period.end.day, period.end.year, "", "Yes", "Yes", "No", "Yes", "Yes")
+    idf.remove_class("Timestep")
+    idf.add("Timestep", period.timesteps_per_hour)
+    for cls in ("ExternalInterface", "ExternalInterface:Schedule", "ExternalInterface:Actuator",
+                "ExternalInterface:Variable"):
+        idf.remove_class(cls)
+    idf.add("ExternalInterface", "PtolemyServer")
+    for item in tagmap.inputs:
+        name, component_type, control_type = actuator_of(idf, item)
+        idf.add("ExternalInterface:Actuator", item.tag, name, component_type, control_type, item.default)
+    for item in tagmap.outputs:
+        if item.meter is not None:
+            # ExternalInterface exchanges output variables only: expose the meter through an EMS
+            # sensor and an EMS output variable (key "EMS"), refreshed by a one-line program.
+            sensor = f"tb_meter_{item.tag}"
+            idf.add("Output:Meter", item.meter, "Timestep")
+            idf.add("EnergyManagementSystem:Sensor", sensor, "", item.meter)
+            idf.add("EnergyManagementSystem:GlobalVariable", f"{sensor}_value")
+            idf.add("EnergyManagementSystem:Program", f"{sensor}_program", f"SET {sensor}_value = {sensor}")
+            idf.add("EnergyManagementSystem:ProgramCallingManager", f"{sensor}_manager", "EndOfZoneTimestepBeforeZoneReporting", f"{sensor}_program")
+            idf.add("EnergyManagementSystem:OutputVariable", meter_variable(item), f"{sensor}_value", "Summed", "ZoneTimestep", "", "J")
+        else:
+            idf.add("Output:Variable", item.key, item.variable, "Timestep")
+    return idf
+
+
+def variables_cfg(tagmap: TagMap) -> str:
+    """``variables.cfg``: outputs (EnergyPlus -> bridge), then inputs (bridge -> EnergyPlus)."""
+    lines = [
+        '<?xml version="1.0" encoding="ISO-8859-1"?>',
+        '<!DOCTYPE BCVTB-variables SYSTEM "variables.dtd">',
+        "<BCVTB-variables>",
+    ]
+    for item in tagmap.outputs:
+        if item.meter is not None:
+            element = f"<EnergyPlus name={quoteattr('EMS')} type={quoteattr(meter_variable(item))}/>"
+        else:
+            element = f"<EnergyPlus name={quoteattr(item.key)} type={quoteattr(item.variable)}/>"
+        lines.append(f'  <variable source="EnergyPlus">{element}</variable>')
+    for item in tagmap.inputs:
+        lines.append(f'  <variable source="Ptolemy"><EnergyPlus actuator={quoteattr(item.tag)}/></variable>')
+    lines.append("</BCVTB-variables>")
+    return "\n".join(lines) + "\n"
+
+
+def socket_cfg(port: int, host: str = "127.0.0.1") -> str:
+    """``socket.cfg``: the engine connects as a client to the bridge at host:port."""
+    return (
+        '<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+        "<BCVTB-client>\n"
+        f'  <ipc><socket port="{port}" hostname="{host}"/></ipc>\n'
+        "</BCVTB-client>\n"
+    )
+
+
+def write_cosim_files(workdir: Path, model: Path, tagmap: TagMap, period: RunPeriod, port: int) -> Path:
+    """Write patched IDF, variables.cfg and socket.cfg into ``workdir``; return the IDF path."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    idf = patch_model(Idf.read(model), tagmap, period)
+    idf_path = workdir / "model.idf"
+    idf.write(idf_path)
+    (workdir / "variables.cfg").write_text(variables_cfg(tagmap), encoding="latin-1")
+    (workdir / "socket.cfg").write_text(socket_cfg(port), encoding="latin-1")
+    return idf_path

@@ -1,0 +1,49 @@
+"""The Engine interface: what the bridge needs from anything that simulates a building.
+
+An engine starts, then advances one timestep at a time: ``step(inputs)`` applies the input tag
+values for the coming timestep and returns the outputs at its end. The OPC UA layer, the campus
+clock and the historian only ever see this interface, so an EnergyPlus process, an in-process
+engine or a data-driven twin are interchangeable.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Outputs of a building at one instant: simulation time (s since run-period start) and tag values."""
+
+    sim_time_s: float
+    outputs: Mapping[str, float]
+
+
+class EngineFault(RuntimeError):
+    """The engine failed; ``details`` holds what it said (for EnergyPlus, Severe/Fatal lines of eplusout.err)."""
+
+    def __init__(self, message: str, details: list[str] | None = None):
+        super().__init__(message)
+        self.details = details or []
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return text + "".join(f"\n  {line}" for line in self.details)
+
+
+class Engine(abc.ABC):
+    """One simulated building. Implementations: ExternalInterfaceEngine, TwinEngine."""
+
+    @abc.abstractmethod
+    async def start(self) -> Sample:
+        """Launch the engine and return the outputs at the start of the run period."""
+
+    @abc.abstractmethod
+    async def step(self, inputs: Mapping[str, float]) -> Sample | None:
+        """Apply ``inputs`` (tag -> value) for one timestep; return the outputs, or None when the run is over."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop the engine and release its resources; safe to call at any time and more than once."""

@@ -1,0 +1,191 @@
+"""EnergyPlus stepped over ExternalInterface: the BCVTB socket protocol, version 2.
+
+The bridge is the socket server; EnergyPlus, in its own process, connects as the client, sends its
+outputs at the end of each zone timestep and waits for the inputs of the next one. Packets are one
+line each: ``2 flag nReal nInt nBool simTime r1 .. i1 .. b1 ..``. pyEp supplies the BCVTB folder
+with ``variables.dtd`` and the packet encoder; the bridge owns the process and the socket so that
+every wait has a timeout (see ../shared/ENERGYPLUS.md for what pyEp does not survive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pyEp import pyEp
+
+from bridge.config import RunPeriod
+from bridge.cosim_files import write_cosim_files
+from bridge.engines.base import Engine, EngineFault, Sample
+from bridge.tagmap import TagMap
+
+log = logging.getLogger(__name__)
+
+FLAG_MESSAGES = {1: "finished", -1: "unspecified error", -10: "initialisation error", -20: "time-integration error"}
+BCVTB_HOME = str(Path(pyEp.__file__).parent / "bcvtb")
+FINAL_PACKET = b"2 1 0 0 0 0\n"
+
+
+def encode_inputs(values: list[float], sim_time_s: float) -> bytes:
+    """Packet carrying the input values as reals (pyEp's encoder)."""
+    return pyEp.ep_process.encode_packet_simple(None, values, sim_time_s).encode()
+
+
+def decode_packet(line: bytes) -> tuple[int, float, list[float]]:
+    """(flag, simulation time in s, real values) of one packet line from EnergyPlus."""
+    # EnergyPlus may put stray bytes before an error packet: start at the version field.
+    start = line.find(b"2 ")
+    parts = line[max(start, 0):].split()
+    if len(parts) < 2 or parts[0] != b"2":
+        raise EngineFault(f"unexpected packet from EnergyPlus: {line[:120]!r}")
+    flag = int(float(parts[1]))
+    if flag != 0:
+        return flag, float(parts[5]) if len(parts) > 5 else 0.0, []
+    n_real = int(parts[2])
+    return flag, float(parts[5]), [float(v) for v in parts[6 : 6 + n_real]]
+
+
+def severe_lines(err_file: Path, limit: int = 20) -> list[str]:
+    """The Severe and Fatal lines (with their continuation lines) of an eplusout.err file."""
+    if not err_file.is_file():
+        return [f"(no {err_file.name} was written)"]
+    found: list[str] = []
+    keep = False
+    for line in err_file.read_text(errors="replace").splitlines():
+        stripped = line.strip()
+        if stripped.startswith("**   ~~~"):
+            if keep:
+                found.append(stripped)
+            continue
+        keep = stripped.startswith(("** Severe", "**  Fatal"))
+        if keep:
+            found.append(stripped)
+    return found[:limit] or ["(eplusout.err has no Severe or Fatal lines)"]
+
+
+class ExternalInterfaceEngine(Engine):
+    """One EnergyPlus process co-simulated through ExternalInterface."""
+
+    def __init__(self, name: str, model: Path, weather: Path, tagmap: TagMap, period: RunPeriod, workdir: Path,
+                 start_timeout_s: float = 300.0, step_timeout_s: float = 60.0):
+        self.name = name
+        self.model, self.weather, self.tagmap, self.period = model, weather, tagmap, period
+        self.workdir = workdir
+        self.start_timeout_s, self.step_timeout_s = start_timeout_s, step_timeout_s
+        self.process: asyncio.subprocess.Process | None = None
+        self._server: asyncio.Server | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._sim_time_s = 0.0
+
+    @property
+    def output_dir(self) -> Path:
+        return self.workdir / "output"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    async def start(self) -> Sample:
+        connected: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if connected.done():
+                writer.close()
+            else:
+                connected.set_result((reader, writer))
+
+        self._server = await asyncio.start_server(on_connect, "127.0.0.1", 0, limit=2**20)
+        port = self._server.sockets[0].getsockname()[1]
+        idf_path = write_cosim_files(self.workdir, self.model, self.tagmap, self.period, port)
+        env = dict(os.environ, BCVTB_HOME=BCVTB_HOME)
+        with open(self.workdir / "engine.log", "wb") as engine_log:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bridge.engines.eplus_child",
+                "-w", str(self.weather), "-d", str(self.output_dir), str(idf_path),
+                cwd=self.workdir, env=env, stdout=engine_log, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        log.info("%s: EnergyPlus started (pid %s), waiting for it on port %s", self.name, self.process.pid, port)
+        exited = asyncio.ensure_future(self.process.wait())
+        done, _ = await asyncio.wait({connected, exited}, timeout=self.start_timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if connected not in done:
+            exited.cancel()
+            code = self.process.returncode
+            await self.stop()
+            reason = f"exited with code {code}" if code is not None else f"did not connect within {self.start_timeout_s:.0f} s"
+            raise EngineFault(f"{self.name}: EnergyPlus {reason}", severe_lines(self.output_dir / "eplusout.err"))
+        exited.cancel()
+        self._reader, self._writer = connected.result()
+        self._server.close()
+        sample = await self._receive()
+        if sample is None:
+            raise EngineFault(f"{self.name}: EnergyPlus finished before the first timestep")
+        return sample
+
+    async def step(self, inputs: Mapping[str, float]) -> Sample | None:
+        if self._writer is None:
+            raise EngineFault(f"{self.name}: engine is not running")
+        values = [float(inputs[item.tag]) for item in self.tagmap.inputs]
+        try:
+            self._writer.write(encode_inputs(values, self._sim_time_s))
+        except (ConnectionError, RuntimeError) as exc:
+            raise await self._fault(f"connection lost while sending inputs ({exc})") from None
+        return await self._receive()
+
+    async def _receive(self) -> Sample | None:
+        try:
+            line = await asyncio.wait_for(self._reader.readline(), self.step_timeout_s)
+        except asyncio.TimeoutError:
+            raise await self._fault(f"no answer within {self.step_timeout_s:.0f} s") from None
+        except ConnectionError as exc:
+            raise await self._fault(f"connection lost ({exc})") from None
+        if not line.endswith(b"\n"):
+            raise await self._fault("connection closed (process died?)")
+        flag, sim_time_s, values = decode_packet(line)
+        if flag == 1:
+            await self._finish()
+            return None
+        if flag != 0:
+            raise await self._fault(f"sent flag {flag} ({FLAG_MESSAGES.get(flag, 'unknown')})")
+        if len(values) != len(self.tagmap.outputs):
+            raise await self._fault(f"sent {len(values)} values, expected {len(self.tagmap.outputs)}")
+        self._sim_time_s = sim_time_s
+        outputs = {item.tag: item.convert(v) for item, v in zip(self.tagmap.outputs, values)}
+        return Sample(sim_time_s, outputs)
+
+    async def _finish(self) -> None:
+        """End-of-run handshake: answer flag 1, close, and let the process exit."""
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            self._writer.write(FINAL_PACKET)
+            await asyncio.wait_for(self._writer.drain(), 5)
+        await self.stop(grace_s=30)
+        log.info("%s: EnergyPlus finished", self.name)
+
+    async def _fault(self, what: str) -> EngineFault:
+        await self.stop(grace_s=5)
+        code = self.process.returncode if self.process else None
+        suffix = f"; process exit code {code}" if code is not None else ""
+        return EngineFault(f"{self.name}: EnergyPlus {what}{suffix}", severe_lines(self.output_dir / "eplusout.err"))
+
+    async def stop(self, grace_s: float = 0.0) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self.process is not None and self.process.returncode is None:
+            try:
+                await asyncio.wait_for(self.process.wait(), grace_s) if grace_s else None
+            except asyncio.TimeoutError:
+                pass
+            if self.process.returncode is None:
+                self.process.kill()
+                await asyncio.wait_for(self.process.wait(), 10)

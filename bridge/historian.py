@@ -1,0 +1,111 @@
+"""Historian: every step's inputs and outputs of every building, in one SQLite file per run.
+
+Layout: a table ``tags`` (building, tag, direction, unit) and one table per building named after it,
+one row per step: ``step, sim_time_s, time`` (ISO calendar time) and one REAL column per tag.
+Rows are only appended. Each step is committed in WAL mode with synchronous=NORMAL, which keeps
+every committed step if the bridge process dies (an OS crash may lose the last few).
+``load_history`` returns a building's rows as a pandas DataFrame indexed by calendar time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import pandas as pd
+
+from bridge.tagmap import TagMap
+
+
+class HistorianError(ValueError):
+    pass
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Historian:
+    """Append-only recorder of a campus run."""
+
+    def __init__(self, path: Path, tagmaps: Mapping[str, TagMap], meta: Mapping[str, str] | None = None):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+        self._db.execute("CREATE TABLE IF NOT EXISTS tags (building TEXT, tag TEXT, direction TEXT, unit TEXT, "
+                         "PRIMARY KEY (building, tag))")
+        self._columns: dict[str, list[str]] = {}
+        self._insert: dict[str, str] = {}
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", (meta or {}).items())
+            for building, tagmap in tagmaps.items():
+                columns = [i.tag for i in tagmap.inputs] + [o.tag for o in tagmap.outputs]
+                self._columns[building] = columns
+                self._db.executemany("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
+                                     [(building, i.tag, "input", i.unit) for i in tagmap.inputs]
+                                     + [(building, o.tag, "output", o.unit) for o in tagmap.outputs])
+                column_sql = "".join(f", {_quote(c)} REAL" for c in columns)
+                self._db.execute(f"CREATE TABLE IF NOT EXISTS {_quote(building)} "
+                                 f"(step INTEGER PRIMARY KEY, sim_time_s REAL, time TEXT{column_sql})")
+                names = ", ".join(_quote(c) for c in ["step", "sim_time_s", "time", *columns])
+                marks = ", ".join("?" * (len(columns) + 3))
+                self._insert[building] = f"INSERT INTO {_quote(building)} ({names}) VALUES ({marks})"
+
+    def record(self, rows: Iterable[tuple[str, int, float, dt.datetime, Mapping[str, float]]]) -> None:
+        """Append one step: rows of (building, step, sim_time_s, time, {tag: value}), committed together."""
+        self._db.execute("BEGIN")
+        for building, step, sim_time_s, time, values in rows:
+            columns = self._columns[building]
+            self._db.execute(self._insert[building],
+                             (step, sim_time_s, time.isoformat(), *(values.get(c) for c in columns)))
+        self._db.execute("COMMIT")
+
+    def read_tag(self, building: str, tag: str, start: dt.datetime | None, end: dt.datetime | None,
+                 limit: int = 0) -> list[tuple[dt.datetime, float]]:
+        """(time, value) of one tag between start and end inclusive, oldest first (for OPC UA HistoryRead)."""
+        if tag not in self._columns.get(building, []):
+            raise HistorianError(f"no tag {tag!r} for building {building!r}")
+        sql = f"SELECT time, {_quote(tag)} FROM {_quote(building)} WHERE time >= ? AND time <= ? ORDER BY step"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        low = (start or dt.datetime.min).isoformat()
+        high = (end or dt.datetime.max).isoformat()
+        return [(dt.datetime.fromisoformat(t), v) for t, v in self._db.execute(sql, (low, high))]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def buildings_in(path: str | Path) -> list[str]:
+    """Names of the buildings recorded in a historian file."""
+    with sqlite3.connect(_existing(path)) as db:
+        return [row[0] for row in db.execute("SELECT DISTINCT building FROM tags ORDER BY rowid")]
+
+
+def load_history(path: str | Path, building: str | None = None) -> pd.DataFrame:
+    """One building's recorded steps as a DataFrame indexed by calendar time (column per tag,
+    plus ``step`` and ``sim_time_s``). ``building`` may be omitted when the run has only one."""
+    names = buildings_in(path)
+    if building is None:
+        if len(names) != 1:
+            raise HistorianError(f"{path}: holds buildings {names}; name one")
+        building = names[0]
+    if building not in names:
+        raise HistorianError(f"{path}: no building {building!r} (has {names})")
+    with sqlite3.connect(_existing(path)) as db:
+        frame = pd.read_sql_query(f"SELECT * FROM {_quote(building)} ORDER BY step", db)
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("time")), name="time")
+    return frame
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise HistorianError(f"historian file not found: {path}")
+    return path

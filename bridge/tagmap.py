@@ -1,0 +1,203 @@
+"""Tag maps: the declarative list of a building type's OPC UA inputs and outputs.
+
+A tag map is a TOML file (see ``tagmaps/*.toml`` and docs/tagmaps.md)::
+
+    [[inputs]]
+    tag = "CoolingSetpoint"          # OPC UA tag name
+    schedule = "CLGSETP_SCH"         # existing schedule the input overrides
+    unit = "degC"
+    min = 18.0
+    max = 32.0
+    default = 24.0
+
+    [[outputs]]
+    tag = "FacilityPower"
+    key = "Whole Building"
+    variable = "Facility Total Electricity Demand Rate"
+    unit = "kW"
+    scale = 0.001                    # EnergyPlus gives W
+    role = "electric_power"          # summed into the campus total
+
+An input names either ``schedule`` (an existing ``Schedule:*`` object, overridden through an
+``ExternalInterface:Actuator`` with control type "Schedule Value") or ``actuator`` (a table with
+``component_type``, ``control_type`` and ``key`` of any EnergyPlus EMS actuator). An output names
+either ``key`` + ``variable`` (an output variable) or ``meter``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+ROLES = {"electric_power", "hvac_electric_power", "zone_temperature", "outdoor_temperature"}
+
+
+class TagMapError(ValueError):
+    """A tag map that cannot be used; the message names the file and the entry."""
+
+
+@dataclass(frozen=True)
+class InputTag:
+    tag: str
+    unit: str
+    min: float
+    max: float
+    default: float
+    schedule: str | None = None
+    component_type: str | None = None
+    control_type: str | None = None
+    key: str | None = None
+    description: str = ""
+    where: str = ""  # "file: inputs[i]" for error messages
+
+    @property
+    def actuator(self) -> tuple[str, str, str]:
+        """(component key, component type, control type) of the EnergyPlus actuator."""
+        if self.schedule is not None:
+            return self.schedule, "Schedule:Compact", "Schedule Value"
+        return self.key or "", self.component_type or "", self.control_type or ""
+
+
+@dataclass(frozen=True)
+class OutputTag:
+    tag: str
+    unit: str
+    key: str | None = None
+    variable: str | None = None
+    meter: str | None = None
+    scale: float = 1.0
+    offset: float = 0.0
+    role: str | None = None
+    comfort: tuple[float, float] | None = None  # comfort band of a zone temperature, degC
+    min: float | None = None
+    max: float | None = None
+    description: str = ""
+    where: str = ""
+
+    def convert(self, raw: float) -> float:
+        """Engine value (EnergyPlus units) to tag value (tag units)."""
+        return raw * self.scale + self.offset
+
+
+@dataclass(frozen=True)
+class TagMap:
+    name: str
+    inputs: tuple[InputTag, ...]
+    outputs: tuple[OutputTag, ...]
+    floor_area_m2: float | None = None
+    path: str = ""
+
+    def input(self, tag: str) -> InputTag:
+        return next(i for i in self.inputs if i.tag == tag)
+
+    def output(self, tag: str) -> OutputTag:
+        return next(o for o in self.outputs if o.tag == tag)
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        return {i.tag: i.default for i in self.inputs}
+
+
+def load_tagmap(path: str | Path) -> TagMap:
+    """Read and check a tag map file; raise TagMapError naming the file and entry on any problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise TagMapError(f"{path}: tag map file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TagMapError(f"{path}: not valid TOML: {exc}") from None
+    unknown = set(data) - {"name", "floor_area_m2", "inputs", "outputs"}
+    if unknown:
+        raise TagMapError(f"{path}: unknown top-level keys {sorted(unknown)}")
+    inputs = tuple(_input(entry, f"{path}: inputs[{i}]") for i, entry in enumerate(data.get("inputs", [])))
+    outputs = tuple(_output(entry, f"{path}: outputs[{i}]") for i, entry in enumerate(data.get("outputs", [])))
+    if not outputs:
+        raise TagMapError(f"{path}: a tag map needs at least one [[outputs]] entry")
+    seen: dict[str, str] = {}
+    for item in (*inputs, *outputs):
+        if item.tag in seen:
+            raise TagMapError(f"{item.where}: tag {item.tag!r} is already used by {seen[item.tag]}")
+        seen[item.tag] = item.where
+    area = data.get("floor_area_m2")
+    return TagMap(str(data.get("name", path.stem)), inputs, outputs, float(area) if area else None, str(path))
+
+
+def _check_keys(entry: dict, allowed: set[str], where: str) -> None:
+    unknown = set(entry) - allowed
+    if unknown:
+        raise TagMapError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+
+
+def _tag_name(entry: dict, where: str) -> str:
+    tag = entry.get("tag")
+    if not isinstance(tag, str) or not TAG_NAME.match(tag):
+        raise TagMapError(f"{where}: 'tag' must be a name of letters, digits and '_' (got {tag!r})")
+    return tag
+
+
+def _number(entry: dict, key: str, where: str, default: float | None = None) -> float:
+    value = entry.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TagMapError(f"{where}: {key!r} must be a number (got {value!r})")
+    return float(value)
+
+
+def _input(entry: dict, where: str) -> InputTag:
+    _check_keys(entry, {"tag", "unit", "min", "max", "default", "schedule", "actuator", "description"}, where)
+    tag = _tag_name(entry, where)
+    where = f"{where} ({tag})"
+    low, high = _number(entry, "min", where), _number(entry, "max", where)
+    default = _number(entry, "default", where)
+    if not low <= default <= high:
+        raise TagMapError(f"{where}: default {default} is outside [min, max] = [{low}, {high}]")
+    common = dict(tag=tag, unit=str(entry.get("unit", "")), min=low, max=high, default=default,
+                  description=str(entry.get("description", "")), where=where)
+    if ("schedule" in entry) == ("actuator" in entry):
+        raise TagMapError(f"{where}: give exactly one of 'schedule' or 'actuator'")
+    if "schedule" in entry:
+        return InputTag(schedule=str(entry["schedule"]), **common)
+    actuator = entry["actuator"]
+    if not isinstance(actuator, dict) or set(actuator) != {"component_type", "control_type", "key"}:
+        raise TagMapError(f"{where}: 'actuator' needs exactly component_type, control_type and key")
+    return InputTag(component_type=str(actuator["component_type"]), control_type=str(actuator["control_type"]),
+                    key=str(actuator["key"]), **common)
+
+
+def _output(entry: dict, where: str) -> OutputTag:
+    allowed = {"tag", "unit", "key", "variable", "meter", "scale", "offset", "role", "comfort", "min", "max",
+               "description"}
+    _check_keys(entry, allowed, where)
+    tag = _tag_name(entry, where)
+    where = f"{where} ({tag})"
+    is_variable = "variable" in entry
+    if is_variable == ("meter" in entry):
+        raise TagMapError(f"{where}: give exactly one of 'variable' (with 'key') or 'meter'")
+    if is_variable and "key" not in entry:
+        raise TagMapError(f"{where}: an output variable needs a 'key' (zone, node or 'Environment')")
+    role = entry.get("role")
+    if role is not None and role not in ROLES:
+        raise TagMapError(f"{where}: unknown role {role!r} (known: {sorted(ROLES)})")
+    comfort = entry.get("comfort")
+    if comfort is not None:
+        if not (isinstance(comfort, list) and len(comfort) == 2 and comfort[0] < comfort[1]):
+            raise TagMapError(f"{where}: 'comfort' must be [low, high] with low < high")
+        comfort = (float(comfort[0]), float(comfort[1]))
+    return OutputTag(
+        tag=tag,
+        unit=str(entry.get("unit", "")),
+        key=str(entry["key"]) if is_variable else None,
+        variable=str(entry["variable"]) if is_variable else None,
+        meter=None if is_variable else str(entry["meter"]),
+        scale=_number(entry, "scale", where, 1.0),
+        offset=_number(entry, "offset", where, 0.0),
+        role=role,
+        comfort=comfort,
+        min=_number(entry, "min", where) if "min" in entry else None,
+        max=_number(entry, "max", where) if "max" in entry else None,
+        description=str(entry.get("description", "")),
+        where=where,
+    )
