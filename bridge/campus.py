@@ -1,0 +1,341 @@
+"""The campus clock: steps every building of a campus together and keeps the tags current.
+
+No building starts step k+1 before every running building has finished step k. Clock modes:
+
+- ``lockstep``: publish outputs, raise OutputReady, wait (up to ``lockstep_timeout_s``) for each
+  building's controller to raise InputReady, then advance. A silent controller is logged and its
+  building advances with the inputs its tags hold (the last written values, or the tag-map defaults).
+- ``paced``: simulated time runs ``speed`` times faster than wall time; inputs are whatever the
+  tags hold when a step starts.
+- ``fast``: as fast as the engines go. The next step is sent to the engines before the outputs of
+  the last one are published and recorded, so that work overlaps the engines' computation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asyncua import ua
+
+from bridge.config import BuildingConfig, CampusConfig
+from bridge.engines.base import Engine, EngineFault, Sample
+from bridge.historian import Historian
+from bridge.server import TagServer
+
+log = logging.getLogger(__name__)
+
+
+def make_engine(building: BuildingConfig, config: CampusConfig, workdir: Path) -> Engine:
+    """The engine a building's config asks for."""
+    if building.engine == "twin":
+        from bridge.engines.twin import TwinEngine
+
+        return TwinEngine(building.name, building.twin_model, building.weather, building.tagmap, config.period)
+    from bridge.engines.external_interface import ExternalInterfaceEngine
+
+    return ExternalInterfaceEngine(building.name, building.model, building.weather, building.tagmap, config.period,
+                                   workdir, config.engine_start_timeout_s, config.engine_step_timeout_s)
+
+
+@dataclass
+class BuildingState:
+    config: BuildingConfig
+    engine: Engine | None = None
+    status: str = "Idle"
+    sample: Sample | None = None
+    applied: dict[str, float] = field(default_factory=dict)  # inputs of the step that produced ``sample``
+    sample_step: int = -1  # step whose outputs ``sample`` holds
+    input_ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def running(self) -> bool:
+        return self.status in ("Running", "Paused")
+
+
+class Campus:
+    """Lifecycle (Idle -> Running <-> Paused -> Finished | Stopped | Faulted) of one campus run."""
+
+    def __init__(self, config: CampusConfig, server: TagServer,
+                 engine_factory: Callable[[BuildingConfig, CampusConfig, Path], Engine] = make_engine):
+        self.config = config
+        self.server = server
+        self.engine_factory = engine_factory
+        self.buildings = [BuildingState(b) for b in config.buildings]
+        self.status = "Idle"
+        self.step = 0
+        self.run_index = 0
+        self.historian: Historian | None = None
+        self.run_path: Path | None = None
+        self.started = asyncio.Event()
+        self.done = asyncio.Event()
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._task: asyncio.Task | None = None
+        self._wall_start = 0.0
+        self._pause_wall = 0.0
+        self._last_progress = 0.0
+        self.exchange_s = 0.0  # wall time spent waiting for controllers in lockstep
+
+    # ----- address space and methods -------------------------------------------------------
+
+    async def build_address_space(self) -> None:
+        await self.server.add_campus_nodes(self._methods(None))
+        for building in self.buildings:
+            await self.server.add_building(building.name, building.config.tagmap, self._methods(building),
+                                           building.input_ready.set)
+
+    def _methods(self, building: BuildingState | None):
+        async def stop() -> str:
+            if building is None:
+                await self.stop()
+                return "campus stopped"
+            await self._stop_building(building, "Stopped")
+            return f"{building.name} stopped"
+
+        return {"Start": self.start, "Pause": self.pause, "Resume": self.resume, "Reset": self.reset, "Stop": stop}
+
+    async def start(self) -> str:
+        if self.status != "Idle":
+            raise ValueError(f"cannot start: campus is {self.status}")
+        self.status = "Running"
+        self.done.clear()
+        self._task = asyncio.create_task(self._run(), name=f"campus {self.config.name}")
+        self.started.set()
+        return "started"
+
+    async def pause(self) -> str:
+        if self.status != "Running":
+            raise ValueError(f"cannot pause: campus is {self.status}")
+        self._resume.clear()
+        self._pause_wall = time.monotonic()
+        await self._set_status("Paused")
+        log.info("paused at step %d", self.step)
+        return "paused"
+
+    async def resume(self) -> str:
+        if self.status != "Paused":
+            raise ValueError(f"cannot resume: campus is {self.status}")
+        self._wall_start += time.monotonic() - self._pause_wall
+        await self._set_status("Running")
+        self._resume.set()
+        log.info("resumed at step %d", self.step)
+        return "resumed"
+
+    async def reset(self) -> str:
+        """Stop the engines and start the run again from its first step (a new historian file)."""
+        await self.stop(final_status="Idle")
+        await self.server.set_control(None, Status="Reset")
+        self.step = 0
+        for building in self.buildings:
+            building.status, building.sample, building.applied = "Idle", None, {}
+            await self.server.set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
+        self.status = "Idle"
+        await self.start()
+        return "reset"
+
+    async def stop(self, final_status: str = "Stopped") -> None:
+        """Stop all engines; the server keeps serving the last values."""
+        if self._task and not self._task.done() and self._task is not asyncio.current_task():
+            self._task.cancel()
+            try:
+                await asyncio.wait_for(self._task, 30)
+            except (asyncio.CancelledError, asyncio.TimeoutError):
+                pass
+        for building in self.buildings:
+            if building.running:
+                await self._stop_building(building, final_status if final_status != "Idle" else "Stopped")
+        await self._close_historian()
+        if self.status in ("Running", "Paused", "Idle"):
+            self._resume.set()
+            await self._set_status(final_status)
+        self.done.set()
+
+    async def _stop_building(self, building: BuildingState, status: str, fault: str = "") -> None:
+        if building.engine is not None:
+            await building.engine.stop()
+        building.status = status
+        building.input_ready.set()
+        await self.server.set_control(building.name, Status=status, OutputReady=False,
+                                      **({"Fault": fault} if fault else {}))
+
+    async def _set_status(self, status: str) -> None:
+        self.status = status
+        await self.server.set_control(None, Status=status)
+        for building in self.buildings:
+            if building.running:
+                building.status = status
+                await self.server.set_control(building.name, Status=status)
+
+    async def _close_historian(self) -> None:
+        if self.historian is not None:
+            self.historian.close()
+            self.server.history.historian = None
+            self.historian = None
+
+    # ----- the run ---------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._run_steps()
+            final = "Finished" if any(b.status == "Finished" for b in self.buildings) else "Faulted"
+            await self._close_historian()
+            await self._set_status(final)
+            log.info("run %s after %d steps (%.1f s wall)", final.lower(), self.step,
+                     time.monotonic() - self._wall_start)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or an I/O failure: fault the campus, never hang
+            log.exception("campus run failed")
+            await self.server.set_control(None, Fault=str(exc))
+            await self._set_status("Faulted")
+            for building in self.buildings:
+                if building.engine is not None:
+                    await building.engine.stop()
+        finally:
+            self.done.set()
+
+    async def _run_steps(self) -> None:
+        self.run_index += 1
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = self.config.run_dir / f"{self.config.name}-{stamp}-{self.run_index}"
+        if self.config.historian:
+            self.run_path = run_dir / "historian.sqlite"
+            self.historian = Historian(self.run_path, {b.name: b.config.tagmap for b in self.buildings},
+                                       {"campus": self.config.name, "config": self.config.path,
+                                        "clock": self.config.clock, "started": stamp})
+            self.server.history.historian = self.historian
+            log.info("historian: %s", self.run_path)
+        log.info("starting %d engine(s) for %s .. %s, %d steps of %.0f s, clock %s",
+                 len(self.buildings), self.config.period.start, self.config.period.end,
+                 self.config.period.steps, self.config.period.step_s, self.config.clock)
+        await asyncio.gather(*(self._start_building(b, run_dir / b.name) for b in self.buildings))
+        self._wall_start = time.monotonic()
+        await self._publish(0)
+        published = 0
+        fast = self.config.clock == "fast"
+        while any(b.running for b in self.buildings):
+            await self._resume.wait()
+            if not fast:
+                await self._wait_for_turn()
+            pending = self._launch()
+            if fast and published < self.step:
+                await self._publish(self.step)  # overlaps with the engines computing the next step
+                published = self.step
+            if await self._collect(pending, self.step + 1):
+                self.step += 1
+            if not fast:
+                await self._publish(self.step)
+                published = self.step
+            self._progress()
+        if published < self.step:
+            await self._publish(self.step)
+
+    async def _start_building(self, building: BuildingState, workdir: Path) -> None:
+        building.engine = self.engine_factory(building.config, self.config, workdir)
+        building.applied = building.config.tagmap.defaults
+        try:
+            building.sample = await building.engine.start()
+        except EngineFault as exc:
+            await self._fault(building, exc)
+            return
+        building.sample_step = 0
+        building.status = "Running"
+        await self.server.set_control(building.name, Status="Running", Fault="")
+
+    async def _fault(self, building: BuildingState, exc: EngineFault) -> None:
+        log.error("%s faulted: %s", building.name, exc)
+        await self._stop_building(building, "Faulted", fault=str(exc))
+
+    def _launch(self) -> list[tuple[BuildingState, asyncio.Task, dict[str, float]]]:
+        """Send each running building's current input tag values to its engine."""
+        pending = []
+        for building in self.buildings:
+            if building.status == "Running":
+                inputs = self.server.read_inputs(building.name)
+                pending.append((building, asyncio.ensure_future(building.engine.step(inputs)), inputs))
+        return pending
+
+    async def _collect(self, pending, step: int) -> bool:
+        """Wait for the engines' outputs of ``step``; True if any building produced them."""
+        produced = False
+        for building, task, inputs in pending:
+            try:
+                sample = await task
+            except EngineFault as exc:
+                await self._fault(building, exc)
+                continue
+            if sample is None:
+                building.status = "Finished"
+                await self.server.set_control(building.name, Status="Finished", OutputReady=False)
+                continue
+            building.sample, building.applied, building.sample_step = sample, inputs, step
+            produced = True
+        return produced
+
+    async def _publish(self, step: int) -> None:
+        """Outputs of ``step`` to the tags, and (for steps after the start) to the historian."""
+        fresh = [b for b in self.buildings if b.sample is not None and b.sample_step == step]
+        if not fresh:
+            return
+        rows, total_kw = [], 0.0
+        for building in fresh:
+            sample = building.sample
+            sim_time = self.config.period.time_of(sample.sim_time_s)
+            await self.server.publish_outputs(building.name, sample.outputs, sim_time)
+            await self.server.set_control(building.name, Step=step, SimTime=sim_time,
+                                          SimTimeSeconds=sample.sim_time_s)
+            tagmap = building.config.tagmap
+            total_kw += sum(v for tag, v in sample.outputs.items() if tagmap.output(tag).role == "electric_power")
+            if step > 0:
+                rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
+        await self.server.write_value(self.server.outputs[self.config.name]["TotalElectricPower"], total_kw,
+                                      ua.VariantType.Double, sim_time)
+        await self.server.set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
+        if self.historian is not None and rows:
+            self.historian.record(rows)
+
+    async def _wait_for_turn(self) -> None:
+        """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers."""
+        if self.config.clock == "paced":
+            target = self._wall_start + (self.step + 1) * self.config.period.step_s / self.config.speed
+            delay = target - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return
+        running = [b for b in self.buildings if b.status == "Running"]
+        for building in running:
+            building.input_ready.clear()
+            await self.server.set_control(building.name, InputReady=False, OutputReady=True)
+        began = time.monotonic()
+        deadline = began + self.config.lockstep_timeout_s
+        for building in running:
+            try:
+                await asyncio.wait_for(building.input_ready.wait(), max(deadline - time.monotonic(), 0))
+            except asyncio.TimeoutError:
+                log.warning("%s: no InputReady within %.1f s at step %d; holding its inputs",
+                            building.name, self.config.lockstep_timeout_s, self.step)
+            if building.status == "Running":
+                await self.server.set_control(building.name, OutputReady=False)
+        self.exchange_s += time.monotonic() - began
+
+    def _progress(self) -> None:
+        now = time.monotonic()
+        if now - self._last_progress < 2.0 and self.step < self.config.period.steps:
+            return
+        self._last_progress = now
+        elapsed = max(now - self._wall_start, 1e-9)
+        sim = self.config.period.time_of(self.step * self.config.period.step_s)
+        log.info("step %d/%d  sim %s  %.0f steps/s  %s", self.step, self.config.period.steps,
+                 sim.strftime("%Y-%m-%d %H:%M"), self.step / elapsed,
+                 " ".join(f"{b.name}={b.status}" for b in self.buildings))
+

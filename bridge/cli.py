@@ -1,0 +1,158 @@
+"""``twinbridge``: run, validate and export simulated buildings served over OPC UA."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from bridge.campus import Campus
+from bridge.config import CLOCK_MODES, CampusConfig, ConfigError, load_config
+from bridge.historian import HistorianError, buildings_in, load_history
+from bridge.server import TagServer
+from bridge.tagmap import TagMapError
+from bridge.validate import ValidationError, validate_campus
+
+log = logging.getLogger("twinbridge")
+
+
+async def serve_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> Campus:
+    """Validate, start the OPC UA server and the campus; return when the run ends (or on a signal)."""
+    await validate_campus(config)
+    server = TagServer(config.endpoint, config.name)
+    await server.start()
+    campus = Campus(config, server)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_requested.set)
+    try:
+        await campus.build_address_space()
+        if autostart:
+            await campus.start()
+        else:
+            log.info("waiting for a client to call %s.Control.Start", config.name)
+        waiters = {asyncio.ensure_future(stop_requested.wait())}
+        if not keep_serving:
+            waiters.add(asyncio.ensure_future(_run_ended(campus)))
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
+        if stop_requested.is_set():
+            log.info("signal received: stopping")
+    finally:
+        await campus.stop(final_status="Stopped" if campus.status in ("Running", "Paused") else campus.status)
+        await server.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    return campus
+
+
+async def _run_ended(campus: Campus) -> None:
+    await campus.started.wait()
+    await campus.done.wait()
+
+
+def run_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> int:
+    """Run a campus to its end; exit code 0 if every building finished, 1 otherwise."""
+    campus = asyncio.run(serve_campus(config, autostart, keep_serving))
+    statuses = {b.name: b.status for b in campus.buildings}
+    log.info("building status: %s; historian: %s", statuses, campus.run_path)
+    return 0 if all(s == "Finished" for s in statuses.values()) else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load_config(args.config).with_overrides(
+        endpoint=args.endpoint, clock=args.clock, speed=args.speed, lockstep_timeout_s=args.lockstep_timeout,
+        run_dir=Path(args.run_dir).resolve() if args.run_dir else None)
+    return run_campus(config, autostart=not args.wait_for_start, keep_serving=args.keep_serving)
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    asyncio.run(validate_campus(config))
+    for building in config.buildings:
+        tagmap = building.tagmap
+        print(f"{building.name}: {building.model.name}, {len(tagmap.inputs)} inputs, "
+              f"{len(tagmap.outputs)} outputs: OK")
+    print(f"{config.name}: {len(config.buildings)} building(s), {config.period.steps} steps "
+          f"({config.period.start} .. {config.period.end}), clock {config.clock}: valid")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    names = [args.building] if args.building else buildings_in(args.historian)
+    out = Path(args.out or Path(args.historian).parent)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        frame = load_history(args.historian, name)
+        target = out / f"{name}.{args.format}"
+        if args.format == "csv":
+            frame.to_csv(target)
+        else:
+            frame.to_parquet(target)
+        print(f"{name}: {len(frame)} rows -> {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="twinbridge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a building or campus file and serve it over OPC UA")
+    run.add_argument("config", help="building or campus TOML file (see sims/)")
+    run.add_argument("--endpoint", help="OPC UA endpoint, default from the file or opc.tcp://127.0.0.1:4840")
+    run.add_argument("--clock", choices=CLOCK_MODES, help="clock mode (overrides the file)")
+    run.add_argument("--speed", type=float, help="paced clock: simulated seconds per wall second")
+    run.add_argument("--lockstep-timeout", type=float, help="lockstep: seconds to wait for a controller")
+    run.add_argument("--run-dir", help="folder for run outputs and the historian")
+    run.add_argument("--wait-for-start", action="store_true", help="stay Idle until a client calls Start")
+    run.add_argument("--keep-serving", action="store_true", help="keep serving tags after the run ends")
+    run.set_defaults(func=_cmd_run)
+
+    validate = commands.add_parser("validate", help="check a building or campus file and its tag maps")
+    validate.add_argument("config")
+    validate.set_defaults(func=_cmd_validate)
+
+    export = commands.add_parser("export", help="export a run's historian to CSV or Parquet")
+    export.add_argument("historian", help="historian.sqlite of a run")
+    export.add_argument("--building", help="only this building (default: all)")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    export.add_argument("--out", help="output folder (default: beside the historian)")
+    export.set_defaults(func=_cmd_export)
+    for module, adder in (("bridge.twin.cli", "add_twin_commands"), ("bridge.tracking.cli", "add_tracking_commands"),
+                          ("controllers.cli", "add_controller_commands")):
+        _add_optional(commands, module, adder)
+    return parser
+
+
+def _add_optional(commands, module: str, adder: str) -> None:
+    """Sub-commands of the twin, tracking and controller packages, when they are present."""
+    try:
+        imported = __import__(module, fromlist=[adder])
+    except ModuleNotFoundError as exc:
+        if exc.name and module.startswith(exc.name):
+            return
+        raise
+    getattr(imported, adder)(commands)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if not args.verbose:
+        logging.getLogger("asyncua").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except (ConfigError, TagMapError, ValidationError, HistorianError, OSError) as exc:
+        print(f"twinbridge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""The OPC UA face of the bridge (asyncua): a campus of buildings as a SCADA tag tree.
+
+Address space, namespace ``urn:twinbridge``, string node ids that read well in a tag browser::
+
+    Objects/<Campus>/Control/{Status, StatusCode, SimTime, Step, Fault, Start(), Pause(), ...}
+    Objects/<Campus>/Outputs/TotalElectricPower
+    Objects/<Campus>/<Building>/Inputs/<Tag>      AnalogItemType, writable, EURange enforced
+    Objects/<Campus>/<Building>/Outputs/<Tag>     AnalogItemType, read-only, HistoryRead
+    Objects/<Campus>/<Building>/Control/{..., OutputReady, InputReady}
+
+Node id of a tag: ``ns=<urn:twinbridge>;s=<Campus>.<Building>.<Inputs|Outputs|Control>.<Name>``.
+Output values carry SourceTimestamp = simulation time. A write outside an input's EURange is
+refused with BadOutOfRange and logged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+from asyncua import Server, ua
+from asyncua.common.instantiate_util import instantiate
+from asyncua.server.history import HistoryStorageInterface
+
+from bridge.historian import Historian
+from bridge.tagmap import TagMap
+
+log = logging.getLogger(__name__)
+logging.getLogger("asyncua.common.instantiate_util").setLevel(logging.ERROR)
+
+NAMESPACE = "urn:twinbridge"
+UNECE = "http://www.opcfoundation.org/UA/units/un/cefact"
+# UNECE Recommendation 20 common codes of the units the tag maps use.
+UNIT_CODES = {"degC": "CEL", "K": "KEL", "kW": "KWT", "W": "WTT", "kWh": "KWH", "J": "JOU", "%": "P1",
+              "Pa": "PAL", "m3/s": "MQS", "kg/s": "KGS", "W/m2": "D54"}
+STATUS_CODES = {"Idle": 0, "Running": 1, "Finished": 2, "Reset": 3, "Stopped": 4, "Paused": 5, "Faulted": -1}
+METHODS = ("Start", "Pause", "Resume", "Reset", "Stop")
+
+
+def engineering_units(unit: str) -> ua.EUInformation:
+    code = UNIT_CODES.get(unit, "")
+    unit_id = 0
+    for char in code:
+        unit_id = (unit_id << 8) | ord(char)
+    return ua.EUInformation(NamespaceUri=UNECE, UnitId=unit_id or -1,
+                            DisplayName=ua.LocalizedText(unit), Description=ua.LocalizedText(unit))
+
+
+def utc(time: dt.datetime) -> dt.datetime:
+    return time.replace(tzinfo=dt.timezone.utc) if time.tzinfo is None else time
+
+
+@dataclass
+class ControlNodes:
+    """Node ids of one Control folder (campus or building)."""
+
+    prefix: str
+    ids: dict[str, ua.NodeId] = field(default_factory=dict)
+
+
+class HistorianStorage(HistoryStorageInterface):
+    """OPC UA HistoryRead on output tags, answered from the run's historian."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.historian: Historian | None = None
+        self.tags: dict[ua.NodeId, tuple[str, str]] = {}
+
+    async def init(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def read_node_history(self, node_id, start, end, nb_values):
+        if self.historian is None or node_id not in self.tags:
+            return [], None
+        building, tag = self.tags[node_id]
+        epoch = ua.get_win_epoch()
+        low = None if start in (None, epoch) else start.replace(tzinfo=None)
+        high = None if end in (None, epoch) else end.replace(tzinfo=None)
+        rows = self.historian.read_tag(building, tag, low, high, nb_values)
+        return [ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=utc(time),
+                             ServerTimestamp=utc(time)) for time, value in rows if value is not None], None
+
+
+class TagServer:
+    """asyncua server holding the campus address space; the campus clock writes to it."""
+
+    def __init__(self, endpoint: str, campus: str):
+        self.endpoint, self.campus = endpoint, campus
+        self.server = Server()
+        self.history = HistorianStorage()
+        self.idx = 0
+        self.inputs: dict[str, dict[str, ua.NodeId]] = {}
+        self.outputs: dict[str, dict[str, ua.NodeId]] = {}
+        self.controls: dict[str | None, ControlNodes] = {}
+        self._ranges: dict[ua.NodeId, tuple[float, float, str]] = {}
+        self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
+        self._root = None
+
+    async def start(self) -> None:
+        await self.server.init()
+        self.server.set_endpoint(self.endpoint)
+        self.server.set_server_name(f"twinbridge {self.campus}")
+        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        self.server.iserver.history_manager.set_storage(self.history)
+        self.idx = await self.server.register_namespace(NAMESPACE)
+        self._guard_writes()
+        self._root = await self.server.nodes.objects.add_folder(self._id(self.campus), self.campus)
+        try:
+            await self.server.start()
+        except OSError as exc:
+            raise OSError(f"cannot serve OPC UA at {self.endpoint}: {exc}") from None
+        log.info("OPC UA server listening at %s (namespace %s)", self.endpoint, NAMESPACE)
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    def _id(self, path: str) -> ua.NodeId:
+        return ua.NodeId(path, self.idx)
+
+    async def _folder(self, parent, path: str, name: str):
+        return await parent.add_folder(self._id(path), ua.QualifiedName(name, self.idx))
+
+    async def _analog(self, parent, path: str, name: str, unit: str, low: float, high: float,
+                      value: float, writable: bool, description: str):
+        node = (await instantiate(parent, self.server.get_node(ua.ObjectIds.AnalogItemType), nodeid=self._id(path),
+                                  bname=ua.QualifiedName(name, self.idx), dname=ua.LocalizedText(name),
+                                  idx=self.idx, instantiate_optional=False))[0]
+        await node.write_attribute(ua.AttributeIds.DataType, ua.DataValue(ua.Variant(
+            ua.NodeId(ua.ObjectIds.Double), ua.VariantType.NodeId)))
+        await node.write_value(ua.Variant(value, ua.VariantType.Double))
+        await self.server.get_node(self._id(f"{path}.EURange")).write_value(ua.Range(low, high))
+        await node.add_property(self._id(f"{path}.EngineeringUnits"), ua.QualifiedName("EngineeringUnits", 0),
+                                engineering_units(unit))
+        if description:
+            await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(
+                ua.LocalizedText(description), ua.VariantType.LocalizedText)))
+        access = ua.AccessLevel.CurrentRead.mask
+        if writable:
+            access |= ua.AccessLevel.CurrentWrite.mask
+        else:
+            access |= ua.AccessLevel.HistoryRead.mask
+            await node.write_attribute(ua.AttributeIds.Historizing, ua.DataValue(ua.Variant(True)))
+        for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
+            await node.write_attribute(attribute, ua.DataValue(ua.Variant(access, ua.VariantType.Byte)))
+        return node
+
+    async def _control(self, parent, prefix: str, key: str | None,
+                       methods: Mapping[str, Callable[[], Awaitable[str]]], handshake: bool) -> None:
+        folder = await self._folder(parent, f"{prefix}.Control", "Control")
+        nodes = ControlNodes(prefix)
+        initial = {"Status": ("Idle", ua.VariantType.String), "StatusCode": (0, ua.VariantType.Int32),
+                   "SimTime": (dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc), ua.VariantType.DateTime),
+                   "SimTimeSeconds": (0.0, ua.VariantType.Double), "Step": (0, ua.VariantType.Int64),
+                   "Fault": ("", ua.VariantType.String)}
+        if handshake:
+            initial |= {"OutputReady": (False, ua.VariantType.Boolean), "InputReady": (False, ua.VariantType.Boolean)}
+        for name, (value, variant) in initial.items():
+            node = await folder.add_variable(self._id(f"{prefix}.Control.{name}"), ua.QualifiedName(name, self.idx),
+                                             ua.Variant(value, variant))
+            if name == "InputReady":
+                await node.set_writable()
+            nodes.ids[name] = node.nodeid
+        for name in METHODS:
+            await folder.add_method(self._id(f"{prefix}.Control.{name}"), ua.QualifiedName(name, self.idx),
+                                    _method(name, methods[name]), [], [ua.VariantType.String])
+        self.controls[key] = nodes
+
+    async def add_campus_nodes(self, methods: Mapping[str, Callable[[], Awaitable[str]]]) -> None:
+        await self._control(self._root, self.campus, None, methods, handshake=False)
+        outputs = await self._folder(self._root, f"{self.campus}.Outputs", "Outputs")
+        path = f"{self.campus}.Outputs.TotalElectricPower"
+        await self._analog(outputs, path, "TotalElectricPower", "kW", 0.0, 1e6, 0.0, False,
+                           "Sum of the electric demand of all running buildings")
+        self.outputs[self.campus] = {"TotalElectricPower": self._id(path)}
+
+    async def add_building(self, name: str, tagmap: TagMap, methods: Mapping[str, Callable[[], Awaitable[str]]],
+                           on_input_ready: Callable[[], None]) -> None:
+        prefix = f"{self.campus}.{name}"
+        building = await self._folder(self._root, prefix, name)
+        inputs = await self._folder(building, f"{prefix}.Inputs", "Inputs")
+        outputs = await self._folder(building, f"{prefix}.Outputs", "Outputs")
+        self.inputs[name], self.outputs[name] = {}, {}
+        for item in tagmap.inputs:
+            path = f"{prefix}.Inputs.{item.tag}"
+            await self._analog(inputs, path, item.tag, item.unit, item.min, item.max, item.default, True,
+                               item.description)
+            self.inputs[name][item.tag] = self._id(path)
+            self._ranges[self._id(path)] = (item.min, item.max, f"{name}.{item.tag}")
+        for item in tagmap.outputs:
+            path = f"{prefix}.Outputs.{item.tag}"
+            low = item.min if item.min is not None else -1e9
+            high = item.max if item.max is not None else 1e9
+            await self._analog(outputs, path, item.tag, item.unit, low, high, 0.0, False, item.description)
+            self.outputs[name][item.tag] = self._id(path)
+            self.history.tags[self._id(path)] = (name, item.tag)
+        await self._control(building, prefix, name, methods, handshake=True)
+        self._on_input_ready[self.controls[name].ids["InputReady"]] = on_input_ready
+
+    def _guard_writes(self) -> None:
+        """Refuse out-of-range input writes with BadOutOfRange; notice InputReady raised by a client."""
+        service = self.server.iserver.attribute_service
+        forward = service.write
+
+        async def write(params: ua.WriteParameters, user=None, **kwargs):
+            results: list[ua.StatusCode | None] = [None] * len(params.NodesToWrite)
+            accepted = []
+            for i, item in enumerate(params.NodesToWrite):
+                limits = self._ranges.get(item.NodeId) if item.AttributeId == ua.AttributeIds.Value else None
+                if limits is not None:
+                    value = item.Value.Value.Value if item.Value and item.Value.Value else None
+                    low, high, tag = limits
+                    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
+                        log.warning("refused write of %r to %s: outside EURange [%g, %g]", value, tag, low, high)
+                        results[i] = ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+                        continue
+                accepted.append(i)
+            if accepted:
+                subset = ua.WriteParameters(NodesToWrite=[params.NodesToWrite[i] for i in accepted])
+                codes = await (forward(subset, user=user) if user is not None else forward(subset))
+                for i, code in zip(accepted, codes):
+                    results[i] = code
+                    item = params.NodesToWrite[i]
+                    callback = self._on_input_ready.get(item.NodeId)
+                    if callback and code.is_good() and item.Value.Value.Value is True:
+                        callback()
+            return results
+
+        service.write = write
+
+    # Fast in-process updates, bypassing the session layer.
+
+    def set_value(self, node_id: ua.NodeId, value, variant: ua.VariantType, time: dt.datetime | None = None) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        self.server.iserver.aspace.set_attribute_value(node_id, ua.AttributeIds.Value, ua.DataValue(
+            ua.Variant(value, variant), SourceTimestamp=utc(time) if time else now, ServerTimestamp=now))
+
+    async def write_value(self, node_id: ua.NodeId, value, variant: ua.VariantType,
+                          time: dt.datetime | None = None) -> None:
+        """Set a value and notify subscribers (data-change callbacks)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        await self.server.write_attribute_value(node_id, ua.DataValue(
+            ua.Variant(value, variant), SourceTimestamp=utc(time) if time else now, ServerTimestamp=now))
+
+    async def publish_outputs(self, building: str, outputs: Mapping[str, float], time: dt.datetime) -> None:
+        for tag, node_id in self.outputs[building].items():
+            if tag in outputs:
+                await self.write_value(node_id, float(outputs[tag]), ua.VariantType.Double, time)
+
+    def read_inputs(self, building: str) -> dict[str, float]:
+        aspace = self.server.iserver.aspace
+        return {tag: float(aspace.read_attribute_value(node_id, ua.AttributeIds.Value).Value.Value)
+                for tag, node_id in self.inputs[building].items()}
+
+    async def set_control(self, key: str | None, **values) -> None:
+        variants = {"Status": ua.VariantType.String, "StatusCode": ua.VariantType.Int32,
+                    "SimTime": ua.VariantType.DateTime, "SimTimeSeconds": ua.VariantType.Double,
+                    "Step": ua.VariantType.Int64, "Fault": ua.VariantType.String,
+                    "OutputReady": ua.VariantType.Boolean, "InputReady": ua.VariantType.Boolean}
+        nodes = self.controls[key].ids
+        for name, value in values.items():
+            if name == "SimTime":
+                value = utc(value)
+            await self.write_value(nodes[name], value, variants[name])
+        if "Status" in values:
+            await self.write_value(nodes["StatusCode"], STATUS_CODES[values["Status"]], ua.VariantType.Int32)
+
+    def control_value(self, key: str | None, name: str):
+        node_id = self.controls[key].ids[name]
+        return self.server.iserver.aspace.read_attribute_value(node_id, ua.AttributeIds.Value).Value.Value
+
+
+def _method(name: str, action: Callable[[], Awaitable[str]]):
+    async def call(parent):
+        try:
+            return [ua.Variant(await action(), ua.VariantType.String)]
+        except ValueError as exc:
+            log.warning("method %s refused: %s", name, exc)
+            raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidState) from None
+
+    return call
