@@ -21,7 +21,6 @@ from bridge.cosim_files import ModelError, actuator_of
 from bridge.engines.external_interface import severe_lines
 from bridge.idf import Idf
 
-CACHE = Path(os.environ.get("TWINBRIDGE_CACHE", Path.home() / ".cache" / "twinbridge"))
 GLOBAL_KEYS = {"ENVIRONMENT", "WHOLE BUILDING", "*"}
 DICTIONARY_TIMEOUT_S = 300.0
 
@@ -39,7 +38,8 @@ def _dictionary_entries(text: str, cls: str) -> set[str]:
 async def variable_dictionary(model: Path, weather: Path) -> tuple[set[str], set[str]]:
     """(output variable names, meter names), upper-cased, that the model can report."""
     digest = hashlib.sha256(model.read_bytes() + weather.read_bytes()).hexdigest()[:20]
-    cached = CACHE / "dictionaries" / digest
+    cache = Path(os.environ.get("TWINBRIDGE_CACHE", Path.home() / ".cache" / "twinbridge"))
+    cached = cache / "dictionaries" / digest
     if not (cached / "eplusout.rdd").is_file():
         await _write_dictionary(model, weather, cached)
     rdd = (cached / "eplusout.rdd").read_text(errors="replace")
