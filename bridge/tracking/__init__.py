@@ -1,0 +1,17 @@
+"""Tracking and measurement & verification (M&V) beside a digital twin.
+
+Modules, one job each:
+
+- ``guideline14``: ASHRAE Guideline 14-2014 calibration metrics (CV(RMSE), NMBE) and savings uncertainty.
+- ``deviation``: twin-versus-measurement deviation, thresholds, sustained-deviation rule, alerts.
+- ``anomalies``: the SQLite anomaly log an operator marks investigated.
+- ``sinks``: where alerts go (log, asyncua server status tags and events).
+- ``live``: asyncua client that subscribes to a live building and pairs it with the twin.
+- ``config``: the tracking configuration file (TOML).
+- ``registry``: Baseline / Operational / Actual model versions, frozen Baseline, ECM history.
+- ``faults``: faulted or retrofitted copies of an IDF (fault injection and ECM edits).
+- ``savings`` and ``report``: avoided energy, weather-regression baseline, JSON/CSV/Markdown+PNG reports.
+- ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line.
+
+See docs/tracking.md.
+"""

@@ -1,0 +1,89 @@
+"""The anomaly log: one SQLite row per raised warning, alert or stale-data alarm.
+
+Table ``anomalies``: id, time (ISO), signal, granularity, severity, predicted, actual, error,
+deviation_pct, message, investigated (0/1), note, investigated_at (ISO). An alert row is the
+investigation record the tracking issue asks for: an operator marks it investigated with a note
+(``twinbridge track investigate``). Rows are never deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.tracking.deviation import Alert
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS anomalies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, signal TEXT NOT NULL, granularity TEXT NOT NULL,
+    severity TEXT NOT NULL, predicted REAL, actual REAL, error REAL, deviation_pct REAL, message TEXT,
+    investigated INTEGER NOT NULL DEFAULT 0, note TEXT, investigated_at TEXT)"""
+
+
+class AnomalyLogError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    id: int
+    time: str
+    signal: str
+    granularity: str
+    severity: str
+    predicted: float | None
+    actual: float | None
+    error: float | None
+    deviation_pct: float | None
+    message: str
+    investigated: bool
+    note: str | None
+    investigated_at: str | None
+
+
+def _number(value: float) -> float | None:
+    return None if value != value else value  # NaN -> NULL
+
+
+class AnomalyLog:
+    """SQLite anomaly log; also an AlertSink (``publish`` records raised alerts, ignores clearings)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(SCHEMA)
+
+    def record(self, alert: Alert) -> int:
+        """Store one raised alert; return its row id."""
+        cursor = self._db.execute(
+            "INSERT INTO anomalies (time, signal, granularity, severity, predicted, actual, error, deviation_pct, "
+            "message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (alert.time.isoformat(), alert.signal, alert.granularity, alert.severity, _number(alert.predicted),
+             _number(alert.actual), _number(alert.error), _number(alert.deviation_pct), alert.message))
+        return int(cursor.lastrowid)
+
+    async def publish(self, alert: Alert) -> None:
+        if alert.raised:
+            self.record(alert)
+
+    def rows(self, open_only: bool = False, severity: str | None = None) -> list[Anomaly]:
+        sql, args = "SELECT * FROM anomalies WHERE 1=1", []
+        if open_only:
+            sql += " AND investigated = 0"
+        if severity:
+            sql, args = sql + " AND severity = ?", [severity]
+        return [Anomaly(*row[:10], bool(row[10]), row[11], row[12]) for row in self._db.execute(sql + " ORDER BY id", args)]
+
+    def mark_investigated(self, anomaly_id: int, note: str = "") -> None:
+        """Mark one row investigated with the operator's note; raises if there is no such row."""
+        cursor = self._db.execute(
+            "UPDATE anomalies SET investigated = 1, note = ?, investigated_at = ? WHERE id = ?",
+            (note, dt.datetime.now().isoformat(timespec="seconds"), anomaly_id))
+        if cursor.rowcount == 0:
+            raise AnomalyLogError(f"{self.path}: no anomaly with id {anomaly_id}")
+
+    def close(self) -> None:
+        self._db.close()

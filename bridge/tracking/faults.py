@@ -1,0 +1,222 @@
+"""Model edits: faulted copies of an IDF for a "live building", and ECM edits for the registry.
+
+Every function edits an ``Idf`` in place (read it with ``Idf.read``, write the copy with
+``Idf.write``; the user's file is never touched) and returns how many objects it changed.
+
+Faults that start part-way through a run (``start`` = first faulted day) are made with schedules,
+because an IDF has no notion of "from date D on" for a design level:
+
+- ``raise_equipment``: an extra ``ElectricEquipment`` per original, with ``pct`` % of its design
+  level, on a copy of its schedule that is 0 through the day before ``start`` and the original
+  schedule from ``start`` on. Before ``start`` the model is unchanged.
+- ``scale_lighting``: a copy of each ``Lights`` schedule whose values from ``start`` on are
+  multiplied by ``factor`` (factor <= 1, so a Fraction schedule stays within its limits); without
+  ``start`` the lighting power density itself is scaled (the LED retrofit ECM).
+- ``shift_schedule``: every ``Until: HH:MM`` of a ``Schedule:Compact`` moved by ``hours`` from
+  ``start`` on (a control fault such as a start-up two hours early).
+- ``disable_economizer``: every ``Controller:OutdoorAir`` set to ``NoEconomizer`` (whole run; a
+  part-way change would need EMS). Buildings that have no economizer report 0 changes.
+
+Part-way edits need ``Schedule:Compact`` schedules ("Through:" blocks are split at ``start``).
+``apply_edit`` applies one edit given as a dict (``{"edit": "scale_lighting", "factor": 0.5}``),
+the form the model registry stores for an ECM.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+
+from bridge.idf import Idf, IdfObject
+
+
+class FaultError(ValueError):
+    """An edit that cannot be applied; the message names the object or argument."""
+
+
+Tokens = list[str]
+THROUGH = re.compile(r"^through:\s*(\d{1,2})\s*/\s*(\d{1,2})$", re.I)
+UNTIL = re.compile(r"^until:\s*(\d{1,2}):(\d{2})$", re.I)
+
+
+def _through_blocks(schedule: IdfObject) -> list[tuple[dt.date, Tokens]]:
+    """The "Through:" blocks of a Schedule:Compact as (last day, tokens after the Through field)."""
+    blocks: list[tuple[dt.date, Tokens]] = []
+    for token in schedule.fields[2:]:
+        match = THROUGH.match(token.strip())
+        if match:
+            blocks.append((dt.date(2001, int(match[1]), int(match[2])), []))
+        elif not blocks:
+            raise FaultError(f"schedule {schedule.name}: expected 'Through:' first, got {token!r}")
+        else:
+            blocks[-1][1].append(token)
+    return blocks
+
+
+def _split_schedule(idf: Idf, name: str, start: dt.date, new_name: str,
+                    before: Callable[[Tokens], Tokens], after: Callable[[Tokens], Tokens]) -> IdfObject:
+    """Add a Schedule:Compact ``new_name``: ``before(tokens)`` up to the day before ``start``, ``after`` from it."""
+    schedule = idf.schedule(name)
+    if schedule is None or schedule.cls.lower() != "schedule:compact":
+        raise FaultError(f"schedule {name!r} is not a Schedule:Compact in this model (needed for a part-way edit)")
+    first = dt.date(2001, start.month, start.day)
+    fields = [new_name, schedule.fields[1]]
+    previous_end = dt.date(2000, 12, 31)
+    for last_day, tokens in _through_blocks(schedule):
+        if last_day < first:
+            fields += [f"Through: {last_day:%m/%d}", *before(tokens)]
+        else:
+            if previous_end < first - dt.timedelta(days=1):  # this block straddles the start: split it
+                fields += [f"Through: {first - dt.timedelta(days=1):%m/%d}", *before(tokens)]
+            fields += [f"Through: {last_day:%m/%d}", *after(tokens)]
+            first = dt.date(2000, 1, 1)  # split done: the remaining blocks are all "after"
+        previous_end = last_day
+    existing = idf.schedule(new_name)
+    if existing is not None:
+        idf.objects.remove(existing)
+    return idf.add("Schedule:Compact", *fields)
+
+
+def _map_values(tokens: Tokens, fn: Callable[[float], float]) -> Tokens:
+    """Apply ``fn`` to every value token (those that are not For:/Until:/Interpolate: keywords)."""
+    out = []
+    for token in tokens:
+        try:
+            out.append(f"{fn(float(token)):.6g}")
+        except ValueError:
+            out.append(token)
+    return out
+
+
+def _zero(tokens: Tokens) -> Tokens:
+    return _map_values(tokens, lambda value: 0.0)
+
+
+def _same(tokens: Tokens) -> Tokens:
+    return list(tokens)
+
+
+def _shift_until(tokens: Tokens, hours: float) -> Tokens:
+    """Move every "Until:" of a day by ``hours`` (clamped to the day); drop intervals that vanish."""
+    out: Tokens = []
+    previous = 0
+    i = 0
+    while i < len(tokens):
+        match = UNTIL.match(tokens[i].strip())
+        if not match:
+            if tokens[i].strip().lower().startswith("for:"):
+                previous = 0  # a new day type starts at midnight
+            out.append(tokens[i])
+            i += 1
+            continue
+        minutes = int(match[1]) * 60 + int(match[2])
+        moved = minutes if minutes == 24 * 60 else min(max(int(minutes + hours * 60), 0), 24 * 60)
+        value = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if moved > previous:
+            out += [f"Until: {moved // 60:02d}:{moved % 60:02d}", value]
+            previous = moved
+        i += 2
+    return out
+
+
+def raise_equipment(idf: Idf, pct: float, start: dt.date | None = None) -> int:
+    """Raise every ElectricEquipment design level by ``pct`` % (from ``start`` on when given)."""
+    if pct <= 0:
+        raise FaultError(f"raise_equipment: pct must be > 0, got {pct}")
+    originals = list(idf.of_class("ElectricEquipment"))
+    if not originals:
+        raise FaultError("raise_equipment: the model has no ElectricEquipment objects")
+    for equipment in originals:
+        if start is None:
+            _scale_design_level(equipment, 1 + pct / 100)
+            continue
+        schedule_name = equipment.fields[2]
+        fault_schedule = f"{schedule_name}_FAULT_{start:%m%d}"
+        if idf.schedule(fault_schedule) is None:
+            _split_schedule(idf, schedule_name, start, fault_schedule, _zero, _same)
+        extra = idf.add("ElectricEquipment", *equipment.fields)
+        extra.fields[0] = f"{equipment.name}_FAULT"
+        extra.fields[2] = fault_schedule
+        _scale_design_level(extra, pct / 100)
+    return len(originals)
+
+
+def _scale_design_level(obj: IdfObject, factor: float) -> None:
+    """Scale the design-level fields (level, per area, per person: fields 4-6) that hold numbers."""
+    for index in (4, 5, 6):
+        if index < len(obj.fields) and obj.fields[index].strip():
+            obj.fields[index] = f"{float(obj.fields[index]) * factor:.6g}"
+
+
+def scale_lighting(idf: Idf, factor: float, start: dt.date | None = None) -> int:
+    """Multiply lighting power by ``factor`` (0 < factor <= 1), from ``start`` on when given."""
+    if not 0 < factor <= 1:
+        raise FaultError(f"scale_lighting: factor must be in (0, 1], got {factor}")
+    lights = idf.of_class("Lights")
+    if not lights:
+        raise FaultError("scale_lighting: the model has no Lights objects")
+    for light in lights:
+        if start is None:
+            _scale_design_level(light, factor)
+            continue
+        schedule_name = light.fields[2]
+        new_name = f"{schedule_name}_X{factor:g}_{start:%m%d}"
+        if idf.schedule(new_name) is None:
+            _split_schedule(idf, schedule_name, start, new_name, _same,
+                            lambda tokens: _map_values(tokens, lambda v: v * factor))
+        light.fields[2] = new_name
+    return len(lights)
+
+
+def shift_schedule(idf: Idf, name: str, hours: float, start: dt.date | None = None) -> int:
+    """Move the daily profile of Schedule:Compact ``name`` by ``hours`` (from ``start`` on when given)."""
+    schedule = idf.schedule(name)
+    if schedule is None:
+        raise FaultError(f"shift_schedule: no schedule named {name!r}")
+    shifted = _split_schedule(idf, name, start or dt.date(2001, 1, 1), f"{name}_SHIFTED", _same,
+                              lambda tokens: _shift_until(tokens, hours))
+    schedule.fields[2:] = shifted.fields[2:]
+    idf.objects.remove(shifted)
+    return 1
+
+
+def disable_economizer(idf: Idf) -> int:
+    """Set every Controller:OutdoorAir economizer control type (field 8) to NoEconomizer; count changes."""
+    changed = 0
+    for controller in idf.of_class("Controller:OutdoorAir"):
+        if len(controller.fields) > 7 and controller.fields[7].lower() != "noeconomizer":
+            controller.fields[7] = "NoEconomizer"
+            changed += 1
+    return changed
+
+
+EDITS: dict[str, Callable[..., int]] = {
+    "raise_equipment": raise_equipment,
+    "scale_lighting": scale_lighting,
+    "shift_schedule": shift_schedule,
+    "disable_economizer": disable_economizer,
+}
+
+
+def apply_edit(idf: Idf, edit: dict) -> int:
+    """Apply one edit given as ``{"edit": name, **arguments}`` (``start`` as "YYYY-MM-DD" or "MM-DD")."""
+    kwargs = dict(edit)
+    name = kwargs.pop("edit", None)
+    if name not in EDITS:
+        raise FaultError(f"unknown edit {name!r}; known: {sorted(EDITS)}")
+    if "start" in kwargs:
+        kwargs["start"] = parse_day(str(kwargs["start"]))
+    try:
+        return EDITS[name](idf, **kwargs)
+    except TypeError as exc:
+        raise FaultError(f"edit {name!r}: {exc}") from None
+
+
+def parse_day(text: str) -> dt.date:
+    """A day given as "YYYY-MM-DD" or "MM-DD" (the year does not matter to a schedule)."""
+    try:
+        parts = [int(part) for part in text.split("-")]
+        return dt.date(parts[0], parts[1], parts[2]) if len(parts) == 3 else dt.date(2001, parts[0], parts[1])
+    except (ValueError, IndexError):
+        raise FaultError(f"expected a day as YYYY-MM-DD or MM-DD, got {text!r}") from None

@@ -1,0 +1,269 @@
+"""Live link: subscribe to the live building and the twin over OPC UA and pair their values.
+
+``TagSubscriber`` is one asyncua client: it connects (bounded by ``connect_timeout_s``), subscribes
+to a list of nodes, checks the connection every second with a bounded read and reconnects with
+exponential backoff (``backoff_min_s`` doubling up to ``backoff_max_s``) when anything fails.
+
+``LiveLink`` runs one subscriber on the twin and one on the live building. A twin step is the set
+of twin values sharing one SourceTimestamp (the simulation time). For each pair it takes the live
+value at that time: the mean (or the last) of the live samples in the twin step ending at that time,
+else the last live sample no older than ``max_gap_s``, else a gap (counted, never compared). Live
+values are converted to the twin's unit with the pair's scale and offset. A twin step waits at most
+``pair_timeout_s`` for live data covering its time. When no live value at all arrives for
+``stale_after_s`` seconds (wall clock), a stale-data alarm is published (and cleared when data
+come back) instead of silently comparing nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import datetime as dt
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from asyncua import Client, ua
+
+from bridge.tracking.anomalies import AnomalyLog
+from bridge.tracking.config import Endpoint, Pair, TrackingConfig
+from bridge.tracking.deviation import Alert, DeviationTracker
+from bridge.tracking.sinks import AlertSink, LoggingSink, publish_all
+
+log = logging.getLogger(__name__)
+
+OnValue = Callable[[str, dt.datetime, float], None]
+
+
+def naive_utc(stamp: dt.datetime | None) -> dt.datetime:
+    """OPC UA timestamps as naive UTC datetimes (the bridge stamps simulation time that way)."""
+    if stamp is None:
+        return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return stamp.astimezone(dt.timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp
+
+
+class TagSubscriber:
+    """One OPC UA server, a set of nodes, values pushed to ``on_value(key, time, value)``."""
+
+    def __init__(self, label: str, endpoint: Endpoint, nodes: dict[str, str], on_value: OnValue):
+        self.label, self.endpoint, self.nodes, self.on_value = label, endpoint, nodes, on_value
+        self.connected = asyncio.Event()
+        self.connections = 0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Connect, subscribe and stay connected until ``stop()``; reconnect with backoff on failure."""
+        backoff_s = self.endpoint.backoff_min_s
+        while not self._stop.is_set():
+            client = Client(self.endpoint.url, timeout=self.endpoint.request_timeout_s)
+            try:
+                await asyncio.wait_for(self._connect(client), self.endpoint.connect_timeout_s)
+                backoff_s = self.endpoint.backoff_min_s
+                await self._watch(client)
+            except Exception as exc:  # any failure of the link means: reconnect
+                log.warning("%s %s: connection failed or lost (%s: %s); retrying in %.1f s",
+                            self.label, self.endpoint.url, type(exc).__name__, exc, backoff_s)
+            finally:
+                self.connected.clear()
+                await _disconnect(client)
+            if self._stop.is_set():
+                break
+            try:
+                await asyncio.wait_for(self._stop.wait(), backoff_s)
+            except asyncio.TimeoutError:
+                backoff_s = min(backoff_s * 2, self.endpoint.backoff_max_s)
+
+    async def _connect(self, client: Client) -> None:
+        if self.endpoint.security:
+            await client.set_security_string(self.endpoint.security)
+        if self.endpoint.username:
+            client.set_user(self.endpoint.username)
+            client.set_password(os.environ.get(self.endpoint.password_env, "") if self.endpoint.password_env else "")
+        await client.connect()
+        node_ids = await self._resolve(client)
+        nodes = [client.get_node(node_id) for node_id in node_ids.values()]
+        values = await client.read_attributes(nodes, ua.AttributeIds.Value)
+        missing = [key for key, value in zip(node_ids, values) if value.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown]
+        if missing:
+            raise LookupError(f"unknown nodes on {self.endpoint.url}: {[self.nodes[k] for k in missing]}")
+        keys = {node.nodeid: key for node, key in zip(nodes, node_ids)}
+        subscription = await client.create_subscription(self.endpoint.publishing_interval_ms, _Handler(self, keys))
+        await subscription.subscribe_data_change(nodes, queuesize=self.endpoint.queue_size)
+        self.connections += 1
+        self.connected.set()
+        log.info("%s: subscribed to %d nodes on %s", self.label, len(nodes), self.endpoint.url)
+
+    async def _resolve(self, client: Client) -> dict[str, ua.NodeId]:
+        index = None
+        resolved = {}
+        for key, text in self.nodes.items():
+            if text.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b=")):
+                resolved[key] = ua.NodeId.from_string(text)
+                continue
+            if index is None:
+                index = await client.get_namespace_index(self.endpoint.namespace)
+            resolved[key] = ua.NodeId(text, index)
+        return resolved
+
+    async def _watch(self, client: Client) -> None:
+        state = client.get_node(ua.ObjectIds.Server_ServerStatus_State)
+        while True:
+            try:
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+                return
+            except asyncio.TimeoutError:
+                await asyncio.wait_for(state.read_value(), self.endpoint.request_timeout_s)
+
+
+class _Handler:
+    def __init__(self, subscriber: TagSubscriber, keys: dict[ua.NodeId, str]):
+        self.subscriber, self.keys = subscriber, keys
+
+    def datachange_notification(self, node, value, data) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return
+        stamp = data.monitored_item.Value.SourceTimestamp or data.monitored_item.Value.ServerTimestamp
+        self.subscriber.on_value(self.keys[node.nodeid], naive_utc(stamp), float(value))
+
+
+async def _disconnect(client: Client) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), 5)
+    except Exception:  # already broken: nothing left to close cleanly
+        pass
+
+
+class LiveBuffer:
+    """Recent live samples of one signal, ordered by time, bounded in length."""
+
+    def __init__(self, maxlen: int = 100_000):
+        self.times: deque[dt.datetime] = deque(maxlen=maxlen)
+        self.values: deque[float] = deque(maxlen=maxlen)
+
+    def add(self, time_: dt.datetime, value: float) -> None:
+        if self.times and time_ < self.times[-1]:  # out of order: insert in place
+            i = bisect.bisect_right(list(self.times), time_)
+            self.times.insert(i, time_)
+            self.values.insert(i, value)
+            return
+        self.times.append(time_)
+        self.values.append(value)
+
+    @property
+    def latest(self) -> dt.datetime | None:
+        return self.times[-1] if self.times else None
+
+    def value_at(self, time_: dt.datetime, step: dt.timedelta, max_gap: dt.timedelta, method: str) -> float | None:
+        """Live value for a twin step ending at ``time_``; None when there is a gap."""
+        times = list(self.times)
+        hi = bisect.bisect_right(times, time_)
+        lo = bisect.bisect_right(times, time_ - step)
+        if method == "mean" and hi > lo:
+            window = list(self.values)[lo:hi]
+            return sum(window) / len(window)
+        if hi and time_ - times[hi - 1] <= max_gap:
+            return self.values[hi - 1]
+        return None
+
+
+class LiveLink:
+    """Pairs live values with twin steps, tracks deviation and publishes alerts to sinks."""
+
+    def __init__(self, config: TrackingConfig, sinks: Sequence[AlertSink] = (), step: dt.timedelta | None = None):
+        self.config = config
+        self.sinks = list(sinks)
+        self.step = step  # twin step length; inferred from the twin timestamps when None
+        self.trackers = {p.name: DeviationTracker(p.name, dict(config.thresholds)) for p in config.pairs}
+        self.live = {p.name: LiveBuffer() for p in config.pairs}
+        self.stale = False
+        self.steps_done = 0
+        self._pending: dict[dt.datetime, dict[str, float]] = {}
+        self._pending_since: dict[dt.datetime, float] = {}
+        self._last_done: dt.datetime | None = None
+        self._last_live_s = time.monotonic()
+        self._wake = asyncio.Event()
+        self._alerts: list[Alert] = []
+        self._pairs = {p.name: p for p in config.pairs}
+        self.twin_subscriber = TagSubscriber("twin", config.twin, {p.name: p.twin for p in config.pairs}, self._on_twin)
+        self.live_subscriber = TagSubscriber("live", config.live, {p.name: p.live for p in config.pairs}, self._on_live)
+
+    def _on_twin(self, key: str, stamp: dt.datetime, value: float) -> None:
+        if self._last_done is not None and stamp <= self._last_done:
+            return  # initial value or a repeat of a step already compared
+        self._pending.setdefault(stamp, {})[key] = value
+        self._pending_since.setdefault(stamp, time.monotonic())
+        self._wake.set()
+
+    def _on_live(self, key: str, stamp: dt.datetime, value: float) -> None:
+        self.live[key].add(stamp, self._pairs[key].convert(value))
+        self._last_live_s = time.monotonic()
+        self._wake.set()
+
+    async def run(self, duration_s: float | None = None) -> None:
+        """Track until cancelled (or for ``duration_s`` seconds); always stops both clients."""
+        tasks = [asyncio.create_task(self.twin_subscriber.run()), asyncio.create_task(self.live_subscriber.run())]
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        self._last_live_s = time.monotonic()
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._tick_s())
+                except asyncio.TimeoutError:
+                    pass
+                await self.process()
+        finally:
+            for subscriber in (self.twin_subscriber, self.live_subscriber):
+                subscriber.stop()
+            await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 15)
+
+    def _tick_s(self) -> float:
+        return max(0.05, min(1.0, self.config.stale_after_s / 4, self.config.pair_timeout_s / 4))
+
+    async def process(self) -> None:
+        """Check staleness and compare every twin step that is complete; publish the resulting alerts."""
+        self._check_stale()
+        now = time.monotonic()
+        for stamp in sorted(self._pending):
+            values = self._pending[stamp]
+            waited_s = now - self._pending_since[stamp]
+            if len(values) < len(self._pairs) and waited_s < self.config.pair_timeout_s:
+                break  # twin step not complete yet
+            covered = all((self.live[k].latest or dt.datetime.min) >= stamp for k in values)
+            if not covered and waited_s < self.config.pair_timeout_s and not self.stale:
+                break
+            self._compare(stamp, self._pending.pop(stamp))
+            self._pending_since.pop(stamp)
+        alerts, self._alerts = self._alerts, []
+        await publish_all(self.sinks, alerts)
+
+    def _compare(self, stamp: dt.datetime, twin_values: dict[str, float]) -> None:
+        step = self.step or (stamp - self._last_done if self._last_done else dt.timedelta(minutes=10))
+        max_gap = dt.timedelta(seconds=self.config.max_gap_s)
+        for name, predicted in twin_values.items():
+            actual = self.live[name].value_at(stamp, step, max_gap, self.config.resample)
+            self._alerts += self.trackers[name].update(stamp, predicted, actual)
+        self._last_done = stamp
+        self.steps_done += 1
+
+    def _check_stale(self) -> None:
+        silent_s = time.monotonic() - self._last_live_s
+        if not self.stale and silent_s > self.config.stale_after_s:
+            self.stale = True
+            self._alerts.append(Alert(time=naive_utc(None), signal="live", granularity="live", severity="stale",
+                                      raised=True, message=f"live data stale: nothing received from "
+                                      f"{self.config.live.url} for {silent_s:.0f} s"))
+        elif self.stale and silent_s <= self.config.stale_after_s:
+            self.stale = False
+            self._alerts.append(Alert(time=naive_utc(None), signal="live", granularity="live", severity="ok",
+                                      raised=False, message="live data arriving again"))
+
+
+def default_sinks(config: TrackingConfig) -> list[AlertSink]:
+    """Logging plus the anomaly log of the configuration."""
+    return [LoggingSink(), AnomalyLog(config.anomaly_db)]

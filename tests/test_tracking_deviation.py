@@ -1,0 +1,80 @@
+"""Deviation classifier with the sustained rule, and the anomaly log."""
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from bridge.tracking.anomalies import AnomalyLog, AnomalyLogError
+from bridge.tracking.deviation import DeviationTracker, Severity, SustainedClassifier, Thresholds, deviation_pct
+
+START = dt.datetime(2025, 7, 1)
+STEP = dt.timedelta(minutes=10)
+
+
+def run(actual: np.ndarray, predicted: float = 100.0) -> tuple[DeviationTracker, list]:
+    tracker = DeviationTracker("FacilityPower")
+    alerts = []
+    for i, value in enumerate(actual):
+        alerts += [(i, a) for a in tracker.update(START + (i + 1) * STEP, predicted, float(value))]
+    return tracker, alerts
+
+
+def test_levels_follow_the_5_and_10_percent_thresholds():
+    t = Thresholds()
+    assert t.level(4.9) == Severity.OK and t.level(-5.0) == Severity.WARNING
+    assert t.level(9.99) == Severity.WARNING and t.level(-10.0) == Severity.ALERT
+    assert deviation_pct(100.0, 107.0) == pytest.approx(7.0)
+
+
+def test_warning_then_alert_after_the_fault_and_none_before():
+    rng = np.random.default_rng(1)
+    fault_free = 100 + rng.uniform(-2, 2, 100)  # within +/- 2 %: never a warning
+    actual = np.concatenate([fault_free, np.full(12, 107.0), np.full(12, 115.0)])
+    tracker, alerts = run(actual)
+    step_alerts = [(i, a) for i, a in alerts if a.granularity == "step"]
+    assert [(i, a.severity) for i, a in step_alerts] == [(102, "warning"), (114, "alert")]
+    assert all(i >= 100 for i, _ in alerts)  # nothing at any granularity before the fault
+    warning = step_alerts[0][1]
+    assert warning.raised and warning.deviation_pct == pytest.approx(7.0) and warning.error == pytest.approx(7.0)
+    assert tracker.state == Severity.ALERT
+
+
+def test_short_spikes_are_not_sustained():
+    actual = np.full(60, 100.0)
+    actual[[10, 11, 30, 31, 50]] = 120.0  # never 3 in a row
+    tracker = DeviationTracker("P", {"hourly": Thresholds(warning_pct=50, alert_pct=60, warning_steps=1,
+                                                          alert_steps=1, clear_steps=1)})
+    alerts = [a for i, v in enumerate(actual) for a in tracker.update(START + (i + 1) * STEP, 100.0, float(v))]
+    assert alerts == []
+
+
+def test_state_clears_after_clear_steps_below_warning():
+    classifier = SustainedClassifier(Thresholds(warning_steps=2, alert_steps=2, clear_steps=2))
+    changes = [classifier.update(d) for d in [6, 6, 12, 12, 1, 7, 1, 1]]
+    assert changes == [None, Severity.WARNING, None, Severity.ALERT, None, None, None, Severity.OK]
+
+
+def test_hourly_buckets_close_on_the_hour_and_gaps_are_counted():
+    tracker = DeviationTracker("P")
+    alerts = []
+    for i in range(12):  # two hours: first on target, second 20 % high
+        alerts += tracker.update(START + (i + 1) * STEP, 100.0, 100.0 if i < 6 else 120.0)
+    alerts += tracker.flush()
+    hourly = [a for a in alerts if a.granularity == "hourly"]
+    assert [(a.time, a.severity) for a in hourly] == [(START + dt.timedelta(hours=1), "alert")]
+    assert tracker.update(START + 13 * STEP, 100.0, None) == [] and tracker.gaps == 1 and tracker.compared == 12
+
+
+def test_anomaly_log_records_and_marks_investigated(tmp_path):
+    _, alerts = run(np.concatenate([np.full(5, 100.0), np.full(6, 115.0)]))
+    log = AnomalyLog(tmp_path / "anomalies.sqlite")
+    ids = [log.record(a) for _, a in alerts if a.raised]
+    rows = log.rows(open_only=True)
+    assert [r.severity for r in rows] == [a.severity for _, a in alerts if a.raised]
+    assert rows[0].predicted == 100.0 and rows[0].actual == 115.0 and rows[0].error == pytest.approx(15.0)
+    log.mark_investigated(ids[0], "filter clogged on RTU 2")
+    assert log.rows()[0].investigated and log.rows()[0].note == "filter clogged on RTU 2"
+    assert ids[0] not in [r.id for r in log.rows(open_only=True)]
+    with pytest.raises(AnomalyLogError, match="no anomaly with id 999"):
+        log.mark_investigated(999)
