@@ -167,7 +167,7 @@ class TowtModel:
         self.fit_stats: BaselineFit | None = None
 
     def _design(self, index: pd.DatetimeIndex, temperature_c: np.ndarray) -> np.ndarray:
-        hour_of_week = index.dayofweek * 24 + index.hour
+        hour_of_week = index.day_of_week * 24 + index.hour
         columns = [(hour_of_week == h).astype(float) for h in range(168)]
         # Continuous piecewise-linear temperature response: T, then one hinge max(T - k, 0) per knot.
         columns.append(temperature_c)

@@ -1,0 +1,58 @@
+"""Savings and their uncertainty on synthetic data, checked by hand."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridge.tracking.report import write_report
+from bridge.tracking.savings import (BaselineFit, SavingsError, TowtModel, avoided_energy, hourly_energy_kwh,
+                                     simulated_baseline)
+
+
+def test_avoided_energy_is_adjusted_baseline_minus_measured(tmp_path):
+    index = pd.date_range("2025-08-01", periods=10, freq="h")
+    result = avoided_energy(pd.Series(10.0, index), pd.Series(8.0, index), "synthetic")
+    assert result.adjusted_baseline_kwh == 100 and result.measured_kwh == 80
+    assert result.avoided_kwh == 20 and result.savings_fraction == pytest.approx(0.2)
+    assert result.series["cumulative_avoided_kwh"].iloc[-1] == 20
+    assert result.uncertainty is None
+    paths = write_report(result, tmp_path, extra={"calibration": {"hourly": {"cv_rmse_pct": 10}}})
+    assert all(p.is_file() for p in paths.values())
+    assert "avoided energy | 20.0 kWh" in paths["markdown"].read_text()
+
+
+def test_uncertainty_uses_the_baseline_fit():
+    index = pd.date_range("2025-08-01", periods=50, freq="h")
+    fit = BaselineFit(cv_rmse_pct=10.0, rho=0.0, n=100, n_params=1)
+    result = avoided_energy(pd.Series(10.0, index), pd.Series(8.0, index), "synthetic", fit, confidence=0.9)
+    # same numbers as the hand computation in test_tracking_guideline14: 14.94 % of 100 kWh
+    assert result.uncertainty.fractional_uncertainty == pytest.approx(0.14941, abs=2e-4)
+    assert result.avoided_uncertainty_kwh == pytest.approx(14.941, abs=0.02)
+
+
+def test_simulated_baseline_converts_power_to_hourly_energy():
+    index = pd.date_range("2025-08-01 00:10", periods=12, freq="10min")  # end-of-step stamps, two hours
+    run = pd.DataFrame({"FacilityPower": [6.0] * 6 + [12.0] * 6}, index=index)
+    hourly = simulated_baseline(run, "FacilityPower")
+    assert list(hourly) == [pytest.approx(6.0), pytest.approx(12.0)]
+    assert list(hourly.index.hour) == [0, 1]
+    with pytest.raises(SavingsError, match="no column 'Nope'"):
+        hourly_energy_kwh(run, "Nope")
+
+
+def test_towt_recovers_a_change_point_load_and_the_savings():
+    hours = pd.date_range("2025-06-01", periods=24 * 28, freq="h")
+    rng = np.random.default_rng(3)
+    temperature = pd.Series(22 + 8 * np.sin(np.arange(len(hours)) / 24 * 2 * np.pi) + rng.normal(0, 2, len(hours)),
+                            hours)
+    occupied = ((hours.day_of_week < 5) & (hours.hour >= 8) & (hours.hour < 18)).astype(float)
+    energy = pd.Series(20 + 15 * occupied + 2.0 * np.maximum(temperature - 24, 0), hours)
+    model = TowtModel(knots_c=[24.0]).fit(energy[: 24 * 21], temperature[: 24 * 21])
+    assert model.fit_stats.cv_rmse_pct < 1e-6 and model.fit_stats.n_params == 170
+    reporting = hours[24 * 21:]
+    predicted = model.predict(temperature[reporting])
+    assert np.allclose(predicted, energy[reporting])
+    result = avoided_energy(predicted, energy[reporting] * 0.9, "towt", None)
+    assert result.savings_fraction == pytest.approx(0.1)
+    with pytest.raises(SavingsError, match="one week"):
+        TowtModel().fit(energy[:100], temperature[:100])
