@@ -1,0 +1,69 @@
+"""``twinbridge controller schedule|csv``: run a controller process against a bridge endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+
+from controllers.base import Controller, ControllerConfigError, ControllerError
+from controllers.csv_trajectory import INTERPOLATIONS, CsvController, load_trajectory
+from controllers.loop import MODES, LoopOptions, run_controller
+from controllers.schedule import ScheduleController, load_schedule
+
+
+def add_controller_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``controller schedule`` and ``controller csv`` on the twinbridge command line."""
+    controller = subparsers.add_parser("controller", help="run a controller against a bridge over OPC UA")
+    kinds = controller.add_subparsers(dest="controller", required=True)
+    schedule = kinds.add_parser("schedule", help="occupied/setback setpoints, holidays, demand-response events")
+    _common(schedule, "schedule TOML file (see controllers/examples/)")
+    schedule.set_defaults(func=_cmd_schedule)
+    trajectory = kinds.add_parser("csv", help="replay a CSV trajectory of input values")
+    _common(trajectory, "CSV file: a 'time' column and one column per input tag")
+    trajectory.add_argument("--interpolation", choices=INTERPOLATIONS, default="step",
+                            help="step: hold the last row; linear: interpolate between rows (default step)")
+    trajectory.set_defaults(func=_cmd_csv)
+
+
+def _common(parser: argparse.ArgumentParser, config_help: str) -> None:
+    parser.add_argument("--endpoint", required=True, help="bridge endpoint, e.g. opc.tcp://127.0.0.1:4840")
+    parser.add_argument("--building", required=True, help="building name (browse name under the campus)")
+    parser.add_argument("--campus", help="campus name (default: the campus that has the building)")
+    parser.add_argument("--config", required=True, help=config_help)
+    parser.add_argument("--mode", choices=MODES, default="lockstep", help="clock mode of the bridge (default lockstep)")
+    parser.add_argument("--period", type=float, default=1.0, help="paced: wall seconds between actions (default 1)")
+    parser.add_argument("--poll", type=float, default=0.001,
+                        help="lockstep: wall seconds between reads while waiting for OutputReady (default 0.001)")
+    parser.add_argument("--step-timeout", type=float, default=600.0,
+                        help="give up when the bridge shows no new step for this many seconds (default 600)")
+    parser.add_argument("--reconnect-timeout", type=float, default=120.0,
+                        help="give up when the bridge stays unreachable this many seconds (default 120)")
+
+
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    return _run(args, lambda: ScheduleController(load_schedule(args.config)))
+
+
+def _cmd_csv(args: argparse.Namespace) -> int:
+    return _run(args, lambda: CsvController(load_trajectory(args.config, args.interpolation)))
+
+
+def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
+    """Exit code 0 when the building finished, 1 when it stopped or faulted, 2 on a configuration error."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger("asyncua").setLevel(logging.ERROR)  # session-closing noise when the bridge ends first
+    try:
+        controller = make()
+        options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll,
+                              step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
+        report = asyncio.run(run_controller(controller, args.endpoint, args.building, args.campus, options))
+    except (ControllerConfigError, ValueError) as exc:
+        print(f"twinbridge controller: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except ControllerError as exc:
+        print(f"twinbridge controller: error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if report.final_status == "Finished" else 1

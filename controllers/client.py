@@ -1,0 +1,149 @@
+"""OPC UA access to one building of a twinbridge campus: browse its tags, read a step, write inputs.
+
+Nothing here hard-codes a node id. ``connect`` browses Objects -> <campus> -> <building> ->
+Inputs / Outputs / Control by browse name, in the namespace ``urn:twinbridge``, and reads each
+input's EURange and EngineeringUnits. See docs/protocol.md for the address space and handshake.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from asyncua import Client, Node, ua
+
+from controllers.base import ControllerError, InputRange
+
+NAMESPACE = "urn:twinbridge"
+CONTROL_TAGS = ("Status", "Step", "SimTime", "OutputReady")
+TERMINAL_STATUSES = ("Finished", "Stopped", "Faulted")
+
+
+class BrowseError(ControllerError):
+    """The bridge at the endpoint does not (yet) serve the building asked for."""
+
+
+@dataclass(frozen=True)
+class StepState:
+    """One read of a building's control tags and outputs."""
+
+    status: str
+    step: int
+    sim_time: dt.datetime  # naive simulation calendar time
+    output_ready: bool
+    outputs: dict[str, float]
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class BridgeClient:
+    """One OPC UA session with a bridge, bound to one building."""
+
+    def __init__(self, endpoint: str, building: str, campus: str | None = None, request_timeout_s: float = 5.0):
+        self.endpoint, self.building, self.campus = endpoint, building, campus
+        self.request_timeout_s = request_timeout_s
+        self.inputs: dict[str, InputRange] = {}
+        self._client: Client | None = None
+        self._input_nodes: dict[str, Node] = {}
+        self._output_nodes: dict[str, Node] = {}
+        self._control: dict[str, Node] = {}
+        self._input_ready: Node | None = None
+
+    async def connect(self) -> None:
+        """Open a session and browse the building's tags. Raises OSError/TimeoutError/ua.UaError when the
+        bridge cannot be reached, BrowseError when it does not serve the building."""
+        client = Client(self.endpoint, timeout=self.request_timeout_s)
+        await client.connect()
+        self._client = client
+        try:
+            await self._browse(client)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.disconnect()
+            except (OSError, TimeoutError, ua.UaError, ConnectionError):
+                pass  # the session is gone already
+
+    async def _browse(self, client: Client) -> None:
+        try:
+            ns = await client.get_namespace_index(NAMESPACE)
+        except ValueError:
+            raise BrowseError(f"{self.endpoint} does not serve namespace {NAMESPACE} (not a twinbridge server?)")
+        campuses = await _children(client.nodes.objects, ns)
+        if self.campus is not None:
+            campuses = {k: v for k, v in campuses.items() if k == self.campus}
+        found: list[str] = []
+        for campus_name, campus_node in campuses.items():
+            buildings = await _children(campus_node, ns)
+            found += [f"{campus_name}/{b}" for b in buildings if b not in ("Control", "Outputs")]
+            if self.building in buildings:
+                self.campus = campus_name
+                await self._browse_building(client, buildings[self.building], ns)
+                return
+        where = f"campus {self.campus!r}" if self.campus else "any campus"
+        raise BrowseError(f"{self.endpoint}: no building {self.building!r} in {where}; found {found or 'none'}")
+
+    async def _browse_building(self, client: Client, building: Node, ns: int) -> None:
+        folders = await _children(building, ns)
+        missing = {"Inputs", "Outputs", "Control"} - set(folders)
+        if missing:
+            raise BrowseError(f"{self.endpoint}: building {self.building!r} lacks folders {sorted(missing)}")
+        self._input_nodes = await _children(folders["Inputs"], ns)
+        self._output_nodes = await _children(folders["Outputs"], ns)
+        control = await _children(folders["Control"], ns)
+        absent = set(CONTROL_TAGS + ("InputReady",)) - set(control)
+        if absent:
+            raise BrowseError(f"{self.endpoint}: {self.building}/Control lacks {sorted(absent)}")
+        self._control = {name: control[name] for name in CONTROL_TAGS}
+        self._input_ready = control["InputReady"]
+        self.inputs = {}
+        for tag, node in self._input_nodes.items():
+            eu_range = await (await node.get_child("0:EURange")).read_value()
+            unit = await (await node.get_child("0:EngineeringUnits")).read_value()
+            self.inputs[tag] = InputRange(tag, float(eu_range.Low), float(eu_range.High), unit.DisplayName.Text or "")
+
+    @property
+    def session(self) -> Client:
+        if self._client is None:
+            raise ConnectionError("not connected")
+        return self._client
+
+    async def read_state(self) -> StepState:
+        """Control tags and all outputs in one OPC UA Read."""
+        nodes = [*self._control.values(), *self._output_nodes.values()]
+        values = await self.session.read_values(nodes)
+        control = dict(zip(self._control, values))
+        outputs = {tag: float(v) for tag, v in zip(self._output_nodes, values[len(self._control):]) if v is not None}
+        sim_time = control["SimTime"].replace(tzinfo=None) if control["SimTime"] else dt.datetime.min
+        return StepState(str(control["Status"]), int(control["Step"]), sim_time, bool(control["OutputReady"]),
+                         outputs)
+
+    async def write_inputs(self, values: Mapping[str, float]) -> None:
+        """All input values in one OPC UA Write; raise ControllerError naming any tag the bridge refused."""
+        unknown = set(values) - set(self._input_nodes)
+        if unknown:
+            raise ControllerError(f"{self.building}: no input tags {sorted(unknown)} (has {sorted(self._input_nodes)})")
+        tags = list(values)
+        codes = await self.session.write_values([self._input_nodes[t] for t in tags],
+                                                [ua.Variant(float(values[t]), ua.VariantType.Double) for t in tags],
+                                                raise_on_partial_error=False)
+        refused = [f"{t}={values[t]!r} ({code.name})" for t, code in zip(tags, codes) if not code.is_good()]
+        if refused:
+            raise ControllerError(f"{self.building}: bridge refused input writes: {', '.join(refused)}")
+
+    async def raise_input_ready(self) -> None:
+        await self.session.write_values([self._input_ready], [ua.Variant(True, ua.VariantType.Boolean)])
+
+
+async def _children(node: Node, ns: int) -> dict[str, Node]:
+    """Children of ``node`` in the twinbridge namespace, by browse name (one Browse call)."""
+    return {ref.BrowseName.Name: Node(node.session, ref.NodeId)
+            for ref in await node.get_children_descriptions() if ref.BrowseName.NamespaceIndex == ns}

@@ -1,0 +1,152 @@
+"""The control loop: one building, either clock mode, reconnecting after drops.
+
+lockstep: poll the building's control tags and outputs (one Read per poll) until OutputReady is
+True for a step not yet handled; decide; write all inputs in one Write; raise InputReady.
+paced: every ``period_s`` wall seconds read the outputs and SimTime, decide, write the inputs.
+
+When the bridge or the network drops, the loop closes the session, reconnects with exponential
+backoff (browsing the building again) and resumes at whatever step the bridge is at. Every wait
+is bounded: ``step_timeout_s`` for the bridge to show a new step, ``reconnect_timeout_s`` for it
+to come back, ``request_timeout_s`` for each OPC UA request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from asyncua import ua
+
+from controllers.base import Controller, ControllerError
+from controllers.client import BridgeClient, StepState
+
+log = logging.getLogger(__name__)
+
+MODES = ("lockstep", "paced")
+# What a dropped server or network looks like to an asyncua client.
+CONNECTION_ERRORS = (OSError, ConnectionError, TimeoutError, asyncio.TimeoutError, ua.UaError)
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    mode: str = "lockstep"
+    period_s: float = 1.0  # paced: wall seconds between two actions
+    poll_s: float = 0.001  # lockstep: wall seconds between two reads while waiting for OutputReady
+    step_timeout_s: float = 600.0  # longest wait for the bridge to show a new step
+    reconnect_timeout_s: float = 120.0  # longest time the bridge may stay unreachable
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    request_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if min(self.period_s, self.poll_s, self.step_timeout_s, self.reconnect_timeout_s) <= 0:
+            raise ValueError("period, poll interval and timeouts must be positive")
+
+
+@dataclass
+class LoopReport:
+    """What a control loop did, for logs and benchmarks."""
+
+    final_status: str = ""
+    actions: int = 0  # times the controller wrote inputs
+    reconnects: int = 0
+    last_step: int | None = None
+    handle_times_s: list[float] = field(default_factory=list)  # lockstep: OutputReady seen -> InputReady raised
+    step_periods_s: list[float] = field(default_factory=list)  # lockstep: between two handled steps
+
+
+async def run_controller(controller: Controller, endpoint: str, building: str, campus: str | None = None,
+                         options: LoopOptions = LoopOptions()) -> LoopReport:
+    """Drive ``building`` with ``controller`` until the building is Finished, Stopped or Faulted."""
+    report = LoopReport()
+    client = BridgeClient(endpoint, building, campus, options.request_timeout_s)
+    while True:
+        await _connect(client, options, report)
+        try:
+            controller.check(client.inputs)
+            if options.mode == "lockstep":
+                report.final_status = await _lockstep(client, controller, options, report)
+            else:
+                report.final_status = await _paced(client, controller, options, report)
+            log.info("%s is %s after %d actions (%d reconnects)", building, report.final_status,
+                     report.actions, report.reconnects)
+            return report
+        except CONNECTION_ERRORS as exc:
+            report.reconnects += 1
+            log.warning("%s: lost the bridge at step %s (%s: %s); reconnecting", building, report.last_step,
+                        type(exc).__name__, exc)
+        finally:
+            await client.close()
+
+
+async def _connect(client: BridgeClient, options: LoopOptions, report: LoopReport) -> None:
+    """Connect and browse, retrying with exponential backoff for up to ``reconnect_timeout_s``."""
+    deadline = time.monotonic() + options.reconnect_timeout_s
+    delay = options.backoff_initial_s
+    while True:
+        try:
+            await client.connect()
+            log.info("connected to %s, building %s/%s, inputs %s", client.endpoint, client.campus, client.building,
+                     sorted(client.inputs))
+            return
+        except (*CONNECTION_ERRORS, ControllerError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise ControllerError(f"cannot reach building {client.building!r} at {client.endpoint} within "
+                                      f"{options.reconnect_timeout_s:g} s: {type(exc).__name__}: {exc}") from None
+            log.info("bridge not reachable (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, options.backoff_max_s)
+
+
+async def _lockstep(client: BridgeClient, controller: Controller, options: LoopOptions, report: LoopReport) -> str:
+    deadline = time.monotonic() + options.step_timeout_s
+    last_handled = 0.0
+    while True:
+        seen = time.monotonic()
+        state = await client.read_state()
+        if state.finished:
+            return state.status
+        if state.output_ready and state.step != report.last_step:
+            await _act(client, controller, state)
+            await client.raise_input_ready()
+            done = time.monotonic()
+            report.handle_times_s.append(done - seen)
+            if last_handled:
+                report.step_periods_s.append(done - last_handled)
+            last_handled = done
+            report.last_step = state.step
+            report.actions += 1
+            deadline = done + options.step_timeout_s
+            continue
+        if time.monotonic() > deadline:
+            raise ControllerError(f"{client.building}: no new step within {options.step_timeout_s:g} s "
+                                  f"(status {state.status}, step {state.step})")
+        await asyncio.sleep(options.poll_s)
+
+
+async def _paced(client: BridgeClient, controller: Controller, options: LoopOptions, report: LoopReport) -> str:
+    deadline = time.monotonic() + options.step_timeout_s
+    while True:
+        state = await client.read_state()
+        if state.finished:
+            return state.status
+        if state.step != report.last_step:
+            deadline = time.monotonic() + options.step_timeout_s
+        if state.status == "Running":
+            await _act(client, controller, state)
+            report.last_step = state.step
+            report.actions += 1
+        if time.monotonic() > deadline:
+            raise ControllerError(f"{client.building}: simulation did not advance within "
+                                  f"{options.step_timeout_s:g} s (status {state.status}, step {state.step})")
+        await asyncio.sleep(options.period_s)
+
+
+async def _act(client: BridgeClient, controller: Controller, state: StepState) -> None:
+    values = controller.decide(state.sim_time, state.outputs)
+    if values:
+        await client.write_inputs(values)

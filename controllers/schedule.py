@@ -1,0 +1,306 @@
+"""Schedule controller: setpoints by time of day, day of week and holidays, plus demand-response events.
+
+Rules live in a TOML file (see controllers/examples/small_office_schedule.toml and docs/controllers.md)::
+
+    holidays = ["07-04", "2025-12-25"]         # setback all day ("MM-DD" every year, or a date)
+
+    [setback]                                  # outside occupied periods; names every controlled tag
+    CoolingSetpoint = 29.0
+    HeatingSetpoint = 15.6
+
+    [[occupied]]
+    days = ["mon", "tue", "wed", "thu", "fri"]
+    start = "06:00"
+    end = "22:00"
+    ramp_minutes = 60                          # start-up: move linearly from setback in the hour before
+    setpoints = { CoolingSetpoint = 24.0, HeatingSetpoint = 21.0 }
+
+    [[events]]                                 # demand response: offsets added to the setpoints
+    name = "DR"
+    dates = ["07-02"]                          # or days = [...]; neither: every day
+    start = "15:00"
+    end = "17:00"
+    offsets = { CoolingSetpoint = 2.0 }
+    precool_minutes = 60                       # optional pre-cooling before the event
+    precool_offsets = { CoolingSetpoint = -1.0 }
+
+Time is the bridge's simulation time (Control.SimTime), never wall time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from controllers.base import ControllerConfigError, InputRange
+
+log = logging.getLogger(__name__)
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CLOCK = re.compile(r"^(\d{1,2}):(\d{2})$")
+DATE = re.compile(r"^(\d{4}-)?\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class OccupiedPeriod:
+    days: frozenset[int]  # 0 = Monday
+    start_min: int  # minutes after midnight
+    end_min: int
+    ramp_min: int
+    setpoints: dict[str, float]
+    where: str
+
+
+@dataclass(frozen=True)
+class DemandResponseEvent:
+    name: str
+    dates: frozenset[str]  # "MM-DD" or "YYYY-MM-DD"
+    days: frozenset[int]
+    start_min: int
+    end_min: int
+    offsets_k: dict[str, float]
+    precool_min: int
+    precool_offsets_k: dict[str, float]
+    where: str
+
+    def on(self, day: dt.date) -> bool:
+        if self.dates:
+            return _date_matches(day, self.dates)
+        return not self.days or day.weekday() in self.days
+
+    def offsets_at(self, time: dt.datetime) -> dict[str, float]:
+        if not self.on(time.date()):
+            return {}
+        minute = _minute_of_day(time)
+        if self.start_min <= minute < self.end_min:
+            return self.offsets_k
+        if self.start_min - self.precool_min <= minute < self.start_min:
+            return self.precool_offsets_k
+        return {}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    setback: dict[str, float]
+    occupied: tuple[OccupiedPeriod, ...]
+    holidays: frozenset[str]
+    events: tuple[DemandResponseEvent, ...]
+    path: str = ""
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.setback)
+
+    def base_setpoints(self, time: dt.datetime) -> dict[str, float]:
+        """Occupied, ramping or setback setpoints at ``time``, before demand-response offsets."""
+        if _date_matches(time.date(), self.holidays):
+            return dict(self.setback)
+        minute = _minute_of_day(time)
+        periods = [p for p in self.occupied if time.weekday() in p.days]
+        for period in periods:
+            if period.start_min <= minute < period.end_min:
+                return dict(period.setpoints)
+        for period in periods:
+            ramp_start = period.start_min - period.ramp_min
+            if ramp_start <= minute < period.start_min:
+                fraction = (minute - ramp_start) / period.ramp_min
+                return {tag: low + (period.setpoints[tag] - low) * fraction for tag, low in self.setback.items()}
+        return dict(self.setback)
+
+    def setpoints(self, time: dt.datetime) -> dict[str, float]:
+        """Setpoints at ``time`` (simulation calendar time), demand-response offsets included."""
+        values = self.base_setpoints(time)
+        for event in self.events:
+            for tag, offset in event.offsets_at(time).items():
+                values[tag] += offset
+        return values
+
+    def check(self, inputs: Mapping[str, InputRange]) -> None:
+        """Every tag must be a browsed input; every setpoint, with any one event's offsets, within its EURange."""
+        for tag in self.tags:
+            if tag not in inputs:
+                raise ControllerConfigError(f"{self.path}: [setback]: {tag!r} is not an input tag of the building "
+                                            f"(inputs: {sorted(inputs)})")
+        bases = [("[setback]", self.setback)] + [(f"{p.where}.setpoints", p.setpoints) for p in self.occupied]
+        for where, values in bases:
+            _check_range(self.path, where, values, inputs)
+            for event in self.events:
+                for kind, offsets in (("offsets", event.offsets_k), ("precool_offsets", event.precool_offsets_k)):
+                    shifted = {tag: values[tag] + offsets.get(tag, 0.0) for tag in values}
+                    _check_range(self.path, f"{where} with {event.where}.{kind}", shifted, inputs)
+
+
+class ScheduleController:
+    """Writes the schedule's setpoints at every step; ignores the outputs."""
+
+    def __init__(self, schedule: Schedule):
+        self.schedule = schedule
+
+    def check(self, inputs: Mapping[str, InputRange]) -> None:
+        self.schedule.check(inputs)
+        self._ranges = dict(inputs)
+
+    def decide(self, sim_time: dt.datetime, outputs: Mapping[str, float]) -> dict[str, float]:
+        values = self.schedule.setpoints(sim_time)
+        for tag, value in values.items():
+            limits = self._ranges[tag]
+            if not limits.contains(value):  # only overlapping events can add up beyond the checked range
+                log.warning("%s: %s = %g at %s is outside [%g, %g]; clamped", self.schedule.path, tag, value,
+                            sim_time, limits.low, limits.high)
+                values[tag] = min(max(value, limits.low), limits.high)
+        return values
+
+
+def load_schedule(path: str | Path) -> Schedule:
+    """Read and check a schedule file; raise ControllerConfigError naming the file and key."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ControllerConfigError(f"{path}: schedule file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ControllerConfigError(f"{path}: not valid TOML: {exc}") from None
+    _check_keys(data, {"holidays", "setback", "occupied", "events"}, f"{path}")
+    setback = _setpoints(data.get("setback"), f"{path}: [setback]")
+    if not setback:
+        raise ControllerConfigError(f"{path}: [setback] must give a value for every controlled tag")
+    occupied = tuple(_occupied(entry, set(setback), f"occupied[{i}]", path)
+                     for i, entry in enumerate(_tables(data, "occupied", path)))
+    events = tuple(_event(entry, set(setback), f"events[{i}]", path)
+                   for i, entry in enumerate(_tables(data, "events", path)))
+    holidays = _dates(data.get("holidays", []), f"{path}: holidays")
+    return Schedule(setback, occupied, holidays, events, str(path))
+
+
+def _tables(data: dict, key: str, path: Path) -> list[dict]:
+    entries = data.get(key, [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ControllerConfigError(f"{path}: '{key}' must be a list of tables ([[{key}]])")
+    return entries
+
+
+def _occupied(entry: dict, tags: set[str], name: str, path: Path) -> OccupiedPeriod:
+    where = f"{path}: {name}"
+    _check_keys(entry, {"days", "start", "end", "ramp_minutes", "setpoints"}, where)
+    for key in ("days", "start", "end", "setpoints"):
+        if key not in entry:
+            raise ControllerConfigError(f"{where}: missing '{key}'")
+    start, end = _clock(entry["start"], f"{where}.start"), _clock(entry["end"], f"{where}.end")
+    if end <= start:
+        raise ControllerConfigError(f"{where}: end {entry['end']!r} must be after start {entry['start']!r}")
+    ramp = _minutes(entry.get("ramp_minutes", 0), f"{where}.ramp_minutes")
+    if ramp > start:
+        raise ControllerConfigError(f"{where}: ramp_minutes {ramp} reaches back past midnight (start {entry['start']})")
+    setpoints = _setpoints(entry["setpoints"], f"{where}.setpoints")
+    if set(setpoints) != tags:
+        raise ControllerConfigError(f"{where}.setpoints: must name the same tags as [setback] {sorted(tags)}, "
+                                    f"got {sorted(setpoints)}")
+    return OccupiedPeriod(_days(entry["days"], f"{where}.days"), start, end, ramp, setpoints, name)
+
+
+def _event(entry: dict, tags: set[str], name: str, path: Path) -> DemandResponseEvent:
+    where = f"{path}: {name}"
+    _check_keys(entry, {"name", "dates", "days", "start", "end", "offsets", "precool_minutes", "precool_offsets"},
+                where)
+    for key in ("start", "end", "offsets"):
+        if key not in entry:
+            raise ControllerConfigError(f"{where}: missing '{key}'")
+    if "dates" in entry and "days" in entry:
+        raise ControllerConfigError(f"{where}: give 'dates' or 'days', not both")
+    start, end = _clock(entry["start"], f"{where}.start"), _clock(entry["end"], f"{where}.end")
+    if end <= start:
+        raise ControllerConfigError(f"{where}: end {entry['end']!r} must be after start {entry['start']!r}")
+    precool = _minutes(entry.get("precool_minutes", 0), f"{where}.precool_minutes")
+    if precool > start:
+        raise ControllerConfigError(f"{where}: precool_minutes {precool} reaches back past midnight")
+    offsets = _setpoints(entry["offsets"], f"{where}.offsets")
+    precool_offsets = _setpoints(entry.get("precool_offsets", {}), f"{where}.precool_offsets")
+    if precool_offsets and not precool:
+        raise ControllerConfigError(f"{where}: precool_offsets given but precool_minutes is 0")
+    for key, values in (("offsets", offsets), ("precool_offsets", precool_offsets)):
+        unknown = set(values) - tags
+        if unknown:
+            raise ControllerConfigError(f"{where}.{key}: tags {sorted(unknown)} are not in [setback] {sorted(tags)}")
+    return DemandResponseEvent(str(entry.get("name", name)), _dates(entry.get("dates", []), f"{where}.dates"),
+                               _days(entry.get("days", []), f"{where}.days"), start, end, offsets, precool,
+                               precool_offsets, name)
+
+
+def _check_keys(entry: dict, allowed: set[str], where: str) -> None:
+    unknown = set(entry) - allowed
+    if unknown:
+        raise ControllerConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+
+
+def _setpoints(table: object, where: str) -> dict[str, float]:
+    if not isinstance(table, dict):
+        raise ControllerConfigError(f"{where}: expected a table of tag = value")
+    values = {}
+    for tag, value in table.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ControllerConfigError(f"{where}: {tag} must be a number (got {value!r})")
+        values[tag] = float(value)
+    return values
+
+
+def _clock(value: object, where: str) -> int:
+    match = CLOCK.match(str(value))
+    if not isinstance(value, str) or not match:
+        raise ControllerConfigError(f"{where}: expected a time of day 'HH:MM', got {value!r}")
+    hours, minutes = int(match[1]), int(match[2])
+    if minutes > 59 or hours > 24 or (hours == 24 and minutes):
+        raise ControllerConfigError(f"{where}: {value!r} is not a time of day (00:00 .. 24:00)")
+    return hours * 60 + minutes
+
+
+def _minutes(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ControllerConfigError(f"{where}: expected a whole number of minutes >= 0, got {value!r}")
+    return value
+
+
+def _days(value: object, where: str) -> frozenset[int]:
+    if not isinstance(value, list):
+        raise ControllerConfigError(f"{where}: expected a list of days like ['mon', 'tue'], got {value!r}")
+    days = set()
+    for day in value:
+        name = str(day).lower()[:3]
+        if name not in DAYS:
+            raise ControllerConfigError(f"{where}: unknown day {day!r} (use {', '.join(DAYS)})")
+        days.add(DAYS.index(name))
+    return frozenset(days)
+
+
+def _dates(value: object, where: str) -> frozenset[str]:
+    if not isinstance(value, list):
+        raise ControllerConfigError(f"{where}: expected a list of dates 'MM-DD' or 'YYYY-MM-DD', got {value!r}")
+    for item in value:
+        text = str(item)
+        try:
+            dt.date.fromisoformat(text if len(text) == 10 else f"2024-{text}")  # 2024: Feb 29 is a valid MM-DD
+        except ValueError:
+            raise ControllerConfigError(f"{where}: {item!r} is not a date 'MM-DD' or 'YYYY-MM-DD'") from None
+        if not DATE.match(text):
+            raise ControllerConfigError(f"{where}: {item!r} is not a date 'MM-DD' or 'YYYY-MM-DD'")
+    return frozenset(str(item) for item in value)
+
+
+def _date_matches(day: dt.date, dates: frozenset[str]) -> bool:
+    return day.isoformat() in dates or day.strftime("%m-%d") in dates
+
+
+def _minute_of_day(time: dt.datetime) -> float:
+    return time.hour * 60 + time.minute + time.second / 60
+
+
+def _check_range(path: str, where: str, values: Mapping[str, float], inputs: Mapping[str, InputRange]) -> None:
+    for tag, value in values.items():
+        limits = inputs[tag]
+        if not limits.contains(value):
+            raise ControllerConfigError(f"{path}: {where}: {tag} = {value:g} is outside the tag's EURange "
+                                        f"[{limits.low:g}, {limits.high:g}] {limits.unit}")
