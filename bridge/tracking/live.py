@@ -52,6 +52,7 @@ class TagSubscriber:
         self.connected = asyncio.Event()
         self.connections = 0
         self._stop = asyncio.Event()
+        self._lost = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
@@ -93,8 +94,16 @@ class TagSubscriber:
             raise LookupError(f"unknown nodes on {self.endpoint.url}: {[self.nodes[k] for k in missing]}")
         keys = {node.nodeid: key for node, key in zip(nodes, node_ids)}
         subscription = await client.create_subscription(self.endpoint.publishing_interval_ms, _Handler(self, keys))
-        await subscription.subscribe_data_change(nodes, queuesize=self.endpoint.queue_size)
+        # A step that repeats the previous value must still be reported: trigger on the timestamp too.
+        # asyncua 2.x only takes a filter through Subscription._subscribe (subscribe_data_change has none).
+        results = await subscription._subscribe(
+            nodes, ua.AttributeIds.Value, mfilter=ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp),
+            queuesize=self.endpoint.queue_size)
+        failed = [self.nodes[key] for key, result in zip(node_ids, results) if isinstance(result, ua.StatusCode)]
+        if failed:
+            raise LookupError(f"could not subscribe to {failed} on {self.endpoint.url}")
         self.connections += 1
+        self._lost.clear()
         self.connected.set()
         log.info("%s: subscribed to %d nodes on %s", self.label, len(nodes), self.endpoint.url)
 
@@ -117,6 +126,8 @@ class TagSubscriber:
                 await asyncio.wait_for(self._stop.wait(), 1.0)
                 return
             except asyncio.TimeoutError:
+                if self._lost.is_set():
+                    raise ConnectionError("the server reported the subscription lost")
                 await asyncio.wait_for(state.read_value(), self.endpoint.request_timeout_s)
 
 
@@ -129,6 +140,9 @@ class _Handler:
             return
         stamp = data.monitored_item.Value.SourceTimestamp or data.monitored_item.Value.ServerTimestamp
         self.subscriber.on_value(self.keys[node.nodeid], naive_utc(stamp), float(value))
+
+    def status_change_notification(self, status) -> None:
+        self.subscriber._lost.set()
 
 
 async def _disconnect(client: Client) -> None:
@@ -194,7 +208,10 @@ class LiveLink:
 
     def _on_twin(self, key: str, stamp: dt.datetime, value: float) -> None:
         if self._last_done is not None and stamp <= self._last_done:
-            return  # initial value or a repeat of a step already compared
+            if stamp == self._last_done:
+                return  # a repeat of the step already compared (initial value after a reconnect)
+            log.warning("twin time went back from %s to %s: a new twin run; pairing restarts", self._last_done, stamp)
+            self._last_done = None
         self._pending.setdefault(stamp, {})[key] = value
         self._pending_since.setdefault(stamp, time.monotonic())
         self._wake.set()

@@ -1,0 +1,147 @@
+"""Live link against a real asyncua server on loopback: pairing, unit conversion, stale alarm, sink."""
+
+import asyncio
+import datetime as dt
+import socket
+
+import pytest
+from asyncua import Server, ua
+
+from bridge.tracking.config import Endpoint, Pair, TrackingConfig
+from bridge.tracking.deviation import Alert, Thresholds
+from bridge.tracking.live import LiveLink
+from bridge.tracking.sinks import AsyncuaAlertSink
+
+NS = "urn:twinbridge"
+START = dt.datetime(2025, 7, 1, tzinfo=dt.timezone.utc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ListSink:
+    def __init__(self):
+        self.alerts: list[Alert] = []
+
+    async def publish(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+async def start_server() -> tuple[Server, str, dict]:
+    url = f"opc.tcp://127.0.0.1:{free_port()}/"
+    server = Server()
+    await server.init()
+    server.set_endpoint(url)
+    idx = await server.register_namespace(NS)
+    nodes = {}
+    for name in ("Twin.Outputs.FacilityPower", "Live.Outputs.FacilityPower"):
+        nodes[name] = await server.nodes.objects.add_variable(ua.NodeId(name, idx), name, 0.0)
+    await server.start()
+    for node in nodes.values():  # as a bridge before its first step: value stamped at the period start
+        await write(node, 0.0, START)
+    return server, url, nodes
+
+
+def config(url: str, stale_after_s: float) -> TrackingConfig:
+    endpoint = Endpoint(url, NS, connect_timeout_s=5, publishing_interval_ms=20, backoff_min_s=0.1)
+    pair = Pair("FacilityPower", twin="Twin.Outputs.FacilityPower", live="Live.Outputs.FacilityPower",
+                scale=0.001, unit="kW")  # the live meter reports W, the twin kW
+    return TrackingConfig(live=endpoint, twin=endpoint, pairs=(pair,),
+                          thresholds={"step": Thresholds(warning_steps=2, alert_steps=2)},
+                          anomaly_db=None, stale_after_s=stale_after_s, pair_timeout_s=2.0, max_gap_s=300)
+
+
+async def write(node, value: float, time: dt.datetime) -> None:
+    await node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=time))
+
+
+async def wait_until(predicate, timeout_s: float = 10.0) -> None:
+    async def poll():
+        while not predicate():
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(poll(), timeout_s)
+
+
+def test_pairs_twin_steps_with_converted_live_values_and_alerts():
+    async def main():
+        server, url, nodes = await start_server()
+        sink = ListSink()
+        link = LiveLink(config(url, stale_after_s=30), [sink], step=dt.timedelta(minutes=10))
+        task = asyncio.create_task(link.run())
+        try:
+            await asyncio.wait_for(link.live_subscriber.connected.wait(), 10)
+            await asyncio.wait_for(link.twin_subscriber.connected.wait(), 10)
+            await wait_until(lambda: link.steps_done == 1)  # the initial values at the period start
+            for i, live_w in enumerate([100_000, 100_000, 120_000, 120_000]):
+                stamp = START + dt.timedelta(minutes=10 * (i + 1))
+                await write(nodes["Live.Outputs.FacilityPower"], live_w, stamp)
+                await write(nodes["Twin.Outputs.FacilityPower"], 100.0, stamp)
+                await wait_until(lambda: link.steps_done == i + 2)
+            await wait_until(lambda: any(a.severity == "alert" for a in sink.alerts))
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await server.stop()
+        tracker = link.trackers["FacilityPower"]
+        assert tracker.compared == 5 and tracker.gaps == 0
+        assert tracker.latest_pct["step"] == pytest.approx(20.0)
+        step_alerts = [a for a in sink.alerts if a.granularity == "step"]
+        assert [(a.severity, a.time.minute) for a in step_alerts] == [("alert", 40)]
+        assert step_alerts[0].actual == pytest.approx(120.0)
+
+    asyncio.run(main())
+
+
+def test_stale_live_data_raise_the_alarm_and_clear_it():
+    async def main():
+        server, url, nodes = await start_server()
+        sink = ListSink()
+        link = LiveLink(config(url, stale_after_s=0.5), [sink], step=dt.timedelta(minutes=10))
+        task = asyncio.create_task(link.run())
+        try:
+            await asyncio.wait_for(link.live_subscriber.connected.wait(), 10)
+            await wait_until(lambda: link.steps_done == 1)
+            for i in range(3):  # the twin keeps stepping, the live building says nothing
+                await write(nodes["Twin.Outputs.FacilityPower"], 100.0, START + dt.timedelta(minutes=10 * (i + 1)))
+                await asyncio.sleep(0.05)
+            await wait_until(lambda: link.stale)
+            await wait_until(lambda: link.steps_done == 4)  # compared as gaps, not silently skipped
+            assert link.trackers["FacilityPower"].gaps == 3
+            await write(nodes["Live.Outputs.FacilityPower"], 100_000.0, START + dt.timedelta(minutes=40))
+            await wait_until(lambda: not link.stale)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await server.stop()
+        live = [(a.severity, a.raised) for a in sink.alerts if a.granularity == "live"]
+        assert live == [("stale", True), ("ok", False)]
+
+    asyncio.run(main())
+
+
+def test_asyncua_sink_sets_status_variables_and_fires_events():
+    async def main():
+        server, url, _ = await start_server()
+        try:
+            idx = await server.get_namespace_index(NS)
+            parent = await server.nodes.objects.add_object(ua.NodeId("Site.Office.Tracking", idx), "Tracking")
+            sink = AsyncuaAlertSink(server, parent, idx)
+            await sink.setup()
+            alert = Alert(time=START.replace(tzinfo=None), signal="FacilityPower", granularity="step",
+                          severity="alert", raised=True, predicted=100.0, actual=115.0, error=15.0,
+                          deviation_pct=15.0, message="FacilityPower: step deviation +15.0 %")
+            await sink.publish(alert)
+            assert await sink.nodes["Severity"].read_value() == "alert"
+            assert await sink.nodes["DeviationPct"].read_value() == 15.0
+            assert await sink.nodes["LastAlert"].read_value() == alert.message
+            await sink.publish(Alert(time=START.replace(tzinfo=None), signal="live", granularity="live",
+                                     severity="stale", raised=True, message="stale"))
+            assert await sink.nodes["StaleData"].read_value() is True
+            assert await sink.nodes["Severity"].read_value() == "alert"
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
