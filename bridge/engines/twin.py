@@ -1,0 +1,152 @@
+"""A trained GP twin (bridge.twin) served behind the same tags as the EnergyPlus building.
+
+Each step takes the input tags, reads outdoor temperature and humidity for that timestep from
+the EPW file, and predicts every modelled output one step ahead, feeding its own predicted mean
+back as the output lags (zero-variance method, as for forecasts). Outputs of a step:
+- every modelled tag (mean) and ``<Tag>Std`` (its predictive standard deviation, same unit);
+- the weather outputs (from the EPW file, as EnergyPlus interpolates it);
+- "Site Day Type Index" outputs (1 Sunday .. 7 Saturday, 8 holiday) from the calendar;
+- an ``Electricity:Facility`` meter in kWh, from the modelled electric power over the step;
+- NaN for any other output of the tag map (the model does not know it).
+Before the first step the model needs ``max_lag`` rows of history: inputs at their defaults,
+outputs at the model's daily profile (or its training mean).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bridge.config import RunPeriod
+from bridge.engines.base import Engine, EngineFault, Sample
+from bridge.tagmap import TagMap
+from bridge.twin.features import profile_at
+from bridge.twin.persist import check_compatible, load_model
+from bridge.twin.weather import EPW_COLUMNS, weather_series
+
+log = logging.getLogger(__name__)
+DAY_TYPE_VARIABLE = "Site Day Type Index"
+
+
+def std_tag(tag: str) -> str:
+    """Name of the tag carrying the predictive standard deviation of ``tag``."""
+    return f"{tag}Std"
+
+
+class TwinEngine(Engine):
+    """Engine whose building is a trained ``TwinModel`` (see module docstring)."""
+
+    def __init__(self, name: str, model_path: Path, weather: Path, tagmap: TagMap, period: RunPeriod):
+        self.name, self.model_path, self.weather, self.tagmap, self.period = name, model_path, weather, tagmap, period
+        self.twin = load_model(model_path)
+        check_compatible(self.twin, tagmap, model_path)
+        self.max_lag = max(model.features.max_lag for model in self.twin.models.values())
+        self._disturbances = sorted({tag for model in self.twin.models.values() for tag in model.features.disturbances})
+        self._step = 0
+        self._history: pd.DataFrame | None = None
+        self._weather: pd.DataFrame | None = None
+
+    @property
+    def std_tags(self) -> list[str]:
+        """The extra output tags this engine publishes besides the tag map's outputs."""
+        return [std_tag(target) for target in self.twin.targets]
+
+    async def start(self) -> Sample:
+        step = pd.Timedelta(seconds=self.period.step_s)
+        start = pd.Timestamp(self.period.time_of(0.0))
+        times = pd.date_range(start - self.max_lag * step, start + self.period.steps * step, freq=step)
+        try:
+            self._weather = weather_series(self.weather, times)
+        except ValueError as exc:
+            raise EngineFault(f"{self.name}: twin cannot read weather: {exc}") from None
+        history = pd.DataFrame(index=times[: self.max_lag + 1])
+        for item in self.tagmap.inputs:
+            history[item.tag] = item.default
+        for tag in self._disturbances:
+            history[tag] = self._weather_value(tag, history.index)
+        for target, model in self.twin.models.items():
+            history[target] = self._initial_output(model, history.index)
+        self._history, self._step = history, 0
+        return self._sample(history.index[-1], self._predict())
+
+    async def step(self, inputs: Mapping[str, float]) -> Sample | None:
+        if self._history is None:
+            raise EngineFault(f"{self.name}: twin engine is not running")
+        if self._step >= self.period.steps:
+            return None
+        values = self._checked(inputs)
+        time = self._history.index[-1] + pd.Timedelta(seconds=self.period.step_s)
+        row = {**values, **{tag: self._weather_value(tag, pd.DatetimeIndex([time]))[0] for tag in self._disturbances},
+               **{target: np.nan for target in self.twin.models}}
+        self._history = pd.concat([self._history, pd.DataFrame([row], index=[time])]).iloc[-(self.max_lag + 2):]
+        self._step += 1
+        return self._sample(time, self._predict())
+
+    async def stop(self) -> None:
+        self._history = None
+
+    def _checked(self, inputs: Mapping[str, float]) -> dict[str, float]:
+        """Input values for the coming step; missing or non-finite ones are errors, out-of-range ones
+        are clipped to the tag map's [min, max] (the model never saw beyond it)."""
+        values = {}
+        for item in self.tagmap.inputs:
+            if item.tag not in inputs:
+                raise EngineFault(f"{self.name}: input {item.tag!r} missing from step inputs")
+            value = float(inputs[item.tag])
+            if not math.isfinite(value):
+                raise EngineFault(f"{self.name}: input {item.tag!r} is not a finite number ({value})")
+            if not item.min <= value <= item.max:
+                log.warning("%s: %s = %s outside [%s, %s], clipped", self.name, item.tag, value, item.min, item.max)
+            values[item.tag] = min(max(value, item.min), item.max)
+        return values
+
+    def _predict(self) -> dict[str, tuple[float, float]]:
+        """(mean, std) of every target at the last history row; means are written back as lags."""
+        predictions = {}
+        for target, model in self.twin.models.items():
+            features = model.features.features(self._history, model.profile_).iloc[[-1]].to_numpy(float)
+            mean, std = model.predict_features(features)
+            predictions[target] = (float(mean[0]), float(std[0]))
+            self._history.iloc[-1, self._history.columns.get_loc(target)] = mean[0]
+        return predictions
+
+    def _sample(self, time: pd.Timestamp, predictions: dict[str, tuple[float, float]]) -> Sample:
+        step_h = self.period.step_s / 3600
+        outputs: dict[str, float] = {}
+        for item in self.tagmap.outputs:
+            if item.tag in predictions:
+                outputs[item.tag], outputs[std_tag(item.tag)] = predictions[item.tag]
+            elif item.variable in EPW_COLUMNS:
+                outputs[item.tag] = float(self._weather.loc[time, item.variable])
+            elif item.variable == DAY_TYPE_VARIABLE:
+                outputs[item.tag] = self._day_type(time)
+            elif item.meter == "Electricity:Facility" and item.unit == "kWh":
+                power = [predictions[o.tag][0] for o in self.tagmap.outputs
+                         if o.role == "electric_power" and o.tag in predictions and o.unit == "kW"]
+                outputs[item.tag] = power[0] * step_h if power else math.nan
+            else:
+                outputs[item.tag] = math.nan
+        return Sample(self._step * self.period.step_s, outputs)
+
+    def _weather_value(self, tag: str, times: pd.DatetimeIndex) -> np.ndarray:
+        variable = self.tagmap.output(tag).variable
+        return self._weather.loc[times, variable].to_numpy(float)
+
+    def _initial_output(self, model, times: pd.DatetimeIndex) -> np.ndarray:
+        """Output history before the first step: the daily profile, else the training mean."""
+        if model.profile_ is not None:
+            return profile_at(times, model.features.holidays, model.profile_)
+        return np.full(len(times), float(np.mean(model.y_train_)))
+
+    def _day_type(self, time: pd.Timestamp) -> float:
+        """EnergyPlus day type index of the timestep ending at ``time``: 1 Sunday .. 7 Saturday, 8 holiday."""
+        holidays = next(iter(self.twin.models.values())).features.holidays
+        middle = time - pd.Timedelta(seconds=self.period.step_s / 2)
+        if middle.date().isoformat() in holidays:
+            return 8.0
+        return float((middle.weekday() + 1) % 7 + 1)

@@ -1,0 +1,113 @@
+"""Evaluation of a GP model by rolling multi-step forecasts on held-out data.
+
+From every origin (every ``every`` rows of the test span) the model forecasts the next
+``horizon`` rows by the zero-variance method (``GPModel.forecast``). Metrics, over all
+(origin, step) pairs and per horizon step:
+
+- RMSE and MAE, in the target's unit;
+- accuracy_mean  = 1 - RMSE / mean(measured)          (the paper's 1 - NRMSE: 1 - 47/816 = 0.94);
+- accuracy_range = 1 - RMSE / (max - min)(measured)   (range normalisation, the gentler one);
+- coverage95 = share of measurements inside mean +/- 1.96 std.
+The normalising mean and range are those of the measured values in the test span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bridge.twin.gp import GPModel
+
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class Forecasts:
+    """Rolling forecasts: arrays of shape (origins, horizon); ``times`` of the forecast rows."""
+
+    times: np.ndarray
+    actual: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+
+
+def metrics(actual: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, accuracy_mean, accuracy_range and coverage95 of predictions of ``actual``."""
+    actual, mean, std = (np.asarray(a, float).ravel() for a in (actual, mean, std))
+    error = mean - actual
+    rmse = float(np.sqrt(np.mean(error**2)))
+    spread = float(actual.max() - actual.min())
+    return {
+        "rmse": rmse,
+        "mae": float(np.mean(np.abs(error))),
+        "accuracy_mean": 1.0 - rmse / float(np.mean(actual)),
+        "accuracy_range": 1.0 - rmse / spread if spread > 0 else float("nan"),
+        "coverage95": float(np.mean(np.abs(error) <= Z95 * std)),
+        "n": int(actual.size),
+    }
+
+
+def rolling_forecasts(model: GPModel, frame: pd.DataFrame, test_start: pd.Timestamp | str, horizon: int,
+                      every: int = 1) -> Forecasts:
+    """Forecasts from every ``every``-th row at or after ``test_start`` (the origin, whose output
+    is known) whose whole horizon lies inside ``frame``."""
+    first = int(np.searchsorted(frame.index, pd.Timestamp(test_start)))
+    first = max(first, model.features.max_lag)
+    origins = np.arange(first, len(frame) - horizon, every)
+    if origins.size == 0:
+        raise ValueError(f"no forecast origin: need more than {horizon} rows after {test_start}")
+    mean, std = model.forecast(frame, origins, horizon)
+    rows = origins[:, None] + np.arange(1, horizon + 1)[None, :]
+    actual = frame[model.features.target].to_numpy(float)[rows]
+    return Forecasts(frame.index.to_numpy()[rows], actual, mean, std)
+
+
+def evaluate(model: GPModel, frame: pd.DataFrame, test_start: pd.Timestamp | str, horizon: int,
+             every: int = 1) -> dict:
+    """Metrics of rolling forecasts: overall, at the last horizon step, and per step (lists)."""
+    result = rolling_forecasts(model, frame, test_start, horizon, every)
+    per_step = [metrics(result.actual[:, h], result.mean[:, h], result.std[:, h]) for h in range(horizon)]
+    return {
+        "target": model.features.target,
+        "horizon_steps": horizon,
+        "origins": int(result.actual.shape[0]),
+        "overall": metrics(result.actual, result.mean, result.std),
+        "last_step": per_step[-1],
+        "per_step": {key: [step[key] for step in per_step] for key in ("rmse", "mae", "coverage95")},
+    }
+
+
+def plot_day(model: GPModel, frame: pd.DataFrame, day: str, horizon: int, path: Path, unit: str = "") -> Path:
+    """PNG of one day: measurement, the 1-step prediction and the ``horizon``-step-ahead forecast
+    (issued ``horizon`` rows earlier) with its 95% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    start = pd.Timestamp(day)
+    rows = np.nonzero((frame.index > start) & (frame.index <= start + pd.Timedelta(days=1)))[0]
+    if rows.size == 0 or rows[0] - horizon < model.features.max_lag:
+        raise ValueError(f"{day}: not enough data in the frame to plot {horizon}-step forecasts")
+    mean_h, std_h = model.forecast(frame, rows - horizon, horizon)
+    mean_1, _ = model.forecast(frame, rows - 1, 1)
+    times = frame.index[rows]
+    ahead, band = mean_h[:, -1], Z95 * std_h[:, -1]
+    step_h = (frame.index[1] - frame.index[0]) * horizon
+    figure, axes = plt.subplots(figsize=(10, 4.5))
+    axes.fill_between(times, ahead - band, ahead + band, alpha=0.25, label="95% band")
+    axes.plot(times, frame[model.features.target].to_numpy()[rows], "k", lw=1.5, label="measured (EnergyPlus)")
+    axes.plot(times, ahead, "C0", lw=1.2, label=f"forecast {step_h} ahead")
+    axes.plot(times, mean_1[:, 0], "C1--", lw=1, label="1-step prediction")
+    axes.set_title(f"{model.features.target} on {start.date()}: GP twin vs measurement")
+    axes.set_ylabel(f"{model.features.target} [{unit}]" if unit else model.features.target)
+    axes.legend(loc="best", fontsize=8)
+    figure.autofmt_xdate()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

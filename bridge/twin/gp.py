@@ -1,0 +1,180 @@
+"""Gaussian-process models of a building's outputs (Jain et al., SimBuild 2018, M1 and M2).
+
+``GPModel`` learns one output from a ``FeatureSet``. Kernel, on standardized features:
+
+    k(x, x') = s1 * ARD-RBF(x, x')  +  s2 * (x . x' + c)  +  noise * [x == x']
+
+- ARD RBF: one length scale per feature, so the marginal likelihood itself ranks the features
+  (weather, setpoints, lags) and switches off the ones that do not matter. On the (sin, cos)
+  time-of-day pair it is exactly a 24-hour periodic kernel (ExpSineSquared), so the product with
+  the other dimensions is "daily pattern modulated by weather, day type and setpoints".
+- Linear (DotProduct): the part of the response that is roughly linear in weather and setpoints
+  (cooling load vs. outdoor temperature), which extrapolates sensibly beyond the training range
+  where the RBF alone would fall back to the mean.
+- White noise: what the features cannot explain; it is part of the predictive std, so the 95%
+  band is a band for the measurement, not only for the latent function.
+
+Hyperparameters maximise the log marginal likelihood (L-BFGS, sklearn) on a random subset of at
+most ``n_hyper`` rows: the gradient costs O(n^2 d) memory and O(n^3) per iteration. The posterior
+then uses those hyperparameters on all rows up to ``max_exact`` (one Cholesky, O(n^3) once);
+beyond that, on a random subset of ``max_exact`` rows ("subset of data" approximation).
+
+Multi-step forecasts use the zero-variance method: the predicted mean is fed back as the output
+lags y(t-1)..y(t-l) of the next step, and the std reported is that of each one-step prediction.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, Kernel, WhiteKernel
+
+from bridge.twin.features import FeatureError, FeatureSet
+
+
+class ModelError(ValueError):
+    """A model used wrongly (not fitted, bad forecast window); the message says what."""
+
+
+def make_kernel(n_features: int, linear: bool = True) -> Kernel:
+    """The prior covariance described in the module docstring, before fitting."""
+    kernel = (ConstantKernel(1.0, (1e-3, 1e2)) * RBF(np.full(n_features, 3.0), (1e-2, 1e3))
+              + WhiteKernel(1e-2, (1e-6, 1.0)))
+    if linear:
+        kernel += ConstantKernel(0.1, (1e-4, 1e1)) * DotProduct(1.0, (1e-3, 1e2))
+    return kernel
+
+
+class GPModel(BaseEstimator):
+    """GP regression of one output tag (sklearn estimator shape: parameters in the constructor,
+    fitted state in attributes ending in ``_``)."""
+
+    def __init__(self, features: FeatureSet, n_hyper: int = 800, max_exact: int = 4000, linear: bool = True,
+                 n_restarts: int = 0, random_state: int = 0):
+        self.features = features
+        self.n_hyper = n_hyper
+        self.max_exact = max_exact
+        self.linear = linear
+        self.n_restarts = n_restarts
+        self.random_state = random_state
+
+    def fit(self, frame: pd.DataFrame) -> "GPModel":
+        """Learn from a historian DataFrame (columns = tags, regular DatetimeIndex)."""
+        started = time.perf_counter()
+        self.profile_ = self.features.daily_profile(frame) if self.features.profile else None
+        X, y = self.features.design(frame, self.profile_)
+        if len(X) < 10:
+            raise FeatureError(f"only {len(X)} complete rows to learn {self.features.target!r} from; need >= 10")
+        x = X.to_numpy(float)
+        self.x_mean_ = x.mean(axis=0)
+        self.x_scale_ = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
+        x = (x - self.x_mean_) / self.x_scale_
+        rng = np.random.default_rng(self.random_state)
+        hyper = _subset(len(x), self.n_hyper, rng)
+        search = GaussianProcessRegressor(make_kernel(x.shape[1], self.linear), normalize_y=True,
+                                          n_restarts_optimizer=self.n_restarts, random_state=self.random_state)
+        with warnings.catch_warnings():  # L-BFGS reaching its iteration limit is routine here
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(x[hyper], y.to_numpy()[hyper])
+        train = _subset(len(x), self.max_exact, rng)
+        self.approximation_ = "exact" if len(train) == len(x) else "subset of data"
+        self._set_posterior(search.kernel_, x[train], y.to_numpy()[train])
+        self.training_period_ = (X.index[0].isoformat(), X.index[-1].isoformat())
+        self.n_rows_ = len(x)
+        self.fit_time_s_ = time.perf_counter() - started
+        return self
+
+    def _set_posterior(self, kernel: Kernel, x_train: np.ndarray, y_train: np.ndarray) -> None:
+        """Condition the GP with fixed hyperparameters on standardized training rows."""
+        self.gp_ = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=True).fit(x_train, y_train)
+        self.kernel_ = self.gp_.kernel_
+        self.x_train_, self.y_train_ = x_train, y_train
+        self.n_train_ = len(x_train)
+
+    def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """One-step predictions (output lags from measured data): (mean, std) per row of ``frame``,
+        NaN where the row's features are incomplete (the first ``max_lag`` rows)."""
+        self._check_fitted()
+        return self.predict_features(self.features.features(frame, self.profile_).to_numpy(float))
+
+    def predict_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) for raw feature rows in ``features.columns`` order."""
+        self._check_fitted()
+        x = np.atleast_2d(x)
+        mean, std = np.full(len(x), np.nan), np.full(len(x), np.nan)
+        ok = np.isfinite(x).all(axis=1)
+        if ok.any():
+            mean[ok], std[ok] = self.gp_.predict((x[ok] - self.x_mean_) / self.x_scale_, return_std=True)
+        return mean, std
+
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Zero-variance multi-step forecasts: for each origin row o, predict rows o+1 .. o+horizon
+        knowing the measured output up to row o and the inputs and disturbances throughout.
+        Returns (mean, std), each of shape (len(origins), horizon)."""
+        self._check_fitted()
+        origins = np.asarray(origins, dtype=int)
+        if origins.size and (origins.min() < self.features.max_lag or origins.max() + horizon >= len(frame)):
+            raise ModelError(f"forecast origins must lie in [{self.features.max_lag}, {len(frame) - horizon - 1}]")
+        table = self.features.features(frame, self.profile_).to_numpy(float)
+        lag_columns = [list(self.features.columns).index(c) for c in self.features.output_lag_columns]
+        mean = np.empty((len(origins), horizon))
+        std = np.empty((len(origins), horizon))
+        for h in range(1, horizon + 1):
+            rows = table[origins + h].copy()
+            for lag, column in enumerate(lag_columns, start=1):
+                if h - lag >= 1:  # that lag is itself a forecast: feed back its mean
+                    rows[:, column] = mean[:, h - lag - 1]
+            mean[:, h - 1], std[:, h - 1] = self.predict_features(rows)
+        return mean, std
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "gp_"):
+            raise ModelError(f"model of {self.features.target!r} is not fitted")
+
+
+class TwinModel:
+    """One ``GPModel`` per output tag of a building, trained together from one historian."""
+
+    def __init__(self, models: Mapping[str, GPModel], metadata: dict | None = None):
+        self.models = dict(models)
+        self.metadata = metadata or {}  # what a saved model file says about itself (bridge.twin.persist)
+
+    @classmethod
+    def from_feature_sets(cls, feature_sets: list[FeatureSet], **gp_params) -> "TwinModel":
+        return cls({fs.target: GPModel(fs, **gp_params) for fs in feature_sets})
+
+    @property
+    def targets(self) -> list[str]:
+        return list(self.models)
+
+    @property
+    def required_tags(self) -> list[str]:
+        """Every tag any of the models reads (targets, inputs, disturbances), in a stable order."""
+        tags: dict[str, None] = {}
+        for model in self.models.values():
+            tags.update(dict.fromkeys(model.features.tags))
+        return list(tags)
+
+    def fit(self, frame: pd.DataFrame) -> "TwinModel":
+        for model in self.models.values():
+            model.fit(frame)
+        return self
+
+    def predict(self, frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """One-step (mean, std) of every target for every row of ``frame``."""
+        return {target: model.predict(frame) for target, model in self.models.items()}
+
+
+def _subset(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Sorted random row positions: all of them if ``n <= size``."""
+    if n <= size:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size, replace=False))
+

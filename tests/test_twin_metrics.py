@@ -1,0 +1,48 @@
+"""Evaluation metrics and feature construction on hand-computable series (no EnergyPlus)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridge.twin.evaluate import metrics
+from bridge.twin.features import FeatureError, FeatureSet, reference_holidays, time_features
+
+
+def test_metrics_match_hand_computation():
+    actual = np.array([10.0, 20.0, 30.0, 40.0])
+    mean = np.array([12.0, 18.0, 30.0, 44.0])
+    std = np.array([1.0, 1.0, 1.0, 1.0])
+    result = metrics(actual, mean, std)
+    rmse = np.sqrt((4 + 4 + 0 + 16) / 4)  # errors 2, -2, 0, 4
+    assert result["rmse"] == pytest.approx(rmse)
+    assert result["mae"] == pytest.approx(2.0)
+    assert result["accuracy_mean"] == pytest.approx(1 - rmse / 25.0)
+    assert result["accuracy_range"] == pytest.approx(1 - rmse / 30.0)
+    assert result["coverage95"] == pytest.approx(0.25)  # only |0| <= 1.96
+
+
+def test_lags_and_time_features():
+    index = pd.date_range("2025-07-04 23:40", periods=4, freq="10min")  # Friday, a holiday
+    frame = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "u": [5.0, 6.0, 7.0, 8.0], "w": [0.0] * 4}, index=index)
+    features = FeatureSet("y", ("u",), ("w",), output_lags=2, input_lags=1, holidays=reference_holidays(2025))
+    table = features.features(frame)
+    assert list(table["y[t-1]"].iloc[2:]) == [2.0, 3.0]
+    assert list(table["y[t-2]"].iloc[2:]) == [1.0, 2.0]
+    assert list(table["u[t-1]"].iloc[1:]) == [5.0, 6.0, 7.0]
+    # the 00:00 row covers 23:50-00:00 of the holiday; 00:10 is a Saturday
+    assert list(table["workday"]) == [0.0, 0.0, 0.0, 0.0]
+    assert list(table["saturday"]) == [0.0, 0.0, 0.0, 1.0]
+    X, y = features.design(frame)
+    assert len(X) == 2 and list(y) == [3.0, 4.0]
+
+
+def test_missing_tag_is_named():
+    frame = pd.DataFrame({"y": [1.0, 2.0]}, index=pd.date_range("2025-07-01", periods=2, freq="10min"))
+    with pytest.raises(FeatureError, match="OutdoorTemp"):
+        FeatureSet("y", (), ("OutdoorTemp",)).design(frame)
+
+
+def test_time_of_day_is_periodic():
+    index = pd.date_range("2025-07-01 00:05", periods=3, freq="12h")
+    flags = time_features(index)
+    assert flags["tod_sin"].iloc[0] == pytest.approx(flags["tod_sin"].iloc[2])

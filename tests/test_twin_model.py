@@ -1,0 +1,123 @@
+"""GP twin on a short historian of the Small Office, recorded once per session with EnergyPlus."""
+
+import asyncio
+import dataclasses
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from bridge.config import load_config
+from bridge.engines.twin import TwinEngine, std_tag
+from bridge.historian import load_history
+from bridge.tagmap import load_tagmap
+from bridge.twin.collect import ExcitationController, collect_history
+from bridge.twin.evaluate import evaluate
+from bridge.twin.features import feature_sets_for
+from bridge.twin.gp import TwinModel
+from bridge.twin.persist import ModelFileError, check_compatible, load_model, save_model
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+TEST_START = "2025-07-04 00:00"
+
+
+@pytest.fixture(scope="session")
+def small_office(tmp_path_factory):
+    """(config, period, history DataFrame) of the Small Office, Jul 1-4, 10-minute steps, excited."""
+    config = load_config(ROOT / "sims/small_office.toml")
+    period = dataclasses.replace(config.period, start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 4))
+    folder = tmp_path_factory.mktemp("twin_collect")
+    building = config.buildings[0]
+    path = collect_history(building, period, folder / "history.db", folder / "work",
+                           ExcitationController(building.tagmap, seed=1), start_timeout_s=120, step_timeout_s=30)
+    return config, period, load_history(path)
+
+
+@pytest.fixture(scope="session")
+def trained(small_office, tmp_path_factory):
+    """A twin of power and one zone temperature trained on Jul 1-3, saved to a file."""
+    config, _, history = small_office
+    tagmap = config.buildings[0].tagmap
+    feature_sets = feature_sets_for(tagmap, ["FacilityPower", "CoreZoneTemp"], output_lags=1, input_lags=1,
+                                    years=(2025,))
+    twin = TwinModel.from_feature_sets(feature_sets, n_hyper=200, max_exact=300)
+    twin.fit(history[history.index < TEST_START])
+    path = save_model(twin, tmp_path_factory.mktemp("twin_model") / "small.npz")
+    return twin, path
+
+
+def test_collected_history_has_excited_inputs(small_office):
+    config, period, history = small_office
+    assert len(history) == period.steps + 1
+    for item in config.buildings[0].tagmap.inputs:
+        assert history[item.tag].nunique() > 3, item.tag
+        assert history[item.tag].between(item.min, item.max).all(), item.tag
+    assert (history["HeatingSetpoint"] < history["CoolingSetpoint"]).all()
+
+
+def test_predictions_are_finite_with_positive_std(trained, small_office):
+    twin, _ = trained
+    history = small_office[2]
+    for target, (mean, std) in twin.predict(history).items():
+        assert np.isfinite(mean[1:]).all() and (std[1:] > 0).all(), target
+    model = twin.models["FacilityPower"]
+    assert model.approximation_ == "subset of data" and model.n_train_ == 300
+
+
+def test_save_load_round_trip_gives_identical_predictions(trained, small_office):
+    twin, path = trained
+    loaded = load_model(path)
+    history = small_office[2]
+    for target in twin.targets:
+        mean, std = twin.models[target].predict(history)
+        mean2, std2 = loaded.models[target].predict(history)
+        np.testing.assert_allclose(mean2, mean, rtol=1e-10, equal_nan=True)
+        np.testing.assert_allclose(std2, std, rtol=1e-10, equal_nan=True)
+    assert loaded.metadata["targets"]["FacilityPower"]["features"]["output_lags"] == 1
+    assert "scikit-learn" in loaded.metadata["versions"]
+
+
+def test_model_refused_for_building_without_its_tags(trained):
+    twin, path = trained
+    large = load_tagmap(ROOT / "tagmaps/large_office.toml")  # has no CoreZoneTemp output
+    with pytest.raises(ModelFileError, match="CoreZoneTemp"):
+        check_compatible(twin, large, path)
+
+
+def test_rolling_forecast_evaluation(trained, small_office):
+    twin, _ = trained
+    result = evaluate(twin.models["FacilityPower"], small_office[2], TEST_START, horizon=12, every=6)
+    assert result["origins"] > 10
+    assert len(result["per_step"]["rmse"]) == 12
+    assert 0 <= result["overall"]["coverage95"] <= 1
+    assert np.isfinite(result["overall"]["rmse"])
+
+
+def run_twin(path, config, period, cooling_c):
+    """Mean predicted power and the first sample of a one-day twin run at a constant cooling setpoint."""
+    async def run():
+        building = config.buildings[0]
+        engine = TwinEngine("Twin", path, building.weather, building.tagmap, period)
+        first = await engine.start()
+        inputs = {**building.tagmap.defaults, "CoolingSetpoint": cooling_c}
+        samples = []
+        while (sample := await asyncio.wait_for(engine.step(inputs), 10)) is not None:
+            samples.append(sample)
+        await engine.stop()
+        return first, samples
+    return asyncio.run(run())
+
+
+def test_twin_engine_answers_setpoint_in_physical_direction(trained, small_office):
+    _, path = trained
+    config, _, _ = small_office
+    day = dataclasses.replace(config.period, start=dt.date(2025, 7, 7), end=dt.date(2025, 7, 7))  # a Monday
+    first, cool = run_twin(path, config, day, 22.0)
+    _, warm = run_twin(path, config, day, 27.0)
+    assert first.sim_time_s == 0.0
+    assert len(cool) == day.steps and cool[1].sim_time_s == 2 * day.step_s
+    assert std_tag("FacilityPower") in first.outputs and first.outputs[std_tag("FacilityPower")] > 0
+    occupied = slice(9 * 6, 17 * 6)
+    power = lambda samples: np.mean([s.outputs["FacilityPower"] for s in samples[occupied]])
+    assert power(warm) < power(cool)
+    assert np.isfinite(cool[0].outputs["OutdoorTemp"])
