@@ -179,7 +179,6 @@ class Campus:
     async def _close_historian(self) -> None:
         if self.historian is not None:
             self.historian.close()
-            self.server.history.historian = None
             self.historian = None
 
     # ----- the run ---------------------------------------------------------------------------
@@ -213,7 +212,7 @@ class Campus:
             self.historian = Historian(self.run_path, {b.name: b.config.tagmap for b in self.buildings},
                                        {"campus": self.config.name, "config": self.config.path,
                                         "clock": self.config.clock, "started": stamp})
-            self.server.history.historian = self.historian
+            self.server.history.historian_path = self.run_path
             log.info("historian: %s", self.run_path)
         log.info("starting %d engine(s) for %s .. %s, %d steps of %.0f s, clock %s",
                  len(self.buildings), self.config.period.start, self.config.period.end,
@@ -231,8 +230,9 @@ class Campus:
             if fast and published < self.step:
                 await self._publish(self.step)  # overlaps with the engines computing the next step
                 published = self.step
-            if await self._collect(pending, self.step + 1):
-                self.step += 1
+            if not await self._collect(pending, self.step + 1):
+                continue  # every engine finished or faulted
+            self.step += 1
             if not fast:
                 await self._publish(self.step)
                 published = self.step

@@ -23,14 +23,15 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
     """Validate, start the OPC UA server and the campus; return when the run ends (or on a signal)."""
     await validate_campus(config)
     server = TagServer(config.endpoint, config.name)
-    await server.start()
+    await server.init()
     campus = Campus(config, server)
+    await campus.build_address_space()
+    await server.listen()
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
     try:
-        await campus.build_address_space()
         if autostart:
             await campus.start()
         else:

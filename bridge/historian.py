@@ -66,18 +66,6 @@ class Historian:
                              (step, sim_time_s, time.isoformat(), *(values.get(c) for c in columns)))
         self._db.execute("COMMIT")
 
-    def read_tag(self, building: str, tag: str, start: dt.datetime | None, end: dt.datetime | None,
-                 limit: int = 0) -> list[tuple[dt.datetime, float]]:
-        """(time, value) of one tag between start and end inclusive, oldest first (for OPC UA HistoryRead)."""
-        if tag not in self._columns.get(building, []):
-            raise HistorianError(f"no tag {tag!r} for building {building!r}")
-        sql = f"SELECT time, {_quote(tag)} FROM {_quote(building)} WHERE time >= ? AND time <= ? ORDER BY step"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        low = (start or dt.datetime.min).isoformat()
-        high = (end or dt.datetime.max).isoformat()
-        return [(dt.datetime.fromisoformat(t), v) for t, v in self._db.execute(sql, (low, high))]
-
     def close(self) -> None:
         self._db.close()
 
@@ -86,6 +74,24 @@ def buildings_in(path: str | Path) -> list[str]:
     """Names of the buildings recorded in a historian file."""
     with sqlite3.connect(_existing(path)) as db:
         return [row[0] for row in db.execute("SELECT DISTINCT building FROM tags ORDER BY rowid")]
+
+
+def read_tag(path: str | Path, building: str, tag: str, start: dt.datetime | None = None,
+             end: dt.datetime | None = None, limit: int = 0) -> list[tuple[dt.datetime, float]]:
+    """(time, value) of one tag between start and end inclusive, oldest first (for OPC UA HistoryRead).
+
+    Opens its own connection, so it reads while the run writes (WAL) and after the run ends."""
+    sql = f"SELECT time, {_quote(tag)} FROM {_quote(building)} WHERE time >= ? AND time <= ? ORDER BY step"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    low = (start or dt.datetime.min).isoformat()
+    high = (end or dt.datetime.max).isoformat()
+    with sqlite3.connect(_existing(path)) as db:
+        try:
+            rows = db.execute(sql, (low, high)).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise HistorianError(f"{path}: cannot read {building}.{tag}: {exc}") from None
+    return [(dt.datetime.fromisoformat(t), v) for t, v in rows]
 
 
 def load_history(path: str | Path, building: str | None = None) -> pd.DataFrame:

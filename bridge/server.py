@@ -19,12 +19,13 @@ import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from asyncua import Server, ua
 from asyncua.common.instantiate_util import instantiate
 from asyncua.server.history import HistoryStorageInterface
 
-from bridge.historian import Historian
+from bridge.historian import read_tag
 from bridge.tagmap import TagMap
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class HistorianStorage(HistoryStorageInterface):
 
     def __init__(self) -> None:
         super().__init__()
-        self.historian: Historian | None = None
+        self.historian_path: Path | None = None
         self.tags: dict[ua.NodeId, tuple[str, str]] = {}
 
     async def init(self) -> None:
@@ -75,13 +76,13 @@ class HistorianStorage(HistoryStorageInterface):
         pass
 
     async def read_node_history(self, node_id, start, end, nb_values):
-        if self.historian is None or node_id not in self.tags:
+        if self.historian_path is None or node_id not in self.tags:
             return [], None
         building, tag = self.tags[node_id]
         epoch = ua.get_win_epoch()
         low = None if start in (None, epoch) else start.replace(tzinfo=None)
         high = None if end in (None, epoch) else end.replace(tzinfo=None)
-        rows = self.historian.read_tag(building, tag, low, high, nb_values)
+        rows = read_tag(self.historian_path, building, tag, low, high, nb_values)
         return [ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=utc(time),
                              ServerTimestamp=utc(time)) for time, value in rows if value is not None], None
 
@@ -101,7 +102,8 @@ class TagServer:
         self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
         self._root = None
 
-    async def start(self) -> None:
+    async def init(self) -> None:
+        """Prepare the address space; nothing is served until ``listen``."""
         await self.server.init()
         self.server.set_endpoint(self.endpoint)
         self.server.set_server_name(f"twinbridge {self.campus}")
@@ -109,7 +111,9 @@ class TagServer:
         self.server.iserver.history_manager.set_storage(self.history)
         self.idx = await self.server.register_namespace(NAMESPACE)
         self._guard_writes()
-        self._root = await self.server.nodes.objects.add_folder(self._id(self.campus), self.campus)
+        self._root = await self._folder(self.server.nodes.objects, self.campus, self.campus)
+
+    async def listen(self) -> None:
         try:
             await self.server.start()
         except OSError as exc:

@@ -1,0 +1,209 @@
+"""End to end: the real bridge daemon, real EnergyPlus, a real OPC UA client on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from asyncua import Client, ua
+
+from conftest import REPO, free_port, run_bridge, wait_until
+from bridge.historian import buildings_in, load_history
+
+pytestmark = pytest.mark.engine
+NS = "urn:twinbridge"
+
+
+async def node(client: Client, path: str):
+    idx = await client.get_namespace_index(NS)
+    return client.get_node(ua.NodeId(path, idx))
+
+
+async def lockstep_turn(client: Client, prefix: str, last_step: int, timeout_s: float = 60.0) -> int:
+    """Wait until the bridge hands over a step newer than ``last_step``; return it."""
+    ready, step = await node(client, f"{prefix}.Control.OutputReady"), await node(client, f"{prefix}.Control.Step")
+
+    async def handed_over():
+        is_ready, current = await client.read_values([ready, step])
+        return current if is_ready and current > last_step else None
+
+    return await wait_until(handed_over, timeout_s, 0.002)
+
+
+def test_browse_watch_and_control_the_small_office(small_office_config, tmp_path):
+    """A SCADA client browses the tree, sees SimTime and outputs advance, and writes a cooling
+    setpoint that the zone temperature follows."""
+
+    async def scenario(endpoint: str) -> dict[str, list[float]]:
+        async with Client(endpoint, timeout=10) as client:
+            idx = await client.get_namespace_index(NS)
+            campus = await client.nodes.objects.get_child([f"{idx}:TestSite"])
+            building = await campus.get_child([f"{idx}:SmallOffice"])
+            folders = {(await c.read_browse_name()).Name for c in await building.get_children()}
+            assert folders == {"Inputs", "Outputs", "Control"}
+            setpoint = await building.get_child([f"{idx}:Inputs", f"{idx}:CoolingSetpoint"])
+            assert setpoint.nodeid == ua.NodeId("TestSite.SmallOffice.Inputs.CoolingSetpoint", idx)
+            assert await setpoint.read_type_definition() == ua.NodeId(ua.ObjectIds.AnalogItemType)
+            eu_range = await (await setpoint.get_child(["0:EURange"])).read_value()
+            assert (eu_range.Low, eu_range.High) == (18.0, 32.0)
+            units = await (await setpoint.get_child(["0:EngineeringUnits"])).read_value()
+            assert units.DisplayName.Text == "degC"
+            zone = await building.get_child([f"{idx}:Outputs", f"{idx}:CoreZoneTemp"])
+            access = (await zone.read_attribute(ua.AttributeIds.UserAccessLevel)).Value.Value
+            assert not ua.ua_binary.test_bit(access, ua.AccessLevel.CurrentWrite)
+            assert ua.ua_binary.test_bit(access, ua.AccessLevel.HistoryRead)
+            input_ready = await node(client, "TestSite.SmallOffice.Control.InputReady")
+            sim_time = await node(client, "TestSite.SmallOffice.Control.SimTime")
+            # Day 1 (a Tuesday): default setpoint until 08:00, 22 degC until 14:00, 29 degC until 20:00.
+            temps: dict[str, list[float]] = {"22": [], "29": []}
+            seen_times, step = [], 0
+            while True:
+                step = await lockstep_turn(client, "TestSite.SmallOffice", step)
+                now = await sim_time.read_value()
+                seen_times.append(now)
+                hour = (now.hour + now.minute / 60) if now.day == 1 else 24
+                if hour >= 20:
+                    break
+                target = 24.0 if hour < 8 else 22.0 if hour < 14 else 29.0
+                if 12 <= hour < 14:
+                    temps["22"].append(await zone.read_value())
+                if 16 <= hour < 20:
+                    temps["29"].append(await zone.read_value())
+                await client.write_values([setpoint, input_ready], [target, True])
+            assert seen_times == sorted(seen_times) and len(set(seen_times)) == len(seen_times)
+            assert seen_times[1] - seen_times[0] == dt.timedelta(minutes=10)
+            data_value = await zone.read_data_value()
+            assert data_value.SourceTimestamp.replace(tzinfo=None) == seen_times[-1].replace(tzinfo=None)
+            return temps
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "30") as bridge:
+        temps = asyncio.run(scenario(bridge.endpoint))
+    cool, warm = temps["22"], temps["29"]
+    assert max(cool) < 22.6, cool  # the zone is held at the 22 degC setpoint
+    assert min(warm) > max(cool) + 1.5, (cool, warm)  # and floats up at 29 degC
+
+
+def test_out_of_range_write_is_refused(small_office_config, tmp_path):
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=10) as client:
+            setpoint = await node(client, "TestSite.SmallOffice.Inputs.CoolingSetpoint")
+            before = await setpoint.read_value()
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await setpoint.write_value(ua.DataValue(ua.Variant(45.0, ua.VariantType.Double)))
+            assert refused.value.code == ua.StatusCodes.BadOutOfRange
+            assert await setpoint.read_value() == before
+            await setpoint.write_value(ua.DataValue(ua.Variant(25.5, ua.VariantType.Double)))
+            assert await setpoint.read_value() == 25.5
+            power = await node(client, "TestSite.SmallOffice.Outputs.FacilityPower")
+            with pytest.raises(ua.UaStatusCodeError):
+                await power.write_value(ua.DataValue(ua.Variant(1.0, ua.VariantType.Double)))
+
+    with run_bridge(small_office_config, tmp_path, "--wait-for-start") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        assert "refused write of 45.0 to SmallOffice.CoolingSetpoint" in bridge.log
+
+
+def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
+    """Three buildings stay in step at every read; the historian has one row per step per building;
+    HistoryRead on an output tag answers from it."""
+    names = ["SmallOffice", "Warehouse", "RetailStore"]
+
+    async def scenario(endpoint: str) -> tuple[list[list[int]], list]:
+        async with Client(endpoint, timeout=10) as client:
+            steps = [await node(client, f"TestCampus.{n}.Control.Step") for n in names]
+            status = await node(client, "TestCampus.Control.Status")
+            reads = []
+            while await status.read_value() in ("Idle", "Running"):
+                reads.append(await client.read_values(steps))
+            assert await status.read_value() == "Finished"
+            power = await node(client, "TestCampus.Warehouse.Outputs.FacilityPower")
+            history = await power.read_raw_history(dt.datetime(2025, 7, 1, 0), dt.datetime(2025, 7, 1, 12), 1000)
+            return reads, history
+
+    with run_bridge(test_campus_config, tmp_path, "--clock", "fast") as bridge:
+        reads, history = asyncio.run(scenario(bridge.endpoint))
+        historian = bridge.historian()
+    assert len(reads) > 10
+    assert all(len(set(read)) == 1 for read in reads), [r for r in reads if len(set(r)) > 1][:5]
+    assert buildings_in(historian) == names
+    for name in names:
+        frame = load_history(historian, name)
+        assert len(frame) == 288 and list(frame["step"]) == list(range(1, 289))
+    warehouse = load_history(historian, "Warehouse")
+    first_half_day = warehouse[warehouse.index <= "2025-07-01 12:00"]
+    assert [dv.Value.Value for dv in history] == pytest.approx(list(first_half_day["FacilityPower"]))
+
+
+def test_killed_engine_faults_its_building_and_nothing_hangs(test_campus_config, tmp_path):
+    async def scenario(bridge) -> None:
+        async with Client(bridge.endpoint, timeout=10) as client:
+            step = await node(client, "TestCampus.Warehouse.Control.Step")
+            await wait_until(lambda: _at_least(step, 5), 120)
+            for pid in bridge.engine_pids("Warehouse"):
+                os.kill(pid, signal.SIGKILL)
+            status = await node(client, "TestCampus.Warehouse.Control.Status")
+            await wait_until(lambda: _equals(status, "Faulted"), 20)
+            fault = await (await node(client, "TestCampus.Warehouse.Control.Fault")).read_value()
+            assert "Warehouse" in fault and "EnergyPlus" in fault
+            others = [await node(client, f"TestCampus.{n}.Control.Status") for n in ("SmallOffice", "RetailStore")]
+            campus = await node(client, "TestCampus.Control.Status")
+            await wait_until(lambda: _equals(campus, "Finished"), 180)
+            assert [await o.read_value() for o in others] == ["Finished", "Finished"]
+
+    # Paced so that the kill lands mid-run (2 days at 20,000x: about 9 s of wall time).
+    with run_bridge(test_campus_config, tmp_path, "--clock", "paced", "--speed", "20000") as bridge:
+        asyncio.run(scenario(bridge))
+        assert "Warehouse faulted" in bridge.log
+    frame = load_history(bridge.historian(), "SmallOffice")
+    assert len(frame) == 288
+
+
+async def _at_least(var, value) -> bool:
+    return await var.read_value() >= value
+
+
+async def _equals(var, value) -> bool:
+    return await var.read_value() == value
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def test_unknown_variable_fails_validate_and_run(tmp_path):
+    tagmap = (REPO / "tagmaps" / "small_office.toml").read_text().replace(
+        'variable = "Site Outdoor Air Relative Humidity"', 'variable = "Site Outdoor Air Relative Humidty"')
+    (tmp_path / "bad.toml").write_text(tagmap)
+    campus = (REPO / "sims" / "small_office.toml").read_text().replace(
+        'tagmap = "../tagmaps/small_office.toml"', f'tagmap = "{tmp_path / "bad.toml"}"')
+    (tmp_path / "bad_campus.toml").write_text(campus)
+    for command in (["validate", str(tmp_path / "bad_campus.toml")],
+                    ["run", str(tmp_path / "bad_campus.toml"), "--endpoint", "opc.tcp://127.0.0.1:1", "--run-dir",
+                     str(tmp_path / "runs")]):
+        result = _cli(*command)
+        assert result.returncode == 2, result.stderr
+        assert "outputs[3] (OutdoorHumidity)" in result.stderr
+        assert "'Site Outdoor Air Relative Humidty' does not exist" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_export_csv_and_parquet(small_office_config, tmp_path):
+    result = _cli("run", str(small_office_config), "--endpoint", f"opc.tcp://127.0.0.1:{free_port()}", "--run-dir",
+                  str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    historian = next((tmp_path / "runs").glob("*/historian.sqlite"))
+    for fmt in ("csv", "parquet"):
+        exported = _cli("export", str(historian), "--format", fmt, "--out", str(tmp_path / fmt))
+        assert exported.returncode == 0, exported.stderr
+    import pandas as pd
+
+    csv = pd.read_csv(tmp_path / "csv" / "SmallOffice.csv", index_col="time", parse_dates=True)
+    parquet = pd.read_parquet(tmp_path / "parquet" / "SmallOffice.parquet")
+    assert len(csv) == len(parquet) == 432
+    assert csv["FacilityPower"].to_numpy() == pytest.approx(parquet["FacilityPower"].to_numpy())
