@@ -1,0 +1,157 @@
+"""The ``twin`` commands: collect training data, fit, evaluate and serve a GP twin.
+
+    twinbridge twin collect sims/large_office.toml --start 07-01 --end 07-28 -o runs/large.db
+    twinbridge twin fit runs/large.db --tagmap tagmaps/large_office.toml --until 2025-07-22 -o large.npz
+    twinbridge twin evaluate large.npz runs/large.db --from 2025-07-22 --horizon 72 --plot day.png
+    twinbridge twin serve sims/large_office.toml large.npz
+
+``bridge.cli`` registers them with ``add_twin_commands(subparsers)``; each sets ``func``, which
+takes the parsed arguments and returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+
+
+def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``twin collect|fit|evaluate|serve`` on an argparse subparsers object."""
+    twin = subparsers.add_parser("twin", help="data-driven GP twin of a building (see docs/twin.md)")
+    commands = twin.add_subparsers(dest="twin_command", required=True)
+
+    collect = commands.add_parser("collect", help="run a building under an excitation controller, record a historian")
+    collect.add_argument("config", type=Path, help="building or campus TOML file (first building is used)")
+    collect.add_argument("-o", "--output", type=Path, required=True, help="historian file to create (.db)")
+    collect.add_argument("--building", help="building name in a campus file (default: the first)")
+    collect.add_argument("--start", help="first day MM-DD (default: the file's [run] start)")
+    collect.add_argument("--end", help="last day MM-DD, inclusive (default: the file's [run] end)")
+    collect.add_argument("--seed", type=int, default=0, help="seed of the random setpoint schedules")
+    collect.add_argument("--hold-hours", type=int, nargs=2, default=(1, 4), metavar=("MIN", "MAX"),
+                         help="each random level is held MIN..MAX hours (default 1 4)")
+    collect.set_defaults(func=_collect)
+
+    fit = commands.add_parser("fit", help="train a GP twin on a historian")
+    fit.add_argument("history", type=Path, help="historian file (.db)")
+    fit.add_argument("--tagmap", type=Path, required=True, help="tag map of the building")
+    fit.add_argument("-o", "--output", type=Path, required=True, help="model file to write (.npz)")
+    fit.add_argument("--building", help="building name in the historian (default: the only one)")
+    fit.add_argument("--targets", nargs="+", help="output tags to model (default: electric power and zone temperatures)")
+    fit.add_argument("--until", help="train on rows before this time (ISO; default: all rows)")
+    fit.add_argument("--output-lags", "-l", type=int, default=0, help="lags l of the modelled output (default 0)")
+    fit.add_argument("--input-lags", "-m", type=int, default=1, help="lags m of the control inputs (default 1)")
+    fit.add_argument("--disturbance-lags", "-p", type=int, default=0, help="lags p of the weather (default 0)")
+    fit.add_argument("--no-profile", action="store_true", help="leave out the learnt daily profile feature")
+    fit.add_argument("--n-hyper", type=int, default=500, help="rows for the hyperparameter search (default 500)")
+    fit.add_argument("--max-exact", type=int, default=4000, help="exact GP up to this many rows (default 4000)")
+    fit.set_defaults(func=_fit)
+
+    evaluate = commands.add_parser("evaluate", help="rolling multi-step forecasts of a twin on held-out data")
+    evaluate.add_argument("model", type=Path, help="model file (.npz)")
+    evaluate.add_argument("history", type=Path, help="historian file (.db) holding the test span")
+    evaluate.add_argument("--building", help="building name in the historian (default: the only one)")
+    evaluate.add_argument("--from", dest="test_start", required=True, help="first forecast origin (ISO time)")
+    evaluate.add_argument("--horizon", type=int, default=72, help="forecast horizon in steps (default 72 = 12 h)")
+    evaluate.add_argument("--every", type=int, default=6, help="steps between origins (default 6 = hourly)")
+    evaluate.add_argument("--plot", type=Path, help="PNG of one day's forecast per target (target name is appended)")
+    evaluate.add_argument("--plot-day", help="day to plot (YYYY-MM-DD; default: the day after --from)")
+    evaluate.set_defaults(func=_evaluate)
+
+    serve = commands.add_parser("serve", help="serve a trained twin over OPC UA like the EnergyPlus building")
+    serve.add_argument("config", type=Path, help="building or campus TOML file (run period, endpoint, tag map)")
+    serve.add_argument("model", type=Path, help="model file (.npz)")
+    serve.add_argument("--building", help="building of the file to replace by the twin (default: the first)")
+    serve.set_defaults(func=_serve)
+
+
+def _building(config, name: str | None):
+    from bridge.config import ConfigError
+
+    for building in config.buildings:
+        if name is None or building.name == name:
+            return building
+    raise ConfigError(f"{config.path}: no building {name!r} (has {[b.name for b in config.buildings]})")
+
+
+def _day(value: str, year: int, option: str) -> dt.date:
+    try:
+        month, day = (int(part) for part in value.split("-"))
+        return dt.date(year, month, day)
+    except ValueError:
+        raise SystemExit(f"{option}: expected a day as MM-DD, got {value!r}") from None
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from bridge.config import load_config
+    from bridge.twin.collect import ExcitationController, collect_history
+
+    config = load_config(args.config)
+    building = _building(config, args.building)
+    year = config.period.start.year
+    period = dataclasses.replace(
+        config.period,
+        start=_day(args.start, year, "--start") if args.start else config.period.start,
+        end=_day(args.end, year, "--end") if args.end else config.period.end)
+    controller = ExcitationController(building.tagmap, seed=args.seed, hold_hours=tuple(args.hold_hours))
+    workdir = config.run_dir / f"twin_collect_{building.name}"
+    collect_history(building, period, args.output, workdir, controller,
+                    start_timeout_s=config.engine_start_timeout_s, step_timeout_s=config.engine_step_timeout_s)
+    print(f"recorded {period.steps} steps of {building.name} ({period.start} .. {period.end}) in {args.output}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from bridge.historian import load_history
+    from bridge.tagmap import load_tagmap
+    from bridge.twin.features import feature_sets_for
+    from bridge.twin.gp import TwinModel
+    from bridge.twin.persist import save_model
+
+    history = load_history(args.history, args.building)
+    if args.until:
+        history = history[history.index < args.until]
+    tagmap = load_tagmap(args.tagmap)
+    years = tuple(sorted(set(history.index.year)))
+    feature_sets = feature_sets_for(tagmap, args.targets, args.output_lags, args.input_lags, args.disturbance_lags,
+                                    years, profile=not args.no_profile)
+    twin = TwinModel.from_feature_sets(feature_sets, n_hyper=args.n_hyper, max_exact=args.max_exact).fit(history)
+    save_model(twin, args.output, extra={"history": str(args.history), "tagmap": str(args.tagmap)})
+    for target, model in twin.models.items():
+        print(f"{target}: {model.n_rows_} rows, {model.approximation_} ({model.n_train_}), "
+              f"fitted in {model.fit_time_s_:.1f} s")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bridge.historian import load_history
+    from bridge.twin.evaluate import evaluate, plot_day
+    from bridge.twin.persist import load_model
+
+    twin = load_model(args.model)
+    history = load_history(args.history, args.building)
+    report = {}
+    for target, model in twin.models.items():
+        result = evaluate(model, history, args.test_start, args.horizon, args.every)
+        report[target] = {"overall": result["overall"], "last_step": result["last_step"]}
+        if args.plot:
+            day = args.plot_day or (pd.Timestamp(args.test_start).normalize() + pd.Timedelta(days=1)).date().isoformat()
+            plot_day(model, history, day, args.horizon, args.plot.with_name(f"{args.plot.stem}_{target}.png"))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from bridge.cli import run_campus  # provided by the lead's bridge/cli.py
+    from bridge.config import load_config
+
+    config = load_config(args.config)
+    chosen = _building(config, args.building)
+    buildings = tuple(dataclasses.replace(b, engine="twin", twin_model=args.model.resolve()) if b is chosen else b
+                      for b in config.buildings)
+    return run_campus(dataclasses.replace(config, buildings=buildings))
