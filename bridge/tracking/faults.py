@@ -18,6 +18,10 @@ because an IDF has no notion of "from date D on" for a design level:
   part-way change would need EMS). Buildings that have no economizer report 0 changes.
 
 Part-way edits need ``Schedule:Compact`` schedules ("Through:" blocks are split at ``start``).
+EnergyPlus evaluates schedules on the design days at their own dates (Chicago: Jan 21 and Jul 21): a
+fault that starts before a design day's date also changes the autosized equipment, as if the
+building had been designed with the fault. Start part-way faults after the design days' dates
+to leave sizing, and the run before ``start``, identical to the unfaulted model.
 ``apply_edit`` applies one edit given as a dict (``{"edit": "scale_lighting", "factor": 0.5}``),
 the form the model registry stores for an ECM.
 """
