@@ -24,7 +24,7 @@ from bridge.twin.gp import GPModel, TwinModel, make_kernel
 from bridge.twin.weather import EPW_COLUMNS
 
 FORMAT = "twinbridge-gp-twin/1"
-GP_PARAMS = ("n_hyper", "max_exact", "linear", "n_restarts", "random_state")
+GP_PARAMS = ("n_hyper", "max_exact", "linear", "n_restarts", "max_iter", "random_state")
 
 
 class ModelFileError(ValueError):
