@@ -46,6 +46,7 @@ class BridgeClient:
         self.endpoint, self.building, self.campus = endpoint, building, campus
         self.request_timeout_s = request_timeout_s
         self.inputs: dict[str, InputRange] = {}
+        self.ns = 0  # index of urn:twinbridge on this server (may change when the bridge restarts)
         self._client: Client | None = None
         self._input_nodes: dict[str, Node] = {}
         self._output_nodes: dict[str, Node] = {}
@@ -74,7 +75,7 @@ class BridgeClient:
 
     async def _browse(self, client: Client) -> None:
         try:
-            ns = await client.get_namespace_index(NAMESPACE)
+            ns = self.ns = await client.get_namespace_index(NAMESPACE)
         except ValueError:
             raise BrowseError(f"{self.endpoint} does not serve namespace {NAMESPACE} (not a twinbridge server?)")
         campuses = await _children(client.nodes.objects, ns)
@@ -125,6 +126,11 @@ class BridgeClient:
         sim_time = control["SimTime"].replace(tzinfo=None) if control["SimTime"] else dt.datetime.min
         return StepState(str(control["Status"]), int(control["Step"]), sim_time, bool(control["OutputReady"]),
                          outputs)
+
+    async def read_inputs(self) -> dict[str, float]:
+        """Current values of the input tags (what the bridge will apply if nobody writes)."""
+        values = await self.session.read_values(list(self._input_nodes.values()))
+        return {tag: float(v) for tag, v in zip(self._input_nodes, values)}
 
     async def write_inputs(self, values: Mapping[str, float]) -> None:
         """All input values in one OPC UA Write; raise ControllerError naming any tag the bridge refused."""
