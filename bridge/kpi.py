@@ -122,7 +122,8 @@ class _BuildingSeries:
 
     def kpis(self, price: Profile, emissions: Profile) -> dict:
         hours = self.durations_s / 3600.0
-        discomfort = {zone: float(np.nansum(_deviation_k(temp, band) * hours)) for zone, (temp, band) in self.zones.items()}
+        discomfort = {zone: float(np.nansum(_deviation_k(temp, band) * hours))
+                      for zone, (temp, band) in self.zones.items()}
         values = {
             "floor_area_m2": self.floor_area_m2,
             "thermal_discomfort_kh_per_zone": sum(discomfort.values()) / len(discomfort) if discomfort else None,

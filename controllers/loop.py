@@ -65,7 +65,7 @@ async def run_controller(controller: Controller, endpoint: str, building: str, c
     report = LoopReport()
     client = BridgeClient(endpoint, building, campus, options.request_timeout_s)
     while True:
-        await _connect(client, options, report)
+        await _connect(client, options)
         try:
             controller.check(client.inputs)
             if options.mode == "lockstep":
@@ -83,7 +83,7 @@ async def run_controller(controller: Controller, endpoint: str, building: str, c
             await client.close()
 
 
-async def _connect(client: BridgeClient, options: LoopOptions, report: LoopReport) -> None:
+async def _connect(client: BridgeClient, options: LoopOptions) -> None:
     """Connect and browse, retrying with exponential backoff for up to ``reconnect_timeout_s``."""
     deadline = time.monotonic() + options.reconnect_timeout_s
     delay = options.backoff_initial_s

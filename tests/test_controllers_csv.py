@@ -61,7 +61,8 @@ def test_example_passes_the_checks():
      r"row 3, column 'CoolingSetpoint': cannot read 'warm' as a number"),
     ("time,CoolingSetpoint,HeatingSetpoint\n2025-07-01 06:00,24,21\n2025-07-01 07:00,25\n",
      r"row 3: 2 fields, the header has 3"),
-    ("time,CoolingSetpoint,CoolingSetpoint\n2025-07-01 06:00,24,21\n", r"column 'CoolingSetpoint' appears more than once"),
+    ("time,CoolingSetpoint,CoolingSetpoint\n2025-07-01 06:00,24,21\n",
+     r"column 'CoolingSetpoint' appears more than once"),
     ("time,CoolingSetpoint,HeatingSetpoint\n", r"no data rows"),
     ("time,CoolingSetpoint,HeatingSetpoint\n2025-07-01 06:00+02:00,24,21\n", r"row 2, column 'time': .* time zone"),
 ])
