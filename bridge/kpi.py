@@ -69,14 +69,14 @@ def compute_kpis(historian_path: str | Path, tagmaps: Mapping[str, TagMap],
     series = {name: _BuildingSeries.load(historian_path, name, tagmap) for name, tagmap in tagmaps.items()}
     buildings = {name: s.kpis(price, emissions) for name, s in series.items()}
     campus = _campus_kpis(list(series.values()), price, emissions)
-    first = next(iter(series.values()))
-    simulated_s = float(first.durations_s.sum())
+    longest = max(series.values(), key=lambda s: len(s.end_s))
+    simulated_s = float(longest.durations_s.sum())
     campus["time_ratio"] = wall_time_s / simulated_s if wall_time_s is not None and simulated_s > 0 else None
     return {
         "reference": "BOPTEST core KPIs (Blum et al. 2021, J. Building Performance Simulation 14(5)); docs/kpis.md",
         "historian": str(historian_path),
-        "period": {"start": first.starts[0].isoformat(), "end": first.ends[-1].isoformat(),
-                   "steps": len(first.ends), "step_s": float(first.durations_s[0]), "simulated_s": simulated_s},
+        "period": {"start": longest.starts[0].isoformat(), "end": longest.ends[-1].isoformat(),
+                   "steps": len(longest.ends), "step_s": float(longest.durations_s[0]), "simulated_s": simulated_s},
         "price_usd_per_kwh": _describe(price),
         "emissions_kgco2_per_kwh": _describe(emissions),
         "wall_time_s": wall_time_s,
@@ -135,17 +135,17 @@ class _BuildingSeries:
 
 def _campus_kpis(series: list[_BuildingSeries], price: Profile, emissions: Profile) -> dict:
     """Campus KPIs: discomfort averaged over all zones; energy, peak, cost, emissions of the summed power."""
-    first = series[0]
-    hours = first.durations_s / 3600.0
-    zone_kh = [float(np.nansum(_deviation_k(t, band) * hours)) for s in series for t, band in s.zones.values()]
-    electric = _sum_aligned(series, "electric_kw", first.end_s)
-    hvac = _sum_aligned(series, "hvac_kw", first.end_s)
+    longest = max(series, key=lambda s: len(s.end_s))  # a building that faulted early has fewer rows
+    zone_kh = [float(np.nansum(_deviation_k(t, band) * s.durations_s / 3600.0))
+               for s in series for t, band in s.zones.values()]
+    electric = _sum_aligned(series, "electric_kw", longest.end_s)
+    hvac = _sum_aligned(series, "hvac_kw", longest.end_s)
     areas = [s.floor_area_m2 for s in series]
     area = sum(areas) if all(areas) else None
     values = {
         "floor_area_m2": area,
         "thermal_discomfort_kh_per_zone": sum(zone_kh) / len(zone_kh) if zone_kh else None,
-        **_energy_kpis(electric, hvac, first.starts, first.end_s, first.durations_s, price, emissions),
+        **_energy_kpis(electric, hvac, longest.starts, longest.end_s, longest.durations_s, price, emissions),
     }
     return _per_m2(values, area)
 

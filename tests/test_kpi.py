@@ -103,3 +103,23 @@ def test_kpis_of_a_real_run_equal_a_hand_computation(small_office_config, tmp_pa
     assert kpis["campus"]["time_ratio"] == pytest.approx(10.0 / (432 * 600.0))
     # The integrated power agrees with the energy EnergyPlus metered (rectangle rule on step averages).
     assert energy == pytest.approx(frame["ElectricityEnergy"].sum(), rel=0.01)
+
+
+def test_campus_sums_buildings_even_when_one_stopped_early(tmp_path):
+    path = tmp_path / "historian.sqlite"
+    historian = Historian(path, {"Tiny": TAGMAP, "Other": TAGMAP})
+    for k in range(1, 7):
+        end = dt.datetime(2025, 7, 1) + dt.timedelta(minutes=10 * k)
+        rows = [("Tiny", k, 600.0 * k, end, {"Power": 10.0 * k, "Hvac": 1.0, "Z1": 22.0, "Z2": 27.0})]
+        if k <= 3:  # Other faulted after three steps
+            rows.append(("Other", k, 600.0 * k, end, {"Power": 100.0, "Hvac": 2.0, "Z1": 22.0, "Z2": 22.0}))
+        historian.record(rows)
+    historian.close()
+    campus = compute_kpis(path, {"Tiny": TAGMAP, "Other": TAGMAP}, price=1.0)["campus"]
+    assert campus["energy_total_kwh"] == pytest.approx(35.0 + 100.0 * 3 / 6)
+    assert campus["energy_total_kwh_per_m2"] == pytest.approx(85.0 / 200.0)
+    assert campus["cost_usd"] == pytest.approx(85.0)
+    # 0:15-0:30: Tiny (20*5 + 30*10)/15 plus Other's 100 kW = 126.7 kW; later windows lack Other.
+    assert campus["peak_electric_kw"] == pytest.approx(400.0 / 15.0 + 100.0)
+    # Tiny's Z2 is 1 K above 26 for 1 h; four zones in all.
+    assert campus["thermal_discomfort_kh_per_zone"] == pytest.approx(1.0 / 4)
