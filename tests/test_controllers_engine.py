@@ -293,3 +293,27 @@ def test_paced_controller_acts_on_its_period(tmp_path, controllers):
     matches = sum(row == expected for row, expected in zip(rows, expected_inputs(frame, schedule.setpoints)))
     assert matches >= 0.9 * len(rows)  # a paced controller may be a step late where the schedule changes
     assert (frame["CoolingSetpoint"] != 24.0).any() and (frame["CoolingSetpoint"] == 24.0).any()
+
+
+def test_missing_controller_does_not_starve_the_other_building(tmp_path, controllers):
+    campus = tmp_path / "half.toml"
+    campus.write_text(f'[campus]\nname = "Half"\n[run]\nstart = "07-01"\nend = "07-01"\ntimesteps_per_hour = 2\n'
+                      f'[[buildings]]\nname = "SmallOffice"\nmodel = "ref:small_office"\n'
+                      f'tagmap = "{TAGMAPS / "small_office.toml"}"\n'
+                      f'[[buildings]]\nname = "Warehouse"\nmodel = "ref:warehouse"\n'
+                      f'tagmap = "{TAGMAPS / "warehouse.toml"}"\n')
+    schedule = load_schedule(EXAMPLES / "small_office_schedule.toml")
+    with run_bridge(campus, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "0.3", keep_serving=False) as bridge:
+        office = controllers("schedule", bridge.endpoint, "SmallOffice", EXAMPLES / "small_office_schedule.toml",
+                             tmp_path / "office.log")  # the Warehouse has no controller at all
+        assert office.wait() == 0, office.log
+        assert bridge.wait() == 0, bridge.log
+        frame = load_history(bridge.historian(), "SmallOffice")
+        warehouse = load_history(bridge.historian(), "Warehouse")
+
+    assert "Warehouse: no InputReady" in bridge.log and "SmallOffice: no InputReady" not in bridge.log
+    assert len(frame) == len(warehouse) == 48
+    half_hour = dt.timedelta(minutes=30)
+    expected = [schedule.setpoints((time - half_hour).to_pydatetime()) for time in frame.index]
+    assert frame[["CoolingSetpoint", "HeatingSetpoint"]].to_dict("records") == expected
+    assert (warehouse["CoolingSetpoint"] == 24.0).all()  # the tag-map default, held throughout
