@@ -51,7 +51,9 @@ class BuildingState:
     sample: Sample | None = None
     applied: dict[str, float] = field(default_factory=dict)  # inputs of the step that produced ``sample``
     sample_step: int = -1  # step whose outputs ``sample`` holds
+    published_step: int = -1  # last step whose outputs are on the tags
     input_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    published: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) at each publish
 
     @property
     def name(self) -> str:
@@ -60,6 +62,11 @@ class BuildingState:
     @property
     def running(self) -> bool:
         return self.status in ("Running", "Paused")
+
+    def announce(self) -> None:
+        """Wake everyone waiting for this building's next step (new outputs, or the end of its run)."""
+        self.published.set()
+        self.published = asyncio.Event()
 
 
 class Campus:
@@ -77,6 +84,7 @@ class Campus:
         self.historian: Historian | None = None
         self.run_path: Path | None = None
         self.started = asyncio.Event()
+        self.address_space_ready = asyncio.Event()
         self.done = asyncio.Event()
         self._resume = asyncio.Event()
         self._resume.set()
@@ -92,7 +100,30 @@ class Campus:
         await self.server.add_campus_nodes(self._methods(None))
         for building in self.buildings:
             await self.server.add_building(building.name, building.config.tagmap, self._methods(building),
-                                           building.input_ready.set)
+                                           building.input_ready.set, self._exchange(building))
+        self.address_space_ready.set()
+
+    def _exchange(self, building: BuildingState):
+        """Raise InputReady for ``building`` and wait for its next published step (Control.Exchange)."""
+
+        async def exchange() -> tuple[int, list[float]]:
+            await self._next_publish(building, -1, self.config.engine_start_timeout_s)  # first outputs
+            step_before = building.published_step
+            building.input_ready.set()
+            await self._next_publish(building, step_before,
+                                     self.config.lockstep_timeout_s + self.config.engine_step_timeout_s)
+            if building.published_step <= step_before:
+                raise ValueError(f"{building.name} is {building.status}")
+            outputs = building.sample.outputs
+            return building.published_step, [float(outputs[o.tag]) for o in building.config.tagmap.outputs]
+
+        return exchange
+
+    @staticmethod
+    async def _next_publish(building: BuildingState, after_step: int, timeout_s: float) -> None:
+        """Wait until ``building`` has published a step newer than ``after_step``, or its run is over."""
+        while building.published_step <= after_step and building.status in ("Idle", "Running", "Paused"):
+            await asyncio.wait_for(building.published.wait(), timeout_s)
 
     def _methods(self, building: BuildingState | None):
         async def stop() -> str:
@@ -138,6 +169,7 @@ class Campus:
         self.step = 0
         for building in self.buildings:
             building.status, building.sample, building.applied = "Idle", None, {}
+            building.sample_step = building.published_step = -1
             await self.server.set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
         self.status = "Idle"
         await self.start()
@@ -165,6 +197,7 @@ class Campus:
             await building.engine.stop()
         building.status = status
         building.input_ready.set()
+        building.announce()
         await self.server.set_control(building.name, Status=status, OutputReady=False,
                                       **({"Fault": fault} if fault else {}))
 
@@ -218,6 +251,7 @@ class Campus:
                  len(self.buildings), self.config.period.start, self.config.period.end,
                  self.config.period.steps, self.config.period.step_s, self.config.clock)
         await asyncio.gather(*(self._start_building(b, run_dir / b.name) for b in self.buildings))
+        await self.address_space_ready.wait()  # engines size their models while the server is built
         self._wall_start = time.monotonic()
         await self._publish(0)
         published = 0
@@ -276,6 +310,7 @@ class Campus:
                 continue
             if sample is None:
                 building.status = "Finished"
+                building.announce()
                 await self.server.set_control(building.name, Status="Finished", OutputReady=False)
                 continue
             building.sample, building.applied, building.sample_step = sample, inputs, step
@@ -298,6 +333,8 @@ class Campus:
             total_kw += sum(v for tag, v in sample.outputs.items() if tagmap.output(tag).role == "electric_power")
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
+            building.published_step = step
+            building.announce()
         await self.server.write_value(self.server.outputs[self.config.name]["TotalElectricPower"], total_kw,
                                       ua.VariantType.Double, sim_time)
         await self.server.set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
@@ -314,7 +351,6 @@ class Campus:
             return
         running = [b for b in self.buildings if b.status == "Running"]
         for building in running:
-            building.input_ready.clear()
             await self.server.set_control(building.name, InputReady=False, OutputReady=True)
         began = time.monotonic()
         deadline = began + self.config.lockstep_timeout_s
@@ -324,6 +360,7 @@ class Campus:
             except asyncio.TimeoutError:
                 log.warning("%s: no InputReady within %.1f s at step %d; holding its inputs",
                             building.name, self.config.lockstep_timeout_s, self.step)
+            building.input_ready.clear()  # cleared only now: an Exchange call may have raised it early
             if building.status == "Running":
                 await self.server.set_control(building.name, OutputReady=False)
         self.exchange_s += time.monotonic() - began

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -25,16 +26,16 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
     server = TagServer(config.endpoint, config.name)
     await server.init()
     campus = Campus(config, server)
-    await campus.build_address_space()
-    await server.listen()
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
     try:
         if autostart:
-            await campus.start()
-        else:
+            await campus.start()  # EnergyPlus sizes the models while the address space is built
+        await campus.build_address_space()
+        await server.listen()
+        if not autostart:
             log.info("waiting for a client to call %s.Control.Start", config.name)
         waiters = {asyncio.ensure_future(stop_requested.wait())}
         if not keep_serving:
@@ -99,7 +100,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinbridge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -125,27 +126,36 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "parquet"), default="csv")
     export.add_argument("--out", help="output folder (default: beside the historian)")
     export.set_defaults(func=_cmd_export)
-    for module, adder in (("bridge.twin.cli", "add_twin_commands"), ("bridge.tracking.cli", "add_tracking_commands"),
-                          ("controllers.cli", "add_controller_commands")):
-        _add_optional(commands, module, adder)
+    _add_command_groups(commands, argv or [])
     return parser
 
 
-def _add_optional(commands, module: str, adder: str) -> None:
-    """Sub-commands of the twin, tracking and controller packages, when they are present."""
-    try:
-        imported = __import__(module, fromlist=[adder])
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return
-        raise
-    getattr(imported, adder)(commands)
+# Command groups of the other packages, imported only when used: they pull in scipy, scikit-learn
+# and matplotlib, which would otherwise add seconds to every `twinbridge run`.
+COMMAND_GROUPS = {
+    "controller": ("controllers.cli", "add_controller_commands", "run a schedule or CSV controller process"),
+    "twin": ("bridge.twin.cli", "add_twin_commands", "Gaussian-process twin: collect, fit, evaluate, serve"),
+    "track": ("bridge.tracking.cli", "add_tracking_commands", "track a twin against a live building"),
+    "registry": ("bridge.tracking.cli", "add_tracking_commands", "baseline / operational / actual model registry"),
+    "mv": ("bridge.tracking.cli", "add_tracking_commands", "measurement and verification reports"),
+}
+
+
+def _add_command_groups(commands, argv: list[str]) -> None:
+    wanted = next((arg for arg in argv if not arg.startswith("-")), None)
+    if wanted in COMMAND_GROUPS:
+        module, adder, _ = COMMAND_GROUPS[wanted]
+        getattr(importlib.import_module(module), adder)(commands)
+    for name, (_, _, summary) in COMMAND_GROUPS.items():
+        if name not in commands.choices:
+            commands.add_parser(name, help=summary)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+                        format="%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if not args.verbose:
         logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:

@@ -13,10 +13,12 @@ import datetime as dt
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from bridge.tagmap import TagMap
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class HistorianError(ValueError):
@@ -94,7 +96,7 @@ def read_tag(path: str | Path, building: str, tag: str, start: dt.datetime | Non
     return [(dt.datetime.fromisoformat(t), v) for t, v in rows]
 
 
-def load_history(path: str | Path, building: str | None = None) -> pd.DataFrame:
+def load_history(path: str | Path, building: str | None = None) -> "pd.DataFrame":
     """One building's recorded steps as a DataFrame indexed by calendar time (column per tag,
     plus ``step`` and ``sim_time_s``). ``building`` may be omitted when the run has only one."""
     names = buildings_in(path)
@@ -104,6 +106,8 @@ def load_history(path: str | Path, building: str | None = None) -> pd.DataFrame:
         building = names[0]
     if building not in names:
         raise HistorianError(f"{path}: no building {building!r} (has {names})")
+    import pandas as pd  # here, not at the top: the bridge daemon itself never needs pandas
+
     with sqlite3.connect(_existing(path)) as db:
         frame = pd.read_sql_query(f"SELECT * FROM {_quote(building)} ORDER BY step", db)
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("time")), name="time")

@@ -38,6 +38,7 @@ UNIT_CODES = {"degC": "CEL", "K": "KEL", "kW": "KWT", "W": "WTT", "kWh": "KWH", 
               "Pa": "PAL", "m3/s": "MQS", "kg/s": "KGS", "W/m2": "D54"}
 STATUS_CODES = {"Idle": 0, "Running": 1, "Finished": 2, "Reset": 3, "Stopped": 4, "Paused": 5, "Faulted": -1}
 METHODS = ("Start", "Pause", "Resume", "Reset", "Stop")
+Exchange = Callable[[], Awaitable[tuple[int, list[float]]]]
 
 
 def engineering_units(unit: str) -> ua.EUInformation:
@@ -183,7 +184,7 @@ class TagServer:
         self.outputs[self.campus] = {"TotalElectricPower": self._id(path)}
 
     async def add_building(self, name: str, tagmap: TagMap, methods: Mapping[str, Callable[[], Awaitable[str]]],
-                           on_input_ready: Callable[[], None]) -> None:
+                           on_input_ready: Callable[[], None], exchange: Exchange) -> None:
         prefix = f"{self.campus}.{name}"
         building = await self._folder(self._root, prefix, name)
         inputs = await self._folder(building, f"{prefix}.Inputs", "Inputs")
@@ -204,6 +205,46 @@ class TagServer:
             self.history.tags[self._id(path)] = (name, item.tag)
         await self._control(building, prefix, name, methods, handshake=True)
         self._on_input_ready[self.controls[name].ids["InputReady"]] = on_input_ready
+        await self._exchange_method(prefix, name, tagmap, exchange)
+
+    async def _exchange_method(self, prefix: str, name: str, tagmap: TagMap, exchange: Exchange) -> None:
+        """``Control.Exchange(Inputs) -> (Step, Outputs)``: a controller's whole step in one call.
+
+        It checks and writes the inputs (tag-map order; an empty array holds the current ones),
+        raises InputReady and returns when the bridge has published the next step."""
+        control = self.server.get_node(self._id(f"{prefix}.Control"))
+        for tags, label in ((tagmap.inputs, "InputTags"), (tagmap.outputs, "OutputTags")):
+            node = await control.add_variable(self._id(f"{prefix}.Control.{label}"), ua.QualifiedName(label, self.idx),
+                                              ua.Variant([t.tag for t in tags], ua.VariantType.String))
+            self.controls[name].ids[label] = node.nodeid
+        input_ids = self.inputs[name]
+
+        async def call(parent, inputs: ua.Variant):
+            values = list(inputs.Value or [])
+            if values and len(values) != len(input_ids):
+                return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
+            for (tag, node_id), value in zip(input_ids.items(), values):
+                low, high, where = self._ranges[node_id]
+                if not low <= value <= high:
+                    log.warning("refused Exchange of %r to %s: outside EURange [%g, %g]", value, where, low, high)
+                    return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+            for node_id, value in zip(input_ids.values(), values):
+                await self.write_value(node_id, float(value), ua.VariantType.Double)
+            try:
+                step, outputs = await exchange()
+            except TimeoutError:
+                return ua.StatusCode(ua.StatusCodes.BadTimeout)
+            except ValueError:
+                return ua.StatusCode(ua.StatusCodes.BadInvalidState)
+            return [ua.Variant(step, ua.VariantType.Int64), ua.Variant(outputs, ua.VariantType.Double)]
+
+        inputs_arg = ua.Argument(Name="Inputs", DataType=ua.NodeId(ua.ObjectIds.Double), ValueRank=1,
+                                 ArrayDimensions=[0], Description=ua.LocalizedText("input values in InputTags order"))
+        step_arg = ua.Argument(Name="Step", DataType=ua.NodeId(ua.ObjectIds.Int64), ValueRank=-1)
+        outputs_arg = ua.Argument(Name="Outputs", DataType=ua.NodeId(ua.ObjectIds.Double), ValueRank=1,
+                                  ArrayDimensions=[0], Description=ua.LocalizedText("output values in OutputTags order"))
+        await control.add_method(self._id(f"{prefix}.Control.Exchange"), ua.QualifiedName("Exchange", self.idx), call,
+                                 [inputs_arg], [step_arg, outputs_arg])
 
     def _guard_writes(self) -> None:
         """Refuse out-of-range input writes with BadOutOfRange; notice InputReady raised by a client."""
@@ -284,6 +325,6 @@ def _method(name: str, action: Callable[[], Awaitable[str]]):
             return [ua.Variant(await action(), ua.VariantType.String)]
         except ValueError as exc:
             log.warning("method %s refused: %s", name, exc)
-            raise ua.UaStatusCodeError(ua.StatusCodes.BadInvalidState) from None
+            return ua.StatusCode(ua.StatusCodes.BadInvalidState)
 
     return call

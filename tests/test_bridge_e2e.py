@@ -207,3 +207,39 @@ def test_export_csv_and_parquet(small_office_config, tmp_path):
     parquet = pd.read_parquet(tmp_path / "parquet" / "SmallOffice.parquet")
     assert len(csv) == len(parquet) == 432
     assert csv["FacilityPower"].to_numpy() == pytest.approx(parquet["FacilityPower"].to_numpy())
+
+
+def test_exchange_method_drives_a_lockstep_building(small_office_config, tmp_path):
+    """Control.Exchange: one call per step carries the inputs in and the next step's outputs out; the
+    historian shows each call's inputs applied during the step the call returned."""
+
+    async def scenario(endpoint: str) -> list[tuple[int, float]]:
+        async with Client(endpoint, timeout=60) as client:
+            control = await node(client, "TestSite.SmallOffice.Control")
+            exchange = await node(client, "TestSite.SmallOffice.Control.Exchange")
+            inputs = await (await node(client, "TestSite.SmallOffice.Control.InputTags")).read_value()
+            outputs = await (await node(client, "TestSite.SmallOffice.Control.OutputTags")).read_value()
+            assert inputs == ["CoolingSetpoint", "HeatingSetpoint"] and outputs[0] == "FacilityPower"
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await control.call_method(exchange, ua.Variant([99.0, 20.0], ua.VariantType.Double))
+            assert refused.value.code == ua.StatusCodes.BadOutOfRange
+            sent = []
+            while True:
+                cooling = 22.0 + (len(sent) % 5)
+                try:
+                    step, values = await control.call_method(exchange, ua.Variant([cooling, 18.0], ua.VariantType.Double))
+                except ua.UaStatusCodeError as exc:
+                    assert exc.code == ua.StatusCodes.BadInvalidState
+                    return sent
+                assert len(values) == len(outputs)
+                sent.append((step, cooling))
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "30",
+                    keep_serving=False) as bridge:
+        sent = asyncio.run(scenario(bridge.endpoint))
+        bridge.wait(60)
+        historian = bridge.historian()
+    frame = load_history(historian).set_index("step")
+    assert [step for step, _ in sent] == list(range(1, 433))
+    assert [frame.loc[step, "CoolingSetpoint"] for step, _ in sent] == [cooling for _, cooling in sent]
+    assert set(frame["HeatingSetpoint"]) == {18.0}

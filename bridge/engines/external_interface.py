@@ -82,7 +82,6 @@ class ExternalInterfaceEngine(Engine):
         self._server: asyncio.Server | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._socket: socket.socket | None = None
         self._sim_time_s = 0.0
 
     @property
@@ -125,8 +124,8 @@ class ExternalInterfaceEngine(Engine):
             raise EngineFault(f"{self.name}: EnergyPlus {reason}", severe_lines(self.output_dir / "eplusout.err"))
         exited.cancel()
         self._reader, self._writer = connected.result()
-        self._socket = self._writer.get_extra_info("socket")
-        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # Request-response of small packets: send each one at once (no Nagle delay).
+        self._writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._server.close()
         sample = await self._receive()
         if sample is None:
@@ -150,10 +149,6 @@ class ExternalInterfaceEngine(Engine):
             raise await self._fault(f"no answer within {self.step_timeout_s:.0f} s") from None
         except ConnectionError as exc:
             raise await self._fault(f"connection lost ({exc})") from None
-        # EnergyPlus writes a packet in pieces and Nagle's algorithm holds the last piece until our
-        # ACK; without a quick ACK, a step that waits for a controller costs a 40 ms delayed-ACK timer.
-        with contextlib.suppress(OSError):
-            self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
         if not line.endswith(b"\n"):
             raise await self._fault("connection closed (process died?)")
         flag, sim_time_s, values = decode_packet(line)

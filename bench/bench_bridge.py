@@ -1,0 +1,181 @@
+"""Bridge overhead and campus throughput on the DOE Large Office, Chicago (issue 2).
+
+Measured side by side in one run, alternating, best of ``--repeats`` (the machine is shared):
+  standalone   EnergyPlus alone on the same patched model (same period, timestep and outputs)
+  fast         ``twinbridge run --clock fast``: every tag published, historian on
+  lockstep     ``twinbridge run --clock lockstep`` with an external asyncua client as controller:
+               per step one ``Control.Exchange`` call (inputs in, the next step's outputs out)
+Each figure is the wall time of the whole command (process start to exit), so start-up (sizing)
+is in all three. Campus throughput: 1, 2 and 4 Large Offices in fast mode, steps per second of
+the campus clock (every building advanced one step) and building-steps per second.
+
+    python bench/bench_bridge.py            # January 1-21, 3,024 steps; writes bench/results/bridge.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from asyncua import Client, ua
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.results_io import write_results  # noqa: E402
+from bridge.config import load_config  # noqa: E402
+from bridge.cosim_files import patch_model  # noqa: E402
+from bridge.idf import Idf  # noqa: E402
+
+TAGMAP = REPO / "tagmaps" / "large_office.toml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def campus_file(folder: Path, buildings: int, start: str, end: str) -> Path:
+    entries = "".join(f'\n[[buildings]]\nname = "LargeOffice{i + 1}"\nmodel = "ref:large_office"\n'
+                      f'weather = "ref:usa_il_chicago"\ntagmap = "{TAGMAP}"\n' for i in range(buildings))
+    path = folder / f"campus{buildings}.toml"
+    path.write_text(f'[campus]\nname = "Bench"\n\n[run]\nstart = "{start}"\nend = "{end}"\n'
+                    f'timesteps_per_hour = 6\nrun_dir = "{folder / "runs"}"\n{entries}')
+    return path
+
+
+def standalone_seconds(config_path: Path, folder: Path) -> float:
+    """EnergyPlus alone on the model the bridge would run, minus the ExternalInterface objects."""
+    config = load_config(config_path)
+    building = config.buildings[0]
+    idf = patch_model(Idf.read(building.model), building.tagmap, config.period)
+    for cls in ("ExternalInterface", "ExternalInterface:Actuator"):
+        idf.remove_class(cls)
+    idf.write(folder / "standalone.idf")
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bridge.engines.eplus_child", "-w", str(building.weather), "-d",
+                    str(folder / "standalone-out"), str(folder / "standalone.idf")], check=True, cwd=folder,
+                   stdout=subprocess.DEVNULL, timeout=600)
+    return time.perf_counter() - began
+
+
+def bridge_command(config_path: Path, port: int, clock: str) -> list[str]:
+    return [sys.executable, "-m", "bridge.cli", "run", str(config_path), "--endpoint", f"opc.tcp://127.0.0.1:{port}",
+            "--clock", clock, "--lockstep-timeout", "30"]
+
+
+def fast_seconds(config_path: Path) -> float:
+    began = time.perf_counter()
+    subprocess.run(bridge_command(config_path, free_port(), "fast"), check=True, timeout=900,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - began
+
+
+async def _controller(endpoint: str, building: str, deadline_s: float) -> int:
+    """A lockstep controller: one Control.Exchange call per step (inputs in, next step's outputs out)."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            client = Client(endpoint, timeout=120)
+            await client.connect()
+            break
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            await asyncio.sleep(0.05)
+    try:
+        idx = await client.get_namespace_index("urn:twinbridge")
+        control = client.get_node(ua.NodeId(f"Bench.{building}.Control", idx))
+        exchange = ua.NodeId(f"Bench.{building}.Control.Exchange", idx)
+        names = await client.get_node(ua.NodeId(f"Bench.{building}.Control.OutputTags", idx)).read_value()
+        inputs = await client.get_node(ua.NodeId(f"Bench.{building}.Control.InputTags", idx)).read_value()
+        zone = names.index("CoreMidTemp")
+        setpoints = [24.0, 21.0, 12.8, 6.7]
+        assert inputs == ["CoolingSetpoint", "HeatingSetpoint", "SupplyAirTempSetpoint", "ChilledWaterSetpoint"]
+        handled = 0
+        while time.monotonic() < end:
+            try:
+                _, outputs = await control.call_method(exchange, ua.Variant(setpoints, ua.VariantType.Double))
+            except ua.UaStatusCodeError as exc:
+                if exc.code == ua.StatusCodes.BadInvalidState:  # the run is over
+                    return handled
+                raise
+            handled += 1
+            setpoints[0] = 24.0 if outputs[zone] < 26 else 23.0
+        return handled
+    finally:
+        await client.disconnect()
+
+
+def lockstep_seconds(config_path: Path) -> tuple[float, int]:
+    port = free_port()
+    began = time.perf_counter()
+    bridge = subprocess.Popen(bridge_command(config_path, port, "lockstep"), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        handled = asyncio.run(_controller(f"opc.tcp://127.0.0.1:{port}", "LargeOffice1", 900))
+        bridge.wait(timeout=120)
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+    return time.perf_counter() - began, handled
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--start", default="01-01")
+    parser.add_argument("--end", default="01-21")
+    parser.add_argument("--campus-end", default="01-07", help="end of the campus throughput period")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-bridge-"))
+    one = campus_file(folder, 1, args.start, args.end)
+    steps = load_config(one).period.steps
+    subprocess.run([sys.executable, "-m", "bridge.cli", "validate", str(one)], check=True, stdout=subprocess.DEVNULL)
+    times: dict[str, list[float]] = {"standalone": [], "fast": [], "lockstep": []}
+    for repeat in range(args.repeats):
+        times["standalone"].append(standalone_seconds(one, folder))
+        times["fast"].append(fast_seconds(one))
+        seconds, handled = lockstep_seconds(one)
+        times["lockstep"].append(seconds)
+        print(f"repeat {repeat + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items())
+              + f" (controller answered {handled} of {steps} steps)", flush=True)
+    best = {k: min(v) for k, v in times.items()}
+    throughput = {}
+    for count in (1, 2, 4):
+        config = campus_file(folder, count, args.start, args.campus_end)
+        campus_steps = load_config(config).period.steps
+        seconds = min(fast_seconds(config) for _ in range(args.repeats))
+        throughput[count] = campus_steps / seconds
+        print(f"campus of {count}: {campus_steps} steps in {seconds:.2f} s = {throughput[count]:.0f} steps/s, "
+              f"{count * throughput[count]:.0f} building-steps/s", flush=True)
+    figures = {
+        "standalone_wall": {"value": round(best["standalone"], 2), "unit": "s", "target": None},
+        "bridge_fast_wall": {"value": round(best["fast"], 2), "unit": "s", "target": None},
+        "lockstep_wall": {"value": round(best["lockstep"], 2), "unit": "s", "target": None},
+        "bridge_fast_over_standalone": {"value": round(best["fast"] / best["standalone"], 3), "unit": "ratio",
+                                        "target": "<= 1.3"},
+        "lockstep_over_standalone": {"value": round(best["lockstep"] / best["standalone"], 3), "unit": "ratio",
+                                     "target": "<= 2.5"},
+        "lockstep_cost_per_step": {"value": round(1e3 * (best["lockstep"] - best["standalone"]) / steps, 3),
+                                   "unit": "ms/step", "target": None},
+    }
+    for count, rate in throughput.items():
+        figures[f"campus_{count}_steps_per_s"] = {"value": round(rate, 1), "unit": "campus steps/s", "target": None}
+        figures[f"campus_{count}_building_steps_ratio"] = {
+            "value": round(count * rate / throughput[1], 3), "unit": "building-steps/s relative to 1 building",
+            "target": None}
+    write_results("bridge", figures, notes=f"Large Office Chicago {args.start}..{args.end} ({steps} steps, "
+                  f"10-min), best of {args.repeats}; campus {args.start}..{args.campus_end}; whole-command wall times")
+
+
+if __name__ == "__main__":
+    main()

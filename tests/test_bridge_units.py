@@ -1,0 +1,149 @@
+"""Unit tests of the bridge's parts that need no engine: tag maps, config, IDF patching, packets."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, RunPeriod, load_config
+from bridge.cosim_files import ModelError, patch_model, variables_cfg
+from bridge.engines.base import EngineFault
+from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet, encode_inputs, severe_lines
+from bridge.historian import Historian, HistorianError, load_history, read_tag
+from bridge.idf import Idf
+from bridge.tagmap import TagMapError, load_tagmap
+from conftest import SIMS, TAGMAPS
+
+GOOD_INPUT = 'tag = "Sp"\nschedule = "S"\nunit = "degC"\nmin = 10.0\nmax = 30.0\ndefault = 20.0\n'
+GOOD_OUTPUT = 'tag = "T"\nkey = "Z"\nvariable = "Zone Mean Air Temperature"\nunit = "degC"\n'
+
+
+def write_tagmap(tmp_path: Path, inputs: str = GOOD_INPUT, outputs: str = GOOD_OUTPUT) -> Path:
+    path = tmp_path / "map.toml"
+    path.write_text(f"[[inputs]]\n{inputs}\n[[outputs]]\n{outputs}")
+    return path
+
+
+@pytest.mark.parametrize("inputs, outputs, message", [
+    (GOOD_INPUT.replace("default = 20.0", "default = 40.0"), GOOD_OUTPUT, "inputs[0] (Sp): default 40.0 is outside"),
+    (GOOD_INPUT.replace('schedule = "S"\n', ""), GOOD_OUTPUT, "give exactly one of 'schedule' or 'actuator'"),
+    (GOOD_INPUT.replace('tag = "Sp"', 'tag = "bad name"'), GOOD_OUTPUT, "inputs[0]: 'tag' must be a name"),
+    (GOOD_INPUT + "colour = 1\n", GOOD_OUTPUT, "inputs[0]: unknown keys ['colour']"),
+    (GOOD_INPUT, GOOD_OUTPUT.replace('key = "Z"\n', ""), "outputs[0] (T): an output variable needs a 'key'"),
+    (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "Sp"'), "tag 'Sp' is already used by"),
+    (GOOD_INPUT, GOOD_OUTPUT + 'role = "power"\n', "unknown role 'power'"),
+    (GOOD_INPUT, GOOD_OUTPUT + "comfort = [26.0, 20.0]\n", "'comfort' must be [low, high]"),
+    (GOOD_INPUT.replace("min = 10.0", 'min = "ten"'), GOOD_OUTPUT, "'min' must be a number"),
+])
+def test_bad_tag_maps_name_the_entry(tmp_path, inputs, outputs, message):
+    with pytest.raises(TagMapError, match=None) as error:
+        load_tagmap(write_tagmap(tmp_path, inputs, outputs))
+    assert message in str(error.value) and "map.toml" in str(error.value)
+
+
+def test_tag_map_is_read(tmp_path):
+    tagmap = load_tagmap(TAGMAPS / "large_office.toml")
+    assert tagmap.defaults["ChilledWaterSetpoint"] == 6.7
+    assert tagmap.output("FacilityPower").convert(1500.0) == pytest.approx(1.5)
+    assert tagmap.floor_area_m2 == 46320.0
+    with pytest.raises(TagMapError, match="not valid TOML"):
+        (tmp_path / "broken.toml").write_text("[[inputs]\n")
+        load_tagmap(tmp_path / "broken.toml")
+
+
+@pytest.mark.parametrize("change, message", [
+    (("clock = \"fast\"", "clock = \"warp\""), "clock must be one of"),
+    (('start = "07-01"', 'start = "07-41"'), "expected a date as 'MM-DD'"),
+    (('end = "07-03"', 'end = "06-03"'), "end is before start"),
+    (('name = "SmallOffice"', 'name = "Small Office"'), "must be letters, digits"),
+    (('model = "ref:small_office"', 'model = "ref:tiny_office"'), "unknown reference model 'tiny_office'"),
+    (('tagmap = "../tagmaps/small_office.toml"', 'tagmap = "missing.toml"'), "file not found"),
+])
+def test_bad_campus_files_name_the_problem(tmp_path, change, message):
+    text = (SIMS / "small_office.toml").read_text().replace(*change)
+    text = text.replace('"../tagmaps/', f'"{TAGMAPS}/')
+    (tmp_path / "campus.toml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path / "campus.toml")
+    assert message in str(error.value)
+
+
+def test_run_period_counts_steps_and_times():
+    period = RunPeriod(dt.date(2025, 1, 1), dt.date(2025, 1, 21), 6)
+    assert period.steps == 3024 and period.step_s == 600.0
+    assert period.time_of(600.0) == dt.datetime(2025, 1, 1, 0, 10)
+
+
+def test_patched_model_and_variables_cfg():
+    config = load_config(SIMS / "small_office.toml")
+    building = config.buildings[0]
+    idf = patch_model(Idf.read(building.model), building.tagmap, config.period)
+    actuators = idf.of_class("ExternalInterface:Actuator")
+    assert [a.fields for a in actuators][0] == ["CoolingSetpoint", "CLGSETP_SCH", "Schedule:Compact",
+                                                "Schedule Value", "24.0"]
+    assert idf.of_class("SimulationControl")[0].fields[3:5] == ["No", "Yes"]
+    assert idf.of_class("RunPeriod")[0].fields[1:7] == ["7", "1", "2025", "7", "3", "2025"]
+    assert idf.of_class("Timestep")[0].fields == ["6"]
+    cfg = variables_cfg(building.tagmap)
+    assert cfg.index('name="Whole Building" type="Facility Total Electricity Demand Rate"') < cfg.index(
+        'actuator="CoolingSetpoint"')
+    assert 'name="EMS" type="twinbridge meter ElectricityEnergy"' in cfg
+
+
+def test_unknown_schedule_is_a_model_error(tmp_path):
+    config = load_config(SIMS / "small_office.toml")
+    tagmap_path = write_tagmap(tmp_path, GOOD_INPUT.replace('"S"', '"NO_SUCH_SCH"'))
+    with pytest.raises(ModelError, match=r"inputs\[0\] \(Sp\): schedule 'NO_SUCH_SCH' is not in the model"):
+        patch_model(Idf.read(config.buildings[0].model), load_tagmap(tagmap_path), config.period)
+
+
+def test_packets():
+    assert decode_packet(b"2 0 2 0 0 6.0e+02 1.5e+00 2.0e+01\n") == (0, 600.0, [1.5, 20.0])
+    assert decode_packet(b"\xe6c\x11A5V2 -10 \n")[0] == -10  # stray bytes before an error packet
+    with pytest.raises(EngineFault, match="unexpected packet"):
+        decode_packet(b"hello\n")
+    flag, time_s, values = decode_packet(encode_inputs([24.0, 21.5], 1200.0))
+    assert (flag, time_s, values) == (0, 1200.0, [24.0, 21.5])
+
+
+def test_severe_lines(tmp_path):
+    err = tmp_path / "eplusout.err"
+    err.write_text("   ** Warning ** something\n   ** Severe  ** bad thing\n   **   ~~~   ** detail\n"
+                   "   ** Warning ** other\n   **   ~~~   ** not kept\n   **  Fatal  ** stop\n")
+    assert severe_lines(err) == ["** Severe  ** bad thing", "**   ~~~   ** detail", "**  Fatal  ** stop"]
+    assert severe_lines(tmp_path / "none.err") == ["(no none.err was written)"]
+
+
+def test_historian_round_trip(tmp_path):
+    tagmap = load_tagmap(TAGMAPS / "small_office.toml")
+    historian = Historian(tmp_path / "h.sqlite", {"B": tagmap})
+    start = dt.datetime(2025, 7, 1)
+    for step in (1, 2, 3):
+        historian.record([("B", step, step * 600.0, start + dt.timedelta(minutes=10 * step),
+                           {"CoolingSetpoint": 24.0, "FacilityPower": float(step)})])
+    historian.close()
+    frame = load_history(tmp_path / "h.sqlite")
+    assert list(frame["FacilityPower"]) == [1.0, 2.0, 3.0] and frame.index[0] == start + dt.timedelta(minutes=10)
+    assert [v for _, v in read_tag(tmp_path / "h.sqlite", "B", "FacilityPower", None, None, 2)] == [1.0, 2.0]
+    with pytest.raises(HistorianError, match="no building 'C'"):
+        load_history(tmp_path / "h.sqlite", "C")
+    with pytest.raises(HistorianError, match="not found"):
+        load_history(tmp_path / "nothing.sqlite")
+
+
+@pytest.mark.engine
+def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path):
+    """A broken model (here a weather file that is not one) faults at start with EnergyPlus's own words."""
+    config = load_config(SIMS / "small_office.toml")
+    building = config.buildings[0]
+    (tmp_path / "bad.epw").write_text("not a weather file\n")
+    engine = ExternalInterfaceEngine(building.name, building.model, tmp_path / "bad.epw", building.tagmap,
+                                     config.period, tmp_path / "work", start_timeout_s=120)
+    with pytest.raises(EngineFault) as fault:
+        asyncio.run(engine.start())
+    assert "SmallOffice: EnergyPlus" in str(fault.value)
+    assert any("Fatal" in line or "Severe" in line for line in fault.value.details), fault.value.details
+    assert engine.process.returncode is not None
