@@ -54,7 +54,8 @@ def _cmd_csv(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
     """Exit code 0 when the building finished, 1 when it stopped or faulted, 2 on a configuration error."""
     if not getattr(args, "verbose", False):
-        logging.getLogger("asyncua").setLevel(logging.ERROR)  # session-closing noise when the bridge ends first
+        # asyncua logs tracebacks when it closes a session the bridge already dropped; the loop reports drops itself.
+        logging.getLogger("asyncua").setLevel(logging.CRITICAL)
     try:
         controller = make()
         options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll,

@@ -182,7 +182,8 @@ def assert_held_then_resumed(frame, trajectory) -> None:
     written = frame["CoolingSetpoint"].to_numpy()
     expected = [v["CoolingSetpoint"] for v in expected_inputs(frame, trajectory.values_at)]
     off = [i for i, (w, e) in enumerate(zip(written, expected)) if abs(w - e) > 1e-9]
-    assert len(off) >= 2, "the controller's absence left no trace"
+    # At least one held step; the first timed-out step may still carry values written just before the kill.
+    assert off, "the controller's absence left no trace"
     assert off == list(range(off[0], off[-1] + 1)), f"more than one gap: {off}"
     assert off[0] > 0 and (written[off] == written[off[0] - 1]).all(), "the bridge did not hold the last inputs"
     assert off[-1] < len(written) - 10, "the loop did not resume after the restart"
