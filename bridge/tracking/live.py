@@ -92,14 +92,17 @@ class TagSubscriber:
         missing = [key for key, value in zip(node_ids, values) if value.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown]
         if missing:
             raise LookupError(f"unknown nodes on {self.endpoint.url}: {[self.nodes[k] for k in missing]}")
-        keys = {node.nodeid: key for node, key in zip(nodes, node_ids)}
+        keys: dict[ua.NodeId, list[str]] = {}  # several pairs may compare with one node (one twin, many live)
+        for node, key in zip(nodes, node_ids):
+            keys.setdefault(node.nodeid, []).append(key)
+        nodes = [client.get_node(node_id) for node_id in keys]
         subscription = await client.create_subscription(self.endpoint.publishing_interval_ms, _Handler(self, keys))
         # A step that repeats the previous value must still be reported: trigger on the timestamp too.
         # asyncua 2.x only takes a filter through Subscription._subscribe (subscribe_data_change has none).
         results = await subscription._subscribe(
             nodes, ua.AttributeIds.Value, mfilter=ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp),
             queuesize=self.endpoint.queue_size)
-        failed = [self.nodes[key] for key, result in zip(node_ids, results) if isinstance(result, ua.StatusCode)]
+        failed = [node.nodeid.to_string() for node, result in zip(nodes, results) if isinstance(result, ua.StatusCode)]
         if failed:
             raise LookupError(f"could not subscribe to {failed} on {self.endpoint.url}")
         self.connections += 1
@@ -132,14 +135,15 @@ class TagSubscriber:
 
 
 class _Handler:
-    def __init__(self, subscriber: TagSubscriber, keys: dict[ua.NodeId, str]):
+    def __init__(self, subscriber: TagSubscriber, keys: dict[ua.NodeId, list[str]]):
         self.subscriber, self.keys = subscriber, keys
 
     def datachange_notification(self, node, value, data) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return
-        stamp = data.monitored_item.Value.SourceTimestamp or data.monitored_item.Value.ServerTimestamp
-        self.subscriber.on_value(self.keys[node.nodeid], naive_utc(stamp), float(value))
+        stamp = naive_utc(data.monitored_item.Value.SourceTimestamp or data.monitored_item.Value.ServerTimestamp)
+        for key in self.keys[node.nodeid]:
+            self.subscriber.on_value(key, stamp, float(value))
 
     def status_change_notification(self, status) -> None:
         self.subscriber._lost.set()

@@ -49,7 +49,8 @@ async def publish_all(sinks: Iterable[AlertSink], alerts: Iterable[Alert], timeo
 class AsyncuaAlertSink:
     """Tracking status as OPC UA variables and events under ``parent`` on an asyncua ``Server``.
 
-    ``await sink.setup()`` creates, under ``parent`` (namespace index ``ns``):
+    ``await sink.setup()`` creates, under ``parent`` (namespace index ``ns``; node ids
+    ``<parent id>.<Name>`` when the parent has a string node id):
     ``Severity`` (String: ok, warning, alert), ``DeviationPct`` (Double, the deviation of the last
     alert), ``LastAlert`` (String, its message) and ``StaleData`` (Boolean), and makes ``parent``
     an event notifier. Each published alert then updates the variables and fires a BaseEventType
@@ -66,8 +67,13 @@ class AsyncuaAlertSink:
     async def setup(self) -> None:
         initial = {"Severity": ("ok", ua.VariantType.String), "DeviationPct": (0.0, ua.VariantType.Double),
                    "LastAlert": ("", ua.VariantType.String), "StaleData": (False, ua.VariantType.Boolean)}
+        parent_id = self.parent.nodeid
         for name, (value, variant) in initial.items():
-            self.nodes[name] = await self.parent.add_variable(self.ns, name, value, varianttype=variant)
+            # Under a string node id (the bridge's "<Campus>.<Building>.Tracking") children get "<id>.<name>".
+            node_id = (ua.NodeId(f"{parent_id.Identifier}.{name}", self.ns)
+                       if parent_id.NodeIdType == ua.NodeIdType.String else self.ns)
+            self.nodes[name] = await self.parent.add_variable(node_id, ua.QualifiedName(name, self.ns), value,
+                                                              varianttype=variant)
         await self.parent.set_event_notifier([ua.EventNotifier.SubscribeToEvents])
         self._events = await self.server.get_event_generator(emitting_node=self.parent.nodeid)
         self._events.event.SourceNode = self.parent.nodeid

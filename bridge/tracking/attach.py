@@ -1,0 +1,46 @@
+"""Tracking inside a bridge: a building's tracking status on the bridge's own OPC UA server.
+
+``attach_tracking`` adds ``Objects/<Campus>/<Building>/Tracking`` (node id
+``<Campus>.<Building>.Tracking``, with ``Severity``, ``DeviationPct``, ``LastAlert`` and
+``StaleData`` below it and OPC UA events fired from it, see ``sinks.AsyncuaAlertSink``) and starts
+a ``LiveLink`` on the tracking file as an asyncio task. Alerts also go to the log and to the
+anomaly log of the tracking file. The caller cancels the task on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+from asyncua import ua
+
+from bridge.server import TagServer
+from bridge.tracking.config import load_tracking_config
+from bridge.tracking.live import LiveLink, default_sinks
+from bridge.tracking.sinks import AsyncuaAlertSink
+
+
+async def attach_tracking(tag_server: TagServer, campus_name: str, building: str, tracking_config_path: str | Path,
+                          step_s: float) -> asyncio.Task:
+    """Create ``<Campus>.<Building>.Tracking`` on ``tag_server`` and start tracking; return the LiveLink task.
+
+    Call after ``tag_server.add_building(building, ...)`` (the building node must exist).
+    ``step_s`` is the twin's step length in seconds (``CampusConfig.period.step_s``).
+    Raises ``TrackingConfigError`` for a bad tracking file and ``LookupError`` for an unknown building.
+    """
+    config = load_tracking_config(tracking_config_path)
+    if step_s <= 0:
+        raise ValueError(f"step_s must be positive, got {step_s}")
+    prefix = f"{campus_name}.{building}"
+    parent = tag_server.server.get_node(ua.NodeId(prefix, tag_server.idx))
+    try:
+        await parent.read_browse_name()
+    except ua.UaStatusCodeError:
+        raise LookupError(f"no building node {prefix!r} on the server: call attach_tracking after add_building") from None
+    node = await parent.add_object(ua.NodeId(f"{prefix}.Tracking", tag_server.idx),
+                                   ua.QualifiedName("Tracking", tag_server.idx))
+    sink = AsyncuaAlertSink(tag_server.server, node, tag_server.idx)
+    await sink.setup()
+    link = LiveLink(config, [*default_sinks(config), sink], dt.timedelta(seconds=step_s))
+    return asyncio.create_task(link.run(), name=f"tracking {prefix}")
