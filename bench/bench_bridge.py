@@ -84,7 +84,8 @@ async def _controller(endpoint: str, building: str, deadline_s: float) -> int:
     end = time.monotonic() + deadline_s
     while True:
         try:
-            client = Client(endpoint, timeout=120)
+            # Exchange blocks this connection until the step is done: keep the keep-alive probe patient.
+            client = Client(endpoint, timeout=120, watchdog_intervall=60)
             await client.connect()
             break
         except OSError:
