@@ -186,6 +186,8 @@ class Campus:
         for building in self.buildings:
             if building.running:
                 await self._stop_building(building, final_status if final_status != "Idle" else "Stopped")
+            elif building.engine is not None:
+                await building.engine.stop()
         await self._close_historian()
         if self.status in ("Running", "Paused", "Idle"):
             self._resume.set()

@@ -114,8 +114,13 @@ class ExternalInterfaceEngine(Engine):
             )
         log.info("%s: EnergyPlus started (pid %s), waiting for it on port %s", self.name, self.process.pid, port)
         exited = asyncio.ensure_future(self.process.wait())
-        done, _ = await asyncio.wait({connected, exited}, timeout=self.start_timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)
+        try:
+            done, _ = await asyncio.wait({connected, exited}, timeout=self.start_timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the bridge is shutting down while EnergyPlus starts
+            exited.cancel()
+            await self.stop()
+            raise
         if connected not in done:
             exited.cancel()
             code = self.process.returncode
