@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from controllers.base import Controller, ControllerConfigError, ControllerError
 from controllers.csv_trajectory import INTERPOLATIONS, CsvController, load_trajectory
-from controllers.loop import MODES, LoopOptions, run_controller
+from controllers.loop import ENDED, MODES, LoopOptions, run_controller
 from controllers.schedule import ScheduleController, load_schedule
 
 
@@ -33,7 +33,9 @@ def _common(parser: argparse.ArgumentParser, config_help: str) -> None:
     parser.add_argument("--building", required=True, help="building name (browse name under the campus)")
     parser.add_argument("--campus", help="campus name (default: the campus that has the building)")
     parser.add_argument("--config", required=True, help=config_help)
-    parser.add_argument("--mode", choices=MODES, default="lockstep", help="clock mode of the bridge (default lockstep)")
+    parser.add_argument("--mode", choices=MODES, default="lockstep",
+                        help="lockstep: OutputReady/InputReady handshake; exchange: lockstep with one Control.Exchange "
+                             "call per step; paced: act every --period seconds (default lockstep)")
     parser.add_argument("--period", type=float, default=1.0, help="paced: wall seconds between actions (default 1)")
     parser.add_argument("--poll", type=float, default=0.001,
                         help="lockstep: wall seconds between reads while waiting for OutputReady (default 0.001)")
@@ -52,7 +54,8 @@ def _cmd_csv(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
-    """Exit code 0 when the building finished, 1 when it stopped or faulted, 2 on a configuration error."""
+    """Exit code 0 when the building finished (or its run ended and the bridge closed), 1 when it stopped or
+    faulted or the loop gave up, 2 on a configuration error."""
     if not getattr(args, "verbose", False):
         # asyncua logs tracebacks when it closes a session the bridge already dropped; the loop reports drops itself.
         logging.getLogger("asyncua").setLevel(logging.CRITICAL)
@@ -67,4 +70,4 @@ def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
     except ControllerError as exc:
         print(f"twinbridge controller: error: {exc}", file=sys.stderr)
         return 1
-    return 0 if report.final_status == "Finished" else 1
+    return 0 if report.final_status in ("Finished", ENDED) else 1

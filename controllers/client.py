@@ -24,6 +24,15 @@ class BrowseError(ControllerError):
     """The bridge at the endpoint does not (yet) serve the building asked for."""
 
 
+class ExchangeRefused(ControllerError):
+    """Control.Exchange answered with a bad status: ``code`` says why (BadInvalidState: the building's run
+    is over; BadTimeout: no next step in time; BadOutOfRange: an input outside its EURange)."""
+
+    def __init__(self, building: str, code: int, name: str):
+        super().__init__(f"{building}: Control.Exchange refused: {name}")
+        self.code = code
+
+
 @dataclass(frozen=True)
 class StepState:
     """One read of a building's control tags and outputs."""
@@ -52,6 +61,10 @@ class BridgeClient:
         self._output_nodes: dict[str, Node] = {}
         self._control: dict[str, Node] = {}
         self._input_ready: Node | None = None
+        self._control_folder: Node | None = None
+        self._exchange: Node | None = None
+        self._exchange_inputs: list[str] = []
+        self._exchange_outputs: list[str] = []
 
     async def connect(self) -> None:
         """Open a session and browse the building's tags. Raises OSError/TimeoutError/ua.UaError when the
@@ -105,6 +118,11 @@ class BridgeClient:
             raise BrowseError(f"{self.endpoint}: {self.building}/Control lacks {sorted(absent)}")
         self._control = {name: control[name] for name in CONTROL_TAGS}
         self._input_ready = control["InputReady"]
+        self._control_folder = folders["Control"]
+        self._exchange = control.get("Exchange")
+        if self._exchange is not None:
+            self._exchange_inputs, self._exchange_outputs = await client.read_values(
+                [control["InputTags"], control["OutputTags"]])
         self.inputs = {}
         for tag, node in self._input_nodes.items():
             eu_range = await (await node.get_child("0:EURange")).read_value()
@@ -147,6 +165,25 @@ class BridgeClient:
 
     async def raise_input_ready(self) -> None:
         await self.session.write_values([self._input_ready], [ua.Variant(True, ua.VariantType.Boolean)])
+
+    @property
+    def has_exchange(self) -> bool:
+        """True when the bridge offers Control.Exchange (a whole lockstep step in one Call)."""
+        return self._exchange is not None
+
+    async def exchange(self, values: Mapping[str, float]) -> tuple[int, dict[str, float]]:
+        """Write every input, raise InputReady and wait for the next step in one OPC UA Call;
+        return (step, outputs). ``values`` must name every input tag."""
+        try:
+            step, outputs = await self._control_folder.call_method(
+                self._exchange, ua.Variant([float(values[t]) for t in self._exchange_inputs], ua.VariantType.Double))
+        except ua.UaStatusCodeError as exc:
+            code = exc.code
+            if code in (ua.StatusCodes.BadInvalidState, ua.StatusCodes.BadTimeout, ua.StatusCodes.BadOutOfRange,
+                        ua.StatusCodes.BadInvalidArgument):
+                raise ExchangeRefused(self.building, code, ua.StatusCode(code).name) from None
+            raise
+        return int(step), dict(zip(self._exchange_outputs, (float(v) for v in outputs)))
 
 
 async def _children(node: Node, ns: int) -> dict[str, Node]:

@@ -2,6 +2,9 @@
 
 lockstep: poll the building's control tags and outputs (one Read per poll) until OutputReady is
 True for a step not yet handled; decide; write all inputs in one Write; raise InputReady.
+exchange: lockstep through the bridge's ``Control.Exchange`` method: one Call per step carries
+all inputs in and returns the next step's outputs (no polling); the simulation time of a step is
+worked out from two (Step, SimTime) readings.
 paced: every ``period_s`` wall seconds read the outputs and SimTime, decide, write the inputs.
 
 When the bridge or the network drops, the loop closes the session, reconnects with exponential
@@ -13,6 +16,7 @@ to come back, ``request_timeout_s`` for each OPC UA request.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,11 +24,12 @@ from dataclasses import dataclass, field
 from asyncua import ua
 
 from controllers.base import Controller, ControllerError
-from controllers.client import BridgeClient, StepState
+from controllers.client import BridgeClient, ExchangeRefused, StepState
 
 log = logging.getLogger(__name__)
 
-MODES = ("lockstep", "paced")
+MODES = ("lockstep", "exchange", "paced")
+ENDED = "Ended"  # final status when the run ended but the bridge closed before its Status could be read
 # What a dropped server or network looks like to an asyncua client.
 CONNECTION_ERRORS = (OSError, ConnectionError, TimeoutError, asyncio.TimeoutError, ua.UaError)
 
@@ -55,8 +60,10 @@ class LoopReport:
     actions: int = 0  # times the controller wrote inputs
     reconnects: int = 0
     last_step: int | None = None
-    handle_times_s: list[float] = field(default_factory=list)  # lockstep: OutputReady seen -> InputReady raised
-    step_periods_s: list[float] = field(default_factory=list)  # lockstep: between two handled steps
+    last_done: float = 0.0  # wall time the last step was handled
+    # lockstep: OutputReady seen -> InputReady raised; exchange: the whole Exchange call (the bridge's step included)
+    handle_times_s: list[float] = field(default_factory=list)
+    step_periods_s: list[float] = field(default_factory=list)  # lockstep, exchange: between two handled steps
 
 
 async def run_controller(controller: Controller, endpoint: str, building: str, campus: str | None = None,
@@ -68,10 +75,8 @@ async def run_controller(controller: Controller, endpoint: str, building: str, c
         await _connect(client, options)
         try:
             controller.check(client.inputs)
-            if options.mode == "lockstep":
-                report.final_status = await _lockstep(client, controller, options, report)
-            else:
-                report.final_status = await _paced(client, controller, options, report)
+            loop = {"lockstep": _lockstep, "exchange": _exchange, "paced": _paced}[options.mode]
+            report.final_status = await loop(client, controller, options, report)
             log.info("%s is %s after %d actions (%d reconnects)", building, report.final_status,
                      report.actions, report.reconnects)
             return report
@@ -103,29 +108,94 @@ async def _connect(client: BridgeClient, options: LoopOptions) -> None:
 
 
 async def _lockstep(client: BridgeClient, controller: Controller, options: LoopOptions, report: LoopReport) -> str:
+    while True:
+        seen, state = await _next_step(client, options, report)
+        if state.finished:
+            return state.status
+        await _act(client, controller, state)
+        await client.raise_input_ready()
+        _handled(report, state.step, seen)
+
+
+async def _exchange(client: BridgeClient, controller: Controller, options: LoopOptions, report: LoopReport) -> str:
+    if not client.has_exchange:
+        raise ControllerError(f"{client.endpoint} offers no Control.Exchange for {client.building}; use lockstep")
+    clock = _SimClock()
+    inputs = await client.read_inputs()  # tags the controller leaves alone keep their values
+    while True:
+        seen, state = await _next_step(client, options, report)
+        if state.finished:
+            return state.status
+        clock.learn(state.step, state.sim_time)
+        step, sim_time, outputs = state.step, state.sim_time, state.outputs
+        while True:
+            inputs |= controller.decide(sim_time, outputs)
+            try:
+                next_step, outputs = await client.exchange(inputs)
+            except ExchangeRefused as exc:
+                if exc.code in (ua.StatusCodes.BadOutOfRange, ua.StatusCodes.BadInvalidArgument):
+                    raise
+                if exc.code == ua.StatusCodes.BadInvalidState:  # the building's run is over
+                    return await _status_after_run(client)
+                break  # no next step in time: look at the control tags again
+            _handled(report, step, seen)
+            seen, step = time.monotonic(), next_step
+            sim_time = clock.time_of(step)
+            if sim_time is None:  # not calibrated yet: one extra Read
+                state = await client.read_state()
+                clock.learn(state.step, state.sim_time)
+                sim_time = clock.time_of(step)
+
+
+async def _status_after_run(client: BridgeClient) -> str:
+    """The building's final status; ``ENDED`` when the bridge shut down before it could be read."""
+    try:
+        return (await client.read_state()).status
+    except CONNECTION_ERRORS:
+        log.info("%s: the run ended and the bridge closed before its final status could be read", client.building)
+        return ENDED
+
+
+async def _next_step(client: BridgeClient, options: LoopOptions, report: LoopReport) -> tuple[float, StepState]:
+    """Poll until the bridge shows a step with OutputReady not yet handled, or the run is over.
+    Returns (wall time of the read that saw it, state)."""
     deadline = time.monotonic() + options.step_timeout_s
-    last_handled = 0.0
     while True:
         seen = time.monotonic()
         state = await client.read_state()
-        if state.finished:
-            return state.status
-        if state.output_ready and state.step != report.last_step:
-            await _act(client, controller, state)
-            await client.raise_input_ready()
-            done = time.monotonic()
-            report.handle_times_s.append(done - seen)
-            if last_handled:
-                report.step_periods_s.append(done - last_handled)
-            last_handled = done
-            report.last_step = state.step
-            report.actions += 1
-            deadline = done + options.step_timeout_s
-            continue
+        if state.finished or (state.output_ready and state.step != report.last_step):
+            return seen, state
         if time.monotonic() > deadline:
             raise ControllerError(f"{client.building}: no new step within {options.step_timeout_s:g} s "
                                   f"(status {state.status}, step {state.step})")
         await asyncio.sleep(options.poll_s)
+
+
+def _handled(report: LoopReport, step: int, seen: float) -> None:
+    done = time.monotonic()
+    report.handle_times_s.append(done - seen)
+    if report.actions and report.last_done:
+        report.step_periods_s.append(done - report.last_done)
+    report.last_done, report.last_step = done, step
+    report.actions += 1
+
+
+class _SimClock:
+    """Simulation time of a step, from two (step, SimTime) readings: time = start + step * step_s."""
+
+    def __init__(self) -> None:
+        self.readings: dict[int, dt.datetime] = {}
+
+    def learn(self, step: int, sim_time: dt.datetime) -> None:
+        self.readings[step] = sim_time
+
+    def time_of(self, step: int) -> dt.datetime | None:
+        if step in self.readings:
+            return self.readings[step]
+        if len(self.readings) < 2:
+            return None
+        (k0, t0), (k1, t1) = sorted(self.readings.items())[:2]
+        return t0 + (t1 - t0) / (k1 - k0) * (step - k0)
 
 
 async def _paced(client: BridgeClient, controller: Controller, options: LoopOptions, report: LoopReport) -> str:

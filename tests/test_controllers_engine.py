@@ -126,15 +126,17 @@ def test_schedule_closed_loop_reaches_energyplus(small_office_config, tmp_path, 
     assert night["CoreZoneTemp"].mean() > occupied["CoreZoneTemp"].mean() + 0.3  # free-floating, not cooled
 
 
-def test_csv_controller_replays_the_trajectory(small_office_config, tmp_path, controllers):
+@pytest.mark.parametrize("mode", ["lockstep", "exchange"])
+def test_csv_controller_replays_the_trajectory(small_office_config, tmp_path, controllers, mode):
     path = EXAMPLES / "small_office_trajectory.csv"
     trajectory = load_trajectory(path, "linear")
     with run_bridge(small_office_config, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "5",
                     keep_serving=False) as bridge:
         controller = controllers("csv", bridge.endpoint, "SmallOffice", path, tmp_path / "controller.log",
-                                 "--interpolation", "linear")
+                                 "--interpolation", "linear", "--mode", mode)
         assert controller.wait() == 0, controller.log
         assert bridge.wait() == 0, bridge.log
+        assert "no InputReady" not in bridge.log
         frame = load_history(bridge.historian(), "SmallOffice")
 
     assert len(frame) == 432
