@@ -1,11 +1,12 @@
 """Round-trip cost per step of a lockstep controller on the DOE Large Office.
 
-Runs the Large Office for a short period (default 3 days, 432 steps) twice through the real bridge:
-once in ``fast`` mode (no controller) and once in ``lockstep`` mode driven by the schedule
-controller in this process (its own OPC UA session, as a third-party controller would be).
-The round-trip cost per step is the lockstep time per step minus the fast time per step:
-the handshake (poll until OutputReady, read outputs, write inputs, raise InputReady) plus the
-bridge's waiting. Writes bench/results/controller_roundtrip.json.
+Runs the Large Office for a short period (default 3 days, 432 steps) through the real bridge:
+in ``fast`` mode (no controller), and in ``lockstep`` mode driven by the schedule controller in
+this process (its own OPC UA session, as a third-party controller would be) in each of the
+controller's two lockstep styles: ``lockstep`` (poll OutputReady, read outputs, write inputs,
+write InputReady: three round trips plus polling) and ``exchange`` (one Control.Exchange call).
+The round-trip cost per step is the lockstep time per step minus the fast time per step.
+Writes bench/results/controller_roundtrip.json.
 
     /work/venv/bin/python bench/bench_controller_roundtrip.py [--days 3] [--repeats 2]
 """
@@ -15,9 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
-import platform
 import re
 import socket
 import statistics
@@ -30,11 +29,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.results_io import write_results  # noqa: E402
 from controllers.loop import LoopOptions, LoopReport, run_controller  # noqa: E402
 from controllers.schedule import ScheduleController, load_schedule  # noqa: E402
 
 SCHEDULE = REPO / "controllers" / "examples" / "large_office_schedule.toml"
-RESULT = REPO / "bench" / "results" / "controller_roundtrip.json"
 FINISHED = re.compile(r"run finished after (\d+) steps \(([\d.]+) s wall\)")
 
 
@@ -86,12 +85,12 @@ def run_fast(config: Path, folder: Path) -> tuple[int, float]:
     return wall_per_step_s(process, log_path)
 
 
-def run_lockstep(config: Path, folder: Path) -> tuple[int, float, LoopReport]:
+def run_lockstep(config: Path, folder: Path, mode: str) -> tuple[int, float, LoopReport]:
     controller = ScheduleController(load_schedule(SCHEDULE))
     process, endpoint, log_path = start_bridge(config, folder, "lockstep")
     try:
         report = asyncio.run(run_controller(controller, endpoint, "LargeOffice",
-                                            options=LoopOptions(step_timeout_s=300)))
+                                            options=LoopOptions(mode=mode, step_timeout_s=300)))
         steps, wall_s = wall_per_step_s(process, log_path)
     finally:
         if process.poll() is None:
@@ -120,43 +119,45 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-roundtrip-") as tmp:
         folder = Path(tmp)
         config = short_config(args.days, folder)
-        fast_ms, lockstep_ms, periods_ms, handle_ms = [], [], [], []
+        fast_ms: list[float] = []
+        modes = ("lockstep", "exchange")
+        step_ms = {mode: [] for mode in modes}  # mean wall time per step of each run
+        periods_ms = {mode: [] for mode in modes}  # the controller's time between two handled steps
+        handshake_ms: list[float] = []
         for repeat in range(args.repeats):
             steps, wall_s = run_fast(config, folder)
             fast_ms.append(1000 * wall_s / steps)
-            steps, wall_s, report = run_lockstep(config, folder)
-            lockstep_ms.append(1000 * wall_s / steps)
-            periods_ms += [1000 * p for p in report.step_periods_s]
-            handle_ms += [1000 * h for h in report.handle_times_s]
-            print(f"repeat {repeat + 1}: fast {fast_ms[-1]:.3f} ms/step, lockstep {lockstep_ms[-1]:.3f} ms/step "
-                  f"({steps} steps)", flush=True)
+            line = f"repeat {repeat + 1}: fast {fast_ms[-1]:.3f} ms/step"
+            for mode in modes:
+                steps, wall_s, report = run_lockstep(config, folder, mode)
+                step_ms[mode].append(1000 * wall_s / steps)
+                periods_ms[mode] += [1000 * p for p in report.step_periods_s]
+                if mode == "lockstep":
+                    handshake_ms += [1000 * h for h in report.handle_times_s]
+                line += f", {mode} {step_ms[mode][-1]:.3f} ms/step"
+            print(f"{line} ({steps} steps)", flush=True)
     fast_mean = statistics.mean(fast_ms)
-    figures = {
-        "fast_step_ms_mean": figure(fast_mean, "ms/step"),
-        "lockstep_step_ms_mean": figure(statistics.mean(lockstep_ms), "ms/step"),
-        "lockstep_step_ms_median": figure(statistics.median(periods_ms), "ms/step"),
-        "lockstep_step_ms_p95": figure(percentile(periods_ms, 0.95), "ms/step"),
-        "roundtrip_cost_ms_mean": figure(statistics.mean(lockstep_ms) - fast_mean, "ms/step", "<= 2.0"),
-        "roundtrip_cost_ms_median": figure(statistics.median(periods_ms) - fast_mean, "ms/step", "<= 2.0"),
-        "roundtrip_cost_ms_p95": figure(percentile(periods_ms, 0.95) - fast_mean, "ms/step", "<= 5.0"),
-        "controller_handshake_ms_median": figure(statistics.median(handle_ms), "ms/step"),
-        "controller_handshake_ms_p95": figure(percentile(handle_ms, 0.95), "ms/step"),
-        "lockstep_to_fast_ratio": figure(statistics.mean(lockstep_ms) / fast_mean, "ratio"),
-    }
-    result = {
-        "benchmark": "controller_roundtrip",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{platform.node()}: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
-                   f"Python {platform.python_version()}",
-        "setup": f"DOE Large Office, {args.days} days from 07-01 at 10-minute steps, {args.repeats} repeats; "
-                 f"schedule controller in its own process, poll interval {LoopOptions().poll_s * 1000:g} ms; "
-                 f"per-step medians/p95 from the controller's step periods minus the fast mean; "
-                 f"1-minute load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (shared machine)",
-        "figures": figures,
-    }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(figures, indent=2))
+    figures = {"fast_step_ms_mean": figure(fast_mean, "ms/step")}
+    for mode in modes:
+        mean, median = statistics.mean(step_ms[mode]), statistics.median(periods_ms[mode])
+        p95 = percentile(periods_ms[mode], 0.95)
+        figures |= {
+            f"{mode}_step_ms_mean": figure(mean, "ms/step"),
+            f"{mode}_step_ms_median": figure(median, "ms/step"),
+            f"{mode}_step_ms_p95": figure(p95, "ms/step"),
+            f"{mode}_roundtrip_cost_ms_mean": figure(mean - fast_mean, "ms/step", "<= 2.0"),
+            f"{mode}_roundtrip_cost_ms_median": figure(median - fast_mean, "ms/step", "<= 2.0"),
+            f"{mode}_roundtrip_cost_ms_p95": figure(p95 - fast_mean, "ms/step", "<= 5.0"),
+            f"{mode}_to_fast_ratio": figure(mean / fast_mean, "ratio"),
+        }
+    figures |= {"lockstep_controller_handshake_ms_median": figure(statistics.median(handshake_ms), "ms/step"),
+                "lockstep_controller_handshake_ms_p95": figure(percentile(handshake_ms, 0.95), "ms/step")}
+    notes = (f"DOE Large Office, {args.days} days from 07-01 at 10-minute steps, {args.repeats} repeats; "
+             f"schedule controller in its own process, modes lockstep (poll interval {LoopOptions().poll_s * 1000:g} "
+             f"ms) and exchange (Control.Exchange); round-trip cost = time per step minus the fast mean; "
+             f"medians/p95 from the controller's step periods; 1-minute load average {load_before:.1f} before, "
+             f"{os.getloadavg()[0]:.1f} after (shared machine)")
+    write_results("controller_roundtrip", figures, notes)
     return 0
 
 
