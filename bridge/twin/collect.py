@@ -4,6 +4,8 @@ A GP learns the effect of a control input only if the data shows that input movi
 excitation controller holds each input at a random level for a random 1-4 hours (piecewise
 constant, independent per input), within a band around the tag map's default while the building
 is occupied and within a setback band while it is not, and keeps heating below cooling setpoint.
+Setbacks stay beyond the occupied band: a low unoccupied cooling setpoint makes the Large Office
+cycle its chillers on and off all night, a regime no real operator runs and no model forecasts.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ class ExcitationController:
 
     - occupied (weekdays, ``occupied_hours`` [start, end) local time): level uniform in
       default +/- ``band_fraction`` * (max - min), clipped to [min, max];
-    - unoccupied: tags in ``setback`` draw from [default, max] ("up", e.g. cooling setpoint)
-      or [min, default] ("down", e.g. heating setpoint); other tags keep the occupied band;
+    - unoccupied: tags in ``setback`` draw from above the occupied band up to max ("up", e.g.
+      cooling setpoint) or from min up to below it ("down", e.g. heating setpoint), as a real
+      setback does; other tags keep the occupied band;
     - each level is held for a whole number of hours drawn uniformly from ``hold_hours``;
       a level change also happens whenever occupancy changes;
     - ``deadband`` = (heating tag, cooling tag, K): heating is kept at least K below cooling.
@@ -65,11 +68,12 @@ class ExcitationController:
         item = self.tagmap.input(tag)
         half = self.band_fraction * (item.max - item.min)
         direction = None if occupied else self.setback.get(tag)
+        low, high = max(item.min, item.default - half), min(item.max, item.default + half)
         if direction == "up":
-            return item.default, item.max
+            return high, item.max
         if direction == "down":
-            return item.min, item.default
-        return max(item.min, item.default - half), min(item.max, item.default + half)
+            return item.min, low
+        return low, high
 
     def schedule(self, period: RunPeriod) -> pd.DataFrame:
         """Input values for every step of ``period`` (row k = inputs applied during step k+1),

@@ -96,11 +96,11 @@ def plot_day(model: GPModel, frame: pd.DataFrame, day: str, horizon: int, path: 
     mean_1, _ = model.forecast(frame, rows - 1, 1)
     times = frame.index[rows]
     ahead, band = mean_h[:, -1], Z95 * std_h[:, -1]
-    step_h = (frame.index[1] - frame.index[0]) * horizon
+    ahead_h = (frame.index[1] - frame.index[0]).total_seconds() * horizon / 3600
     figure, axes = plt.subplots(figsize=(10, 4.5))
     axes.fill_between(times, ahead - band, ahead + band, alpha=0.25, label="95% band")
     axes.plot(times, frame[model.features.target].to_numpy()[rows], "k", lw=1.5, label="measured (EnergyPlus)")
-    axes.plot(times, ahead, "C0", lw=1.2, label=f"forecast {step_h} ahead")
+    axes.plot(times, ahead, "C0", lw=1.2, label=f"forecast {ahead_h:g} h ahead")
     axes.plot(times, mean_1[:, 0], "C1--", lw=1, label="1-step prediction")
     axes.set_title(f"{model.features.target} on {start.date()}: GP twin vs measurement")
     axes.set_ylabel(f"{model.features.target} [{unit}]" if unit else model.features.target)

@@ -12,7 +12,9 @@
   (cooling load vs. outdoor temperature), which extrapolates sensibly beyond the training range
   where the RBF alone would fall back to the mean.
 - White noise: what the features cannot explain; it is part of the predictive std, so the 95%
-  band is a band for the measurement, not only for the latent function.
+  band is a band for the measurement, not only for the latent function. One noise level for
+  all hours is then rescaled per (day type, hour) by cross-validation (``calibrate``, see
+  bridge.twin.calibration).
 
 Hyperparameters maximise the log marginal likelihood (L-BFGS, at most ``max_iter`` iterations) on a
 random subset of at most ``n_hyper`` rows: the gradient costs O(n^2 d) memory and O(n^3) per iteration. The posterior
@@ -35,6 +37,7 @@ from sklearn.base import BaseEstimator
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, Kernel, WhiteKernel
 
+from bridge.twin.calibration import regimes, std_scale
 from bridge.twin.features import FeatureError, FeatureSet
 
 
@@ -45,7 +48,7 @@ class ModelError(ValueError):
 def make_kernel(n_features: int, linear: bool = True) -> Kernel:
     """The prior covariance described in the module docstring, before fitting."""
     kernel = (ConstantKernel(1.0, (1e-3, 1e2)) * RBF(np.full(n_features, 3.0), (1e-2, 1e3))
-              + WhiteKernel(1e-2, (1e-6, 1.0)))
+              + WhiteKernel(1e-2, (1e-3, 1.0)))
     if linear:
         kernel += ConstantKernel(0.1, (1e-4, 1e1)) * DotProduct(1.0, (1e-3, 1e2))
     return kernel
@@ -56,8 +59,9 @@ class GPModel(BaseEstimator):
     fitted state in attributes ending in ``_``)."""
 
     def __init__(self, features: FeatureSet, n_hyper: int = 500, max_exact: int = 4000, linear: bool = True,
-                 n_restarts: int = 0, max_iter: int = 100, random_state: int = 0):
+                 n_restarts: int = 0, max_iter: int = 100, calibrate: bool = True, random_state: int = 0):
         self.features = features
+        self.calibrate = calibrate
         self.n_hyper = n_hyper
         self.max_iter = max_iter
         self.max_exact = max_exact
@@ -84,6 +88,10 @@ class GPModel(BaseEstimator):
         train = _subset(len(x), self.max_exact, rng)
         self.approximation_ = "exact" if len(train) == len(x) else "subset of data"
         self._set_posterior(search.kernel_, x[train], y.to_numpy()[train])
+        self.std_scale_ = None
+        if self.calibrate and self.features.time_features:
+            self.std_scale_ = std_scale(self.kernel_, x[train], y.to_numpy()[train], X.to_numpy(float)[train],
+                                        self.features.columns, X.index[train])
         self.training_period_ = (X.index[0].isoformat(), X.index[-1].isoformat())
         self.n_rows_ = len(x)
         self.fit_time_s_ = time.perf_counter() - started
@@ -117,6 +125,8 @@ class GPModel(BaseEstimator):
         ok = np.isfinite(x).all(axis=1)
         if ok.any():
             mean[ok], std[ok] = self.gp_.predict((x[ok] - self.x_mean_) / self.x_scale_, return_std=True)
+            if self.std_scale_ is not None:
+                std[ok] *= self.std_scale_[regimes(x[ok], self.features.columns)]
         return mean, std
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """Save and load a trained ``TwinModel``: one ``.npz`` file, no pickle.
 
 The file holds, per target, the fitted hyperparameters (log kernel parameters), the feature
-scaling, the daily profile and the standardized training rows; loading rebuilds the kernel and
+scaling, the daily profile, the std calibration table and the standardized training rows; loading rebuilds the kernel and
 conditions the GP on those rows again, so predictions are identical to the saved model's.
 A JSON ``metadata`` entry records features, lags, training period, metrics and library versions.
 Loading is safe on untrusted files (``allow_pickle=False``).
@@ -24,7 +24,7 @@ from bridge.twin.gp import GPModel, TwinModel, make_kernel
 from bridge.twin.weather import EPW_COLUMNS
 
 FORMAT = "twinbridge-gp-twin/1"
-GP_PARAMS = ("n_hyper", "max_exact", "linear", "n_restarts", "max_iter", "random_state")
+GP_PARAMS = ("n_hyper", "max_exact", "linear", "n_restarts", "max_iter", "calibrate", "random_state")
 
 
 class ModelFileError(ValueError):
@@ -50,6 +50,8 @@ def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: 
         arrays[prefix + "x_train"], arrays[prefix + "y_train"] = model.x_train_, model.y_train_
         if model.profile_ is not None:
             arrays[prefix + "profile"] = model.profile_
+        if model.std_scale_ is not None:
+            arrays[prefix + "std_scale"] = model.std_scale_
         targets[target] = {
             "prefix": prefix,
             "features": asdict(model.features),
@@ -92,6 +94,7 @@ def load_model(path: Path) -> TwinModel:
                 kernel = make_kernel(len(features.columns), model.linear).clone_with_theta(data[prefix + "theta"])
                 model.x_mean_, model.x_scale_ = data[prefix + "x_mean"], data[prefix + "x_scale"]
                 model.profile_ = data[prefix + "profile"] if features.profile else None
+                model.std_scale_ = data[prefix + "std_scale"] if prefix + "std_scale" in data else None
                 model._set_posterior(kernel, data[prefix + "x_train"], data[prefix + "y_train"])
             except (KeyError, ValueError) as exc:
                 raise ModelFileError(f"{path}: model of {target!r} is incomplete or inconsistent ({exc})") from None
