@@ -1,0 +1,41 @@
+"""The control loop's bounded waits and options (fast: no bridge, nothing listening)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO, free_port
+from controllers.base import ControllerError
+from controllers.loop import LoopOptions, run_controller
+from controllers.schedule import ScheduleController, load_schedule
+
+SCHEDULE = REPO / "controllers" / "examples" / "small_office_schedule.toml"
+
+
+def test_unreachable_bridge_gives_up_after_the_reconnect_timeout():
+    controller = ScheduleController(load_schedule(SCHEDULE))
+    options = LoopOptions(reconnect_timeout_s=0.5, backoff_initial_s=0.1)
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(ControllerError, match=rf"cannot reach building 'SmallOffice' at {endpoint} within 0.5 s"):
+        asyncio.run(run_controller(controller, endpoint, "SmallOffice", options=options))
+
+
+@pytest.mark.parametrize("changes", [{"mode": "fastest"}, {"poll_s": 0.0}, {"step_timeout_s": -1.0}])
+def test_options_are_checked(changes):
+    with pytest.raises(ValueError):
+        LoopOptions(**changes)
+
+
+def test_cli_reports_a_bad_file_before_connecting(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[setback]\nCoolingSetpoint = 28.0\n[[occupied]]\ndays = ['mon']\nstart = '6am'\nend = '18:00'\n"
+                   "setpoints = { CoolingSetpoint = 24.0 }\n")
+    result = subprocess.run([sys.executable, "-m", "bridge.cli", "controller", "schedule", "--endpoint",
+                             f"opc.tcp://127.0.0.1:{free_port()}", "--building", "SmallOffice", "--config", str(bad)],
+                            capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert result.returncode == 2
+    assert f"{bad}: occupied[0].start: expected a time of day 'HH:MM', got '6am'" in result.stderr
