@@ -70,7 +70,9 @@ async def run_controller(controller: Controller, endpoint: str, building: str, c
                          options: LoopOptions = LoopOptions()) -> LoopReport:
     """Drive ``building`` with ``controller`` until the building is Finished, Stopped or Faulted."""
     report = LoopReport()
-    client = BridgeClient(endpoint, building, campus, options.request_timeout_s)
+    # An Exchange call lasts until the bridge's next step: bound it by the step timeout, not the request timeout.
+    request_timeout_s = options.step_timeout_s if options.mode == "exchange" else options.request_timeout_s
+    client = BridgeClient(endpoint, building, campus, request_timeout_s)
     while True:
         await _connect(client, options)
         try:
