@@ -298,7 +298,8 @@ def test_paced_controller_acts_on_its_period(tmp_path, controllers):
     assert (frame["CoolingSetpoint"] != 24.0).any() and (frame["CoolingSetpoint"] == 24.0).any()
 
 
-def test_missing_controller_does_not_starve_the_other_building(tmp_path, controllers):
+@pytest.mark.parametrize("mode", ["lockstep", "exchange"])
+def test_missing_controller_does_not_starve_the_other_building(tmp_path, controllers, mode):
     campus = tmp_path / "half.toml"
     campus.write_text(f'[campus]\nname = "Half"\n[run]\nstart = "07-01"\nend = "07-01"\ntimesteps_per_hour = 2\n'
                       f'[[buildings]]\nname = "SmallOffice"\nmodel = "ref:small_office"\n'
@@ -308,7 +309,7 @@ def test_missing_controller_does_not_starve_the_other_building(tmp_path, control
     schedule = load_schedule(EXAMPLES / "small_office_schedule.toml")
     with run_bridge(campus, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "0.3", keep_serving=False) as bridge:
         office = controllers("schedule", bridge.endpoint, "SmallOffice", EXAMPLES / "small_office_schedule.toml",
-                             tmp_path / "office.log")  # the Warehouse has no controller at all
+                             tmp_path / "office.log", "--mode", mode)  # the Warehouse has no controller at all
         assert office.wait() == 0, office.log
         assert bridge.wait() == 0, bridge.log
         frame = load_history(bridge.historian(), "SmallOffice")
