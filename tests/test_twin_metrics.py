@@ -46,3 +46,13 @@ def test_time_of_day_is_periodic():
     index = pd.date_range("2025-07-01 00:05", periods=3, freq="12h")
     flags = time_features(index)
     assert flags["tod_sin"].iloc[0] == pytest.approx(flags["tod_sin"].iloc[2])
+
+
+def test_lag_step_spaces_input_and_disturbance_lags():
+    index = pd.date_range("2025-07-01", periods=5, freq="10min")
+    frame = pd.DataFrame({"y": np.arange(5.0), "u": np.arange(10.0, 15.0), "w": np.arange(20.0, 25.0)}, index=index)
+    features = FeatureSet("y", ("u",), ("w",), output_lags=1, input_lags=1, disturbance_lags=2, lag_step=2)
+    assert features.max_lag == 4
+    table = features.features(frame)
+    assert table["u[t-2]"].iloc[4] == 12.0 and table["w[t-4]"].iloc[4] == 20.0 and table["y[t-1]"].iloc[4] == 3.0
+    assert len(features.design(frame)[0]) == 1

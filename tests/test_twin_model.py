@@ -117,6 +117,9 @@ def test_twin_engine_answers_setpoint_in_physical_direction(trained, small_offic
     assert first.sim_time_s == 0.0
     assert len(cool) == day.steps and cool[1].sim_time_s == 2 * day.step_s
     assert std_tag("FacilityPower") in first.outputs and first.outputs[std_tag("FacilityPower")] > 0
+    engine = TwinEngine("Twin", path, config.buildings[0].weather, config.buildings[0].tagmap, day)
+    published = [o.tag for o in engine.published_tagmap.outputs]
+    assert set(engine.std_tags) <= set(published) and set(first.outputs) == set(published)
     occupied = slice(9 * 6, 17 * 6)
     power = lambda samples: np.mean([s.outputs["FacilityPower"] for s in samples[occupied]])
     assert power(warm) < power(cool)

@@ -14,6 +14,7 @@ outputs at the model's daily profile (or its training mean).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Mapping
@@ -55,6 +56,16 @@ class TwinEngine(Engine):
     def std_tags(self) -> list[str]:
         """The extra output tags this engine publishes besides the tag map's outputs."""
         return [std_tag(target) for target in self.twin.targets]
+
+    @property
+    def published_tagmap(self) -> TagMap:
+        """The building's tag map plus one ``<Tag>Std`` output (same unit) per modelled tag: what an
+        OPC UA server should expose for this engine."""
+        extra = tuple(dataclasses.replace(self.tagmap.output(target), tag=std_tag(target), role=None, comfort=None,
+                                          min=None, max=None,
+                                          description=f"Predictive standard deviation of {target} (GP twin)")
+                      for target in self.twin.targets)
+        return dataclasses.replace(self.tagmap, outputs=self.tagmap.outputs + extra)
 
     async def start(self) -> Sample:
         step = pd.Timedelta(seconds=self.period.step_s)

@@ -44,6 +44,8 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--output-lags", "-l", type=int, default=0, help="lags l of the modelled output (default 0)")
     fit.add_argument("--input-lags", "-m", type=int, default=1, help="lags m of the control inputs (default 1)")
     fit.add_argument("--disturbance-lags", "-p", type=int, default=0, help="lags p of the weather (default 0)")
+    fit.add_argument("--lag-step", type=int, default=1,
+                     help="timesteps between input and disturbance lags (default 1; 6 = hourly at 10 minutes)")
     fit.add_argument("--no-profile", action="store_true", help="leave out the learnt daily profile feature")
     fit.add_argument("--n-hyper", type=int, default=500, help="rows for the hyperparameter search (default 500)")
     fit.add_argument("--max-exact", type=int, default=4000, help="exact GP up to this many rows (default 4000)")
@@ -116,7 +118,7 @@ def _fit(args: argparse.Namespace) -> int:
     tagmap = load_tagmap(args.tagmap)
     years = tuple(sorted(set(history.index.year)))
     feature_sets = feature_sets_for(tagmap, args.targets, args.output_lags, args.input_lags, args.disturbance_lags,
-                                    years, profile=not args.no_profile)
+                                    years, profile=not args.no_profile, lag_step=args.lag_step)
     twin = TwinModel.from_feature_sets(feature_sets, n_hyper=args.n_hyper, max_exact=args.max_exact).fit(history)
     save_model(twin, args.output, extra={"history": str(args.history), "tagmap": str(args.tagmap)})
     for target, model in twin.models.items():

@@ -55,7 +55,9 @@ class FeatureSet:
     """Which tags and lags make the features of one output (``target``).
 
     ``output_lags`` is l (y(t-1)..y(t-l); 0 = no autoregression), ``input_lags`` is m
-    (u(t)..u(t-m)) and ``disturbance_lags`` is p (w(t)..w(t-p)); lags count timesteps.
+    (u(t)..u(t-m)) and ``disturbance_lags`` is p (w(t)..w(t-p)). Output lags are consecutive
+    timesteps; input and disturbance lags are ``lag_step`` timesteps apart (thermal mass
+    responds over hours, and 10-minute lags of a setpoint are nearly copies of each other).
     ``holidays`` are ISO dates treated like Sundays."""
 
     target: str
@@ -67,11 +69,14 @@ class FeatureSet:
     time_features: bool = True
     holidays: tuple[str, ...] = ()
     profile: bool = False
+    lag_step: int = 1
 
     def __post_init__(self) -> None:
         for name in ("output_lags", "input_lags", "disturbance_lags"):
             if getattr(self, name) < 0:
                 raise FeatureError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lag_step < 1:
+            raise FeatureError(f"lag_step must be >= 1, got {self.lag_step}")
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -81,14 +86,15 @@ class FeatureSet:
     @property
     def max_lag(self) -> int:
         """Rows of history needed before the first complete feature row."""
-        return max(self.output_lags, self.input_lags, self.disturbance_lags)
+        return max(self.output_lags, self.input_lags * self.lag_step, self.disturbance_lags * self.lag_step)
 
     @property
     def columns(self) -> list[str]:
         names = list(TIME_FEATURES) if self.time_features else []
         names += ["profile"] if self.profile else []
-        names += [_lag_name(tag, lag) for tag in self.disturbances for lag in range(self.disturbance_lags + 1)]
-        names += [_lag_name(tag, lag) for tag in self.inputs for lag in range(self.input_lags + 1)]
+        step = self.lag_step
+        names += [_lag_name(tag, lag * step) for tag in self.disturbances for lag in range(self.disturbance_lags + 1)]
+        names += [_lag_name(tag, lag * step) for tag in self.inputs for lag in range(self.input_lags + 1)]
         return names + self.output_lag_columns
 
     @property
@@ -116,7 +122,7 @@ class FeatureSet:
             columns["profile"] = pd.Series(profile_at(frame.index, self.holidays, profile), index=frame.index)
         for tags, lags in ((self.disturbances, self.disturbance_lags), (self.inputs, self.input_lags)):
             for tag in tags:
-                for lag in range(lags + 1):
+                for lag in range(0, (lags + 1) * self.lag_step, self.lag_step):
                     columns[_lag_name(tag, lag)] = frame[tag].shift(lag)
         for lag in range(1, self.output_lags + 1):
             columns[_lag_name(self.target, lag)] = frame[self.target].shift(lag)
@@ -164,7 +170,7 @@ def time_features(index: pd.DatetimeIndex, holidays: tuple[str, ...] = ()) -> di
 
 def feature_sets_for(tagmap: TagMap, targets: list[str] | None = None, output_lags: int = 0,
                      input_lags: int = 0, disturbance_lags: int = 0, years: tuple[int, ...] = (),
-                     profile: bool = True) -> list[FeatureSet]:
+                     profile: bool = True, lag_step: int = 1) -> list[FeatureSet]:
     """One feature set per target of a building: all input tags as control inputs, the outputs
     the EPW file also gives (outdoor temperature and humidity) as disturbances, and the reference
     holidays of ``years``. ``targets`` defaults to the tags with role electric_power or
@@ -178,7 +184,7 @@ def feature_sets_for(tagmap: TagMap, targets: list[str] | None = None, output_la
         raise FeatureError(f"targets {unknown} are not outputs of tag map {tagmap.name!r} ({tagmap.path})")
     holidays = tuple(day for year in years for day in reference_holidays(year))
     return [FeatureSet(target, tuple(i.tag for i in tagmap.inputs), disturbances, output_lags, input_lags,
-                       disturbance_lags, True, holidays, profile) for target in targets]
+                       disturbance_lags, True, holidays, profile, lag_step) for target in targets]
 
 
 def profile_at(index: pd.DatetimeIndex, holidays: tuple[str, ...], profile: np.ndarray) -> np.ndarray:
