@@ -23,7 +23,7 @@ log = logging.getLogger("twinbridge")
 async def serve_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> Campus:
     """Validate, start the OPC UA server and the campus; return when the run ends (or on a signal)."""
     await validate_campus(config)
-    server = TagServer(config.endpoint, config.name)
+    server = TagServer(config.endpoint, config.name, config.period.time_of(0))
     await server.init()
     campus = Campus(config, server)
     stop_requested = asyncio.Event()

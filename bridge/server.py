@@ -91,8 +91,11 @@ class HistorianStorage(HistoryStorageInterface):
 class TagServer:
     """asyncua server holding the campus address space; the campus clock writes to it."""
 
-    def __init__(self, endpoint: str, campus: str):
+    def __init__(self, endpoint: str, campus: str, start_time: dt.datetime | None = None):
+        """``start_time``: simulation time of the run's start, the timestamp of the tags' initial values
+        (so that no value ever carries a wall-clock time)."""
         self.endpoint, self.campus = endpoint, campus
+        self.start_time = utc(start_time) if start_time else dt.datetime.now(dt.timezone.utc)
         self.server = Server()
         self.history = HistorianStorage()
         self.idx = 0
@@ -137,7 +140,7 @@ class TagServer:
                                   idx=self.idx, instantiate_optional=False))[0]
         await node.write_attribute(ua.AttributeIds.DataType, ua.DataValue(ua.Variant(
             ua.NodeId(ua.ObjectIds.Double), ua.VariantType.NodeId)))
-        await node.write_value(ua.Variant(value, ua.VariantType.Double))
+        await node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=self.start_time))
         await self.server.get_node(self._id(f"{path}.EURange")).write_value(ua.Range(low, high))
         await node.add_property(self._id(f"{path}.EngineeringUnits"), ua.QualifiedName("EngineeringUnits", 0),
                                 engineering_units(unit))
