@@ -9,7 +9,7 @@ of twin values sharing one SourceTimestamp (the simulation time). For each pair 
 value at that time: the mean (or the last) of the live samples in the twin step ending at that time,
 else the last live sample no older than ``max_gap_s``, else a gap (counted, never compared). Live
 values are converted to the twin's unit with the pair's scale and offset. A twin step waits at most
-``pair_timeout_s`` for live data covering its time. When no live value at all arrives for
+``pair_timeout_s`` for live data covering its time (a live sample at or up to ``max_gap_s`` after it). When no live value at all arrives for
 ``stale_after_s`` seconds (wall clock), a stale-data alarm is published (and cleared when data
 come back) instead of silently comparing nothing.
 """
@@ -176,6 +176,13 @@ class LiveBuffer:
     def latest(self) -> dt.datetime | None:
         return self.times[-1] if self.times else None
 
+    def covers(self, time_: dt.datetime, max_gap: dt.timedelta) -> bool:
+        """True when a sample at or after ``time_`` (by at most ``max_gap``) has arrived: no later value
+        for the step will come. A sample far ahead (another run's, or a clock's) does not count."""
+        times = list(self.times)
+        i = bisect.bisect_left(times, time_)
+        return i < len(times) and times[i] <= time_ + max_gap
+
     def value_at(self, time_: dt.datetime, step: dt.timedelta, max_gap: dt.timedelta, method: str) -> float | None:
         """Live value for a twin step ending at ``time_``; None when there is a gap."""
         times = list(self.times)
@@ -221,7 +228,14 @@ class LiveLink:
         self._wake.set()
 
     def _on_live(self, key: str, stamp: dt.datetime, value: float) -> None:
-        self.live[key].add(stamp, self._pairs[key].convert(value))
+        buffer = self.live[key]
+        if buffer.latest is not None and stamp < buffer.latest - dt.timedelta(seconds=self.config.max_gap_s):
+            # Not a late sample but a new live run (a bridge started or reset): older samples would
+            # make every twin step look covered.
+            log.warning("live time of %s went back from %s to %s: a new live run; its buffer restarts",
+                        key, buffer.latest, stamp)
+            self.live[key] = buffer = LiveBuffer()
+        buffer.add(stamp, self._pairs[key].convert(value))
         self._last_live_s = time.monotonic()
         self._wake.set()
 
@@ -255,7 +269,8 @@ class LiveLink:
             waited_s = now - self._pending_since[stamp]
             if len(values) < len(self._pairs) and waited_s < self.config.pair_timeout_s:
                 break  # twin step not complete yet
-            covered = all((self.live[k].latest or dt.datetime.min) >= stamp for k in values)
+            max_gap = dt.timedelta(seconds=self.config.max_gap_s)
+            covered = all(self.live[k].covers(stamp, max_gap) for k in values)
             if not covered and waited_s < self.config.pair_timeout_s and not self.stale:
                 break
             self._compare(stamp, self._pending.pop(stamp))
