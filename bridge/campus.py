@@ -222,10 +222,12 @@ class Campus:
         try:
             await self._run_steps()
             final = "Finished" if any(b.status == "Finished" for b in self.buildings) else "Faulted"
+            wall_s = time.monotonic() - self._wall_start
             await self._close_historian()
+            log.info("run %s after %d steps (%.1f s wall)", final.lower(), self.step, wall_s)
+            if self.run_path is not None and self.step > 0:
+                await self._report_kpis(wall_s)
             await self._set_status(final)
-            log.info("run %s after %d steps (%.1f s wall)", final.lower(), self.step,
-                     time.monotonic() - self._wall_start)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an I/O failure: fault the campus, never hang
@@ -342,6 +344,25 @@ class Campus:
         await self.server.set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
         if self.historian is not None and rows:
             self.historian.record(rows)
+
+    async def _report_kpis(self, wall_s: float) -> None:
+        """BOPTEST core KPIs of the run (docs/kpis.md) to ``kpis.json`` beside the historian and to KPIs tags."""
+        from bridge.kpi import TimeOfUse, compute_kpis, write_kpis_json  # pandas: only at the end of a run
+
+        settings = self.config.kpi
+        price = (TimeOfUse(settings.price_periods, settings.price_usd_per_kwh) if settings.price_periods
+                 else settings.price_usd_per_kwh)
+        tagmaps = {b.name: b.config.tagmap for b in self.buildings if b.published_step > 0}
+        kpis = await asyncio.to_thread(compute_kpis, self.run_path, tagmaps, price,
+                                       settings.emissions_kgco2_per_kwh, wall_s)
+        path = write_kpis_json(self.run_path.parent / "kpis.json", kpis)
+        await self.server.publish_kpis(None, kpis["campus"])
+        for name, values in kpis["buildings"].items():
+            await self.server.publish_kpis(name, values)
+        campus = kpis["campus"]
+        log.info("KPIs (%s): energy %.1f kWh, peak %.1f kW, discomfort %.2f K.h/zone, time ratio %.2g",
+                 path, campus.get("energy_total_kwh") or 0.0, campus.get("peak_electric_kw") or 0.0,
+                 campus.get("thermal_discomfort_kh_per_zone") or 0.0, campus.get("time_ratio") or 0.0)
 
     async def _wait_for_turn(self) -> None:
         """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers."""

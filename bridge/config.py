@@ -55,6 +55,15 @@ class BuildingConfig:
 
 
 @dataclass(frozen=True)
+class KpiConfig:
+    """Tariff and grid emission factor of the run KPIs (``[kpi]``; see docs/kpis.md)."""
+
+    price_usd_per_kwh: float = 0.12
+    price_periods: tuple[tuple[float, float, float], ...] = ()  # (start h, end h, $/kWh) on weekdays
+    emissions_kgco2_per_kwh: float = 0.40
+
+
+@dataclass(frozen=True)
 class CampusConfig:
     name: str
     buildings: tuple[BuildingConfig, ...]
@@ -67,6 +76,7 @@ class CampusConfig:
     engine_step_timeout_s: float = 60.0
     run_dir: Path = field(default_factory=lambda: Path("runs"))
     historian: bool = True
+    kpi: "KpiConfig" = field(default_factory=lambda: KpiConfig())
     path: str = ""
 
     def with_overrides(self, **changes) -> "CampusConfig":
@@ -155,10 +165,24 @@ def load_config(path: str | Path) -> CampusConfig:
         engine_step_timeout_s=float(run.get("engine_step_timeout_s", 60.0)),
         run_dir=(base / str(run.get("run_dir", "../runs"))).resolve(),
         historian=bool(run.get("historian", True)),
+        kpi=_kpi(data.get("kpi", {}), f"{path}: [kpi]"),
         path=str(path),
     )
     _check_campus(config)
     return config
+
+
+def _kpi(section: dict, where: str) -> KpiConfig:
+    unknown = set(section) - {"price_usd_per_kwh", "price_periods", "emissions_kgco2_per_kwh"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    try:
+        periods = tuple((float(a), float(b), float(rate)) for a, b, rate in section.get("price_periods", []))
+        return KpiConfig(float(section.get("price_usd_per_kwh", 0.12)), periods,
+                         float(section.get("emissions_kgco2_per_kwh", 0.40)))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: prices and factors must be numbers; price_periods a list of "
+                          "[start_hour, end_hour, usd_per_kwh]") from None
 
 
 def _check_campus(config: CampusConfig) -> None:

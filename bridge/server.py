@@ -105,6 +105,8 @@ class TagServer:
         self._ranges: dict[ua.NodeId, tuple[float, float, str]] = {}
         self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
         self._root = None
+        self._kpi_folders: set[ua.NodeId] = set()
+        self._kpi_nodes: set[ua.NodeId] = set()
 
     async def init(self) -> None:
         """Prepare the address space; nothing is served until ``listen``."""
@@ -316,6 +318,23 @@ class TagServer:
             await self.write_value(nodes[name], value, variants[name])
         if "Status" in values:
             await self.write_value(nodes["StatusCode"], STATUS_CODES[values["Status"]], ua.VariantType.Int32)
+
+    async def publish_kpis(self, building: str | None, kpis: Mapping[str, object]) -> None:
+        """Numeric KPIs as read-only Double tags under ``<Campus>[.<Building>].KPIs`` (created on first use)."""
+        prefix = self.campus if building is None else f"{self.campus}.{building}"
+        folder_id = self._id(f"{prefix}.KPIs")
+        folder = self.server.get_node(folder_id)
+        if folder_id not in self._kpi_folders:
+            folder = await self._folder(self.server.get_node(self._id(prefix)), f"{prefix}.KPIs", "KPIs")
+            self._kpi_folders.add(folder_id)
+        for name, value in kpis.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            node_id = self._id(f"{prefix}.KPIs.{name}")
+            if node_id not in self._kpi_nodes:
+                await folder.add_variable(node_id, ua.QualifiedName(name, self.idx), 0.0)
+                self._kpi_nodes.add(node_id)
+            await self.write_value(node_id, float(value), ua.VariantType.Double)
 
     def control_value(self, key: str | None, name: str):
         node_id = self.controls[key].ids[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
 import subprocess
@@ -110,10 +111,10 @@ def test_out_of_range_write_is_refused(small_office_config, tmp_path):
 
 def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
     """Three buildings stay in step at every read; the historian has one row per step per building;
-    HistoryRead on an output tag answers from it."""
+    HistoryRead on an output tag answers from it; the run's KPIs land in kpis.json and on KPIs tags."""
     names = ["SmallOffice", "Warehouse", "RetailStore"]
 
-    async def scenario(endpoint: str) -> tuple[list[list[int]], list]:
+    async def scenario(endpoint: str) -> tuple[list[list[int]], list, tuple[float, float]]:
         async with Client(endpoint, timeout=10) as client:
             steps = [await node(client, f"TestCampus.{n}.Control.Step") for n in names]
             status = await node(client, "TestCampus.Control.Status")
@@ -123,11 +124,16 @@ def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
             assert await status.read_value() == "Finished"
             power = await node(client, "TestCampus.Warehouse.Outputs.FacilityPower")
             history = await power.read_raw_history(dt.datetime(2025, 7, 1, 0), dt.datetime(2025, 7, 1, 12), 1000)
-            return reads, history
+            energy = await (await node(client, "TestCampus.KPIs.energy_total_kwh")).read_value()
+            peak = await (await node(client, "TestCampus.Warehouse.KPIs.peak_electric_kw")).read_value()
+            return reads, history, (energy, peak)
 
     with run_bridge(test_campus_config, tmp_path, "--clock", "fast") as bridge:
-        reads, history = asyncio.run(scenario(bridge.endpoint))
+        reads, history, kpi_tags = asyncio.run(scenario(bridge.endpoint))
         historian = bridge.historian()
+    kpis = json.loads((historian.parent / "kpis.json").read_text())
+    assert kpi_tags == pytest.approx((kpis["campus"]["energy_total_kwh"], kpis["buildings"]["Warehouse"]["peak_electric_kw"]))
+    assert kpis["period"]["steps"] == 288
     assert len(reads) > 10
     assert all(len(set(read)) == 1 for read in reads), [r for r in reads if len(set(r)) > 1][:5]
     assert buildings_in(historian) == names
