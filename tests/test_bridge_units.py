@@ -61,6 +61,8 @@ def test_tag_map_is_read(tmp_path):
     (('name = "SmallOffice"', 'name = "Small Office"'), "must be letters, digits"),
     (('model = "ref:small_office"', 'model = "ref:tiny_office"'), "unknown reference model 'tiny_office'"),
     (('tagmap = "../tagmaps/small_office.toml"', 'tagmap = "missing.toml"'), "file not found"),
+    (("[run]", "[kpi]\nprice_periods = [[12, 18]]\n\n[run]"), "[kpi]: prices and factors must be numbers"),
+    (("[run]", "[kpi]\ntariff = 1\n\n[run]"), "[kpi]: unknown keys ['tariff']"),
 ])
 def test_bad_campus_files_name_the_problem(tmp_path, change, message):
     text = (SIMS / "small_office.toml").read_text().replace(*change)
