@@ -66,6 +66,8 @@ def compute_kpis(historian_path: str | Path, tagmaps: Mapping[str, TagMap],
     Per-m2 values are None when a tag map has no ``floor_area_m2``; a KPI whose tags (role or
     comfort band) are absent from the tag map is None.
     """
+    if not tagmaps:
+        raise ValueError(f"{historian_path}: no buildings given to compute KPIs for")
     series = {name: _BuildingSeries.load(historian_path, name, tagmap) for name, tagmap in tagmaps.items()}
     buildings = {name: s.kpis(price, emissions) for name, s in series.items()}
     campus = _campus_kpis(list(series.values()), price, emissions)
