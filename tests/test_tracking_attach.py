@@ -10,6 +10,7 @@ from asyncua import Client, ua
 from bridge.server import METHODS, NAMESPACE, TagServer
 from bridge.tagmap import load_tagmap
 from bridge.tracking.attach import attach_tracking
+from bridge.tracking.config import TrackingConfigError
 from conftest import TAGMAPS, wait_until
 
 START = dt.datetime(2025, 7, 22)
@@ -21,7 +22,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tracking_file(tmp_path, endpoint: str) -> str:
+def tracking_file(tmp_path, endpoint: str, twin_endpoint: str = "opc.tcp://127.0.0.1:1") -> str:
+    """Tracking TOML; its [twin] endpoint is a dead one: attach_tracking must use the bridge's own."""
     path = tmp_path / "tracking.toml"
     path.write_text(f"""
 [tracking]
@@ -38,7 +40,7 @@ endpoint = "{endpoint}"
 publishing_interval_ms = 20
 
 [twin]
-endpoint = "{endpoint}"
+endpoint = "{twin_endpoint}"
 publishing_interval_ms = 20
 
 [[pairs]]
@@ -70,6 +72,8 @@ def test_attach_tracking_serves_status_under_the_building(tmp_path):
             await add_building(server, name)
         with pytest.raises(LookupError, match="C.Nowhere"):
             await attach_tracking(server, "C", "Nowhere", tracking_file(tmp_path, endpoint), 600)
+        with pytest.raises(TrackingConfigError, match="not tags of C.Meter"):
+            await attach_tracking(server, "C", "Meter", tracking_file(tmp_path, endpoint), 600)
         await server.listen()
         task = await attach_tracking(server, "C", "Office", tracking_file(tmp_path, endpoint), 600)
         try:
