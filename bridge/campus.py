@@ -53,6 +53,8 @@ class BuildingState:
     sample_step: int = -1  # step whose outputs ``sample`` holds
     published_step: int = -1  # last step whose outputs are on the tags
     input_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    awaiting_step: int = -1  # lockstep: the step whose controller answer the bridge is waiting for
+    turn: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) when a wait begins
     published: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) at each publish
 
     @property
@@ -62,6 +64,18 @@ class BuildingState:
     @property
     def running(self) -> bool:
         return self.status in ("Running", "Paused")
+
+    def answer(self) -> None:
+        """A controller raised InputReady: it counts only while the bridge waits for this building, so a
+        late answer to a step that already timed out cannot release the next step unseen."""
+        if self.awaiting_step >= 0:
+            self.input_ready.set()
+
+    def begin_turn(self, step: int) -> None:
+        self.input_ready.clear()
+        self.awaiting_step = step
+        self.turn.set()
+        self.turn = asyncio.Event()
 
     def announce(self) -> None:
         """Wake everyone waiting for this building's next step (new outputs, or the end of its run)."""
@@ -92,7 +106,7 @@ class Campus:
         self._wall_start = 0.0
         self._pause_wall = 0.0
         self._last_progress = 0.0
-        self.exchange_s = 0.0  # wall time spent waiting for controllers in lockstep
+        self._unrecorded: list = []  # historian rows of the last published step
 
     # ----- address space and methods -------------------------------------------------------
 
@@ -100,7 +114,7 @@ class Campus:
         await self.server.add_campus_nodes(self._methods(None))
         for building in self.buildings:
             await self.server.add_building(building.name, building.config.tagmap, self._methods(building),
-                                           building.input_ready.set, self._exchange(building))
+                                           building.answer, self._exchange(building))
         self.address_space_ready.set()
 
     def _exchange(self, building: BuildingState):
@@ -109,9 +123,13 @@ class Campus:
         async def exchange() -> tuple[int, list[float]]:
             await self._next_publish(building, -1, self.config.engine_start_timeout_s)  # first outputs
             step_before = building.published_step
-            building.input_ready.set()
-            await self._next_publish(building, step_before,
-                                     self.config.lockstep_timeout_s + self.config.engine_step_timeout_s)
+            timeout_s = self.config.lockstep_timeout_s + self.config.engine_step_timeout_s
+            if self.config.clock == "lockstep":
+                while building.awaiting_step != step_before and building.published_step == step_before \
+                        and building.running:
+                    await asyncio.wait_for(building.turn.wait(), timeout_s)  # the bridge asks for this step
+                building.answer()
+            await self._next_publish(building, step_before, timeout_s)
             if building.published_step <= step_before:
                 raise ValueError(f"{building.name} is {building.status}")
             outputs = building.sample.outputs
@@ -198,7 +216,6 @@ class Campus:
         if building.engine is not None:
             await building.engine.stop()
         building.status = status
-        building.input_ready.set()
         building.announce()
         await self.server.set_control(building.name, Status=status, OutputReady=False,
                                       **({"Fault": fault} if fault else {}))
@@ -226,7 +243,10 @@ class Campus:
             await self._close_historian()
             log.info("run %s after %d steps (%.1f s wall)", final.lower(), self.step, wall_s)
             if self.run_path is not None and self.step > 0:
-                await self._report_kpis(wall_s)
+                try:
+                    await self._report_kpis(wall_s)
+                except Exception:  # the run itself is fine: say why the KPIs are missing, keep its status
+                    log.exception("could not compute the run KPIs")
             await self._set_status(final)
         except asyncio.CancelledError:
             raise
@@ -268,6 +288,7 @@ class Campus:
             if fast and published < self.step:
                 await self._publish(self.step)  # overlaps with the engines computing the next step
                 published = self.step
+            self._record()  # the last published step, while the engines compute the next one
             if not await self._collect(pending, self.step + 1):
                 continue  # every engine finished or faulted
             self.step += 1
@@ -277,6 +298,7 @@ class Campus:
             self._progress()
         if published < self.step:
             await self._publish(self.step)
+        self._record()
 
     async def _start_building(self, building: BuildingState, workdir: Path) -> None:
         building.engine = self.engine_factory(building.config, self.config, workdir)
@@ -342,8 +364,13 @@ class Campus:
         await self.server.write_value(self.server.outputs[self.config.name]["TotalElectricPower"], total_kw,
                                       ua.VariantType.Double, sim_time)
         await self.server.set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
-        if self.historian is not None and rows:
-            self.historian.record(rows)
+        self._unrecorded.extend(rows)
+
+    def _record(self) -> None:
+        """Append the published but unrecorded steps to the historian (a crash loses at most these)."""
+        if self.historian is not None and self._unrecorded:
+            self.historian.record(self._unrecorded)
+        self._unrecorded = []
 
     async def _report_kpis(self, wall_s: float) -> None:
         """BOPTEST core KPIs of the run (docs/kpis.md) to ``kpis.json`` beside the historian and to KPIs tags."""
@@ -374,6 +401,7 @@ class Campus:
             return
         running = [b for b in self.buildings if b.status == "Running"]
         for building in running:
+            building.begin_turn(self.step)
             await self.server.set_control(building.name, InputReady=False, OutputReady=True)
         began = time.monotonic()
         deadline = began + self.config.lockstep_timeout_s
@@ -383,10 +411,9 @@ class Campus:
             except asyncio.TimeoutError:
                 log.warning("%s: no InputReady within %.1f s at step %d; holding its inputs",
                             building.name, self.config.lockstep_timeout_s, self.step)
-            building.input_ready.clear()  # cleared only now: an Exchange call may have raised it early
+            building.awaiting_step = -1
             if building.status == "Running":
                 await self.server.set_control(building.name, OutputReady=False)
-        self.exchange_s += time.monotonic() - began
 
     def _progress(self) -> None:
         now = time.monotonic()

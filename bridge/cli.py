@@ -18,6 +18,7 @@ from bridge.tagmap import TagMapError
 from bridge.validate import ValidationError, validate_campus
 
 log = logging.getLogger("twinbridge")
+CLIENT_LINGER_S = 3.0  # after a run ends, time connected clients get to read the final state
 
 
 async def serve_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> Campus:
@@ -47,7 +48,7 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
             log.info("signal received: stopping")
     finally:
         await campus.stop(final_status="Stopped" if campus.status in ("Running", "Paused") else campus.status)
-        await server.stop()
+        await server.stop(linger_s=0.0 if stop_requested.is_set() else CLIENT_LINGER_S)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return campus

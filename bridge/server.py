@@ -15,8 +15,10 @@ refused with BadOutOfRange and logged.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,8 +128,16 @@ class TagServer:
             raise OSError(f"cannot serve OPC UA at {self.endpoint}: {exc}") from None
         log.info("OPC UA server listening at %s (namespace %s)", self.endpoint, NAMESPACE)
 
-    async def stop(self) -> None:
+    async def stop(self, linger_s: float = 0.0) -> None:
+        """Stop serving; with ``linger_s``, first give connected clients that long to read the final
+        state and disconnect (a controller reading Status after the last step, say)."""
+        deadline = time.monotonic() + linger_s
+        while self.connected_clients() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
         await self.server.stop()
+
+    def connected_clients(self) -> int:
+        return len(self.server.bserver.clients) if self.server.bserver is not None else 0
 
     def _id(self, path: str) -> ua.NodeId:
         return ua.NodeId(path, self.idx)

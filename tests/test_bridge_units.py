@@ -149,3 +149,23 @@ def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path):
     assert "SmallOffice: EnergyPlus" in str(fault.value)
     assert any("Fatal" in line or "Severe" in line for line in fault.value.details), fault.value.details
     assert engine.process.returncode is not None
+
+
+def test_a_late_input_ready_does_not_release_the_next_step():
+    from bridge.campus import BuildingState
+
+    config = load_config(SIMS / "small_office.toml")
+
+    async def scenario():
+        building = BuildingState(config.buildings[0])
+        building.answer()  # the bridge is not waiting: a late answer to a timed-out step is dropped
+        assert not building.input_ready.is_set()
+        turn = building.turn
+        building.begin_turn(4)
+        assert turn.is_set() and not building.input_ready.is_set()
+        building.answer()
+        assert building.input_ready.is_set()
+        building.begin_turn(5)  # a new turn starts unanswered
+        assert not building.input_ready.is_set()
+
+    asyncio.run(scenario())
