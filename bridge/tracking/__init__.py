@@ -7,9 +7,11 @@ Modules, one job each:
 - ``anomalies``: the SQLite anomaly log an operator marks investigated.
 - ``sinks``: where alerts go (log, asyncua server status tags and events).
 - ``live``: asyncua client that subscribes to a live building and pairs it with the twin.
+- ``attach``: tracking inside a bridge: ``<Campus>.<Building>.Tracking`` status tags and the live link task.
 - ``config``: the tracking configuration file (TOML).
 - ``registry``: Baseline / Operational / Actual model versions, frozen Baseline, ECM history.
 - ``faults``: faulted or retrofitted copies of an IDF (fault injection and ECM edits).
+- ``scenario``: edited model copies and campus files that run them (tests, benchmark).
 - ``savings`` and ``report``: avoided energy, weather-regression baseline, JSON/CSV/Markdown+PNG reports.
 - ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line.
 
