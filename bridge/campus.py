@@ -156,7 +156,7 @@ class Campus:
     async def start(self) -> str:
         if self.status != "Idle":
             raise ValueError(f"cannot start: campus is {self.status}")
-        self.status = "Running"
+        await self._set_status("Running")
         self.done.clear()
         self._task = asyncio.create_task(self._run(), name=f"campus {self.config.name}")
         self.started.set()
@@ -229,6 +229,8 @@ class Campus:
                 await self.server.set_control(building.name, Status=status)
 
     async def _close_historian(self) -> None:
+        self._record()
+        self._unrecorded = []
         if self.historian is not None:
             self.historian.close()
             self.historian = None
@@ -327,20 +329,20 @@ class Campus:
 
     async def _collect(self, pending, step: int) -> bool:
         """Wait for the engines' outputs of ``step``; True if any building produced them."""
+        results = await asyncio.gather(*(task for _, task, _ in pending), return_exceptions=True)
         produced = False
-        for building, task, inputs in pending:
-            try:
-                sample = await task
-            except EngineFault as exc:
-                await self._fault(building, exc)
-                continue
-            if sample is None:
+        for (building, _, inputs), result in zip(pending, results):
+            if isinstance(result, EngineFault):
+                await self._fault(building, result)
+            elif isinstance(result, BaseException):
+                raise result
+            elif result is None:
                 building.status = "Finished"
                 building.announce()
                 await self.server.set_control(building.name, Status="Finished", OutputReady=False)
-                continue
-            building.sample, building.applied, building.sample_step = sample, inputs, step
-            produced = True
+            else:
+                building.sample, building.applied, building.sample_step = result, inputs, step
+                produced = True
         return produced
 
     async def _publish(self, step: int) -> None:

@@ -27,6 +27,7 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
     server = TagServer(config.endpoint, config.name, config.period.time_of(0))
     await server.init()
     campus = Campus(config, server)
+    tracking: list[asyncio.Task] = []
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -35,6 +36,8 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
         if autostart:
             await campus.start()  # EnergyPlus sizes the models while the address space is built
         await campus.build_address_space()
+        for building, path in config.tracking:
+            tracking.append(await _attach_tracking(server, config, building, path))
         await server.listen()
         if not autostart:
             log.info("waiting for a client to call %s.Control.Start", config.name)
@@ -47,11 +50,22 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
         if stop_requested.is_set():
             log.info("signal received: stopping")
     finally:
+        for task in tracking:
+            task.cancel()
+        await asyncio.gather(*tracking, return_exceptions=True)
         await campus.stop(final_status="Stopped" if campus.status in ("Running", "Paused") else campus.status)
         await server.stop(linger_s=0.0 if stop_requested.is_set() else CLIENT_LINGER_S)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return campus
+
+
+async def _attach_tracking(server: TagServer, config: CampusConfig, building: str, path: Path) -> asyncio.Task:
+    """Track ``building`` against its live counterpart (docs/tracking.md); status under <Building>.Tracking."""
+    from bridge.tracking.attach import attach_tracking
+
+    log.info("tracking %s against the live building of %s", building, path)
+    return await attach_tracking(server, config.name, building, path, config.period.step_s)
 
 
 async def _run_ended(campus: Campus) -> None:

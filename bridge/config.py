@@ -77,6 +77,7 @@ class CampusConfig:
     run_dir: Path = field(default_factory=lambda: Path("runs"))
     historian: bool = True
     kpi: "KpiConfig" = field(default_factory=lambda: KpiConfig())
+    tracking: tuple[tuple[str, Path], ...] = ()  # (building, tracking file): docs/tracking.md
     path: str = ""
 
     def with_overrides(self, **changes) -> "CampusConfig":
@@ -166,10 +167,17 @@ def load_config(path: str | Path) -> CampusConfig:
         run_dir=(base / str(run.get("run_dir", "../runs"))).resolve(),
         historian=bool(run.get("historian", True)),
         kpi=_kpi(data.get("kpi", {}), f"{path}: [kpi]"),
+        tracking=tuple(_tracking(entry, base, f"{path}: tracking[{i}]") for i, entry in enumerate(data.get("tracking", []))),
         path=str(path),
     )
     _check_campus(config)
     return config
+
+
+def _tracking(entry: dict, base: Path, where: str) -> tuple[str, Path]:
+    if set(entry) != {"building", "config"}:
+        raise ConfigError(f"{where}: a [[tracking]] entry needs exactly 'building' and 'config'")
+    return str(entry["building"]), _resolve(str(entry["config"]), base, None, where)
 
 
 def _kpi(section: dict, where: str) -> KpiConfig:
@@ -203,6 +211,9 @@ def _check_campus(config: CampusConfig) -> None:
         raise ConfigError(f"{where}: [run] timesteps_per_hour must divide 60, got {config.period.timesteps_per_hour}")
     if config.speed <= 0 or config.lockstep_timeout_s <= 0:
         raise ConfigError(f"{where}: [run] speed and lockstep_timeout_s must be positive")
+    for building_name, _ in config.tracking:
+        if building_name not in names:
+            raise ConfigError(f"{where}: [[tracking]] names building {building_name!r}, not one of {names}")
     for building in config.buildings:
         if building.engine not in ("energyplus", "twin"):
             raise ConfigError(f"{where}: building {building.name}: engine must be 'energyplus' or 'twin'")

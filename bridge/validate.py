@@ -109,9 +109,24 @@ async def building_problems(building: BuildingConfig) -> list[str]:
     return [f"building {building.name} ({building.model.name}): {p}" for p in problems]
 
 
+def tracking_problems(config: CampusConfig) -> list[str]:
+    """Problems of the tracking files a campus names (``[[tracking]]``)."""
+    if not config.tracking:
+        return []
+    from bridge.tracking.config import TrackingConfigError, load_tracking_config
+
+    problems = []
+    for building, path in config.tracking:
+        try:
+            load_tracking_config(path)
+        except TrackingConfigError as exc:
+            problems.append(f"tracking of {building}: {exc}")
+    return problems
+
+
 async def validate_campus(config: CampusConfig) -> None:
     """Raise ValidationError listing every problem of every building."""
     results = await asyncio.gather(*(building_problems(b) for b in config.buildings))
-    problems = [p for found in results for p in found]
+    problems = [p for found in results for p in found] + tracking_problems(config)
     if problems:
         raise ValidationError("\n".join(problems))

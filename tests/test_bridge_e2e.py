@@ -249,3 +249,36 @@ def test_exchange_method_drives_a_lockstep_building(small_office_config, tmp_pat
     assert [step for step, _ in sent] == list(range(1, 433))
     assert [frame.loc[step, "CoolingSetpoint"] for step, _ in sent] == [cooling for _, cooling in sent]
     assert set(frame["HeatingSetpoint"]) == {18.0}
+
+
+def test_control_methods_start_pause_resume_reset_stop(small_office_config, tmp_path):
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=30) as client:
+            control = await node(client, "TestSite.Control")
+            method = lambda name: node(client, f"TestSite.Control.{name}")  # noqa: E731
+            status = await node(client, "TestSite.Control.Status")
+            code = await node(client, "TestSite.Control.StatusCode")
+            step = await node(client, "TestSite.SmallOffice.Control.Step")
+            assert (await status.read_value(), await code.read_value()) == ("Idle", 0)
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await control.call_method(await method("Resume"))
+            assert refused.value.code == ua.StatusCodes.BadInvalidState
+            assert await control.call_method(await method("Start")) == "started"
+            await wait_until(lambda: _at_least(step, 20), 120)
+            assert await control.call_method(await method("Pause")) == "paused"
+            assert (await status.read_value(), await code.read_value()) == ("Paused", 5)
+            held = await step.read_value()
+            await asyncio.sleep(1.0)  # paced at 3,000x: five steps would pass if the pause did not hold
+            assert await step.read_value() == held
+            assert await control.call_method(await method("Resume")) == "resumed"
+            await wait_until(lambda: _at_least(step, held + 5), 60)
+            assert await control.call_method(await method("Reset")) == "reset"
+            await wait_until(lambda: _equals(status, "Running"), 60)
+            assert await step.read_value() < held
+            assert await control.call_method(await method("Stop")) == "campus stopped"
+            assert (await status.read_value(), await code.read_value()) == ("Stopped", 4)
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "paced", "--speed", "3000", "--wait-for-start") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+    historians = sorted(bridge.run_dir.glob("*/historian.sqlite"))
+    assert len(historians) == 2  # the reset started a new run file

@@ -101,3 +101,36 @@ def test_fault_in_the_live_bridge_raises_warning_then_alert_after_onset(tmp_path
     assert step[1].deviation_pct >= 10
     logged = AnomalyLog(config.anomaly_db).rows()
     assert {(r.granularity, r.severity) for r in logged} >= {("step", "warning"), ("step", "alert")}
+
+
+def test_campus_file_tracking_puts_alerts_on_the_twin_bridge(tmp_path):
+    """``[[tracking]]`` in a campus file: the twin bridge itself tracks the live one and shows the
+    result on ``<Campus>.<Building>.Tracking`` tags."""
+    twin_toml, live_toml = campus_files(tmp_path)
+    clock = ("--clock", "paced", "--speed", "6000", "--wait-for-start")
+    with run_bridge(live_toml, tmp_path, *clock) as live:
+        (tmp_path / "tracking.toml").write_text(
+            f'[tracking]\nanomaly_db = "anomalies.sqlite"\nstale_after_s = 120\npair_timeout_s = 30\n\n'
+            f'[live]\nendpoint = "{live.endpoint}"\n\n[twin]\nendpoint = "opc.tcp://127.0.0.1:1"\n\n'
+            f'[[pairs]]\nname = "FacilityPower"\ntwin = "Twin.SmallOffice.Outputs.FacilityPower"\n'
+            f'live = "Live.SmallOffice.Outputs.FacilityPower"\nunit = "kW"\n')
+        with open(twin_toml, "a") as campus:
+            campus.write('\n[[tracking]]\nbuilding = "SmallOffice"\nconfig = "tracking.toml"\n')
+        with run_bridge(twin_toml, tmp_path, *clock) as twin:
+
+            async def main() -> str:
+                async with Client(twin.endpoint, timeout=10) as client:
+                    idx = await client.get_namespace_index(NAMESPACE)
+                    severity = client.get_node(ua.NodeId("Twin.SmallOffice.Tracking.Severity", idx))
+                    await asyncio.sleep(2.0)  # let the tracking link subscribe to both bridges first
+                    await asyncio.gather(start_campus(twin.endpoint, "Twin"), start_campus(live.endpoint, "Live"))
+
+                    async def alerted():
+                        return await severity.read_value() == "alert"
+
+                    await wait_until(alerted, 120, 0.2)
+                    return await severity.read_value()
+
+            assert asyncio.run(main()) == "alert"
+            assert "tracking SmallOffice against the live building" in twin.log
+    assert AnomalyLog(tmp_path / "anomalies.sqlite").rows()
