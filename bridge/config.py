@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bridge.tagmap import TagMap, load_tagmap
+from bridge.tomlfile import read_toml
 
 CLOCK_MODES = ("lockstep", "paced", "fast")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -123,12 +123,7 @@ def _date(value: object, year: int, where: str) -> dt.date:
 def load_config(path: str | Path) -> CampusConfig:
     """Read a building or campus file; raise ConfigError (or TagMapError) naming what is wrong."""
     path = Path(path).resolve()
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, ConfigError)
     base = path.parent
     campus = data.get("campus", {})
     run = data.get("run", {})

@@ -292,12 +292,7 @@ class TagServer:
 
         service.write = write
 
-    # Fast in-process updates, bypassing the session layer.
-
-    def set_value(self, node_id: ua.NodeId, value, variant: ua.VariantType, time: dt.datetime | None = None) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
-        self.server.iserver.aspace.set_attribute_value(node_id, ua.AttributeIds.Value, ua.DataValue(
-            ua.Variant(value, variant), SourceTimestamp=utc(time) if time else now, ServerTimestamp=now))
+    # In-process updates, bypassing the session layer.
 
     async def write_value(self, node_id: ua.NodeId, value, variant: ua.VariantType,
                           time: dt.datetime | None = None) -> None:
@@ -345,10 +340,6 @@ class TagServer:
                 await folder.add_variable(node_id, ua.QualifiedName(name, self.idx), 0.0)
                 self._kpi_nodes.add(node_id)
             await self.write_value(node_id, float(value), ua.VariantType.Double)
-
-    def control_value(self, key: str | None, name: str):
-        node_id = self.controls[key].ids[name]
-        return self.server.iserver.aspace.read_attribute_value(node_id, ua.AttributeIds.Value).Value.Value
 
 
 def _method(name: str, action: Callable[[], Awaitable[str]]):

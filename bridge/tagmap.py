@@ -27,9 +27,10 @@ either ``key`` + ``variable`` (an output variable) or ``meter``.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from bridge.tomlfile import read_toml
 
 TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ROLES = {"electric_power", "hvac_electric_power", "zone_temperature", "outdoor_temperature"}
@@ -104,12 +105,7 @@ class TagMap:
 def load_tagmap(path: str | Path) -> TagMap:
     """Read and check a tag map file; raise TagMapError naming the file and entry on any problem."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise TagMapError(f"{path}: tag map file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TagMapError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, TagMapError, "tag map file")
     unknown = set(data) - {"name", "floor_area_m2", "inputs", "outputs"}
     if unknown:
         raise TagMapError(f"{path}: unknown top-level keys {sorted(unknown)}")

@@ -32,11 +32,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.tomlfile import read_toml
 from controllers.base import ControllerConfigError, InputRange
 
 log = logging.getLogger(__name__)
@@ -159,12 +159,7 @@ class ScheduleController:
 def load_schedule(path: str | Path) -> Schedule:
     """Read and check a schedule file; raise ControllerConfigError naming the file and key."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ControllerConfigError(f"{path}: schedule file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ControllerConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, ControllerConfigError, "schedule file")
     _check_keys(data, {"holidays", "setback", "occupied", "events"}, f"{path}")
     setback = _setpoints(data.get("setback"), f"{path}: [setback]")
     if not setback:

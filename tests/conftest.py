@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -14,7 +13,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from asyncua import Client
 
 REPO = Path(__file__).resolve().parent.parent
 SIMS = REPO / "sims"

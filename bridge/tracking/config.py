@@ -36,10 +36,10 @@ Example (see docs/tracking.md for every key)::
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.tomlfile import read_toml
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
 
 
@@ -129,12 +129,7 @@ def _endpoint(data: dict, key: str, where: str) -> Endpoint:
 def load_tracking_config(path: str | Path) -> TrackingConfig:
     """Read a tracking TOML file; raise TrackingConfigError naming the file and what is wrong."""
     path = Path(path).resolve()
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise TrackingConfigError(f"{path}: file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TrackingConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, TrackingConfigError)
     where = str(path)
     tracking = _table(data, "tracking", where)
     thresholds_table = _table(data, "thresholds", where)

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from asyncua import Client, ua
 
 from bridge.tracking.anomalies import AnomalyLog
-from bridge.tracking.config import Endpoint, Pair, TrackingConfig
+from bridge.tracking.config import Endpoint, TrackingConfig
 from bridge.tracking.deviation import Alert, DeviationTracker
 from bridge.tracking.sinks import AlertSink, LoggingSink, publish_all
 
