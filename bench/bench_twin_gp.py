@@ -11,6 +11,7 @@ and bench/results/twin_gp_power.png / twin_gp_zone.png.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -22,12 +23,17 @@ from pathlib import Path
 
 from sklearn.exceptions import ConvergenceWarning
 
+import numpy as np
+
 from bridge.config import load_config
+from bridge.engines.external_interface import ExternalInterfaceEngine
+from bridge.engines.twin import TwinEngine, std_tag
 from bridge.historian import load_history
 from bridge.twin.collect import ExcitationController, collect_history
-from bridge.twin.evaluate import evaluate, plot_day
+from bridge.twin.evaluate import evaluate, metrics, plot_day
 from bridge.twin.features import feature_sets_for
-from bridge.twin.gp import GPModel
+from bridge.twin.gp import GPModel, TwinModel
+from bridge.twin.persist import save_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -43,16 +49,52 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}"
 
 
-def history(path: Path):
-    """The 4-week excited historian; recorded with EnergyPlus if ``path`` does not exist yet."""
+def history(path: Path, seed: int = 0):
+    """The 4-week historian excited with ``seed``; recorded with EnergyPlus if ``path`` does not exist yet."""
     if not path.exists():
         config = load_config(ROOT / "sims/large_office.toml")
         period = dataclasses.replace(config.period, start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 28))
         building = config.buildings[0]
         started = time.perf_counter()
-        collect_history(building, period, path, path.parent / "work", ExcitationController(building.tagmap, seed=0))
+        collect_history(building, period, path, path.parent / "work", ExcitationController(building.tagmap, seed=seed))
         print(f"collected {period.steps} steps in {time.perf_counter() - started:.1f} s")
     return load_history(path)
+
+
+async def run_engine(engine, inputs: dict[str, float]) -> tuple[list, float]:
+    """All samples of a run at constant inputs, and the mean wall time per step (s)."""
+    samples = [await engine.start()]
+    started = time.perf_counter()
+    while (sample := await engine.step(inputs)) is not None:
+        samples.append(sample)
+    elapsed = (time.perf_counter() - started) / max(len(samples) - 1, 1)
+    await engine.stop()
+    return samples, elapsed
+
+
+def twin_at_defaults(model_path: Path, workdir: Path) -> dict[str, dict]:
+    """The test week run twice at the tag map's default inputs (no excitation): by EnergyPlus and
+    by the TwinEngine; figures of the twin against EnergyPlus."""
+    config = load_config(ROOT / "sims/large_office.toml")
+    building = config.buildings[0]
+    period = dataclasses.replace(config.period, start=dt.date(2025, 7, 22), end=dt.date(2025, 7, 28))
+    inputs = building.tagmap.defaults
+    twin, twin_s = asyncio.run(run_engine(
+        TwinEngine("Twin", model_path, building.weather, building.tagmap, period), inputs))
+    plus, plus_s = asyncio.run(run_engine(ExternalInterfaceEngine(
+        "EnergyPlus", building.model, building.weather, building.tagmap, period, workdir), inputs))
+    figures = {"defaults_twin_step_time": figure(twin_s * 1000, "ms"),
+               "defaults_energyplus_step_time": figure(plus_s * 1000, "ms")}
+    for tag, name, unit in (("FacilityPower", "power", "kW"), ("CoreMidTemp", "zone_temp", "degC")):
+        n = min(len(twin), len(plus))
+        actual = np.array([s.outputs[tag] for s in plus[1:n]])
+        mean = np.array([s.outputs[tag] for s in twin[1:n]])
+        std = np.array([s.outputs[std_tag(tag)] for s in twin[1:n]])
+        result = metrics(actual, mean, std)
+        figures[f"defaults_{name}_rmse"] = figure(result["rmse"], unit)
+        figures[f"defaults_{name}_accuracy_mean_norm"] = figure(result["accuracy_mean"], "1 - RMSE/mean")
+        figures[f"defaults_{name}_coverage95"] = figure(result["coverage95"], "fraction")
+    return figures
 
 
 def figure(value: float, unit: str, target: str = "") -> dict:
@@ -62,6 +104,8 @@ def figure(value: float, unit: str, target: str = "") -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=Path, default=ROOT / "runs/bench_twin/large_office_jul.db")
+    parser.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2],
+                        help="further excitation seeds: whole benchmark data recollected, 12 h figures only")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)  # length scales at their bound: features ARD switched off
     args.history.parent.mkdir(parents=True, exist_ok=True)
@@ -105,10 +149,25 @@ def main() -> None:
         result = evaluate(zone_ar, frame, TEST_START, horizon, every)["overall"]
         figures[f"zone_temp_ar1_rmse_{label}"] = figure(result["rmse"], "degC")
         figures[f"zone_temp_ar1_coverage95_{label}"] = figure(result["coverage95"], "fraction")
+    # the spread over excitation realizations: same setup, other random setpoint schedules
+    for seed in args.extra_seeds:
+        other = history(args.history.with_name(f"{args.history.stem}_seed{seed}.db"), seed)
+        for key, features, unit in (("power", power_set, "kW"), ("zone_temp", zone_set, "degC")):
+            model = GPModel(features, **GP).fit(other[other.index < TEST_START])
+            result = evaluate(model, other, TEST_START, HORIZON, every=6)["overall"]
+            figures[f"{key}_rmse_12h_seed{seed}"] = figure(result["rmse"], unit)
+            figures[f"{key}_accuracy_12h_mean_norm_seed{seed}"] = figure(result["accuracy_mean"], "1 - RMSE/mean")
+            figures[f"{key}_accuracy_12h_range_norm_seed{seed}"] = figure(result["accuracy_range"], "1 - RMSE/range")
+            figures[f"{key}_coverage95_12h_seed{seed}"] = figure(result["coverage95"], "fraction")
+            figures[f"{key}_training_time_seed{seed}"] = figure(model.fit_time_s_, "s")
+    # the served twin (TwinEngine) against EnergyPlus, both at default inputs over the test week
+    model_path = save_model(TwinModel({"FacilityPower": models["power"], "CoreMidTemp": models["zone"]}),
+                            args.history.parent / "large_office_twin.npz")
+    figures.update(twin_at_defaults(model_path, args.history.parent / "defaults_work"))
     report = {"benchmark": "twin_gp", "date": dt.datetime.now().isoformat(timespec="seconds"),
               "machine": machine(), "figures": figures,
               "setup": {"building": "DOE Large Office, Chicago TMY3", "train": "2025-07-01 .. 2025-07-21",
-                        "test": "2025-07-22 .. 2025-07-28", "step_min": 10, "horizon_steps": HORIZON,
+                        "test": "2025-07-22 .. 2025-07-28", "step_min": 10, "excitation_seed": 0, "horizon_steps": HORIZON,
                         "origins_every_steps": 6, "lags": LAGS, "gp": GP,
                         "power_kernel": str(models["power"].kernel_), "zone_kernel": str(models["zone"].kernel_)}}
     RESULTS.mkdir(parents=True, exist_ok=True)

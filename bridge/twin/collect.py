@@ -38,6 +38,8 @@ class ExcitationController:
     - unoccupied: tags in ``setback`` draw from above the occupied band up to max ("up", e.g.
       cooling setpoint) or from min up to below it ("down", e.g. heating setpoint), as a real
       setback does; other tags keep the occupied band;
+    - with probability ``default_share`` a held level is the tag's default instead, so that the
+      operating point of a building left at its defaults is in the data too;
     - each level is held for a whole number of hours drawn uniformly from ``hold_hours``;
       a level change also happens whenever occupancy changes;
     - ``deadband`` = (heating tag, cooling tag, K): heating is kept at least K below cooling.
@@ -48,6 +50,7 @@ class ExcitationController:
     hold_hours: tuple[int, int] = (1, 4)
     occupied_hours: tuple[int, int] = (6, 20)
     band_fraction: float = 0.25
+    default_share: float = 0.0
     setback: Mapping[str, str] = field(default_factory=lambda: {"CoolingSetpoint": "up", "HeatingSetpoint": "down"})
     deadband: tuple[str, str, float] = ("HeatingSetpoint", "CoolingSetpoint", 1.0)
 
@@ -92,7 +95,8 @@ class ExcitationController:
                 changes = np.nonzero(occupied[k:end] != occupied[k])[0]
                 if changes.size:
                     end = k + int(changes[0])
-                values[k:end] = rng.uniform(*self.band(item.tag, bool(occupied[k])))
+                level = rng.uniform(*self.band(item.tag, bool(occupied[k])))
+                values[k:end] = item.default if rng.random() < self.default_share else level
                 k = end
             columns[item.tag] = np.round(values, 2)
         frame = pd.DataFrame(columns, index=pd.DatetimeIndex(times, name="time"))
