@@ -124,3 +124,15 @@ def test_twin_engine_answers_setpoint_in_physical_direction(trained, small_offic
     power = lambda samples: np.mean([s.outputs["FacilityPower"] for s in samples[occupied]])
     assert power(warm) < power(cool)
     assert np.isfinite(cool[0].outputs["OutdoorTemp"])
+
+
+def test_twin_engine_without_lags_runs_from_new_year(small_office, tmp_path):
+    config, _, history = small_office
+    tagmap = config.buildings[0].tagmap
+    twin = TwinModel.from_feature_sets(feature_sets_for(tagmap, ["FacilityPower"], years=(2025,)), n_hyper=100,
+                                       max_exact=200).fit(history)
+    path = save_model(twin, tmp_path / "static.npz")
+    day = dataclasses.replace(config.period, start=dt.date(2025, 1, 1), end=dt.date(2025, 1, 1))
+    first, samples = run_twin(path, config, day, 24.0)
+    assert len(samples) == day.steps
+    assert all(np.isfinite(s.outputs["FacilityPower"]) for s in samples)

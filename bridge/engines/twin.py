@@ -46,7 +46,9 @@ class TwinEngine(Engine):
         self.name, self.model_path, self.weather, self.tagmap, self.period = name, model_path, weather, tagmap, period
         self.twin = load_model(model_path)
         check_compatible(self.twin, tagmap, model_path)
-        self.max_lag = max(model.features.max_lag for model in self.twin.models.values())
+        # rows of history kept before the current one: the lags, and at least one (the time
+        # features read the timestep from two consecutive rows)
+        self.max_lag = max(1, *(model.features.max_lag for model in self.twin.models.values()))
         self._disturbances = sorted({tag for model in self.twin.models.values() for tag in model.features.disturbances})
         self._step = 0
         self._history: pd.DataFrame | None = None

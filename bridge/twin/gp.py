@@ -28,12 +28,14 @@ lags y(t-1)..y(t-l) of the next step, and the std reported is that of each one-s
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import scipy.optimize
 import pandas as pd
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, Kernel, WhiteKernel
 
@@ -84,7 +86,9 @@ class GPModel(BaseEstimator):
         hyper = _subset(len(x), self.n_hyper, rng)
         search = GaussianProcessRegressor(make_kernel(x.shape[1], self.linear), optimizer=self._lbfgs,
                                           normalize_y=True, n_restarts_optimizer=self.n_restarts, random_state=self.random_state)
-        search.fit(x[hyper], y.to_numpy()[hyper])
+        with warnings.catch_warnings():  # "length scale close to its bound": ARD switching a feature off
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(x[hyper], y.to_numpy()[hyper])
         train = _subset(len(x), self.max_exact, rng)
         self.approximation_ = "exact" if len(train) == len(x) else "subset of data"
         self._set_posterior(search.kernel_, x[train], y.to_numpy()[train])

@@ -54,10 +54,11 @@ def read_epw(path: Path, year: int) -> pd.DataFrame:
 
 
 def weather_series(path: Path, times: pd.DatetimeIndex) -> pd.DataFrame:
-    """Outdoor conditions at ``times`` (all in one year), linearly interpolated between hours."""
-    hourly = read_epw(path, times[0].year)
+    """Outdoor conditions at ``times``, linearly interpolated between hours. Times up to a day
+    beyond the file's ends (lags before 1 January) take the first or last hour's values."""
+    hourly = read_epw(path, times[-1].year)
     first, last = hourly.index[0], hourly.index[-1]
-    if times.min() < first - pd.Timedelta(hours=1) or times.max() > last:
+    if times.min() < first - pd.Timedelta(days=1) or times.max() > last + pd.Timedelta(days=1):
         raise WeatherError(f"{path}: covers {first} .. {last}, not the requested {times.min()} .. {times.max()}")
     hourly_s, wanted_s = _seconds(hourly.index), _seconds(times)
     return pd.DataFrame({name: np.interp(wanted_s, hourly_s, hourly[name].to_numpy()) for name in hourly},
