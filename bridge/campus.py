@@ -156,7 +156,7 @@ class Campus:
     async def start(self) -> str:
         if self.status != "Idle":
             raise ValueError(f"cannot start: campus is {self.status}")
-        await self._set_status("Running")
+        self.status = "Running"  # on the tags once the engines are up and the address space is built
         self.done.clear()
         self._task = asyncio.create_task(self._run(), name=f"campus {self.config.name}")
         self.started.set()
@@ -278,6 +278,7 @@ class Campus:
                  self.config.period.steps, self.config.period.step_s, self.config.clock)
         await asyncio.gather(*(self._start_building(b, run_dir / b.name) for b in self.buildings))
         await self.address_space_ready.wait()  # engines size their models while the server is built
+        await self._set_status(self.status)
         self._wall_start = time.monotonic()
         await self._publish(0)
         published = 0

@@ -316,6 +316,8 @@ class TagServer:
                     "SimTime": ua.VariantType.DateTime, "SimTimeSeconds": ua.VariantType.Double,
                     "Step": ua.VariantType.Int64, "Fault": ua.VariantType.String,
                     "OutputReady": ua.VariantType.Boolean, "InputReady": ua.VariantType.Boolean}
+        if key not in self.controls:  # the address space is not built (start-up failed)
+            return
         nodes = self.controls[key].ids
         for name, value in values.items():
             if name == "SimTime":

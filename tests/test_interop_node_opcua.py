@@ -33,7 +33,7 @@ def test_node_opcua_browses_reads_writes_and_reads_history(node_client, small_of
         assert result.returncode == 0, result.stderr
         seen = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
         assert "refused write of 99.0 to SmallOffice.CoolingSetpoint" in bridge.log
-    assert seen["folders"] == ["Control", "Inputs", "Outputs"]
+    assert seen["folders"] == ["Control", "Inputs", "KPIs", "Outputs"]  # KPIs: the run has ended
     assert seen["inputs"] == ["CoolingSetpoint", "HeatingSetpoint"]
     assert seen["euRange"] == [18.0, 32.0] and seen["units"] == "degC"
     assert seen["powerType"] == "Double" and seen["powerTime"] == "2025-07-04T00:00:00.000Z"
