@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,17 +28,12 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import write_results  # noqa: E402
+from bridge.launcher import free_port  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.cosim_files import patch_model  # noqa: E402
 from bridge.idf import Idf  # noqa: E402
 
 TAGMAP = REPO / "tagmaps" / "large_office.toml"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def campus_file(folder: Path, buildings: int, start: str, end: str) -> Path:

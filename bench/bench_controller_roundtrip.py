@@ -18,7 +18,6 @@ import asyncio
 import datetime as dt
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import write_results  # noqa: E402
+from bridge.launcher import free_port  # noqa: E402
 from controllers.loop import LoopOptions, LoopReport, run_controller  # noqa: E402
 from controllers.schedule import ScheduleController, load_schedule  # noqa: E402
 
@@ -51,12 +51,6 @@ def short_config(days: int, folder: Path) -> Path:
     path = folder / "large_office_short.toml"
     path.write_text(text)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_bridge(config: Path, folder: Path, clock: str) -> tuple[subprocess.Popen, str, Path]:

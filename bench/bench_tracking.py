@@ -26,9 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import write_results  # noqa: E402
+from bridge.launcher import run_bridge  # noqa: E402
 from bridge.config import BuildingConfig, RunPeriod, load_config  # noqa: E402
 from bridge.server import NAMESPACE  # noqa: E402
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig  # noqa: E402
@@ -74,40 +72,11 @@ class RecordingSink:
 
 
 # --- two bridges over OPC UA -------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def serving(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @contextmanager
 def bridge(campus: Path, speed: float, workdir: Path) -> Iterator[str]:
     """A paced ``twinbridge run`` daemon waiting for Start; yields its endpoint, stops it on exit."""
-    port = free_port()
-    args = [sys.executable, "-m", "bridge.cli", "run", str(campus), "--endpoint", f"opc.tcp://127.0.0.1:{port}",
-            "--run-dir", str(workdir / f"runs-{port}"), "--clock", "paced", "--speed", str(speed),
-            "--wait-for-start", "--keep-serving"]
-    with open(workdir / f"bridge-{port}.log", "wb") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    try:
-        deadline = time.monotonic() + 120
-        while not serving(port):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"bridge for {campus.name} did not serve; see {workdir}/bridge-{port}.log")
-            time.sleep(0.1)
-        yield f"opc.tcp://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with run_bridge(campus, workdir, "--clock", "paced", "--speed", str(speed), "--wait-for-start") as daemon:
+        yield daemon.endpoint
 
 
 async def start_campus(url: str, campus: str) -> None:
