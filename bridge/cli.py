@@ -25,7 +25,6 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
     """Validate, start the OPC UA server and the campus; return when the run ends (or on a signal)."""
     await validate_campus(config)
     server = TagServer(config.endpoint, config.name, config.period.time_of(0))
-    await server.init()
     campus = Campus(config, server)
     tracking: list[asyncio.Task] = []
     stop_requested = asyncio.Event()
@@ -34,7 +33,8 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
         loop.add_signal_handler(sig, stop_requested.set)
     try:
         if autostart:
-            await campus.start()  # EnergyPlus sizes the models while the address space is built
+            await campus.start()  # EnergyPlus sizes the models while the OPC UA server is built
+        await server.init()
         await campus.build_address_space()
         for building, path in config.tracking:
             tracking.append(await _attach_tracking(server, config, building, path))

@@ -16,6 +16,7 @@ refused with BadOutOfRange and logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import time
@@ -134,6 +135,13 @@ class TagServer:
         deadline = time.monotonic() + linger_s
         while self.connected_clients() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
+        # asyncua's server-clock task sleeps 1 s between updates and stop() waits for it: end it now.
+        clock = getattr(self.server.iserver, "time_task", None)
+        if clock is not None:
+            clock.cancel()
+            self.server.iserver.time_task = None
+            with contextlib.suppress(asyncio.CancelledError):
+                await clock
         await self.server.stop()
 
     def connected_clients(self) -> int:
