@@ -85,7 +85,8 @@ class GPModel(BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         hyper = _subset(len(x), self.n_hyper, rng)
         search = GaussianProcessRegressor(make_kernel(x.shape[1], self.linear), optimizer=self._lbfgs,
-                                          normalize_y=True, n_restarts_optimizer=self.n_restarts, random_state=self.random_state)
+                                          normalize_y=True, n_restarts_optimizer=self.n_restarts,
+                                          random_state=self.random_state)
         with warnings.catch_warnings():  # "length scale close to its bound": ARD switching a feature off
             warnings.simplefilter("ignore", ConvergenceWarning)
             search.fit(x[hyper], y.to_numpy()[hyper])
@@ -102,8 +103,8 @@ class GPModel(BaseEstimator):
         return self
 
     def _lbfgs(self, objective, theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
-        """Maximise the log marginal likelihood with at most ``max_iter`` L-BFGS iterations (a bound on
-        training time; the likelihood is flat near its optimum, later iterations change little)."""
+        """Maximise the log marginal likelihood with at most ``max_iter`` L-BFGS iterations: a bound on
+        training time."""
         result = scipy.optimize.minimize(objective, theta, method="L-BFGS-B", jac=True, bounds=bounds,
                                          options={"maxiter": self.max_iter})
         return result.x, result.fun
