@@ -27,6 +27,7 @@ from bridge.config import BuildingConfig, CampusConfig
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.historian import Historian
 from bridge.server import TagServer
+from bridge.tagmap import TagMap
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,20 @@ def make_engine(building: BuildingConfig, config: CampusConfig, workdir: Path) -
                                    workdir, config.engine_start_timeout_s, config.engine_step_timeout_s)
 
 
+def served_tagmap(building: BuildingConfig, config: CampusConfig) -> TagMap:
+    """The tags a building shows: its tag map, plus a ``<Tag>Std`` output per modelled tag for a twin."""
+    if building.engine != "twin":
+        return building.tagmap
+    from bridge.engines.twin import TwinEngine
+
+    return TwinEngine(building.name, building.twin_model, building.weather, building.tagmap,
+                      config.period).published_tagmap
+
+
 @dataclass
 class BuildingState:
     config: BuildingConfig
+    tagmap: TagMap  # what the server, historian and KPIs see (served_tagmap)
     engine: Engine | None = None
     status: str = "Idle"
     sample: Sample | None = None
@@ -91,7 +103,7 @@ class Campus:
         self.config = config
         self.server = server
         self.engine_factory = engine_factory
-        self.buildings = [BuildingState(b) for b in config.buildings]
+        self.buildings = [BuildingState(b, served_tagmap(b, config)) for b in config.buildings]
         self.status = "Idle"
         self.step = 0
         self.run_index = 0
@@ -113,7 +125,7 @@ class Campus:
     async def build_address_space(self) -> None:
         await self.server.add_campus_nodes(self._methods(None))
         for building in self.buildings:
-            await self.server.add_building(building.name, building.config.tagmap, self._methods(building),
+            await self.server.add_building(building.name, building.tagmap, self._methods(building),
                                            building.answer, self._exchange(building))
         self.address_space_ready.set()
 
@@ -133,7 +145,7 @@ class Campus:
             if building.published_step <= step_before:
                 raise ValueError(f"{building.name} is {building.status}")
             outputs = building.sample.outputs
-            return building.published_step, [float(outputs[o.tag]) for o in building.config.tagmap.outputs]
+            return building.published_step, [float(outputs[o.tag]) for o in building.tagmap.outputs]
 
         return exchange
 
@@ -268,7 +280,7 @@ class Campus:
         run_dir = self.config.run_dir / f"{self.config.name}-{stamp}-{self.run_index}"
         if self.config.historian:
             self.run_path = run_dir / "historian.sqlite"
-            self.historian = Historian(self.run_path, {b.name: b.config.tagmap for b in self.buildings},
+            self.historian = Historian(self.run_path, {b.name: b.tagmap for b in self.buildings},
                                        {"campus": self.config.name, "config": self.config.path,
                                         "clock": self.config.clock, "started": stamp})
             self.server.history.historian_path = self.run_path
@@ -305,7 +317,7 @@ class Campus:
 
     async def _start_building(self, building: BuildingState, workdir: Path) -> None:
         building.engine = self.engine_factory(building.config, self.config, workdir)
-        building.applied = building.config.tagmap.defaults
+        building.applied = building.tagmap.defaults
         try:
             building.sample = await building.engine.start()
         except EngineFault as exc:
@@ -358,7 +370,7 @@ class Campus:
             await self.server.publish_outputs(building.name, sample.outputs, sim_time)
             await self.server.set_control(building.name, Step=step, SimTime=sim_time,
                                           SimTimeSeconds=sample.sim_time_s)
-            tagmap = building.config.tagmap
+            tagmap = building.tagmap
             total_kw += sum(v for tag, v in sample.outputs.items() if tagmap.output(tag).role == "electric_power")
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
@@ -382,7 +394,7 @@ class Campus:
         settings = self.config.kpi
         price = (TimeOfUse(settings.price_periods, settings.price_usd_per_kwh) if settings.price_periods
                  else settings.price_usd_per_kwh)
-        tagmaps = {b.name: b.config.tagmap for b in self.buildings if b.published_step > 0}
+        tagmaps = {b.name: b.tagmap for b in self.buildings if b.published_step > 0}
         kpis = await asyncio.to_thread(compute_kpis, self.run_path, tagmaps, price,
                                        settings.emissions_kgco2_per_kwh, wall_s)
         path = write_kpis_json(self.run_path.parent / "kpis.json", kpis)

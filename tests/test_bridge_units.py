@@ -157,7 +157,7 @@ def test_a_late_input_ready_does_not_release_the_next_step():
     config = load_config(SIMS / "small_office.toml")
 
     async def scenario():
-        building = BuildingState(config.buildings[0])
+        building = BuildingState(config.buildings[0], config.buildings[0].tagmap)
         building.answer()  # the bridge is not waiting: a late answer to a timed-out step is dropped
         assert not building.input_ready.is_set()
         turn = building.turn
