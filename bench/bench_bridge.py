@@ -41,7 +41,7 @@ TAGMAP = REPO / "tagmaps" / "large_office.toml"
 def campus_file(folder: Path, buildings: int, start: str, end: str) -> Path:
     entries = "".join(f'\n[[buildings]]\nname = "LargeOffice{i + 1}"\nmodel = "ref:large_office"\n'
                       f'weather = "ref:usa_il_chicago"\ntagmap = "{TAGMAP}"\n' for i in range(buildings))
-    path = folder / f"campus{buildings}.toml"
+    path = folder / f"campus{buildings}-{start}-{end}.toml"
     path.write_text(f'[campus]\nname = "Bench"\n\n[run]\nstart = "{start}"\nend = "{end}"\n'
                     f'timesteps_per_hour = 6\nrun_dir = "{folder / "runs"}"\n{entries}')
     return path
