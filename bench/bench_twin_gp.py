@@ -5,7 +5,7 @@ controller, training on the first 3 weeks, testing on the 4th with 12-hour forec
 every hour (zero-variance method) and with 1-step predictions. Writes bench/results/twin_gp.json
 and bench/results/twin_gp_power.png / twin_gp_zone.png.
 
-    /work/venv/bin/python bench/bench_twin_gp.py [--history runs/bench_twin/large_office_jul.db]
+    /work/venv/bin/python bench/bench_twin_gp.py [--history runs/bench_twin/large_office_jul_setback.db]
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 TEST_START = "2025-07-22 00:00"
 HORIZON = 72  # 12 h at 10-minute steps
-LAGS = dict(output_lags=0, input_lags=1, disturbance_lags=1)
+# power: output lags y(t-1..t-4) carry the phase of the unoccupied HVAC cycling (period 4 steps);
+# zone temperature: no output lags (l = 1 is measured separately below)
+LAGS = dict(output_lags=4, input_lags=1, disturbance_lags=1)
+ZONE_LAGS = dict(output_lags=0, input_lags=1, disturbance_lags=1)
 GP = dict(n_hyper=500, max_exact=4000)
 
 
@@ -56,16 +59,18 @@ def history(path: Path, seed: int = 0):
         period = dataclasses.replace(config.period, start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 28))
         building = config.buildings[0]
         started = time.perf_counter()
-        collect_history(building, period, path, path.parent / "work", ExcitationController(building.tagmap, seed=seed))
+        collect_history(building, period, path, path.parent / f"work_{path.stem}", ExcitationController(building.tagmap, seed=seed))
         print(f"collected {period.steps} steps in {time.perf_counter() - started:.1f} s")
     return load_history(path)
 
 
-async def run_engine(engine, inputs: dict[str, float]) -> tuple[list, float]:
-    """All samples of a run at constant inputs, and the mean wall time per step (s)."""
+async def run_engine(engine, schedule) -> tuple[list, float]:
+    """All samples of a run under ``schedule`` (row k = inputs of step k+1, as collect records them),
+    and the mean wall time per step (s)."""
     samples = [await engine.start()]
     started = time.perf_counter()
-    while (sample := await engine.step(inputs)) is not None:
+    rows = iter(schedule.to_dict("records"))
+    while (inputs := next(rows, None)) is not None and (sample := await engine.step(inputs)) is not None:
         samples.append(sample)
     elapsed = (time.perf_counter() - started) / max(len(samples) - 1, 1)
     await engine.stop()
@@ -73,12 +78,14 @@ async def run_engine(engine, inputs: dict[str, float]) -> tuple[list, float]:
 
 
 def twin_at_defaults(model_path: Path, workdir: Path) -> dict[str, dict]:
-    """The test week run twice at the tag map's default inputs (no excitation): by EnergyPlus and
-    by the TwinEngine; figures of the twin against EnergyPlus."""
+    """The test week run twice under the building's nominal schedule (no excitation: occupied
+    setpoints at the tag map defaults, the model's own night and weekend setbacks): by EnergyPlus
+    and by the TwinEngine; figures of the twin against EnergyPlus."""
     config = load_config(ROOT / "sims/large_office.toml")
     building = config.buildings[0]
     period = dataclasses.replace(config.period, start=dt.date(2025, 7, 22), end=dt.date(2025, 7, 28))
-    inputs = building.tagmap.defaults
+    inputs = ExcitationController(building.tagmap, bands={i.tag: (i.default, i.default)
+                                                          for i in building.tagmap.inputs}).schedule(period)
     twin, twin_s = asyncio.run(run_engine(
         TwinEngine("Twin", model_path, building.weather, building.tagmap, period), inputs))
     plus, plus_s = asyncio.run(run_engine(ExternalInterfaceEngine(
@@ -103,7 +110,7 @@ def figure(value: float, unit: str, target: str = "") -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--history", type=Path, default=ROOT / "runs/bench_twin/large_office_jul.db")
+    parser.add_argument("--history", type=Path, default=ROOT / "runs/bench_twin/large_office_jul_setback.db")
     parser.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2],
                         help="further excitation seeds: whole benchmark data recollected, 12 h figures only")
     args = parser.parse_args()
@@ -112,7 +119,8 @@ def main() -> None:
     frame = history(args.history)
     train = frame[frame.index < TEST_START]
     tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
-    power_set, zone_set = feature_sets_for(tagmap, ["FacilityPower", "CoreMidTemp"], years=(2025,), **LAGS)
+    power_set, = feature_sets_for(tagmap, ["FacilityPower"], years=(2025,), **LAGS)
+    zone_set, = feature_sets_for(tagmap, ["CoreMidTemp"], years=(2025,), **ZONE_LAGS)
     figures: dict[str, dict] = {}
     models = {}
     for key, features, unit in (("power", power_set, "kW"), ("zone", zone_set, "degC")):
@@ -168,7 +176,7 @@ def main() -> None:
               "machine": machine(), "figures": figures,
               "setup": {"building": "DOE Large Office, Chicago TMY3", "train": "2025-07-01 .. 2025-07-21",
                         "test": "2025-07-22 .. 2025-07-28", "step_min": 10, "excitation_seed": 0, "horizon_steps": HORIZON,
-                        "origins_every_steps": 6, "lags": LAGS, "gp": GP,
+                        "origins_every_steps": 6, "lags": LAGS, "zone_lags": ZONE_LAGS, "gp": GP,
                         "power_kernel": str(models["power"].kernel_), "zone_kernel": str(models["zone"].kernel_)}}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "twin_gp.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -7,7 +7,7 @@ less. A single noise level then makes the 95% band too wide by day and too narro
 ``std_scale`` holds out blocks of whole days of the training data in turn, predicts them with
 the fitted hyperparameters from the other days, and computes for each (day type, hour) cell
     scale = sqrt(mean( (residual / predicted std)^2 ))
-(1 for a calibrated cell), clipped to [0.5, 5]; cells with fewer than ``MIN_CELL`` residuals
+(1 for a calibrated cell), clipped to [0.5, 10]; cells with fewer than ``MIN_CELL`` residuals
 take the day type's overall scale. ``GPModel`` multiplies its predictive std by the cell's scale.
 The cell of a feature row is read back from its time features, so no extra input is needed.
 """
@@ -22,7 +22,9 @@ from sklearn.gaussian_process.kernels import Kernel
 from bridge.twin.features import DAY_TYPES
 
 MIN_CELL = 8
-SCALE_BOUNDS = (0.5, 5.0)
+SCALE_BOUNDS = (0.5, 10.0)
+ROLLOUT_HORIZON = 72  # steps of the held-out rollouts of autoregressive models (12 h at 10 minutes)
+ROLLOUT_EVERY = 12
 
 
 def regimes(x: np.ndarray, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -35,20 +37,49 @@ def regimes(x: np.ndarray, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def std_scale(kernel: Kernel, x: np.ndarray, y: np.ndarray, x_raw: np.ndarray, columns: list[str],
-              index: pd.DatetimeIndex, folds: int = 7) -> np.ndarray:
+              index: pd.DatetimeIndex, folds: int = 7, lag_columns: list[int] = (),
+              x_mean: np.ndarray | None = None, x_scale: np.ndarray | None = None, horizon: int = ROLLOUT_HORIZON, every: int = ROLLOUT_EVERY) -> np.ndarray:
     """Scale table (len(DAY_TYPES), 24) from ``folds`` blocks of consecutive days held out in turn.
-    ``x`` are standardized rows, ``x_raw`` the same rows unscaled, ``index`` their times."""
+    ``x`` are standardized rows, ``x_raw`` the same rows unscaled (x = (x_raw - x_mean) / x_scale),
+    ``index`` their times.
+
+    Without output lags (``lag_columns`` empty) a held-out row is predicted once, from its features.
+    With output lags the model is used as a simulator (12-hour forecasts, the twin engine), where
+    its own predicted means replace the measured lags; the residuals are then those of zero-variance
+    rollouts over the held-out block: forecasts of ``horizon`` steps from every ``every``-th row,
+    as the evaluation does on test data."""
     days = np.asarray(index.normalize().factorize()[0])
     block = days * folds // (days.max() + 1)
-    z = np.full(len(y), np.nan)
+    z_all: list[np.ndarray] = []
+    cells: list[np.ndarray] = []
     for fold in range(folds):
         held = block == fold
         if held.all() or not held.any():
             continue
         gp = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=True).fit(x[~held], y[~held])
-        mean, std = gp.predict(x[held], return_std=True)
-        z[held] = (y[held] - mean) / std
-    day, hour = regimes(x_raw, columns)
+        rows = np.nonzero(held)[0]
+        if not len(lag_columns):
+            mean, std = gp.predict(x[rows], return_std=True)
+            z_all.append((y[rows] - mean) / std)
+            cells.append(rows)
+            continue
+        origins = np.arange(0, len(rows) - 1, every)
+        predicted = np.full((len(origins), horizon), np.nan)
+        for h in range(1, horizon + 1):
+            active = origins + h < len(rows)
+            if not active.any():
+                break
+            target = rows[origins[active] + h]
+            raw = x_raw[target].copy()
+            for lag, column in enumerate(lag_columns, start=1):
+                if h - lag >= 1:
+                    raw[:, column] = predicted[active, h - lag - 1]
+            mean, std = gp.predict((raw - x_mean) / x_scale, return_std=True)
+            predicted[active, h - 1] = mean
+            z_all.append((y[target] - mean) / std)
+            cells.append(target)
+    z = np.concatenate(z_all) if z_all else np.zeros(0)
+    day, hour = regimes(x_raw[np.concatenate(cells)] if cells else x_raw[:0], columns)
     table = np.ones((len(DAY_TYPES), 24))
     for d in range(len(DAY_TYPES)):
         in_day = (day == d) & np.isfinite(z)

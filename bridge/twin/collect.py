@@ -1,11 +1,12 @@
 """Training data: run a building under an excitation controller and record its historian.
 
 A GP learns the effect of a control input only if the data shows that input moving. The
-excitation controller holds each input at a random level for a random 1-4 hours (piecewise
-constant, independent per input), within a band around the tag map's default while the building
-is occupied and within a setback band while it is not, and keeps heating below cooling setpoint.
-Setbacks stay beyond the occupied band: a low unoccupied cooling setpoint makes the Large Office
-cycle its chillers on and off all night, a regime no real operator runs and no model forecasts.
+excitation controller keeps the building's normal operating pattern (occupied hours, the model's
+own night and weekend setbacks) and perturbs only the occupied setpoints: each input is held at a
+random level within comfort and equipment limits for a random 1-4 hours, independently per input,
+as in the identification of control-oriented models. Unoccupied setpoints are the model's own
+setbacks: random night setpoints make the Large Office cycle chillers and fans on and off all
+night, a regime no real operator runs and no model forecasts.
 """
 
 from __future__ import annotations
@@ -23,23 +24,36 @@ from bridge.config import BuildingConfig, RunPeriod
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.historian import Historian
 from bridge.tagmap import TagMap
+from bridge.twin.features import reference_holidays
 
 
 class ExcitationError(ValueError):
     """An excitation setting that cannot be used; the message names the tag."""
 
 
+# Comfort and equipment limits of the occupied excitation for the tags of the DOE reference tag maps
+# (clipped to each tag's [min, max]); other tags use default +/- band_fraction * (max - min).
+REFERENCE_BANDS = {"CoolingSetpoint": (22.0, 26.0), "HeatingSetpoint": (19.0, 21.0),
+                   "SupplyAirTempSetpoint": (11.0, 15.0), "ChilledWaterSetpoint": (5.5, 9.0)}
+# Unoccupied levels of the DOE reference buildings' own thermostat schedules (CLGSETP_SCH, HTGSETP_SCH).
+REFERENCE_SETBACK = {"CoolingSetpoint": 26.7, "HeatingSetpoint": 15.6}
+
+
 @dataclass(frozen=True)
 class ExcitationController:
     """Randomized but realistic setpoint schedules for every input tag of a building.
 
-    - occupied (weekdays, ``occupied_hours`` [start, end) local time): level uniform in
-      default +/- ``band_fraction`` * (max - min), clipped to [min, max];
-    - unoccupied: tags in ``setback`` draw from above the occupied band up to max ("up", e.g.
-      cooling setpoint) or from min up to below it ("down", e.g. heating setpoint), as a real
-      setback does; other tags keep the occupied band;
-    - with probability ``default_share`` a held level is the tag's default instead, so that the
-      operating point of a building left at its defaults is in the data too;
+    The building keeps its normal operating pattern; only the occupied setpoints are perturbed:
+
+    - occupied = the HVAC operating hours of the DOE reference buildings: weekdays
+      ``occupied_hours`` [start, end) (06-22), Saturdays ``saturday_hours`` (06-18); Sundays and
+      ``holidays`` (default: the reference holidays of the years scheduled) are unoccupied;
+    - occupied: level uniform in the tag's band: ``bands[tag]`` (default ``REFERENCE_BANDS``,
+      comfort and equipment limits) clipped to [min, max], else default +/- ``band_fraction`` *
+      (max - min);
+    - unoccupied: tags in ``setback`` are held at that level (the model's own night setback,
+      26.7 / 15.6 degC), every other tag at its default: no operator excites a building at night;
+    - with probability ``default_share`` a held occupied level is the tag's default instead;
     - each level is held for a whole number of hours drawn uniformly from ``hold_hours``;
       a level change also happens whenever occupancy changes;
     - ``deadband`` = (heating tag, cooling tag, K): heating is kept at least K below cooling.
@@ -48,42 +62,55 @@ class ExcitationController:
     tagmap: TagMap
     seed: int = 0
     hold_hours: tuple[int, int] = (1, 4)
-    occupied_hours: tuple[int, int] = (6, 20)
-    band_fraction: float = 0.25
+    occupied_hours: tuple[int, int] = (6, 22)
+    saturday_hours: tuple[int, int] | None = (6, 18)
+    band_fraction: float = 0.2
+    bands: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(REFERENCE_BANDS))
     default_share: float = 0.0
-    setback: Mapping[str, str] = field(default_factory=lambda: {"CoolingSetpoint": "up", "HeatingSetpoint": "down"})
+    setback: Mapping[str, float] = field(default_factory=lambda: dict(REFERENCE_SETBACK))
     deadband: tuple[str, str, float] = ("HeatingSetpoint", "CoolingSetpoint", 1.0)
+    holidays: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        for tag, direction in self.setback.items():
-            if direction not in ("up", "down"):
-                raise ExcitationError(f"setback for {tag!r} must be 'up' or 'down', got {direction!r}")
+        for tag, level in self.setback.items():
+            if not isinstance(level, (int, float)):
+                raise ExcitationError(f"setback level for {tag!r} must be a number, got {level!r}")
+        for tag, (low, high) in self.bands.items():
+            if low > high:
+                raise ExcitationError(f"band for {tag!r} must be (low, high) with low <= high, got {(low, high)}")
         low, high = self.hold_hours
         if not 1 <= low <= high:
             raise ExcitationError(f"hold_hours must be (low, high) with 1 <= low <= high, got {self.hold_hours}")
 
-    def occupied(self, time: dt.datetime) -> bool:
-        start, end = self.occupied_hours
-        return time.weekday() < 5 and start <= time.hour < end
+    def occupied(self, time: dt.datetime, holidays: tuple[str, ...] = ()) -> bool:
+        if time.date().isoformat() in holidays:
+            return False
+        hours = self.occupied_hours if time.weekday() < 5 else self.saturday_hours if time.weekday() == 5 else None
+        return hours is not None and hours[0] <= time.hour < hours[1]
 
     def band(self, tag: str, occupied: bool) -> tuple[float, float]:
-        """[low, high] of the random levels of an input tag (tag units)."""
+        """[low, high] of the random levels of an input tag (tag units); low == high when fixed."""
         item = self.tagmap.input(tag)
-        half = self.band_fraction * (item.max - item.min)
-        direction = None if occupied else self.setback.get(tag)
-        low, high = max(item.min, item.default - half), min(item.max, item.default + half)
-        if direction == "up":
-            return high, item.max
-        if direction == "down":
-            return item.min, low
-        return low, high
+        if not occupied:
+            level = float(np.clip(self.setback.get(tag, item.default), item.min, item.max))
+            return level, level
+        if tag in self.bands:
+            low, high = self.bands[tag]
+        else:
+            half = self.band_fraction * (item.max - item.min)
+            low, high = item.default - half, item.default + half
+        low, high = max(item.min, low), min(item.max, high)
+        return (low, high) if low <= high else (item.default, item.default)
 
     def schedule(self, period: RunPeriod) -> pd.DataFrame:
         """Input values for every step of ``period`` (row k = inputs applied during step k+1),
         indexed by the calendar time at the start of that step."""
         rng = np.random.default_rng(self.seed)
         times = [period.time_of(k * period.step_s) for k in range(period.steps)]
-        occupied = np.array([self.occupied(t) for t in times])
+        holidays = self.holidays
+        if holidays is None:
+            holidays = tuple(day for year in sorted({t.year for t in times}) for day in reference_holidays(year))
+        occupied = np.array([self.occupied(t, holidays) for t in times])
         steps_per_hour = period.timesteps_per_hour
         columns: dict[str, np.ndarray] = {}
         for item in self.tagmap.inputs:
@@ -96,7 +123,8 @@ class ExcitationController:
                 if changes.size:
                     end = k + int(changes[0])
                 level = rng.uniform(*self.band(item.tag, bool(occupied[k])))
-                values[k:end] = item.default if rng.random() < self.default_share else level
+                default = occupied[k] and rng.random() < self.default_share
+                values[k:end] = item.default if default else level
                 k = end
             columns[item.tag] = np.round(values, 2)
         frame = pd.DataFrame(columns, index=pd.DatetimeIndex(times, name="time"))

@@ -95,8 +95,10 @@ class GPModel(BaseEstimator):
         self._set_posterior(search.kernel_, x[train], y.to_numpy()[train])
         self.std_scale_ = None
         if self.calibrate and self.features.time_features:
+            lag_columns = [self.features.columns.index(c) for c in self.features.output_lag_columns]
             self.std_scale_ = std_scale(self.kernel_, x[train], y.to_numpy()[train], X.to_numpy(float)[train],
-                                        self.features.columns, X.index[train])
+                                        self.features.columns, X.index[train], lag_columns=lag_columns,
+                                        x_mean=self.x_mean_, x_scale=self.x_scale_)
         self.training_period_ = (X.index[0].isoformat(), X.index[-1].isoformat())
         self.n_rows_ = len(x)
         self.fit_time_s_ = time.perf_counter() - started
