@@ -300,6 +300,7 @@ class Campus:
             if not fast:
                 await self._wait_for_turn()
             pending = self._launch()
+            await asyncio.sleep(0)  # let the step tasks send their packets now, before the publishing below
             if fast and published < self.step:
                 await self._publish(self.step)  # overlaps with the engines computing the next step
                 published = self.step
