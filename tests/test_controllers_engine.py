@@ -1,6 +1,6 @@
 """Controllers as separate processes against a real bridge and real EnergyPlus, on loopback.
 
-Each test starts ``twinbridge run`` (conftest.run_bridge) in lockstep and one or more
+Each test starts ``twinbridge run`` (bridge.launcher.run_bridge) in lockstep and one or more
 ``twinbridge controller ...`` processes, then checks the historian: the inputs of every step equal
 what the controller's rules give for the start of that step.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import conftest
+from bridge import launcher
 from bridge.historian import load_history
 from conftest import REPO, TAGMAPS, run_bridge, wait_until
 from controllers.client import BridgeClient
@@ -211,8 +211,8 @@ def test_killed_controller_is_timed_out_and_resumes_after_restart(small_office_c
 
 
 def test_controller_reconnects_after_the_bridge_drops(small_office_config, tmp_path, controllers, monkeypatch):
-    port = conftest.free_port()
-    monkeypatch.setattr(conftest, "free_port", lambda: port)  # both bridges serve the same endpoint
+    port = launcher.free_port()
+    monkeypatch.setattr(launcher, "free_port", lambda: port)  # both bridges serve the same endpoint
     path = ramp_trajectory(tmp_path)
     for name in ("first", "second"):
         (tmp_path / name).mkdir()
