@@ -56,3 +56,27 @@ def test_lag_step_spaces_input_and_disturbance_lags():
     table = features.features(frame)
     assert table["u[t-2]"].iloc[4] == 12.0 and table["w[t-4]"].iloc[4] == 20.0 and table["y[t-1]"].iloc[4] == 3.0
     assert len(features.design(frame)[0]) == 1
+
+
+def test_excitation_keeps_the_building_schedule():
+    """Occupied setpoints vary within comfort bands; nights, Sundays and holidays hold the model's setbacks."""
+    import dataclasses
+    import datetime as dt
+
+    from bridge.config import load_config
+    from bridge.twin.collect import ExcitationController
+
+    config = load_config(__import__("pathlib").Path(__file__).resolve().parents[1] / "sims/large_office.toml")
+    period = dataclasses.replace(config.period, start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 14))
+    schedule = ExcitationController(config.buildings[0].tagmap, seed=3).schedule(period)
+    hour, weekday = schedule.index.hour, schedule.index.day_of_week
+    occupied = ((weekday < 5) & (hour >= 6) & (hour < 22)) | ((weekday == 5) & (hour >= 6) & (hour < 18))
+    occupied &= schedule.index.normalize() != "2025-07-04"
+    night = schedule[~occupied]
+    assert (night["CoolingSetpoint"] == 26.7).all() and (night["HeatingSetpoint"] == 15.6).all()
+    assert (night["SupplyAirTempSetpoint"] == 12.8).all() and (night["ChilledWaterSetpoint"] == 6.7).all()
+    day = schedule[occupied]
+    assert day["CoolingSetpoint"].between(22, 26).all() and day["CoolingSetpoint"].nunique() > 10
+    assert day["SupplyAirTempSetpoint"].between(11, 15).all()
+    assert day["ChilledWaterSetpoint"].between(5.5, 9).all()
+    assert (day["HeatingSetpoint"] <= day["CoolingSetpoint"] - 1).all()
