@@ -85,10 +85,25 @@ def wait_for_step(endpoint: str, building: str, step: int, timeout_s: float = 12
     asyncio.run(wait_until(reached, timeout_s, interval_s=0.2))
 
 
+async def _contains(process, text: str) -> bool:
+    return text in process.log
+
+
 def wait_for_log(bridge, text: str, count: int, timeout_s: float = 60.0) -> None:
     async def seen() -> bool:
         return bridge.log.count(text) >= count
     asyncio.run(wait_until(seen, timeout_s, interval_s=0.2))
+
+
+async def start_campus(endpoint: str, campus: str, building: str) -> None:
+    """Call ``<Campus>.Control.Start`` on a bridge run with ``--wait-for-start``."""
+    client = BridgeClient(endpoint, building)
+    await client.connect()
+    try:
+        control = await client.session.nodes.objects.get_child([f"{client.ns}:{campus}", f"{client.ns}:Control"])
+        await control.call_method(f"{client.ns}:Start")
+    finally:
+        await client.close()
 
 
 def expected_inputs(frame, rule) -> list[dict[str, float]]:
@@ -276,18 +291,8 @@ def test_paced_controller_acts_on_its_period(tmp_path, controllers):
     with run_bridge(campus, tmp_path, "--clock", "paced", "--speed", "12000", "--wait-for-start") as bridge:
         controller = controllers("schedule", bridge.endpoint, "SmallOffice", EXAMPLES / "small_office_schedule.toml",
                                  tmp_path / "controller.log", "--mode", "paced", "--period", "0.01")
-
-        async def start() -> None:
-            client = BridgeClient(bridge.endpoint, "SmallOffice")
-            await client.connect()
-            try:
-                control = await client.session.nodes.objects.get_child(
-                    [f"{client.ns}:Paced", f"{client.ns}:Control"])
-                await control.call_method(f"{client.ns}:Start")
-            finally:
-                await client.close()
         wait_for_log(bridge, "waiting for a client", 1)
-        asyncio.run(start())
+        asyncio.run(start_campus(bridge.endpoint, "Paced", "SmallOffice"))
         assert controller.wait() == 0, controller.log
         frame = load_history(bridge.historian(), "SmallOffice")
 
@@ -307,9 +312,12 @@ def test_missing_controller_does_not_starve_the_other_building(tmp_path, control
                       f'[[buildings]]\nname = "Warehouse"\nmodel = "ref:warehouse"\n'
                       f'tagmap = "{TAGMAPS / "warehouse.toml"}"\n')
     schedule = load_schedule(EXAMPLES / "small_office_schedule.toml")
-    with run_bridge(campus, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "0.3", keep_serving=False) as bridge:
+    with run_bridge(campus, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "0.3", "--wait-for-start",
+                    keep_serving=False) as bridge:
         office = controllers("schedule", bridge.endpoint, "SmallOffice", EXAMPLES / "small_office_schedule.toml",
                              tmp_path / "office.log", "--mode", mode)  # the Warehouse has no controller at all
+        asyncio.run(wait_until(lambda: _contains(office, "connected to"), 60, 0.1))
+        asyncio.run(start_campus(bridge.endpoint, "Half", "SmallOffice"))  # the office controller is ready
         assert office.wait() == 0, office.log
         assert bridge.wait() == 0, bridge.log
         frame = load_history(bridge.historian(), "SmallOffice")
