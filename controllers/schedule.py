@@ -179,15 +179,21 @@ def _tables(data: dict, key: str, path: Path) -> list[dict]:
     return entries
 
 
-def _occupied(entry: dict, tags: set[str], name: str, path: Path) -> OccupiedPeriod:
-    where = f"{path}: {name}"
-    _check_keys(entry, {"days", "start", "end", "ramp_minutes", "setpoints"}, where)
-    for key in ("days", "start", "end", "setpoints"):
+def _window(entry: dict, required: tuple[str, ...], where: str) -> tuple[int, int]:
+    """Check the required keys are there; (start, end) of the entry's time window, end after start."""
+    for key in required:
         if key not in entry:
             raise ControllerConfigError(f"{where}: missing '{key}'")
     start, end = _clock(entry["start"], f"{where}.start"), _clock(entry["end"], f"{where}.end")
     if end <= start:
         raise ControllerConfigError(f"{where}: end {entry['end']!r} must be after start {entry['start']!r}")
+    return start, end
+
+
+def _occupied(entry: dict, tags: set[str], name: str, path: Path) -> OccupiedPeriod:
+    where = f"{path}: {name}"
+    _check_keys(entry, {"days", "start", "end", "ramp_minutes", "setpoints"}, where)
+    start, end = _window(entry, ("days", "start", "end", "setpoints"), where)
     ramp = _minutes(entry.get("ramp_minutes", 0), f"{where}.ramp_minutes")
     if ramp > start:
         raise ControllerConfigError(f"{where}: ramp_minutes {ramp} reaches back past midnight (start {entry['start']})")
@@ -202,14 +208,9 @@ def _event(entry: dict, tags: set[str], name: str, path: Path) -> DemandResponse
     where = f"{path}: {name}"
     _check_keys(entry, {"name", "dates", "days", "start", "end", "offsets", "precool_minutes", "precool_offsets"},
                 where)
-    for key in ("start", "end", "offsets"):
-        if key not in entry:
-            raise ControllerConfigError(f"{where}: missing '{key}'")
     if "dates" in entry and "days" in entry:
         raise ControllerConfigError(f"{where}: give 'dates' or 'days', not both")
-    start, end = _clock(entry["start"], f"{where}.start"), _clock(entry["end"], f"{where}.end")
-    if end <= start:
-        raise ControllerConfigError(f"{where}: end {entry['end']!r} must be after start {entry['start']!r}")
+    start, end = _window(entry, ("start", "end", "offsets"), where)
     precool = _minutes(entry.get("precool_minutes", 0), f"{where}.precool_minutes")
     if precool > start:
         raise ControllerConfigError(f"{where}: precool_minutes {precool} reaches back past midnight")
