@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -72,6 +73,11 @@ class BuildingState:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @functools.cached_property
+    def power_tags(self) -> tuple[str, ...]:
+        """Outputs summed into the campus TotalElectricPower."""
+        return tuple(o.tag for o in self.tagmap.outputs if o.role == "electric_power")
 
     @property
     def running(self) -> bool:
@@ -371,8 +377,7 @@ class Campus:
             await self.server.publish_outputs(building.name, sample.outputs, sim_time)
             await self.server.set_control(building.name, Step=step, SimTime=sim_time,
                                           SimTimeSeconds=sample.sim_time_s)
-            tagmap = building.tagmap
-            total_kw += sum(v for tag, v in sample.outputs.items() if tagmap.output(tag).role == "electric_power")
+            total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
             building.published_step = step

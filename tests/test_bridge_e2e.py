@@ -124,6 +124,9 @@ def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
             assert await status.read_value() == "Finished"
             power = await node(client, "TestCampus.Warehouse.Outputs.FacilityPower")
             history = await power.read_raw_history(dt.datetime(2025, 7, 1, 0), dt.datetime(2025, 7, 1, 12), 1000)
+            total = await (await node(client, "TestCampus.Outputs.TotalElectricPower")).read_value()
+            last = [await (await node(client, f"TestCampus.{n}.Outputs.FacilityPower")).read_value() for n in names]
+            assert total == pytest.approx(sum(last))
             energy = await (await node(client, "TestCampus.KPIs.energy_total_kwh")).read_value()
             peak = await (await node(client, "TestCampus.Warehouse.KPIs.peak_electric_kw")).read_value()
             return reads, history, (energy, peak)
