@@ -1,6 +1,7 @@
 """The GP twin behind the bridge: same tags as the EnergyPlus building (plus <Tag>Std), over OPC UA."""
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from test_twin_model import small_office, trained  # noqa: F401 (session fixture
 pytestmark = pytest.mark.engine
 
 
-def twin_campus(tmp_path, model_path) -> "Path":  # noqa: F821
+def twin_campus(tmp_path: Path, model_path: Path) -> Path:
     path = tmp_path / "twin_campus.toml"
     path.write_text(f'[campus]\nname = "TwinSite"\n\n[run]\nstart = "07-07"\nend = "07-07"\n'
                     f'timesteps_per_hour = 6\n\n[[buildings]]\nname = "SmallOffice"\nengine = "twin"\n'
