@@ -2,11 +2,12 @@
 
 import asyncio
 import datetime as dt
-import socket
+from contextlib import asynccontextmanager
 
 import pytest
 from asyncua import Server, ua
 
+from bridge.launcher import free_port
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig
 from bridge.tracking.deviation import Alert, Thresholds
 from bridge.tracking.live import LiveLink
@@ -14,12 +15,6 @@ from bridge.tracking.sinks import AsyncuaAlertSink
 
 NS = "urn:twinbridge"
 START = dt.datetime(2025, 7, 1, tzinfo=dt.timezone.utc)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ListSink:
@@ -65,26 +60,34 @@ async def wait_until(predicate, timeout_s: float = 10.0) -> None:
     await asyncio.wait_for(poll(), timeout_s)
 
 
+@asynccontextmanager
+async def running_link(stale_after_s: float):
+    """A server with twin and live tags and a LiveLink on it, connected and past the initial values;
+    yields (link, sink, nodes) and stops both afterwards."""
+    server, url, nodes = await start_server()
+    sink = ListSink()
+    link = LiveLink(config(url, stale_after_s), [sink], step=dt.timedelta(minutes=10))
+    task = asyncio.create_task(link.run())
+    try:
+        await asyncio.wait_for(link.live_subscriber.connected.wait(), 10)
+        await asyncio.wait_for(link.twin_subscriber.connected.wait(), 10)
+        await wait_until(lambda: link.steps_done == 1)  # the initial values at the period start
+        yield link, sink, nodes
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await server.stop()
+
+
 def test_pairs_twin_steps_with_converted_live_values_and_alerts():
     async def main():
-        server, url, nodes = await start_server()
-        sink = ListSink()
-        link = LiveLink(config(url, stale_after_s=30), [sink], step=dt.timedelta(minutes=10))
-        task = asyncio.create_task(link.run())
-        try:
-            await asyncio.wait_for(link.live_subscriber.connected.wait(), 10)
-            await asyncio.wait_for(link.twin_subscriber.connected.wait(), 10)
-            await wait_until(lambda: link.steps_done == 1)  # the initial values at the period start
+        async with running_link(stale_after_s=30) as (link, sink, nodes):
             for i, live_w in enumerate([100_000, 100_000, 120_000, 120_000]):
                 stamp = START + dt.timedelta(minutes=10 * (i + 1))
                 await write(nodes["Live.Outputs.FacilityPower"], live_w, stamp)
                 await write(nodes["Twin.Outputs.FacilityPower"], 100.0, stamp)
                 await wait_until(lambda: link.steps_done == i + 2)
             await wait_until(lambda: any(a.severity == "alert" for a in sink.alerts))
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await server.stop()
         tracker = link.trackers["FacilityPower"]
         assert tracker.compared == 5 and tracker.gaps == 0
         assert tracker.latest_pct["step"] == pytest.approx(20.0)
@@ -97,13 +100,7 @@ def test_pairs_twin_steps_with_converted_live_values_and_alerts():
 
 def test_stale_live_data_raise_the_alarm_and_clear_it():
     async def main():
-        server, url, nodes = await start_server()
-        sink = ListSink()
-        link = LiveLink(config(url, stale_after_s=0.5), [sink], step=dt.timedelta(minutes=10))
-        task = asyncio.create_task(link.run())
-        try:
-            await asyncio.wait_for(link.live_subscriber.connected.wait(), 10)
-            await wait_until(lambda: link.steps_done == 1)
+        async with running_link(stale_after_s=0.5) as (link, sink, nodes):
             for i in range(3):  # the twin keeps stepping, the live building says nothing
                 await write(nodes["Twin.Outputs.FacilityPower"], 100.0, START + dt.timedelta(minutes=10 * (i + 1)))
                 await asyncio.sleep(0.05)
@@ -112,10 +109,6 @@ def test_stale_live_data_raise_the_alarm_and_clear_it():
             assert link.trackers["FacilityPower"].gaps == 3
             await write(nodes["Live.Outputs.FacilityPower"], 100_000.0, START + dt.timedelta(minutes=40))
             await wait_until(lambda: not link.stale)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await server.stop()
         live = [(a.severity, a.raised) for a in sink.alerts if a.granularity == "live"]
         assert live == [("stale", True), ("ok", False)]
 
