@@ -28,40 +28,35 @@ lags y(t-1)..y(t-l) of the next step, and the std reported is that of each one-s
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
-import scipy.optimize
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, Kernel, WhiteKernel
+from sklearn.gaussian_process.kernels import Kernel
+from threadpoolctl import threadpool_limits
 
 from bridge.twin.calibration import regimes, std_scale
 from bridge.twin.features import FeatureError, FeatureSet
+from bridge.twin.kernel import fit_hyperparameters, make_kernel
 
 
 class ModelError(ValueError):
     """A model used wrongly (not fitted, bad forecast window); the message says what."""
 
 
-def make_kernel(n_features: int, linear: bool = True) -> Kernel:
-    """The prior covariance described in the module docstring, before fitting."""
-    kernel = (ConstantKernel(1.0, (1e-3, 1e2)) * RBF(np.full(n_features, 3.0), (1e-2, 1e3))
-              + WhiteKernel(1e-2, (1e-3, 1.0)))
-    if linear:
-        kernel += ConstantKernel(0.1, (1e-4, 1e1)) * DotProduct(1.0, (1e-3, 1e2))
-    return kernel
-
-
 class GPModel(BaseEstimator):
     """GP regression of one output tag (sklearn estimator shape: parameters in the constructor,
-    fitted state in attributes ending in ``_``)."""
+    fitted state in attributes ending in ``_``).
+
+    ``blas_threads`` caps the BLAS threads while fitting (None: the library's default). One thread
+    is the default: on 2 cores shared with other jobs, OpenBLAS's threaded Cholesky and solves at
+    these sizes (500-3,000 rows) are 2-17x slower than single-threaded ones (docs/twin.md)."""
 
     def __init__(self, features: FeatureSet, n_hyper: int = 500, max_exact: int = 4000, linear: bool = True,
-                 n_restarts: int = 0, max_iter: int = 100, calibrate: bool = True, random_state: int = 0):
+                 n_restarts: int = 0, max_iter: int = 100, calibrate: bool = True, random_state: int = 0,
+                 blas_threads: int | None = 1):
         self.features = features
         self.calibrate = calibrate
         self.n_hyper = n_hyper
@@ -70,10 +65,17 @@ class GPModel(BaseEstimator):
         self.linear = linear
         self.n_restarts = n_restarts
         self.random_state = random_state
+        self.blas_threads = blas_threads
 
     def fit(self, frame: pd.DataFrame) -> "GPModel":
         """Learn from a historian DataFrame (columns = tags, regular DatetimeIndex)."""
         started = time.perf_counter()
+        with threadpool_limits(self.blas_threads, user_api="blas"):
+            self._fit(frame)
+        self.fit_time_s_ = time.perf_counter() - started
+        return self
+
+    def _fit(self, frame: pd.DataFrame) -> None:
         self.profile_ = self.features.daily_profile(frame) if self.features.profile else None
         X, y = self.features.design(frame, self.profile_)
         if len(X) < 10:
@@ -84,15 +86,11 @@ class GPModel(BaseEstimator):
         x = (x - self.x_mean_) / self.x_scale_
         rng = np.random.default_rng(self.random_state)
         hyper = _subset(len(x), self.n_hyper, rng)
-        search = GaussianProcessRegressor(make_kernel(x.shape[1], self.linear), optimizer=self._lbfgs,
-                                          normalize_y=True, n_restarts_optimizer=self.n_restarts,
-                                          random_state=self.random_state)
-        with warnings.catch_warnings():  # "length scale close to its bound": ARD switching a feature off
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            search.fit(x[hyper], y.to_numpy()[hyper])
+        kernel = fit_hyperparameters(make_kernel(x.shape[1], self.linear), x[hyper], y.to_numpy()[hyper],
+                                     self.max_iter, self.n_restarts, rng, self.linear)
         train = _subset(len(x), self.max_exact, rng)
         self.approximation_ = "exact" if len(train) == len(x) else "subset of data"
-        self._set_posterior(search.kernel_, x[train], y.to_numpy()[train])
+        self._set_posterior(kernel, x[train], y.to_numpy()[train])
         self.std_scale_ = None
         if self.calibrate and self.features.time_features:
             lag_columns = [self.features.columns.index(c) for c in self.features.output_lag_columns]
@@ -101,15 +99,6 @@ class GPModel(BaseEstimator):
                                         x_mean=self.x_mean_, x_scale=self.x_scale_)
         self.training_period_ = (X.index[0].isoformat(), X.index[-1].isoformat())
         self.n_rows_ = len(x)
-        self.fit_time_s_ = time.perf_counter() - started
-        return self
-
-    def _lbfgs(self, objective, theta: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, float]:
-        """Maximise the log marginal likelihood with at most ``max_iter`` L-BFGS iterations: a bound on
-        training time."""
-        result = scipy.optimize.minimize(objective, theta, method="L-BFGS-B", jac=True, bounds=bounds,
-                                         options={"maxiter": self.max_iter})
-        return result.x, result.fun
 
     def _set_posterior(self, kernel: Kernel, x_train: np.ndarray, y_train: np.ndarray) -> None:
         """Condition the GP with fixed hyperparameters on standardized training rows."""

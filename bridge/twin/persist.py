@@ -20,11 +20,12 @@ import numpy as np
 
 from bridge.tagmap import TagMap
 from bridge.twin.features import FeatureSet
-from bridge.twin.gp import GPModel, TwinModel, make_kernel
+from bridge.twin.gp import GPModel, TwinModel
+from bridge.twin.kernel import make_kernel
 from bridge.twin.weather import EPW_COLUMNS
 
 FORMAT = "twinbridge-gp-twin/1"
-GP_PARAMS = ("n_hyper", "max_exact", "linear", "n_restarts", "max_iter", "calibrate", "random_state")
+GP_PARAMS = ("n_hyper", "max_exact", "linear", "n_restarts", "max_iter", "calibrate", "random_state", "blas_threads")
 
 
 class ModelFileError(ValueError):
