@@ -58,26 +58,13 @@ def std_scale(kernel: Kernel, x: np.ndarray, y: np.ndarray, x_raw: np.ndarray, c
             continue
         gp = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=True).fit(x[~held], y[~held])
         rows = np.nonzero(held)[0]
-        if not len(lag_columns):
-            mean, std = gp.predict(x[rows], return_std=True)
-            z_all.append((y[rows] - mean) / std)
-            cells.append(rows)
-            continue
-        origins = np.arange(0, len(rows) - 1, every)
-        predicted = np.full((len(origins), horizon), np.nan)
-        for h in range(1, horizon + 1):
-            active = origins + h < len(rows)
-            if not active.any():
-                break
-            target = rows[origins[active] + h]
-            raw = x_raw[target].copy()
-            for lag, column in enumerate(lag_columns, start=1):
-                if h - lag >= 1:
-                    raw[:, column] = predicted[active, h - lag - 1]
-            mean, std = gp.predict((raw - x_mean) / x_scale, return_std=True)
-            predicted[active, h - 1] = mean
-            z_all.append((y[target] - mean) / std)
-            cells.append(target)
+        if len(lag_columns):
+            rows, features = _rollouts(gp, rows, x_raw, lag_columns, x_mean, x_scale, horizon, every)
+        else:
+            features = x[rows]
+        mean, std = gp.predict(features, return_std=True)  # one batch: the std is the costly part
+        z_all.append((y[rows] - mean) / std)
+        cells.append(rows)
     z = np.concatenate(z_all) if z_all else np.zeros(0)
     day, hour = regimes(x_raw[np.concatenate(cells)] if cells else x_raw[:0], columns)
     table = np.ones((len(DAY_TYPES), 24))
@@ -88,3 +75,28 @@ def std_scale(kernel: Kernel, x: np.ndarray, y: np.ndarray, x_raw: np.ndarray, c
             cell = in_day & (hour == h)
             table[d, h] = np.sqrt(np.mean(z[cell] ** 2)) if cell.sum() >= MIN_CELL else overall
     return np.clip(table, *SCALE_BOUNDS)
+
+
+def _rollouts(gp: GaussianProcessRegressor, rows: np.ndarray, x_raw: np.ndarray, lag_columns: list[int],
+              x_mean: np.ndarray, x_scale: np.ndarray, horizon: int, every: int) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-variance rollouts of ``horizon`` steps over the consecutive ``rows``, one from every
+    ``every``-th row: (target row of each forecast step, its standardized feature row with the
+    output lags replaced by the rollout's own means)."""
+    origins = np.arange(0, len(rows) - 1, every)
+    predicted = np.full((len(origins), horizon), np.nan)
+    targets: list[np.ndarray] = []
+    features: list[np.ndarray] = []
+    for h in range(1, horizon + 1):
+        active = origins + h < len(rows)
+        if not active.any():
+            break
+        target = rows[origins[active] + h]
+        raw = x_raw[target].copy()
+        for lag, column in enumerate(lag_columns, start=1):
+            if h - lag >= 1:
+                raw[:, column] = predicted[active, h - lag - 1]
+        standardized = (raw - x_mean) / x_scale
+        predicted[active, h - 1] = gp.predict(standardized)
+        targets.append(target)
+        features.append(standardized)
+    return np.concatenate(targets), np.concatenate(features)
