@@ -9,7 +9,7 @@ engine or a data-driven twin are interchangeable.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 
 
@@ -41,8 +41,11 @@ class Engine(abc.ABC):
         """Launch the engine and return the outputs at the start of the run period."""
 
     @abc.abstractmethod
-    async def step(self, inputs: Mapping[str, float]) -> Sample | None:
-        """Apply ``inputs`` (tag -> value) for one timestep; return the outputs, or None when the run is over."""
+    def step(self, inputs: Mapping[str, float]) -> Awaitable[Sample | None]:
+        """Apply ``inputs`` (tag -> value) for one timestep; await the outputs, or None when the run is over.
+
+        An ``async def`` will do. An engine that computes elsewhere (another process) should send the
+        inputs before returning, so that its computation overlaps what the caller does before awaiting."""
 
     @abc.abstractmethod
     async def stop(self) -> None:

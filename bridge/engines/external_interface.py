@@ -10,12 +10,13 @@ every wait has a timeout (see ../shared/ENERGYPLUS.md for what pyEp does not sur
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
 from pyEp import pyEp
@@ -69,6 +70,78 @@ def severe_lines(err_file: Path, limit: int = 20) -> list[str]:
     return found[:limit] or ["(eplusout.err has no Severe or Fatal lines)"]
 
 
+class PacketLines(asyncio.Protocol):
+    """The connection EnergyPlus opens, as a sequence of packet lines.
+
+    A Protocol rather than a StreamReader: a line is handed to its waiter from the socket callback
+    itself, which saves event-loop turns on every step (the exchange is on the critical path)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.connected: asyncio.Future = self.loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._lines: collections.deque[bytes] = collections.deque()
+        self._waiter: asyncio.Future | None = None
+        self._closed = False
+
+    def factory(self) -> asyncio.Protocol:
+        """For ``create_server``: the first connection is EnergyPlus, any later one is refused."""
+        return self if not self.connected.done() else _Refuse()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        # Request-response of small packets: send each one at once (no Nagle delay).
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connected.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        while (end := self._buffer.find(b"\n")) >= 0:
+            self._lines.append(bytes(self._buffer[: end + 1]))
+            del self._buffer[: end + 1]
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done() and (self._lines or self._closed):
+            self._waiter.set_result(None)
+
+    def send(self, packet: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            raise ConnectionError("socket closed")
+        self.transport.write(packet)
+
+    async def next_line(self, timeout_s: float) -> bytes:
+        """The next complete line; what is left without a newline if the connection closed (b"" if nothing).
+        Raises TimeoutError after ``timeout_s``."""
+        if not self._lines and not self._closed:
+            waiter = self._waiter = self.loop.create_future()
+            timer = self.loop.call_later(timeout_s, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        if self._lines:
+            return self._lines.popleft()
+        rest, self._buffer = bytes(self._buffer), bytearray()
+        return rest
+
+
+def _expire(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_exception(asyncio.TimeoutError())
+
+
+class _Refuse(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
 class ExternalInterfaceEngine(Engine):
     """One EnergyPlus process co-simulated through ExternalInterface."""
 
@@ -80,8 +153,7 @@ class ExternalInterfaceEngine(Engine):
         self.start_timeout_s, self.step_timeout_s = start_timeout_s, step_timeout_s
         self.process: asyncio.subprocess.Process | None = None
         self._server: asyncio.Server | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._connection: PacketLines | None = None
         self._sim_time_s = 0.0
 
     @property
@@ -93,15 +165,8 @@ class ExternalInterfaceEngine(Engine):
         return self.process.pid if self.process else None
 
     async def start(self) -> Sample:
-        connected: asyncio.Future = asyncio.get_running_loop().create_future()
-
-        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if connected.done():
-                writer.close()
-            else:
-                connected.set_result((reader, writer))
-
-        self._server = await asyncio.start_server(on_connect, "127.0.0.1", 0, limit=2**20)
+        lines = PacketLines()
+        self._server = await lines.loop.create_server(lines.factory, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
         idf_path = write_cosim_files(self.workdir, self.model, self.tagmap, self.period, port)
         env = dict(os.environ, BCVTB_HOME=BCVTB_HOME)
@@ -115,45 +180,44 @@ class ExternalInterfaceEngine(Engine):
         log.info("%s: EnergyPlus started (pid %s), waiting for it on port %s", self.name, self.process.pid, port)
         exited = asyncio.ensure_future(self.process.wait())
         try:
-            done, _ = await asyncio.wait({connected, exited}, timeout=self.start_timeout_s,
+            done, _ = await asyncio.wait({lines.connected, exited}, timeout=self.start_timeout_s,
                                          return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # the bridge is shutting down while EnergyPlus starts
             exited.cancel()
             await self.stop()
             raise
-        if connected not in done:
-            exited.cancel()
+        exited.cancel()
+        if lines.connected not in done:
             code = self.process.returncode
             await self.stop()
             reason = f"exited with code {code}" if code is not None else f"did not connect within {self.start_timeout_s:.0f} s"
             raise EngineFault(f"{self.name}: EnergyPlus {reason}", severe_lines(self.output_dir / "eplusout.err"))
-        exited.cancel()
-        self._reader, self._writer = connected.result()
-        # Request-response of small packets: send each one at once (no Nagle delay).
-        self._writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._connection = lines
         self._server.close()
         sample = await self._receive()
         if sample is None:
             raise EngineFault(f"{self.name}: EnergyPlus finished before the first timestep")
         return sample
 
-    async def step(self, inputs: Mapping[str, float]) -> Sample | None:
-        if self._writer is None:
-            raise EngineFault(f"{self.name}: engine is not running")
+    def step(self, inputs: Mapping[str, float]) -> Awaitable[Sample | None]:
+        """Send the inputs now (EnergyPlus starts computing at once) and return the outputs' awaitable."""
+        if self._connection is None:
+            return self._failed("is not running")
         values = [float(inputs[item.tag]) for item in self.tagmap.inputs]
         try:
-            self._writer.write(encode_inputs(values, self._sim_time_s))
-        except (ConnectionError, RuntimeError) as exc:
-            raise await self._fault(f"connection lost while sending inputs ({exc})") from None
-        return await self._receive()
+            self._connection.send(encode_inputs(values, self._sim_time_s))
+        except ConnectionError as exc:
+            return self._failed(f"connection lost while sending inputs ({exc})")
+        return asyncio.ensure_future(self._receive())
+
+    async def _failed(self, what: str) -> None:
+        raise await self._fault(what)
 
     async def _receive(self) -> Sample | None:
         try:
-            line = await asyncio.wait_for(self._reader.readline(), self.step_timeout_s)
+            line = await self._connection.next_line(self.step_timeout_s)
         except asyncio.TimeoutError:
             raise await self._fault(f"no answer within {self.step_timeout_s:.0f} s") from None
-        except ConnectionError as exc:
-            raise await self._fault(f"connection lost ({exc})") from None
         if not line.endswith(b"\n"):
             raise await self._fault("connection closed (process died?)")
         flag, sim_time_s, values = decode_packet(line)
@@ -170,9 +234,8 @@ class ExternalInterfaceEngine(Engine):
 
     async def _finish(self) -> None:
         """End-of-run handshake: answer flag 1, close, and let the process exit."""
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            self._writer.write(FINAL_PACKET)
-            await asyncio.wait_for(self._writer.drain(), 5)
+        with contextlib.suppress(ConnectionError):
+            self._connection.send(FINAL_PACKET)
         await self.stop(grace_s=30)
         log.info("%s: EnergyPlus finished", self.name)
 
@@ -183,9 +246,10 @@ class ExternalInterfaceEngine(Engine):
         return EngineFault(f"{self.name}: EnergyPlus {what}{suffix}", severe_lines(self.output_dir / "eplusout.err"))
 
     async def stop(self, grace_s: float = 0.0) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._connection is not None:
+            if self._connection.transport is not None:
+                self._connection.transport.close()  # buffered packets (the final one) are still sent
+            self._connection = None
         if self._server is not None:
             self._server.close()
             self._server = None
