@@ -16,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import importlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from asyncua import ua
 
@@ -256,6 +258,8 @@ class Campus:
     # ----- the run ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        # The KPI module (pandas) is imported while the engines start, when the bridge mostly waits.
+        kpi_module = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "bridge.kpi"))
         try:
             await self._run_steps()
             final = "Finished" if any(b.status == "Finished" for b in self.buildings) else "Faulted"
@@ -264,7 +268,7 @@ class Campus:
             log.info("run %s after %d steps (%.1f s wall)", final.lower(), self.step, wall_s)
             if self.run_path is not None and self.step > 0:
                 try:
-                    await self._report_kpis(wall_s)
+                    await self._report_kpis(await kpi_module, wall_s)
                 except Exception:  # the run itself is fine: say why the KPIs are missing, keep its status
                     log.exception("could not compute the run KPIs")
             await self._set_status(final)
@@ -306,7 +310,6 @@ class Campus:
             if not fast:
                 await self._wait_for_turn()
             pending = self._launch()
-            await asyncio.sleep(0)  # let the step tasks send their packets now, before the publishing below
             if fast and published < self.step:
                 await self._publish(self.step)  # overlaps with the engines computing the next step
                 published = self.step
@@ -393,17 +396,16 @@ class Campus:
             self.historian.record(self._unrecorded)
         self._unrecorded = []
 
-    async def _report_kpis(self, wall_s: float) -> None:
-        """BOPTEST core KPIs of the run (docs/kpis.md) to ``kpis.json`` beside the historian and to KPIs tags."""
-        from bridge.kpi import TimeOfUse, compute_kpis, write_kpis_json  # pandas: only at the end of a run
-
+    async def _report_kpis(self, kpi: ModuleType, wall_s: float) -> None:
+        """BOPTEST core KPIs of the run (docs/kpis.md, ``bridge.kpi``) to ``kpis.json`` beside the historian
+        and to KPIs tags."""
         settings = self.config.kpi
-        price = (TimeOfUse(settings.price_periods, settings.price_usd_per_kwh) if settings.price_periods
+        price = (kpi.TimeOfUse(settings.price_periods, settings.price_usd_per_kwh) if settings.price_periods
                  else settings.price_usd_per_kwh)
         tagmaps = {b.name: b.tagmap for b in self.buildings if b.published_step > 0}
-        kpis = await asyncio.to_thread(compute_kpis, self.run_path, tagmaps, price,
+        kpis = await asyncio.to_thread(kpi.compute_kpis, self.run_path, tagmaps, price,
                                        settings.emissions_kgco2_per_kwh, wall_s)
-        path = write_kpis_json(self.run_path.parent / "kpis.json", kpis)
+        path = kpi.write_kpis_json(self.run_path.parent / "kpis.json", kpis)
         await self.server.publish_kpis(None, kpis["campus"])
         for name, values in kpis["buildings"].items():
             await self.server.publish_kpis(name, values)
