@@ -9,6 +9,7 @@ and ``weather = "ref:usa_il_chicago"`` a TMY3 file, both shipped with ``pyenergy
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -85,6 +86,11 @@ class CampusConfig:
         changed = replace(self, **{k: v for k, v in changes.items() if v is not None})
         _check_campus(changed)
         return changed
+
+
+def cache_dir() -> Path:
+    """Where derived files are kept between runs: ``$TWINBRIDGE_CACHE``, else ``~/.cache/twinbridge``."""
+    return Path(os.environ.get("TWINBRIDGE_CACHE", Path.home() / ".cache" / "twinbridge"))
 
 
 def reference_model(name: str) -> Path:

@@ -19,20 +19,22 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncua
 from asyncua import Server, ua
-from asyncua.common.instantiate_util import instantiate
+from asyncua.server.address_space import AddressSpace
 from asyncua.server.history import HistoryStorageInterface
 
+from bridge.config import cache_dir
 from bridge.historian import read_tag
 from bridge.tagmap import TagMap
 
 log = logging.getLogger(__name__)
-logging.getLogger("asyncua.common.instantiate_util").setLevel(logging.ERROR)
 
 NAMESPACE = "urn:twinbridge"
 UNECE = "http://www.opcfoundation.org/UA/units/un/cefact"
@@ -55,6 +57,20 @@ def engineering_units(unit: str) -> ua.EUInformation:
 
 def utc(time: dt.datetime) -> dt.datetime:
     return time.replace(tzinfo=dt.timezone.utc) if time.tzinfo is None else time
+
+
+def _write_shelf(aspace: AddressSpace, shelf: Path) -> None:
+    """Keep OPC UA's standard address space (~1 s of CPU to build) as an asyncua shelf for later starts.
+
+    Written under a private name and renamed, so that servers starting together never read half a
+    shelf; ``shelf`` itself is written last, as the marker asyncua looks for (``dbm.dumb`` stores the
+    data in ``<name>.dat`` and ``<name>.dir``)."""
+    shelf.parent.mkdir(parents=True, exist_ok=True)
+    private = shelf.with_name(f"{shelf.name}.{os.getpid()}")
+    aspace.make_aspace_shelf(private)
+    for part in shelf.parent.glob(f"{private.name}*"):
+        part.replace(shelf.with_name(shelf.name + part.name[len(private.name):]))
+    shelf.touch()
 
 
 @dataclass
@@ -113,7 +129,12 @@ class TagServer:
 
     async def init(self) -> None:
         """Prepare the address space; nothing is served until ``listen``."""
-        await self.server.init()
+        shelf = cache_dir() / f"opcua-standard-nodes-asyncua-{asyncua.__version__}"
+        if shelf.is_file():
+            await self.server.init(shelf_file=shelf)  # nodes are read from the shelf as they are used
+        else:
+            await self.server.init()
+            await asyncio.to_thread(_write_shelf, self.server.iserver.aspace, shelf)
         self.server.set_endpoint(self.endpoint)
         self.server.set_server_name(f"twinbridge {self.campus}")
         self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
@@ -155,26 +176,31 @@ class TagServer:
 
     async def _analog(self, parent, path: str, name: str, unit: str, low: float, high: float,
                       value: float, writable: bool, description: str):
-        node = (await instantiate(parent, self.server.get_node(ua.ObjectIds.AnalogItemType), nodeid=self._id(path),
-                                  bname=ua.QualifiedName(name, self.idx), dname=ua.LocalizedText(name),
-                                  idx=self.idx, instantiate_optional=False))[0]
-        await node.write_attribute(ua.AttributeIds.DataType, ua.DataValue(ua.Variant(
-            ua.NodeId(ua.ObjectIds.Double), ua.VariantType.NodeId)))
+        """An AnalogItemType variable (Double) with its EURange and EngineeringUnits properties.
+
+        Added as one node and two properties rather than through asyncua's ``instantiate``, which
+        browses the type's whole hierarchy for every tag (~10 ms each)."""
+        attributes = ua.VariableAttributes()
+        attributes.DisplayName = ua.LocalizedText(name)
+        if description:
+            attributes.Description = ua.LocalizedText(description)
+        attributes.DataType = ua.NodeId(ua.ObjectIds.Double)
+        attributes.ValueRank = -1
+        attributes.Value = ua.Variant(value, ua.VariantType.Double)
+        access = ua.AccessLevel.CurrentRead.mask
+        access |= ua.AccessLevel.CurrentWrite.mask if writable else ua.AccessLevel.HistoryRead.mask
+        attributes.AccessLevel = attributes.UserAccessLevel = access
+        attributes.Historizing = not writable
+        item = ua.AddNodesItem(ParentNodeId=parent.nodeid, ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasComponent),
+                               RequestedNewNodeId=self._id(path), BrowseName=ua.QualifiedName(name, self.idx),
+                               NodeClass=ua.NodeClass.Variable, NodeAttributes=attributes,
+                               TypeDefinition=ua.NodeId(ua.ObjectIds.AnalogItemType))
+        (await self.server.iserver.isession.add_nodes([item]))[0].StatusCode.check()
+        node = self.server.get_node(self._id(path))
         await node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=self.start_time))
-        await self.server.get_node(self._id(f"{path}.EURange")).write_value(ua.Range(low, high))
+        await node.add_property(self._id(f"{path}.EURange"), ua.QualifiedName("EURange", 0), ua.Range(low, high))
         await node.add_property(self._id(f"{path}.EngineeringUnits"), ua.QualifiedName("EngineeringUnits", 0),
                                 engineering_units(unit))
-        if description:
-            await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(
-                ua.LocalizedText(description), ua.VariantType.LocalizedText)))
-        access = ua.AccessLevel.CurrentRead.mask
-        if writable:
-            access |= ua.AccessLevel.CurrentWrite.mask
-        else:
-            access |= ua.AccessLevel.HistoryRead.mask
-            await node.write_attribute(ua.AttributeIds.Historizing, ua.DataValue(ua.Variant(True)))
-        for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
-            await node.write_attribute(attribute, ua.DataValue(ua.Variant(access, ua.VariantType.Byte)))
         return node
 
     async def _control(self, parent, prefix: str, key: str | None,

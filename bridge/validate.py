@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import re
 import sys
 import tempfile
 from pathlib import Path
 
-from bridge.config import BuildingConfig, CampusConfig
+from bridge.config import BuildingConfig, CampusConfig, cache_dir
 from bridge.cosim_files import ModelError, actuator_of
 from bridge.engines.external_interface import severe_lines
 from bridge.idf import Idf
@@ -38,8 +37,7 @@ def _dictionary_entries(text: str, cls: str) -> set[str]:
 async def variable_dictionary(model: Path, weather: Path) -> tuple[set[str], set[str]]:
     """(output variable names, meter names), upper-cased, that the model can report."""
     digest = hashlib.sha256(model.read_bytes() + weather.read_bytes()).hexdigest()[:20]
-    cache = Path(os.environ.get("TWINBRIDGE_CACHE", Path.home() / ".cache" / "twinbridge"))
-    cached = cache / "dictionaries" / digest
+    cached = cache_dir() / "dictionaries" / digest
     if not (cached / "eplusout.rdd").is_file():
         await _write_dictionary(model, weather, cached)
     rdd = (cached / "eplusout.rdd").read_text(errors="replace")
