@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bridge.twin.calibration import Z95
 from bridge.twin.gp import GPModel
-
-Z95 = 1.959964
 
 
 @dataclass(frozen=True)

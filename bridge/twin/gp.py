@@ -14,7 +14,7 @@
 - White noise: what the features cannot explain; it is part of the predictive std, so the 95%
   band is a band for the measurement, not only for the latent function. One noise level for
   all hours is then rescaled per (day type, hour) by cross-validation (``calibrate``, see
-  bridge.twin.calibration).
+  bridge.twin.calibration), separately for one-step predictions and for rollouts.
 
 Hyperparameters maximise the log marginal likelihood (L-BFGS, at most ``max_iter`` iterations) on a
 random subset of at most ``n_hyper`` rows: the gradient costs O(n^2 d) memory and O(n^3) per iteration. The posterior
@@ -22,7 +22,8 @@ then uses those hyperparameters on all rows up to ``max_exact`` (one Cholesky, O
 beyond that, on a random subset of ``max_exact`` rows ("subset of data" approximation).
 
 Multi-step forecasts use the zero-variance method: the predicted mean is fed back as the output
-lags y(t-1)..y(t-l) of the next step, and the std reported is that of each one-step prediction.
+lags y(t-1)..y(t-l) of the next step; the std of each step is its one-step std times the
+rollout calibration of its (day type, hour) cell, learnt from held-out rollouts of the training days.
 """
 
 from __future__ import annotations
@@ -111,10 +112,12 @@ class GPModel(BaseEstimator):
         """One-step predictions (output lags from measured data): (mean, std) per row of ``frame``,
         NaN where the row's features are incomplete (the first ``max_lag`` rows)."""
         self._check_fitted()
-        return self.predict_features(self.features.features(frame, self.profile_).to_numpy(float))
+        return self.predict_features(self.features.features(frame, self.profile_).to_numpy(float), fed_back=False)
 
-    def predict_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, std) for raw feature rows in ``features.columns`` order."""
+    def predict_features(self, x: np.ndarray, fed_back: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) for raw feature rows in ``features.columns`` order. ``fed_back``: the rows'
+        output lags are (partly) the model's own means, as in a rollout or the twin engine, so the
+        std takes the rollout calibration; False when they are measured (one step ahead)."""
         self._check_fitted()
         x = np.atleast_2d(x)
         mean, std = np.full(len(x), np.nan), np.full(len(x), np.nan)
@@ -122,7 +125,7 @@ class GPModel(BaseEstimator):
         if ok.any():
             mean[ok], std[ok] = self.gp_.predict((x[ok] - self.x_mean_) / self.x_scale_, return_std=True)
             if self.std_scale_ is not None:
-                std[ok] *= self.std_scale_[regimes(x[ok], self.features.columns)]
+                std[ok] *= self.std_scale_[int(fed_back)][regimes(x[ok], self.features.columns)]
         return mean, std
 
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,7 +145,7 @@ class GPModel(BaseEstimator):
             for lag, column in enumerate(lag_columns, start=1):
                 if h - lag >= 1:  # that lag is itself a forecast: feed back its mean
                     rows[:, column] = mean[:, h - lag - 1]
-            mean[:, h - 1], std[:, h - 1] = self.predict_features(rows)
+            mean[:, h - 1], std[:, h - 1] = self.predict_features(rows, fed_back=h > 1)
         return mean, std
 
     def _check_fitted(self) -> None:

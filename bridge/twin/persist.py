@@ -24,7 +24,7 @@ from bridge.twin.gp import GPModel, TwinModel
 from bridge.twin.kernel import make_kernel
 from bridge.twin.weather import EPW_COLUMNS
 
-FORMAT = "twinbridge-gp-twin/1"
+FORMAT = "twinbridge-gp-twin/2"  # 2: std calibration tables [one-step, rollout]
 GP_PARAMS = ("n_hyper", "max_exact", "linear", "n_restarts", "max_iter", "calibrate", "random_state", "blas_threads")
 
 
