@@ -19,7 +19,7 @@ import functools
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +45,14 @@ def make_engine(building: BuildingConfig, config: CampusConfig, workdir: Path) -
 
     return ExternalInterfaceEngine(building.name, building.model, building.weather, building.tagmap, config.period,
                                    workdir, config.engine_start_timeout_s, config.engine_step_timeout_s)
+
+
+async def _outcome(awaitable: Awaitable):
+    """The result of ``awaitable``, or the exception it raised (as ``gather(return_exceptions=True)``)."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        return exc
 
 
 def served_tagmap(building: BuildingConfig, config: CampusConfig) -> TagMap:
@@ -341,18 +349,21 @@ class Campus:
         log.error("%s faulted: %s", building.name, exc)
         await self._stop_building(building, "Faulted", fault=str(exc))
 
-    def _launch(self) -> list[tuple[BuildingState, asyncio.Task, dict[str, float]]]:
-        """Send each running building's current input tag values to its engine."""
+    def _launch(self) -> list[tuple[BuildingState, Awaitable[Sample | None], dict[str, float]]]:
+        """Hand each running building's current input tag values to its engine (which may send them at once)."""
         pending = []
         for building in self.buildings:
             if building.status == "Running":
                 inputs = self.server.read_inputs(building.name)
-                pending.append((building, asyncio.ensure_future(building.engine.step(inputs)), inputs))
+                pending.append((building, building.engine.step(inputs), inputs))
         return pending
 
     async def _collect(self, pending, step: int) -> bool:
         """Wait for the engines' outputs of ``step``; True if any building produced them."""
-        results = await asyncio.gather(*(task for _, task, _ in pending), return_exceptions=True)
+        if len(pending) == 1:  # awaited inline: outputs already received cost no event-loop turn
+            results = [await _outcome(pending[0][1])]
+        else:
+            results = await asyncio.gather(*(outputs for _, outputs, _ in pending), return_exceptions=True)
         produced = False
         for (building, _, inputs), result in zip(pending, results):
             if isinstance(result, EngineFault):

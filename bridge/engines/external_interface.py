@@ -200,7 +200,7 @@ class ExternalInterfaceEngine(Engine):
         return sample
 
     def step(self, inputs: Mapping[str, float]) -> Awaitable[Sample | None]:
-        """Send the inputs now (EnergyPlus starts computing at once) and return the outputs' awaitable."""
+        """Send the inputs now (EnergyPlus starts computing at once); the returned coroutine gives the outputs."""
         if self._connection is None:
             return self._failed("is not running")
         values = [float(inputs[item.tag]) for item in self.tagmap.inputs]
@@ -208,7 +208,7 @@ class ExternalInterfaceEngine(Engine):
             self._connection.send(encode_inputs(values, self._sim_time_s))
         except ConnectionError as exc:
             return self._failed(f"connection lost while sending inputs ({exc})")
-        return asyncio.ensure_future(self._receive())
+        return self._receive()
 
     async def _failed(self, what: str) -> None:
         raise await self._fault(what)
