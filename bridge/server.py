@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncua
 from asyncua import Server, ua
-from asyncua.server.address_space import AddressSpace
+from asyncua.server.address_space import AddressSpace, AttributeValue
 from asyncua.server.history import HistoryStorageInterface
 
 from bridge.config import cache_dir
@@ -126,6 +126,7 @@ class TagServer:
         self._root = None
         self._kpi_folders: set[ua.NodeId] = set()
         self._kpi_nodes: set[ua.NodeId] = set()
+        self._value_slots: dict[ua.NodeId, AttributeValue] = {}
 
     async def init(self) -> None:
         """Prepare the address space; nothing is served until ``listen``."""
@@ -332,13 +333,30 @@ class TagServer:
                           time: dt.datetime | None = None) -> None:
         """Set a value and notify subscribers (data-change callbacks)."""
         now = dt.datetime.now(dt.timezone.utc)
-        await self.server.write_attribute_value(node_id, ua.DataValue(
-            ua.Variant(value, variant), SourceTimestamp=utc(time) if time else now, ServerTimestamp=now))
+        await self._set(node_id, ua.DataValue(ua.Variant(value, variant), SourceTimestamp=utc(time) if time else now,
+                                              ServerTimestamp=now))
 
     async def publish_outputs(self, building: str, outputs: Mapping[str, float], time: dt.datetime) -> None:
+        now, source = dt.datetime.now(dt.timezone.utc), utc(time)
         for tag, node_id in self.outputs[building].items():
             if tag in outputs:
-                await self.write_value(node_id, float(outputs[tag]), ua.VariantType.Double, time)
+                await self._set(node_id, ua.DataValue(ua.Variant(float(outputs[tag]), ua.VariantType.Double),
+                                                      SourceTimestamp=source, ServerTimestamp=now))
+
+    async def _set(self, node_id: ua.NodeId, data: ua.DataValue) -> None:
+        """Store ``data`` in the node's Value attribute and call its data-change callbacks (subscriptions).
+
+        What asyncua's ``write_attribute_value`` does, minus its per-call node lookup and type check:
+        ~1.5 us against ~5 us per value, and the bridge sets ~25 values per step."""
+        slot = self._value_slots.get(node_id)
+        if slot is None:
+            slot = self._value_slots[node_id] = self.server.iserver.aspace[node_id].attributes[ua.AttributeIds.Value]
+        slot.value = data
+        for handle, callback in slot.datachange_callbacks.items():
+            try:
+                await callback(handle, data)
+            except Exception:
+                log.exception("data-change callback of %s failed", node_id)
 
     def read_inputs(self, building: str) -> dict[str, float]:
         aspace = self.server.iserver.aspace
