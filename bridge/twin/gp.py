@@ -17,13 +17,13 @@
   bridge.twin.calibration), separately for one-step predictions and for rollouts.
 
 Hyperparameters maximise the log marginal likelihood (L-BFGS, at most ``max_iter`` iterations) on a
-random subset of at most ``n_hyper`` rows: the gradient costs O(n^2 d) memory and O(n^3) per iteration. The posterior
+random subset of at most ``n_hyper`` rows, O(n^3) per iteration (gradient in closed form, bridge.twin.kernel). The posterior
 then uses those hyperparameters on all rows up to ``max_exact`` (one Cholesky, O(n^3) once);
 beyond that, on a random subset of ``max_exact`` rows ("subset of data" approximation).
 
 Multi-step forecasts use the zero-variance method: the predicted mean is fed back as the output
-lags y(t-1)..y(t-l) of the next step; the std of each step is its one-step std times the
-rollout calibration of its (day type, hour) cell, learnt from held-out rollouts of the training days.
+lags y(t-1)..y(t-l) of the next step; from the second step on, the std is the one-step std times
+the rollout calibration of its (day type, hour) cell, learnt from held-out rollouts of the training days.
 """
 
 from __future__ import annotations
