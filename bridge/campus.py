@@ -23,14 +23,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-
-from asyncua import ua
+from typing import TYPE_CHECKING
 
 from bridge.config import BuildingConfig, CampusConfig
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.historian import Historian
-from bridge.server import TagServer
 from bridge.tagmap import TagMap
+
+if TYPE_CHECKING:
+    from bridge.server import TagServer
 
 log = logging.getLogger(__name__)
 
@@ -114,10 +115,10 @@ class BuildingState:
 class Campus:
     """Lifecycle (Idle -> Running <-> Paused -> Finished | Stopped | Faulted) of one campus run."""
 
-    def __init__(self, config: CampusConfig, server: TagServer,
+    def __init__(self, config: CampusConfig,
                  engine_factory: Callable[[BuildingConfig, CampusConfig, Path], Engine] = make_engine):
         self.config = config
-        self.server = server
+        self.server: TagServer | None = None  # given by build_address_space
         self.engine_factory = engine_factory
         self.buildings = [BuildingState(b, served_tagmap(b, config)) for b in config.buildings]
         self.status = "Idle"
@@ -126,6 +127,7 @@ class Campus:
         self.historian: Historian | None = None
         self.run_path: Path | None = None
         self.started = asyncio.Event()
+        self.launched = asyncio.Event()  # the engines of the run are launching (or the run is over)
         self.address_space_ready = asyncio.Event()
         self.done = asyncio.Event()
         self._resume = asyncio.Event()
@@ -138,7 +140,9 @@ class Campus:
 
     # ----- address space and methods -------------------------------------------------------
 
-    async def build_address_space(self) -> None:
+    async def build_address_space(self, server: TagServer) -> None:
+        """Serve the campus through ``server`` (initialized, not necessarily listening yet)."""
+        self.server = server
         await self.server.add_campus_nodes(self._methods(None))
         for building in self.buildings:
             await self.server.add_building(building.name, building.tagmap, self._methods(building),
@@ -211,12 +215,12 @@ class Campus:
     async def reset(self) -> str:
         """Stop the engines and start the run again from its first step (a new historian file)."""
         await self.stop(final_status="Idle")
-        await self.server.set_control(None, Status="Reset")
+        await self._set_control(None, Status="Reset")
         self.step = 0
         for building in self.buildings:
             building.status, building.sample, building.applied = "Idle", None, {}
             building.sample_step = building.published_step = -1
-            await self.server.set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
+            await self._set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
         self.status = "Idle"
         await self.start()
         return "reset"
@@ -245,16 +249,20 @@ class Campus:
             await building.engine.stop()
         building.status = status
         building.announce()
-        await self.server.set_control(building.name, Status=status, OutputReady=False,
-                                      **({"Fault": fault} if fault else {}))
+        await self._set_control(building.name, Status=status, OutputReady=False,
+                                **({"Fault": fault} if fault else {}))
 
     async def _set_status(self, status: str) -> None:
         self.status = status
-        await self.server.set_control(None, Status=status)
+        await self._set_control(None, Status=status)
         for building in self.buildings:
             if building.running:
                 building.status = status
-                await self.server.set_control(building.name, Status=status)
+                await self._set_control(building.name, Status=status)
+
+    async def _set_control(self, key: str | None, **values) -> None:
+        if self.server is not None:  # before the address space is built there are no tags to update
+            await self.server.set_control(key, **values)
 
     async def _close_historian(self) -> None:
         self._record()
@@ -284,12 +292,13 @@ class Campus:
             raise
         except Exception as exc:  # a bug or an I/O failure: fault the campus, never hang
             log.exception("campus run failed")
-            await self.server.set_control(None, Fault=str(exc))
+            await self._set_control(None, Fault=str(exc))
             await self._set_status("Faulted")
             for building in self.buildings:
                 if building.engine is not None:
                     await building.engine.stop()
         finally:
+            self.launched.set()
             self.done.set()
 
     async def _run_steps(self) -> None:
@@ -301,13 +310,19 @@ class Campus:
             self.historian = Historian(self.run_path, {b.name: b.tagmap for b in self.buildings},
                                        {"campus": self.config.name, "config": self.config.path,
                                         "clock": self.config.clock, "started": stamp})
-            self.server.history.historian_path = self.run_path
             log.info("historian: %s", self.run_path)
         log.info("starting %d engine(s) for %s .. %s, %d steps of %.0f s, clock %s",
                  len(self.buildings), self.config.period.start, self.config.period.end,
                  self.config.period.steps, self.config.period.step_s, self.config.clock)
-        await asyncio.gather(*(self._start_building(b, run_dir / b.name) for b in self.buildings))
-        await self.address_space_ready.wait()  # engines size their models while the server is built
+        for building in self.buildings:
+            building.engine = self.engine_factory(building.config, self.config, run_dir / building.name)
+            building.applied = building.tagmap.defaults
+        try:
+            await asyncio.gather(*(b.engine.launch() for b in self.buildings))
+        finally:
+            self.launched.set()
+        await asyncio.gather(*(self._start_building(b) for b in self.buildings))  # waits for the address space
+        self.server.history.historian_path = self.run_path
         await self._set_status(self.status)
         self._wall_start = time.monotonic()
         await self._publish(0)
@@ -333,17 +348,18 @@ class Campus:
             await self._publish(self.step)
         self._record()
 
-    async def _start_building(self, building: BuildingState, workdir: Path) -> None:
-        building.engine = self.engine_factory(building.config, self.config, workdir)
-        building.applied = building.tagmap.defaults
+    async def _start_building(self, building: BuildingState) -> None:
+        """Wait for the engine's first outputs; engines size their models while the server is built."""
         try:
             building.sample = await building.engine.start()
         except EngineFault as exc:
+            await self.address_space_ready.wait()
             await self._fault(building, exc)
             return
+        await self.address_space_ready.wait()
         building.sample_step = 0
         building.status = "Running"
-        await self.server.set_control(building.name, Status="Running", Fault="")
+        await self._set_control(building.name, Status="Running", Fault="")
 
     async def _fault(self, building: BuildingState, exc: EngineFault) -> None:
         log.error("%s faulted: %s", building.name, exc)
@@ -373,7 +389,7 @@ class Campus:
             elif result is None:
                 building.status = "Finished"
                 building.announce()
-                await self.server.set_control(building.name, Status="Finished", OutputReady=False)
+                await self._set_control(building.name, Status="Finished", OutputReady=False)
             else:
                 building.sample, building.applied, building.sample_step = result, inputs, step
                 produced = True
@@ -389,16 +405,15 @@ class Campus:
             sample = building.sample
             sim_time = self.config.period.time_of(sample.sim_time_s)
             await self.server.publish_outputs(building.name, sample.outputs, sim_time)
-            await self.server.set_control(building.name, Step=step, SimTime=sim_time,
+            await self._set_control(building.name, Step=step, SimTime=sim_time,
                                           SimTimeSeconds=sample.sim_time_s)
             total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
             building.published_step = step
             building.announce()
-        await self.server.write_value(self.server.outputs[self.config.name]["TotalElectricPower"], total_kw,
-                                      ua.VariantType.Double, sim_time)
-        await self.server.set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
+        await self.server.publish_outputs(self.config.name, {"TotalElectricPower": total_kw}, sim_time)
+        await self._set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
         self._unrecorded.extend(rows)
 
     def _record(self) -> None:
@@ -436,7 +451,7 @@ class Campus:
         running = [b for b in self.buildings if b.status == "Running"]
         for building in running:
             building.begin_turn(self.step)
-            await self.server.set_control(building.name, InputReady=False, OutputReady=True)
+            await self._set_control(building.name, InputReady=False, OutputReady=True)
         began = time.monotonic()
         deadline = began + self.config.lockstep_timeout_s
         for building in running:
@@ -447,7 +462,7 @@ class Campus:
                             building.name, self.config.lockstep_timeout_s, self.step)
             building.awaiting_step = -1
             if building.status == "Running":
-                await self.server.set_control(building.name, OutputReady=False)
+                await self._set_control(building.name, OutputReady=False)
 
     def _progress(self) -> None:
         now = time.monotonic()

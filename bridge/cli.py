@@ -6,28 +6,31 @@ import argparse
 import asyncio
 import gc
 import importlib
-import os
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bridge.campus import Campus
 from bridge.config import CLOCK_MODES, CampusConfig, ConfigError, load_config
 from bridge.historian import HistorianError, buildings_in, load_history
-from bridge.server import TagServer
 from bridge.tagmap import TagMapError
 from bridge.validate import ValidationError, validate_campus
+
+if TYPE_CHECKING:
+    from bridge.server import TagServer
 
 log = logging.getLogger("twinbridge")
 CLIENT_LINGER_S = 3.0  # after a run ends, time connected clients get to read the final state
 
 
 async def serve_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> Campus:
-    """Validate, start the OPC UA server and the campus; return when the run ends (or on a signal)."""
+    """Validate, start the campus and the OPC UA server; return when the run ends (or on a signal)."""
     await validate_campus(config)
-    server = TagServer(config.endpoint, config.name, config.period.time_of(0))
-    campus = Campus(config, server)
+    campus = Campus(config)
+    server = None
     tracking: list[asyncio.Task] = []
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -35,9 +38,14 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
         loop.add_signal_handler(sig, stop_requested.set)
     try:
         if autostart:
-            await campus.start()  # EnergyPlus sizes the models while the OPC UA server is built
+            await campus.start()
+            await asyncio.wait_for(campus.launched.wait(), config.engine_start_timeout_s)
+        # asyncua (~0.35 s of imports) and the address space: while EnergyPlus sizes its models
+        from bridge.server import TagServer
+
+        server = TagServer(config.endpoint, config.name, config.period.time_of(0))
         await server.init()
-        await campus.build_address_space()
+        await campus.build_address_space(server)
         gc.freeze()  # the address space lives as long as the server: keep it out of every garbage collection
         for building, path in config.tracking:
             tracking.append(await _attach_tracking(server, config, building, path))
@@ -57,7 +65,8 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
             task.cancel()
         await asyncio.gather(*tracking, return_exceptions=True)
         await campus.stop(final_status="Stopped" if campus.status in ("Running", "Paused") else campus.status)
-        await server.stop(linger_s=0.0 if stop_requested.is_set() else CLIENT_LINGER_S)
+        if server is not None:
+            await server.stop(linger_s=0.0 if stop_requested.is_set() else CLIENT_LINGER_S)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return campus

@@ -36,9 +36,13 @@ class EngineFault(RuntimeError):
 class Engine(abc.ABC):
     """One simulated building. Implementations: ExternalInterfaceEngine, TwinEngine."""
 
+    async def launch(self) -> None:
+        """Begin starting (spawn processes, open sockets) without waiting for the engine to be ready,
+        so that a caller can do its own start-up meanwhile. ``start`` does it when it was not done."""
+
     @abc.abstractmethod
     async def start(self) -> Sample:
-        """Launch the engine and return the outputs at the start of the run period."""
+        """Launch the engine (if ``launch`` was not awaited) and return the outputs at the start of the run period."""
 
     @abc.abstractmethod
     def step(self, inputs: Mapping[str, float]) -> Awaitable[Sample | None]:

@@ -153,6 +153,7 @@ class ExternalInterfaceEngine(Engine):
         self.start_timeout_s, self.step_timeout_s = start_timeout_s, step_timeout_s
         self.process: asyncio.subprocess.Process | None = None
         self._server: asyncio.Server | None = None
+        self._pending: PacketLines | None = None  # launched, EnergyPlus not connected yet
         self._connection: PacketLines | None = None
         self._sim_time_s = 0.0
 
@@ -164,9 +165,9 @@ class ExternalInterfaceEngine(Engine):
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    async def start(self) -> Sample:
-        lines = PacketLines()
-        self._server = await lines.loop.create_server(lines.factory, "127.0.0.1", 0)
+    async def launch(self) -> None:
+        self._pending = PacketLines()
+        self._server = await self._pending.loop.create_server(self._pending.factory, "127.0.0.1", 0)
         port = self._server.sockets[0].getsockname()[1]
         idf_path = write_cosim_files(self.workdir, self.model, self.tagmap, self.period, port)
         env = dict(os.environ, BCVTB_HOME=BCVTB_HOME)
@@ -178,6 +179,11 @@ class ExternalInterfaceEngine(Engine):
                 stdin=asyncio.subprocess.DEVNULL,
             )
         log.info("%s: EnergyPlus started (pid %s), waiting for it on port %s", self.name, self.process.pid, port)
+
+    async def start(self) -> Sample:
+        if self.process is None:
+            await self.launch()
+        lines = self._pending
         exited = asyncio.ensure_future(self.process.wait())
         try:
             done, _ = await asyncio.wait({lines.connected, exited}, timeout=self.start_timeout_s,
@@ -192,7 +198,7 @@ class ExternalInterfaceEngine(Engine):
             await self.stop()
             reason = f"exited with code {code}" if code is not None else f"did not connect within {self.start_timeout_s:.0f} s"
             raise EngineFault(f"{self.name}: EnergyPlus {reason}", severe_lines(self.output_dir / "eplusout.err"))
-        self._connection = lines
+        self._connection, self._pending = lines, None
         self._server.close()
         sample = await self._receive()
         if sample is None:
