@@ -62,10 +62,15 @@ def utc(time: dt.datetime) -> dt.datetime:
 def _write_shelf(aspace: AddressSpace, shelf: Path) -> None:
     """Keep OPC UA's standard address space (~1 s of CPU to build) as an asyncua shelf for later starts.
 
-    Written under a private name and renamed, so that servers starting together never read half a
-    shelf; ``shelf`` itself is written last, as the marker asyncua looks for (``dbm.dumb`` stores the
-    data in ``<name>.dat`` and ``<name>.dir``)."""
+    One process writes it (the one that creates the lock file; servers starting together just go
+    without it this time), under a private name, then renames it into place; ``shelf`` itself is
+    written last, as the marker asyncua looks for (``dbm.dumb`` keeps the data in ``<name>.dat``
+    and ``<name>.dir``), so no server ever reads half a shelf."""
     shelf.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(shelf.with_name(shelf.name + ".lock"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
     private = shelf.with_name(f"{shelf.name}.{os.getpid()}")
     aspace.make_aspace_shelf(private)
     for part in shelf.parent.glob(f"{private.name}*"):
@@ -135,7 +140,10 @@ class TagServer:
             await self.server.init(shelf_file=shelf)  # nodes are read from the shelf as they are used
         else:
             await self.server.init()
-            await asyncio.to_thread(_write_shelf, self.server.iserver.aspace, shelf)
+            try:
+                await asyncio.to_thread(_write_shelf, self.server.iserver.aspace, shelf)
+            except OSError as exc:  # only start-up time is lost
+                log.warning("cannot cache the standard address space in %s: %s", shelf.parent, exc)
         self.server.set_endpoint(self.endpoint)
         self.server.set_server_name(f"twinbridge {self.campus}")
         self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])

@@ -169,3 +169,44 @@ def test_a_late_input_ready_does_not_release_the_next_step():
         assert not building.input_ready.is_set()
 
     asyncio.run(scenario())
+
+
+def test_server_builds_the_standard_address_space_once_then_reads_it_from_the_cache(tmp_path, monkeypatch):
+    import asyncua
+    from asyncua import ua
+
+    from bridge.server import NAMESPACE, TagServer
+
+    monkeypatch.setenv("TWINBRIDGE_CACHE", str(tmp_path))
+    shelf = tmp_path / f"opcua-standard-nodes-asyncua-{asyncua.__version__}"
+
+    async def start_and_read() -> tuple[str, list[str]]:
+        server = TagServer("opc.tcp://127.0.0.1:48801", "Campus")
+        await server.init()
+        state = await server.server.get_node(ua.ObjectIds.Server_ServerStatus_State).read_value()
+        namespaces = await server.server.get_namespace_array()
+        return state, namespaces
+
+    first = asyncio.run(start_and_read())
+    assert shelf.is_file() and shelf.with_name(shelf.name + ".dat").is_file()
+    assert not list(tmp_path.glob(f"{shelf.name}.[0-9]*"))  # the private copy was renamed into place
+    second = asyncio.run(start_and_read())  # from the shelf
+    assert first == second and NAMESPACE in second[1]
+
+
+def test_only_one_server_writes_the_address_space_cache(tmp_path):
+    from bridge.server import _write_shelf
+
+    written = []
+
+    class AddressSpace:
+        def make_aspace_shelf(self, path: Path) -> None:
+            written.append(path)
+            Path(f"{path}.dat").write_text("nodes")
+            Path(f"{path}.dir").write_text("index")
+
+    shelf = tmp_path / "nodes"
+    _write_shelf(AddressSpace(), shelf)
+    _write_shelf(AddressSpace(), shelf)  # another server: finds the lock, writes nothing
+    assert len(written) == 1
+    assert (tmp_path / "nodes.dat").read_text() == "nodes" and shelf.is_file()
