@@ -1,6 +1,7 @@
 """Bridge overhead and campus throughput on the DOE Large Office, Chicago (issue 2).
 
-Measured side by side in one run, alternating, best of ``--repeats`` (the machine is shared):
+Measured side by side in one run, alternating, best of ``--repeats`` (the machine is shared; the
+median and the worst of the per-repeat fast/standalone pairs are written beside the best):
   standalone   EnergyPlus alone on the same patched model (same period, timestep and outputs)
   fast         ``twinbridge run --clock fast``: every tag published, historian on
   lockstep     ``twinbridge run --clock lockstep`` with an external asyncua client as controller:
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -168,13 +170,21 @@ def main() -> None:
                                         "target": "<= 1.3"},
         "lockstep_over_standalone": {"value": round(best["lockstep"] / best["standalone"], 3), "unit": "ratio",
                                      "target": "<= 2.5"},
+        # the spread: each repeat's pair, run back to back
+        "bridge_fast_over_standalone_median_of_pairs": {
+            "value": round(statistics.median(f / s for f, s in zip(times["fast"], times["standalone"])), 3),
+            "unit": "ratio", "target": None},
+        "bridge_fast_over_standalone_worst_pair": {
+            "value": round(max(f / s for f, s in zip(times["fast"], times["standalone"])), 3), "unit": "ratio",
+            "target": None},
         "lockstep_cost_per_step": {"value": round(1e3 * (best["lockstep"] - best["fast"]) / steps, 3),
                                    "unit": "ms/step (lockstep minus fast)", "target": None},
         "standalone_per_step": {"value": round(marginal_standalone_ms, 3), "unit": "ms/step (marginal)",
                                 "target": None},
         "bridge_fast_per_step": {"value": round(marginal_fast_ms, 3), "unit": "ms/step (marginal)", "target": None},
+        # not the issue's figure (whole runs): the exchange alone puts this near 2 (docs/bridge.md, Measured)
         "bridge_fast_over_standalone_per_step": {"value": round(marginal_fast_ms / marginal_standalone_ms, 3),
-                                                 "unit": "ratio of marginal per-step wall", "target": "<= 1.3"},
+                                                 "unit": "ratio of marginal per-step wall", "target": None},
     }
     for count, rate in throughput.items():
         figures[f"campus_{count}_steps_per_s"] = {"value": round(rate, 1), "unit": "campus steps/s", "target": None}
