@@ -210,3 +210,33 @@ def test_only_one_server_writes_the_address_space_cache(tmp_path):
     _write_shelf(AddressSpace(), shelf)  # another server: finds the lock, writes nothing
     assert len(written) == 1
     assert (tmp_path / "nodes.dat").read_text() == "nodes" and shelf.is_file()
+
+
+def test_packet_lines_split_across_reads_timeout_and_close():
+    from bridge.engines.external_interface import PacketLines
+
+    async def scenario() -> None:
+        lines = PacketLines()
+        server = await lines.loop.create_server(lines.factory, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        second, _ = await asyncio.open_connection("127.0.0.1", port)  # a second client is refused
+        assert await asyncio.wait_for(second.read(), 5) == b""
+        writer.write(b"2 0 1 0 0 600 21.")
+        await writer.drain()
+        with pytest.raises(asyncio.TimeoutError):  # half a packet is not a line
+            await lines.next_line(0.2)
+        writer.write(b"5\n2 0 1 0 0 1200 22.5\n2 1")
+        await writer.drain()
+        assert await lines.next_line(5) == b"2 0 1 0 0 600 21.5\n"
+        assert await lines.next_line(5) == b"2 0 1 0 0 1200 22.5\n"
+        lines.send(b"2 0 1 0 0 600 24\n")
+        assert await asyncio.wait_for(reader.readline(), 5) == b"2 0 1 0 0 600 24\n"
+        writer.close()
+        assert await lines.next_line(5) == b"2 1"  # closed: what is left, without a newline
+        assert await lines.next_line(5) == b""
+        with pytest.raises(ConnectionError):
+            lines.send(b"2 1 0 0 0 0\n")
+        server.close()
+
+    asyncio.run(scenario())
