@@ -350,13 +350,16 @@ class Campus:
 
     async def _start_building(self, building: BuildingState) -> None:
         """Wait for the engine's first outputs; engines size their models while the server is built."""
+        fault = None
         try:
             building.sample = await building.engine.start()
         except EngineFault as exc:
-            await self.address_space_ready.wait()
-            await self._fault(building, exc)
+            fault = exc
+        # the tags to report on: built in well under a second, normally long before the engine is up
+        await asyncio.wait_for(self.address_space_ready.wait(), self.config.engine_start_timeout_s)
+        if fault is not None:
+            await self._fault(building, fault)
             return
-        await self.address_space_ready.wait()
         building.sample_step = 0
         building.status = "Running"
         await self._set_control(building.name, Status="Running", Fault="")

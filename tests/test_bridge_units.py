@@ -240,3 +240,17 @@ def test_packet_lines_split_across_reads_timeout_and_close():
         server.close()
 
     asyncio.run(scenario())
+
+
+def test_server_starts_when_the_address_space_cannot_be_cached(tmp_path, monkeypatch, caplog):
+    from bridge.server import TagServer
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TWINBRIDGE_CACHE", str(blocker))
+    server = TagServer("opc.tcp://127.0.0.1:48802", "Campus")
+    with caplog.at_level("WARNING", logger="bridge.server"):
+        asyncio.run(server.init())
+    assert server.idx > 0
+    assert any("cannot cache the standard address space" in r.getMessage() and str(blocker) in r.getMessage()
+               for r in caplog.records)
