@@ -137,13 +137,15 @@ def test_historian_round_trip(tmp_path):
 
 
 @pytest.mark.engine
-def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path):
-    """A broken model (here a weather file that is not one) faults at start with EnergyPlus's own words."""
+def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path, monkeypatch):
+    """A broken model (here a weather file that is not one) faults at start with EnergyPlus's own words.
+    The work folder is given relative to the current directory, as a command line gives it."""
     config = load_config(SIMS / "small_office.toml")
     building = config.buildings[0]
     (tmp_path / "bad.epw").write_text("not a weather file\n")
-    engine = ExternalInterfaceEngine(building.name, building.model, tmp_path / "bad.epw", building.tagmap,
-                                     config.period, tmp_path / "work", start_timeout_s=120)
+    monkeypatch.chdir(tmp_path)
+    engine = ExternalInterfaceEngine(building.name, building.model, Path("bad.epw"), building.tagmap,
+                                     config.period, Path("work"), start_timeout_s=120)
     with pytest.raises(EngineFault) as fault:
         asyncio.run(engine.start())
     assert "SmallOffice: EnergyPlus" in str(fault.value)

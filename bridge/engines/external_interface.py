@@ -148,8 +148,9 @@ class ExternalInterfaceEngine(Engine):
     def __init__(self, name: str, model: Path, weather: Path, tagmap: TagMap, period: RunPeriod, workdir: Path,
                  start_timeout_s: float = 300.0, step_timeout_s: float = 60.0):
         self.name = name
-        self.model, self.weather, self.tagmap, self.period = model, weather, tagmap, period
-        self.workdir = workdir
+        # EnergyPlus runs inside workdir, where paths relative to our current directory break
+        self.model, self.weather, self.workdir = (Path(p).resolve() for p in (model, weather, workdir))
+        self.tagmap, self.period = tagmap, period
         self.start_timeout_s, self.step_timeout_s = start_timeout_s, step_timeout_s
         self.process: asyncio.subprocess.Process | None = None
         self._server: asyncio.Server | None = None
