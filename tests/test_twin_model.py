@@ -40,7 +40,7 @@ def trained(small_office, tmp_path_factory):
     tagmap = config.buildings[0].tagmap
     feature_sets = feature_sets_for(tagmap, ["FacilityPower", "CoreZoneTemp"], output_lags=1, input_lags=1,
                                     years=(2025,))
-    twin = TwinModel.from_feature_sets(feature_sets, n_hyper=200, max_exact=300)
+    twin = TwinModel.from_feature_sets(feature_sets, n_hyper=200, max_exact=300, n_inducing=150)
     twin.fit(history[history.index < TEST_START])
     path = save_model(twin, tmp_path_factory.mktemp("twin_model") / "small.npz")
     return twin, path
@@ -61,7 +61,7 @@ def test_predictions_are_finite_with_positive_std(trained, small_office):
     for target, (mean, std) in twin.predict(history).items():
         assert np.isfinite(mean[1:]).all() and (std[1:] > 0).all(), target
     model = twin.models["FacilityPower"]
-    assert model.approximation_ == "subset of data" and model.n_train_ == 300
+    assert model.approximation_ == "inducing points (DTC, 150)" and len(model.x_train_) > 300
 
 
 def test_save_load_round_trip_gives_identical_predictions(trained, small_office):

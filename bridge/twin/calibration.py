@@ -29,10 +29,11 @@ twin engine), from zero-variance rollouts over the held-out days exactly as the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Protocol
+
 import numpy as np
 import pandas as pd
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import Kernel
 
 from bridge.twin.features import DAY_TYPES
 
@@ -45,6 +46,12 @@ ROLLOUT_HORIZON = 72  # steps of the held-out rollouts of autoregressive models 
 ROLLOUT_EVERY = 12
 
 
+class Posterior(Protocol):
+    """A GP conditioned on training rows (``GaussianProcessRegressor`` or ``InducingPointGP``)."""
+
+    def predict(self, x: np.ndarray, return_std: bool = False): ...
+
+
 def regimes(x: np.ndarray, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(day type index into DAY_TYPES, hour 0-23) of raw feature rows, from their time features."""
     position = {name: columns.index(name) for name in ("tod_sin", "tod_cos", "workday", "saturday")}
@@ -54,12 +61,13 @@ def regimes(x: np.ndarray, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return day, hour
 
 
-def std_scale(kernel: Kernel, x: np.ndarray, y: np.ndarray, x_raw: np.ndarray, columns: list[str],
-              index: pd.DatetimeIndex, folds: int = 7, lag_columns: list[int] = (),
+def std_scale(condition: Callable[[np.ndarray, np.ndarray], Posterior], x: np.ndarray, y: np.ndarray,
+              x_raw: np.ndarray, columns: list[str], index: pd.DatetimeIndex, folds: int = 7, lag_columns: list[int] = (),
               x_mean: np.ndarray | None = None, x_scale: np.ndarray | None = None, horizon: int = ROLLOUT_HORIZON,
               every: int = ROLLOUT_EVERY) -> np.ndarray:
     """Scale tables (2, len(DAY_TYPES), 24), [one-step, rollout], from ``folds`` blocks of
-    consecutive days held out in turn. ``x`` are standardized rows, ``x_raw`` the same rows
+    consecutive days held out in turn. ``condition(rows, targets)`` is the model's posterior with
+    its fitted hyperparameters on those training rows. ``x`` are standardized rows, ``x_raw`` the same rows
     unscaled (x = (x_raw - x_mean) / x_scale), ``index`` their times.
 
     A held-out row is predicted once from its features (one-step table). With output lags
@@ -74,7 +82,7 @@ def std_scale(kernel: Kernel, x: np.ndarray, y: np.ndarray, x_raw: np.ndarray, c
         held = block == fold
         if held.all() or not held.any():
             continue
-        gp = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=True).fit(x[~held], y[~held])
+        gp = condition(x[~held], y[~held])
         rows = np.nonzero(held)[0]
         targets, features = rows, x[rows]
         if len(lag_columns):
@@ -103,7 +111,7 @@ def _table(pairs: list[tuple[np.ndarray, np.ndarray]], x_raw: np.ndarray, column
     return np.clip(table, *SCALE_BOUNDS)
 
 
-def _rollouts(gp: GaussianProcessRegressor, rows: np.ndarray, x_raw: np.ndarray, lag_columns: list[int],
+def _rollouts(gp: Posterior, rows: np.ndarray, x_raw: np.ndarray, lag_columns: list[int],
               x_mean: np.ndarray, x_scale: np.ndarray, horizon: int, every: int) -> tuple[np.ndarray, np.ndarray]:
     """Zero-variance rollouts of ``horizon`` steps over the consecutive ``rows``, one from every
     ``every``-th row: (target row of each forecast step from the second on, its standardized

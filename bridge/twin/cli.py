@@ -49,6 +49,8 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--no-profile", action="store_true", help="leave out the learnt daily profile feature")
     fit.add_argument("--n-hyper", type=int, default=500, help="rows for the hyperparameter search (default 500)")
     fit.add_argument("--max-exact", type=int, default=4000, help="exact GP up to this many rows (default 4000)")
+    fit.add_argument("--inducing", type=int, default=1000,
+                     help="inducing points of the sparse GP beyond --max-exact rows (default 1000)")
     fit.set_defaults(func=_fit)
 
     evaluate = commands.add_parser("evaluate", help="rolling multi-step forecasts of a twin on held-out data")
@@ -119,10 +121,11 @@ def _fit(args: argparse.Namespace) -> int:
     years = tuple(sorted(set(history.index.year)))
     feature_sets = feature_sets_for(tagmap, args.targets, args.output_lags, args.input_lags, args.disturbance_lags,
                                     years, profile=not args.no_profile, lag_step=args.lag_step)
-    twin = TwinModel.from_feature_sets(feature_sets, n_hyper=args.n_hyper, max_exact=args.max_exact).fit(history)
+    twin = TwinModel.from_feature_sets(feature_sets, n_hyper=args.n_hyper, max_exact=args.max_exact,
+                                       n_inducing=args.inducing).fit(history)
     save_model(twin, args.output, extra={"history": str(args.history), "tagmap": str(args.tagmap)})
     for target, model in twin.models.items():
-        print(f"{target}: {model.n_rows_} rows, {model.approximation_} ({model.n_train_}), "
+        print(f"{target}: {model.n_rows_} rows, {model.approximation_}, "
               f"fitted in {model.fit_time_s_:.1f} s")
     print(f"wrote {args.output}")
     return 0

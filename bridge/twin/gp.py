@@ -18,8 +18,8 @@
 
 Hyperparameters maximise the log marginal likelihood (L-BFGS, at most ``max_iter`` iterations) on a
 random subset of at most ``n_hyper`` rows, O(n^3) per iteration (gradient in closed form, bridge.twin.kernel). The posterior
-then uses those hyperparameters on all rows up to ``max_exact`` (one Cholesky, O(n^3) once);
-beyond that, on a random subset of ``max_exact`` rows ("subset of data" approximation).
+then uses those hyperparameters on all rows: exactly up to ``max_exact`` rows (one Cholesky, O(n^3)
+once); beyond that through ``n_inducing`` inducing points (DTC, bridge.twin.sparse; O(n m^2)).
 
 Multi-step forecasts use the zero-variance method: the predicted mean is fed back as the output
 lags y(t-1)..y(t-l) of the next step; from the second step on, the std is the one-step std times
@@ -41,6 +41,7 @@ from threadpoolctl import threadpool_limits
 from bridge.twin.calibration import regimes, std_scale
 from bridge.twin.features import FeatureError, FeatureSet
 from bridge.twin.kernel import fit_hyperparameters, make_kernel
+from bridge.twin.sparse import InducingPointGP
 
 
 class ModelError(ValueError):
@@ -55,14 +56,15 @@ class GPModel(BaseEstimator):
     is the default: on 2 cores shared with other jobs, OpenBLAS's threaded Cholesky and solves at
     these sizes (500-3,000 rows) are 2-17x slower than single-threaded ones (docs/twin.md)."""
 
-    def __init__(self, features: FeatureSet, n_hyper: int = 500, max_exact: int = 4000, linear: bool = True,
-                 n_restarts: int = 0, max_iter: int = 100, calibrate: bool = True, random_state: int = 0,
-                 blas_threads: int | None = 1):
+    def __init__(self, features: FeatureSet, n_hyper: int = 500, max_exact: int = 4000, n_inducing: int = 1000,
+                 linear: bool = True, n_restarts: int = 0, max_iter: int = 100, calibrate: bool = True,
+                 random_state: int = 0, blas_threads: int | None = 1):
         self.features = features
         self.calibrate = calibrate
         self.n_hyper = n_hyper
         self.max_iter = max_iter
         self.max_exact = max_exact
+        self.n_inducing = n_inducing
         self.linear = linear
         self.n_restarts = n_restarts
         self.random_state = random_state
@@ -89,24 +91,31 @@ class GPModel(BaseEstimator):
         hyper = _subset(len(x), self.n_hyper, rng)
         kernel = fit_hyperparameters(make_kernel(x.shape[1], self.linear), x[hyper], y.to_numpy()[hyper],
                                      self.max_iter, self.n_restarts, rng, self.linear)
-        train = _subset(len(x), self.max_exact, rng)
-        self.approximation_ = "exact" if len(train) == len(x) else "subset of data"
-        self._set_posterior(kernel, x[train], y.to_numpy()[train])
+        self._set_posterior(kernel, x, y.to_numpy())
         self.std_scale_ = None
         if self.calibrate and self.features.time_features:
             lag_columns = [self.features.columns.index(c) for c in self.features.output_lag_columns]
-            self.std_scale_ = std_scale(self.kernel_, x[train], y.to_numpy()[train], X.to_numpy(float)[train],
-                                        self.features.columns, X.index[train], lag_columns=lag_columns,
+            self.std_scale_ = std_scale(lambda rows, targets: self._condition(kernel, rows, targets), x, y.to_numpy(),
+                                        X.to_numpy(float), self.features.columns, X.index, lag_columns=lag_columns,
                                         x_mean=self.x_mean_, x_scale=self.x_scale_)
         self.training_period_ = (X.index[0].isoformat(), X.index[-1].isoformat())
         self.n_rows_ = len(x)
 
-    def _set_posterior(self, kernel: Kernel, x_train: np.ndarray, y_train: np.ndarray) -> None:
+    def _condition(self, kernel: Kernel, x: np.ndarray, y: np.ndarray, x_inducing: np.ndarray | None = None):
+        """The posterior with fixed hyperparameters on standardized rows: exact up to ``max_exact``
+        rows, through inducing points beyond (``x_inducing``, or ``n_inducing`` rows drawn at random)."""
+        if len(x) <= self.max_exact:
+            return GaussianProcessRegressor(kernel, optimizer=None, normalize_y=True).fit(x, y)
+        return InducingPointGP(kernel, self.n_inducing, self.random_state, x_inducing).fit(x, y)
+
+    def _set_posterior(self, kernel: Kernel, x_train: np.ndarray, y_train: np.ndarray,
+                       x_inducing: np.ndarray | None = None) -> None:
         """Condition the GP with fixed hyperparameters on standardized training rows."""
-        self.gp_ = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=True).fit(x_train, y_train)
+        self.gp_ = self._condition(kernel, x_train, y_train, x_inducing)
         self.kernel_ = self.gp_.kernel_
         self.x_train_, self.y_train_ = x_train, y_train
-        self.n_train_ = len(x_train)
+        self.x_inducing_ = getattr(self.gp_, "x_inducing_", None)
+        self.approximation_ = "exact" if self.x_inducing_ is None else f"inducing points (DTC, {len(self.x_inducing_)})"
 
     def predict(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """One-step predictions (output lags from measured data): (mean, std) per row of ``frame``,

@@ -1,8 +1,9 @@
 """Save and load a trained ``TwinModel``: one ``.npz`` file, no pickle.
 
 The file holds, per target, the fitted hyperparameters (log kernel parameters), the feature
-scaling, the daily profile, the std calibration table and the standardized training rows; loading rebuilds the kernel and
-conditions the GP on those rows again, so predictions are identical to the saved model's.
+scaling, the daily profile, the std calibration table, the standardized training rows and, beyond
+``max_exact`` rows, the inducing points; loading rebuilds the kernel and conditions the GP on those
+rows again, so predictions are identical to the saved model's.
 A JSON ``metadata`` entry records features, lags, training period, metrics and library versions.
 Loading is safe on untrusted files (``allow_pickle=False``).
 """
@@ -17,6 +18,7 @@ from importlib import metadata as package_metadata
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from bridge.tagmap import TagMap
 from bridge.twin.features import FeatureSet
@@ -25,7 +27,7 @@ from bridge.twin.kernel import make_kernel
 from bridge.twin.weather import EPW_COLUMNS
 
 FORMAT = "twinbridge-gp-twin/2"  # 2: std calibration tables [one-step, rollout]
-GP_PARAMS = ("n_hyper", "max_exact", "linear", "n_restarts", "max_iter", "calibrate", "random_state", "blas_threads")
+GP_PARAMS = ("n_hyper", "max_exact", "n_inducing", "linear", "n_restarts", "max_iter", "calibrate", "random_state", "blas_threads")
 
 
 class ModelFileError(ValueError):
@@ -51,6 +53,8 @@ def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: 
         arrays[prefix + "x_train"], arrays[prefix + "y_train"] = model.x_train_, model.y_train_
         if model.profile_ is not None:
             arrays[prefix + "profile"] = model.profile_
+        if model.x_inducing_ is not None:
+            arrays[prefix + "x_inducing"] = model.x_inducing_
         if model.std_scale_ is not None:
             arrays[prefix + "std_scale"] = model.std_scale_
         targets[target] = {
@@ -61,7 +65,6 @@ def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: 
             "kernel": str(model.kernel_),
             "approximation": model.approximation_,
             "n_rows": model.n_rows_,
-            "n_train": model.n_train_,
             "training_period": list(model.training_period_),
             "fit_time_s": model.fit_time_s_,
         }
@@ -96,10 +99,11 @@ def load_model(path: Path) -> TwinModel:
                 model.x_mean_, model.x_scale_ = data[prefix + "x_mean"], data[prefix + "x_scale"]
                 model.profile_ = data[prefix + "profile"] if features.profile else None
                 model.std_scale_ = data[prefix + "std_scale"] if prefix + "std_scale" in data else None
-                model._set_posterior(kernel, data[prefix + "x_train"], data[prefix + "y_train"])
+                with threadpool_limits(model.blas_threads, user_api="blas"):  # as fitted: same sums, same digits
+                    model._set_posterior(kernel, data[prefix + "x_train"], data[prefix + "y_train"],
+                                         data[prefix + "x_inducing"] if prefix + "x_inducing" in data else None)
             except (KeyError, ValueError) as exc:
                 raise ModelFileError(f"{path}: model of {target!r} is incomplete or inconsistent ({exc})") from None
-            model.approximation_ = entry["approximation"]
             model.n_rows_, model.fit_time_s_ = entry["n_rows"], entry["fit_time_s"]
             model.training_period_ = tuple(entry["training_period"])
             models[target] = model
