@@ -103,7 +103,7 @@ class GPModel(BaseEstimator):
 
     def _condition(self, kernel: Kernel, x: np.ndarray, y: np.ndarray, x_inducing: np.ndarray | None = None):
         """The posterior with fixed hyperparameters on standardized rows: exact up to ``max_exact``
-        rows, through inducing points beyond (``x_inducing``, or ``n_inducing`` rows drawn at random)."""
+        rows, through inducing points beyond (``x_inducing``, or ``n_inducing`` k-means centres)."""
         if len(x) <= self.max_exact:
             return GaussianProcessRegressor(kernel, optimizer=None, normalize_y=True).fit(x, y)
         return InducingPointGP(kernel, self.n_inducing, self.random_state, x_inducing).fit(x, y)

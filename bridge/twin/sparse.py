@@ -1,7 +1,7 @@
 """A GP posterior through inducing points, for training sets too large for an exact GP.
 
 With fixed hyperparameters, ``InducingPointGP`` conditions the GP on all n training rows through
-m inducing points u (here a random subset of the rows): the Deterministic Training Conditional
+m inducing points u (k-means centres of the rows, ``inducing_points``): the Deterministic Training Conditional
 (DTC, also "projected process"; Seeger, Williams & Lawrence 2003; Quinonero-Candela & Rasmussen,
 JMLR 6, 2005, section 5). With K_uu, K_uf the noise-free kernel between inducing points and rows
 and s2 the white-noise level,
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+from sklearn.cluster import MiniBatchKMeans
 from sklearn.gaussian_process.kernels import Kernel, WhiteKernel
 
 JITTER = 1e-8  # relative to the prior variance, on K_uu's diagonal: keeps the Cholesky of near-duplicate inducing rows defined
@@ -28,8 +29,8 @@ JITTER = 1e-8  # relative to the prior variance, on K_uu's diagonal: keeps the C
 
 class InducingPointGP:
     """DTC posterior of ``kernel`` (fixed hyperparameters, one ``WhiteKernel`` term for the noise)
-    through ``n_inducing`` rows drawn at random (seed ``random_state``) from the training rows,
-    or through the rows ``inducing`` if given."""
+    through ``n_inducing`` k-means centres of the training rows (seed ``random_state``), or through
+    the points ``inducing`` if given."""
 
     def __init__(self, kernel: Kernel, n_inducing: int = 1000, random_state: int = 0,
                  inducing: np.ndarray | None = None):
@@ -45,9 +46,7 @@ class InducingPointGP:
         self.y_scale_ = scale if scale > 0 else 1.0
         y = (np.asarray(y, float) - self.y_mean_) / self.y_scale_
         if self.inducing is None:
-            rng = np.random.default_rng(self.random_state)
-            picked = np.sort(rng.choice(len(x), min(self.n_inducing, len(x)), replace=False))
-            self.x_inducing_ = x[picked]
+            self.x_inducing_ = inducing_points(x, self.n_inducing, self.random_state)
         else:
             self.x_inducing_ = np.asarray(self.inducing, float)
         m = len(self.x_inducing_)
@@ -80,6 +79,16 @@ class InducingPointGP:
                                                lower=True, check_finite=False)
                  for i in range(0, len(x), chunk)]
         return np.hstack(parts)
+
+
+def inducing_points(x: np.ndarray, m: int, random_state: int = 0) -> np.ndarray:
+    """``m`` inducing points for rows ``x``: k-means centres (mini-batch k-means), so they cover
+    where the data are, rare regimes included; all rows if there are no more than ``m``.
+    Measured on the Large Office (12 weeks, 12,092 rows, m = 1,000): 12-hour power RMSE 81.7 kW
+    with k-means centres against 114.2 kW with a random subset of the rows (docs/twin.md)."""
+    if len(x) <= m:
+        return np.array(x, float)
+    return MiniBatchKMeans(m, random_state=random_state, n_init=1, batch_size=4096).fit(x).cluster_centers_
 
 
 def _noise_level(kernel: Kernel) -> float:
