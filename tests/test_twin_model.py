@@ -3,6 +3,9 @@
 import asyncio
 import dataclasses
 import datetime as dt
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,14 +25,21 @@ TEST_START = "2025-07-04 00:00"
 
 
 @pytest.fixture(scope="session")
-def small_office(tmp_path_factory):
-    """(config, period, history DataFrame) of the Small Office, Jul 1-4, 10-minute steps, excited."""
+def small_office_db(tmp_path_factory):
+    """(config, period, historian file) of the Small Office, Jul 1-4, 10-minute steps, excited."""
     config = load_config(ROOT / "sims/small_office.toml")
     period = dataclasses.replace(config.period, start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 4))
     folder = tmp_path_factory.mktemp("twin_collect")
     building = config.buildings[0]
     path = collect_history(building, period, folder / "history.db", folder / "work",
                            ExcitationController(building.tagmap, seed=1), start_timeout_s=120, step_timeout_s=30)
+    return config, period, path
+
+
+@pytest.fixture(scope="session")
+def small_office(small_office_db):
+    """(config, period, history DataFrame) of the same historian."""
+    config, period, path = small_office_db
     return config, period, load_history(path)
 
 
@@ -136,3 +146,29 @@ def test_twin_engine_without_lags_runs_from_new_year(small_office, tmp_path):
     first, samples = run_twin(path, config, day, 24.0)
     assert len(samples) == day.steps
     assert all(np.isfinite(s.outputs["FacilityPower"]) for s in samples)
+
+
+def test_fit_and_evaluate_from_the_command_line(small_office_db, tmp_path):
+    """``twinbridge twin fit`` then ``twin evaluate --plot``, as separate processes; the inducing-point
+    path is forced with --max-exact below the row count."""
+    _, _, history = small_office_db
+    model = tmp_path / "cli.npz"
+    fit = _cli("twin", "fit", str(history), "--tagmap", "tagmaps/small_office.toml", "--targets", "FacilityPower",
+               "-l", "1", "--until", TEST_START, "--max-exact", "200", "--inducing", "100", "--n-hyper", "100",
+               "-o", str(model))
+    assert fit.returncode == 0, fit.stderr
+    assert "inducing points (DTC, 100)" in fit.stdout and model.exists()
+    evaluated = _cli("twin", "evaluate", str(model), str(history), "--from", TEST_START, "--horizon", "12",
+                     "--plot", str(tmp_path / "day.png"), "--plot-day", "2025-07-04")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads(evaluated.stdout)
+    assert 0 < report["FacilityPower"]["overall"]["rmse"] < 1e4
+    assert (tmp_path / "day_FacilityPower.png").stat().st_size > 10_000
+    refused = _cli("twin", "fit", str(history), "--tagmap", "tagmaps/large_office.toml", "-o", str(tmp_path / "x.npz"))
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "twin fit: error: data lacks tags" in refused.stderr and "ChilledWaterSetpoint" in refused.stderr
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)

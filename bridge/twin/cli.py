@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
+import sys
 from pathlib import Path
 
 
@@ -32,7 +33,7 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     collect.add_argument("--seed", type=int, default=0, help="seed of the random setpoint schedules")
     collect.add_argument("--hold-hours", type=int, nargs=2, default=(1, 4), metavar=("MIN", "MAX"),
                          help="each random level is held MIN..MAX hours (default 1 4)")
-    collect.set_defaults(func=_collect)
+    collect.set_defaults(func=_reported(_collect))
 
     fit = commands.add_parser("fit", help="train a GP twin on a historian")
     fit.add_argument("history", type=Path, help="historian file (.db)")
@@ -51,7 +52,7 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--max-exact", type=int, default=4000, help="exact GP up to this many rows (default 4000)")
     fit.add_argument("--inducing", type=int, default=1000,
                      help="inducing points of the sparse GP beyond --max-exact rows (default 1000)")
-    fit.set_defaults(func=_fit)
+    fit.set_defaults(func=_reported(_fit))
 
     evaluate = commands.add_parser("evaluate", help="rolling multi-step forecasts of a twin on held-out data")
     evaluate.add_argument("model", type=Path, help="model file (.npz)")
@@ -62,13 +63,32 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--every", type=int, default=6, help="steps between origins (default 6 = hourly)")
     evaluate.add_argument("--plot", type=Path, help="PNG of one day's forecast per target (target name is appended)")
     evaluate.add_argument("--plot-day", help="day to plot (YYYY-MM-DD; default: the day after --from)")
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.set_defaults(func=_reported(_evaluate))
 
     serve = commands.add_parser("serve", help="serve a trained twin over OPC UA like the EnergyPlus building")
     serve.add_argument("config", type=Path, help="building or campus TOML file (run period, endpoint, tag map)")
     serve.add_argument("model", type=Path, help="model file (.npz)")
     serve.add_argument("--building", help="building of the file to replace by the twin (default: the first)")
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_reported(_serve))
+
+
+def _reported(command):
+    """``command`` with the twin's own errors (bad data, model file, features, weather, a failed
+    engine) reported in one line and exit code 2, like the bridge's configuration errors."""
+    def run(args: argparse.Namespace) -> int:
+        from bridge.engines.base import EngineFault
+        from bridge.twin.collect import ExcitationError
+        from bridge.twin.features import FeatureError
+        from bridge.twin.gp import ModelError
+        from bridge.twin.persist import ModelFileError
+        from bridge.twin.weather import WeatherError
+
+        try:
+            return command(args)
+        except (FeatureError, ModelError, ModelFileError, WeatherError, ExcitationError, EngineFault) as exc:
+            print(f"twinbridge twin {args.twin_command}: error: {exc}", file=sys.stderr)
+            return 2
+    return run
 
 
 def _building(config, name: str | None):
