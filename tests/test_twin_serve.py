@@ -9,7 +9,7 @@ from asyncua import Client, ua
 
 from bridge.server import NAMESPACE
 from conftest import TAGMAPS, run_bridge
-from test_twin_model import small_office, trained  # noqa: F401 (session fixtures: a short excited run, a twin)
+from test_twin_model import small_office, small_office_db, trained  # noqa: F401 (session fixtures: a short excited run, a twin)
 
 pytestmark = pytest.mark.engine
 
