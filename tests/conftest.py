@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -13,6 +15,12 @@ from bridge.launcher import BridgeProcess, free_port, run_bridge  # noqa: F401 (
 REPO = Path(__file__).resolve().parent.parent
 SIMS = REPO / "sims"
 TAGMAPS = REPO / "tagmaps"
+
+
+def run_cli(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess:
+    """``twinbridge <args>`` in a process of its own, from the repository folder; output captured."""
+    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=timeout_s)
 
 
 async def wait_until(predicate, timeout_s: float = 60.0, interval_s: float = 0.05):

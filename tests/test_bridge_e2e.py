@@ -7,13 +7,11 @@ import datetime as dt
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 from asyncua import Client, ua
 
-from conftest import REPO, free_port, run_bridge, wait_until
+from conftest import REPO, free_port, run_bridge, run_cli, wait_until
 from bridge.historian import buildings_in, load_history
 
 pytestmark = pytest.mark.engine
@@ -180,11 +178,6 @@ async def _equals(var, value) -> bool:
     return await var.read_value() == value
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
-
-
 def test_unknown_variable_fails_validate_and_run(tmp_path):
     tagmap = (REPO / "tagmaps" / "small_office.toml").read_text().replace(
         'variable = "Site Outdoor Air Relative Humidity"', 'variable = "Site Outdoor Air Relative Humidty"')
@@ -195,7 +188,7 @@ def test_unknown_variable_fails_validate_and_run(tmp_path):
     for command in (["validate", str(tmp_path / "bad_campus.toml")],
                     ["run", str(tmp_path / "bad_campus.toml"), "--endpoint", "opc.tcp://127.0.0.1:1", "--run-dir",
                      str(tmp_path / "runs")]):
-        result = _cli(*command)
+        result = run_cli(*command)
         assert result.returncode == 2, result.stderr
         assert "outputs[3] (OutdoorHumidity)" in result.stderr
         assert "'Site Outdoor Air Relative Humidty' does not exist" in result.stderr
@@ -203,12 +196,12 @@ def test_unknown_variable_fails_validate_and_run(tmp_path):
 
 
 def test_export_csv_and_parquet(small_office_config, tmp_path):
-    result = _cli("run", str(small_office_config), "--endpoint", f"opc.tcp://127.0.0.1:{free_port()}", "--run-dir",
+    result = run_cli("run", str(small_office_config), "--endpoint", f"opc.tcp://127.0.0.1:{free_port()}", "--run-dir",
                   str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
     historian = next((tmp_path / "runs").glob("*/historian.sqlite"))
     for fmt in ("csv", "parquet"):
-        exported = _cli("export", str(historian), "--format", fmt, "--out", str(tmp_path / fmt))
+        exported = run_cli("export", str(historian), "--format", fmt, "--out", str(tmp_path / fmt))
         assert exported.returncode == 0, exported.stderr
     import pandas as pd
 

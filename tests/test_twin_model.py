@@ -4,8 +4,6 @@ import asyncio
 import dataclasses
 import datetime as dt
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -19,6 +17,7 @@ from bridge.twin.evaluate import evaluate
 from bridge.twin.features import feature_sets_for
 from bridge.twin.gp import TwinModel
 from bridge.twin.persist import ModelFileError, check_compatible, load_model, save_model
+from conftest import run_cli
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 TEST_START = "2025-07-04 00:00"
@@ -153,22 +152,18 @@ def test_fit_and_evaluate_from_the_command_line(small_office_db, tmp_path):
     path is forced with --max-exact below the row count."""
     _, _, history = small_office_db
     model = tmp_path / "cli.npz"
-    fit = _cli("twin", "fit", str(history), "--tagmap", "tagmaps/small_office.toml", "--targets", "FacilityPower",
+    fit = run_cli("twin", "fit", str(history), "--tagmap", "tagmaps/small_office.toml", "--targets", "FacilityPower",
                "-l", "1", "--until", TEST_START, "--max-exact", "200", "--inducing", "100", "--n-hyper", "100",
                "-o", str(model))
     assert fit.returncode == 0, fit.stderr
     assert "inducing points (DTC, 100)" in fit.stdout and model.exists()
-    evaluated = _cli("twin", "evaluate", str(model), str(history), "--from", TEST_START, "--horizon", "12",
+    evaluated = run_cli("twin", "evaluate", str(model), str(history), "--from", TEST_START, "--horizon", "12",
                      "--plot", str(tmp_path / "day.png"), "--plot-day", "2025-07-04")
     assert evaluated.returncode == 0, evaluated.stderr
     report = json.loads(evaluated.stdout)
     assert 0 < report["FacilityPower"]["overall"]["rmse"] < 1e4
     assert (tmp_path / "day_FacilityPower.png").stat().st_size > 10_000
-    refused = _cli("twin", "fit", str(history), "--tagmap", "tagmaps/large_office.toml", "-o", str(tmp_path / "x.npz"))
+    refused = run_cli("twin", "fit", str(history), "--tagmap", "tagmaps/large_office.toml", "-o", str(tmp_path / "x.npz"))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "twin fit: error: data lacks tags" in refused.stderr and "ChilledWaterSetpoint" in refused.stderr
 
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300)
