@@ -408,8 +408,7 @@ class Campus:
             sample = building.sample
             sim_time = self.config.period.time_of(sample.sim_time_s)
             await self.server.publish_outputs(building.name, sample.outputs, sim_time)
-            await self._set_control(building.name, Step=step, SimTime=sim_time,
-                                          SimTimeSeconds=sample.sim_time_s)
+            await self._set_control(building.name, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
             total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))

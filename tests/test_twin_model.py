@@ -163,7 +163,8 @@ def test_fit_and_evaluate_from_the_command_line(small_office_db, tmp_path):
     report = json.loads(evaluated.stdout)
     assert 0 < report["FacilityPower"]["overall"]["rmse"] < 1e4
     assert (tmp_path / "day_FacilityPower.png").stat().st_size > 10_000
-    refused = run_cli("twin", "fit", str(history), "--tagmap", "tagmaps/large_office.toml", "-o", str(tmp_path / "x.npz"))
+    refused = run_cli("twin", "fit", str(history), "--tagmap", "tagmaps/large_office.toml",
+                      "-o", str(tmp_path / "x.npz"))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "twin fit: error: data lacks tags" in refused.stderr and "ChilledWaterSetpoint" in refused.stderr
 

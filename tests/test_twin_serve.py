@@ -9,7 +9,8 @@ from asyncua import Client, ua
 
 from bridge.server import NAMESPACE
 from conftest import TAGMAPS, run_bridge
-from test_twin_model import small_office, small_office_db, trained  # noqa: F401 (session fixtures: a short excited run, a twin)
+# session fixtures: a short excited run (historian file, loaded), a twin trained on it
+from test_twin_model import small_office, small_office_db, trained  # noqa: F401
 
 pytestmark = pytest.mark.engine
 

@@ -62,9 +62,9 @@ def regimes(x: np.ndarray, columns: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def std_scale(condition: Callable[[np.ndarray, np.ndarray], Posterior], x: np.ndarray, y: np.ndarray,
-              x_raw: np.ndarray, columns: list[str], index: pd.DatetimeIndex, folds: int = 7, lag_columns: list[int] = (),
-              x_mean: np.ndarray | None = None, x_scale: np.ndarray | None = None, horizon: int = ROLLOUT_HORIZON,
-              every: int = ROLLOUT_EVERY) -> np.ndarray:
+              x_raw: np.ndarray, columns: list[str], index: pd.DatetimeIndex, folds: int = 7,
+              lag_columns: list[int] = (), x_mean: np.ndarray | None = None, x_scale: np.ndarray | None = None,
+              horizon: int = ROLLOUT_HORIZON, every: int = ROLLOUT_EVERY) -> np.ndarray:
     """Scale tables (2, len(DAY_TYPES), 24), [one-step, rollout], from ``folds`` blocks of
     consecutive days held out in turn. ``condition(rows, targets)`` is the model's posterior with
     its fitted hyperparameters on those training rows. ``x`` are standardized rows, ``x_raw`` the same rows

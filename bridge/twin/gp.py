@@ -17,9 +17,10 @@
   bridge.twin.calibration), separately for one-step predictions and for rollouts.
 
 Hyperparameters maximise the log marginal likelihood (L-BFGS, at most ``max_iter`` iterations) on a
-random subset of at most ``n_hyper`` rows, O(n^3) per iteration (gradient in closed form, bridge.twin.kernel). The posterior
-then uses those hyperparameters on all rows: exactly up to ``max_exact`` rows (one Cholesky, O(n^3)
-once); beyond that through ``n_inducing`` inducing points (DTC, bridge.twin.sparse; O(n m^2)).
+random subset of at most ``n_hyper`` rows, O(n^3) per iteration (gradient in closed form,
+bridge.twin.kernel). The posterior then uses those hyperparameters on all rows: exactly up to
+``max_exact`` rows (one Cholesky, O(n^3) once); beyond that through ``n_inducing`` inducing
+points (DTC, bridge.twin.sparse; O(n m^2)).
 
 Multi-step forecasts use the zero-variance method: the predicted mean is fed back as the output
 lags y(t-1)..y(t-l) of the next step; from the second step on, the std is the one-step std times

@@ -27,7 +27,8 @@ from bridge.twin.kernel import make_kernel
 from bridge.twin.weather import EPW_COLUMNS
 
 FORMAT = "twinbridge-gp-twin/2"  # 2: std calibration tables [one-step, rollout]
-GP_PARAMS = ("n_hyper", "max_exact", "n_inducing", "linear", "n_restarts", "max_iter", "calibrate", "random_state", "blas_threads")
+GP_PARAMS = ("n_hyper", "max_exact", "n_inducing", "linear", "n_restarts", "max_iter", "calibrate", "random_state",
+             "blas_threads")
 
 
 class ModelFileError(ValueError):

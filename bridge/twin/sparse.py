@@ -24,7 +24,8 @@ import scipy.linalg
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.gaussian_process.kernels import Kernel, WhiteKernel
 
-JITTER = 1e-8  # relative to the prior variance, on K_uu's diagonal: keeps the Cholesky of near-duplicate inducing rows defined
+# relative to the prior variance, on K_uu's diagonal: keeps the Cholesky of near-duplicate inducing points defined
+JITTER = 1e-8
 
 
 class InducingPointGP:
