@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bridge.campus import Campus
 from bridge.config import CLOCK_MODES, CampusConfig, ConfigError, load_config
 from bridge.historian import HistorianError, buildings_in, load_history
+from bridge.security.users import SecurityError
 from bridge.tagmap import TagMapError
 from bridge.validate import ValidationError, validate_campus
 
@@ -43,7 +44,7 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
         # asyncua (~0.35 s of imports) and the address space: while EnergyPlus sizes its models
         from bridge.server import TagServer
 
-        server = TagServer(config.endpoint, config.name, config.period.time_of(0))
+        server = TagServer(config.endpoint, config.name, config.period.time_of(0), config.security)
         await server.init()
         await campus.build_address_space(server)
         gc.freeze()  # the address space lives as long as the server: keep it out of every garbage collection
@@ -127,6 +128,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hash_password(args: argparse.Namespace) -> int:
+    """Print the hash of a password for a users file (docs/security.md); the password is read from
+    the terminal without echo, or from the first line of standard input when that is not a terminal."""
+    import getpass
+
+    from bridge.security.users import hash_password
+
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    print(hash_password(password))
+    return 0
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinbridge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -153,6 +166,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("csv", "parquet"), default="csv")
     export.add_argument("--out", help="output folder (default: beside the historian)")
     export.set_defaults(func=_cmd_export)
+
+    hashing = commands.add_parser("hash-password", help="hash a password for a users file (OPC UA user names)")
+    hashing.set_defaults(func=_cmd_hash_password)
     _add_command_groups(commands, argv or [])
     return parser
 
@@ -191,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ConfigError, TagMapError, ValidationError, HistorianError, OSError) as exc:
+    except (ConfigError, TagMapError, ValidationError, HistorianError, SecurityError, OSError) as exc:
         print(f"twinbridge: error: {exc}", file=sys.stderr)
         return 2
 

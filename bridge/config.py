@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bridge.security.settings import SERVER_KEYS, ServerSecurity, server_security
+from bridge.security.users import SecurityError
 from bridge.tagmap import TagMap, load_tagmap
 from bridge.tomlfile import read_toml
 
@@ -79,6 +81,7 @@ class CampusConfig:
     historian: bool = True
     kpi: "KpiConfig" = field(default_factory=lambda: KpiConfig())
     tracking: tuple[tuple[str, Path], ...] = ()  # (building, tracking file): docs/tracking.md
+    security: ServerSecurity = field(default_factory=ServerSecurity)  # [server] security: docs/security.md
     path: str = ""
 
     def with_overrides(self, **changes) -> "CampusConfig":
@@ -169,6 +172,7 @@ def load_config(path: str | Path) -> CampusConfig:
         historian=bool(run.get("historian", True)),
         kpi=_kpi(data.get("kpi", {}), f"{path}: [kpi]"),
         tracking=tuple(_tracking(entry, base, f"{path}: tracking[{i}]") for i, entry in enumerate(data.get("tracking", []))),
+        security=_security(server, base, f"{path}: [server]"),
         path=str(path),
     )
     _check_campus(config)
@@ -179,6 +183,16 @@ def _tracking(entry: dict, base: Path, where: str) -> tuple[str, Path]:
     if set(entry) != {"building", "config"}:
         raise ConfigError(f"{where}: a [[tracking]] entry needs exactly 'building' and 'config'")
     return str(entry["building"]), _resolve(str(entry["config"]), base, None, where)
+
+
+def _security(section: dict, base: Path, where: str) -> ServerSecurity:
+    unknown = set(section) - SERVER_KEYS - {"endpoint"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    try:
+        return server_security(section, base, where)
+    except SecurityError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _kpi(section: dict, where: str) -> KpiConfig:

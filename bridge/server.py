@@ -32,6 +32,8 @@ from asyncua.server.history import HistoryStorageInterface
 
 from bridge.config import cache_dir
 from bridge.historian import read_tag
+from bridge.security.server import secure_server
+from bridge.security.settings import ServerSecurity
 from bridge.tagmap import TagMap
 
 log = logging.getLogger(__name__)
@@ -115,10 +117,13 @@ class HistorianStorage(HistoryStorageInterface):
 class TagServer:
     """asyncua server holding the campus address space; the campus clock writes to it."""
 
-    def __init__(self, endpoint: str, campus: str, start_time: dt.datetime | None = None):
+    def __init__(self, endpoint: str, campus: str, start_time: dt.datetime | None = None,
+                 security: ServerSecurity | None = None):
         """``start_time``: simulation time of the run's start, the timestamp of the tags' initial values
-        (so that no value ever carries a wall-clock time)."""
+        (so that no value ever carries a wall-clock time). ``security``: policies, certificate, users
+        (default: an open server, policy None, anonymous operators; docs/security.md)."""
         self.endpoint, self.campus = endpoint, campus
+        self.security = security or ServerSecurity()
         self.start_time = utc(start_time) if start_time else dt.datetime.now(dt.timezone.utc)
         self.server = Server()
         self.history = HistorianStorage()
@@ -146,7 +151,7 @@ class TagServer:
                 log.warning("cannot cache the standard address space in %s: %s", shelf.parent, exc)
         self.server.set_endpoint(self.endpoint)
         self.server.set_server_name(f"twinbridge {self.campus}")
-        self.server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await secure_server(self.server, self.security, f"urn:twinbridge:{self.campus}", self.endpoint)
         self.server.iserver.history_manager.set_storage(self.history)
         self.idx = await self.server.register_namespace(NAMESPACE)
         self._guard_writes()

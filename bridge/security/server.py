@@ -1,0 +1,194 @@
+"""Security of the bridge's OPC UA server: policies, certificates, trusted clients, users and roles.
+
+Configured in the ``[server]`` table of a building or campus file (``ServerSecurity``; docs/security.md):
+
+- ``security_policies``: endpoints offered, e.g. ``["Basic256Sha256_SignAndEncrypt"]``; ``"None"``
+  (no signing or encryption, the default) may be listed alongside;
+- ``certificate`` / ``private_key``: the server's application instance certificate (DER or PEM) and
+  key (PEM). When a secure policy is offered and the files do not exist, a self-signed certificate
+  (RSA 2048, one year, URI ``urn:twinbridge:<campus>``) and its key are created there;
+- ``trusted_clients``: a folder of client application certificates. When it is set, a client whose
+  certificate is not in it is refused (BadCertificateUntrusted) and its certificate is stored in
+  ``<trusted_clients>/../rejected`` for an administrator to move over; the folder is read at every
+  new session, so trusting a client needs no restart;
+- ``users``: a users file (bridge.security.users): user name and password, role viewer or operator;
+- ``anonymous``: what a client without user name gets: ``"operator"``, ``"viewer"`` or ``"none"``
+  (refused). Default ``"operator"`` without a users file (an open test bench, as before),
+  ``"none"`` with one.
+
+Roles: a viewer may read, browse, subscribe and read history; an operator may also write inputs and
+call the control methods (Start, Pause, Reset, Exchange, ...). Anything else (adding or deleting
+nodes) is refused to every network client.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from asyncua import Server, ua
+from asyncua.crypto.cert_gen import setup_self_signed_certificate
+from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset
+from asyncua.crypto.permission_rules import User as UaUser
+from asyncua.crypto.permission_rules import UserRole
+from asyncua.server.user_managers import UserManager
+from asyncua.common.utils import ServiceError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from bridge.security.settings import ServerSecurity
+from bridge.security.users import SecurityError, User, verify_password
+
+log = logging.getLogger(__name__)
+
+OPERATOR_ONLY = {ua.NodeId(ua.ObjectIds.WriteRequest_Encoding_DefaultBinary),
+                 ua.NodeId(ua.ObjectIds.CallRequest_Encoding_DefaultBinary)}
+
+
+class RoleRuleset(PermissionRuleset):
+    """Which OPC UA services a role may use: a viewer all session services but Write and Call,
+    an operator those too; asyncua's own Admin (never given to network clients) everything."""
+
+    def check_validity(self, user: UaUser, action_type_id: ua.NodeId, body) -> bool:
+        if user.role == UserRole.Admin:
+            return True
+        if action_type_id not in _SESSION_SERVICES:
+            return False
+        return action_type_id not in OPERATOR_ONLY or getattr(user, "twinbridge_role", None) == "operator"
+
+
+_SESSION_SERVICES = {ua.NodeId(type_id) for type_id in USER_TYPES}
+
+
+class BridgeUserManager(UserManager):
+    """Authenticates user name and password against the users file; anonymous clients get the
+    configured role or are refused. A successful check is remembered (as an HMAC under a key of this
+    process, never the password) so that reconnecting clients do not cost another 0.2 s PBKDF2 each."""
+
+    def __init__(self, users: dict[str, User], anonymous: str):
+        self.users, self.anonymous = users, anonymous
+        self._key = os.urandom(32)
+        self._verified: set[bytes] = set()
+
+    def get_user(self, iserver, username: str | None = None, password: str | None = None,
+                 certificate=None) -> UaUser | None:
+        if not username:
+            if self.anonymous == "none":
+                log.warning("refused an anonymous session (anonymous = 'none')")
+                return None
+            return _ua_user("anonymous", self.anonymous)
+        account = self.users.get(username)
+        token = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+        if account is not None and (token in self._verified or verify_password(password or "", account.password_hash)):
+            self._verified.add(token)
+            return _ua_user(username, account.role)
+        log.warning("refused a session: wrong user name or password for %r", username)
+        return None
+
+
+def _ua_user(name: str, role: str) -> UaUser:
+    user = UaUser(role=UserRole.User, name=name)
+    user.twinbridge_role = role  # read by RoleRuleset
+    return user
+
+
+class TrustedFolder:
+    """Certificate validator: the client's certificate must be valid now and be one of the
+    certificates in ``folder`` (compared by SHA-256 fingerprint); a refused one is written to
+    ``rejected`` so that an administrator can trust it by moving it over."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.rejected = folder.parent / "rejected"
+
+    def fingerprints(self) -> set[bytes]:
+        prints = set()
+        for path in sorted(self.folder.glob("*")):
+            if path.suffix.lower() in (".der", ".pem", ".crt", ".cer"):
+                try:
+                    prints.add(load_certificate(path).fingerprint(hashes.SHA256()))
+                except ValueError as exc:
+                    log.warning("trusted_clients: cannot read %s (%s); ignored", path, exc)
+        return prints
+
+    async def __call__(self, certificate: x509.Certificate, description: ua.ApplicationDescription) -> None:
+        now = dt.datetime.now(dt.timezone.utc)
+        if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+            log.warning("refused client %s: certificate expired or not yet valid", description.ApplicationUri)
+            raise ServiceError(ua.StatusCodes.BadCertificateTimeInvalid)
+        fingerprint = certificate.fingerprint(hashes.SHA256())
+        if fingerprint not in self.fingerprints():
+            self.rejected.mkdir(parents=True, exist_ok=True)
+            path = self.rejected / f"{_safe(description.ApplicationUri)}_{fingerprint.hex()[:16]}.der"
+            path.write_bytes(certificate.public_bytes(Encoding.DER))
+            log.warning("refused client %s: certificate not trusted; stored as %s (move it to %s to trust it)",
+                        description.ApplicationUri, path, self.folder)
+            raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+
+
+def _policy_type(name: str) -> ua.SecurityPolicyType:
+    return ua.SecurityPolicyType.NoSecurity if name == "None" else ua.SecurityPolicyType[name]
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """An X.509 certificate from a PEM or DER file."""
+    data = path.read_bytes()
+    return x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----") else x509.load_der_x509_certificate(data)
+
+
+def _safe(text: str) -> str:
+    return "".join(char if char.isalnum() or char in "-." else "_" for char in text) or "client"
+
+
+async def ensure_certificate(certificate: Path, private_key: Path, application_uri: str, host: str,
+                             client: bool = False) -> None:
+    """Create a self-signed application certificate and key where they do not exist yet (asyncua's
+    generator: RSA 2048, SHA-256, one year, ``application_uri`` and ``host`` as subject alternative
+    names); an existing pair is kept, unless asyncua finds the certificate invalid for them."""
+    if certificate.exists() and private_key.exists():
+        return
+    certificate.parent.mkdir(parents=True, exist_ok=True)
+    private_key.parent.mkdir(parents=True, exist_ok=True)
+    use = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
+    await setup_self_signed_certificate(private_key, certificate, application_uri, host, use,
+                                        {"commonName": application_uri, "organizationName": "twinbridge"})
+    log.info("created a self-signed certificate %s (key %s) for %s", certificate, private_key, application_uri)
+
+
+async def secure_server(server: Server, security: ServerSecurity, application_uri: str, endpoint: str) -> None:
+    """Apply ``security`` to an initialised asyncua server before it starts."""
+    await server.set_application_uri(application_uri)
+    tokens = [ua.UserNameIdentityToken] if security.users else []
+    if security.anonymous != "none":
+        tokens.insert(0, ua.AnonymousIdentityToken)
+    server.set_identity_tokens(tokens)
+    server.iserver.set_user_manager(BridgeUserManager(security.users, security.anonymous))
+    server.set_security_policy([_policy_type(policy) for policy in security.policies], permission_ruleset=RoleRuleset())
+    if security.secure:
+        host = urlparse(endpoint).hostname or socket.gethostname()
+        await ensure_certificate(security.certificate, security.private_key, application_uri, host)
+        try:
+            await server.load_certificate(security.certificate)
+            await server.load_private_key(security.private_key)
+        except (OSError, ValueError) as exc:
+            raise SecurityError(f"cannot load the server certificate {security.certificate} or key "
+                                f"{security.private_key}: {exc}") from None
+        fingerprint = server.iserver.certificate.fingerprint(hashes.SHA1())
+        log.info("OPC UA security: policies %s, certificate %s (SHA-1 thumbprint %s)", ", ".join(security.policies),
+                 security.certificate, fingerprint.hex())
+    if security.trusted_clients is not None:
+        security.trusted_clients.mkdir(parents=True, exist_ok=True)
+        server.set_certificate_validator(TrustedFolder(security.trusted_clients))
+        log.info("OPC UA security: only client certificates in %s are trusted", security.trusted_clients)
+    elif security.secure:
+        log.warning("OPC UA security: no trusted_clients folder: any client certificate is accepted "
+                    "(the channel is encrypted, the client application is not authenticated)")
+    log.info("OPC UA users: %d account(s); anonymous clients: %s", len(security.users), security.anonymous)
