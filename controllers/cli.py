@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from controllers.base import Controller, ControllerConfigError, ControllerError
 from controllers.csv_trajectory import INTERPOLATIONS, CsvController, load_trajectory
 from controllers.loop import ENDED, MODES, LoopOptions, run_controller
@@ -43,6 +44,10 @@ def _common(parser: argparse.ArgumentParser, config_help: str) -> None:
                         help="give up when the bridge shows no new step for this many seconds (default 600)")
     parser.add_argument("--reconnect-timeout", type=float, default=120.0,
                         help="give up when the bridge stays unreachable this many seconds (default 120)")
+    parser.add_argument("--security", default="",
+                        help="secured bridge: 'policy,mode,certificate,private_key[,server_certificate]', e.g. "
+                             "'Basic256Sha256,SignAndEncrypt,ctl.der,ctl_key.pem' (missing files are created)")
+    parser.add_argument("--user", default="", help=f"user name; the password is read from ${PASSWORD_VARIABLE}")
 
 
 def _cmd_schedule(args: argparse.Namespace) -> int:
@@ -63,7 +68,10 @@ def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
         controller = make()
         options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll,
                               step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
-        report = asyncio.run(run_controller(controller, args.endpoint, args.building, args.campus, options))
+        security = ClientSecurity(args.security, args.user)
+        if args.security:
+            security.parts()  # a malformed string is a configuration error, before any connection
+        report = asyncio.run(run_controller(controller, args.endpoint, args.building, args.campus, options, security))
     except (ControllerConfigError, ValueError) as exc:
         print(f"twinbridge controller: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from asyncua import Client, Node, ua
 
+from bridge.security.client import configure_client
+from bridge.security.settings import ClientSecurity
 from controllers.base import ControllerError, InputRange
 
 NAMESPACE = "urn:twinbridge"
@@ -51,8 +53,11 @@ class StepState:
 class BridgeClient:
     """One OPC UA session with a bridge, bound to one building."""
 
-    def __init__(self, endpoint: str, building: str, campus: str | None = None, request_timeout_s: float = 5.0):
+    def __init__(self, endpoint: str, building: str, campus: str | None = None, request_timeout_s: float = 5.0,
+                 security: ClientSecurity = ClientSecurity()):
+        """``security``: policy, certificate and user of a secured bridge (docs/security.md)."""
         self.endpoint, self.building, self.campus = endpoint, building, campus
+        self.security = security
         self.request_timeout_s = request_timeout_s
         self.inputs: dict[str, InputRange] = {}
         self.ns = 0  # index of urn:twinbridge on this server (may change when the bridge restarts)
@@ -70,6 +75,7 @@ class BridgeClient:
         """Open a session and browse the building's tags. Raises OSError/TimeoutError/ua.UaError when the
         bridge cannot be reached, BrowseError when it does not serve the building."""
         client = Client(self.endpoint, timeout=self.request_timeout_s)
+        await configure_client(client, self.security)
         await client.connect()
         self._client = client
         try:

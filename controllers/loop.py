@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from asyncua import ua
 
+from bridge.security.settings import ClientSecurity
 from controllers.base import Controller, ControllerError
 from controllers.client import BridgeClient, ExchangeRefused, StepState
 
@@ -67,12 +68,13 @@ class LoopReport:
 
 
 async def run_controller(controller: Controller, endpoint: str, building: str, campus: str | None = None,
-                         options: LoopOptions = LoopOptions()) -> LoopReport:
-    """Drive ``building`` with ``controller`` until the building is Finished, Stopped or Faulted."""
+                         options: LoopOptions = LoopOptions(), security: ClientSecurity = ClientSecurity()) -> LoopReport:
+    """Drive ``building`` with ``controller`` until the building is Finished, Stopped or Faulted
+    (``security``: how to connect to a secured bridge)."""
     report = LoopReport()
     # An Exchange call lasts until the bridge's next step: bound it by the step timeout, not the request timeout.
     request_timeout_s = options.step_timeout_s if options.mode == "exchange" else options.request_timeout_s
-    client = BridgeClient(endpoint, building, campus, request_timeout_s)
+    client = BridgeClient(endpoint, building, campus, request_timeout_s, security)
     while True:
         await _connect(client, options)
         try:

@@ -18,7 +18,8 @@ Example (see docs/tracking.md for every key)::
     [live]                      # the real building (or a second bridge standing in for it)
     endpoint = "opc.tcp://127.0.0.1:4841"
     namespace = "urn:twinbridge"
-    security = ""               # asyncua security string, e.g. "Basic256Sha256,SignAndEncrypt,cert.pem,key.pem"
+    security = ""               # "policy,mode,certificate,private_key[,server_certificate]" (docs/security.md)
+    username = ""               # password from the environment variable named by password_env
 
     [twin]
     endpoint = "opc.tcp://127.0.0.1:4840"
@@ -39,6 +40,8 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.security.settings import ClientSecurity
+from bridge.security.users import SecurityError
 from bridge.tomlfile import read_toml
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
 
@@ -123,7 +126,13 @@ def _endpoint(data: dict, key: str, where: str) -> Endpoint:
         raise TrackingConfigError(f"{where}: [{key}] needs 'endpoint' (an opc.tcp:// URL)")
     if not str(table["endpoint"]).startswith("opc.tcp://"):
         raise TrackingConfigError(f"{where}: [{key}] endpoint must start with opc.tcp://, got {table['endpoint']!r}")
-    return _build(Endpoint, table, f"{where}: [{key}]", {"endpoint": "url"})
+    endpoint = _build(Endpoint, table, f"{where}: [{key}]", {"endpoint": "url"})
+    if endpoint.security:
+        try:
+            ClientSecurity(endpoint.security).parts()
+        except SecurityError as exc:
+            raise TrackingConfigError(f"{where}: [{key}] {exc}") from None
+    return endpoint
 
 
 def load_tracking_config(path: str | Path) -> TrackingConfig:

@@ -20,13 +20,14 @@ import asyncio
 import bisect
 import datetime as dt
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
 from asyncua import Client, ua
 
+from bridge.security.client import configure_client
+from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.tracking.anomalies import AnomalyLog
 from bridge.tracking.config import Endpoint, TrackingConfig
 from bridge.tracking.deviation import Alert, DeviationTracker
@@ -80,11 +81,8 @@ class TagSubscriber:
                 backoff_s = min(backoff_s * 2, self.endpoint.backoff_max_s)
 
     async def _connect(self, client: Client) -> None:
-        if self.endpoint.security:
-            await client.set_security_string(self.endpoint.security)
-        if self.endpoint.username:
-            client.set_user(self.endpoint.username)
-            client.set_password(os.environ.get(self.endpoint.password_env, "") if self.endpoint.password_env else "")
+        await configure_client(client, ClientSecurity(self.endpoint.security, self.endpoint.username,
+                                                      self.endpoint.password_env or PASSWORD_VARIABLE))
         await client.connect()
         node_ids = await self._resolve(client)
         nodes = [client.get_node(node_id) for node_id in node_ids.values()]
