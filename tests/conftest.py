@@ -11,16 +11,18 @@ from pathlib import Path
 import pytest
 
 from bridge.launcher import BridgeProcess, free_port, run_bridge  # noqa: F401 (used by the test modules)
+from bridge.security import hash_password
 
 REPO = Path(__file__).resolve().parent.parent
 SIMS = REPO / "sims"
 TAGMAPS = REPO / "tagmaps"
+FAST_HASH = 1000  # PBKDF2 iterations in test accounts (the default, 600,000, costs 0.2 s per login)
 
 
-def run_cli(*args: str, timeout_s: float = 300.0) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout_s: float = 300.0, stdin: str | None = None) -> subprocess.CompletedProcess:
     """``twinbridge <args>`` in a process of its own, from the repository folder; output captured."""
     return subprocess.run([sys.executable, "-m", "bridge.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=timeout_s)
+                          timeout=timeout_s, input=stdin)
 
 
 async def wait_until(predicate, timeout_s: float = 60.0, interval_s: float = 0.05):
@@ -51,3 +53,17 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.getbasetemp() / "twinbridge-cache"
     monkeypatch.setenv("TWINBRIDGE_CACHE", str(cache))
     yield
+
+
+def write_users(path: Path, accounts: dict[str, tuple[str, str]]) -> Path:
+    path.write_text("".join(f'[[user]]\nname = "{name}"\nrole = "{role}"\npassword_hash = "{hash_password(pw, FAST_HASH)}"\n'
+                            for name, (role, pw) in accounts.items()))
+    return path
+
+
+def secured_config(tmp_path: Path, server: str) -> Path:
+    """The small office test building with a ``[server]`` table."""
+    text = (SIMS / "small_office.toml").read_text().replace('"../tagmaps/', f'"{SIMS.parent}/tagmaps/')
+    path = tmp_path / "secured.toml"
+    path.write_text(text.replace("[run]", f"[server]\n{server}\n\n[run]"))
+    return path

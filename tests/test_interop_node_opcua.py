@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, run_bridge
+from conftest import REPO, run_bridge, secured_config, write_users
 
 INTEROP = REPO / "tests" / "interop"
 pytestmark = [pytest.mark.engine, pytest.mark.skipif(shutil.which("npm") is None, reason="needs Node.js and npm")]
@@ -40,3 +40,24 @@ def test_node_opcua_browses_reads_writes_and_reads_history(node_client, small_of
     assert seen["writeInRange"] == "Good" and seen["writeOutOfRange"] == "BadOutOfRange"
     assert seen["setpointAfter"] == 26.5
     assert seen["historyStatus"] == "Good" and seen["historyValues"] == 432
+
+
+def test_node_opcua_signs_encrypts_and_logs_in(node_client, small_office_config, tmp_path, monkeypatch):
+    """The same SCADA session over Basic256Sha256 SignAndEncrypt with a user name: node-opcua's own
+    certificate, the bridge's self-signed one, the password encrypted for the server."""
+    write_users(tmp_path / "users.toml", {"scada": ("operator", "scada-pw")})
+    config = secured_config(tmp_path, "\n".join([
+        'security_policies = ["Basic256Sha256_SignAndEncrypt"]', 'certificate = "pki/server.der"',
+        'private_key = "pki/server_key.pem"', 'users = "users.toml"']))
+    monkeypatch.setenv("TWINBRIDGE_OPCUA_PASSWORD", "scada-pw")
+    monkeypatch.setenv("TWINBRIDGE_NODE_PKI", str(tmp_path / "node_pki"))
+    with run_bridge(config, tmp_path) as bridge:
+        result = subprocess.run([*node_client, bridge.endpoint, "TestSite", "SmallOffice", "Basic256Sha256",
+                                 "SignAndEncrypt", "scada"], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        seen = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
+        refused = subprocess.run([*node_client, bridge.endpoint, "TestSite", "SmallOffice"], capture_output=True,
+                                 text=True, timeout=120)
+    assert seen["securityMode"] == "SignAndEncrypt"
+    assert seen["writeInRange"] == "Good" and seen["setpointAfter"] == 26.5
+    assert refused.returncode != 0  # no unsecured endpoint, no anonymous login

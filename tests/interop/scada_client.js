@@ -1,19 +1,30 @@
 // A SCADA-like client on an independent OPC UA stack (node-opcua): browse the building, read a
 // tag with its EURange and units, write a setpoint in range and one out of range, read history.
-// Usage: node scada_client.js <endpoint> <campus> <building>; prints one JSON object.
-const { OPCUAClient, AttributeIds, DataType, StatusCodes, MessageSecurityMode, SecurityPolicy } = require("node-opcua-client");
+// Usage: node scada_client.js <endpoint> <campus> <building> [<policy> <mode> <user>]; prints one JSON
+// object. With a policy (e.g. Basic256Sha256 SignAndEncrypt) the client uses its own certificate
+// (node-opcua creates one in <pki folder>, env TWINBRIDGE_NODE_PKI) and logs in as <user> with the
+// password in env TWINBRIDGE_OPCUA_PASSWORD.
+const { OPCUAClient, AttributeIds, DataType, StatusCodes, MessageSecurityMode, SecurityPolicy, UserTokenType } = require("node-opcua-client");
 
 async function main() {
-  const [endpoint, campus, building] = process.argv.slice(2);
-  const client = OPCUAClient.create({
+  const [endpoint, campus, building, policy = "None", mode = "None", user] = process.argv.slice(2);
+  const options = {
     endpointMustExist: false,
-    securityMode: MessageSecurityMode.None,
-    securityPolicy: SecurityPolicy.None,
+    securityMode: MessageSecurityMode[mode],
+    securityPolicy: SecurityPolicy[policy],
     connectionStrategy: { maxRetry: 2, initialDelay: 200, maxDelay: 1000 },
     requestedSessionTimeout: 60000,
-  });
+  };
+  if (policy !== "None") {
+    const { OPCUACertificateManager } = require("node-opcua-certificate-manager");
+    options.clientCertificateManager = new OPCUACertificateManager({
+      rootFolder: process.env.TWINBRIDGE_NODE_PKI, automaticallyAcceptUnknownCertificate: true,
+    });
+  }
+  const client = OPCUAClient.create(options);
   await client.connect(endpoint);
-  const session = await client.createSession();
+  const session = await client.createSession(
+    user ? { type: UserTokenType.UserName, userName: user, password: process.env.TWINBRIDGE_OPCUA_PASSWORD } : undefined);
   try {
     const ns = (await session.readNamespaceArray()).indexOf("urn:twinbridge");
     const id = (path) => `ns=${ns};s=${campus}.${building}.${path}`;
@@ -42,6 +53,7 @@ async function main() {
       setpointAfter: after.value.value,
       historyStatus: history.statusCode.name,
       historyValues: history.historyData ? history.historyData.dataValues.length : 0,
+      securityMode: MessageSecurityMode[client.securityMode],
     }));
   } finally {
     await session.close();

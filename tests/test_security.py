@@ -1,0 +1,179 @@
+"""OPC UA security: users and roles, certificates, trusted clients; end to end against the real bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+
+import pytest
+from asyncua import Client, ua
+
+from conftest import FAST_HASH, SIMS, run_bridge, run_cli, secured_config, wait_until, write_users
+from bridge.config import ConfigError, load_config
+from bridge.security import SecurityError, hash_password, load_users, verify_password
+from bridge.security.client import configure_client
+from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
+from controllers.client import BridgeClient
+
+NS = "urn:twinbridge"
+
+
+def test_password_hash_round_trip():
+    hashed = hash_password("correct horse", iterations=FAST_HASH)
+    assert hashed.startswith("pbkdf2_sha256$1000$")
+    assert verify_password("correct horse", hashed)
+    assert not verify_password("correct hors", hashed)
+    assert not verify_password("correct horse", "md5$1$00$00")
+    assert hash_password("x", FAST_HASH) != hash_password("x", FAST_HASH)  # salted
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[[user]]\nname = "a"\nrole = "admin"\npassword_hash = "pbkdf2_sha256$1$00$00"\n', "role must be one of"),
+    ('[[user]]\nname = "a"\nrole = "viewer"\npassword = "plain"\n', "needs exactly 'name', 'role' and 'password_hash'"),
+    ('[[user]]\nname = "a"\nrole = "viewer"\npassword_hash = "plain"\n', "twinbridge hash-password"),
+    ('[[user]]\nname = "a"\nrole = "viewer"\npassword_hash = "pbkdf2_sha256$1$00$00"\n' * 2, "listed twice"),
+    ("", "no [[user]] accounts"),
+])
+def test_bad_users_file_is_refused_naming_the_entry(tmp_path, text, message):
+    path = tmp_path / "users.toml"
+    path.write_text(text)
+    with pytest.raises(SecurityError, match=re.escape(message)) as error:
+        load_users(path)
+    assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("server, message", [
+    ('security_policies = ["Basic128Rsa15_Sign"]', "security policies must be a non-empty list"),
+    ('security_policies = "None"', "must be a list"),
+    ('security_policies = ["Basic256Sha256_SignAndEncrypt"]', "needs 'certificate' and 'private_key'"),
+    ('anonymous = "none"', "needs a 'users' file"),
+    ('anonymous = "guest"', "anonymous must be one of"),
+    ('trusted_clients = "pki/trusted"', "trusted_clients needs a secure policy"),
+    ('users = "missing.toml"', "missing.toml: file not found"),
+    ('certificat = "server.der"', "unknown keys ['certificat']"),
+])
+def test_bad_server_security_is_a_config_error(tmp_path, server, message):
+    with pytest.raises(ConfigError, match=re.escape(message)) as error:
+        load_config(secured_config(tmp_path, server))
+    assert "[server]" in str(error.value) or "missing.toml" in str(error.value)
+
+
+def test_default_server_is_open_and_users_default_to_no_anonymous(tmp_path):
+    assert load_config(SIMS / "small_office.toml").security.anonymous == "operator"
+    write_users(tmp_path / "users.toml", {"op": ("operator", "pw")})
+    security = load_config(secured_config(tmp_path, 'users = "users.toml"')).security
+    assert security.anonymous == "none" and set(security.users) == {"op"}
+
+
+def test_malformed_client_security_string_is_refused():
+    with pytest.raises(SecurityError, match="policy,mode,certificate,private_key"):
+        ClientSecurity("Basic256Sha256,SignAndEncrypt").parts()
+    with pytest.raises(SecurityError, match="security policies must be"):
+        ClientSecurity("Basic256,SignAndEncrypt,c.der,k.pem").parts()
+    with pytest.raises(SecurityError, match="TWINBRIDGE_UNSET_VARIABLE_FOR_TEST"):
+        ClientSecurity(user="op", password_env="TWINBRIDGE_UNSET_VARIABLE_FOR_TEST").password()
+
+
+async def connect(endpoint: str, security: str = "", user: str = "") -> Client:
+    client = Client(endpoint, timeout=10)
+    await configure_client(client, ClientSecurity(security, user))
+    await client.connect()
+    return client
+
+
+async def node(client: Client, path: str):
+    return client.get_node(ua.NodeId(path, await client.get_namespace_index(NS)))
+
+
+@pytest.mark.engine
+def test_secured_bridge_end_to_end(tmp_path, monkeypatch):
+    """Basic256Sha256 SignAndEncrypt only, trusted client certificates, users with roles: an unknown
+    client certificate is refused and kept for the administrator; once trusted (no restart) a viewer
+    reads but may not write or start; an operator starts the run and writes a setpoint, through the
+    controllers' client library too; anonymous, wrong-password and unsecured clients are refused."""
+    write_users(tmp_path / "users.toml", {"op": ("operator", "op-pw"), "eye": ("viewer", "eye-pw")})
+    config = secured_config(tmp_path, "\n".join([
+        'security_policies = ["Basic256Sha256_SignAndEncrypt"]',
+        'certificate = "pki/own/server.der"', 'private_key = "pki/own/server_key.pem"',
+        'trusted_clients = "pki/trusted"', 'users = "users.toml"']))
+    client_pki = tmp_path / "client"
+    secure = f"Basic256Sha256,SignAndEncrypt,{client_pki / 'ctl.der'},{client_pki / 'ctl_key.pem'}"
+    prefix = "TestSite.SmallOffice"
+
+    async def scenario(endpoint: str) -> dict:
+        seen: dict = {}
+        monkeypatch.setenv(PASSWORD_VARIABLE, "op-pw")
+        with pytest.raises(ua.UaStatusCodeError) as untrusted:
+            await connect(endpoint, secure, "op")
+        seen["untrusted"] = type(untrusted.value).__name__
+        rejected = list((tmp_path / "pki" / "rejected").glob("*.der"))
+        seen["rejected"] = len(rejected)
+        shutil.move(rejected[0], tmp_path / "pki" / "trusted" / rejected[0].name)
+
+        monkeypatch.setenv(PASSWORD_VARIABLE, "eye-pw")
+        viewer = await connect(endpoint, secure, "eye")
+        try:
+            seen["viewer_status"] = await (await node(viewer, f"{prefix}.Control.Status")).read_value()
+            setpoint = await node(viewer, f"{prefix}.Inputs.CoolingSetpoint")
+            with pytest.raises(ua.UaStatusCodeError) as write:
+                await setpoint.write_value(ua.DataValue(ua.Variant(25.0, ua.VariantType.Double)))
+            seen["viewer_write"] = type(write.value).__name__
+            control = await node(viewer, "TestSite.Control")
+            with pytest.raises(ua.UaStatusCodeError) as call:
+                await control.call_method(await node(viewer, "TestSite.Control.Start"))
+            seen["viewer_call"] = type(call.value).__name__
+        finally:
+            await viewer.disconnect()
+
+        monkeypatch.setenv(PASSWORD_VARIABLE, "op-pw")
+        operator = await connect(endpoint, secure, "op")
+        try:
+            await (await node(operator, "TestSite.Control")).call_method(await node(operator, "TestSite.Control.Start"))
+            step = await node(operator, f"{prefix}.Control.Step")
+            seen["steps"] = await wait_until(lambda: _positive(step), 120)
+            setpoint = await node(operator, f"{prefix}.Inputs.CoolingSetpoint")
+            await setpoint.write_value(ua.DataValue(ua.Variant(25.5, ua.VariantType.Double)))
+            seen["operator_wrote"] = await setpoint.read_value()
+        finally:
+            await operator.disconnect()
+
+        library = BridgeClient(endpoint, "SmallOffice", security=ClientSecurity(secure, "op"))
+        await library.connect()
+        try:
+            await library.write_inputs({"CoolingSetpoint": 26.0})
+            seen["library_inputs"] = await library.read_inputs()
+        finally:
+            await library.close()
+
+        for label, security, user, password in (("anonymous", secure, "", ""), ("wrong_password", secure, "op", "nope"),
+                                                ("unsecured", "", "op", "op-pw")):
+            monkeypatch.setenv(PASSWORD_VARIABLE, password or "unused")
+            with pytest.raises(Exception) as refused:
+                client = await connect(endpoint, security, user)
+                await client.disconnect()
+            seen[label] = type(refused.value).__name__
+        return seen
+
+    with run_bridge(config, tmp_path, "--wait-for-start") as bridge:
+        seen = asyncio.run(scenario(bridge.endpoint))
+    assert seen["untrusted"] == "BadCertificateUntrusted" and seen["rejected"] == 1
+    assert seen["viewer_status"] == "Idle"
+    assert seen["viewer_write"] == seen["viewer_call"] == "BadUserAccessDenied"
+    assert seen["steps"] > 0 and seen["operator_wrote"] == 25.5
+    assert seen["library_inputs"]["CoolingSetpoint"] == 26.0
+    assert seen["anonymous"] == "BadIdentityTokenRejected" and seen["wrong_password"] == "BadUserAccessDenied"
+    assert seen["unsecured"] != ""
+    assert (tmp_path / "pki" / "own" / "server.der").exists()  # the self-signed certificate was created
+
+
+async def _positive(node_) -> int | None:
+    value = await node_.read_value()
+    return value if value > 0 else None
+
+
+def test_hash_password_command_prints_a_verifiable_hash():
+    done = run_cli("hash-password", stdin="s3cret\n", timeout_s=60)
+    assert done.returncode == 0, done.stderr
+    assert verify_password("s3cret", done.stdout.strip())
+    assert run_cli("hash-password", stdin="\n", timeout_s=60).returncode == 2  # an empty password
