@@ -51,7 +51,11 @@ class TwinEngine(Engine):
         self.max_lag = max(1, *(model.features.max_lag for model in self.twin.models.values()))
         self._disturbances = sorted({tag for model in self.twin.models.values() for tag in model.features.disturbances})
         self._step = 0
-        self._history: pd.DataFrame | None = None
+        # the whole run as one table (rows: max_lag of history, then the start and every step), filled
+        # as the run goes; row ``max_lag + _step`` is the current one
+        self._times: pd.DatetimeIndex | None = None
+        self._columns = [*(item.tag for item in tagmap.inputs), *self._disturbances, *self.twin.targets]
+        self._table: np.ndarray | None = None
         self._weather: pd.DataFrame | None = None
 
     @property
@@ -77,31 +81,31 @@ class TwinEngine(Engine):
             self._weather = weather_series(self.weather, times)
         except ValueError as exc:
             raise EngineFault(f"{self.name}: twin cannot read weather: {exc}") from None
-        history = pd.DataFrame(index=times[: self.max_lag + 1])
+        table = np.full((len(times), len(self._columns)), np.nan)
+        history = slice(0, self.max_lag + 1)
         for item in self.tagmap.inputs:
-            history[item.tag] = item.default
+            table[history, self._columns.index(item.tag)] = item.default
         for tag in self._disturbances:
-            history[tag] = self._weather_value(tag, history.index)
+            table[:, self._columns.index(tag)] = self._weather[self.tagmap.output(tag).variable].to_numpy(float)
         for target, model in self.twin.models.items():
-            history[target] = self._initial_output(model, history.index)
-        self._history, self._step = history, 0
-        return self._sample(history.index[-1], self._predict())
+            table[history, self._columns.index(target)] = self._initial_output(model, times[history])
+        self._times, self._table, self._step = times, table, 0
+        return self._sample(self._predict())
 
     async def step(self, inputs: Mapping[str, float]) -> Sample | None:
-        if self._history is None:
+        if self._table is None:
             raise EngineFault(f"{self.name}: twin engine is not running")
         if self._step >= self.period.steps:
             return None
         values = self._checked(inputs)
-        time = self._history.index[-1] + pd.Timedelta(seconds=self.period.step_s)
-        row = {**values, **{tag: self._weather_value(tag, pd.DatetimeIndex([time]))[0] for tag in self._disturbances},
-               **{target: np.nan for target in self.twin.models}}
-        self._history = pd.concat([self._history, pd.DataFrame([row], index=[time])]).iloc[-(self.max_lag + 2):]
         self._step += 1
-        return self._sample(time, self._predict())
+        row = self.max_lag + self._step
+        for tag, value in values.items():
+            self._table[row, self._columns.index(tag)] = value
+        return self._sample(self._predict())
 
     async def stop(self) -> None:
-        self._history = None
+        self._table = None
 
     def _checked(self, inputs: Mapping[str, float]) -> dict[str, float]:
         """Input values for the coming step; missing or non-finite ones are errors, out-of-range ones
@@ -119,23 +123,27 @@ class TwinEngine(Engine):
         return values
 
     def _predict(self) -> dict[str, tuple[float, float]]:
-        """(mean, std) of every target at the last history row; means are written back as lags."""
+        """(mean, std) of every target at the current row; means are written back as lags."""
+        row = self.max_lag + self._step
+        window = slice(row - self.max_lag - 1 if row > self.max_lag else 0, row + 1)
+        frame = pd.DataFrame(self._table[window], index=self._times[window], columns=self._columns, copy=False)
         predictions = {}
         for target, model in self.twin.models.items():
-            features = model.features.features(self._history, model.profile_).iloc[[-1]].to_numpy(float)
+            features = model.features.features(frame, model.profile_).to_numpy(float)[-1:]
             mean, std = model.predict_features(features)
             predictions[target] = (float(mean[0]), float(std[0]))
-            self._history.iloc[-1, self._history.columns.get_loc(target)] = mean[0]
+            self._table[row, self._columns.index(target)] = mean[0]
         return predictions
 
-    def _sample(self, time: pd.Timestamp, predictions: dict[str, tuple[float, float]]) -> Sample:
+    def _sample(self, predictions: dict[str, tuple[float, float]]) -> Sample:
+        time = self._times[self.max_lag + self._step]
         step_h = self.period.step_s / 3600
         outputs: dict[str, float] = {}
         for item in self.tagmap.outputs:
             if item.tag in predictions:
                 outputs[item.tag], outputs[std_tag(item.tag)] = predictions[item.tag]
             elif item.variable in EPW_COLUMNS:
-                outputs[item.tag] = float(self._weather.loc[time, item.variable])
+                outputs[item.tag] = float(self._weather[item.variable].iat[self.max_lag + self._step])
             elif item.variable == DAY_TYPE_VARIABLE:
                 outputs[item.tag] = self._day_type(time)
             elif item.meter == "Electricity:Facility" and item.unit == "kWh":
@@ -145,10 +153,6 @@ class TwinEngine(Engine):
             else:
                 outputs[item.tag] = math.nan
         return Sample(self._step * self.period.step_s, outputs)
-
-    def _weather_value(self, tag: str, times: pd.DatetimeIndex) -> np.ndarray:
-        variable = self.tagmap.output(tag).variable
-        return self._weather.loc[times, variable].to_numpy(float)
 
     def _initial_output(self, model, times: pd.DatetimeIndex) -> np.ndarray:
         """Output history before the first step: the daily profile, else the training mean."""

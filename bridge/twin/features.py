@@ -111,22 +111,27 @@ class FeatureSet:
     def features(self, frame: pd.DataFrame, profile: np.ndarray | None = None) -> pd.DataFrame:
         """Feature rows for every row of ``frame`` (a historian DataFrame with a regular DatetimeIndex);
         the first ``max_lag`` rows have NaN lags. Output lags come from ``frame[target]``;
-        ``profile`` is the table of ``daily_profile`` (needed when ``self.profile``)."""
+        ``profile`` is the table of ``daily_profile`` (needed when ``self.profile``).
+        Computed on numpy arrays: the twin engine calls this once per step on a few rows."""
         self.check(frame, need_target=self.output_lags > 0)
-        columns: dict[str, pd.Series] = {}
-        if self.time_features:
-            columns.update(time_features(frame.index, self.holidays))
-        if self.profile:
-            if profile is None:
-                raise FeatureError(f"feature set of {self.target!r} uses a daily profile but none was given")
-            columns["profile"] = pd.Series(profile_at(frame.index, self.holidays, profile), index=frame.index)
+        columns: list[np.ndarray] = []
+        if self.time_features or self.profile:
+            times = _TimeArrays(frame.index, self.holidays)
+            if self.time_features:
+                columns += [times.tod_sin, times.tod_cos, times.workday, times.saturday]
+            if self.profile:
+                if profile is None:
+                    raise FeatureError(f"feature set of {self.target!r} uses a daily profile but none was given")
+                columns.append(profile[times.day_type, times.slot])
         for tags, lags in ((self.disturbances, self.disturbance_lags), (self.inputs, self.input_lags)):
             for tag in tags:
-                for lag in range(0, (lags + 1) * self.lag_step, self.lag_step):
-                    columns[_lag_name(tag, lag)] = frame[tag].shift(lag)
-        for lag in range(1, self.output_lags + 1):
-            columns[_lag_name(self.target, lag)] = frame[self.target].shift(lag)
-        return pd.DataFrame(columns, index=frame.index)[self.columns]
+                values = frame[tag].to_numpy(float)
+                columns += [_shifted(values, lag) for lag in range(0, (lags + 1) * self.lag_step, self.lag_step)]
+        if self.output_lags:
+            values = frame[self.target].to_numpy(float)
+            columns += [_shifted(values, lag) for lag in range(1, self.output_lags + 1)]
+        table = np.column_stack(columns) if columns else np.empty((len(frame), 0))
+        return pd.DataFrame(table, index=frame.index, columns=self.columns)
 
     def daily_profile(self, frame: pd.DataFrame) -> np.ndarray:
         """Median target per (day type, time-of-day slot): array (len(DAY_TYPES), PROFILE_SLOTS).
@@ -152,20 +157,40 @@ class FeatureSet:
 
 def time_features(index: pd.DatetimeIndex, holidays: tuple[str, ...] = ()) -> dict[str, pd.Series]:
     """Daily phase (sin, cos) and day-type flags at the middle of each timestep of ``index``."""
-    if len(index) < 2:
-        raise FeatureError("time features need at least two rows to know the timestep")
-    step = index[1] - index[0]
-    middle = index - step / 2
-    hours = middle.hour + middle.minute / 60 + middle.second / 3600
-    phase = 2 * np.pi * np.asarray(hours) / 24
-    holiday = np.isin(np.asarray(middle.date).astype(str), list(holidays))
-    weekday = np.asarray(middle.day_of_week)
-    return {
-        "tod_sin": pd.Series(np.sin(phase), index=index),
-        "tod_cos": pd.Series(np.cos(phase), index=index),
-        "workday": pd.Series(((weekday < 5) & ~holiday).astype(float), index=index),
-        "saturday": pd.Series(((weekday == 5) & ~holiday).astype(float), index=index),
-    }
+    times = _TimeArrays(index, holidays)
+    return {name: pd.Series(getattr(times, name), index=index) for name in TIME_FEATURES}
+
+
+class _TimeArrays:
+    """Time proxies of the timesteps ending at ``index``, taken at their middle, as numpy arrays:
+    daily phase (sin, cos), workday and Saturday flags, day type (index into DAY_TYPES) and the
+    10-minute slot of the daily profile."""
+
+    def __init__(self, index: pd.DatetimeIndex, holidays: tuple[str, ...]):
+        if len(index) < 2:
+            raise FeatureError("time features need at least two rows to know the timestep")
+        stamps = index.to_numpy(dtype="datetime64[ns]")
+        middle = stamps - (stamps[1] - stamps[0]) / 2
+        days = middle.astype("datetime64[D]")
+        seconds = (middle - days).astype("timedelta64[s]").astype(np.int64)
+        hours = seconds // 3600 + (seconds % 3600 // 60) / 60 + (seconds % 60) / 3600  # the formula of earlier versions: saved models see the same features bit for bit
+        phase = 2 * np.pi * hours / 24
+        weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
+        holiday = np.isin(days, np.array(holidays, dtype="datetime64[D]"))
+        self.tod_sin, self.tod_cos = np.sin(phase), np.cos(phase)
+        self.workday = ((weekday < 5) & ~holiday).astype(float)
+        self.saturday = ((weekday == 5) & ~holiday).astype(float)
+        self.day_type = np.where(self.workday > 0, 0, np.where(self.saturday > 0, 1, 2))
+        self.slot = (seconds // 60 * PROFILE_SLOTS // 1440).astype(int)
+
+
+def _shifted(values: np.ndarray, lag: int) -> np.ndarray:
+    """``values`` delayed by ``lag`` rows, NaN before the first (pandas' ``shift``)."""
+    if lag == 0:
+        return values
+    out = np.full(len(values), np.nan)
+    out[lag:] = values[:-lag] if lag < len(values) else []
+    return out
 
 
 def feature_sets_for(tagmap: TagMap, targets: list[str] | None = None, output_lags: int = 0,
@@ -195,11 +220,8 @@ def profile_at(index: pd.DatetimeIndex, holidays: tuple[str, ...], profile: np.n
 
 def _day_and_slot(index: pd.DatetimeIndex, holidays: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Day type (index into DAY_TYPES) and 10-minute slot of the middle of each timestep."""
-    flags = time_features(index, holidays)
-    day = np.where(flags["workday"] > 0, 0, np.where(flags["saturday"] > 0, 1, 2))
-    middle = index - (index[1] - index[0]) / 2
-    minutes = np.asarray(middle.hour * 60 + middle.minute)
-    return day, (minutes * PROFILE_SLOTS // 1440).astype(int)
+    times = _TimeArrays(index, holidays)
+    return times.day_type, times.slot
 
 
 def _lag_name(tag: str, lag: int) -> str:
