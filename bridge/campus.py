@@ -42,10 +42,13 @@ def make_engine(building: BuildingConfig, config: CampusConfig, workdir: Path) -
         from bridge.engines.twin import TwinEngine
 
         return TwinEngine(building.name, building.twin_model, building.weather, building.tagmap, config.period)
-    from bridge.engines.external_interface import ExternalInterfaceEngine
+    if building.engine == "energyplus-api":
+        from bridge.engines.energyplus_api import EnergyPlusApiEngine as EnergyPlusEngine
+    else:
+        from bridge.engines.external_interface import ExternalInterfaceEngine as EnergyPlusEngine
 
-    return ExternalInterfaceEngine(building.name, building.model, building.weather, building.tagmap, config.period,
-                                   workdir, config.engine_start_timeout_s, config.engine_step_timeout_s)
+    return EnergyPlusEngine(building.name, building.model, building.weather, building.tagmap, config.period, workdir,
+                            config.engine_start_timeout_s, config.engine_step_timeout_s)
 
 
 async def _outcome(awaitable: Awaitable):

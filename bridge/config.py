@@ -20,6 +20,7 @@ from bridge.tagmap import TagMap, load_tagmap
 from bridge.tomlfile import read_toml
 
 CLOCK_MODES = ("lockstep", "paced", "fast")
+ENGINES = ("energyplus", "energyplus-api", "twin")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -53,7 +54,7 @@ class BuildingConfig:
     model: Path
     weather: Path
     tagmap: TagMap
-    engine: str = "energyplus"  # or "twin" (a trained data-driven model, see bridge.twin)
+    engine: str = "energyplus"  # ExternalInterface; "energyplus-api" in-process; "twin" (see bridge.twin)
     twin_model: Path | None = None
 
 
@@ -230,7 +231,13 @@ def _check_campus(config: CampusConfig) -> None:
         if building_name not in names:
             raise ConfigError(f"{where}: [[tracking]] names building {building_name!r}, not one of {names}")
     for building in config.buildings:
-        if building.engine not in ("energyplus", "twin"):
-            raise ConfigError(f"{where}: building {building.name}: engine must be 'energyplus' or 'twin'")
+        if building.engine not in ENGINES:
+            raise ConfigError(f"{where}: building {building.name}: engine must be one of {ENGINES}, "
+                              f"got {building.engine!r}")
         if building.engine == "twin" and building.twin_model is None:
             raise ConfigError(f"{where}: building {building.name}: engine 'twin' needs 'twin_model'")
+    in_process = [b.name for b in config.buildings if b.engine == "energyplus-api"]
+    if len(in_process) > 1:
+        raise ConfigError(f"{where}: only one building of a campus can use engine 'energyplus-api', got {in_process}: "
+                          "EnergyPlus simulations in threads of one process are not independent (docs/bridge.md); "
+                          "use engine 'energyplus' for the others")

@@ -1,5 +1,6 @@
-"""The three files EnergyPlus co-simulation needs, written from a tag map: a patched copy of the
-IDF, ``variables.cfg`` (the order of values in each packet) and ``socket.cfg`` (where to connect).
+"""The model copy both EnergyPlus engines run (run period, timestep, the tag map's outputs and
+actuators), and for ExternalInterface the rest of its three files: the ExternalInterface objects,
+``variables.cfg`` (the order of values in each packet) and ``socket.cfg`` (where to connect).
 
 References: EnergyPlus Input Output Reference, "ExternalInterface" group; EnergyPlus External
 Interface Application Guide (BCVTB), section "variables.cfg".
@@ -34,8 +35,16 @@ def meter_variable(item: OutputTag) -> str:
     return f"twinbridge meter {item.tag}"
 
 
-def patch_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
-    """Add the ExternalInterface and output objects of ``tagmap`` and set run period and timestep.
+def output_variable(item: OutputTag) -> tuple[str, str]:
+    """(key, output variable name) under which EnergyPlus reports an output tag; a meter comes
+    through an EMS output variable (key "EMS")."""
+    if item.meter is not None:
+        return "EMS", meter_variable(item)
+    return item.key, item.variable
+
+
+def prepare_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
+    """Set run period and timestep and add the output objects of ``tagmap``: what both engines need.
 
     Sizing calculations stay on; design-day simulations are switched off and the weather-file run
     period on, since ExternalInterface exchanges only during weather-file run periods.
@@ -50,10 +59,6 @@ def patch_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
     for cls in ("ExternalInterface", "ExternalInterface:Schedule", "ExternalInterface:Actuator",
                 "ExternalInterface:Variable"):
         idf.remove_class(cls)
-    idf.add("ExternalInterface", "PtolemyServer")
-    for item in tagmap.inputs:
-        name, component_type, control_type = actuator_of(idf, item)
-        idf.add("ExternalInterface:Actuator", item.tag, name, component_type, control_type, item.default)
     for item in tagmap.outputs:
         if item.meter is not None:
             # ExternalInterface exchanges output variables only: expose the meter through an EMS
@@ -70,6 +75,16 @@ def patch_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
     return idf
 
 
+def patch_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
+    """``prepare_model`` plus the ExternalInterface objects of ``tagmap``."""
+    prepare_model(idf, tagmap, period)
+    idf.add("ExternalInterface", "PtolemyServer")
+    for item in tagmap.inputs:
+        name, component_type, control_type = actuator_of(idf, item)
+        idf.add("ExternalInterface:Actuator", item.tag, name, component_type, control_type, item.default)
+    return idf
+
+
 def variables_cfg(tagmap: TagMap) -> str:
     """``variables.cfg``: outputs (EnergyPlus -> bridge), then inputs (bridge -> EnergyPlus)."""
     lines = [
@@ -78,10 +93,8 @@ def variables_cfg(tagmap: TagMap) -> str:
         "<BCVTB-variables>",
     ]
     for item in tagmap.outputs:
-        if item.meter is not None:
-            element = f"<EnergyPlus name={quoteattr('EMS')} type={quoteattr(meter_variable(item))}/>"
-        else:
-            element = f"<EnergyPlus name={quoteattr(item.key)} type={quoteattr(item.variable)}/>"
+        key, variable = output_variable(item)
+        element = f"<EnergyPlus name={quoteattr(key)} type={quoteattr(variable)}/>"
         lines.append(f'  <variable source="EnergyPlus">{element}</variable>')
     for item in tagmap.inputs:
         lines.append(f'  <variable source="Ptolemy"><EnergyPlus actuator={quoteattr(item.tag)}/></variable>')

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bridge.config import BuildingConfig, CampusConfig, cache_dir
 from bridge.cosim_files import ModelError, actuator_of
-from bridge.engines.external_interface import severe_lines
+from bridge.engines.errfile import severe_lines
 from bridge.idf import Idf
 
 GLOBAL_KEYS = {"ENVIRONMENT", "WHOLE BUILDING", "*"}
@@ -81,7 +81,7 @@ async def _write_dictionary(model: Path, weather: Path, target: Path) -> None:
 
 async def building_problems(building: BuildingConfig) -> list[str]:
     """Every tag-map entry of ``building`` whose name is not in its model."""
-    if building.engine != "energyplus":
+    if building.engine == "twin":
         return []
     idf = Idf.read(building.model)
     problems = []

@@ -24,6 +24,7 @@ from pyEp import pyEp
 from bridge.config import RunPeriod
 from bridge.cosim_files import write_cosim_files
 from bridge.engines.base import Engine, EngineFault, Sample
+from bridge.engines.errfile import severe_lines
 from bridge.tagmap import TagMap
 
 log = logging.getLogger(__name__)
@@ -50,24 +51,6 @@ def decode_packet(line: bytes) -> tuple[int, float, list[float]]:
         return flag, float(parts[5]) if len(parts) > 5 else 0.0, []
     n_real = int(parts[2])
     return flag, float(parts[5]), [float(v) for v in parts[6 : 6 + n_real]]
-
-
-def severe_lines(err_file: Path, limit: int = 20) -> list[str]:
-    """The Severe and Fatal lines (with their continuation lines) of an eplusout.err file."""
-    if not err_file.is_file():
-        return [f"(no {err_file.name} was written)"]
-    found: list[str] = []
-    keep = False
-    for line in err_file.read_text(errors="replace").splitlines():
-        stripped = line.strip()
-        if stripped.startswith("**   ~~~"):
-            if keep:
-                found.append(stripped)
-            continue
-        keep = stripped.startswith(("** Severe", "**  Fatal"))
-        if keep:
-            found.append(stripped)
-    return found[:limit] or ["(eplusout.err has no Severe or Fatal lines)"]
 
 
 class PacketLines(asyncio.Protocol):
