@@ -29,9 +29,10 @@ async def lockstep_turn(client: Client, prefix: str, last_step: int, timeout_s: 
 
     async def handed_over():
         is_ready, current = await client.read_values([ready, step])
-        return current if is_ready and current > last_step else None
+        return (current,) if is_ready and current > last_step else None  # a tuple: step 0 counts as handed over
 
-    return await wait_until(handed_over, timeout_s, 0.002)
+    (current,) = await wait_until(handed_over, timeout_s, 0.002)
+    return current
 
 
 def test_browse_watch_and_control_the_small_office(small_office_config, tmp_path):
@@ -60,7 +61,7 @@ def test_browse_watch_and_control_the_small_office(small_office_config, tmp_path
             sim_time = await node(client, "TestSite.SmallOffice.Control.SimTime")
             # Day 1 (a Tuesday): default setpoint until 08:00, 22 degC until 14:00, 29 degC until 20:00.
             temps: dict[str, list[float]] = {"22": [], "29": []}
-            seen_times, step = [], 0
+            seen_times, step = [], -1  # the first turn hands over step 0
             while True:
                 step = await lockstep_turn(client, "TestSite.SmallOffice", step)
                 now = await sim_time.read_value()
