@@ -17,7 +17,7 @@ from pathlib import Path
 
 from bridge.config import BuildingConfig, CampusConfig, cache_dir
 from bridge.cosim_files import ModelError, actuator_of
-from bridge.engines.errfile import severe_lines
+from bridge.engines.energyplus import severe_lines
 from bridge.idf import Idf
 
 GLOBAL_KEYS = {"ENVIRONMENT", "WHOLE BUILDING", "*"}

@@ -11,7 +11,7 @@ import pytest
 from bridge.config import ConfigError, RunPeriod, load_config
 from bridge.cosim_files import ModelError, patch_model, variables_cfg
 from bridge.engines.base import EngineFault
-from bridge.engines.errfile import severe_lines
+from bridge.engines.energyplus import severe_lines
 from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet, encode_inputs
 from bridge.historian import Historian, HistorianError, load_history, read_tag
 from bridge.idf import Idf

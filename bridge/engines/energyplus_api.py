@@ -29,8 +29,8 @@ from pyenergyplus.api import EnergyPlusAPI
 
 from bridge.config import RunPeriod
 from bridge.cosim_files import ModelError, actuator_of, output_variable, prepare_model
-from bridge.engines.base import Engine, EngineFault, Sample
-from bridge.engines.errfile import severe_lines
+from bridge.engines.base import EngineFault, Sample
+from bridge.engines.energyplus import EnergyPlusEngine, severe_lines
 from bridge.idf import Idf
 from bridge.tagmap import TagMap
 
@@ -49,15 +49,12 @@ def hvac_variables(rdd_text: str) -> dict[str, str]:
     return {match.group(2).upper(): match.group(1) for match in _RDD_LINE.finditer(rdd_text)}
 
 
-class EnergyPlusApiEngine(Engine):
+class EnergyPlusApiEngine(EnergyPlusEngine):
     """One EnergyPlus simulation in a thread of this process."""
 
     def __init__(self, name: str, model: Path, weather: Path, tagmap: TagMap, period: RunPeriod, workdir: Path,
                  start_timeout_s: float = 300.0, step_timeout_s: float = 60.0):
-        self.name = name
-        self.model, self.weather, self.workdir = (Path(p).resolve() for p in (model, weather, workdir))
-        self.tagmap, self.period = tagmap, period
-        self.start_timeout_s, self.step_timeout_s = start_timeout_s, step_timeout_s
+        super().__init__(name, model, weather, tagmap, period, workdir, start_timeout_s, step_timeout_s)
         self._api = EnergyPlusAPI()
         self._state = None
         self._state_lock = threading.Lock()  # stop_simulation from the loop vs delete_state in the worker

@@ -23,8 +23,8 @@ from pyEp import pyEp
 
 from bridge.config import RunPeriod
 from bridge.cosim_files import write_cosim_files
-from bridge.engines.base import Engine, EngineFault, Sample
-from bridge.engines.errfile import severe_lines
+from bridge.engines.base import EngineFault, Sample
+from bridge.engines.energyplus import EnergyPlusEngine, severe_lines
 from bridge.tagmap import TagMap
 
 log = logging.getLogger(__name__)
@@ -125,16 +125,12 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
-class ExternalInterfaceEngine(Engine):
+class ExternalInterfaceEngine(EnergyPlusEngine):
     """One EnergyPlus process co-simulated through ExternalInterface."""
 
     def __init__(self, name: str, model: Path, weather: Path, tagmap: TagMap, period: RunPeriod, workdir: Path,
                  start_timeout_s: float = 300.0, step_timeout_s: float = 60.0):
-        self.name = name
-        # EnergyPlus runs inside workdir, where paths relative to our current directory break
-        self.model, self.weather, self.workdir = (Path(p).resolve() for p in (model, weather, workdir))
-        self.tagmap, self.period = tagmap, period
-        self.start_timeout_s, self.step_timeout_s = start_timeout_s, step_timeout_s
+        super().__init__(name, model, weather, tagmap, period, workdir, start_timeout_s, step_timeout_s)
         self.process: asyncio.subprocess.Process | None = None
         self._server: asyncio.Server | None = None
         self._pending: PacketLines | None = None  # launched, EnergyPlus not connected yet
