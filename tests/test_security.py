@@ -177,3 +177,30 @@ def test_hash_password_command_prints_a_verifiable_hash():
     assert done.returncode == 0, done.stderr
     assert verify_password("s3cret", done.stdout.strip())
     assert run_cli("hash-password", stdin="\n", timeout_s=60).returncode == 2  # an empty password
+
+
+def test_expired_server_certificate_is_refused_and_kept(tmp_path):
+    """An existing certificate is never overwritten (it may be the site CA's); an expired one stops the start."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    from bridge.security.server import ensure_certificate
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(1).not_valid_before(now - dt.timedelta(days=400))
+                   .not_valid_after(now - dt.timedelta(days=1)).sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "server.der", tmp_path / "server_key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.DER))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    before = cert_path.read_bytes()
+    with pytest.raises(SecurityError, match="expired on"):
+        asyncio.run(ensure_certificate(cert_path, key_path, "urn:twinbridge:Test", "localhost"))
+    assert cert_path.read_bytes() == before

@@ -152,8 +152,19 @@ async def ensure_certificate(certificate: Path, private_key: Path, application_u
                              client: bool = False) -> None:
     """Create a self-signed application certificate and key where they do not exist yet (asyncua's
     generator: RSA 2048, SHA-256, one year, ``application_uri`` and ``host`` as subject alternative
-    names); an existing pair is kept, unless asyncua finds the certificate invalid for them."""
+    names); an existing pair is kept as it is (it may be signed by the site's CA): an expired one is a
+    SecurityError, one that expires within 30 days a warning."""
     if certificate.exists() and private_key.exists():
+        try:
+            expires = load_certificate(certificate).not_valid_after_utc
+        except ValueError as exc:
+            raise SecurityError(f"{certificate}: not a certificate ({exc})") from None
+        left = expires - dt.datetime.now(dt.timezone.utc)
+        if left <= dt.timedelta(0):
+            raise SecurityError(f"{certificate} expired on {expires:%Y-%m-%d}: replace it, or delete it and its key "
+                                f"{private_key} to have a new self-signed one created")
+        if left < dt.timedelta(days=30):
+            log.warning("%s expires on %s (in %d days)", certificate, f"{expires:%Y-%m-%d}", left.days)
         return
     certificate.parent.mkdir(parents=True, exist_ok=True)
     private_key.parent.mkdir(parents=True, exist_ok=True)
