@@ -24,8 +24,9 @@ def twin_campus(tmp_path: Path, model_path: Path) -> Path:
     return path
 
 
-def occupied_power_kw(endpoint: str, cooling_c: float) -> tuple[float, list[str], float]:
-    """Drive a lockstep twin for its day with Control.Exchange; mean power 09-17, output tags, a std."""
+def occupied_power_kw(endpoint: str, cooling_c: float) -> tuple[float, list[str], float, np.ndarray]:
+    """Drive a lockstep twin for its day with Control.Exchange; mean power 09-17, output tags, a std,
+    and per step (meter kWh, power kW of the step before)."""
 
     async def run():
         async with Client(endpoint, timeout=60, watchdog_intervall=60) as client:
@@ -43,7 +44,9 @@ def occupied_power_kw(endpoint: str, cooling_c: float) -> tuple[float, list[str]
                 rows.append((step, values))
             occupied = [values[power] for step, values in rows if 9 * 6 < step <= 17 * 6]
             std = rows[60][1][outputs.index("FacilityPowerStd")]
-            return float(np.mean(occupied)), outputs, std
+            meter = outputs.index("ElectricityEnergy")
+            lag = np.array([(now[meter], before[power]) for (_, before), (_, now) in zip(rows, rows[1:])])
+            return float(np.mean(occupied)), outputs, std, lag
 
     return asyncio.run(run())
 
@@ -56,7 +59,9 @@ def test_twin_serves_tags_and_answers_setpoints_like_a_building(trained, tmp_pat
         with run_bridge(campus, tmp_path, "--clock", "lockstep", keep_serving=False) as bridge:
             results[cooling_c] = occupied_power_kw(bridge.endpoint, cooling_c)
             bridge.wait(60)
-    (cool_kw, outputs, std), (warm_kw, _, _) = results[22.0], results[27.0]
+    (cool_kw, outputs, std, lag), (warm_kw, _, _, _) = results[22.0], results[27.0]
     assert {"FacilityPower", "FacilityPowerStd", "CoreZoneTemp", "CoreZoneTempStd"} <= set(outputs)
+    # the meter carries the previous step's energy, as EnergyPlus 25.2's meter tags do
+    np.testing.assert_allclose(lag[1:, 0], lag[1:, 1] / 6, rtol=1e-12)
     assert std > 0
     assert warm_kw < cool_kw  # raising the cooling setpoint in July lowers the predicted power

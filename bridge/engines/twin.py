@@ -6,7 +6,9 @@ back as the output lags (zero-variance method, as for forecasts). Outputs of a s
 - every modelled tag (mean) and ``<Tag>Std`` (its predictive standard deviation, same unit);
 - the weather outputs (from the EPW file, as EnergyPlus interpolates it);
 - "Site Day Type Index" outputs (1 Sunday .. 7 Saturday, 8 holiday) from the calendar;
-- an ``Electricity:Facility`` meter in kWh, from the modelled electric power over the step;
+- an ``Electricity:Facility`` meter in kWh, from the modelled electric power: like the EnergyPlus
+  engines' meter tags it carries the energy of the previous step (0 at the first two samples;
+  EnergyPlus 25.2's EMS meter sensors lag one zone timestep, docs/bridge.md);
 - NaN for any other output of the tag map (the model does not know it).
 Before the first step the model needs ``max_lag`` rows of history: inputs at their defaults,
 outputs at the model's daily profile (or its training mean).
@@ -57,6 +59,10 @@ class TwinEngine(Engine):
         self._columns = [*(item.tag for item in tagmap.inputs), *self._disturbances, *self.twin.targets]
         self._table: np.ndarray | None = None
         self._weather: pd.DataFrame | None = None
+        # the modelled electric power in kW, if any, and its value at the last sample (the meter's lag)
+        self._power_tag = next((o.tag for o in tagmap.outputs if o.role == "electric_power" and o.unit == "kW"
+                                and o.tag in self.twin.models), None)
+        self._previous_power_kw = math.nan
 
     @property
     def std_tags(self) -> list[str]:
@@ -147,11 +153,12 @@ class TwinEngine(Engine):
             elif item.variable == DAY_TYPE_VARIABLE:
                 outputs[item.tag] = self._day_type(time)
             elif item.meter == "Electricity:Facility" and item.unit == "kWh":
-                power = [predictions[o.tag][0] for o in self.tagmap.outputs
-                         if o.role == "electric_power" and o.tag in predictions and o.unit == "kW"]
-                outputs[item.tag] = power[0] * step_h if power else math.nan
+                outputs[item.tag] = math.nan if self._power_tag is None else (
+                    self._previous_power_kw * step_h if self._step >= 2 else 0.0)
             else:
                 outputs[item.tag] = math.nan
+        if self._power_tag is not None:
+            self._previous_power_kw = predictions[self._power_tag][0]
         return Sample(self._step * self.period.step_s, outputs)
 
     def _initial_output(self, model, times: pd.DatetimeIndex) -> np.ndarray:
