@@ -168,3 +168,18 @@ def test_fit_and_evaluate_from_the_command_line(small_office_db, tmp_path):
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "twin fit: error: data lacks tags" in refused.stderr and "ChilledWaterSetpoint" in refused.stderr
 
+
+
+def test_scenario_forecasts_equal_forecasts_on_the_joined_frame(trained, small_office):
+    """What an MPC evaluates (one history, several futures, one batch) is the plain forecast of each."""
+    twin, _ = trained
+    history = small_office[2]
+    model = twin.models["FacilityPower"]
+    origin, horizon = 200, 12
+    future = history.iloc[origin + 1:origin + 1 + horizon].drop(columns=[model.features.target])
+    warmer = future.assign(CoolingSetpoint=future["CoolingSetpoint"] + 2.0)
+    mean, std = model.forecast_scenarios(history.iloc[:origin + 1], [future, warmer])
+    expected_mean, expected_std = model.forecast(history, np.array([origin]), horizon)
+    np.testing.assert_allclose(mean[0], expected_mean[0], rtol=1e-12)
+    np.testing.assert_allclose(std[0], expected_std[0], rtol=1e-9)  # batched solves: last-bit differences
+    assert not np.allclose(mean[1], mean[0])  # the second scenario is its own

@@ -158,6 +158,27 @@ class GPModel(BaseEstimator):
             mean[:, h - 1], std[:, h - 1] = self.predict_features(rows, fed_back=h > 1)
         return mean, std
 
+    def forecast_scenarios(self, history: pd.DataFrame, futures: list[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
+        """Zero-variance forecasts of the same horizon under several scenarios of the future, all
+        starting from one measured ``history`` (its last row is the origin; at least ``max_lag`` + 1
+        rows, the target measured). Each future is a DataFrame of the next H timesteps with the
+        inputs and disturbances (the target may be absent). Returns (mean, std), shape
+        (len(futures), H). As ``forecast`` on history + future, for all scenarios in one batch: what
+        a model-predictive controller evaluates for its candidate input trajectories."""
+        self._check_fitted()
+        keep = self.features.max_lag + 1
+        if len(history) < keep:
+            raise ModelError(f"forecast of {self.features.target!r} needs {keep} rows of history, got {len(history)}")
+        horizon = len(futures[0])
+        if any(len(future) != horizon for future in futures):
+            raise ModelError("all scenarios of a forecast need the same horizon")
+        recent = history.iloc[-keep:]
+        # one frame of consecutive segments (history + scenario); no lag of a forecast row reaches
+        # back into the segment before its own
+        stacked = pd.concat([pd.concat([recent, future]) for future in futures])
+        origins = np.arange(len(futures)) * (keep + horizon) + keep - 1
+        return self.forecast(stacked, origins, horizon)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "gp_"):
             raise ModelError(f"model of {self.features.target!r} is not fitted")
