@@ -27,6 +27,9 @@ def add_controller_commands(subparsers: argparse._SubParsersAction) -> None:
     trajectory.add_argument("--interpolation", choices=INTERPOLATIONS, default="step",
                             help="step: hold the last row; linear: interpolate between rows (default step)")
     trajectory.set_defaults(func=_cmd_csv)
+    mpc = kinds.add_parser("gp-mpc", help="model-predictive demand response on a trained GP twin (docs/controllers.md)")
+    _common(mpc, "GP-MPC TOML file (see controllers/examples/large_office_gp_mpc.toml)")
+    mpc.set_defaults(func=_cmd_gp_mpc)
 
 
 def _common(parser: argparse.ArgumentParser, config_help: str) -> None:
@@ -56,6 +59,12 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 def _cmd_csv(args: argparse.Namespace) -> int:
     return _run(args, lambda: CsvController(load_trajectory(args.config, args.interpolation)))
+
+
+def _cmd_gp_mpc(args: argparse.Namespace) -> int:
+    from controllers.gp_mpc import GpMpcController, load_mpc  # scipy and the twin: only when used
+
+    return _run(args, lambda: GpMpcController(load_mpc(args.config)))
 
 
 def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:

@@ -124,24 +124,31 @@ class GPModel(BaseEstimator):
         self._check_fitted()
         return self.predict_features(self.features.features(frame, self.profile_).to_numpy(float), fed_back=False)
 
-    def predict_features(self, x: np.ndarray, fed_back: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def predict_features(self, x: np.ndarray, fed_back: bool = True,
+                         with_std: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) for raw feature rows in ``features.columns`` order. ``fed_back``: the rows'
         output lags are (partly) the model's own means, as in a rollout or the twin engine, so the
-        std takes the rollout calibration; False when they are measured (one step ahead)."""
+        std takes the rollout calibration; False when they are measured (one step ahead).
+        ``with_std=False`` skips the std (NaN; its O(n^2) per row dominates a prediction)."""
         self._check_fitted()
         x = np.atleast_2d(x)
         mean, std = np.full(len(x), np.nan), np.full(len(x), np.nan)
         ok = np.isfinite(x).all(axis=1)
         if ok.any():
-            mean[ok], std[ok] = self.gp_.predict((x[ok] - self.x_mean_) / self.x_scale_, return_std=True)
+            rows = (x[ok] - self.x_mean_) / self.x_scale_
+            if not with_std:
+                mean[ok] = self.gp_.predict(rows)
+                return mean, std
+            mean[ok], std[ok] = self.gp_.predict(rows, return_std=True)
             if self.std_scale_ is not None:
                 std[ok] *= self.std_scale_[int(fed_back)][regimes(x[ok], self.features.columns)]
         return mean, std
 
-    def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int,
+                 with_std: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Zero-variance multi-step forecasts: for each origin row o, predict rows o+1 .. o+horizon
         knowing the measured output up to row o and the inputs and disturbances throughout.
-        Returns (mean, std), each of shape (len(origins), horizon)."""
+        Returns (mean, std), each of shape (len(origins), horizon); std NaN unless ``with_std``."""
         self._check_fitted()
         origins = np.asarray(origins, dtype=int)
         if origins.size and (origins.min() < self.features.max_lag or origins.max() + horizon >= len(frame)):
@@ -155,10 +162,11 @@ class GPModel(BaseEstimator):
             for lag, column in enumerate(lag_columns, start=1):
                 if h - lag >= 1:  # that lag is itself a forecast: feed back its mean
                     rows[:, column] = mean[:, h - lag - 1]
-            mean[:, h - 1], std[:, h - 1] = self.predict_features(rows, fed_back=h > 1)
+            mean[:, h - 1], std[:, h - 1] = self.predict_features(rows, fed_back=h > 1, with_std=with_std)
         return mean, std
 
-    def forecast_scenarios(self, history: pd.DataFrame, futures: list[pd.DataFrame]) -> tuple[np.ndarray, np.ndarray]:
+    def forecast_scenarios(self, history: pd.DataFrame, futures: list[pd.DataFrame],
+                           with_std: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Zero-variance forecasts of the same horizon under several scenarios of the future, all
         starting from one measured ``history`` (its last row is the origin; at least ``max_lag`` + 1
         rows, the target measured). Each future is a DataFrame of the next H timesteps with the
@@ -177,7 +185,7 @@ class GPModel(BaseEstimator):
         # back into the segment before its own
         stacked = pd.concat([pd.concat([recent, future]) for future in futures])
         origins = np.arange(len(futures)) * (keep + horizon) + keep - 1
-        return self.forecast(stacked, origins, horizon)
+        return self.forecast(stacked, origins, horizon, with_std)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "gp_"):

@@ -1,0 +1,437 @@
+"""GP-MPC: model-predictive demand response on the Gaussian-process twin (Jain et al., SimBuild 2018).
+
+At every step whose prediction horizon reaches a demand-response event, the controller chooses the
+decided setpoints (for example cooling, supply-air and chilled-water) over the next ``horizon``
+steps, piecewise constant over ``blocks`` equal blocks (move blocking), and writes the first
+block's values: a receding horizon. Outside that, and for every input it does not decide, it
+writes the base schedule (a schedule file of controllers/schedule.py).
+
+Predictions: the trained twin (bridge.twin) from the measured history the controller has seen,
+with the model's own lags, the setpoints of a candidate trajectory and the weather of the EPW
+file as a perfect forecast (as in the paper): zero-variance rollouts of the power model and of
+the comfort models, all candidates of one optimizer iteration in one batch
+(``GPModel.forecast_scenarios``).
+
+Objectives (``objective``):
+- ``"tracking"``: follow the reference ``baseline - curtail_kw`` during the event, where the
+  baseline is the twin's forecast of power under the base schedule, made once when the event
+  first enters the horizon and then frozen (the curtailment is measured against what the building
+  would have done); before and after the event, stay near the baseline (weight ``outside_weight``);
+- ``"energy"``: minimise the predicted energy over the event steps of the horizon.
+Both add ``move_weight`` times the squared changes between blocks (in units of each input's range).
+
+Comfort: chance constraints on every modelled zone temperature listed in ``comfort``: at every
+step of the horizon, ``mean + z * std <= high`` and ``mean - z * std >= low``, with z the one-sided
+normal quantile of ``confidence`` (1.645 for 0.95). The std is taken once per decision, along the
+warm-start trajectory, and held while optimising (it hardly moves with the setpoints, and its
+O(n^2) cost per predicted row would dominate every iteration).
+
+Solver: SLSQP (scipy) on the decisions scaled to [0, 1], with forward-difference gradients
+computed as one batch of rollouts; at most ``max_iter`` iterations, warm-started from the previous
+decision. A solve that ends infeasible keeps the previous decision (or, at the first, the base
+schedule) and says so in the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+from scipy.stats import norm
+
+from bridge.config import reference_weather
+from bridge.tagmap import TagMap, TagMapError, load_tagmap
+from bridge.tomlfile import read_toml
+from bridge.twin.gp import TwinModel
+from bridge.twin.persist import ModelFileError, check_compatible, load_model
+from bridge.twin.weather import WeatherError, weather_series
+from controllers.base import ControllerConfigError, InputRange
+from controllers.schedule import Schedule, load_schedule
+
+log = logging.getLogger(__name__)
+
+OBJECTIVES = ("tracking", "energy")
+FD_STEP = 1e-3  # forward-difference step in scaled decision units (a thousandth of an input's range)
+
+
+@dataclass(frozen=True)
+class CurtailmentEvent:
+    """A demand-response request: on ``day``, from ``start`` to ``end``, ``curtail_kw`` below baseline."""
+
+    day: dt.date
+    start: dt.time
+    end: dt.time
+    curtail_kw: float
+
+    def contains(self, time: dt.datetime) -> bool:
+        """Whether the timestep ending at ``time`` lies in the event."""
+        begin = dt.datetime.combine(self.day, self.start)
+        return begin < time <= dt.datetime.combine(self.day, self.end)
+
+
+@dataclass(frozen=True)
+class MpcConfig:
+    schedule: Schedule
+    twin: TwinModel
+    tagmap: TagMap
+    weather: Path
+    decide: tuple[str, ...]
+    bounds: dict[str, tuple[float, float]]
+    events: tuple[CurtailmentEvent, ...]
+    comfort: dict[str, tuple[float, float]]
+    power: str
+    objective: str = "tracking"
+    horizon: int = 12
+    blocks: int = 3
+    confidence: float = 0.95
+    move_weight: float = 0.1
+    outside_weight: float = 0.1
+    max_iter: int = 50
+    path: str = ""
+
+
+@dataclass
+class Decision:
+    """What one decision did, for logs and benchmarks."""
+
+    time: dt.datetime
+    values: dict[str, float]
+    success: bool
+    iterations: int
+    seconds: float
+    predicted_power_kw: list[float] = field(default_factory=list)
+    reference_kw: list[float] = field(default_factory=list)
+
+
+class GpMpcController:
+    """See the module docstring. ``decisions`` keeps one ``Decision`` per optimisation."""
+
+    def __init__(self, config: MpcConfig):
+        self.config = config
+        self.decisions: list[Decision] = []
+        self._history: list[dict[str, float]] = []
+        self._times: list[dt.datetime] = []
+        self._step: dt.timedelta | None = None  # the bridge's timestep, from the first two decisions
+        self._last_inputs: dict[str, float] | None = None
+        self._warm: np.ndarray | None = None
+        self._weather: pd.DataFrame | None = None
+        self._baselines: dict[CurtailmentEvent, pd.Series] = {}
+        self._ranges: dict[str, InputRange] = {}
+
+    def check(self, inputs: Mapping[str, InputRange]) -> None:
+        self.config.schedule.check(inputs)
+        missing = [tag for tag in self.config.decide if tag not in inputs]
+        if missing:
+            raise ControllerConfigError(f"{self.config.path}: decide lists {missing}, not input tags of the building "
+                                        f"(inputs: {sorted(inputs)})")
+        for tag, (low, high) in self.config.bounds.items():
+            if low < inputs[tag].low or high > inputs[tag].high:
+                raise ControllerConfigError(f"{self.config.path}: bounds of {tag} [{low}, {high}] exceed the tag's "
+                                            f"EURange [{inputs[tag].low}, {inputs[tag].high}]")
+        self._ranges = dict(inputs)
+
+    def decide(self, sim_time: dt.datetime, outputs: Mapping[str, float]) -> dict[str, float]:
+        self._remember(sim_time, outputs)
+        values = self._base_inputs(sim_time)
+        if self._step is None:
+            self._last_inputs = values
+            return values
+        horizon_times = [sim_time + self._step * h for h in range(1, self.config.horizon + 1)]
+        active = [event for event in self.config.events if any(event.contains(t) for t in horizon_times)]
+        if active and len(self._times) > self._max_lag():
+            values.update(self._optimise(sim_time, horizon_times, active))
+        else:
+            self._warm = None
+        self._last_inputs = values
+        return values
+
+    # --- history -------------------------------------------------------------------------------
+    def _remember(self, sim_time: dt.datetime, outputs: Mapping[str, float]) -> None:
+        """Append the measured row at ``sim_time`` (outputs at the end of the step, inputs applied
+        during it); a gap in time (a reset, a reconnect) starts the history again."""
+        if self._times and self._step is None and sim_time > self._times[-1]:
+            self._step = sim_time - self._times[-1]
+        elif self._times and sim_time - self._times[-1] != self._step:
+            self._history.clear()
+            self._times.clear()
+            self._baselines.clear()
+        applied = self._last_inputs or self._base_inputs(sim_time)
+        row = {tag: float(outputs[tag]) for tag in self._model_outputs() if tag in outputs}
+        row.update({tag: applied[tag] for tag in self._input_tags()})
+        self._history.append(row)
+        self._times.append(sim_time)
+        keep = self._max_lag() + 2
+        del self._history[:-keep], self._times[:-keep]
+
+    def _history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self._history, index=pd.DatetimeIndex(self._times))
+
+    def _max_lag(self) -> int:
+        return max(model.features.max_lag for model in self.config.twin.models.values())
+
+    def _model_outputs(self) -> set[str]:
+        return {tag for model in self.config.twin.models.values() for tag in (model.features.target,
+                                                                             *model.features.disturbances)}
+
+    def _input_tags(self) -> list[str]:
+        return [item.tag for item in self.config.tagmap.inputs]
+
+    def _base_inputs(self, time: dt.datetime) -> dict[str, float]:
+        """Every input tag: the base schedule's setpoint, else the tag map's default."""
+        scheduled = self.config.schedule.setpoints(time)
+        return {item.tag: scheduled.get(item.tag, item.default) for item in self.config.tagmap.inputs}
+
+    # --- optimisation --------------------------------------------------------------------------
+    def _base_future(self, times: list[dt.datetime]) -> pd.DataFrame:
+        """Rows of the coming timesteps ending at ``times``: the base inputs applied during each
+        step and the weather (EPW, perfect forecast) of the disturbance tags."""
+        index = pd.DatetimeIndex(times)
+        future = pd.DataFrame([self._base_inputs(t - self._step) for t in times], index=index)
+        weather = self._weather_at(index)
+        for tag in {tag for model in self.config.twin.models.values() for tag in model.features.disturbances}:
+            future[tag] = weather[self.config.tagmap.output(tag).variable].to_numpy()
+        return future
+
+    def _weather_at(self, index: pd.DatetimeIndex) -> pd.DataFrame:
+        """EPW weather at ``index``, from a table of the whole year at the bridge's timestep (read once)."""
+        if self._weather is None or index[0] not in self._weather.index or index[-1] not in self._weather.index:
+            year = pd.Timestamp(index[0].year, 1, 1)
+            times = pd.date_range(year, year + pd.DateOffset(years=1) - self._step, freq=self._step)
+            self._weather = weather_series(self.config.weather, times)
+        return self._weather.loc[index]
+
+    def _futures(self, horizon_times: list[dt.datetime], decisions: np.ndarray) -> list[pd.DataFrame]:
+        """One future per decision vector (rows of scaled decisions, input-major): the base future
+        with the decided inputs piecewise constant over the blocks."""
+        config = self.config
+        base = self._base_future(horizon_times)
+        block = np.minimum(np.arange(config.horizon) * config.blocks // config.horizon, config.blocks - 1)
+        futures = []
+        for row in np.atleast_2d(decisions):
+            future = base.copy()
+            for i, tag in enumerate(config.decide):
+                low, high = self._bounds(tag)
+                future[tag] = low + (high - low) * row[i * config.blocks + block]
+            futures.append(future)
+        return futures
+
+    def _bounds(self, tag: str) -> tuple[float, float]:
+        if tag in self.config.bounds:
+            return self.config.bounds[tag]
+        limits = self._ranges[tag]
+        return limits.low, limits.high
+
+    def _scaled(self, values: Mapping[str, float]) -> np.ndarray:
+        """Decision vector (scaled) holding ``values`` in every block."""
+        out = []
+        for tag in self.config.decide:
+            low, high = self._bounds(tag)
+            out += [np.clip((values[tag] - low) / (high - low), 0.0, 1.0)] * self.config.blocks
+        return np.array(out)
+
+    def _optimise(self, sim_time: dt.datetime, horizon_times: list[dt.datetime],
+                  events: list[CurtailmentEvent]) -> dict[str, float]:
+        config, started = self.config, time.perf_counter()
+        history = self._history_frame()
+        power_model = config.twin.models[config.power]
+        in_event = np.array([any(e.contains(t) for e in events) for t in horizon_times])
+        base = self._scaled(self._base_inputs(sim_time))
+        base_power, _ = power_model.forecast_scenarios(history, self._futures(horizon_times, base), with_std=False)
+        reference = self._reference(sim_time, horizon_times, events, history, base_power[0])
+        start = self._warm_start(base)
+        # comfort: std along the warm start, held during the optimisation
+        z = norm.ppf(config.confidence)
+        comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(horizon_times, start))[1][0]
+                       for tag in config.comfort}
+        cache: dict[bytes, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+
+        def rollouts(x: np.ndarray) -> None:
+            """Power and comfort means at x and at x + FD_STEP e_i, one batch, into the cache."""
+            points = np.vstack([x, x + FD_STEP * np.eye(len(x))])
+            futures = self._futures(horizon_times, points)
+            power, _ = power_model.forecast_scenarios(history, futures, with_std=False)
+            temps = {tag: config.twin.models[tag].forecast_scenarios(history, futures, with_std=False)[0]
+                     for tag in config.comfort}
+            cache[x.tobytes()] = (power, temps)
+
+        def evaluated(x: np.ndarray):
+            if x.tobytes() not in cache:
+                rollouts(x)
+            return cache[x.tobytes()]
+
+        scale_kw = max(max((e.curtail_kw for e in events), default=0.0), 50.0)
+
+        def cost(power: np.ndarray, x: np.ndarray) -> np.ndarray:
+            """Cost of each row of ``power`` (scenarios x horizon); x: the decisions of each row."""
+            if config.objective == "tracking":
+                error = (power - reference) / scale_kw
+                weights = np.where(in_event, 1.0, config.outside_weight)
+                value = (weights * error ** 2).sum(axis=1)
+            else:
+                value = (power[:, in_event] / scale_kw).sum(axis=1)
+            moves = x.reshape(len(x), len(config.decide), config.blocks)
+            previous = self._scaled(self._last_inputs or self._base_inputs(sim_time)).reshape(len(config.decide),
+                                                                                               config.blocks)[:, :1]
+            steps = np.diff(np.concatenate([np.broadcast_to(previous, (len(x), *previous.shape)), moves], axis=2), axis=2)
+            return value + config.move_weight * (steps ** 2).sum(axis=(1, 2))
+
+        def objective(x):
+            power, _ = evaluated(x)
+            points = np.vstack([x, x + FD_STEP * np.eye(len(x))])
+            values = cost(power, points)
+            return values[0], (values[1:] - values[0]) / FD_STEP
+
+        def margins(temps: dict[str, np.ndarray]) -> np.ndarray:
+            """Comfort margins (>= 0 when met), per scenario row: high - (mean + z std), (mean - z std) - low."""
+            parts = []
+            for tag, (low, high) in config.comfort.items():
+                parts += [high - (temps[tag] + z * comfort_std[tag]), temps[tag] - z * comfort_std[tag] - low]
+            return np.concatenate(parts, axis=1)
+
+        def constraint(x):
+            return margins(evaluated(x)[1])[0]
+
+        def constraint_jac(x):
+            values = margins(evaluated(x)[1])
+            return ((values[1:] - values[0]) / FD_STEP).T
+
+        constraints = [{"type": "ineq", "fun": constraint, "jac": constraint_jac}] if config.comfort else []
+        result = minimize(lambda x: objective(x)[0], start, jac=lambda x: objective(x)[1], method="SLSQP",
+                          bounds=[(0.0, 1.0)] * len(start), constraints=constraints,
+                          options={"maxiter": config.max_iter, "ftol": 1e-6})
+        x = np.clip(result.x, 0.0, 1.0)
+        feasible = not constraints or constraint(x).min() >= -1e-3
+        if not (result.success or feasible):
+            # the last decision (or the base schedule): a jump back to the base schedule mid-event
+            # would undo the curtailment at once
+            log.warning("%s: MPC at %s found no feasible trajectory (%s); %s kept", config.path, sim_time,
+                        result.message, "the last decision" if self._warm is not None else "the base schedule")
+            x = start
+        self._warm = x
+        values = {}
+        for i, tag in enumerate(config.decide):
+            low, high = self._bounds(tag)
+            values[tag] = float(low + (high - low) * x[i * config.blocks])
+        power = evaluated(x)[0][0]
+        self.decisions.append(Decision(sim_time, values, bool(result.success), int(result.nit),
+                                       time.perf_counter() - started, [float(p) for p in power],
+                                       [float(r) for r in reference]))
+        log.info("%s: MPC %s -> %s (predicted power %.0f kW, reference %.0f kW, %d iterations, %.2f s)", sim_time,
+                 "ok" if result.success else result.message, {k: round(v, 2) for k, v in values.items()}, power[0],
+                 reference[0], result.nit, time.perf_counter() - started)
+        return values
+
+    def _warm_start(self, base: np.ndarray) -> np.ndarray:
+        """The previous decision (its blocks as they were) while the controller stays active, else
+        the base schedule."""
+        return base if self._warm is None else self._warm.copy()
+
+    def _reference(self, sim_time: dt.datetime, horizon_times: list[dt.datetime], events: list[CurtailmentEvent],
+                   history: pd.DataFrame, base_power: np.ndarray) -> np.ndarray:
+        """Power reference over the horizon: baseline - curtail_kw in events, the current baseline
+        forecast elsewhere. An event's baseline is the power model's forecast under the base
+        schedule, made once, when the event first enters the horizon, from then to its end, and frozen."""
+        reference = base_power.copy()
+        power_model = self.config.twin.models[self.config.power]
+        for event in events:
+            if event not in self._baselines:
+                end = dt.datetime.combine(event.day, event.end)
+                times = [sim_time + self._step * h for h in range(1, int(round((end - sim_time) / self._step)) + 1)]
+                baseline, _ = power_model.forecast_scenarios(history, [self._base_future(times)], with_std=False)
+                self._baselines[event] = pd.Series(baseline[0], index=pd.DatetimeIndex(times))
+            frozen = self._baselines[event]
+            for h, t in enumerate(horizon_times):
+                if event.contains(t) and t in frozen.index:
+                    reference[h] = frozen[t] - event.curtail_kw
+        return reference
+
+
+def load_mpc(path: str | Path) -> MpcConfig:
+    """Read a GP-MPC file (controllers/examples/large_office_gp_mpc.toml); ControllerConfigError naming file and key."""
+    path = Path(path)
+    base = path.parent
+    data = read_toml(path, ControllerConfigError, "GP-MPC file")
+    where = str(path)
+    unknown = set(data) - {"schedule", "model", "tagmap", "weather", "mpc", "events"}
+    if unknown:
+        raise ControllerConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    for key in ("schedule", "model", "tagmap"):
+        if key not in data:
+            raise ControllerConfigError(f"{where}: missing {key!r}")
+    try:
+        tagmap = load_tagmap((base / data["tagmap"]).resolve())
+        twin = load_model((base / data["model"]).resolve())
+        check_compatible(twin, tagmap, data["model"])
+    except (TagMapError, ModelFileError) as exc:
+        raise ControllerConfigError(f"{where}: {exc}") from None
+    weather_name = str(data.get("weather", "ref:usa_il_chicago"))
+    weather = reference_weather(weather_name[4:]) if weather_name.startswith("ref:") else (base / weather_name).resolve()
+    mpc = data.get("mpc", {})
+    known = {"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
+             "outside_weight", "max_iter", "power"}
+    if set(mpc) - known:
+        raise ControllerConfigError(f"{where}: [mpc] unknown keys {sorted(set(mpc) - known)}")
+    objective = str(mpc.get("objective", "tracking"))
+    if objective not in OBJECTIVES:
+        raise ControllerConfigError(f"{where}: [mpc] objective must be one of {OBJECTIVES}, got {objective!r}")
+    inputs = {item.tag for item in tagmap.inputs}
+    decide = tuple(mpc.get("decide", []))
+    if not decide or set(decide) - inputs:
+        raise ControllerConfigError(f"{where}: [mpc] decide must list input tags of {tagmap.name} ({sorted(inputs)}), "
+                                    f"got {list(decide)}")
+    bounds = {str(tag): _pair(value, f"{where}: [mpc] bounds.{tag}") for tag, value in mpc.get("bounds", {}).items()}
+    if set(bounds) - set(decide):
+        raise ControllerConfigError(f"{where}: [mpc] bounds given for {sorted(set(bounds) - set(decide))}, not decided")
+    comfort = {str(tag): _pair(value, f"{where}: [mpc] comfort.{tag}") for tag, value in mpc.get("comfort", {}).items()}
+    unmodelled = [tag for tag in comfort if tag not in twin.models]
+    power = str(mpc.get("power", next((o.tag for o in tagmap.outputs if o.role == "electric_power"), "")))
+    if unmodelled or power not in twin.models:
+        raise ControllerConfigError(f"{where}: the twin {data['model']} models {twin.targets}; it has no model of "
+                                    f"{unmodelled or [power]} (comfort tags and the power tag need one)")
+    events = tuple(_event(entry, f"{where}: events[{i}]") for i, entry in enumerate(data.get("events", [])))
+    try:
+        config = MpcConfig(load_schedule((base / data["schedule"]).resolve()), twin, tagmap, weather, decide, bounds,
+                           events, comfort, power, objective, int(mpc.get("horizon_steps", 12)),
+                           int(mpc.get("blocks", 3)), float(mpc.get("confidence", 0.95)),
+                           float(mpc.get("move_weight", 0.1)), float(mpc.get("outside_weight", 0.1)),
+                           int(mpc.get("max_iter", 50)), where)
+    except (TypeError, ValueError) as exc:
+        raise ControllerConfigError(f"{where}: [mpc] {exc}") from None
+    if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
+        raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
+    try:
+        weather_series(weather, pd.DatetimeIndex([dt.datetime(2025, 7, 1)]))
+    except WeatherError as exc:
+        raise ControllerConfigError(f"{where}: weather: {exc}") from None
+    return config
+
+
+def _pair(value, where: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ControllerConfigError(f"{where}: expected [low, high], got {value!r}") from None
+    if not low < high:
+        raise ControllerConfigError(f"{where}: low {low} must be below high {high}")
+    return low, high
+
+
+def _event(entry: dict, where: str) -> CurtailmentEvent:
+    if set(entry) != {"date", "start", "end", "curtail_kw"}:
+        raise ControllerConfigError(f"{where}: needs exactly 'date' (YYYY-MM-DD), 'start', 'end' (HH:MM) and "
+                                    f"'curtail_kw', got {sorted(entry)}")
+    try:
+        event = CurtailmentEvent(dt.date.fromisoformat(str(entry["date"])), dt.time.fromisoformat(str(entry["start"])),
+                                 dt.time.fromisoformat(str(entry["end"])), float(entry["curtail_kw"]))
+    except ValueError as exc:
+        raise ControllerConfigError(f"{where}: {exc}") from None
+    if event.end <= event.start or event.curtail_kw < 0:
+        raise ControllerConfigError(f"{where}: end must be after start and curtail_kw >= 0")
+    return event
