@@ -1,0 +1,94 @@
+"""GP-MPC against the real bridge: EnergyPlus in lockstep, the controller over OPC UA, the GP twin of
+the Small Office (trained once per session in test_twin_model)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.historian import load_history
+from conftest import TAGMAPS, run_bridge, run_cli
+from controllers.gp_mpc import GpMpcController, load_mpc
+from controllers.loop import LoopOptions, run_controller
+from controllers.schedule import ScheduleController, load_schedule
+# session fixtures: a short excited run of the Small Office, a twin trained on it
+from test_twin_model import small_office, small_office_db, trained  # noqa: F401
+
+pytestmark = pytest.mark.engine
+EVENT = ("13:00", "16:00")
+
+BASE_SCHEDULE = """[setback]
+CoolingSetpoint = 29.0
+HeatingSetpoint = 15.6
+
+[[occupied]]
+days = ["mon", "tue", "wed", "thu", "fri"]
+start = "06:00"
+end = "22:00"
+setpoints = { CoolingSetpoint = 24.0, HeatingSetpoint = 21.0 }
+"""
+
+
+def mpc_file(tmp_path, model_path, **mpc) -> object:
+    (tmp_path / "base.toml").write_text(BASE_SCHEDULE)
+    settings = {"horizon_steps": 6, "blocks": 2, "decide": '["CoolingSetpoint"]',
+                "bounds": "{ CoolingSetpoint = [22.0, 27.0] }", "comfort": "{ CoreZoneTemp = [20.0, 27.0] }", **mpc}
+    path = tmp_path / "mpc.toml"
+    path.write_text(f'schedule = "base.toml"\nmodel = "{model_path}"\ntagmap = "{TAGMAPS / "small_office.toml"}"\n'
+                    f'weather = "ref:usa_il_chicago"\n\n[mpc]\n' + "".join(f"{k} = {v}\n" for k, v in settings.items())
+                    + f'\n[[events]]\ndate = "2025-07-07"\nstart = "{EVENT[0]}"\nend = "{EVENT[1]}"\ncurtail_kw = 2.0\n')
+    return path
+
+
+def one_monday(tmp_path):
+    path = tmp_path / "monday.toml"
+    path.write_text('[campus]\nname = "TestSite"\n\n[run]\nstart = "07-07"\nend = "07-07"\ntimesteps_per_hour = 6\n\n'
+                    f'[[buildings]]\nname = "SmallOffice"\nmodel = "ref:small_office"\nweather = "ref:usa_il_chicago"\n'
+                    f'tagmap = "{TAGMAPS / "small_office.toml"}"\n')
+    return path
+
+
+def closed_loop(campus, tmp_path, controller):
+    """Run the day in lockstep with ``controller`` (Exchange calls over OPC UA); the historian frame."""
+    options = LoopOptions(mode="exchange", step_timeout_s=120)
+    tmp_path.mkdir(exist_ok=True)
+    with run_bridge(campus, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "60", keep_serving=False) as bridge:
+        report = asyncio.run(run_controller(controller, bridge.endpoint, "SmallOffice", None, options))
+        assert bridge.wait() == 0, bridge.log
+        return report, load_history(bridge.historian(), "SmallOffice")
+
+
+def test_gp_mpc_curtails_the_event_within_comfort(trained, tmp_path):  # noqa: F811
+    """Against the same day under the base schedule: during the event the MPC raises the cooling
+    setpoint within its bounds and the comfort constraint, and EnergyPlus's power drops; outside
+    the horizon of the event it writes the base schedule."""
+    _, model_path = trained
+    campus = one_monday(tmp_path)
+    config = load_mpc(mpc_file(tmp_path, model_path))
+    base_report, base = closed_loop(campus, tmp_path / "base", ScheduleController(load_schedule(tmp_path / "base.toml")))
+    controller = GpMpcController(config)
+    mpc_report, mpc = closed_loop(campus, tmp_path / "mpc", controller)
+    assert base_report.final_status == mpc_report.final_status == "Finished"
+
+    event = (mpc.index > f"2025-07-07 {EVENT[0]}") & (mpc.index <= f"2025-07-07 {EVENT[1]}")
+    assert controller.decisions and all(22.0 <= d.values["CoolingSetpoint"] <= 27.0 for d in controller.decisions)
+    assert mpc.loc[event, "CoolingSetpoint"].mean() > 24.5  # curtailment by a warmer zone
+    assert mpc.loc[event, "FacilityPower"].mean() < base.loc[event, "FacilityPower"].mean() - 0.5
+    assert mpc.loc[event, "CoreZoneTemp"].max() < 27.5  # comfort band 20-27 degC (95 % chance constraint)
+    morning = (mpc.index > "2025-07-07 08:00") & (mpc.index <= "2025-07-07 11:00")  # no event within 1 h
+    assert (mpc.loc[morning, "CoolingSetpoint"] == 24.0).all()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"objective": '"cheapest"'}, "objective must be one of"),
+    ({"decide": '["FanSpeed"]'}, "decide must list input tags"),
+    ({"comfort": "{ PerimeterZone1Temp = [20.0, 27.0] }"}, "has no model of ['PerimeterZone1Temp']"),
+    ({"bounds": "{ CoolingSetpoint = [27.0, 22.0] }"}, "low 27.0 must be below high 22.0"),
+])
+def test_bad_gp_mpc_file_is_a_configuration_error(trained, tmp_path, change, message):  # noqa: F811
+    _, model_path = trained
+    done = run_cli("controller", "gp-mpc", "--endpoint", "opc.tcp://127.0.0.1:1", "--building", "SmallOffice",
+                   "--config", str(mpc_file(tmp_path, model_path, **change)), timeout_s=120)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "mpc.toml" in done.stderr
