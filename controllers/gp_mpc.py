@@ -2,8 +2,8 @@
 
 At every step whose prediction horizon reaches a demand-response event, the controller chooses the
 decided setpoints (for example cooling, supply-air and chilled-water) over the next ``horizon``
-steps, piecewise constant over ``blocks`` equal blocks (move blocking), and writes the first
-block's values: a receding horizon. Outside that, and for every input it does not decide, it
+steps, piecewise constant over ``blocks`` blocks (move blocking: the first step alone, the rest in
+equal blocks), and writes the first step's values: a receding horizon. Outside that, and for every input it does not decide, it
 writes the base schedule (a schedule file of controllers/schedule.py).
 
 Predictions: the trained twin (bridge.twin) from the measured history the controller has seen,
@@ -212,7 +212,7 @@ class GpMpcController:
         with the decided inputs piecewise constant over the blocks."""
         config = self.config
         base = self._base_future(horizon_times)
-        block = np.minimum(np.arange(config.horizon) * config.blocks // config.horizon, config.blocks - 1)
+        block = block_of_steps(config.horizon, config.blocks)
         futures = []
         for row in np.atleast_2d(decisions):
             future = base.copy()
@@ -351,6 +351,14 @@ class GpMpcController:
                 if event.contains(t) and t in frozen.index:
                     reference[h] = frozen[t] - event.curtail_kw
         return reference
+
+
+def block_of_steps(horizon: int, blocks: int) -> np.ndarray:
+    """Block index of each horizon step: the first step is a block of its own (the move applied
+    now), the other steps are split into ``blocks - 1`` equal blocks."""
+    if blocks == 1:
+        return np.zeros(horizon, dtype=int)
+    return np.concatenate([[0], 1 + np.arange(horizon - 1) * (blocks - 1) // (horizon - 1)])
 
 
 def load_mpc(path: str | Path) -> MpcConfig:

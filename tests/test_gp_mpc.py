@@ -9,7 +9,7 @@ import pytest
 
 from bridge.historian import load_history
 from conftest import TAGMAPS, run_bridge, run_cli
-from controllers.gp_mpc import GpMpcController, load_mpc
+from controllers.gp_mpc import GpMpcController, block_of_steps, load_mpc
 from controllers.loop import LoopOptions, run_controller
 from controllers.schedule import ScheduleController, load_schedule
 # session fixtures: a short excited run of the Small Office, a twin trained on it
@@ -59,13 +59,14 @@ def closed_loop(campus, tmp_path, controller):
         return report, load_history(bridge.historian(), "SmallOffice")
 
 
-def test_gp_mpc_curtails_the_event_within_comfort(trained, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("objective", ["tracking", "energy"])
+def test_gp_mpc_curtails_the_event_within_comfort(trained, tmp_path, objective):  # noqa: F811
     """Against the same day under the base schedule: during the event the MPC raises the cooling
     setpoint within its bounds and the comfort constraint, and EnergyPlus's power drops; outside
     the horizon of the event it writes the base schedule."""
     _, model_path = trained
     campus = one_monday(tmp_path)
-    config = load_mpc(mpc_file(tmp_path, model_path))
+    config = load_mpc(mpc_file(tmp_path, model_path, objective=f'"{objective}"'))
     base_report, base = closed_loop(campus, tmp_path / "base", ScheduleController(load_schedule(tmp_path / "base.toml")))
     controller = GpMpcController(config)
     mpc_report, mpc = closed_loop(campus, tmp_path / "mpc", controller)
@@ -78,6 +79,12 @@ def test_gp_mpc_curtails_the_event_within_comfort(trained, tmp_path):  # noqa: F
     assert mpc.loc[event, "CoreZoneTemp"].max() < 27.5  # comfort band 20-27 degC (95 % chance constraint)
     morning = (mpc.index > "2025-07-07 08:00") & (mpc.index <= "2025-07-07 11:00")  # no event within 1 h
     assert (mpc.loc[morning, "CoolingSetpoint"] == 24.0).all()
+
+
+def test_move_blocks_give_the_first_step_its_own_block():
+    assert block_of_steps(6, 2).tolist() == [0, 1, 1, 1, 1, 1]
+    assert block_of_steps(12, 4).tolist() == [0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3]
+    assert block_of_steps(5, 1).tolist() == [0] * 5
 
 
 @pytest.mark.parametrize("change, message", [
