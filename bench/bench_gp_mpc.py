@@ -1,12 +1,13 @@
 """GP-MPC demand response in closed loop with EnergyPlus: the DOE Large Office, one afternoon event.
 
-Three runs of the same two days (Jul 22-23, Chicago TMY3; lockstep bridge, the controller over
+Four runs of the same two days (Jul 22-23, Chicago TMY3; lockstep bridge, the controller over
 OPC UA with one Control.Exchange call per step), side by side:
 - base: the base schedule (controllers/examples/large_office_base_schedule.toml), no event;
 - rule: the same schedule plus the usual rule-based event, cooling setpoint +2 K during the event;
 - GP-MPC: controllers/examples/large_office_gp_mpc.toml, curtail 150 kW below baseline from 14:00
   to 17:00 on Jul 23, deciding cooling, supply-air and chilled-water setpoints, comfort as a 95 %
-  chance constraint on the modelled zone (CoreMidTemp, 20-26 degC).
+  chance constraint on the modelled zone (CoreMidTemp, 20-26 degC);
+- GP-MPC, minimum energy: the same with ``objective = "energy"`` (least predicted energy in the event).
 The twin is the benchmark model of bench_twin_gp.py (trained on Jul 1-21 of another excitation
 run; the event day is in its test week), recorded and trained if missing.
 
@@ -74,12 +75,14 @@ def files(folder: Path) -> dict[str, Path]:
     rule = folder / "rule.toml"
     rule.write_text(base.read_text() + '\n[[events]]\nname = "DR"\ndates = ["2025-07-23"]\nstart = "14:00"\n'
                     'end = "17:00"\noffsets = { CoolingSetpoint = 2.0 }\n')
-    mpc = folder / "mpc.toml"
-    mpc.write_text((EXAMPLES / "large_office_gp_mpc.toml").read_text()
-                   .replace('"large_office_base_schedule.toml"', f'"{base}"')
-                   .replace('"../../runs/large.npz"', f'"{ensure_model()}"')
-                   .replace('"../../tagmaps/large_office.toml"', f'"{ROOT}/tagmaps/large_office.toml"'))
-    return {"campus": campus, "base": base, "rule": rule, "mpc": mpc}
+    mpc_text = ((EXAMPLES / "large_office_gp_mpc.toml").read_text()
+                .replace('"large_office_base_schedule.toml"', f'"{base}"')
+                .replace('"../../runs/large.npz"', f'"{ensure_model()}"')
+                .replace('"../../tagmaps/large_office.toml"', f'"{ROOT}/tagmaps/large_office.toml"'))
+    mpc, energy = folder / "mpc.toml", folder / "mpc_energy.toml"
+    mpc.write_text(mpc_text)
+    energy.write_text(mpc_text.replace('objective = "tracking"', 'objective = "energy"'))
+    return {"campus": campus, "base": base, "rule": rule, "mpc": mpc, "mpc_energy": energy}
 
 
 def closed_loop(campus: Path, folder: Path, controller) -> pd.DataFrame:
@@ -106,13 +109,15 @@ def main() -> None:
                 "rule": closed_loop(paths["campus"], folder / "rule", ScheduleController(load_schedule(paths["rule"])))}
         mpc = GpMpcController(load_mpc(paths["mpc"]))
         runs["mpc"] = closed_loop(paths["campus"], folder / "mpc", mpc)
+        runs["mpc_energy"] = closed_loop(paths["campus"], folder / "mpc_energy",
+                                         GpMpcController(load_mpc(paths["mpc_energy"])))
     base = runs["base"]
     event = (base.index > EVENT[0]) & (base.index <= EVENT[1])
     after = (base.index > EVENT[1]) & (base.index <= pd.Timestamp(EVENT[1]) + pd.Timedelta(hours=1))
     zones = [c for c in base.columns if c.endswith("Temp") and c != "OutdoorTemp"]
     target = base.loc[event, "FacilityPower"] - CURTAIL_KW
     figures = {"base_event_power": figure(base.loc[event, "FacilityPower"].mean(), "kW (mean 14-17 h)")}
-    for name in ("rule", "mpc"):
+    for name in ("rule", "mpc", "mpc_energy"):
         run = runs[name]
         power = run.loc[event, "FacilityPower"]
         curtailed = base.loc[event, "FacilityPower"].mean() - power.mean()
