@@ -32,7 +32,7 @@ from asyncua.server.history import HistoryStorageInterface
 
 from bridge.config import cache_dir
 from bridge.historian import read_tag
-from bridge.security.server import secure_server
+from bridge.security.server import may_write, secure_server
 from bridge.security.settings import ServerSecurity
 from bridge.tagmap import TagMap
 
@@ -310,11 +310,15 @@ class TagServer:
                                  [inputs_arg], [step_arg, outputs_arg])
 
     def _guard_writes(self) -> None:
-        """Refuse out-of-range input writes with BadOutOfRange; notice InputReady raised by a client."""
+        """Refuse writes by viewers (BadUserAccessDenied) and out-of-range input writes (BadOutOfRange);
+        notice InputReady raised by a client."""
         service = self.server.iserver.attribute_service
         forward = service.write
 
         async def write(params: ua.WriteParameters, user=None, **kwargs):
+            if not may_write(user):
+                log.warning("refused a write by %s (role %s)", user.name, user.twinbridge_role)
+                return [ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)] * len(params.NodesToWrite)
             results: list[ua.StatusCode | None] = [None] * len(params.NodesToWrite)
             accepted = []
             for i, item in enumerate(params.NodesToWrite):

@@ -91,7 +91,8 @@ def test_secured_bridge_end_to_end(tmp_path, monkeypatch):
     """Basic256Sha256 SignAndEncrypt only, trusted client certificates, users with roles: an unknown
     client certificate is refused and kept for the administrator; once trusted (no restart) a viewer
     reads but may not write or start; an operator starts the run and writes a setpoint, through the
-    controllers' client library too; anonymous, wrong-password and unsecured clients are refused."""
+    controllers' client library too; anonymous, wrong-password and unknown-user clients are refused, and
+    so are an unsecured channel and an untrusted client that leaves its certificate out of CreateSession."""
     write_users(tmp_path / "users.toml", {"op": ("operator", "op-pw"), "eye": ("viewer", "eye-pw")})
     config = secured_config(tmp_path, "\n".join([
         'security_policies = ["Basic256Sha256_SignAndEncrypt"]',
@@ -147,12 +148,43 @@ def test_secured_bridge_end_to_end(tmp_path, monkeypatch):
             await library.close()
 
         for label, security, user, password in (("anonymous", secure, "", ""), ("wrong_password", secure, "op", "nope"),
-                                                ("unsecured", "", "op", "op-pw")):
+                                                ("unknown_user", secure, "nobody", "op-pw")):
             monkeypatch.setenv(PASSWORD_VARIABLE, password or "unused")
-            with pytest.raises(Exception) as refused:
+            with pytest.raises(ua.UaStatusCodeError) as refused:
                 client = await connect(endpoint, security, user)
                 await client.disconnect()
             seen[label] = type(refused.value).__name__
+
+        # What asyncua's own client will not even try, the server must refuse by itself:
+        # an unsecured channel to a server that offers none (as operator, to a building it could drive) ...
+        monkeypatch.setenv(PASSWORD_VARIABLE, "op-pw")
+        with monkeypatch.context() as patch:
+            patch.setattr(Client, "find_endpoint", staticmethod(lambda endpoints, mode, uri: endpoints[0]))
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                client = await connect(endpoint, "", "op")
+                await client.disconnect()
+        seen["unsecured_channel"] = type(refused.value).__name__
+        # ... and a CreateSession without its (optional) client certificate, from an untrusted application
+        stranger = Client(endpoint, timeout=10)
+        await configure_client(stranger, ClientSecurity(
+            f"Basic256Sha256,SignAndEncrypt,{tmp_path / 'stranger.der'},{tmp_path / 'stranger_key.pem'}", "op"))
+        create_session = stranger.uaclient.create_session
+
+        async def without_certificate(params):
+            params.ClientCertificate = None
+            return await create_session(params)
+
+        stranger.uaclient.create_session = without_certificate
+        with pytest.raises(ua.UaStatusCodeError) as refused:
+            await stranger.connect()
+            await stranger.disconnect()
+        seen["untrusted_without_certificate"] = type(refused.value).__name__
+        monkeypatch.setenv(PASSWORD_VARIABLE, "eye-pw")
+        viewer = await connect(endpoint, secure, "eye")
+        try:
+            seen["setpoint_after"] = await (await node(viewer, f"{prefix}.Inputs.CoolingSetpoint")).read_value()
+        finally:
+            await viewer.disconnect()
         return seen
 
     with run_bridge(config, tmp_path, "--wait-for-start") as bridge:
@@ -163,7 +195,9 @@ def test_secured_bridge_end_to_end(tmp_path, monkeypatch):
     assert seen["steps"] > 0 and seen["operator_wrote"] == 25.5
     assert seen["library_inputs"]["CoolingSetpoint"] == 26.0
     assert seen["anonymous"] == "BadIdentityTokenRejected" and seen["wrong_password"] == "BadUserAccessDenied"
-    assert seen["unsecured"] != ""
+    assert seen["unknown_user"] == "BadUserAccessDenied"
+    assert seen["unsecured_channel"] == seen["untrusted_without_certificate"] == "BadUserAccessDenied"
+    assert seen["setpoint_after"] == 26.0  # what the operator's library client wrote last
     assert (tmp_path / "pki" / "own" / "server.der").exists()  # the self-signed certificate was created
 
 

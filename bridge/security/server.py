@@ -45,7 +45,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from bridge.security.settings import ServerSecurity
-from bridge.security.users import SecurityError, User, verify_password
+from bridge.security.users import SecurityError, hash_password, verify_password
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class RoleRuleset(PermissionRuleset):
     """Which OPC UA services a role may use: a viewer all session services but Write and Call,
     an operator those too; asyncua's own Admin (never given to network clients) everything."""
 
-    def check_validity(self, user: UaUser, action_type_id: ua.NodeId, body) -> bool:
+    def check_validity(self, user: UaUser, action_type_id: ua.NodeId, body: object) -> bool:
         if user.role == UserRole.Admin:
             return True
         if action_type_id not in _SESSION_SERVICES:
@@ -69,29 +69,51 @@ _SESSION_SERVICES = {ua.NodeId(type_id) for type_id in USER_TYPES}
 
 
 class BridgeUserManager(UserManager):
-    """Authenticates user name and password against the users file; anonymous clients get the
-    configured role or are refused. A successful check is remembered (as an HMAC under a key of this
-    process, never the password) so that reconnecting clients do not cost another 0.2 s PBKDF2 each."""
+    """Admits a session at its activation: over the channel the server offers, from a trusted client
+    application, with a valid user name and password (or anonymously, as configured).
 
-    def __init__(self, users: dict[str, User], anonymous: str):
-        self.users, self.anonymous = users, anonymous
+    The channel and trust checks are made here, on the certificate of the secure channel itself,
+    because asyncua 2.1 keeps an unsecured channel when a client asks for policy None and the
+    server does not offer it, and validates client certificates only when CreateSession carries
+    one. A successful password check is remembered (as an HMAC under a key of this process, never
+    the password) so that reconnecting clients do not cost another 0.2 s PBKDF2 each; an unknown
+    user name costs the same PBKDF2 as a wrong password, so timing does not tell which names exist."""
+
+    def __init__(self, security: ServerSecurity, trusted: "TrustedFolder | None" = None):
+        self.security, self.trusted = security, trusted
         self._key = os.urandom(32)
         self._verified: set[bytes] = set()
+        self._dummy_hash = hash_password(os.urandom(16).hex()) if security.users else ""
 
-    def get_user(self, iserver, username: str | None = None, password: str | None = None,
-                 certificate=None) -> UaUser | None:
+    def get_user(self, iserver: object, username: str | None = None, password: str | None = None,
+                 certificate: bytes | None = None) -> UaUser | None:
+        if not certificate and "None" not in self.security.policies:
+            log.warning("refused a session over an unsecured channel (offered: %s)", ", ".join(self.security.policies))
+            return None
+        if self.trusted is not None and not self.trusted.admits(certificate):
+            return None
         if not username:
-            if self.anonymous == "none":
+            if self.security.anonymous == "none":
                 log.warning("refused an anonymous session (anonymous = 'none')")
                 return None
-            return _ua_user("anonymous", self.anonymous)
-        account = self.users.get(username)
+            return _ua_user("anonymous", self.security.anonymous)
+        account = self.security.users.get(username)
         token = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
-        if account is not None and (token in self._verified or verify_password(password or "", account.password_hash)):
+        if account is not None and token in self._verified:
+            return _ua_user(username, account.role)
+        # an unknown name is checked against a dummy hash: every refusal costs the same PBKDF2
+        matches = verify_password(password or "", account.password_hash if account else self._dummy_hash)
+        if account is not None and matches:
             self._verified.add(token)
             return _ua_user(username, account.role)
         log.warning("refused a session: wrong user name or password for %r", username)
         return None
+
+
+def may_write(user: UaUser | None) -> bool:
+    """Whether a session's user may write values: server-internal writes and operators. A second
+    check beside RoleRuleset, which asyncua applies only on channels it built from the policies."""
+    return getattr(user, "twinbridge_role", "operator") == "operator"
 
 
 def _ua_user(name: str, role: str) -> UaUser:
@@ -101,9 +123,13 @@ def _ua_user(name: str, role: str) -> UaUser:
 
 
 class TrustedFolder:
-    """Certificate validator: the client's certificate must be valid now and be one of the
-    certificates in ``folder`` (compared by SHA-256 fingerprint); a refused one is written to
-    ``rejected`` so that an administrator can trust it by moving it over."""
+    """Trust list of client application certificates: valid now and one of the certificates in
+    ``folder`` (compared by SHA-256 fingerprint). A refused one is written to ``rejected`` (at most
+    ``MAX_REJECTED`` files) so that an administrator can trust it by moving it over. Used twice: as
+    asyncua's certificate validator at CreateSession (the client learns BadCertificateUntrusted),
+    and at activation on the secure channel's own certificate (``admits``)."""
+
+    MAX_REJECTED = 100
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -115,23 +141,49 @@ class TrustedFolder:
             if path.suffix.lower() in (".der", ".pem", ".crt", ".cer"):
                 try:
                     prints.add(load_certificate(path).fingerprint(hashes.SHA256()))
-                except ValueError as exc:
+                except (OSError, ValueError) as exc:
                     log.warning("trusted_clients: cannot read %s (%s); ignored", path, exc)
         return prints
 
-    async def __call__(self, certificate: x509.Certificate, description: ua.ApplicationDescription) -> None:
+    def refusal(self, certificate: x509.Certificate, uri: str | None) -> int | None:
+        """The status code refusing ``certificate`` (stored in ``rejected`` if untrusted), or None."""
         now = dt.datetime.now(dt.timezone.utc)
         if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-            log.warning("refused client %s: certificate expired or not yet valid", description.ApplicationUri)
-            raise ServiceError(ua.StatusCodes.BadCertificateTimeInvalid)
+            log.warning("refused client %s: certificate expired or not yet valid", uri)
+            return ua.StatusCodes.BadCertificateTimeInvalid
         fingerprint = certificate.fingerprint(hashes.SHA256())
-        if fingerprint not in self.fingerprints():
+        if fingerprint in self.fingerprints():
+            return None
+        path = self.rejected / f"{_safe(uri or '')}_{fingerprint.hex()[:16]}.der"
+        try:
             self.rejected.mkdir(parents=True, exist_ok=True)
-            path = self.rejected / f"{_safe(description.ApplicationUri)}_{fingerprint.hex()[:16]}.der"
-            path.write_bytes(certificate.public_bytes(Encoding.DER))
-            log.warning("refused client %s: certificate not trusted; stored as %s (move it to %s to trust it)",
-                        description.ApplicationUri, path, self.folder)
-            raise ServiceError(ua.StatusCodes.BadCertificateUntrusted)
+            if path.exists() or len(list(self.rejected.iterdir())) < self.MAX_REJECTED:
+                path.write_bytes(certificate.public_bytes(Encoding.DER))
+                log.warning("refused client %s: certificate not trusted; stored as %s (move it to %s to trust it)",
+                            uri, path, self.folder)
+            else:
+                log.warning("refused client %s: certificate not trusted; %s is full (%d files), not stored", uri,
+                            self.rejected, self.MAX_REJECTED)
+        except OSError as exc:
+            log.warning("refused client %s: certificate not trusted; cannot store it in %s (%s)", uri, self.rejected, exc)
+        return ua.StatusCodes.BadCertificateUntrusted
+
+    async def __call__(self, certificate: x509.Certificate, description: ua.ApplicationDescription) -> None:
+        code = self.refusal(certificate, description.ApplicationUri)
+        if code is not None:
+            raise ServiceError(code)
+
+    def admits(self, certificate: bytes | None) -> bool:
+        """Whether the secure channel's certificate (DER; None on an unsecured channel) is trusted."""
+        if not certificate:
+            log.warning("refused a session without a client certificate (trusted_clients is set)")
+            return False
+        try:
+            parsed = x509.load_der_x509_certificate(certificate)
+        except ValueError:
+            log.warning("refused a session: the client certificate cannot be read")
+            return False
+        return self.refusal(parsed, None) is None
 
 
 def _policy_type(name: str) -> ua.SecurityPolicyType:
@@ -181,7 +233,8 @@ async def secure_server(server: Server, security: ServerSecurity, application_ur
     if security.anonymous != "none":
         tokens.insert(0, ua.AnonymousIdentityToken)
     server.set_identity_tokens(tokens)
-    server.iserver.set_user_manager(BridgeUserManager(security.users, security.anonymous))
+    trusted = TrustedFolder(security.trusted_clients) if security.trusted_clients is not None else None
+    server.iserver.set_user_manager(BridgeUserManager(security, trusted))
     server.set_security_policy([_policy_type(policy) for policy in security.policies], permission_ruleset=RoleRuleset())
     if security.secure:
         host = urlparse(endpoint).hostname or socket.gethostname()
@@ -195,9 +248,9 @@ async def secure_server(server: Server, security: ServerSecurity, application_ur
         fingerprint = server.iserver.certificate.fingerprint(hashes.SHA1())
         log.info("OPC UA security: policies %s, certificate %s (SHA-1 thumbprint %s)", ", ".join(security.policies),
                  security.certificate, fingerprint.hex())
-    if security.trusted_clients is not None:
+    if trusted is not None:
         security.trusted_clients.mkdir(parents=True, exist_ok=True)
-        server.set_certificate_validator(TrustedFolder(security.trusted_clients))
+        server.set_certificate_validator(trusted)
         log.info("OPC UA security: only client certificates in %s are trusted", security.trusted_clients)
     elif security.secure:
         log.warning("OPC UA security: no trusted_clients folder: any client certificate is accepted "
