@@ -52,8 +52,10 @@ def test_bad_users_file_is_refused_naming_the_entry(tmp_path, text, message):
     ('trusted_clients = "pki/trusted"', "trusted_clients needs a secure policy"),
     ('users = "missing.toml"', "missing.toml: file not found"),
     ('certificat = "server.der"', "unknown keys ['certificat']"),
+    ('users = "users.toml"', "users need a secure policy"),
 ])
 def test_bad_server_security_is_a_config_error(tmp_path, server, message):
+    write_users(tmp_path / "users.toml", {"op": ("operator", "pw")})
     with pytest.raises(ConfigError, match=re.escape(message)) as error:
         load_config(secured_config(tmp_path, server))
     assert "[server]" in str(error.value) or "missing.toml" in str(error.value)
@@ -62,7 +64,9 @@ def test_bad_server_security_is_a_config_error(tmp_path, server, message):
 def test_default_server_is_open_and_users_default_to_no_anonymous(tmp_path):
     assert load_config(SIMS / "small_office.toml").security.anonymous == "operator"
     write_users(tmp_path / "users.toml", {"op": ("operator", "pw")})
-    security = load_config(secured_config(tmp_path, 'users = "users.toml"')).security
+    security = load_config(secured_config(tmp_path, '\n'.join([
+        'security_policies = ["Basic256Sha256_SignAndEncrypt"]', 'certificate = "s.der"', 'private_key = "s.pem"',
+        'users = "users.toml"']))).security
     assert security.anonymous == "none" and set(security.users) == {"op"}
 
 
@@ -238,3 +242,21 @@ def test_expired_server_certificate_is_refused_and_kept(tmp_path):
     with pytest.raises(SecurityError, match="expired on"):
         asyncio.run(ensure_certificate(cert_path, key_path, "urn:twinbridge:Test", "localhost"))
     assert cert_path.read_bytes() == before
+
+
+def test_certificate_files_are_read_by_content_and_pairs_are_never_half_replaced(tmp_path):
+    """A created pair loads whatever the suffixes say (asyncua goes by suffix: a DER certificate named
+    .pem failed); a certificate without its key (or the reverse) is an error, not a new pair."""
+    from asyncua.crypto import uacrypto
+
+    from bridge.security.server import ensure_certificate, file_format
+
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    asyncio.run(ensure_certificate(cert, key, "urn:twinbridge:Test", "localhost"))
+    assert (file_format(cert), file_format(key)) == ("der", "pem")
+    asyncio.run(uacrypto.load_certificate(cert, file_format(cert)))
+    asyncio.run(uacrypto.load_private_key(key, extension=file_format(key)))
+    before = cert.read_bytes()
+    with pytest.raises(SecurityError, match="exists but .*missing.key does not"):
+        asyncio.run(ensure_certificate(cert, tmp_path / "missing.key", "urn:twinbridge:Test", "localhost"))
+    assert cert.read_bytes() == before

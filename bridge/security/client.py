@@ -11,10 +11,10 @@ import socket
 from pathlib import Path
 
 from asyncua import Client, ua
-from asyncua.crypto import security_policies
+from asyncua.crypto import security_policies, uacrypto
 from cryptography import x509
 
-from bridge.security.server import ensure_certificate, load_certificate
+from bridge.security.server import ensure_certificate, file_format, load_certificate
 from bridge.security.settings import ClientSecurity
 
 CLIENT_URI = "urn:twinbridge:client"
@@ -30,13 +30,15 @@ async def configure_client(client: Client, security: ClientSecurity) -> None:
     if not security.security:
         return
     policy, mode, certificate, private_key, server_certificate = security.parts()
-    if certificate.exists() and private_key.exists():
-        client.application_uri = application_uri(certificate) or client.application_uri
-    else:
-        client.application_uri = CLIENT_URI
-        await ensure_certificate(certificate, private_key, CLIENT_URI, socket.gethostname(), client=True)
-    await client.set_security(getattr(security_policies, f"SecurityPolicy{policy}"), certificate, private_key,
-                              server_certificate=server_certificate, mode=getattr(ua.MessageSecurityMode, mode))
+    existing = certificate.exists()
+    await ensure_certificate(certificate, private_key, CLIENT_URI, socket.gethostname(), client=True)
+    client.application_uri = (application_uri(certificate) if existing else None) or CLIENT_URI
+    def properties(path: Path) -> uacrypto.CertProperties:
+        return uacrypto.CertProperties(path, extension=file_format(path))
+
+    await client.set_security(getattr(security_policies, f"SecurityPolicy{policy}"), properties(certificate),
+                              properties(private_key), server_certificate=server_certificate and properties(server_certificate),
+                              mode=getattr(ua.MessageSecurityMode, mode))
 
 
 def application_uri(certificate: Path) -> str | None:

@@ -190,6 +190,12 @@ def _policy_type(name: str) -> ua.SecurityPolicyType:
     return ua.SecurityPolicyType.NoSecurity if name == "None" else ua.SecurityPolicyType[name]
 
 
+def file_format(path: Path) -> str:
+    """"pem" or "der", from the file's content (asyncua would go by its suffix alone)."""
+    with open(path, "rb") as handle:
+        return "pem" if handle.read(64).lstrip().startswith(b"-----") else "der"
+
+
 def load_certificate(path: Path) -> x509.Certificate:
     """An X.509 certificate from a PEM or DER file."""
     data = path.read_bytes()
@@ -206,7 +212,11 @@ async def ensure_certificate(certificate: Path, private_key: Path, application_u
     generator: RSA 2048, SHA-256, one year, ``application_uri`` and ``host`` as subject alternative
     names); an existing pair is kept as it is (it may be signed by the site's CA): an expired one is a
     SecurityError, one that expires within 30 days a warning."""
-    if certificate.exists() and private_key.exists():
+    if certificate.exists() != private_key.exists():
+        present, missing = (certificate, private_key) if certificate.exists() else (private_key, certificate)
+        raise SecurityError(f"{present} exists but {missing} does not: give both files of a pair, or neither to have a "
+                            "new self-signed pair created (an existing file is never overwritten)")
+    if certificate.exists():
         try:
             expires = load_certificate(certificate).not_valid_after_utc
         except ValueError as exc:
@@ -240,8 +250,8 @@ async def secure_server(server: Server, security: ServerSecurity, application_ur
         host = urlparse(endpoint).hostname or socket.gethostname()
         await ensure_certificate(security.certificate, security.private_key, application_uri, host)
         try:
-            await server.load_certificate(security.certificate)
-            await server.load_private_key(security.private_key)
+            await server.load_certificate(security.certificate, format=file_format(security.certificate))
+            await server.load_private_key(security.private_key, format=file_format(security.private_key))
         except (OSError, ValueError) as exc:
             raise SecurityError(f"cannot load the server certificate {security.certificate} or key "
                                 f"{security.private_key}: {exc}") from None

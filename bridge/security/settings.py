@@ -50,6 +50,9 @@ class ServerSecurity:
             raise SecurityError(f"{where}: a secure policy needs 'certificate' and 'private_key' (created if missing)")
         if self.anonymous == "none" and not self.users:
             raise SecurityError(f"{where}: anonymous = 'none' needs a 'users' file, or nobody could connect")
+        if self.users and not self.secure:
+            raise SecurityError(f"{where}: users need a secure policy in security_policies: over policy None alone "
+                                "passwords would travel in clear text")
         if self.trusted_clients is not None and not self.secure:
             raise SecurityError(f"{where}: trusted_clients needs a secure policy (with policy None clients send "
                                 "no certificate)")
