@@ -56,8 +56,12 @@ def test_node_opcua_signs_encrypts_and_logs_in(node_client, small_office_config,
                                  "SignAndEncrypt", "scada"], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         seen = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
-        refused = subprocess.run([*node_client, bridge.endpoint, "TestSite", "SmallOffice"], capture_output=True,
-                                 text=True, timeout=120)
+        refused = subprocess.run([*node_client, bridge.endpoint, "TestSite", "SmallOffice", "None", "None", "scada"],
+                                 capture_output=True, text=True, timeout=120)
+        log = bridge.log
     assert seen["securityMode"] == "SignAndEncrypt"
     assert seen["writeInRange"] == "Good" and seen["setpointAfter"] == 26.5
-    assert refused.returncode != 0  # no unsecured endpoint, no anonymous login
+    # the right password over an unsecured channel: node-opcua finds no such endpoint on the server (the
+    # server's own refusal of an unsecured channel is tested with asyncua in test_security.py)
+    assert refused.returncode != 0 and "End point must exist" in refused.stderr, refused.stderr[-2000:]
+    assert "refused write" in log
