@@ -52,7 +52,7 @@ from bridge.tomlfile import read_toml
 from bridge.twin.gp import TwinModel
 from bridge.twin.persist import ModelFileError, check_compatible, load_model
 from bridge.twin.weather import WeatherError, weather_series
-from controllers.base import ControllerConfigError, InputRange
+from controllers.base import ControllerConfigError, ControllerError, InputRange
 from controllers.schedule import Schedule, load_schedule
 
 log = logging.getLogger(__name__)
@@ -138,37 +138,49 @@ class GpMpcController:
         self._ranges = dict(inputs)
 
     def decide(self, sim_time: dt.datetime, outputs: Mapping[str, float]) -> dict[str, float]:
+        if self._times and sim_time == self._times[-1] and self._last_inputs is not None:
+            # the same step again (paced mode, a retried Exchange): the same decision, fresher outputs
+            self._history[-1].update(self._measured(outputs))
+            return dict(self._last_inputs)
         self._remember(sim_time, outputs)
         values = self._base_inputs(sim_time)
-        if self._step is None:
-            self._last_inputs = values
-            return values
-        horizon_times = [sim_time + self._step * h for h in range(1, self.config.horizon + 1)]
-        active = [event for event in self.config.events if any(event.contains(t) for t in horizon_times)]
-        if active and len(self._times) > self._max_lag():
-            values.update(self._optimise(sim_time, horizon_times, active))
-        else:
-            self._warm = None
+        if self._step is not None:
+            horizon_times = [sim_time + self._step * h for h in range(1, self.config.horizon + 1)]
+            active = [event for event in self.config.events if any(event.contains(t) for t in horizon_times)]
+            if active and len(self._times) > self._max_lag():
+                values.update(self._optimise(sim_time, horizon_times, active))
+            else:
+                self._warm = None
         self._last_inputs = values
-        return values
+        return dict(values)
 
     # --- history -------------------------------------------------------------------------------
     def _remember(self, sim_time: dt.datetime, outputs: Mapping[str, float]) -> None:
         """Append the measured row at ``sim_time`` (outputs at the end of the step, inputs applied
-        during it); a gap in time (a reset, a reconnect) starts the history again."""
-        if self._times and self._step is None and sim_time > self._times[-1]:
-            self._step = sim_time - self._times[-1]
-        elif self._times and sim_time - self._times[-1] != self._step:
-            self._history.clear()
-            self._times.clear()
-            self._baselines.clear()
-        applied = self._last_inputs or self._base_inputs(sim_time)
-        row = {tag: float(outputs[tag]) for tag in self._model_outputs() if tag in outputs}
+        during it: the last decision). Time going back or jumping (a reset, a reconnect after a gap)
+        starts the history again."""
+        if self._times:
+            gap = sim_time - self._times[-1]
+            if self._step is None and gap > dt.timedelta(0):
+                self._step = gap
+            elif gap != self._step:
+                log.info("%s: time went from %s to %s; history, baselines and warm start start again",
+                         self.config.path, self._times[-1], sim_time)
+                self._history.clear()
+                self._times.clear()
+                self._baselines.clear()
+                self._last_inputs, self._warm = None, None
+        # before the first decision the inputs applied are unknown: the base schedule's
+        applied = self._last_inputs or self._base_inputs(sim_time - (self._step or dt.timedelta(0)))
+        row = self._measured(outputs)
         row.update({tag: applied[tag] for tag in self._input_tags()})
         self._history.append(row)
         self._times.append(sim_time)
         keep = self._max_lag() + 2
         del self._history[:-keep], self._times[:-keep]
+
+    def _measured(self, outputs: Mapping[str, float]) -> dict[str, float]:
+        return {tag: float(outputs[tag]) for tag in self._model_outputs() if tag in outputs}
 
     def _history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self._history, index=pd.DatetimeIndex(self._times))
@@ -200,11 +212,14 @@ class GpMpcController:
         return future
 
     def _weather_at(self, index: pd.DatetimeIndex) -> pd.DataFrame:
-        """EPW weather at ``index``, from a table of the whole year at the bridge's timestep (read once)."""
+        """EPW weather at ``index``, from a table of the coming days at the bridge's timestep (read
+        again when the horizon leaves it); beyond the end of the year the last hour's values hold."""
         if self._weather is None or index[0] not in self._weather.index or index[-1] not in self._weather.index:
-            year = pd.Timestamp(index[0].year, 1, 1)
-            times = pd.date_range(year, year + pd.DateOffset(years=1) - self._step, freq=self._step)
-            self._weather = weather_series(self.config.weather, times)
+            end = max(index[-1], index[0] + pd.Timedelta(days=2))
+            try:
+                self._weather = weather_series(self.config.weather, pd.date_range(index[0], end, freq=self._step))
+            except WeatherError as exc:
+                raise ControllerError(f"{self.config.path}: no weather forecast for {index[0]} .. {end}: {exc}") from None
         return self._weather.loc[index]
 
     def _futures(self, horizon_times: list[dt.datetime], decisions: np.ndarray) -> list[pd.DataFrame]:
@@ -242,10 +257,9 @@ class GpMpcController:
         history = self._history_frame()
         power_model = config.twin.models[config.power]
         in_event = np.array([any(e.contains(t) for e in events) for t in horizon_times])
-        base = self._scaled(self._base_inputs(sim_time))
-        base_power, _ = power_model.forecast_scenarios(history, self._futures(horizon_times, base), with_std=False)
+        base_power, _ = power_model.forecast_scenarios(history, [self._base_future(horizon_times)], with_std=False)
         reference = self._reference(sim_time, horizon_times, events, history, base_power[0])
-        start = self._warm_start(base)
+        start = self._schedule_decisions(horizon_times) if self._warm is None else self._warm.copy()
         # comfort: std along the warm start, held during the optimisation
         z = norm.ppf(config.confidence)
         comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(horizon_times, start))[1][0]
@@ -312,7 +326,7 @@ class GpMpcController:
             # the last decision (or the base schedule): a jump back to the base schedule mid-event
             # would undo the curtailment at once
             log.warning("%s: MPC at %s found no feasible trajectory (%s); %s kept", config.path, sim_time,
-                        result.message, "the last decision" if self._warm is not None else "the base schedule")
+                        result.message, "the last decision" if self._warm is not None else "the base schedule (clipped)")
             x = start
         self._warm = x
         values = {}
@@ -328,10 +342,17 @@ class GpMpcController:
                  reference[0], result.nit, time.perf_counter() - started)
         return values
 
-    def _warm_start(self, base: np.ndarray) -> np.ndarray:
-        """The previous decision (its blocks as they were) while the controller stays active, else
-        the base schedule."""
-        return base if self._warm is None else self._warm.copy()
+    def _schedule_decisions(self, horizon_times: list[dt.datetime]) -> np.ndarray:
+        """The base schedule as a decision vector (scaled, clipped to the bounds): per block, the
+        schedule's value at the block's first step. The warm start when the controller was idle."""
+        block = block_of_steps(self.config.horizon, self.config.blocks)
+        firsts = [int(np.argmax(block == b)) for b in range(self.config.blocks)]
+        out = []
+        for tag in self.config.decide:
+            low, high = self._bounds(tag)
+            out += [np.clip((self._base_inputs(horizon_times[h] - self._step)[tag] - low) / (high - low), 0.0, 1.0)
+                    for h in firsts]
+        return np.array(out)
 
     def _reference(self, sim_time: dt.datetime, horizon_times: list[dt.datetime], events: list[CurtailmentEvent],
                    history: pd.DataFrame, base_power: np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ the Small Office (trained once per session in test_twin_model)."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import pytest
 
@@ -99,3 +100,22 @@ def test_bad_gp_mpc_file_is_a_configuration_error(trained, tmp_path, change, mes
                    "--config", str(mpc_file(tmp_path, model_path, **change)), timeout_s=120)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr and "mpc.toml" in done.stderr
+
+
+def test_the_same_step_decided_twice_keeps_history_and_decision(trained, small_office, tmp_path):  # noqa: F811
+    """Paced mode and a retried Exchange decide one step more than once: the second call returns the
+    same values and keeps the history; a jump in time starts it again."""
+    from controllers.base import InputRange
+
+    _, model_path = trained
+    config = load_mpc(mpc_file(tmp_path, model_path))
+    controller = GpMpcController(config)
+    controller.check({i.tag: InputRange(i.tag, i.min, i.max, i.unit) for i in config.tagmap.inputs})
+    history = small_office[2]
+    rows = history[(history.index > "2025-07-03 12:00") & (history.index <= "2025-07-03 13:00")]
+    decisions = [controller.decide(t.to_pydatetime(), row.to_dict()) for t, row in rows.iterrows()]
+    kept = len(controller._history)
+    again = controller.decide(rows.index[-1].to_pydatetime(), rows.iloc[-1].to_dict())
+    assert again == decisions[-1] and len(controller._history) == kept > 2
+    controller.decide(rows.index[-1].to_pydatetime() + dt.timedelta(days=1), rows.iloc[-1].to_dict())
+    assert len(controller._history) == 1

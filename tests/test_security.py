@@ -260,3 +260,22 @@ def test_certificate_files_are_read_by_content_and_pairs_are_never_half_replaced
     with pytest.raises(SecurityError, match="exists but .*missing.key does not"):
         asyncio.run(ensure_certificate(cert, tmp_path / "missing.key", "urn:twinbridge:Test", "localhost"))
     assert cert.read_bytes() == before
+
+
+@pytest.mark.parametrize("live, message", [
+    ('username = "meter-reader"\npassword_env = "TWINBRIDGE_UNSET_FOR_TEST"', "TWINBRIDGE_UNSET_FOR_TEST"),
+    ('security = "Basic256Sha256,SignAndEncrypt,only.der"', "policy,mode,certificate,private_key"),
+])
+def test_tracking_file_with_unusable_credentials_is_refused_when_read(tmp_path, live, message):
+    """A real building's server needs credentials; a missing password is a configuration error, not a
+    connection to retry forever."""
+    import bridge.tracking.config as tracking_config
+
+    example = tracking_config.__doc__.split("::", 1)[1]
+    text = "\n".join(line[4:] for line in example.splitlines())
+    path = tmp_path / "tracking.toml"
+    path.write_text(text.replace('security = ""', "").replace('username = ""', live))
+    with pytest.raises(tracking_config.TrackingConfigError, match=re.escape(message)):
+        tracking_config.load_tracking_config(path)
+    path.write_text(text)
+    assert tracking_config.load_tracking_config(path).live.username == ""  # the example itself loads

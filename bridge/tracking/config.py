@@ -40,7 +40,7 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.security.settings import ClientSecurity
+from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
 from bridge.tomlfile import read_toml
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
@@ -127,11 +127,14 @@ def _endpoint(data: dict, key: str, where: str) -> Endpoint:
     if not str(table["endpoint"]).startswith("opc.tcp://"):
         raise TrackingConfigError(f"{where}: [{key}] endpoint must start with opc.tcp://, got {table['endpoint']!r}")
     endpoint = _build(Endpoint, table, f"{where}: [{key}]", {"endpoint": "url"})
-    if endpoint.security:
-        try:
-            ClientSecurity(endpoint.security).parts()
-        except SecurityError as exc:
-            raise TrackingConfigError(f"{where}: [{key}] {exc}") from None
+    security = ClientSecurity(endpoint.security, endpoint.username, endpoint.password_env or PASSWORD_VARIABLE)
+    try:
+        if security.security:
+            security.parts()
+        if security.user:
+            security.password()  # a missing password is a configuration error, not a connection to retry
+    except SecurityError as exc:
+        raise TrackingConfigError(f"{where}: [{key}] {exc}") from None
     return endpoint
 
 
