@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from bridge.historian import load_history
-from conftest import TAGMAPS, run_bridge, run_cli
+from conftest import REPO, TAGMAPS, run_bridge, run_cli
 from controllers.gp_mpc import GpMpcController, block_of_steps, load_mpc
 from controllers.loop import LoopOptions, run_controller
 from controllers.schedule import ScheduleController, load_schedule
@@ -19,24 +19,15 @@ from test_twin_model import small_office, small_office_db, trained  # noqa: F401
 pytestmark = pytest.mark.engine
 EVENT = ("13:00", "16:00")
 
-BASE_SCHEDULE = """[setback]
-CoolingSetpoint = 29.0
-HeatingSetpoint = 15.6
-
-[[occupied]]
-days = ["mon", "tue", "wed", "thu", "fri"]
-start = "06:00"
-end = "22:00"
-setpoints = { CoolingSetpoint = 24.0, HeatingSetpoint = 21.0 }
-"""
+# the base operation: the Large Office example's schedule (its input tags are the Small Office's too)
+BASE_SCHEDULE = REPO / "controllers" / "examples" / "large_office_base_schedule.toml"
 
 
 def mpc_file(tmp_path, model_path, **mpc) -> object:
-    (tmp_path / "base.toml").write_text(BASE_SCHEDULE)
     settings = {"horizon_steps": 6, "blocks": 2, "decide": '["CoolingSetpoint"]',
                 "bounds": "{ CoolingSetpoint = [22.0, 27.0] }", "comfort": "{ CoreZoneTemp = [20.0, 27.0] }", **mpc}
     path = tmp_path / "mpc.toml"
-    path.write_text(f'schedule = "base.toml"\nmodel = "{model_path}"\ntagmap = "{TAGMAPS / "small_office.toml"}"\n'
+    path.write_text(f'schedule = "{BASE_SCHEDULE}"\nmodel = "{model_path}"\ntagmap = "{TAGMAPS / "small_office.toml"}"\n'
                     f'weather = "ref:usa_il_chicago"\n\n[mpc]\n' + "".join(f"{k} = {v}\n" for k, v in settings.items())
                     + f'\n[[events]]\ndate = "2025-07-07"\nstart = "{EVENT[0]}"\nend = "{EVENT[1]}"\ncurtail_kw = 2.0\n')
     return path
@@ -68,7 +59,7 @@ def test_gp_mpc_curtails_the_event_within_comfort(trained, tmp_path, objective):
     _, model_path = trained
     campus = one_monday(tmp_path)
     config = load_mpc(mpc_file(tmp_path, model_path, objective=f'"{objective}"'))
-    base_report, base = closed_loop(campus, tmp_path / "base", ScheduleController(load_schedule(tmp_path / "base.toml")))
+    base_report, base = closed_loop(campus, tmp_path / "base", ScheduleController(load_schedule(BASE_SCHEDULE)))
     controller = GpMpcController(config)
     mpc_report, mpc = closed_loop(campus, tmp_path / "mpc", controller)
     assert base_report.final_status == mpc_report.final_status == "Finished"
