@@ -110,3 +110,17 @@ def test_the_same_step_decided_twice_keeps_history_and_decision(trained, small_o
     assert again == decisions[-1] and len(controller._history) == kept > 2
     controller.decide(rows.index[-1].to_pydatetime() + dt.timedelta(days=1), rows.iloc[-1].to_dict())
     assert len(controller._history) == 1
+
+
+def test_gp_mpc_drives_the_served_twin_too(trained, tmp_path):  # noqa: F811
+    """The paper's SCADA demonstration: the MPC in the loop of the data-driven twin itself (the bridge
+    serves the GP twin behind the same tags); the twin's predicted power drops in the event."""
+    _, model_path = trained
+    campus = tmp_path / "twin_monday.toml"
+    campus.write_text(one_monday(tmp_path).read_text().replace(
+        'model = "ref:small_office"', f'engine = "twin"\ntwin_model = "{model_path}"'))
+    _, base = closed_loop(campus, tmp_path / "base", ScheduleController(load_schedule(BASE_SCHEDULE)))
+    _, mpc = closed_loop(campus, tmp_path / "mpc", GpMpcController(load_mpc(mpc_file(tmp_path, model_path))))
+    event = (mpc.index > f"2025-07-07 {EVENT[0]}") & (mpc.index <= f"2025-07-07 {EVENT[1]}")
+    assert mpc.loc[event, "CoolingSetpoint"].mean() > 24.5
+    assert mpc.loc[event, "FacilityPower"].mean() < base.loc[event, "FacilityPower"].mean()
