@@ -247,7 +247,8 @@ async def secure_server(server: Server, security: ServerSecurity, application_ur
     server.iserver.set_user_manager(BridgeUserManager(security, trusted))
     server.set_security_policy([_policy_type(policy) for policy in security.policies], permission_ruleset=RoleRuleset())
     if security.secure:
-        host = urlparse(endpoint).hostname or socket.gethostname()
+        host = urlparse(endpoint).hostname
+        host = socket.gethostname() if host in (None, "", "0.0.0.0", "::") else host  # a wildcard is no name
         await ensure_certificate(security.certificate, security.private_key, application_uri, host)
         try:
             await server.load_certificate(security.certificate, format=file_format(security.certificate))
