@@ -113,7 +113,9 @@ def reference_weather(name: str) -> Path:
     return Path(dataset.weather_files[name])
 
 
-def _resolve(value: str, base: Path, lookup, where: str) -> Path:
+def resolve_file(value: str, base: Path, lookup, where: str) -> Path:
+    """A file named in a configuration: ``ref:<name>`` through ``lookup`` (reference_model,
+    reference_weather), else a path relative to ``base`` that must exist (ConfigError naming ``where``)."""
     if value.startswith("ref:"):
         return lookup(value[4:])
     path = (base / value).resolve()
@@ -153,11 +155,11 @@ def load_config(path: str | Path) -> CampusConfig:
         engine = entry.get("engine", "energyplus")
         buildings.append(BuildingConfig(
             name=str(entry["name"]),
-            model=_resolve(str(entry.get("model", "ref:small_office")), base, reference_model, where),
-            weather=_resolve(str(entry.get("weather", "ref:usa_il_chicago")), base, reference_weather, where),
-            tagmap=load_tagmap(_resolve(str(entry["tagmap"]), base, None, where)),
+            model=resolve_file(str(entry.get("model", "ref:small_office")), base, reference_model, where),
+            weather=resolve_file(str(entry.get("weather", "ref:usa_il_chicago")), base, reference_weather, where),
+            tagmap=load_tagmap(resolve_file(str(entry["tagmap"]), base, None, where)),
             engine=engine,
-            twin_model=_resolve(str(entry["twin_model"]), base, None, where) if "twin_model" in entry else None,
+            twin_model=resolve_file(str(entry["twin_model"]), base, None, where) if "twin_model" in entry else None,
         ))
     config = CampusConfig(
         name=str(campus.get("name", path.stem.title().replace("_", ""))),
@@ -183,7 +185,7 @@ def load_config(path: str | Path) -> CampusConfig:
 def _tracking(entry: dict, base: Path, where: str) -> tuple[str, Path]:
     if set(entry) != {"building", "config"}:
         raise ConfigError(f"{where}: a [[tracking]] entry needs exactly 'building' and 'config'")
-    return str(entry["building"]), _resolve(str(entry["config"]), base, None, where)
+    return str(entry["building"]), resolve_file(str(entry["config"]), base, None, where)
 
 
 def _security(section: dict, base: Path, where: str) -> ServerSecurity:

@@ -38,7 +38,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.stats import norm
 
-from bridge.config import reference_weather
+from bridge.config import ConfigError, reference_weather, resolve_file
 from bridge.tagmap import TagMap, TagMapError, load_tagmap
 from bridge.tomlfile import read_toml
 from bridge.twin.gp import TwinModel
@@ -106,8 +106,6 @@ class Decision:
     success: bool
     iterations: int
     seconds: float
-    predicted_power_kw: list[float] = field(default_factory=list)
-    reference_kw: list[float] = field(default_factory=list)
 
 
 class GpMpcController:
@@ -222,11 +220,10 @@ class GpMpcController:
                 raise ControllerError(f"{self.config.path}: no weather forecast for {index[0]} .. {end}: {exc}") from None
         return self._weather.loc[index]
 
-    def _futures(self, horizon_times: list[dt.datetime], decisions: np.ndarray) -> list[pd.DataFrame]:
-        """One future per decision vector (rows of scaled decisions, input-major): the base future
-        with the decided inputs piecewise constant over the blocks."""
+    def _futures(self, base: pd.DataFrame, decisions: np.ndarray) -> list[pd.DataFrame]:
+        """One future per decision vector (rows of scaled decisions, input-major): ``base`` (a
+        ``_base_future``) with the decided inputs piecewise constant over the blocks."""
         config = self.config
-        base = self._base_future(horizon_times)
         block = block_of_steps(config.horizon, config.blocks)
         futures = []
         for row in np.atleast_2d(decisions):
@@ -257,19 +254,23 @@ class GpMpcController:
         history = self._history_frame()
         power_model = config.twin.models[config.power]
         in_event = np.array([any(e.contains(t) for e in events) for t in horizon_times])
-        base_power, _ = power_model.forecast_scenarios(history, [self._base_future(horizon_times)], with_std=False)
+        base = self._base_future(horizon_times)
+        base_power, _ = power_model.forecast_scenarios(history, [base], with_std=False)
         reference = self._reference(sim_time, horizon_times, events, history, base_power[0])
         start = self._schedule_decisions(horizon_times) if self._warm is None else self._warm.copy()
+        # the decided inputs now applied, where the first move starts from (scaled)
+        previous = self._scaled(self._last_inputs or self._base_inputs(sim_time)).reshape(len(config.decide),
+                                                                                           config.blocks)[:, :1]
         # comfort: std along the warm start, held during the optimisation
         z = norm.ppf(config.confidence)
-        comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(horizon_times, start))[1][0]
+        comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(base, start))[1][0]
                        for tag in config.comfort}
         cache: dict[bytes, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
 
         def rollouts(x: np.ndarray) -> None:
             """Power and comfort means at x and at x + FD_STEP e_i, one batch, into the cache."""
             points = np.vstack([x, x + FD_STEP * np.eye(len(x))])
-            futures = self._futures(horizon_times, points)
+            futures = self._futures(base, points)
             power, _ = power_model.forecast_scenarios(history, futures, with_std=False)
             temps = {tag: config.twin.models[tag].forecast_scenarios(history, futures, with_std=False)[0]
                      for tag in config.comfort}
@@ -291,8 +292,6 @@ class GpMpcController:
             else:
                 value = (power[:, in_event] / scale_kw).sum(axis=1)
             moves = x.reshape(len(x), len(config.decide), config.blocks)
-            previous = self._scaled(self._last_inputs or self._base_inputs(sim_time)).reshape(len(config.decide),
-                                                                                               config.blocks)[:, :1]
             steps = np.diff(np.concatenate([np.broadcast_to(previous, (len(x), *previous.shape)), moves], axis=2), axis=2)
             return value + config.move_weight * (steps ** 2).sum(axis=(1, 2))
 
@@ -333,13 +332,11 @@ class GpMpcController:
         for i, tag in enumerate(config.decide):
             low, high = self._bounds(tag)
             values[tag] = float(low + (high - low) * x[i * config.blocks])
-        power = evaluated(x)[0][0]
-        self.decisions.append(Decision(sim_time, values, bool(result.success), int(result.nit),
-                                       time.perf_counter() - started, [float(p) for p in power],
-                                       [float(r) for r in reference]))
+        seconds = time.perf_counter() - started
+        self.decisions.append(Decision(sim_time, values, bool(result.success), int(result.nit), seconds))
         log.info("%s: MPC %s -> %s (predicted power %.0f kW, reference %.0f kW, %d iterations, %.2f s)", sim_time,
-                 "ok" if result.success else result.message, {k: round(v, 2) for k, v in values.items()}, power[0],
-                 reference[0], result.nit, time.perf_counter() - started)
+                 "ok" if result.success else result.message, {k: round(v, 2) for k, v in values.items()},
+                 evaluated(x)[0][0, 0], reference[0], result.nit, seconds)
         return values
 
     def _schedule_decisions(self, horizon_times: list[dt.datetime]) -> np.ndarray:
@@ -400,8 +397,10 @@ def load_mpc(path: str | Path) -> MpcConfig:
         check_compatible(twin, tagmap, data["model"])
     except (TagMapError, ModelFileError) as exc:
         raise ControllerConfigError(f"{where}: {exc}") from None
-    weather_name = str(data.get("weather", "ref:usa_il_chicago"))
-    weather = reference_weather(weather_name[4:]) if weather_name.startswith("ref:") else (base / weather_name).resolve()
+    try:
+        weather = resolve_file(str(data.get("weather", "ref:usa_il_chicago")), base, reference_weather, f"{where}: weather")
+    except ConfigError as exc:
+        raise ControllerConfigError(str(exc)) from None
     mpc = data.get("mpc", {})
     known = {"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
              "outside_weight", "max_iter", "power"}
