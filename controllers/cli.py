@@ -78,8 +78,7 @@ def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
         options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll,
                               step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
         security = ClientSecurity(args.security, args.user)
-        if args.security:
-            security.parts()  # a malformed string is a configuration error, before any connection
+        security.check()  # a configuration error, before any connection
         report = asyncio.run(run_controller(controller, args.endpoint, args.building, args.campus, options, security))
     except (ControllerConfigError, ValueError) as exc:
         print(f"twinbridge controller: configuration error: {exc}", file=sys.stderr)

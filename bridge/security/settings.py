@@ -98,6 +98,13 @@ class ClientSecurity:
             raise SecurityError("security string: leave it empty for policy None")
         return policy, mode, Path(fields[2]), Path(fields[3]), Path(fields[4]) if len(fields) == 5 else None
 
+    def check(self) -> None:
+        """SecurityError for a malformed security string or a user without a password, before any connection."""
+        if self.security:
+            self.parts()
+        if self.user:
+            self.password()
+
     def password(self) -> str:
         """The user's password from the environment; SecurityError naming the variable when unset."""
         value = os.environ.get(self.password_env, "")

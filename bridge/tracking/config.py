@@ -129,10 +129,7 @@ def _endpoint(data: dict, key: str, where: str) -> Endpoint:
     endpoint = _build(Endpoint, table, f"{where}: [{key}]", {"endpoint": "url"})
     security = ClientSecurity(endpoint.security, endpoint.username, endpoint.password_env or PASSWORD_VARIABLE)
     try:
-        if security.security:
-            security.parts()
-        if security.user:
-            security.password()  # a missing password is a configuration error, not a connection to retry
+        security.check()  # a missing password is a configuration error, not a connection to retry
     except SecurityError as exc:
         raise TrackingConfigError(f"{where}: [{key}] {exc}") from None
     return endpoint
