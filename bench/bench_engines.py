@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.results_io import write_results  # noqa: E402
+from bench.results_io import figure, write_results  # noqa: E402
 from bridge.campus import make_engine  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.launcher import free_port  # noqa: E402
@@ -91,17 +91,13 @@ def main() -> None:
     figures = {}
     for engine in ENGINES:
         label = "api" if engine == "energyplus-api" else "external_interface"
-        figures[f"{label}_direct_start"] = {"value": round(best["start"][engine], 2), "unit": "s", "target": None}
-        figures[f"{label}_direct_per_step"] = {"value": round(best["step"][engine], 3), "unit": "ms/step",
-                                               "target": None}
-        figures[f"{label}_bridge_fast_wall"] = {"value": round(best["bridge"][engine], 2), "unit": "s",
-                                                "target": None}
-    figures["api_over_external_interface_per_step"] = {
-        "value": round(best["step"]["energyplus-api"] / best["step"]["energyplus"], 3),
-        "unit": "ratio of direct ms/step", "target": None}
-    figures["api_over_external_interface_bridge_fast"] = {
-        "value": round(best["bridge"]["energyplus-api"] / best["bridge"]["energyplus"], 3),
-        "unit": "ratio of whole-command wall", "target": None}
+        figures[f"{label}_direct_start"] = figure(best["start"][engine], "s")
+        figures[f"{label}_direct_per_step"] = figure(best["step"][engine], "ms/step")
+        figures[f"{label}_bridge_fast_wall"] = figure(best["bridge"][engine], "s")
+    figures["api_over_external_interface_per_step"] = figure(
+        best["step"]["energyplus-api"] / best["step"]["energyplus"], "ratio of direct ms/step")
+    figures["api_over_external_interface_bridge_fast"] = figure(
+        best["bridge"]["energyplus-api"] / best["bridge"]["energyplus"], "ratio of whole-command wall")
     steps = load_config(configs["energyplus"]).period.steps
     write_results("engines", figures, notes=f"Large Office Chicago {args.start}..{args.end} ({steps} steps, 10-min), "
                   f"best of {args.repeats}, alternating; direct = engine driven by a bare loop with default inputs")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.results_io import RESULTS, write_results
+from bench.results_io import RESULTS, figure, write_results
 from bridge.historian import load_history
 from bridge.launcher import run_bridge
 from controllers.gp_mpc import GpMpcController, load_mpc
@@ -94,9 +94,6 @@ def closed_loop(campus: Path, folder: Path, controller) -> pd.DataFrame:
             raise RuntimeError(f"run did not finish ({report.final_status}):\n{bridge.log[-3000:]}")
         return load_history(bridge.historian(), "LargeOffice")
 
-
-def figure(value: float, unit: str, target: str = "") -> dict:
-    return {"value": round(float(value), 3), "unit": unit, "target": target}
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from asyncua import Client, ua
 
-from bench.results_io import write_results
+from bench.results_io import figure, write_results
 from bridge.config import load_config
 from bridge.launcher import run_bridge
 from bridge.security import hash_password
@@ -102,13 +102,12 @@ async def measure(endpoint: str, pki: Path, rounds: int, per_round: int, campus:
     base = statistics.median(cycle_ms["None"])
     for name, samples in cycle_ms.items():
         median = statistics.median(samples)
-        figures[f"poll_cycle_{name}"] = {"value": round(median, 3), "unit": "ms (read all outputs + write 4 inputs)", "target": ""}
-        figures[f"poll_cycle_ratio_{name}_to_None"] = {"value": round(median / base, 3), "unit": "ratio", "target": ""}
-        figures[f"session_setup_{name}"] = {"value": round(setup_s[name] * 1000, 1), "unit": "ms (anonymous)", "target": ""}
-    figures["session_setup_user_first_login"] = {"value": round(login_first[1] * 1000, 1),
-                                                 "unit": "ms (Basic256Sha256 SignAndEncrypt, PBKDF2 600k)", "target": ""}
-    figures["session_setup_user_again"] = {"value": round(login_again[1] * 1000, 1), "unit": "ms (verified login remembered)", "target": ""}
-    figures["session_setup_anonymous_same_policy"] = {"value": round(anonymous_again[1] * 1000, 1), "unit": "ms", "target": ""}
+        figures[f"poll_cycle_{name}"] = figure(median, "ms (read all outputs + write 4 inputs)")
+        figures[f"poll_cycle_ratio_{name}_to_None"] = figure(median / base, "ratio")
+        figures[f"session_setup_{name}"] = figure(setup_s[name] * 1000, "ms (anonymous)")
+    figures["session_setup_user_first_login"] = figure(login_first[1] * 1000, "ms (Basic256Sha256 SignAndEncrypt, PBKDF2 600k)")
+    figures["session_setup_user_again"] = figure(login_again[1] * 1000, "ms (verified login remembered)")
+    figures["session_setup_anonymous_same_policy"] = figure(anonymous_again[1] * 1000, "ms")
     return figures
 
 

@@ -5,7 +5,7 @@ controller, training on the first 3 weeks, testing on the 4th with 12-hour forec
 every hour (zero-variance method) and with 1-step predictions. Writes bench/results/twin_gp.json
 and bench/results/twin_gp_power.png / twin_gp_zone.png.
 
-    /work/venv/bin/python bench/bench_twin_gp.py [--history runs/bench_twin/large_office_jul_setback.db]
+    /work/venv/bin/python -m bench.bench_twin_gp [--history runs/bench_twin/large_office_jul_setback.db]
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench.results_io import figure, machine
 from bridge.config import load_config
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.engines.twin import TwinEngine, std_tag
@@ -42,12 +42,6 @@ HORIZON = 72  # 12 h at 10-minute steps
 LAGS = dict(output_lags=4, input_lags=1, disturbance_lags=1)
 ZONE_LAGS = dict(output_lags=0, input_lags=1, disturbance_lags=1)
 GP = dict(n_hyper=500, max_exact=4000, n_inducing=1000)
-
-
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
-    return f"{os.cpu_count()} cores, {model}"
 
 
 def history(path: Path, seed: int = 0, start: dt.date = dt.date(2025, 7, 1)):
@@ -102,9 +96,6 @@ def twin_at_defaults(model_path: Path, workdir: Path) -> dict[str, dict]:
         figures[f"defaults_{name}_coverage95"] = figure(result["coverage95"], "fraction")
     return figures
 
-
-def figure(value: float, unit: str, target: str = "") -> dict:
-    return {"value": round(float(value), 4), "unit": unit, "target": target}
 
 
 HORIZON_MARKS_H = (1, 3, 6, 12)  # forecast lead times reported on their own

@@ -24,6 +24,11 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
+def figure(value: float, unit: str, target: str = "") -> dict:
+    """One figure of a results file: value (rounded to 4 decimals), unit, target."""
+    return {"value": round(float(value), 4), "unit": unit, "target": target}
+
+
 def write_results(benchmark: str, figures: dict[str, dict], notes: str = "") -> Path:
     """``{"benchmark", "date", "machine", "figures": {name: {"value", "unit", "target"}}, "notes"}``."""
     RESULTS.mkdir(parents=True, exist_ok=True)
