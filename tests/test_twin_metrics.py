@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bridge.twin.evaluate import metrics
+from bridge.twin.evaluate import Forecasts, error_shares, metrics
 from bridge.twin.features import FeatureError, FeatureSet, reference_holidays, time_features
 
 
@@ -19,6 +19,16 @@ def test_metrics_match_hand_computation():
     assert result["accuracy_mean"] == pytest.approx(1 - rmse / 25.0)
     assert result["accuracy_range"] == pytest.approx(1 - rmse / 30.0)
     assert result["coverage95"] == pytest.approx(0.25)  # only |0| <= 1.96
+
+
+def test_error_shares_match_hand_computation():
+    actual = np.array([[10.0, 20.0], [30.0, 40.0]])
+    forecasts = Forecasts(np.zeros((2, 2)), actual, actual + [[2.0, -2.0], [0.0, 4.0]], np.ones((2, 2)))
+    shares = error_shares(forecasts, np.array([["day", "night"], ["day", "night"]]))
+    assert shares["day"] == pytest.approx({"rmse": np.sqrt(4 / 2), "mse_share": 4 / 24, "rows_share": 0.5})
+    assert shares["night"] == pytest.approx({"rmse": np.sqrt(20 / 2), "mse_share": 20 / 24, "rows_share": 0.5})
+    with pytest.raises(ValueError, match="shape"):
+        error_shares(forecasts, np.array(["day", "night"]))
 
 
 def test_lags_and_time_features():

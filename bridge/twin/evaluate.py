@@ -67,16 +67,38 @@ def rolling_forecasts(model: GPModel, frame: pd.DataFrame, test_start: pd.Timest
 def evaluate(model: GPModel, frame: pd.DataFrame, test_start: pd.Timestamp | str, horizon: int,
              every: int = 1) -> dict:
     """Metrics of rolling forecasts: overall, at the last horizon step, and per step (lists)."""
-    result = rolling_forecasts(model, frame, test_start, horizon, every)
+    return summarize(rolling_forecasts(model, frame, test_start, horizon, every), model.features.target)
+
+
+def summarize(result: Forecasts, target: str) -> dict:
+    """``evaluate``'s metrics of forecasts already made."""
+    horizon = result.actual.shape[1]
     per_step = [metrics(result.actual[:, h], result.mean[:, h], result.std[:, h]) for h in range(horizon)]
     return {
-        "target": model.features.target,
+        "target": target,
         "horizon_steps": horizon,
         "origins": int(result.actual.shape[0]),
         "overall": metrics(result.actual, result.mean, result.std),
         "last_step": per_step[-1],
         "per_step": {key: [step[key] for step in per_step] for key in ("rmse", "mae", "coverage95")},
     }
+
+
+def error_shares(result: Forecasts, labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Where the squared error of forecasts comes from. ``labels`` has the shape of
+    ``result.actual`` (one label per forecast point, for example "occupied" / "unoccupied");
+    per label: RMSE of its points, its share of the total squared error (mse_share) and of the
+    points (rows_share). An error budget: a label whose mse_share is far above its rows_share is
+    where the model loses its accuracy."""
+    labels = np.asarray(labels)
+    if labels.shape != result.actual.shape:
+        raise ValueError(f"labels have shape {labels.shape}, the forecasts {result.actual.shape}")
+    squared = (result.mean - result.actual) ** 2
+    total = float(squared.sum())
+    return {str(label): {"rmse": float(np.sqrt(squared[labels == label].mean())),
+                         "mse_share": float(squared[labels == label].sum() / total) if total > 0 else 0.0,
+                         "rows_share": float(np.mean(labels == label))}
+            for label in np.unique(labels)}
 
 
 def plot_day(model: GPModel, frame: pd.DataFrame, day: str, horizon: int, path: Path, unit: str = "") -> Path:
