@@ -42,7 +42,9 @@ def _common(parser: argparse.ArgumentParser, config_help: str) -> None:
                              "call per step; paced: act every --period seconds (default lockstep)")
     parser.add_argument("--period", type=float, default=1.0, help="paced: wall seconds between actions (default 1)")
     parser.add_argument("--poll", type=float, default=0.001,
-                        help="lockstep: wall seconds between reads while waiting for OutputReady (default 0.001)")
+                        help="lockstep: wall seconds between the first reads while waiting for OutputReady (default 0.001)")
+    parser.add_argument("--poll-max", type=float, default=0.05,
+                        help="lockstep: the poll interval doubles up to this many seconds while a wait lasts (default 0.05)")
     parser.add_argument("--step-timeout", type=float, default=600.0,
                         help="give up when the bridge shows no new step for this many seconds (default 600)")
     parser.add_argument("--reconnect-timeout", type=float, default=120.0,
@@ -75,7 +77,7 @@ def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
         logging.getLogger("asyncua").setLevel(logging.CRITICAL)
     try:
         controller = make()
-        options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll,
+        options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll, poll_max_s=args.poll_max,
                               step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
         security = ClientSecurity(args.security, args.user)
         security.check()  # a configuration error, before any connection

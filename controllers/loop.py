@@ -1,7 +1,7 @@
 """The control loop: one building, either clock mode, reconnecting after drops.
 
-lockstep: poll the building's control tags and outputs (one Read per poll) until OutputReady is
-True for a step not yet handled; decide; write all inputs in one Write; raise InputReady.
+lockstep: poll the building's control tags and outputs (one Read per poll, the interval growing
+from 1 ms to 50 ms while a wait lasts) until OutputReady is True for a step not yet handled; decide; write all inputs in one Write; raise InputReady.
 exchange: lockstep through the bridge's ``Control.Exchange`` method: one Call per step carries
 all inputs in and returns the next step's outputs (no polling); the simulation time of a step is
 worked out from two (Step, SimTime) readings.
@@ -39,7 +39,8 @@ CONNECTION_ERRORS = (OSError, ConnectionError, TimeoutError, asyncio.TimeoutErro
 class LoopOptions:
     mode: str = "lockstep"
     period_s: float = 1.0  # paced: wall seconds between two actions
-    poll_s: float = 0.001  # lockstep: wall seconds between two reads while waiting for OutputReady
+    poll_s: float = 0.001  # lockstep: wall seconds between the first reads while waiting for OutputReady
+    poll_max_s: float = 0.05  # lockstep: the interval doubles from poll_s up to this while the wait lasts
     step_timeout_s: float = 600.0  # longest wait for the bridge to show a new step
     reconnect_timeout_s: float = 120.0  # longest time the bridge may stay unreachable
     backoff_initial_s: float = 0.2
@@ -51,6 +52,8 @@ class LoopOptions:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if min(self.period_s, self.poll_s, self.step_timeout_s, self.reconnect_timeout_s) <= 0:
             raise ValueError("period, poll interval and timeouts must be positive")
+        if self.poll_max_s < self.poll_s:
+            raise ValueError(f"poll_max_s ({self.poll_max_s:g} s) must be >= poll_s ({self.poll_s:g} s)")
 
 
 @dataclass
@@ -162,8 +165,12 @@ async def _status_after_run(client: BridgeClient) -> str:
 
 async def _next_step(client: BridgeClient, options: LoopOptions, report: LoopReport) -> tuple[float, StepState]:
     """Poll until the bridge shows a step with OutputReady not yet handled, or the run is over.
-    Returns (wall time of the read that saw it, state)."""
+    Returns (wall time of the read that saw it, state). The interval starts at ``poll_s`` (a
+    bridge stepping alone answers within a few ms) and doubles up to ``poll_max_s`` while the
+    wait lasts (a paced bridge, or other controllers of a lockstep campus taking their time):
+    at most ~log2(poll_max_s / poll_s) + wait / poll_max_s reads per step."""
     deadline = time.monotonic() + options.step_timeout_s
+    interval = options.poll_s
     while True:
         seen = time.monotonic()
         state = await client.read_state()
@@ -172,7 +179,8 @@ async def _next_step(client: BridgeClient, options: LoopOptions, report: LoopRep
         if time.monotonic() > deadline:
             raise ControllerError(f"{client.building}: no new step within {options.step_timeout_s:g} s "
                                   f"(status {state.status}, step {state.step})")
-        await asyncio.sleep(options.poll_s)
+        await asyncio.sleep(interval)
+        interval = min(2 * interval, options.poll_max_s)
 
 
 def _handled(report: LoopReport, step: int, seen: float) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import subprocess
 import sys
 
@@ -39,3 +40,28 @@ def test_cli_reports_a_bad_file_before_connecting(tmp_path):
                             capture_output=True, text=True, cwd=REPO, timeout=60)
     assert result.returncode == 2
     assert f"{bad}: occupied[0].start: expected a time of day 'HH:MM', got '6am'" in result.stderr
+
+
+def test_poll_interval_is_checked_against_its_ceiling():
+    with pytest.raises(ValueError, match="poll_max_s"):
+        LoopOptions(poll_s=0.1, poll_max_s=0.01)
+
+
+def test_waiting_reads_back_off_to_the_ceiling():
+    """A wait of 0.6 s costs about log2(50) + 0.6 / 0.05 reads, not 600 (fake client: loop logic only)."""
+    from controllers.client import StepState
+    from controllers.loop import LoopReport, _next_step
+
+    class SlowBridge:
+        reads = 0
+
+        async def read_state(self):
+            self.reads += 1
+            ready = time.monotonic() >= ready_at
+            return StepState(status="Running", step=1 if ready else 0, sim_time=None, output_ready=ready, outputs={})
+
+    bridge = SlowBridge()
+    ready_at = time.monotonic() + 0.6
+    _, state = asyncio.run(_next_step(bridge, LoopOptions(), LoopReport()))
+    assert state.step == 1 and state.output_ready
+    assert 8 <= bridge.reads <= 25
