@@ -1,7 +1,7 @@
 """The control loop: one building, either clock mode, reconnecting after drops.
 
-lockstep: poll the building's control tags and outputs (one Read per poll, the interval growing
-from 1 ms to 50 ms while a wait lasts) until OutputReady is True for a step not yet handled; decide; write all inputs in one Write; raise InputReady.
+lockstep: poll the building's control tags and outputs (one Read per poll: every 1 ms for the first
+50 ms of a wait, then backing off to every 50 ms) until OutputReady is True for a step not yet handled; decide; write all inputs in one Write; raise InputReady.
 exchange: lockstep through the bridge's ``Control.Exchange`` method: one Call per step carries
 all inputs in and returns the next step's outputs (no polling); the simulation time of a step is
 worked out from two (Step, SimTime) readings.
@@ -165,11 +165,13 @@ async def _status_after_run(client: BridgeClient) -> str:
 
 async def _next_step(client: BridgeClient, options: LoopOptions, report: LoopReport) -> tuple[float, StepState]:
     """Poll until the bridge shows a step with OutputReady not yet handled, or the run is over.
-    Returns (wall time of the read that saw it, state). The interval starts at ``poll_s`` (a
-    bridge stepping alone answers within a few ms) and doubles up to ``poll_max_s`` while the
-    wait lasts (a paced bridge, or other controllers of a lockstep campus taking their time):
-    at most ~log2(poll_max_s / poll_s) + wait / poll_max_s reads per step."""
-    deadline = time.monotonic() + options.step_timeout_s
+    Returns (wall time of the read that saw it, state). Reads come every ``poll_s`` for the first
+    ``poll_max_s`` of the wait (a bridge stepping alone answers within a few ms, and this keeps its
+    handshake as fast as before), then the interval doubles up to ``poll_max_s`` (a paced bridge, or
+    other controllers of a lockstep campus taking their time): a long wait costs about
+    poll_max_s / poll_s + wait / poll_max_s reads, and the interval never exceeds the wait so far."""
+    seen_first = time.monotonic()
+    deadline = seen_first + options.step_timeout_s
     interval = options.poll_s
     while True:
         seen = time.monotonic()
@@ -180,7 +182,8 @@ async def _next_step(client: BridgeClient, options: LoopOptions, report: LoopRep
             raise ControllerError(f"{client.building}: no new step within {options.step_timeout_s:g} s "
                                   f"(status {state.status}, step {state.step})")
         await asyncio.sleep(interval)
-        interval = min(2 * interval, options.poll_max_s)
+        if time.monotonic() - seen_first >= options.poll_max_s:
+            interval = min(2 * interval, options.poll_max_s)
 
 
 def _handled(report: LoopReport, step: int, seen: float) -> None:
