@@ -156,11 +156,21 @@ class BridgeClient:
         values = await self.session.read_values(list(self._input_nodes.values()))
         return {tag: float(v) for tag, v in zip(self._input_nodes, values)}
 
-    async def write_inputs(self, values: Mapping[str, float]) -> None:
-        """All input values in one OPC UA Write; raise ControllerError naming any tag the bridge refused."""
+    def check_inputs(self, values: Mapping[str, float]) -> None:
+        """Raise ControllerError naming any tag the building lacks or any value outside its tag's
+        EURange (what the bridge would refuse)."""
         unknown = set(values) - set(self._input_nodes)
         if unknown:
             raise ControllerError(f"{self.building}: no input tags {sorted(unknown)} (has {sorted(self._input_nodes)})")
+        outside = [f"{tag}={value!r} (range {self.inputs[tag].low:g}..{self.inputs[tag].high:g})"
+                   for tag, value in values.items() if tag in self.inputs and not self.inputs[tag].contains(float(value))]
+        if outside:
+            raise ControllerError(f"{self.building}: input values out of range: {', '.join(outside)}")
+
+    async def write_inputs(self, values: Mapping[str, float]) -> None:
+        """All input values in one OPC UA Write; raise ControllerError naming any tag the building lacks,
+        any value out of range (``check_inputs``) or any tag the bridge refused."""
+        self.check_inputs(values)
         tags = list(values)
         codes = await self.session.write_values([self._input_nodes[t] for t in tags],
                                                 [ua.Variant(float(values[t]), ua.VariantType.Double) for t in tags],
@@ -179,7 +189,9 @@ class BridgeClient:
 
     async def exchange(self, values: Mapping[str, float]) -> tuple[int, dict[str, float]]:
         """Write every input, raise InputReady and wait for the next step in one OPC UA Call;
-        return (step, outputs). ``values`` must name every input tag."""
+        return (step, outputs). ``values`` must name every input tag; a tag the building lacks or a
+        value outside its range raises ControllerError naming it (as ``write_inputs`` does)."""
+        self.check_inputs(values)
         try:
             step, outputs = await self._control_folder.call_method(
                 self._exchange, ua.Variant([float(values[t]) for t in self._exchange_inputs], ua.VariantType.Double))

@@ -33,6 +33,19 @@ MODES = ("lockstep", "exchange", "paced")
 ENDED = "Ended"  # final status when the run ended but the bridge closed before its Status could be read
 # What a dropped server or network looks like to an asyncua client.
 CONNECTION_ERRORS = (OSError, ConnectionError, TimeoutError, asyncio.TimeoutError, ua.UaError)
+# Status codes of a lost session or channel (worth reconnecting); any other status code is the
+# bridge refusing a request (a viewer account writing, a bad value) and reconnecting cannot help.
+CONNECTION_STATUS_CODES = frozenset(getattr(ua.StatusCodes, name) for name in (
+    "BadConnectionClosed", "BadConnectionRejected", "BadDisconnect", "BadSessionClosed", "BadSessionIdInvalid",
+    "BadSessionNotActivated", "BadSecureChannelClosed", "BadSecureChannelIdInvalid", "BadSecureChannelTokenUnknown",
+    "BadCommunicationError", "BadNoCommunication", "BadNotConnected", "BadServerNotConnected", "BadServerHalted",
+    "BadShutdown", "BadTimeout", "BadRequestTimeout", "BadTcpInternalError", "BadTooManySessions", "BadServerTooBusy"))
+
+
+def is_connection_lost(exc: BaseException) -> bool:
+    """True when ``exc`` (one of CONNECTION_ERRORS) means the session or network is gone, False
+    when the bridge answered and refused the request."""
+    return not isinstance(exc, ua.UaStatusCodeError) or exc.code in CONNECTION_STATUS_CODES
 
 
 @dataclass(frozen=True)
@@ -88,6 +101,9 @@ async def run_controller(controller: Controller, endpoint: str, building: str, c
                      report.actions, report.reconnects)
             return report
         except CONNECTION_ERRORS as exc:
+            if not is_connection_lost(exc):
+                raise ControllerError(f"{building}: the bridge at {endpoint} refused a request at step "
+                                      f"{report.last_step}: {ua.StatusCode(exc.code).name} ({exc})") from None
             report.reconnects += 1
             log.warning("%s: lost the bridge at step %s (%s: %s); reconnecting", building, report.last_step,
                         type(exc).__name__, exc)
@@ -106,6 +122,9 @@ async def _connect(client: BridgeClient, options: LoopOptions) -> None:
                      sorted(client.inputs))
             return
         except (*CONNECTION_ERRORS, ControllerError) as exc:
+            if isinstance(exc, CONNECTION_ERRORS) and not is_connection_lost(exc):
+                raise ControllerError(f"{client.endpoint} refused the connection to building {client.building!r}: "
+                                      f"{ua.StatusCode(exc.code).name} ({exc})") from None
             if time.monotonic() + delay > deadline:
                 raise ControllerError(f"cannot reach building {client.building!r} at {client.endpoint} within "
                                       f"{options.reconnect_timeout_s:g} s: {type(exc).__name__}: {exc}") from None

@@ -65,3 +65,21 @@ def test_waiting_reads_back_off_to_the_ceiling():
     _, state = asyncio.run(_next_step(bridge, LoopOptions(), LoopReport()))
     assert state.step == 1 and state.output_ready
     assert 10 <= bridge.reads <= 100
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"CoolingSetpiont": 26.0, "HeatingSetpoint": 20.0}, r"no input tags \['CoolingSetpiont'\]"),
+    ({"CoolingSetpoint": 35.0, "HeatingSetpoint": 20.0}, r"out of range: CoolingSetpoint=35.0 \(range 18..30\)"),
+])
+def test_exchange_names_an_unknown_tag_or_a_value_out_of_range_before_calling(values, message):
+    """Exchange sends values by position: a misspelt tag used to be dropped silently and a value out of
+    range came back as a bare BadOutOfRange (no session here: the check happens before any call)."""
+    from controllers.base import InputRange
+    from controllers.client import BridgeClient
+
+    client = BridgeClient("opc.tcp://127.0.0.1:1", "SmallOffice")
+    client._input_nodes = {"CoolingSetpoint": None, "HeatingSetpoint": None}
+    client.inputs = {"CoolingSetpoint": InputRange("CoolingSetpoint", 18.0, 30.0, "C"),
+                     "HeatingSetpoint": InputRange("HeatingSetpoint", 15.0, 24.0, "C")}
+    with pytest.raises(ControllerError, match=message):
+        asyncio.run(client.exchange(values))

@@ -279,3 +279,19 @@ def test_tracking_file_with_unusable_credentials_is_refused_when_read(tmp_path, 
         tracking_config.load_tracking_config(path)
     path.write_text(text)
     assert tracking_config.load_tracking_config(path).live.username == ""  # the example itself loads
+
+
+def test_controller_with_a_viewer_account_stops_with_the_refusal(tmp_path):
+    """A refused write is not a dropped connection: the control loop stops at once naming the
+    status code, instead of reconnecting and being refused again for ever."""
+    from controllers.base import ControllerError
+    from controllers.loop import LoopOptions, run_controller
+    from controllers.schedule import ScheduleController, load_schedule
+
+    config = secured_config(tmp_path, 'anonymous = "viewer"')
+    controller = ScheduleController(load_schedule(SIMS.parent / "controllers/examples/small_office_schedule.toml"))
+    options = LoopOptions(step_timeout_s=60, reconnect_timeout_s=5)
+    with run_bridge(config, tmp_path, "--clock", "lockstep") as bridge:
+        with pytest.raises(ControllerError, match="BadUserAccessDenied") as refused:
+            asyncio.run(asyncio.wait_for(run_controller(controller, bridge.endpoint, "SmallOffice", options=options), 120))
+    assert "SmallOffice" in str(refused.value)
