@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -43,6 +44,23 @@ def test_monthly_limits_are_stricter_than_hourly():
     assert result.n == 12 and result.nmbe_pct == pytest.approx(-100 * 0.07 * 12 / 11)
     assert not result.passes
     assert calibration(measured, measured * 1.07, "hourly").passes
+
+
+def test_periods_missing_samples_are_left_out_and_counted():
+    # 10-minute energy of a perfect model over July-September; the meter loses 4 of the 6 samples of every
+    # hour 10-16 h on July days. Summed as if whole, those hours (and July) would show a false bias.
+    index = pd.date_range("2025-07-01", "2025-09-30 23:50", freq="10min")
+    predicted = pd.Series(8.0 + np.sin(np.arange(len(index)) / 20), index)
+    gap = (index.month == 7) & (index.hour >= 10) & (index.hour < 16) & (index.minute % 30 != 0)
+    measured = predicted[~gap]
+    monthly = calibration(measured, predicted, "monthly")
+    assert monthly.cv_rmse_pct == pytest.approx(0.0) and monthly.nmbe_pct == pytest.approx(0.0) and monthly.passes
+    assert (monthly.n, monthly.incomplete_periods, monthly.start) == (2, 1, "2025-08-01 00:00:00")
+    hourly = calibration(measured, predicted, "hourly")
+    assert hourly.cv_rmse_pct == pytest.approx(0.0)
+    assert (hourly.n, hourly.incomplete_periods) == (92 * 24 - 31 * 6, 31 * 6)
+    with pytest.raises(MetricsError, match="no complete monthly periods"):
+        calibration(measured[measured.index.month == 7], predicted, "monthly")
 
 
 def test_bad_inputs_raise_clear_errors():

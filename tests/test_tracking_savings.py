@@ -21,6 +21,21 @@ def test_avoided_energy_is_adjusted_baseline_minus_measured(tmp_path):
     assert "avoided energy | 20.0 kWh" in paths["markdown"].read_text()
 
 
+def test_hours_missing_meter_samples_give_no_false_savings(tmp_path):
+    # Meter = model at every 10-minute step, but the meter loses 4 of 6 samples 10-16 h on July days.
+    index = pd.date_range("2025-07-01 00:10", "2025-09-01 00:00", freq="10min")
+    run = pd.DataFrame({"FacilityPower": 50 + 10 * np.sin(np.arange(len(index)) / 20)}, index=index)
+    gap = (index.month == 7) & (index.hour >= 10) & (index.hour < 16) & (index.minute % 30 != 0)
+    measured = hourly_energy_kwh(run[~gap], "FacilityPower")
+    result = avoided_energy(simulated_baseline(run, "FacilityPower"), measured, "simulation")
+    assert result.avoided_kwh == pytest.approx(0.0, abs=1e-6)  # 6,126 kWh when partial hours were summed
+    assert result.incomplete_periods == 31 * 6 and len(result.series) == 62 * 24 - 31 * 6
+    assert result.summary()["incomplete_periods"] == 186
+    assert "186 left out as incomplete" in write_report(result, tmp_path)["markdown"].read_text()
+    with pytest.raises(SavingsError, match="no complete periods"):
+        avoided_energy(simulated_baseline(run, "FacilityPower"), measured * np.nan, "simulation")
+
+
 def test_uncertainty_uses_the_baseline_fit():
     index = pd.date_range("2025-08-01", periods=50, freq="h")
     fit = BaselineFit(cv_rmse_pct=10.0, rho=0.0, n=100, n_params=1)

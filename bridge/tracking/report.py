@@ -55,7 +55,8 @@ def _markdown(result: SavingsResult, title: str, extra: dict) -> str:
     s = result.summary()
     lines = [
         f"# {title}", "",
-        f"Method: **{s['method']}**; reporting period {s['start']} to {s['end']} ({s['periods']} periods).", "",
+        f"Method: **{s['method']}**; reporting period {s['start']} to {s['end']} ({s['periods']} periods compared, "
+        f"{s['incomplete_periods']} left out as incomplete: a sample missing in the baseline or the meter data).", "",
         "| quantity | value |", "| --- | --- |",
         f"| adjusted baseline | {s['adjusted_baseline_kwh']:,.1f} kWh |",
         f"| measured | {s['measured_kwh']:,.1f} kWh |",

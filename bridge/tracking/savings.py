@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bridge.tracking.guideline14 import (MetricsError, SavingsUncertainty, cv_rmse_pct,
-                                         fractional_savings_uncertainty, lag1_autocorrelation)
+from bridge.tracking.guideline14 import (MetricsError, SavingsUncertainty, complete_period_sums, cv_rmse_pct,
+                                         fractional_savings_uncertainty, lag1_autocorrelation, median_step)
 
 
 class SavingsError(ValueError):
@@ -34,9 +34,7 @@ class SavingsError(ValueError):
 
 def step_hours(index: pd.DatetimeIndex) -> float:
     """Length of one interval of a regular time index, in hours (median spacing)."""
-    if len(index) < 2:
-        raise SavingsError("need at least two timestamps to know the interval length")
-    return float(pd.Series(index).diff().median().total_seconds()) / 3600.0
+    return median_step(index) / pd.Timedelta(hours=1)
 
 
 def power_to_energy_kwh(power_kw: pd.Series) -> pd.Series:
@@ -81,6 +79,7 @@ class SavingsResult:
     savings_fraction: float
     uncertainty: SavingsUncertainty | None
     series: pd.DataFrame  # adjusted_baseline_kwh, measured_kwh, avoided_kwh, cumulative_avoided_kwh
+    incomplete_periods: int = 0  # shared periods left out: a value missing in one series or both
 
     @property
     def avoided_uncertainty_kwh(self) -> float | None:
@@ -91,6 +90,7 @@ class SavingsResult:
         return {
             "method": self.method,
             "start": str(self.series.index[0]), "end": str(self.series.index[-1]), "periods": len(self.series),
+            "incomplete_periods": self.incomplete_periods,
             "adjusted_baseline_kwh": self.adjusted_baseline_kwh, "measured_kwh": self.measured_kwh,
             "avoided_kwh": self.avoided_kwh, "savings_fraction": self.savings_fraction,
             "avoided_uncertainty_kwh": self.avoided_uncertainty_kwh,
@@ -100,15 +100,19 @@ class SavingsResult:
 
 def avoided_energy(adjusted_baseline_kwh: pd.Series, measured_kwh: pd.Series, method: str,
                    baseline_fit: BaselineFit | None = None, confidence: float = 0.9) -> SavingsResult:
-    """Avoided energy over the periods present in both series, with its uncertainty when the fit is known.
+    """Avoided energy over the periods with a value in both series, with its uncertainty when the fit is known.
 
-    With ``baseline_fit`` the fractional savings uncertainty of Guideline 14-2014 Annex B is computed
-    with m = number of reporting periods compared (use the same interval as the baseline fit).
+    A period present in both series but without a value in one (NaN: an incomplete period, see
+    ``hourly_energy_kwh``) is left out and counted in ``incomplete_periods``. With ``baseline_fit`` the
+    fractional savings uncertainty of Guideline 14-2014 Annex B is computed with m = number of
+    reporting periods compared (use the same interval as the baseline fit).
     """
-    frame = pd.concat({"adjusted_baseline_kwh": adjusted_baseline_kwh, "measured_kwh": measured_kwh},
-                      axis=1, join="inner").dropna()
+    shared = pd.concat({"adjusted_baseline_kwh": adjusted_baseline_kwh, "measured_kwh": measured_kwh},
+                       axis=1, join="inner")
+    frame = shared.dropna()
     if frame.empty:
-        raise SavingsError("adjusted baseline and measured energy share no periods with values")
+        raise SavingsError(f"adjusted baseline and measured energy share no complete periods ({len(shared)} shared "
+                           "periods, all missing a value in one series or both)")
     frame["avoided_kwh"] = frame["adjusted_baseline_kwh"] - frame["measured_kwh"]
     frame["cumulative_avoided_kwh"] = frame["avoided_kwh"].cumsum()
     baseline = float(frame["adjusted_baseline_kwh"].sum())
@@ -124,25 +128,31 @@ def avoided_energy(adjusted_baseline_kwh: pd.Series, measured_kwh: pd.Series, me
                 baseline_fit.n_params, confidence)
         except MetricsError as exc:
             raise SavingsError(f"savings uncertainty: {exc}") from None
-    return SavingsResult(method, baseline, float(frame["measured_kwh"].sum()), avoided, fraction, uncertainty, frame)
+    return SavingsResult(method, baseline, float(frame["measured_kwh"].sum()), avoided, fraction, uncertainty, frame,
+                         len(shared) - len(frame))
 
 
 def simulated_baseline(baseline_run: pd.DataFrame, column: str, kind: str = "power_kw",
                        interval: str = "h") -> pd.Series:
-    """Adjusted baseline (kWh per ``interval``) from the frozen Baseline model run with the reporting weather."""
+    """Adjusted baseline (kWh per ``interval``) from the frozen Baseline model run with the reporting weather.
+
+    An interval missing a step of the run is NaN (not summed as if whole), as in ``hourly_energy_kwh``."""
     energy = column_energy_kwh(baseline_run, column, kind)
     return _to_interval(energy, interval)
 
 
 def _to_interval(energy_kwh: pd.Series, interval: str) -> pd.Series:
-    """Sum end-stamped interval energies into periods labelled by their start."""
+    """Sum end-stamped interval energies into periods labelled by their start; NaN for a period missing samples."""
     shifted = energy_kwh.copy()
     shifted.index = shifted.index - pd.Timedelta(microseconds=1)
-    return shifted.resample(interval).sum(min_count=1).dropna()
+    return complete_period_sums(shifted, interval)
 
 
 def hourly_energy_kwh(run: pd.DataFrame, column: str, kind: str = "power_kw") -> pd.Series:
-    """Hourly energy (kWh, labelled by hour start) of one column of a run."""
+    """Hourly energy (kWh, labelled by hour start) of one column of a run; NaN for an hour missing a sample.
+
+    An hour is complete when it holds one value per step of the run (its median spacing), see
+    ``guideline14.complete_period_sums``."""
     return _to_interval(column_energy_kwh(run, column, kind), "h")
 
 
