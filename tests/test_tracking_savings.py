@@ -1,5 +1,7 @@
 """Savings and their uncertainty on synthetic data, checked by hand."""
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,3 +73,18 @@ def test_towt_recovers_a_change_point_load_and_the_savings():
     assert result.savings_fraction == pytest.approx(0.1)
     with pytest.raises(SavingsError, match="one week"):
         TowtModel().fit(energy[:100], temperature[:100])
+
+
+def test_towt_refuses_to_predict_hour_of_week_slots_the_baseline_never_saw(caplog):
+    hours = pd.date_range("2025-06-02", periods=24 * 10, freq="h")  # from a Monday: one Thursday only
+    temperature = pd.Series(22 + 5 * np.sin(np.arange(len(hours)) / 4), hours)
+    energy = 100.0 + 2 * temperature
+    outage = (hours.day_of_week == 3) & (hours.hour >= 9) & (hours.hour < 15)  # meter outage Thu 09-15 h
+    with caplog.at_level(logging.WARNING, logger="bridge.tracking.savings"):
+        model = TowtModel().fit(energy[~outage], temperature[~outage])
+    later_thursday = pd.date_range("2025-06-19 06:00", periods=12, freq="h")
+    with pytest.raises(SavingsError, match="slots Thu 09:00, Thu 10:00, Thu 11:00, Thu 12:00, Thu 13:00, Thu 14:00,"):
+        model.predict(pd.Series(22.0, later_thursday))  # predicted 44 kWh there instead of 144 before
+    seen = later_thursday[(later_thursday.hour < 9) | (later_thursday.hour >= 15)]
+    assert np.allclose(model.predict(pd.Series(22.0, seen)), 144.0)
+    assert "6 hour-of-week slots (Thu 09:00, Thu 10:00, Thu 11:00, Thu 12:00, Thu 13:00, Thu 14:00)" in caplog.text

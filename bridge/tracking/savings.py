@@ -19,6 +19,8 @@ formula of Guideline 14-2014 Annex B (``guideline14.fractional_savings_uncertain
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +28,10 @@ import pandas as pd
 
 from bridge.tracking.guideline14 import (MetricsError, SavingsUncertainty, complete_period_sums, cv_rmse_pct,
                                          fractional_savings_uncertainty, lag1_autocorrelation, median_step)
+
+log = logging.getLogger(__name__)
+HOURS_PER_WEEK = 168
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 class SavingsError(ValueError):
@@ -163,22 +169,35 @@ def hourly_mean(series: pd.Series) -> pd.Series:
     return shifted.resample("h").mean().dropna()
 
 
+def hour_of_week(index: pd.DatetimeIndex) -> np.ndarray:
+    """Hour-of-week slot of each time: 0 for Monday 00:00-01:00 to 167 for Sunday 23:00-24:00."""
+    return np.asarray(index.day_of_week * 24 + index.hour)
+
+
+def slot_names(slots: Iterable[int]) -> str:
+    """Hour-of-week slots as weekday and hour start, e.g. "Thu 09:00, Thu 10:00"."""
+    return ", ".join(f"{WEEKDAYS[slot // 24]} {slot % 24:02d}:00" for slot in slots)
+
+
 class TowtModel:
     """TOWT-like weather-regression baseline: hour-of-week indicators + piecewise-linear temperature.
 
     ``fit(energy_kwh, temperature_c)`` takes hourly series (labelled by hour start);
     ``predict(temperature_c)`` gives the baseline energy for the hours of a temperature series.
     Temperature knots (change points) default to 5 equally spaced points within the baseline's range.
+    An hour-of-week slot without baseline data has no coefficient: ``fit`` logs a warning naming such
+    slots (``unseen_slots``) and ``predict`` refuses a period that needs one.
     """
 
     def __init__(self, knots_c: list[float] | None = None):
         self.knots_c = knots_c
         self.coef: np.ndarray | None = None
         self.fit_stats: BaselineFit | None = None
+        self.unseen_slots: list[int] = []  # hour-of-week slots absent from the baseline data
 
     def _design(self, index: pd.DatetimeIndex, temperature_c: np.ndarray) -> np.ndarray:
-        hour_of_week = index.day_of_week * 24 + index.hour
-        columns = [(hour_of_week == h).astype(float) for h in range(168)]
+        slots = hour_of_week(index)
+        columns = [(slots == h).astype(float) for h in range(HOURS_PER_WEEK)]
         # Continuous piecewise-linear temperature response: T, then one hinge max(T - k, 0) per knot.
         columns.append(temperature_c)
         columns += [np.maximum(temperature_c - knot, 0.0) for knot in self.knots_c]
@@ -191,6 +210,10 @@ class TowtModel:
         if self.knots_c is None:
             low, high = np.percentile(frame["t"], [5, 95])
             self.knots_c = list(np.linspace(low, high, 5)[1:-1])
+        self.unseen_slots = sorted(set(range(HOURS_PER_WEEK)) - set(hour_of_week(pd.DatetimeIndex(frame.index))))
+        if self.unseen_slots:
+            log.warning("TOWT baseline has no data for %d hour-of-week slots (%s): predicting those hours will fail",
+                        len(self.unseen_slots), slot_names(self.unseen_slots))
         x = self._design(pd.DatetimeIndex(frame.index), frame["t"].to_numpy(float))
         self.coef, _, rank, _ = np.linalg.lstsq(x, frame["e"].to_numpy(float), rcond=None)
         fitted = pd.Series(x @ self.coef, index=frame.index)
@@ -201,4 +224,9 @@ class TowtModel:
         if self.coef is None:
             raise SavingsError("TowtModel.predict before fit")
         t = temperature_c.dropna()
+        needed_unseen = sorted(set(self.unseen_slots) & set(hour_of_week(pd.DatetimeIndex(t.index))))
+        if needed_unseen:
+            raise SavingsError(f"TOWT baseline has no data for hour-of-week slots {slot_names(needed_unseen)}, "
+                               "which the prediction period needs: extend the baseline period to cover them "
+                               "or leave those hours out of the prediction")
         return pd.Series(self._design(pd.DatetimeIndex(t.index), t.to_numpy(float)) @ self.coef, index=t.index)
