@@ -1,11 +1,13 @@
 """Savings and their uncertainty on synthetic data, checked by hand."""
 
+import json
 import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from bridge.cli import main
 from bridge.tracking.report import write_report
 from bridge.tracking.savings import (BaselineFit, SavingsError, TowtModel, avoided_energy, hourly_energy_kwh,
                                      simulated_baseline)
@@ -45,6 +47,33 @@ def test_uncertainty_uses_the_baseline_fit():
     # same numbers as the hand computation in test_tracking_guideline14: 14.94 % of 100 kWh
     assert result.uncertainty.fractional_uncertainty == pytest.approx(0.14941, abs=2e-4)
     assert result.avoided_uncertainty_kwh == pytest.approx(14.941, abs=0.02)
+
+
+def test_savings_are_reported_without_uncertainty_when_n_eff_does_not_exceed_the_parameters(tmp_path):
+    # hourly TOWT: 172 parameters; 672 baseline hours with rho = 0.9 are n' = 35.4 independent points
+    index = pd.date_range("2025-08-01", periods=50, freq="h")
+    fit = BaselineFit(cv_rmse_pct=10.0, rho=0.9, n=672, n_params=172)
+    result = avoided_energy(pd.Series(10.0, index), pd.Series(8.0, index), "towt", fit)
+    assert result.avoided_kwh == 100 and result.uncertainty is None and result.avoided_uncertainty_kwh is None
+    assert "n' - p = -136.63 <= 0" in result.uncertainty_warning and "172 parameters" in result.uncertainty_warning
+    assert result.summary()["uncertainty_warning"] == result.uncertainty_warning
+    assert f"**Warning**: {result.uncertainty_warning}" in write_report(result, tmp_path)["markdown"].read_text()
+
+
+def test_mv_report_towt_prints_the_uncertainty_warning(tmp_path, capsys):
+    hours = pd.date_range("2025-06-02 01:00", periods=24 * 21, freq="h")  # end-stamped hourly power
+    rng = np.random.default_rng(1)
+    temperature = 22 + 6 * np.sin(2 * np.pi * (hours.hour - 9) / 24) + 3 * np.sin(np.arange(len(hours)) / 100)
+    power = 40 + 2 * np.maximum(temperature - 18, 0) + np.cumsum(rng.normal(0, 1, len(hours)))  # random-walk noise
+    frame = pd.DataFrame({"FacilityPower": power, "OutdoorTemp": temperature}, index=pd.Index(hours, name="time"))
+    frame[:24 * 14].to_csv(tmp_path / "pre.csv")
+    (frame[24 * 14:] * [0.9, 1.0]).to_csv(tmp_path / "post.csv")
+    code = main(["mv", "report", "--method", "towt", "--baseline-measured", str(tmp_path / "pre.csv"),
+                 "--measured", str(tmp_path / "post.csv"), "--out", str(tmp_path / "report")])
+    printed = capsys.readouterr()
+    assert code == 0 and json.loads(printed.out)["avoided_uncertainty_kwh"] is None
+    assert "warning: savings uncertainty not computed: n' - p =" in printed.err
+    assert json.loads((tmp_path / "report" / "savings.json").read_text())["uncertainty_warning"].startswith("savings")
 
 
 def test_simulated_baseline_converts_power_to_hourly_energy():

@@ -249,5 +249,7 @@ def _mv_report(args) -> int:
     result = avoided_energy(adjusted, measured, args.method, fit, args.confidence)
     paths = write_report(result, args.out, f"Savings report ({args.method})", extra)
     print(json.dumps(result.summary(), indent=2, default=str))
+    if result.uncertainty_warning:
+        print(f"twinbridge: warning: {result.uncertainty_warning}", file=sys.stderr)
     print(f"report: {paths['markdown']}", file=sys.stderr)
     return 0

@@ -43,6 +43,10 @@ class MetricsError(ValueError):
     """Series that cannot be compared; the message says why."""
 
 
+class TooFewIndependentPoints(MetricsError):
+    """n' - p <= 0: the baseline's independent points do not outnumber the model's parameters."""
+
+
 @dataclass(frozen=True)
 class CalibrationResult:
     """Guideline 14 goodness of fit of a model against meter data over one period."""
@@ -220,7 +224,10 @@ def fractional_savings_uncertainty(cv_rmse: float, savings_fraction: float, n_ba
     n_eff = effective_points(n_baseline, rho)
     dof = n_eff - n_params
     if dof <= 0:
-        raise MetricsError(f"n' - p = {dof:.2f}: too few independent baseline points for {n_params} parameters")
+        raise TooFewIndependentPoints(
+            f"n' - p = {dof:.2f} <= 0: the {n_baseline} baseline points, with lag-1 autocorrelation {rho:.2f} of "
+            f"the residuals, count as n' = {n_eff:.1f} independent points, no more than the model's {n_params} "
+            "parameters; an uncertainty needs more baseline data or a model with fewer parameters")
     t_stat = float(stats.t.ppf(0.5 + confidence / 2, dof))
     fsu = 1.26 * t_stat * cv_rmse * math.sqrt((n_baseline / n_eff) * (1 + 2 / n_eff) / m_reporting) / savings_fraction
     return SavingsUncertainty(confidence, n_baseline, n_eff, m_reporting, rho, t_stat, cv_rmse,

@@ -71,6 +71,8 @@ def _markdown(result: SavingsResult, title: str, extra: dict) -> str:
             f"| baseline CV(RMSE), n, n', rho, t | {u.cv_rmse:.1%}, {u.n_baseline}, {u.n_effective:.1f}, "
             f"{u.rho:.2f}, {u.t_stat:.2f} |",
         ]
+    if result.uncertainty_warning:
+        lines += ["", f"**Warning**: {result.uncertainty_warning}."]
     lines += ["", "Uncertainty: ASHRAE Guideline 14-2014 Annex B fractional savings uncertainty (see docs/tracking.md).", ""]
     for name, section in extra.items():
         lines += [f"## {name}", "", "```json", json.dumps(section, indent=2, default=str), "```", ""]

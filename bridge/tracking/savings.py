@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bridge.tracking.guideline14 import (MetricsError, SavingsUncertainty, complete_period_sums, cv_rmse_pct,
-                                         fractional_savings_uncertainty, lag1_autocorrelation, median_step)
+from bridge.tracking.guideline14 import (MetricsError, SavingsUncertainty, TooFewIndependentPoints,
+                                         complete_period_sums, cv_rmse_pct, fractional_savings_uncertainty,
+                                         lag1_autocorrelation, median_step)
 
 log = logging.getLogger(__name__)
 HOURS_PER_WEEK = 168
@@ -86,6 +87,7 @@ class SavingsResult:
     uncertainty: SavingsUncertainty | None
     series: pd.DataFrame  # adjusted_baseline_kwh, measured_kwh, avoided_kwh, cumulative_avoided_kwh
     incomplete_periods: int = 0  # shared periods left out: a value missing in one series or both
+    uncertainty_warning: str | None = None  # why the uncertainty is None although the baseline fit is known
 
     @property
     def avoided_uncertainty_kwh(self) -> float | None:
@@ -101,6 +103,7 @@ class SavingsResult:
             "avoided_kwh": self.avoided_kwh, "savings_fraction": self.savings_fraction,
             "avoided_uncertainty_kwh": self.avoided_uncertainty_kwh,
             "uncertainty": None if self.uncertainty is None else self.uncertainty.to_dict(),
+            "uncertainty_warning": self.uncertainty_warning,
         }
 
 
@@ -111,7 +114,9 @@ def avoided_energy(adjusted_baseline_kwh: pd.Series, measured_kwh: pd.Series, me
     A period present in both series but without a value in one (NaN: an incomplete period, see
     ``hourly_energy_kwh``) is left out and counted in ``incomplete_periods``. With ``baseline_fit`` the
     fractional savings uncertainty of Guideline 14-2014 Annex B is computed with m = number of
-    reporting periods compared (use the same interval as the baseline fit).
+    reporting periods compared (use the same interval as the baseline fit). When the baseline has too few
+    independent points for its model (n' - p <= 0) the savings are still given, the uncertainty is None
+    and ``uncertainty_warning`` says why.
     """
     shared = pd.concat({"adjusted_baseline_kwh": adjusted_baseline_kwh, "measured_kwh": measured_kwh},
                        axis=1, join="inner")
@@ -126,16 +131,18 @@ def avoided_energy(adjusted_baseline_kwh: pd.Series, measured_kwh: pd.Series, me
     if baseline == 0:
         raise SavingsError("adjusted baseline energy is zero over the reporting period")
     fraction = avoided / baseline
-    uncertainty = None
+    uncertainty, warning = None, None
     if baseline_fit is not None and avoided != 0:
         try:
             uncertainty = fractional_savings_uncertainty(
                 baseline_fit.cv_rmse_pct / 100, fraction, baseline_fit.n, len(frame), baseline_fit.rho,
                 baseline_fit.n_params, confidence)
+        except TooFewIndependentPoints as exc:
+            warning = f"savings uncertainty not computed: {exc}"
         except MetricsError as exc:
             raise SavingsError(f"savings uncertainty: {exc}") from None
     return SavingsResult(method, baseline, float(frame["measured_kwh"].sum()), avoided, fraction, uncertainty, frame,
-                         len(shared) - len(frame))
+                         len(shared) - len(frame), warning)
 
 
 def simulated_baseline(baseline_run: pd.DataFrame, column: str, kind: str = "power_kw",
