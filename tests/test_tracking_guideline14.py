@@ -1,11 +1,13 @@
 """ASHRAE Guideline 14-2014 metrics against values computed by hand."""
 
+import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from bridge.cli import main
 from bridge.tracking.guideline14 import (MetricsError, calibration, cv_rmse_pct, effective_points,
                                          fractional_savings_uncertainty, lag1_autocorrelation, nmbe_pct)
 
@@ -87,3 +89,23 @@ def test_autocorrelation_reduces_effective_points():
     assert correlated.n_effective == pytest.approx(33.333, abs=1e-3)
     assert correlated.fractional_uncertainty > independent.fractional_uncertainty
     assert lag1_autocorrelation([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]) == pytest.approx(-5 / 6)
+
+
+def test_mv_calibrate_fails_when_a_granularity_cannot_be_computed(tmp_path):
+    three_days = pd.date_range("2025-07-22 00:10", periods=3 * 144, freq="10min")  # no whole month
+    run = pd.DataFrame({"FacilityPower": 50 + np.sin(np.arange(len(three_days)) / 20)},
+                       index=pd.Index(three_days, name="time"))
+    run.to_csv(tmp_path / "meter.csv")
+    run.to_csv(tmp_path / "model.csv")
+    run.shift(freq="30D").to_csv(tmp_path / "other_month.csv")
+
+    def calibrate(predicted: str) -> tuple[int, dict]:
+        code = main(["mv", "calibrate", "--measured", str(tmp_path / "meter.csv"), "--predicted",
+                     str(tmp_path / predicted), "--json", str(tmp_path / "g14.json")])
+        return code, json.loads((tmp_path / "g14.json").read_text())
+
+    code, results = calibrate("model.csv")  # hourly passes, monthly has no complete month
+    assert results["hourly"]["passes"] and "no complete monthly periods" in results["monthly"]["error"]
+    assert code == 1 and results["monthly"]["passes"] is False
+    code, results = calibrate("other_month.csv")  # nothing shared: nothing computed
+    assert code == 1 and all("error" in r and r["passes"] is False for r in results.values())

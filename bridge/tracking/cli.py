@@ -208,6 +208,8 @@ def _data_arguments(parser) -> None:
 
 
 def _mv_calibrate(args) -> int:
+    """Exit 0 only if every granularity was computed and passes; a granularity that could not be computed
+    is written as ``{"error": ..., "passes": false}``."""
     measured = hourly_energy_kwh(load_run(args.measured, args.building), args.column, args.kind)
     predicted = hourly_energy_kwh(load_run(args.predicted, args.building), args.column, args.kind)
     results = {}
@@ -215,11 +217,12 @@ def _mv_calibrate(args) -> int:
         try:
             results[granularity] = calibration(measured, predicted, granularity).to_dict()
         except ValueError as exc:
-            results[granularity] = {"error": str(exc)}
+            results[granularity] = {"error": str(exc), "passes": False}
+            print(f"twinbridge: mv calibrate: {granularity} not computed: {exc}", file=sys.stderr)
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0 if all(r.get("passes") for r in results.values() if "error" not in r) else 1
+    return 0 if all(r["passes"] for r in results.values()) else 1
 
 
 def _mv_report(args) -> int:
