@@ -117,3 +117,15 @@ def test_towt_refuses_to_predict_hour_of_week_slots_the_baseline_never_saw(caplo
     seen = later_thursday[(later_thursday.hour < 9) | (later_thursday.hour >= 15)]
     assert np.allclose(model.predict(pd.Series(22.0, seen)), 144.0)
     assert "6 hour-of-week slots (Thu 09:00, Thu 10:00, Thu 11:00, Thu 12:00, Thu 13:00, Thu 14:00)" in caplog.text
+
+
+def test_mv_report_names_the_unseen_slots_without_a_traceback(tmp_path, capsys):
+    hours = pd.date_range("2025-06-02 01:00", periods=24 * 10, freq="h")  # end-stamped: one Thursday
+    frame = pd.DataFrame({"FacilityPower": 100.0, "OutdoorTemp": 22 + 5 * np.sin(np.arange(len(hours)) / 4)},
+                         index=pd.Index(hours, name="time"))
+    frame[~((hours.day_of_week == 3) & (hours.hour == 10))].to_csv(tmp_path / "pre.csv")  # Thu 09-10 h missing
+    frame.shift(freq="14D").to_csv(tmp_path / "post.csv")
+    code = main(["mv", "report", "--method", "towt", "--baseline-measured", str(tmp_path / "pre.csv"),
+                 "--measured", str(tmp_path / "post.csv"), "--out", str(tmp_path / "report")])
+    assert code == 2
+    assert "error: TOWT baseline has no data for hour-of-week slots Thu 09:00," in capsys.readouterr().err

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 from pathlib import Path
@@ -23,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from bridge.tracking.anomalies import AnomalyLog
-from bridge.tracking.guideline14 import calibration
+from bridge.tracking.guideline14 import MetricsError, calibration
 from bridge.tracking.registry import ROLES, ModelRegistry
-from bridge.tracking.savings import (BaselineFit, TowtModel, avoided_energy, hourly_energy_kwh, hourly_mean,
-                                     simulated_baseline)
+from bridge.tracking.savings import (BaselineFit, SavingsError, TowtModel, avoided_energy, hourly_energy_kwh,
+                                     hourly_mean, simulated_baseline)
 
 
 def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
@@ -207,6 +208,19 @@ def _data_arguments(parser) -> None:
     parser.add_argument("--building", help="building name in a historian file with several")
 
 
+def _data_errors_exit_2(command):
+    """An M&V command whose data cannot give a figure prints why (no traceback) and exits 2."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            return command(args)
+        except (SavingsError, MetricsError) as exc:
+            print(f"twinbridge: error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+@_data_errors_exit_2
 def _mv_calibrate(args) -> int:
     """Exit 0 only if every granularity was computed and passes; a granularity that could not be computed
     is written as ``{"error": ..., "passes": false}``."""
@@ -225,6 +239,7 @@ def _mv_calibrate(args) -> int:
     return 0 if all(r["passes"] for r in results.values()) else 1
 
 
+@_data_errors_exit_2
 def _mv_report(args) -> int:
     from bridge.tracking.report import write_report
 
