@@ -1,10 +1,13 @@
 """ASHRAE Guideline 14-2014 metrics against values computed by hand."""
 
+import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from bridge.cli import main
 from bridge.tracking.guideline14 import (MetricsError, calibration, cv_rmse_pct, effective_points,
                                          fractional_savings_uncertainty, lag1_autocorrelation, nmbe_pct)
 
@@ -45,6 +48,23 @@ def test_monthly_limits_are_stricter_than_hourly():
     assert calibration(measured, measured * 1.07, "hourly").passes
 
 
+def test_periods_missing_samples_are_left_out_and_counted():
+    # 10-minute energy of a perfect model over July-September; the meter loses 4 of the 6 samples of every
+    # hour 10-16 h on July days. Summed as if whole, those hours (and July) would show a false bias.
+    index = pd.date_range("2025-07-01", "2025-09-30 23:50", freq="10min")
+    predicted = pd.Series(8.0 + np.sin(np.arange(len(index)) / 20), index)
+    gap = (index.month == 7) & (index.hour >= 10) & (index.hour < 16) & (index.minute % 30 != 0)
+    measured = predicted[~gap]
+    monthly = calibration(measured, predicted, "monthly")
+    assert monthly.cv_rmse_pct == pytest.approx(0.0) and monthly.nmbe_pct == pytest.approx(0.0) and monthly.passes
+    assert (monthly.n, monthly.incomplete_periods, monthly.start) == (2, 1, "2025-08-01 00:00:00")
+    hourly = calibration(measured, predicted, "hourly")
+    assert hourly.cv_rmse_pct == pytest.approx(0.0)
+    assert (hourly.n, hourly.incomplete_periods) == (92 * 24 - 31 * 6, 31 * 6)
+    with pytest.raises(MetricsError, match="no complete monthly periods"):
+        calibration(measured[measured.index.month == 7], predicted, "monthly")
+
+
 def test_bad_inputs_raise_clear_errors():
     with pytest.raises(MetricsError, match="granularity"):
         calibration(MEASURED, MEASURED, "daily")
@@ -69,3 +89,23 @@ def test_autocorrelation_reduces_effective_points():
     assert correlated.n_effective == pytest.approx(33.333, abs=1e-3)
     assert correlated.fractional_uncertainty > independent.fractional_uncertainty
     assert lag1_autocorrelation([1.0, -1.0, 1.0, -1.0, 1.0, -1.0]) == pytest.approx(-5 / 6)
+
+
+def test_mv_calibrate_fails_when_a_granularity_cannot_be_computed(tmp_path):
+    three_days = pd.date_range("2025-07-22 00:10", periods=3 * 144, freq="10min")  # no whole month
+    run = pd.DataFrame({"FacilityPower": 50 + np.sin(np.arange(len(three_days)) / 20)},
+                       index=pd.Index(three_days, name="time"))
+    run.to_csv(tmp_path / "meter.csv")
+    run.to_csv(tmp_path / "model.csv")
+    run.shift(freq="30D").to_csv(tmp_path / "other_month.csv")
+
+    def calibrate(predicted: str) -> tuple[int, dict]:
+        code = main(["mv", "calibrate", "--measured", str(tmp_path / "meter.csv"), "--predicted",
+                     str(tmp_path / predicted), "--json", str(tmp_path / "g14.json")])
+        return code, json.loads((tmp_path / "g14.json").read_text())
+
+    code, results = calibrate("model.csv")  # hourly passes, monthly has no complete month
+    assert results["hourly"]["passes"] and "no complete monthly periods" in results["monthly"]["error"]
+    assert code == 1 and results["monthly"]["passes"] is False
+    code, results = calibrate("other_month.csv")  # nothing shared: nothing computed
+    assert code == 1 and all("error" in r and r["passes"] is False for r in results.values())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 from pathlib import Path
@@ -23,10 +24,10 @@ from pathlib import Path
 import pandas as pd
 
 from bridge.tracking.anomalies import AnomalyLog
-from bridge.tracking.guideline14 import calibration
+from bridge.tracking.guideline14 import MetricsError, calibration
 from bridge.tracking.registry import ROLES, ModelRegistry
-from bridge.tracking.savings import (BaselineFit, TowtModel, avoided_energy, hourly_energy_kwh, hourly_mean,
-                                     simulated_baseline)
+from bridge.tracking.savings import (BaselineFit, SavingsError, TowtModel, avoided_energy, hourly_energy_kwh,
+                                     hourly_mean, simulated_baseline)
 
 
 def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
@@ -207,7 +208,22 @@ def _data_arguments(parser) -> None:
     parser.add_argument("--building", help="building name in a historian file with several")
 
 
+def _data_errors_exit_2(command):
+    """An M&V command whose data cannot give a figure prints why (no traceback) and exits 2."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        try:
+            return command(args)
+        except (SavingsError, MetricsError) as exc:
+            print(f"twinbridge: error: {exc}", file=sys.stderr)
+            return 2
+    return run
+
+
+@_data_errors_exit_2
 def _mv_calibrate(args) -> int:
+    """Exit 0 only if every granularity was computed and passes; a granularity that could not be computed
+    is written as ``{"error": ..., "passes": false}``."""
     measured = hourly_energy_kwh(load_run(args.measured, args.building), args.column, args.kind)
     predicted = hourly_energy_kwh(load_run(args.predicted, args.building), args.column, args.kind)
     results = {}
@@ -215,13 +231,15 @@ def _mv_calibrate(args) -> int:
         try:
             results[granularity] = calibration(measured, predicted, granularity).to_dict()
         except ValueError as exc:
-            results[granularity] = {"error": str(exc)}
+            results[granularity] = {"error": str(exc), "passes": False}
+            print(f"twinbridge: mv calibrate: {granularity} not computed: {exc}", file=sys.stderr)
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0 if all(r.get("passes") for r in results.values() if "error" not in r) else 1
+    return 0 if all(r["passes"] for r in results.values()) else 1
 
 
+@_data_errors_exit_2
 def _mv_report(args) -> int:
     from bridge.tracking.report import write_report
 
@@ -249,5 +267,7 @@ def _mv_report(args) -> int:
     result = avoided_energy(adjusted, measured, args.method, fit, args.confidence)
     paths = write_report(result, args.out, f"Savings report ({args.method})", extra)
     print(json.dumps(result.summary(), indent=2, default=str))
+    if result.uncertainty_warning:
+        print(f"twinbridge: warning: {result.uncertainty_warning}", file=sys.stderr)
     print(f"report: {paths['markdown']}", file=sys.stderr)
     return 0

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
+from pandas.tseries.frequencies import to_offset
 from scipy import stats
 
 #: (max CV(RMSE) %, max |NMBE| %) per data granularity, Guideline 14-2014 5.3.2.4.2.
@@ -42,12 +43,17 @@ class MetricsError(ValueError):
     """Series that cannot be compared; the message says why."""
 
 
+class TooFewIndependentPoints(MetricsError):
+    """n' - p <= 0: the baseline's independent points do not outnumber the model's parameters."""
+
+
 @dataclass(frozen=True)
 class CalibrationResult:
     """Guideline 14 goodness of fit of a model against meter data over one period."""
 
     granularity: str  # "monthly" or "hourly"
     n: int  # compared periods
+    incomplete_periods: int  # shared periods left out: samples missing (or doubled) in one series or both
     n_params: int
     cv_rmse_pct: float
     nmbe_pct: float
@@ -101,13 +107,43 @@ def _mean(y: np.ndarray) -> float:
     return ybar
 
 
+def median_step(index: pd.DatetimeIndex) -> pd.Timedelta:
+    """Length of one interval of a regular time index: the median spacing of its timestamps."""
+    if len(index) < 2:
+        raise MetricsError("need at least two timestamps to know the interval length")
+    return pd.Series(index).diff().median()
+
+
+def samples_per_period(period_starts: pd.DatetimeIndex, rule: str, step: pd.Timedelta) -> np.ndarray:
+    """Number of steps of length ``step`` in each period of a resample ``rule`` starting at ``period_starts``."""
+    lengths = (period_starts + to_offset(rule)) - period_starts
+    counts = np.asarray(lengths / step, float)
+    if not np.allclose(counts, np.round(counts)):
+        raise MetricsError(f"the data's step ({step}, median spacing) does not divide a {rule!r} period evenly: "
+                           "put the data on a regular step that does first")
+    return np.round(counts).astype(int)
+
+
+def complete_period_sums(energy_kwh: pd.Series, rule: str) -> pd.Series:
+    """Energy per period of a resample ``rule`` (kWh, labelled by period start), NaN for an incomplete period.
+
+    A period is complete when it holds exactly one value per step of the series (its median spacing):
+    a period with a sample missing (or doubled) is not summed as if it were whole.
+    """
+    bins = energy_kwh.resample(rule)
+    counts = bins.count()
+    expected = samples_per_period(pd.DatetimeIndex(counts.index), rule, median_step(energy_kwh.index))
+    return bins.sum().where(counts.to_numpy() == expected)
+
+
 def calibration(measured_kwh: pd.Series, predicted_kwh: pd.Series, granularity: str = "hourly",
                 n_params: int = 1) -> CalibrationResult:
     """Guideline 14 calibration check of a model against meter data.
 
     Both series hold energy per interval (kWh) indexed by time at any resolution at or below the
-    requested one; they are summed to calendar months or clock hours first (only periods present
-    in both series are compared), then CV(RMSE) and NMBE are compared with the guideline's limits.
+    requested one; they are summed to calendar months or clock hours first, then CV(RMSE) and NMBE
+    are compared with the guideline's limits. Only periods complete in both series are compared
+    (``complete_period_sums``); the shared periods left out are counted in ``incomplete_periods``.
     """
     if granularity not in CRITERIA_PCT:
         raise MetricsError(f"granularity must be one of {sorted(CRITERIA_PCT)}, got {granularity!r}")
@@ -115,16 +151,21 @@ def calibration(measured_kwh: pd.Series, predicted_kwh: pd.Series, granularity: 
         if not isinstance(series, pd.Series) or not isinstance(series.index, pd.DatetimeIndex):
             raise MetricsError(f"{name} must be a pandas Series indexed by time")
     rule = RESAMPLE_RULE[granularity]
-    common = pd.concat({"y": measured_kwh.resample(rule).sum(min_count=1),
-                        "yhat": predicted_kwh.resample(rule).sum(min_count=1)}, axis=1, join="inner").dropna()
+    shared = pd.concat({"y": complete_period_sums(measured_kwh, rule),
+                        "yhat": complete_period_sums(predicted_kwh, rule)}, axis=1, join="inner")
+    common = shared.dropna()
     if common.empty:
-        raise MetricsError(f"measured and predicted share no {granularity} periods with values")
+        raise MetricsError(f"measured and predicted share no complete {granularity} periods "
+                           f"({len(shared)} shared periods, all missing samples in one series or both)")
+    incomplete = len(shared) - len(common)
+    try:
+        cv, nmbe = cv_rmse_pct(common["y"], common["yhat"], n_params), nmbe_pct(common["y"], common["yhat"], n_params)
+    except MetricsError as exc:
+        raise MetricsError(f"{granularity}: {exc} ({incomplete} incomplete periods left out)") from None
     cv_limit, nmbe_limit = CRITERIA_PCT[granularity]
     return CalibrationResult(
-        granularity=granularity, n=len(common), n_params=n_params,
-        cv_rmse_pct=cv_rmse_pct(common["y"], common["yhat"], n_params),
-        nmbe_pct=nmbe_pct(common["y"], common["yhat"], n_params),
-        cv_rmse_limit_pct=cv_limit, nmbe_limit_pct=nmbe_limit,
+        granularity=granularity, n=len(common), incomplete_periods=incomplete, n_params=n_params,
+        cv_rmse_pct=cv, nmbe_pct=nmbe, cv_rmse_limit_pct=cv_limit, nmbe_limit_pct=nmbe_limit,
         start=str(common.index[0]), end=str(common.index[-1]),
     )
 
@@ -183,7 +224,10 @@ def fractional_savings_uncertainty(cv_rmse: float, savings_fraction: float, n_ba
     n_eff = effective_points(n_baseline, rho)
     dof = n_eff - n_params
     if dof <= 0:
-        raise MetricsError(f"n' - p = {dof:.2f}: too few independent baseline points for {n_params} parameters")
+        raise TooFewIndependentPoints(
+            f"n' - p = {dof:.2f} <= 0: the {n_baseline} baseline points, with lag-1 autocorrelation {rho:.2f} of "
+            f"the residuals, count as n' = {n_eff:.1f} independent points, no more than the model's {n_params} "
+            "parameters; an uncertainty needs more baseline data or a model with fewer parameters")
     t_stat = float(stats.t.ppf(0.5 + confidence / 2, dof))
     fsu = 1.26 * t_stat * cv_rmse * math.sqrt((n_baseline / n_eff) * (1 + 2 / n_eff) / m_reporting) / savings_fraction
     return SavingsUncertainty(confidence, n_baseline, n_eff, m_reporting, rho, t_stat, cv_rmse,

@@ -55,7 +55,8 @@ def _markdown(result: SavingsResult, title: str, extra: dict) -> str:
     s = result.summary()
     lines = [
         f"# {title}", "",
-        f"Method: **{s['method']}**; reporting period {s['start']} to {s['end']} ({s['periods']} periods).", "",
+        f"Method: **{s['method']}**; reporting period {s['start']} to {s['end']} ({s['periods']} periods compared, "
+        f"{s['incomplete_periods']} left out as incomplete: a sample missing in the baseline or the meter data).", "",
         "| quantity | value |", "| --- | --- |",
         f"| adjusted baseline | {s['adjusted_baseline_kwh']:,.1f} kWh |",
         f"| measured | {s['measured_kwh']:,.1f} kWh |",
@@ -70,6 +71,8 @@ def _markdown(result: SavingsResult, title: str, extra: dict) -> str:
             f"| baseline CV(RMSE), n, n', rho, t | {u.cv_rmse:.1%}, {u.n_baseline}, {u.n_effective:.1f}, "
             f"{u.rho:.2f}, {u.t_stat:.2f} |",
         ]
+    if result.uncertainty_warning:
+        lines += ["", f"**Warning**: {result.uncertainty_warning}."]
     lines += ["", "Uncertainty: ASHRAE Guideline 14-2014 Annex B fractional savings uncertainty (see docs/tracking.md).", ""]
     for name, section in extra.items():
         lines += [f"## {name}", "", "```json", json.dumps(section, indent=2, default=str), "```", ""]
