@@ -5,7 +5,7 @@ controller, training on the first 3 weeks, testing on the 4th with 12-hour forec
 every hour (zero-variance method) and with 1-step predictions. Writes bench/results/twin_gp.json
 and bench/results/twin_gp_power.png / twin_gp_zone.png.
 
-    /work/venv/bin/python -m bench.bench_twin_gp [--history runs/bench_twin/large_office_jul_setback.db]
+    /work/venv/bin/python -m bench.bench_twin_gp [--history runs/bench_twin/large_office_jul_clock.db]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from bridge.config import load_config
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.engines.twin import TwinEngine, std_tag
 from bridge.historian import load_history
-from bridge.twin.collect import ExcitationController, collect_history
+from bridge.twin.collect import ExcitationController, collect_history, excitation_for
 from bridge.twin.evaluate import error_shares, evaluate, metrics, plot_day, rolling_forecasts, summarize
 from bridge.twin.features import reference_holidays
 from bridge.twin.features import feature_sets_for
@@ -53,7 +53,7 @@ def history(path: Path, seed: int = 0, start: dt.date = dt.date(2025, 7, 1)):
         period = dataclasses.replace(config.period, start=start, end=dt.date(2025, 7, 28))
         building = config.buildings[0]
         started = time.perf_counter()
-        collect_history(building, period, path, path.parent / f"work_{path.stem}", ExcitationController(building.tagmap, seed=seed))
+        collect_history(building, period, path, path.parent / f"work_{path.stem}", excitation_for(building, period, seed=seed))
         print(f"collected {period.steps} steps in {time.perf_counter() - started:.1f} s")
     return load_history(path)
 
@@ -78,8 +78,8 @@ def twin_at_defaults(model_path: Path, workdir: Path) -> dict[str, dict]:
     config = load_config(ROOT / "sims/large_office.toml")
     building = config.buildings[0]
     period = dataclasses.replace(config.period, start=dt.date(2025, 7, 22), end=dt.date(2025, 7, 28))
-    inputs = ExcitationController(building.tagmap, bands={i.tag: (i.default, i.default)
-                                                          for i in building.tagmap.inputs}).schedule(period)
+    inputs = excitation_for(building, period, bands={i.tag: (i.default, i.default)
+                                                     for i in building.tagmap.inputs}).schedule(period)
     twin, twin_s = asyncio.run(run_engine(
         TwinEngine("Twin", model_path, building.weather, building.tagmap, period), inputs))
     plus, plus_s = asyncio.run(run_engine(ExternalInterfaceEngine(
@@ -160,13 +160,12 @@ def data_growth(path: Path, power_set) -> dict[str, dict]:
     return figures
 
 
-def error_budget(forecasts, tagmap, seed_suffix: str = "") -> dict[str, dict]:
+def error_budget(forecasts, schedule: ExcitationController, seed_suffix: str = "") -> dict[str, dict]:
     """Where the 12-hour power error comes from: forecast points labelled by the reference
-    building's HVAC operating hours (ExcitationController.occupied: weekdays 06-22, Saturdays
-    06-18), the nights of working days and Saturdays, and Sundays and holidays (HVAC off, its
-    night-cycle manager cycling it when zones warm). Per label: RMSE, share of the squared error,
+    building's HVAC operating hours (``schedule.occupied``: weekdays 06-22, Saturdays 06-18 of the
+    building's clock), the nights of working days and Saturdays, and Sundays and holidays (HVAC off,
+    its night-cycle manager cycling it when zones warm). Per label: RMSE, share of the squared error,
     share of the points, and the accuracy the model would reach were that label forecast exactly."""
-    schedule = ExcitationController(tagmap)
     middles = pd.DatetimeIndex(forecasts.times.ravel()) - pd.Timedelta(minutes=5)
     holidays = reference_holidays(2025)
     labels = np.array(["hvac_hours" if schedule.occupied(t, holidays) else
@@ -207,7 +206,7 @@ def _curve(result: dict) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--history", type=Path, default=ROOT / "runs/bench_twin/large_office_jul_setback.db")
+    parser.add_argument("--history", type=Path, default=ROOT / "runs/bench_twin/large_office_jul_clock.db")
     parser.add_argument("--extra-seeds", type=int, nargs="*", default=[1, 2],
                         help="further excitation seeds (historian recorded if missing): 12-hour and 1-step figures")
     args = parser.parse_args()
@@ -215,7 +214,9 @@ def main() -> None:
     args.history.parent.mkdir(parents=True, exist_ok=True)
     frame = history(args.history)
     train = frame[frame.index < TEST_START]
-    tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
+    config = load_config(ROOT / "sims/large_office.toml")
+    tagmap = config.buildings[0].tagmap
+    schedule = excitation_for(config.buildings[0], config.period)  # its clock labels the error budget
     power_set, = feature_sets_for(tagmap, ["FacilityPower"], years=(2025,), **LAGS)
     zone_set, = feature_sets_for(tagmap, ["CoreMidTemp"], years=(2025,), **ZONE_LAGS)
     figures: dict[str, dict] = {}
@@ -227,7 +228,7 @@ def main() -> None:
         forecasts = rolling_forecasts(model, frame, TEST_START, HORIZON, every=6)
         long = summarize(forecasts, features.target)
         if key == "power":
-            figures.update(error_budget(forecasts, tagmap))
+            figures.update(error_budget(forecasts, schedule))
             figures.update(hourly_accuracy(forecasts))
         short = evaluate(model, frame, TEST_START, 1, every=1)
         power_long = long if key == "power" else power_long
@@ -257,7 +258,7 @@ def main() -> None:
     figures["power_inducing1000_accuracy_12h_mean_norm"] = figure(result["accuracy_mean"], "1 - RMSE/mean")
     figures["power_inducing1000_coverage95_12h"] = figure(result["coverage95"], "fraction", "0.90-0.98")
     figures["power_inducing1000_training_time"] = figure(sparse.fit_time_s_, "s")
-    figures.update(data_growth(args.history.with_name("large_office_apr29_jul28.db"), power_set))
+    figures.update(data_growth(args.history.with_name("large_office_apr29_jul28_clock.db"), power_set))
     # an autoregressive zone model (l = 1): better 1 step ahead, worse at 12 h (zero-variance feedback)
     zone_ar = GPModel(dataclasses.replace(zone_set, output_lags=1), **GP).fit(train)
     for label, horizon, every in (("1step", 1, 1), ("12h", HORIZON, 6)):
@@ -282,7 +283,7 @@ def main() -> None:
             figures[f"{key}_training_time_seed{seed}"] = figure(model.fit_time_s_, "s")
             if key == "power":
                 figures.update(by_horizon(result_full, "power", f"_seed{seed}"))
-                figures.update(error_budget(forecasts, tagmap, f"_seed{seed}"))
+                figures.update(error_budget(forecasts, schedule, f"_seed{seed}"))
                 figures.update(hourly_accuracy(forecasts, f"_seed{seed}"))
                 curves[f"seed {seed}"] = _curve(result_full)
     plot_horizons(curves, RESULTS / "twin_gp_horizon.png")

@@ -12,7 +12,7 @@ from bridge.config import load_config
 from bridge.engines.twin import TwinEngine, std_tag
 from bridge.historian import load_history
 from bridge.tagmap import load_tagmap
-from bridge.twin.collect import ExcitationController, collect_history
+from bridge.twin.collect import collect_history, excitation_for
 from bridge.twin.evaluate import evaluate
 from bridge.twin.features import feature_sets_for
 from bridge.twin.gp import TwinModel
@@ -31,7 +31,7 @@ def small_office_db(tmp_path_factory):
     folder = tmp_path_factory.mktemp("twin_collect")
     building = config.buildings[0]
     path = collect_history(building, period, folder / "history.db", folder / "work",
-                           ExcitationController(building.tagmap, seed=1), start_timeout_s=120, step_timeout_s=30)
+                           excitation_for(building, period, seed=1), start_timeout_s=120, step_timeout_s=30)
     return config, period, path
 
 

@@ -110,7 +110,7 @@ def _day(value: str, year: int, option: str) -> dt.date:
 
 def _collect(args: argparse.Namespace) -> int:
     from bridge.config import load_config
-    from bridge.twin.collect import ExcitationController, collect_history
+    from bridge.twin.collect import collect_history, excitation_for
 
     config = load_config(args.config)
     building = _building(config, args.building)
@@ -119,7 +119,7 @@ def _collect(args: argparse.Namespace) -> int:
         config.period,
         start=_day(args.start, year, "--start") if args.start else config.period.start,
         end=_day(args.end, year, "--end") if args.end else config.period.end)
-    controller = ExcitationController(building.tagmap, seed=args.seed, hold_hours=tuple(args.hold_hours))
+    controller = excitation_for(building, period, seed=args.seed, hold_hours=tuple(args.hold_hours))
     workdir = config.run_dir / f"twin_collect_{building.name}"
     collect_history(building, period, args.output, workdir, controller,
                     start_timeout_s=config.engine_start_timeout_s, step_timeout_s=config.engine_step_timeout_s)

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.config import BuildingConfig, RunPeriod
+from bridge.daylight import clock_time, daylight_saving_period
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.historian import Historian
 from bridge.tagmap import TagMap
@@ -56,7 +57,10 @@ class ExcitationController:
     - with probability ``default_share`` a held occupied level is the tag's default instead;
     - each level is held for a whole number of hours drawn uniformly from ``hold_hours``;
       a level change also happens whenever occupancy changes;
-    - ``deadband`` = (heating tag, cooling tag, K): heating is kept at least K below cooling.
+    - ``deadband`` = (heating tag, cooling tag, K): heating is kept at least K below cooling;
+    - ``daylight_saving``: the model's daylight saving period (``bridge.daylight``), so that the
+      occupied hours are the building's clock hours, as its HVAC schedule is: in July the DOE
+      models run their fans 05-21 h simulation (standard) time. None: hours in simulation time.
     """
 
     tagmap: TagMap
@@ -70,6 +74,7 @@ class ExcitationController:
     setback: Mapping[str, float] = field(default_factory=lambda: dict(REFERENCE_SETBACK))
     deadband: tuple[str, str, float] = ("HeatingSetpoint", "CoolingSetpoint", 1.0)
     holidays: tuple[str, ...] | None = None
+    daylight_saving: tuple[dt.date, dt.date] | None = None
 
     def __post_init__(self) -> None:
         for tag, level in self.setback.items():
@@ -83,6 +88,8 @@ class ExcitationController:
             raise ExcitationError(f"hold_hours must be (low, high) with 1 <= low <= high, got {self.hold_hours}")
 
     def occupied(self, time: dt.datetime, holidays: tuple[str, ...] = ()) -> bool:
+        """Whether simulation time ``time`` falls in the occupied hours (of the building's clock)."""
+        time = clock_time(time, self.daylight_saving)
         if time.date().isoformat() in holidays:
             return False
         hours = self.occupied_hours if time.weekday() < 5 else self.saturday_hours if time.weekday() == 5 else None
@@ -134,17 +141,25 @@ class ExcitationController:
         return frame
 
 
+def excitation_for(building: BuildingConfig, period: RunPeriod, **settings) -> ExcitationController:
+    """The excitation of ``building`` over ``period`` on the building's clock (its model's daylight
+    saving period); ``settings`` are further ExcitationController fields (seed, hold_hours, ...)."""
+    return ExcitationController(building.tagmap, daylight_saving=daylight_saving_period(building.model, period.start.year),
+                                **settings)
+
+
 async def collect(building: BuildingConfig, period: RunPeriod, historian_path: Path, workdir: Path,
                   controller: ExcitationController | None = None, start_timeout_s: float = 300.0,
                   step_timeout_s: float = 60.0) -> Path:
     """Run ``building`` in EnergyPlus over ``period`` under ``controller`` (default: seed 0) and
     record every step, inputs included, in a new historian at ``historian_path``; return that path.
+    The default controller is ``excitation_for(building, period)`` (seed 0).
 
     Row k of the historian holds the outputs at the end of step k (row 0: the start sample) and
     the inputs applied during that step (row 0: the inputs of the first step)."""
     if historian_path.exists():
         raise FileExistsError(f"historian file already exists (not overwriting): {historian_path}")
-    controller = controller or ExcitationController(building.tagmap)
+    controller = controller or excitation_for(building, period)
     schedule = controller.schedule(period)
     meta = {"source": "bridge.twin.collect", "building": building.name, "model": str(building.model),
             "weather": str(building.weather), "period_start": period.start.isoformat(),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bridge.daylight import nth_weekday
 from bridge.tagmap import TagMap
 from bridge.twin.weather import EPW_COLUMNS
 
@@ -39,14 +40,9 @@ class FeatureError(ValueError):
 
 def reference_holidays(year: int) -> tuple[str, ...]:
     """ISO dates of the holidays of the DOE reference buildings (their RunPeriodControl:SpecialDays)."""
-    def nth_weekday(month: int, weekday: int, n: int) -> dt.date:
-        first = dt.date(year, month, 1)
-        return first + dt.timedelta(days=(weekday - first.weekday()) % 7 + 7 * (n - 1))
-
-    last_may = dt.date(year, 5, 31)
     days = [dt.date(year, 1, 1), dt.date(year, 7, 4), dt.date(year, 11, 11), dt.date(year, 12, 25),
-            nth_weekday(1, 0, 3), nth_weekday(2, 0, 3), last_may - dt.timedelta(days=last_may.weekday()),
-            nth_weekday(9, 0, 1), nth_weekday(10, 0, 2), nth_weekday(11, 3, 4)]
+            nth_weekday(year, 1, 0, 3), nth_weekday(year, 2, 0, 3), nth_weekday(year, 5, 0, -1),
+            nth_weekday(year, 9, 0, 1), nth_weekday(year, 10, 0, 2), nth_weekday(year, 11, 3, 4)]
     return tuple(sorted(day.isoformat() for day in days))
 
 
