@@ -24,7 +24,10 @@ Rules live in a TOML file (see controllers/examples/small_office_schedule.toml a
     precool_minutes = 60                       # optional pre-cooling before the event
     precool_offsets = { CoolingSetpoint = -1.0 }
 
-Time is the bridge's simulation time (Control.SimTime), never wall time.
+Times are the bridge's simulation time (Control.SimTime: local standard time, never wall time),
+or, with ``daylight_saving = ["2nd Sunday in March", "1st Sunday in November"]`` (the model's
+RunPeriodControl:DaylightSavingTime dates, in EnergyPlus's forms), the building's clock time: one
+hour later on the days of that period, as the model's own schedules are (bridge/daylight.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.daylight import clock_time, parse_day
 from bridge.tomlfile import read_toml
 from controllers.base import ControllerConfigError, InputRange
 
@@ -91,13 +95,21 @@ class Schedule:
     holidays: frozenset[str]
     events: tuple[DemandResponseEvent, ...]
     path: str = ""
+    daylight_saving: tuple[str, str] | None = None  # (first, last day) in EnergyPlus's date forms
+
+    def clock_time(self, time: dt.datetime) -> dt.datetime:
+        """The building's clock time of simulation time ``time`` (unchanged without daylight saving)."""
+        if self.daylight_saving is None:
+            return time
+        first, last = (parse_day(text, time.year) for text in self.daylight_saving)
+        return clock_time(time, (first, last))
 
     @property
     def tags(self) -> list[str]:
         return list(self.setback)
 
     def base_setpoints(self, time: dt.datetime) -> dict[str, float]:
-        """Occupied, ramping or setback setpoints at ``time``, before demand-response offsets."""
+        """Occupied, ramping or setback setpoints at clock time ``time``, before demand-response offsets."""
         if _date_matches(time.date(), self.holidays):
             return dict(self.setback)
         minute = _minute_of_day(time)
@@ -114,6 +126,7 @@ class Schedule:
 
     def setpoints(self, time: dt.datetime) -> dict[str, float]:
         """Setpoints at ``time`` (simulation calendar time), demand-response offsets included."""
+        time = self.clock_time(time)
         values = self.base_setpoints(time)
         for event in self.events:
             for tag, offset in event.offsets_at(time).items():
@@ -160,7 +173,7 @@ def load_schedule(path: str | Path) -> Schedule:
     """Read and check a schedule file; raise ControllerConfigError naming the file and key."""
     path = Path(path)
     data = read_toml(path, ControllerConfigError, "schedule file")
-    _check_keys(data, {"holidays", "setback", "occupied", "events"}, f"{path}")
+    _check_keys(data, {"holidays", "setback", "occupied", "events", "daylight_saving"}, f"{path}")
     setback = _setpoints(data.get("setback"), f"{path}: [setback]")
     if not setback:
         raise ControllerConfigError(f"{path}: [setback] must give a value for every controlled tag")
@@ -169,7 +182,22 @@ def load_schedule(path: str | Path) -> Schedule:
     events = tuple(_event(entry, set(setback), f"events[{i}]", path)
                    for i, entry in enumerate(_tables(data, "events", path)))
     holidays = _dates(data.get("holidays", []), f"{path}: holidays")
-    return Schedule(setback, occupied, holidays, events, str(path))
+    return Schedule(setback, occupied, holidays, events, str(path), _daylight_saving(data, path))
+
+
+def _daylight_saving(data: dict, path: Path) -> tuple[str, str] | None:
+    value = data.get("daylight_saving")
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(text, str) for text in value):
+        raise ControllerConfigError(f"{path}: daylight_saving: expected [first day, last day] like "
+                                    f"['2nd Sunday in March', '1st Sunday in November'], got {value!r}")
+    for text in value:
+        try:
+            parse_day(text, 2025)
+        except ValueError as exc:
+            raise ControllerConfigError(f"{path}: daylight_saving: {exc}") from None
+    return value[0], value[1]
 
 
 def _tables(data: dict, key: str, path: Path) -> list[dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -23,7 +24,31 @@ def at(day: dt.date, clock: str) -> dt.datetime:
 
 @pytest.fixture
 def schedule():
-    return load_schedule(EXAMPLE)
+    """The example's rules on the simulation clock (its daylight saving shift is tested on its own)."""
+    return dataclasses.replace(load_schedule(EXAMPLE), daylight_saving=None)
+
+
+def test_example_follows_the_building_clock_in_summer_only():
+    """The DOE models' schedules run one hour early in simulation (standard) time from the 2nd
+    Sunday of March to the 1st Sunday of November; so does the example."""
+    example = load_schedule(EXAMPLE)
+    assert example.setpoints(at(TUESDAY, "05:00")) == {"CoolingSetpoint": 24.0, "HeatingSetpoint": 21.0}
+    assert example.setpoints(at(TUESDAY, "21:00"))["CoolingSetpoint"] == 29.0
+    assert example.setpoints(at(TUESDAY, "14:00"))["CoolingSetpoint"] == 26.0  # the 15-17 h DR event, clock time
+    december = dt.date(2025, 12, 2)
+    assert example.setpoints(at(december, "05:30"))["CoolingSetpoint"] == pytest.approx(26.5)  # ramp, standard time
+    assert example.setpoints(at(december, "21:00"))["CoolingSetpoint"] == 24.0
+
+
+@pytest.mark.parametrize("value, message", [("2nd Sunday in March", "expected \\[first day, last day\\]"),
+                                            (["2nd Sunday in Marsh", "11/2"], "cannot read the date '2nd Sunday in Marsh'")])
+def test_bad_daylight_saving_is_refused_naming_the_file(tmp_path, value, message):
+    bad = tmp_path / "dst.toml"
+    text = EXAMPLE.read_text().replace('daylight_saving = ["2nd Sunday in March", "1st Sunday in November"]',
+                                       f"daylight_saving = {value!r}".replace("'", '"'))
+    bad.write_text(text)
+    with pytest.raises(ControllerConfigError, match=f"{bad}: daylight_saving: {message}"):
+        load_schedule(bad)
 
 
 def test_occupied_setback_and_weekend(schedule):
