@@ -5,8 +5,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from bridge.cli import main
 from bridge.tracking.anomalies import AnomalyLog, AnomalyLogError
-from bridge.tracking.deviation import DeviationTracker, Severity, SustainedClassifier, Thresholds, deviation_pct
+from bridge.tracking.deviation import Alert, DeviationTracker, Severity, SustainedClassifier, Thresholds, deviation_pct
 
 START = dt.datetime(2025, 7, 1)
 STEP = dt.timedelta(minutes=10)
@@ -78,3 +79,11 @@ def test_anomaly_log_records_and_marks_investigated(tmp_path):
     assert ids[0] not in [r.id for r in log.rows(open_only=True)]
     with pytest.raises(AnomalyLogError, match="no anomaly with id 999"):
         log.mark_investigated(999)
+
+
+def test_track_anomalies_lists_a_stale_data_alarm(tmp_path, capsys):
+    db = tmp_path / "anomalies.sqlite"
+    AnomalyLog(db).record(Alert(time=START, signal="live", granularity="live", severity="stale", raised=True,
+                                message="live data stale"))  # no prediction, no deviation
+    assert main(["track", "anomalies", str(db)]) == 0
+    assert "live/live stale   predicted None actual None (n/a) OPEN" in capsys.readouterr().out

@@ -94,8 +94,9 @@ def _track_run(args) -> int:
 def _track_anomalies(args) -> int:
     for row in AnomalyLog(args.db).rows(open_only=args.open):
         flag = "investigated" if row.investigated else "OPEN"
+        deviation = "n/a" if row.deviation_pct is None else f"{row.deviation_pct:+.1f} %"  # a stale-data alarm has none
         print(f"{row.id:5d} {row.time} {row.signal}/{row.granularity} {row.severity:7s} "
-              f"predicted {row.predicted} actual {row.actual} ({row.deviation_pct:+.1f} %) {flag} {row.note or ''}")
+              f"predicted {row.predicted} actual {row.actual} ({deviation}) {flag} {row.note or ''}")
     return 0
 
 
