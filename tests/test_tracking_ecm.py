@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from bridge.cli import main
 from bridge.config import load_config
 from bridge.historian import load_history
 from bridge.tracking.registry import ModelRegistry
@@ -62,3 +63,10 @@ def test_led_retrofit_recorded_and_savings_match_the_runs_within_uncertainty(tmp
     assert report["avoided_uncertainty_kwh"] > 0
     assert report["avoided_kwh"] == pytest.approx(direct_kwh, abs=report["avoided_uncertainty_kwh"])
     assert 0.05 < report["savings_fraction"] < 0.5  # lighting is a part of the load, not all of it
+
+
+def test_mv_commands_report_unreadable_data_in_one_line(tmp_path, capsys):
+    meter = tmp_path / "meter.txt"
+    meter.write_text("time,FacilityPower\n")
+    assert main(["mv", "calibrate", "--measured", str(meter), "--predicted", str(meter)]) == 2
+    assert capsys.readouterr().err == f"twinbridge: error: {meter}: expected a historian .sqlite/.db file or a .csv file\n"

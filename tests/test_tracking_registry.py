@@ -6,6 +6,7 @@ import json
 import pytest
 from pyenergyplus import dataset
 
+from bridge.cli import main
 from bridge.idf import Idf
 from bridge.tracking import faults
 from bridge.tracking.registry import FrozenModelError, ModelRegistry, RegistryError
@@ -83,3 +84,12 @@ def test_shift_and_economizer_edits():
     assert faults.disable_economizer(idf) == 0  # the small office has no economizer
     idf.of_class("Controller:OutdoorAir")[0].fields[7] = "DifferentialDryBulb"
     assert faults.disable_economizer(idf) == 1
+
+
+def test_registry_commands_report_errors_in_one_line(tmp_path, capsys):
+    ecm = ["registry", "--dir", str(tmp_path), "record-ecm", "LED", "2025-06-01", "--edit"]
+    assert main([*ecm, '{"edit": "scale_lighting", "factor": 0.5}']) == 2
+    assert capsys.readouterr().err.startswith("twinbridge: error: no Actual model")
+    assert main(["registry", "--dir", str(tmp_path), "register", "Actual", str(MODEL), str(WEATHER)]) == 0
+    assert main([*ecm, '{"edit": "paint_it_green"}']) == 2
+    assert capsys.readouterr().err.startswith("twinbridge: error: unknown edit 'paint_it_green'")

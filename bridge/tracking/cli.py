@@ -22,11 +22,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from bridge.tracking.anomalies import AnomalyLog
-from bridge.tracking.guideline14 import calibration
-from bridge.tracking.registry import ROLES, ModelRegistry
-from bridge.tracking.savings import (BaselineFit, TowtModel, avoided_energy, hourly_energy_kwh, hourly_mean,
-                                     simulated_baseline)
+from bridge.tracking.anomalies import AnomalyLog, AnomalyLogError
+from bridge.tracking.config import TrackingConfigError
+from bridge.tracking.faults import FaultError
+from bridge.tracking.guideline14 import MetricsError, calibration
+from bridge.tracking.registry import ROLES, ModelRegistry, RegistryError
+from bridge.tracking.savings import (BaselineFit, SavingsError, TowtModel, avoided_energy, hourly_energy_kwh,
+                                     hourly_mean, simulated_baseline)
+
+
+class RunFileError(ValueError):
+    """A data file ``load_run`` cannot read; the message names the file."""
+
+
+#: The errors of bad input to these commands: bridge/cli.py reports them in one line, exit code 2.
+ERRORS = (TrackingConfigError, AnomalyLogError, RegistryError, FaultError, MetricsError, SavingsError, RunFileError)
 
 
 def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
@@ -37,22 +47,24 @@ def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
 
         return load_history(path, building)
     if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, index_col=0, parse_dates=True)
+        try:
+            frame = pd.read_csv(path, index_col=0, parse_dates=True)
+        except ValueError as exc:  # not CSV text (pandas' parser and decoding errors are ValueErrors)
+            raise RunFileError(f"{path}: {exc}") from None
         if not isinstance(frame.index, pd.DatetimeIndex):
-            raise ValueError(f"{path}: first column must be times")
+            raise RunFileError(f"{path}: first column must be times")
         return frame
-    raise ValueError(f"{path}: expected a historian .sqlite/.db file or a .csv file")
+    raise RunFileError(f"{path}: expected a historian .sqlite/.db file or a .csv file")
 
 
 def add_tracking_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``track``, ``registry`` and ``mv`` on the main parser's subparsers."""
-    _add_track(subparsers)
-    _add_registry(subparsers)
-    _add_mv(subparsers)
+    """Register ``track``, ``registry`` and ``mv`` on the main parser's subparsers; each sets ``errors`` (ERRORS)."""
+    for add in (_add_track, _add_registry, _add_mv):
+        add(subparsers).set_defaults(errors=ERRORS)
 
 
 # --- track -------------------------------------------------------------------------------------
-def _add_track(subparsers) -> None:
+def _add_track(subparsers) -> argparse.ArgumentParser:
     track = subparsers.add_parser("track", help="compare a live building with its twin; anomaly log",
                                   description="Track deviation between a live building and its twin (docs/tracking.md).")
     sub = track.add_subparsers(dest="track_command", required=True)
@@ -70,6 +82,7 @@ def _add_track(subparsers) -> None:
     investigate.add_argument("id", type=int, help="anomaly id (see 'track anomalies')")
     investigate.add_argument("--note", default="", help="what was found")
     investigate.set_defaults(func=_track_investigate)
+    return track
 
 
 def _track_run(args) -> int:
@@ -92,7 +105,7 @@ def _track_run(args) -> int:
 
 
 def _track_anomalies(args) -> int:
-    for row in AnomalyLog(args.db).rows(open_only=args.open):
+    for row in AnomalyLog(args.db, "ro").rows(open_only=args.open):
         flag = "investigated" if row.investigated else "OPEN"
         deviation = "n/a" if row.deviation_pct is None else f"{row.deviation_pct:+.1f} %"  # a stale-data alarm has none
         print(f"{row.id:5d} {row.time} {row.signal}/{row.granularity} {row.severity:7s} "
@@ -101,13 +114,13 @@ def _track_anomalies(args) -> int:
 
 
 def _track_investigate(args) -> int:
-    AnomalyLog(args.db).mark_investigated(args.id, args.note)
+    AnomalyLog(args.db, "rw").mark_investigated(args.id, args.note)
     print(f"anomaly {args.id} marked investigated")
     return 0
 
 
 # --- registry ----------------------------------------------------------------------------------
-def _add_registry(subparsers) -> None:
+def _add_registry(subparsers) -> argparse.ArgumentParser:
     registry = subparsers.add_parser("registry", help="Baseline / Operational / Actual model versions",
                                      description="Model registry (JSON file + read-only model copies).")
     registry.add_argument("--dir", default="registry", help="registry folder (default: ./registry)")
@@ -135,6 +148,7 @@ def _add_registry(subparsers) -> None:
     history = sub.add_parser("history", help="registry events, oldest first")
     history.add_argument("role", nargs="?", choices=ROLES)
     history.set_defaults(func=_registry_history)
+    return registry
 
 
 def _registry_list(args) -> int:
@@ -178,7 +192,7 @@ def _registry_history(args) -> int:
 
 
 # --- mv ----------------------------------------------------------------------------------------
-def _add_mv(subparsers) -> None:
+def _add_mv(subparsers) -> argparse.ArgumentParser:
     mv = subparsers.add_parser("mv", help="measurement & verification: calibration and savings reports",
                                description="ASHRAE Guideline 14 calibration and savings (docs/tracking.md).")
     sub = mv.add_subparsers(dest="mv_command", required=True)
@@ -198,6 +212,7 @@ def _add_mv(subparsers) -> None:
     report.add_argument("--confidence", type=float, default=0.9)
     report.add_argument("--out", default="mv_report", help="output folder")
     report.set_defaults(func=_mv_report)
+    return mv
 
 
 def _data_arguments(parser) -> None:
