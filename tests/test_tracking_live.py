@@ -10,7 +10,7 @@ from asyncua import Server, ua
 from bridge.launcher import free_port
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig
 from bridge.tracking.deviation import Alert, Thresholds
-from bridge.tracking.live import LiveLink
+from bridge.tracking.live import LiveBuffer, LiveLink
 from bridge.tracking.sinks import AsyncuaAlertSink
 
 NS = "urn:twinbridge"
@@ -138,3 +138,12 @@ def test_asyncua_sink_sets_status_variables_and_fires_events():
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_a_late_sample_in_a_full_buffer_drops_the_oldest_and_keeps_order():
+    buffer, t0 = LiveBuffer(maxlen=5), START.replace(tzinfo=None)
+    for i in range(5):
+        buffer.add(t0 + dt.timedelta(seconds=10 * i), float(i))
+    buffer.add(t0 + dt.timedelta(seconds=15), 99.0)
+    assert list(buffer.times) == [t0 + dt.timedelta(seconds=s) for s in (10, 15, 20, 30, 40)]
+    assert list(buffer.values) == [1.0, 99.0, 2.0, 3.0, 4.0]

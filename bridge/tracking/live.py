@@ -164,6 +164,10 @@ class LiveBuffer:
     def add(self, time_: dt.datetime, value: float) -> None:
         if self.times and time_ < self.times[-1]:  # out of order: insert in place
             i = bisect.bisect_right(list(self.times), time_)
+            if len(self.times) == self.times.maxlen:  # full (deque.insert would raise): drop the oldest, as append does
+                self.times.popleft()
+                self.values.popleft()
+                i = max(i - 1, 0)
             self.times.insert(i, time_)
             self.values.insert(i, value)
             return
