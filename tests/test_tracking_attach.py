@@ -113,6 +113,8 @@ def test_attach_tracking_serves_status_under_the_building(tmp_path):
     ('unit = "kW"', 'unit = "kW"\nscale = "0.001"', "pairs[0]: scale must be a number, got '0.001'"),
     ("warning_steps = 2", "warning_steps = 2.5", "[thresholds]: warning_steps must be an integer, got 2.5"),
     ('anomaly_db = "anomalies.sqlite"', "anomaly_db = 1", "[tracking]: anomaly_db must be a string, got 1"),
+    ("publishing_interval_ms = 20\n\n[twin]", "publishing_interval_ms = 20\nutc_offset_h = -60\n\n[twin]",
+     "[live]: utc_offset_h must be within -14 .. 14 hours, got -60"),
 ])
 def test_tracking_file_refuses_unknown_keys_and_quoted_numbers(tmp_path, old, new, message):
     path = Path(tracking_file(tmp_path, "opc.tcp://127.0.0.1:1"))

@@ -18,6 +18,8 @@ Example (see docs/tracking.md for every key)::
     [live]                      # the real building (or a second bridge standing in for it)
     endpoint = "opc.tcp://127.0.0.1:4841"
     namespace = "urn:twinbridge"
+    utc_offset_h = 0            # a real server stamps true UTC: hours of the building's standard time from UTC
+                                # (Chicago: -6, all year); 0 for a bridge, which stamps simulation time
     security = ""               # "policy,mode,certificate,private_key[,server_certificate]" (docs/security.md)
     username = ""               # password from the environment variable named by password_env
 
@@ -66,6 +68,11 @@ class Endpoint:
     queue_size: int = 1000
     backoff_min_s: float = 0.5
     backoff_max_s: float = 30.0
+    utc_offset_h: float = 0.0  # server stamps true UTC: the building's standard time is UTC + this (Chicago: -6)
+
+    def __post_init__(self) -> None:
+        if not -14 <= self.utc_offset_h <= 14:
+            raise ValueError(f"utc_offset_h must be within -14 .. 14 hours, got {self.utc_offset_h:g}")
 
 
 @dataclass(frozen=True)
