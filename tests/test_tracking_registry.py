@@ -2,6 +2,7 @@
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from pyenergyplus import dataset
@@ -73,6 +74,17 @@ def test_part_way_equipment_fault_is_zero_before_the_start():
     assert {float(v) for v in before if v[0].isdigit()} == {0.0}
     original = idf.schedule("BLDG_EQUIP_SCH").fields
     assert schedule[schedule.index("Through: 12/31") + 1:] == original[3:]
+
+
+def test_edits_may_start_on_february_29_and_bad_days_name_the_edit():
+    assert faults.parse_day("02-29") == dt.date(2000, 2, 29)
+    idf = Idf.read(MODEL)
+    assert faults.apply_edit(idf, {"edit": "raise_equipment", "pct": 30, "start": "2024-02-29"}) == 5
+    schedule = idf.schedule("BLDG_EQUIP_SCH_FAULT_0229").fields
+    assert schedule[2] == "Through: 02/28" and schedule.index("Through: 12/31") > 3
+    edit = {"edit": "scale_lighting", "factor": 0.5, "start": "2023-02-29"}
+    with pytest.raises(faults.FaultError, match=re.escape(f"edit {edit}: no such day: '2023-02-29'")):
+        faults.apply_edit(idf, edit)
 
 
 def test_shift_and_economizer_edits():
