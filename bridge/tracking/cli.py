@@ -9,17 +9,19 @@
 - ``mv report``: avoided energy (calibrated simulation or TOWT regression) as JSON, CSV, Markdown+PNG.
 
 Data files are historian SQLite files (``.sqlite``/``.db``, choose the building with ``--building``)
-or CSV files whose first column is the time. Every command sets ``func`` (as bridge/cli.py dispatches: ``args.func(args)``), returning an exit code.
+or CSV files whose first column is the time (local standard time; see ``load_run`` for UTC offsets). Every command sets ``func`` (as bridge/cli.py dispatches: ``args.func(args)``), returning an exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bridge.tracking.anomalies import AnomalyLog, AnomalyLogError
@@ -40,7 +42,7 @@ ERRORS = (TrackingConfigError, AnomalyLogError, RegistryError, FaultError, Metri
 
 
 def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
-    """A run's rows indexed by time: a historian SQLite file or a CSV whose first column is the time."""
+    """A run's rows indexed by time: a historian SQLite file or a CSV whose first column is the time (``_times``)."""
     path = Path(path)
     if path.suffix.lower() in (".sqlite", ".db", ".sqlite3"):
         from bridge.historian import load_history
@@ -48,13 +50,38 @@ def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
         return load_history(path, building)
     if path.suffix.lower() == ".csv":
         try:
-            frame = pd.read_csv(path, index_col=0, parse_dates=True)
+            frame = pd.read_csv(path, index_col=0)
         except ValueError as exc:  # not CSV text (pandas' parser and decoding errors are ValueErrors)
             raise RunFileError(f"{path}: {exc}") from None
-        if not isinstance(frame.index, pd.DatetimeIndex):
-            raise RunFileError(f"{path}: first column must be times")
+        frame.index = _times(frame.index, path)
         return frame
     raise RunFileError(f"{path}: expected a historian .sqlite/.db file or a .csv file")
+
+
+def _times(column: pd.Index, path: Path) -> pd.DatetimeIndex:
+    """A CSV's first column in the twin's time base: the building's local standard time, without offset.
+    Times with UTC offsets (a meter's export) are converted when the file crosses a daylight-saving change:
+    of its two offsets, one hour apart, the smaller is standard time. One offset throughout could be either:
+    an error, as is a file mixing times with and without an offset."""
+    if not pd.api.types.is_string_dtype(column):
+        raise RunFileError(f"{path}: first column must be times, got {column[:1].tolist()}")
+    try:
+        times = pd.to_datetime(column, errors="coerce")
+    except ValueError:  # several UTC offsets: pandas will not choose one
+        times = pd.to_datetime(column, utc=True, errors="coerce")
+    bad = np.flatnonzero(pd.isna(times))
+    if bad.size:
+        raise RunFileError(f"{path}: data row {bad[0] + 1}: first column must be times (all with or all without "
+                           f"a UTC offset), got {column[bad[0]]!r}")
+    if times.tz is None:
+        return times
+    offsets = sorted({pd.Timestamp(text).utcoffset() for text in column})
+    if len(offsets) != 2 or offsets[1] - offsets[0] != dt.timedelta(hours=1):
+        hours = ", ".join(f"{offset / dt.timedelta(hours=1):+g} h" for offset in offsets)
+        raise RunFileError(f"{path}: times with UTC offsets {hours} do not tell the building's standard time, the "
+                           f"twin's time base (only a file across a daylight-saving change does): give local standard "
+                           f"time without an offset")
+    return (times.tz_convert("UTC") + offsets[0]).tz_localize(None)
 
 
 def add_tracking_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -86,8 +113,6 @@ def _add_track(subparsers) -> argparse.ArgumentParser:
 
 
 def _track_run(args) -> int:
-    import datetime as dt
-
     from bridge.tracking.config import load_tracking_config
     from bridge.tracking.live import LiveLink, default_sinks
 
