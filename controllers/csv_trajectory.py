@@ -1,7 +1,8 @@
 """CSV controller: replays a trajectory of input values, by step or by linear interpolation.
 
-The file (UTF-8, with or without the byte-order mark Excel's "CSV UTF-8" writes) has a ``time`` column (simulation calendar time, ISO 8601: ``2025-07-01 06:00`` or
-``2025-07-01T06:00:00``), strictly increasing, and one column per input tag of the building::
+The file (UTF-8, with or without the byte-order mark Excel's "CSV UTF-8" writes) has a ``time``
+column (simulation calendar time, ISO 8601: ``2025-07-01 06:00`` or ``2025-07-01T06:00:00``),
+strictly increasing, and one column per input tag of the building::
 
     time,CoolingSetpoint,HeatingSetpoint
     2025-07-01 00:00,27.0,16.0

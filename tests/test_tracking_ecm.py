@@ -71,7 +71,8 @@ def test_mv_commands_report_unreadable_data_in_one_line(tmp_path, capsys):
     meter = tmp_path / "meter.txt"
     meter.write_text("time,FacilityPower\n")
     assert main(["mv", "calibrate", "--measured", str(meter), "--predicted", str(meter)]) == 2
-    assert capsys.readouterr().err == f"twinbridge: error: {meter}: expected a historian .sqlite/.db file or a .csv file\n"
+    assert capsys.readouterr().err == (f"twinbridge: error: {meter}: expected a historian .sqlite/.db file "
+                                        "or a .csv file\n")
 
 
 def test_meter_csv_with_utc_offsets_across_dst_is_read_in_local_standard_time(tmp_path):

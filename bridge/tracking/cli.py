@@ -9,7 +9,8 @@
 - ``mv report``: avoided energy (calibrated simulation or TOWT regression) as JSON, CSV, Markdown+PNG.
 
 Data files are historian SQLite files (``.sqlite``/``.db``, choose the building with ``--building``)
-or CSV files whose first column is the time (local standard time; see ``load_run`` for UTC offsets). Every command sets ``func`` (as bridge/cli.py dispatches: ``args.func(args)``), returning an exit code.
+or CSV files whose first column is the time (local standard time; see ``load_run`` for UTC offsets).
+Every command sets ``func`` (as bridge/cli.py dispatches: ``args.func(args)``), returning an exit code.
 """
 
 from __future__ import annotations
