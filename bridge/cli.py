@@ -143,6 +143,7 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinbridge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(errors=())  # a command group's own errors of bad input, reported like the ones below
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a building or campus file and serve it over OPC UA")
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ConfigError, TagMapError, ValidationError, HistorianError, SecurityError, OSError) as exc:
+    except (ConfigError, TagMapError, ValidationError, HistorianError, SecurityError, OSError, *args.errors) as exc:
         print(f"twinbridge: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,7 +1,8 @@
 """CSV controller: replays a trajectory of input values, by step or by linear interpolation.
 
-The file has a ``time`` column (simulation calendar time, ISO 8601: ``2025-07-01 06:00`` or
-``2025-07-01T06:00:00``), strictly increasing, and one column per input tag of the building::
+The file (UTF-8, with or without the byte-order mark Excel's "CSV UTF-8" writes) has a ``time``
+column (simulation calendar time, ISO 8601: ``2025-07-01 06:00`` or ``2025-07-01T06:00:00``),
+strictly increasing, and one column per input tag of the building::
 
     time,CoolingSetpoint,HeatingSetpoint
     2025-07-01 00:00,27.0,16.0
@@ -85,12 +86,15 @@ def load_trajectory(path: str | Path, interpolation: str = "step") -> Trajectory
     if interpolation not in INTERPOLATIONS:
         raise ControllerConfigError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
     try:
-        with open(path, newline="") as handle:
+        with open(path, newline="", encoding="utf-8-sig") as handle:  # -sig: Excel's "CSV UTF-8" starts with a BOM
             reader = csv.reader(handle)
             header = [name.strip() for name in next(reader, [])]
             rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except FileNotFoundError:
         raise ControllerConfigError(f"{path}: trajectory file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ControllerConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as "
+                                    f"CSV UTF-8") from None
     if TIME_COLUMN not in header:
         raise ControllerConfigError(f"{path}: row 1 (header): no {TIME_COLUMN!r} column (header is {header})")
     duplicates = sorted({name for name in header if header.count(name) > 1})

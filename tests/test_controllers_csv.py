@@ -87,6 +87,15 @@ def test_columns_are_checked_against_the_browsed_tags(tmp_path, text, message):
         CsvController(trajectory).check(INPUTS)
 
 
+def test_excel_utf8_byte_order_mark_is_read_and_other_encodings_are_named(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("time,CoolingSetpoint\n2025-07-01 00:00,27\n", encoding="utf-8-sig")
+    assert load_trajectory(path).columns == {"CoolingSetpoint": (27.0,)}
+    path.write_text("time,CoolingSetpoint\n2025-07-01 00:00,27 \xb0C\n", encoding="cp1252")
+    with pytest.raises(ControllerConfigError, match=f"{path}: not UTF-8 text .* at byte 41"):
+        load_trajectory(path)
+
+
 def test_unknown_interpolation_and_missing_file(tmp_path, simple):
     with pytest.raises(ControllerConfigError, match="interpolation must be one of"):
         load_trajectory(simple, "cubic")

@@ -3,6 +3,7 @@
 import asyncio
 import datetime as dt
 import socket
+from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
@@ -10,7 +11,7 @@ from asyncua import Client, ua
 from bridge.server import METHODS, NAMESPACE, TagServer
 from bridge.tagmap import load_tagmap
 from bridge.tracking.attach import attach_tracking
-from bridge.tracking.config import TrackingConfigError
+from bridge.tracking.config import TrackingConfigError, load_tracking_config
 from conftest import TAGMAPS, wait_until
 
 START = dt.datetime(2025, 7, 22)
@@ -101,3 +102,28 @@ def test_attach_tracking_serves_status_under_the_building(tmp_path):
         assert (tmp_path / "anomalies.sqlite").is_file()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("[thresholds]\n", "[thresholds.hour]\n", "[thresholds]: unknown table 'hour' (known: daily, hourly, monthly)"),
+    ("[live]\n", "[tracker]\nstale_after_s = 5\n\n[live]\n", "unknown table 'tracker'"),
+    ("publishing_interval_ms = 20\n\n[twin]", "publishing_intervall_ms = 20\n\n[twin]",
+     "[live]: unknown key 'publishing_intervall_ms'"),
+    ("stale_after_s = 60", 'stale_after_s = "60"', "[tracking]: stale_after_s must be a number, got '60'"),
+    ('unit = "kW"', 'unit = "kW"\nscale = "0.001"', "pairs[0]: scale must be a number, got '0.001'"),
+    ("warning_steps = 2", "warning_steps = 2.5", "[thresholds]: warning_steps must be an integer, got 2.5"),
+    ('anomaly_db = "anomalies.sqlite"', "anomaly_db = 1", "[tracking]: anomaly_db must be a string, got 1"),
+    ("publishing_interval_ms = 20\n\n[twin]", "publishing_interval_ms = 20\nutc_offset_h = -60\n\n[twin]",
+     "[live]: utc_offset_h must be within -14 .. 14 hours, got -60"),
+])
+def test_tracking_file_refuses_unknown_keys_and_quoted_numbers(tmp_path, old, new, message):
+    path = Path(tracking_file(tmp_path, "opc.tcp://127.0.0.1:1"))
+    text = path.read_text()
+    path.write_text(text.replace("[live]\n", "[thresholds.hourly]\nwarning_pct = 20\nalert_pct = 40\n\n[live]\n"))
+    config = load_tracking_config(path)
+    assert config.thresholds["hourly"].warning_pct == 20 and config.stale_after_s == 60.0
+    assert old in text
+    path.write_text(text.replace(old, new))
+    with pytest.raises(TrackingConfigError) as error:
+        load_tracking_config(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value)

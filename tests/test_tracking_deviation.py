@@ -5,8 +5,9 @@ import datetime as dt
 import numpy as np
 import pytest
 
+from bridge.cli import main
 from bridge.tracking.anomalies import AnomalyLog, AnomalyLogError
-from bridge.tracking.deviation import DeviationTracker, Severity, SustainedClassifier, Thresholds, deviation_pct
+from bridge.tracking.deviation import Alert, DeviationTracker, Severity, SustainedClassifier, Thresholds, deviation_pct
 
 START = dt.datetime(2025, 7, 1)
 STEP = dt.timedelta(minutes=10)
@@ -78,3 +79,28 @@ def test_anomaly_log_records_and_marks_investigated(tmp_path):
     assert ids[0] not in [r.id for r in log.rows(open_only=True)]
     with pytest.raises(AnomalyLogError, match="no anomaly with id 999"):
         log.mark_investigated(999)
+
+
+def test_track_anomalies_lists_a_stale_data_alarm(tmp_path, capsys):
+    db = tmp_path / "anomalies.sqlite"
+    AnomalyLog(db).record(Alert(time=START, signal="live", granularity="live", severity="stale", raised=True,
+                                message="live data stale"))  # no prediction, no deviation
+    assert main(["track", "anomalies", str(db)]) == 0
+    assert "live/live stale   predicted None actual None (n/a) OPEN" in capsys.readouterr().out
+
+
+def test_track_commands_report_bad_input_in_one_line_and_create_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[live]\nendpoint = "http://x"\n[twin]\nendpoint = "opc.tcp://127.0.0.1:1"\n'
+                   '[[pairs]]\nname = "a"\ntwin = "x"\nlive = "y"\n')
+    db, missing = tmp_path / "anomalies.sqlite", tmp_path / "no" / "such" / "typo.sqlite"
+    AnomalyLog(db).close()
+    for argv, message in [(["track", "run", str(bad)], "[live] endpoint must start with opc.tcp://"),
+                          (["track", "anomalies", str(missing)], f"{missing}: no such anomaly log"),
+                          (["track", "investigate", str(missing), "1"], f"{missing}: no such anomaly log"),
+                          (["track", "anomalies", str(bad)], f"{bad}: cannot use as an anomaly log"),
+                          (["track", "investigate", str(db), "99"], "no anomaly with id 99")]:
+        assert main(argv) == 2, argv
+        error = capsys.readouterr().err
+        assert error.startswith("twinbridge: error: ") and message in error and error.count("\n") == 1, error
+    assert not (tmp_path / "no").exists()

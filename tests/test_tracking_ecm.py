@@ -7,10 +7,13 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from bridge.cli import main
 from bridge.config import load_config
 from bridge.historian import load_history
+from bridge.tracking.cli import RunFileError, load_run
 from bridge.tracking.registry import ModelRegistry
 from bridge.tracking.scenario import write_campus
 from conftest import REPO, SIMS, run_bridge
@@ -62,3 +65,27 @@ def test_led_retrofit_recorded_and_savings_match_the_runs_within_uncertainty(tmp
     assert report["avoided_uncertainty_kwh"] > 0
     assert report["avoided_kwh"] == pytest.approx(direct_kwh, abs=report["avoided_uncertainty_kwh"])
     assert 0.05 < report["savings_fraction"] < 0.5  # lighting is a part of the load, not all of it
+
+
+def test_mv_commands_report_unreadable_data_in_one_line(tmp_path, capsys):
+    meter = tmp_path / "meter.txt"
+    meter.write_text("time,FacilityPower\n")
+    assert main(["mv", "calibrate", "--measured", str(meter), "--predicted", str(meter)]) == 2
+    assert capsys.readouterr().err == (f"twinbridge: error: {meter}: expected a historian .sqlite/.db file "
+                                        "or a .csv file\n")
+
+
+def test_meter_csv_with_utc_offsets_across_dst_is_read_in_local_standard_time(tmp_path):
+    meter = tmp_path / "meter.csv"
+    times = ["2025-11-01 23:00:00-05:00", "2025-11-02 01:00:00-05:00", "2025-11-02 01:00:00-06:00",
+             "2025-11-02 02:00:00-06:00"]  # Chicago: daylight-saving time ends at 02:00 CDT
+    meter.write_text("time,FacilityPower\n" + "".join(f"{t},{i}\n" for i, t in enumerate(times)), encoding="utf-8-sig")
+    frame = load_run(meter)
+    assert frame.index.tolist() == [pd.Timestamp(t) for t in ("2025-11-01 22:00", "2025-11-02 00:00",
+                                                               "2025-11-02 01:00", "2025-11-02 02:00")]
+    assert frame.columns.tolist() == ["FacilityPower"] and frame.index.name == "time"
+    for rows, message in [(times[:2], "times with UTC offsets -5 h do not tell the building's standard time"),
+                          (["2025-07-01 00:10:00", "noon"], "data row 2: first column must be times")]:
+        meter.write_text("time,FacilityPower\n" + "".join(f"{t},1\n" for t in rows))
+        with pytest.raises(RunFileError, match=f"{meter}: {message}"):
+            load_run(meter)

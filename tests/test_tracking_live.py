@@ -1,6 +1,7 @@
 """Live link against a real asyncua server on loopback: pairing, unit conversion, stale alarm, sink."""
 
 import asyncio
+import dataclasses
 import datetime as dt
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ from asyncua import Server, ua
 from bridge.launcher import free_port
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig
 from bridge.tracking.deviation import Alert, Thresholds
-from bridge.tracking.live import LiveLink
+from bridge.tracking.live import LiveBuffer, LiveLink
 from bridge.tracking.sinks import AsyncuaAlertSink
 
 NS = "urn:twinbridge"
@@ -40,11 +41,12 @@ async def start_server() -> tuple[Server, str, dict]:
     return server, url, nodes
 
 
-def config(url: str, stale_after_s: float) -> TrackingConfig:
+def config(url: str, stale_after_s: float, live_utc_offset_h: float = 0.0) -> TrackingConfig:
     endpoint = Endpoint(url, NS, connect_timeout_s=5, publishing_interval_ms=20, backoff_min_s=0.1)
     pair = Pair("FacilityPower", twin="Twin.Outputs.FacilityPower", live="Live.Outputs.FacilityPower",
                 scale=0.001, unit="kW")  # the live meter reports W, the twin kW
-    return TrackingConfig(live=endpoint, twin=endpoint, pairs=(pair,),
+    return TrackingConfig(live=dataclasses.replace(endpoint, utc_offset_h=live_utc_offset_h), twin=endpoint,
+                          pairs=(pair,),
                           thresholds={"step": Thresholds(warning_steps=2, alert_steps=2)},
                           anomaly_db=None, stale_after_s=stale_after_s, pair_timeout_s=2.0, max_gap_s=300)
 
@@ -61,12 +63,12 @@ async def wait_until(predicate, timeout_s: float = 10.0) -> None:
 
 
 @asynccontextmanager
-async def running_link(stale_after_s: float):
+async def running_link(stale_after_s: float, live_utc_offset_h: float = 0.0):
     """A server with twin and live tags and a LiveLink on it, connected and past the initial values;
     yields (link, sink, nodes) and stops both afterwards."""
     server, url, nodes = await start_server()
     sink = ListSink()
-    link = LiveLink(config(url, stale_after_s), [sink], step=dt.timedelta(minutes=10))
+    link = LiveLink(config(url, stale_after_s, live_utc_offset_h), [sink], step=dt.timedelta(minutes=10))
     task = asyncio.create_task(link.run())
     try:
         await asyncio.wait_for(link.live_subscriber.connected.wait(), 10)
@@ -94,6 +96,21 @@ def test_pairs_twin_steps_with_converted_live_values_and_alerts():
         step_alerts = [a for a in sink.alerts if a.granularity == "step"]
         assert [(a.severity, a.time.minute) for a in step_alerts] == [("alert", 40)]
         assert step_alerts[0].actual == pytest.approx(120.0)
+
+    asyncio.run(main())
+
+
+def test_live_times_in_true_utc_pair_with_the_twins_standard_time():
+    async def main():
+        async with running_link(stale_after_s=30, live_utc_offset_h=-6) as (link, sink, nodes):
+            for i in range(3):
+                stamp = START + dt.timedelta(minutes=10 * (i + 1))  # simulation time: local standard time (UTC-6)
+                await write(nodes["Live.Outputs.FacilityPower"], 100_000.0, stamp + dt.timedelta(hours=6))  # true UTC
+                await write(nodes["Twin.Outputs.FacilityPower"], 100.0, stamp)
+                await wait_until(lambda: link.steps_done == i + 2)
+        tracker = link.trackers["FacilityPower"]
+        assert (tracker.compared, tracker.gaps) == (3, 1)  # the gap: both initial values stamped START
+        assert tracker.latest_pct["step"] == pytest.approx(0.0)
 
     asyncio.run(main())
 
@@ -138,3 +155,12 @@ def test_asyncua_sink_sets_status_variables_and_fires_events():
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_a_late_sample_in_a_full_buffer_drops_the_oldest_and_keeps_order():
+    buffer, t0 = LiveBuffer(maxlen=5), START.replace(tzinfo=None)
+    for i in range(5):
+        buffer.add(t0 + dt.timedelta(seconds=10 * i), float(i))
+    buffer.add(t0 + dt.timedelta(seconds=15), 99.0)
+    assert list(buffer.times) == [t0 + dt.timedelta(seconds=s) for s in (10, 15, 20, 30, 40)]
+    assert list(buffer.values) == [1.0, 99.0, 2.0, 3.0, 4.0]

@@ -2,10 +2,12 @@
 
 import datetime as dt
 import json
+import re
 
 import pytest
 from pyenergyplus import dataset
 
+from bridge.cli import main
 from bridge.idf import Idf
 from bridge.tracking import faults
 from bridge.tracking.registry import FrozenModelError, ModelRegistry, RegistryError
@@ -74,6 +76,17 @@ def test_part_way_equipment_fault_is_zero_before_the_start():
     assert schedule[schedule.index("Through: 12/31") + 1:] == original[3:]
 
 
+def test_edits_may_start_on_february_29_and_bad_days_name_the_edit():
+    assert faults.parse_day("02-29") == dt.date(2000, 2, 29)
+    idf = Idf.read(MODEL)
+    assert faults.apply_edit(idf, {"edit": "raise_equipment", "pct": 30, "start": "2024-02-29"}) == 5
+    schedule = idf.schedule("BLDG_EQUIP_SCH_FAULT_0229").fields
+    assert schedule[2] == "Through: 02/28" and schedule.index("Through: 12/31") > 3
+    edit = {"edit": "scale_lighting", "factor": 0.5, "start": "2023-02-29"}
+    with pytest.raises(faults.FaultError, match=re.escape(f"edit {edit}: no such day: '2023-02-29'")):
+        faults.apply_edit(idf, edit)
+
+
 def test_shift_and_economizer_edits():
     idf = Idf.read(MODEL)
     faults.shift_schedule(idf, "HVACOperationSchd", -2, dt.date(2025, 7, 2))
@@ -83,3 +96,12 @@ def test_shift_and_economizer_edits():
     assert faults.disable_economizer(idf) == 0  # the small office has no economizer
     idf.of_class("Controller:OutdoorAir")[0].fields[7] = "DifferentialDryBulb"
     assert faults.disable_economizer(idf) == 1
+
+
+def test_registry_commands_report_errors_in_one_line(tmp_path, capsys):
+    ecm = ["registry", "--dir", str(tmp_path), "record-ecm", "LED", "2025-06-01", "--edit"]
+    assert main([*ecm, '{"edit": "scale_lighting", "factor": 0.5}']) == 2
+    assert capsys.readouterr().err.startswith("twinbridge: error: no Actual model")
+    assert main(["registry", "--dir", str(tmp_path), "register", "Actual", str(MODEL), str(WEATHER)]) == 0
+    assert main([*ecm, '{"edit": "paint_it_green"}']) == 2
+    assert capsys.readouterr().err.startswith("twinbridge: error: unknown edit 'paint_it_green'")

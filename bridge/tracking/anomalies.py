@@ -22,7 +22,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS anomalies (
 
 
 class AnomalyLogError(ValueError):
-    pass
+    """A missing or unreadable anomaly log, or an unknown row; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,27 @@ def _number(value: float) -> float | None:
 class AnomalyLog:
     """SQLite anomaly log; also an AlertSink (``publish`` records raised alerts, ignores clearings)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, mode: str = "rwc"):
+        """Open the log at ``path``: ``mode`` "rwc" creates it (and its folder) when missing; "ro" (read only)
+        and "rw" open an existing log only, and raise AnomalyLogError when ``path`` is not one."""
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(SCHEMA)
+        if mode == "rwc":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        elif not self.path.is_file():
+            raise AnomalyLogError(f"{self.path}: no such anomaly log")
+        self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={mode}", uri=True, isolation_level=None,
+                                   timeout=10)
+        problem = "no 'anomalies' table"
+        try:
+            if mode == "rwc":
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(SCHEMA)
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anomalies'").fetchone():
+                return
+        except sqlite3.DatabaseError as exc:  # not a SQLite file
+            problem = str(exc)
+        self._db.close()
+        raise AnomalyLogError(f"{self.path}: cannot use as an anomaly log ({problem})")
 
     def record(self, alert: Alert) -> int:
         """Store one raised alert; return its row id."""

@@ -9,51 +9,90 @@
 - ``mv report``: avoided energy (calibrated simulation or TOWT regression) as JSON, CSV, Markdown+PNG.
 
 Data files are historian SQLite files (``.sqlite``/``.db``, choose the building with ``--building``)
-or CSV files whose first column is the time. Every command sets ``func`` (as bridge/cli.py dispatches: ``args.func(args)``), returning an exit code.
+or CSV files whose first column is the time (local standard time; see ``load_run`` for UTC offsets).
+Every command sets ``func`` (as bridge/cli.py dispatches: ``args.func(args)``), returning an exit code.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
+import datetime as dt
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bridge.tracking.anomalies import AnomalyLog
+from bridge.tracking.anomalies import AnomalyLog, AnomalyLogError
+from bridge.tracking.config import TrackingConfigError
+from bridge.tracking.faults import FaultError
 from bridge.tracking.guideline14 import MetricsError, calibration
-from bridge.tracking.registry import ROLES, ModelRegistry
+from bridge.tracking.registry import ROLES, ModelRegistry, RegistryError
 from bridge.tracking.savings import (BaselineFit, SavingsError, TowtModel, avoided_energy, hourly_energy_kwh,
                                      hourly_mean, simulated_baseline)
 
 
+class RunFileError(ValueError):
+    """A data file ``load_run`` cannot read; the message names the file."""
+
+
+#: The errors of bad input to these commands: bridge/cli.py reports them in one line, exit code 2.
+ERRORS = (TrackingConfigError, AnomalyLogError, RegistryError, FaultError, MetricsError, SavingsError, RunFileError)
+
+
 def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
-    """A run's rows indexed by time: a historian SQLite file or a CSV whose first column is the time."""
+    """A run's rows indexed by time: a historian SQLite file or a CSV whose first column is the time (``_times``)."""
     path = Path(path)
     if path.suffix.lower() in (".sqlite", ".db", ".sqlite3"):
         from bridge.historian import load_history
 
         return load_history(path, building)
     if path.suffix.lower() == ".csv":
-        frame = pd.read_csv(path, index_col=0, parse_dates=True)
-        if not isinstance(frame.index, pd.DatetimeIndex):
-            raise ValueError(f"{path}: first column must be times")
+        try:
+            frame = pd.read_csv(path, index_col=0)
+        except ValueError as exc:  # not CSV text (pandas' parser and decoding errors are ValueErrors)
+            raise RunFileError(f"{path}: {exc}") from None
+        frame.index = _times(frame.index, path)
         return frame
-    raise ValueError(f"{path}: expected a historian .sqlite/.db file or a .csv file")
+    raise RunFileError(f"{path}: expected a historian .sqlite/.db file or a .csv file")
+
+
+def _times(column: pd.Index, path: Path) -> pd.DatetimeIndex:
+    """A CSV's first column in the twin's time base: the building's local standard time, without offset.
+    Times with UTC offsets (a meter's export) are converted when the file crosses a daylight-saving change:
+    of its two offsets, one hour apart, the smaller is standard time. One offset throughout could be either:
+    an error, as is a file mixing times with and without an offset."""
+    if not pd.api.types.is_string_dtype(column):
+        raise RunFileError(f"{path}: first column must be times, got {column[:1].tolist()}")
+    try:
+        times = pd.to_datetime(column, errors="coerce")
+    except ValueError:  # several UTC offsets: pandas will not choose one
+        times = pd.to_datetime(column, utc=True, errors="coerce")
+    bad = np.flatnonzero(pd.isna(times))
+    if bad.size:
+        raise RunFileError(f"{path}: data row {bad[0] + 1}: first column must be times (all with or all without "
+                           f"a UTC offset), got {column[bad[0]]!r}")
+    if times.tz is None:
+        return times
+    offsets = sorted({pd.Timestamp(text).utcoffset() for text in column})
+    if len(offsets) != 2 or offsets[1] - offsets[0] != dt.timedelta(hours=1):
+        hours = ", ".join(f"{offset / dt.timedelta(hours=1):+g} h" for offset in offsets)
+        raise RunFileError(f"{path}: times with UTC offsets {hours} do not tell the building's standard time, the "
+                           f"twin's time base (only a file across a daylight-saving change does): give local standard "
+                           f"time without an offset")
+    return (times.tz_convert("UTC") + offsets[0]).tz_localize(None)
 
 
 def add_tracking_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``track``, ``registry`` and ``mv`` on the main parser's subparsers."""
-    _add_track(subparsers)
-    _add_registry(subparsers)
-    _add_mv(subparsers)
+    """Register ``track``, ``registry`` and ``mv`` on the main parser's subparsers; each sets ``errors`` (ERRORS)."""
+    for add in (_add_track, _add_registry, _add_mv):
+        add(subparsers).set_defaults(errors=ERRORS)
 
 
 # --- track -------------------------------------------------------------------------------------
-def _add_track(subparsers) -> None:
+def _add_track(subparsers) -> argparse.ArgumentParser:
     track = subparsers.add_parser("track", help="compare a live building with its twin; anomaly log",
                                   description="Track deviation between a live building and its twin (docs/tracking.md).")
     sub = track.add_subparsers(dest="track_command", required=True)
@@ -71,11 +110,10 @@ def _add_track(subparsers) -> None:
     investigate.add_argument("id", type=int, help="anomaly id (see 'track anomalies')")
     investigate.add_argument("--note", default="", help="what was found")
     investigate.set_defaults(func=_track_investigate)
+    return track
 
 
 def _track_run(args) -> int:
-    import datetime as dt
-
     from bridge.tracking.config import load_tracking_config
     from bridge.tracking.live import LiveLink, default_sinks
 
@@ -93,21 +131,22 @@ def _track_run(args) -> int:
 
 
 def _track_anomalies(args) -> int:
-    for row in AnomalyLog(args.db).rows(open_only=args.open):
+    for row in AnomalyLog(args.db, "ro").rows(open_only=args.open):
         flag = "investigated" if row.investigated else "OPEN"
+        deviation = "n/a" if row.deviation_pct is None else f"{row.deviation_pct:+.1f} %"  # a stale-data alarm has none
         print(f"{row.id:5d} {row.time} {row.signal}/{row.granularity} {row.severity:7s} "
-              f"predicted {row.predicted} actual {row.actual} ({row.deviation_pct:+.1f} %) {flag} {row.note or ''}")
+              f"predicted {row.predicted} actual {row.actual} ({deviation}) {flag} {row.note or ''}")
     return 0
 
 
 def _track_investigate(args) -> int:
-    AnomalyLog(args.db).mark_investigated(args.id, args.note)
+    AnomalyLog(args.db, "rw").mark_investigated(args.id, args.note)
     print(f"anomaly {args.id} marked investigated")
     return 0
 
 
 # --- registry ----------------------------------------------------------------------------------
-def _add_registry(subparsers) -> None:
+def _add_registry(subparsers) -> argparse.ArgumentParser:
     registry = subparsers.add_parser("registry", help="Baseline / Operational / Actual model versions",
                                      description="Model registry (JSON file + read-only model copies).")
     registry.add_argument("--dir", default="registry", help="registry folder (default: ./registry)")
@@ -135,6 +174,7 @@ def _add_registry(subparsers) -> None:
     history = sub.add_parser("history", help="registry events, oldest first")
     history.add_argument("role", nargs="?", choices=ROLES)
     history.set_defaults(func=_registry_history)
+    return registry
 
 
 def _registry_list(args) -> int:
@@ -178,7 +218,7 @@ def _registry_history(args) -> int:
 
 
 # --- mv ----------------------------------------------------------------------------------------
-def _add_mv(subparsers) -> None:
+def _add_mv(subparsers) -> argparse.ArgumentParser:
     mv = subparsers.add_parser("mv", help="measurement & verification: calibration and savings reports",
                                description="ASHRAE Guideline 14 calibration and savings (docs/tracking.md).")
     sub = mv.add_subparsers(dest="mv_command", required=True)
@@ -198,6 +238,7 @@ def _add_mv(subparsers) -> None:
     report.add_argument("--confidence", type=float, default=0.9)
     report.add_argument("--out", default="mv_report", help="output folder")
     report.set_defaults(func=_mv_report)
+    return mv
 
 
 def _data_arguments(parser) -> None:
@@ -208,19 +249,6 @@ def _data_arguments(parser) -> None:
     parser.add_argument("--building", help="building name in a historian file with several")
 
 
-def _data_errors_exit_2(command):
-    """An M&V command whose data cannot give a figure prints why (no traceback) and exits 2."""
-    @functools.wraps(command)
-    def run(args) -> int:
-        try:
-            return command(args)
-        except (SavingsError, MetricsError) as exc:
-            print(f"twinbridge: error: {exc}", file=sys.stderr)
-            return 2
-    return run
-
-
-@_data_errors_exit_2
 def _mv_calibrate(args) -> int:
     """Exit 0 only if every granularity was computed and passes; a granularity that could not be computed
     is written as ``{"error": ..., "passes": false}``."""
@@ -239,7 +267,6 @@ def _mv_calibrate(args) -> int:
     return 0 if all(r["passes"] for r in results.values()) else 1
 
 
-@_data_errors_exit_2
 def _mv_report(args) -> int:
     from bridge.tracking.report import write_report
 

@@ -18,6 +18,8 @@ Example (see docs/tracking.md for every key)::
     [live]                      # the real building (or a second bridge standing in for it)
     endpoint = "opc.tcp://127.0.0.1:4841"
     namespace = "urn:twinbridge"
+    utc_offset_h = 0            # a real server stamps true UTC: hours of the building's standard time from UTC
+                                # (Chicago: -6, all year); 0 for a bridge, which stamps simulation time
     security = ""               # "policy,mode,certificate,private_key[,server_certificate]" (docs/security.md)
     username = ""               # password from the environment variable named by password_env
 
@@ -37,6 +39,7 @@ Example (see docs/tracking.md for every key)::
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +68,11 @@ class Endpoint:
     queue_size: int = 1000
     backoff_min_s: float = 0.5
     backoff_max_s: float = 30.0
+    utc_offset_h: float = 0.0  # server stamps true UTC: the building's standard time is UTC + this (Chicago: -6)
+
+    def __post_init__(self) -> None:
+        if not -14 <= self.utc_offset_h <= 14:
+            raise ValueError(f"utc_offset_h must be within -14 .. 14 hours, got {self.utc_offset_h:g}")
 
 
 @dataclass(frozen=True)
@@ -102,21 +110,34 @@ def _table(data: dict, key: str, where: str) -> dict:
     return value
 
 
+def _unknown(table: dict, known: set[str], where: str) -> None:
+    """Refuse a key or table that nothing reads: a typo must not be silently ignored."""
+    unknown = sorted(set(table) - known)
+    if unknown:
+        kind = "table" if isinstance(table[unknown[0]], dict) else "key"
+        raise TrackingConfigError(f"{where}: unknown {kind} {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+KINDS = {"float": ((int, float), "a number"), "int": ((int,), "an integer"), "str": ((str,), "a string")}
+
+
+def _typed(value, kind: str, where: str, key: str) -> float | int | str:
+    """``value`` of a ``float``, ``int`` or ``str`` setting; a quoted number, a table or a bool is an error."""
+    types, name = KINDS[kind]
+    if isinstance(value, bool) or not isinstance(value, types) or (kind == "float" and not math.isfinite(value)):
+        raise TrackingConfigError(f"{where}: {key} must be {name}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
 def _build(cls, values: dict, where: str, renames: dict[str, str] | None = None):
     renames = renames or {}
-    names = {f.name for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        target = renames.get(key, key)
-        if target not in names or isinstance(value, dict):
-            continue
-        kwargs[target] = value
-    unknown = set(values) - names - set(renames) - {k for k, v in values.items() if isinstance(v, dict)}
-    if unknown:
-        raise TrackingConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+    _unknown(values, set(kinds) - set(renames.values()) | set(renames), where)
+    kwargs = {renames.get(key, key): _typed(value, kinds[renames.get(key, key)], where, key)
+              for key, value in values.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:  # a check of the class (Thresholds: warning below alert)
         raise TrackingConfigError(f"{where}: {exc}") from None
 
 
@@ -140,15 +161,19 @@ def load_tracking_config(path: str | Path) -> TrackingConfig:
     path = Path(path).resolve()
     data = read_toml(path, TrackingConfigError)
     where = str(path)
-    tracking = _table(data, "tracking", where)
+    _unknown(data, {"tracking", "thresholds", "live", "twin", "pairs"}, where)
+    options = _options(_table(data, "tracking", where), f"{where}: [tracking]")
     thresholds_table = _table(data, "thresholds", where)
-    thresholds = {"step": _build(Thresholds, thresholds_table, f"{where}: [thresholds]")}
-    for granularity in GRANULARITIES[1:]:
-        if granularity in thresholds_table:
-            thresholds[granularity] = _build(Thresholds, thresholds_table[granularity],
-                                             f"{where}: [thresholds.{granularity}]")
+    tables = {key: value for key, value in thresholds_table.items() if isinstance(value, dict)}
+    _unknown(tables, set(GRANULARITIES[1:]), f"{where}: [thresholds]")
+    thresholds = {"step": _build(Thresholds, {k: v for k, v in thresholds_table.items() if k not in tables},
+                                 f"{where}: [thresholds]")}
+    for granularity, table in tables.items():
+        thresholds[granularity] = _build(Thresholds, table, f"{where}: [thresholds.{granularity}]")
     pairs = []
     for i, entry in enumerate(data.get("pairs", [])):
+        if not isinstance(entry, dict):
+            raise TrackingConfigError(f"{where}: pairs must be [[pairs]] tables, got {entry!r}")
         for key in ("name", "twin", "live"):
             if key not in entry:
                 raise TrackingConfigError(f"{where}: pairs[{i}] missing {key!r}")
@@ -157,24 +182,23 @@ def load_tracking_config(path: str | Path) -> TrackingConfig:
         raise TrackingConfigError(f"{where}: no [[pairs]] listed")
     if len({p.name for p in pairs}) != len(pairs):
         raise TrackingConfigError(f"{where}: pair names must be unique")
-    options = {k: v for k, v in tracking.items() if k != "anomaly_db"}
-    config = TrackingConfig(
+    anomaly_db = options.pop("anomaly_db", "tracking.sqlite")
+    return TrackingConfig(
         live=_endpoint(data, "live", where), twin=_endpoint(data, "twin", where), pairs=tuple(pairs),
-        thresholds=thresholds,
-        anomaly_db=(path.parent / str(tracking.get("anomaly_db", "tracking.sqlite"))).resolve(),
-        **_check_options(options, where),
-    )
-    return config
+        thresholds=thresholds, anomaly_db=(path.parent / anomaly_db).resolve(), **options)
 
 
-def _check_options(options: dict, where: str) -> dict:
-    allowed = {"stale_after_s", "pair_timeout_s", "max_gap_s", "resample"}
-    unknown = set(options) - allowed
-    if unknown:
-        raise TrackingConfigError(f"{where}: [tracking] unknown keys {sorted(unknown)}")
+TRACKING_KEYS = {"anomaly_db": "str", "stale_after_s": "float", "pair_timeout_s": "float", "max_gap_s": "float",
+                 "resample": "str"}
+
+
+def _options(tracking: dict, where: str) -> dict:
+    """The [tracking] table, checked: value types, resample method, positive durations."""
+    _unknown(tracking, set(TRACKING_KEYS), where)
+    options = {key: _typed(value, TRACKING_KEYS[key], where, key) for key, value in tracking.items()}
     if options.get("resample", "mean") not in ("mean", "last"):
-        raise TrackingConfigError(f"{where}: [tracking] resample must be 'mean' or 'last'")
-    for key in allowed - {"resample"}:
-        if key in options and not float(options[key]) > 0:
-            raise TrackingConfigError(f"{where}: [tracking] {key} must be positive")
+        raise TrackingConfigError(f"{where}: resample must be 'mean' or 'last', got {options['resample']!r}")
+    for key in ("stale_after_s", "pair_timeout_s", "max_gap_s"):
+        if key in options and not options[key] > 0:
+            raise TrackingConfigError(f"{where}: {key} must be positive, got {options[key]:g}")
     return options

@@ -40,6 +40,7 @@ class FaultError(ValueError):
 
 
 Tokens = list[str]
+REFERENCE_YEAR = 2000  # a schedule's days, "Through: MM/DD", belong to no year: a leap year has them all (02/29)
 THROUGH = re.compile(r"^through:\s*(\d{1,2})\s*/\s*(\d{1,2})$", re.I)
 UNTIL = re.compile(r"^until:\s*(\d{1,2}):(\d{2})$", re.I)
 
@@ -50,7 +51,10 @@ def _through_blocks(schedule: IdfObject) -> list[tuple[dt.date, Tokens]]:
     for token in schedule.fields[2:]:
         match = THROUGH.match(token.strip())
         if match:
-            blocks.append((dt.date(2001, int(match[1]), int(match[2])), []))
+            try:
+                blocks.append((dt.date(REFERENCE_YEAR, int(match[1]), int(match[2])), []))
+            except ValueError as exc:
+                raise FaultError(f"schedule {schedule.name}: {token.strip()!r}: {exc}") from None
         elif not blocks:
             raise FaultError(f"schedule {schedule.name}: expected 'Through:' first, got {token!r}")
         else:
@@ -64,9 +68,9 @@ def _split_schedule(idf: Idf, name: str, start: dt.date, new_name: str,
     schedule = idf.schedule(name)
     if schedule is None or schedule.cls.lower() != "schedule:compact":
         raise FaultError(f"schedule {name!r} is not a Schedule:Compact in this model (needed for a part-way edit)")
-    first = dt.date(2001, start.month, start.day)
+    first = dt.date(REFERENCE_YEAR, start.month, start.day)
     fields = [new_name, schedule.fields[1]]
-    previous_end = dt.date(2000, 12, 31)
+    previous_end = dt.date(REFERENCE_YEAR - 1, 12, 31)
     for last_day, tokens in _through_blocks(schedule):
         if last_day < first:
             fields += [f"Through: {last_day:%m/%d}", *before(tokens)]
@@ -74,7 +78,7 @@ def _split_schedule(idf: Idf, name: str, start: dt.date, new_name: str,
             if previous_end < first - dt.timedelta(days=1):  # this block straddles the start: split it
                 fields += [f"Through: {first - dt.timedelta(days=1):%m/%d}", *before(tokens)]
             fields += [f"Through: {last_day:%m/%d}", *after(tokens)]
-            first = dt.date(2000, 1, 1)  # split done: the remaining blocks are all "after"
+            first = dt.date(REFERENCE_YEAR, 1, 1)  # split done: the remaining blocks are all "after"
         previous_end = last_day
     existing = idf.schedule(new_name)
     if existing is not None:
@@ -178,7 +182,7 @@ def shift_schedule(idf: Idf, name: str, hours: float, start: dt.date | None = No
     schedule = idf.schedule(name)
     if schedule is None:
         raise FaultError(f"shift_schedule: no schedule named {name!r}")
-    shifted = _split_schedule(idf, name, start or dt.date(2001, 1, 1), f"{name}_SHIFTED", _same,
+    shifted = _split_schedule(idf, name, start or dt.date(REFERENCE_YEAR, 1, 1), f"{name}_SHIFTED", _same,
                               lambda tokens: _shift_until(tokens, hours))
     schedule.fields[2:] = shifted.fields[2:]
     idf.objects.remove(shifted)
@@ -204,23 +208,28 @@ EDITS: dict[str, Callable[..., int]] = {
 
 
 def apply_edit(idf: Idf, edit: dict) -> int:
-    """Apply one edit given as ``{"edit": name, **arguments}`` (``start`` as "YYYY-MM-DD" or "MM-DD")."""
+    """Apply one edit given as ``{"edit": name, **arguments}`` (``start`` as "YYYY-MM-DD" or "MM-DD");
+    any problem is a FaultError naming the edit."""
     kwargs = dict(edit)
     name = kwargs.pop("edit", None)
     if name not in EDITS:
         raise FaultError(f"unknown edit {name!r}; known: {sorted(EDITS)}")
-    if "start" in kwargs:
-        kwargs["start"] = parse_day(str(kwargs["start"]))
     try:
+        if "start" in kwargs:
+            kwargs["start"] = parse_day(str(kwargs["start"]))
         return EDITS[name](idf, **kwargs)
-    except TypeError as exc:
-        raise FaultError(f"edit {name!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # FaultError too: which edit of an ECM's several
+        raise FaultError(f"edit {edit}: {exc}") from None
 
 
 def parse_day(text: str) -> dt.date:
-    """A day given as "YYYY-MM-DD" or "MM-DD" (the year does not matter to a schedule)."""
+    """A day given as "YYYY-MM-DD" or "MM-DD" (the year does not matter to a schedule: "MM-DD" is a day of
+    the leap REFERENCE_YEAR, so 02-29 is one)."""
+    parts = text.split("-")
+    if len(parts) not in (2, 3) or not all(part.isdigit() for part in parts):
+        raise FaultError(f"expected a day as YYYY-MM-DD or MM-DD, got {text!r}")
+    numbers = [int(part) for part in parts]
     try:
-        parts = [int(part) for part in text.split("-")]
-        return dt.date(parts[0], parts[1], parts[2]) if len(parts) == 3 else dt.date(2001, parts[0], parts[1])
-    except (ValueError, IndexError):
-        raise FaultError(f"expected a day as YYYY-MM-DD or MM-DD, got {text!r}") from None
+        return dt.date(*numbers) if len(numbers) == 3 else dt.date(REFERENCE_YEAR, *numbers)
+    except ValueError as exc:
+        raise FaultError(f"no such day: {text!r} ({exc})") from None

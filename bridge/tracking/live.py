@@ -8,7 +8,9 @@ exponential backoff (``backoff_min_s`` doubling up to ``backoff_max_s``) when an
 of twin values sharing one SourceTimestamp (the simulation time). For each pair it takes the live
 value at that time: the mean (or the last) of the live samples in the twin step ending at that time,
 else the last live sample no older than ``max_gap_s``, else a gap (counted, never compared). Live
-values are converted to the twin's unit with the pair's scale and offset. A twin step waits at most
+values are converted to the twin's unit with the pair's scale and offset; their times to the twin's
+time base (simulation time: the building's local standard time, stamped as if UTC) with the endpoint's
+``utc_offset_h`` when its server stamps true UTC, as a real building's does. A twin step waits at most
 ``pair_timeout_s`` for live data covering its time (a live sample at or up to ``max_gap_s`` after it). When no live value at all arrives for
 ``stale_after_s`` seconds (wall clock), a stale-data alarm is published (and cleared when data
 come back) instead of silently comparing nothing.
@@ -50,6 +52,7 @@ class TagSubscriber:
 
     def __init__(self, label: str, endpoint: Endpoint, nodes: dict[str, str], on_value: OnValue):
         self.label, self.endpoint, self.nodes, self.on_value = label, endpoint, nodes, on_value
+        self.utc_offset = dt.timedelta(hours=endpoint.utc_offset_h)  # server time (UTC) -> the twin's standard time
         self.connected = asyncio.Event()
         self.connections = 0
         self._stop = asyncio.Event()
@@ -139,7 +142,8 @@ class _Handler:
     def datachange_notification(self, node, value, data) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return
-        stamp = naive_utc(data.monitored_item.Value.SourceTimestamp or data.monitored_item.Value.ServerTimestamp)
+        data_value = data.monitored_item.Value
+        stamp = naive_utc(data_value.SourceTimestamp or data_value.ServerTimestamp) + self.subscriber.utc_offset
         for key in self.keys[node.nodeid]:
             self.subscriber.on_value(key, stamp, float(value))
 
@@ -164,6 +168,10 @@ class LiveBuffer:
     def add(self, time_: dt.datetime, value: float) -> None:
         if self.times and time_ < self.times[-1]:  # out of order: insert in place
             i = bisect.bisect_right(list(self.times), time_)
+            if len(self.times) == self.times.maxlen:  # full (deque.insert would raise): drop the oldest, as append does
+                self.times.popleft()
+                self.values.popleft()
+                i = max(i - 1, 0)
             self.times.insert(i, time_)
             self.values.insert(i, value)
             return
