@@ -295,7 +295,8 @@ def main() -> None:
               "machine": machine(), "load_average_1_5_15min": {"start": load_before, "end": os.getloadavg()},
               "figures": figures,
               "setup": {"building": "DOE Large Office, Chicago TMY3", "train": "2025-07-01 .. 2025-07-21",
-                        "test": "2025-07-22 .. 2025-07-28", "step_min": 10, "excitation_seed": 0, "horizon_steps": HORIZON,
+                        "test": "2025-07-22 .. 2025-07-28", "step_min": 10, "excitation_seed": 0,
+                        "excitation_clock": "building clock (the model's daylight saving period)", "horizon_steps": HORIZON,
                         "origins_every_steps": 6, "lags": LAGS, "zone_lags": ZONE_LAGS, "gp": GP,
                         "power_kernel": str(models["power"].kernel_), "zone_kernel": str(models["zone"].kernel_)}}
     RESULTS.mkdir(parents=True, exist_ok=True)
