@@ -5,7 +5,7 @@ OPC UA with one Control.Exchange call per step), side by side:
 - base: the base schedule (controllers/examples/large_office_base_schedule.toml), no event;
 - rule: the same schedule plus the usual rule-based event, cooling setpoint +2 K during the event;
 - GP-MPC: controllers/examples/large_office_gp_mpc.toml, curtail 150 kW below baseline from 14:00
-  to 17:00 on Jul 23, deciding cooling, supply-air and chilled-water setpoints, comfort as a 95 %
+  to 17:00 on Jul 23 (building clock: 13-16 h simulation time), deciding cooling, supply-air and chilled-water setpoints, comfort as a 95 %
   chance constraint on the modelled zone (CoreMidTemp, 20-26 degC);
 - GP-MPC, minimum energy: the same with ``objective = "energy"`` (least predicted energy in the event).
 The twin is the benchmark model of bench_twin_gp.py (trained on Jul 1-21 of another excitation
@@ -40,7 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 EXAMPLES = ROOT / "controllers" / "examples"
 MODEL = ROOT / "runs" / "bench_twin" / "large_office_twin.npz"
-EVENT = ("2025-07-23 14:00", "2025-07-23 17:00")
+# The event is 14-17 h on the building's clock (the example files' daylight saving): 13-16 h simulation time.
+EVENT = ("2025-07-23 13:00", "2025-07-23 16:00")
 CURTAIL_KW = 150.0
 COMFORT_HIGH_C = 26.0
 
@@ -55,7 +56,7 @@ def ensure_model() -> Path:
         from bridge.twin.gp import GPModel, TwinModel
         from bridge.twin.persist import save_model
 
-        frame = history(MODEL.parent / "large_office_jul_setback.db")
+        frame = history(MODEL.parent / "large_office_jul_clock.db")
         tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
         power, = feature_sets_for(tagmap, ["FacilityPower"], years=(2025,), **LAGS)
         zone, = feature_sets_for(tagmap, ["CoreMidTemp"], years=(2025,), **ZONE_LAGS)
@@ -113,12 +114,12 @@ def main() -> None:
     after = (base.index > EVENT[1]) & (base.index <= pd.Timestamp(EVENT[1]) + pd.Timedelta(hours=1))
     zones = [c for c in base.columns if c.endswith("Temp") and c != "OutdoorTemp"]
     target = base.loc[event, "FacilityPower"] - CURTAIL_KW
-    figures = {"base_event_power": figure(base.loc[event, "FacilityPower"].mean(), "kW (mean 14-17 h)")}
+    figures = {"base_event_power": figure(base.loc[event, "FacilityPower"].mean(), "kW (mean over the event, 14-17 h clock)")}
     for name in ("rule", "mpc", "mpc_energy"):
         run = runs[name]
         power = run.loc[event, "FacilityPower"]
         curtailed = base.loc[event, "FacilityPower"].mean() - power.mean()
-        figures[f"{name}_event_power"] = figure(power.mean(), "kW (mean 14-17 h)")
+        figures[f"{name}_event_power"] = figure(power.mean(), "kW (mean over the event, 14-17 h clock)")
         figures[f"{name}_curtailment"] = figure(curtailed, "kW below the base run", f"{CURTAIL_KW:g}")
         figures[f"{name}_curtailment_ratio"] = figure(curtailed / CURTAIL_KW, "achieved / requested", "1.0")
         figures[f"{name}_tracking_rmse"] = figure(np.sqrt(np.mean((power - target) ** 2)),
@@ -138,7 +139,7 @@ def main() -> None:
     figures["mpc_decision_time_max"] = figure(max(seconds), "s")
     figures["mpc_solver_failures"] = figure(sum(not d.success for d in mpc.decisions), "optimisations")
     plot(runs, target, RESULTS / "gp_mpc.png")
-    write_results("gp_mpc", figures, f"DOE Large Office, Jul 22-23 (event Jul 23 14-17 h, curtail {CURTAIL_KW:g} kW), "
+    write_results("gp_mpc", figures, f"DOE Large Office, Jul 22-23 (event Jul 23 14-17 h building clock = 13-16 h simulation time, curtail {CURTAIL_KW:g} kW), "
                   f"lockstep, controller over OPC UA (Exchange). Load average before {load_before}, after "
                   f"{os.getloadavg()}.")
 
@@ -162,7 +163,7 @@ def plot(runs: dict[str, pd.DataFrame], target: pd.Series, path: Path) -> None:
     top.set_ylabel("facility power [kW]")
     middle.set_ylabel("CoreMidTemp [degC]")
     bottom.set_ylabel("setpoints [degC]")
-    top.set_title("Demand response on the DOE Large Office, Jul 23 (event 14-17 h): base, rule (+2 K), GP-MPC")
+    top.set_title("Demand response on the DOE Large Office, Jul 23 (event 14-17 h clock, shaded in simulation time): base, rule (+2 K), GP-MPC")
     for axes in (top, middle, bottom):
         axes.axvspan(pd.Timestamp(EVENT[0]), pd.Timestamp(EVENT[1]), color="0.92")
         axes.legend(fontsize=7, loc="best")

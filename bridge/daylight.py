@@ -68,6 +68,14 @@ def clock_time(standard: dt.datetime, period: tuple[dt.date, dt.date] | None) ->
     return standard
 
 
+def simulation_time(clock: dt.datetime, period: tuple[dt.date, dt.date] | None) -> dt.datetime:
+    """The simulation (standard) time of a building clock time: the inverse of ``clock_time``."""
+    earlier = clock - dt.timedelta(hours=1)
+    if period is not None and period[0] <= earlier.date() <= period[1]:
+        return earlier
+    return clock
+
+
 def nth_weekday(year: int, month: int, weekday: int, n: int) -> dt.date:
     """The n-th (1-5, or -1 for the last) ``weekday`` (Monday = 0) of a month: how EnergyPlus
     names floating dates (daylight saving, special days)."""

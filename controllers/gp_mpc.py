@@ -63,17 +63,15 @@ FD_STEP = 1e-3  # forward-difference step in scaled decision units (a thousandth
 
 @dataclass(frozen=True)
 class CurtailmentEvent:
-    """A demand-response request: on ``day``, from ``start`` to ``end``, ``curtail_kw`` below baseline."""
+    """A demand-response request: from ``begin`` to ``end`` (simulation time), ``curtail_kw`` below baseline."""
 
-    day: dt.date
-    start: dt.time
-    end: dt.time
+    begin: dt.datetime
+    end: dt.datetime
     curtail_kw: float
 
     def contains(self, time: dt.datetime) -> bool:
-        """Whether the timestep ending at ``time`` lies in the event."""
-        begin = dt.datetime.combine(self.day, self.start)
-        return begin < time <= dt.datetime.combine(self.day, self.end)
+        """Whether the timestep ending at ``time`` (simulation time) lies in the event."""
+        return self.begin < time <= self.end
 
 
 @dataclass(frozen=True)
@@ -360,8 +358,7 @@ class GpMpcController:
         power_model = self.config.twin.models[self.config.power]
         for event in events:
             if event not in self._baselines:
-                end = dt.datetime.combine(event.day, event.end)
-                times = [sim_time + self._step * h for h in range(1, int(round((end - sim_time) / self._step)) + 1)]
+                times = [sim_time + self._step * h for h in range(1, int(round((event.end - sim_time) / self._step)) + 1)]
                 baseline, _ = power_model.forecast_scenarios(history, [self._base_future(times)], with_std=False)
                 self._baselines[event] = pd.Series(baseline[0], index=pd.DatetimeIndex(times))
             frozen = self._baselines[event]
@@ -423,10 +420,10 @@ def load_mpc(path: str | Path) -> MpcConfig:
     if unmodelled or power not in twin.models:
         raise ControllerConfigError(f"{where}: the twin {data['model']} models {twin.targets}; it has no model of "
                                     f"{unmodelled or [power]} (comfort tags and the power tag need one)")
-    events = tuple(_event(entry, f"{where}: events[{i}]") for i, entry in enumerate(data.get("events", [])))
+    schedule = load_schedule((base / data["schedule"]).resolve())
+    events = tuple(_event(entry, f"{where}: events[{i}]", schedule) for i, entry in enumerate(data.get("events", [])))
     try:
-        config = MpcConfig(load_schedule((base / data["schedule"]).resolve()), twin, tagmap, weather, decide, bounds,
-                           events, comfort, power, objective, int(mpc.get("horizon_steps", 12)),
+        config = MpcConfig(schedule, twin, tagmap, weather, decide, bounds, events, comfort, power, objective, int(mpc.get("horizon_steps", 12)),
                            int(mpc.get("blocks", 3)), float(mpc.get("confidence", 0.95)),
                            float(mpc.get("move_weight", 0.1)), float(mpc.get("outside_weight", 0.1)),
                            int(mpc.get("max_iter", 50)), where)
@@ -451,15 +448,17 @@ def _pair(value, where: str) -> tuple[float, float]:
     return low, high
 
 
-def _event(entry: dict, where: str) -> CurtailmentEvent:
+def _event(entry: dict, where: str, schedule: Schedule) -> CurtailmentEvent:
+    """An event of the file, its times on the base schedule's clock (``daylight_saving``), kept in simulation time."""
     if set(entry) != {"date", "start", "end", "curtail_kw"}:
         raise ControllerConfigError(f"{where}: needs exactly 'date' (YYYY-MM-DD), 'start', 'end' (HH:MM) and "
                                     f"'curtail_kw', got {sorted(entry)}")
     try:
-        event = CurtailmentEvent(dt.date.fromisoformat(str(entry["date"])), dt.time.fromisoformat(str(entry["start"])),
-                                 dt.time.fromisoformat(str(entry["end"])), float(entry["curtail_kw"]))
+        day = dt.date.fromisoformat(str(entry["date"]))
+        begin, end = (dt.datetime.combine(day, dt.time.fromisoformat(str(entry[key]))) for key in ("start", "end"))
+        event = CurtailmentEvent(schedule.simulation_time(begin), schedule.simulation_time(end), float(entry["curtail_kw"]))
     except ValueError as exc:
         raise ControllerConfigError(f"{where}: {exc}") from None
-    if event.end <= event.start or event.curtail_kw < 0:
+    if event.end <= event.begin or event.curtail_kw < 0:
         raise ControllerConfigError(f"{where}: end must be after start and curtail_kw >= 0")
     return event

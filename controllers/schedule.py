@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.daylight import clock_time, parse_day
+from bridge.daylight import clock_time, parse_day, simulation_time
 from bridge.tomlfile import read_toml
 from controllers.base import ControllerConfigError, InputRange
 
@@ -99,10 +99,17 @@ class Schedule:
 
     def clock_time(self, time: dt.datetime) -> dt.datetime:
         """The building's clock time of simulation time ``time`` (unchanged without daylight saving)."""
+        return clock_time(time, self._period(time.year))
+
+    def simulation_time(self, clock: dt.datetime) -> dt.datetime:
+        """The simulation time of the building's clock time ``clock`` (the inverse of ``clock_time``)."""
+        return simulation_time(clock, self._period(clock.year))
+
+    def _period(self, year: int) -> tuple[dt.date, dt.date] | None:
         if self.daylight_saving is None:
-            return time
-        first, last = (parse_day(text, time.year) for text in self.daylight_saving)
-        return clock_time(time, (first, last))
+            return None
+        first, last = (parse_day(text, year) for text in self.daylight_saving)
+        return first, last
 
     @property
     def tags(self) -> list[str]:

@@ -17,7 +17,8 @@ from controllers.schedule import ScheduleController, load_schedule
 from test_twin_model import small_office, small_office_db, trained  # noqa: F401
 
 pytestmark = pytest.mark.engine
-EVENT = ("13:00", "16:00")
+EVENT = ("13:00", "16:00")  # in the GP-MPC file: the base schedule's clock (daylight saving)
+EVENT_SIM = ("12:00", "15:00")  # the same event in simulation (standard) time, in July
 
 # the base operation: the Large Office example's schedule (its input tags are the Small Office's too)
 BASE_SCHEDULE = REPO / "controllers" / "examples" / "large_office_base_schedule.toml"
@@ -59,12 +60,14 @@ def test_gp_mpc_curtails_the_event_within_comfort(trained, tmp_path, objective):
     _, model_path = trained
     campus = one_monday(tmp_path)
     config = load_mpc(mpc_file(tmp_path, model_path, objective=f'"{objective}"'))
+    assert (config.events[0].begin, config.events[0].end) == tuple(
+        dt.datetime.combine(dt.date(2025, 7, 7), dt.time.fromisoformat(t)) for t in EVENT_SIM)
     base_report, base = closed_loop(campus, tmp_path / "base", ScheduleController(load_schedule(BASE_SCHEDULE)))
     controller = GpMpcController(config)
     mpc_report, mpc = closed_loop(campus, tmp_path / "mpc", controller)
     assert base_report.final_status == mpc_report.final_status == "Finished"
 
-    event = (mpc.index > f"2025-07-07 {EVENT[0]}") & (mpc.index <= f"2025-07-07 {EVENT[1]}")
+    event = (mpc.index > f"2025-07-07 {EVENT_SIM[0]}") & (mpc.index <= f"2025-07-07 {EVENT_SIM[1]}")
     assert controller.decisions and all(22.0 <= d.values["CoolingSetpoint"] <= 27.0 for d in controller.decisions)
     assert mpc.loc[event, "CoolingSetpoint"].mean() > 24.5  # curtailment by a warmer zone
     assert mpc.loc[event, "FacilityPower"].mean() < base.loc[event, "FacilityPower"].mean() - 0.5
@@ -121,6 +124,6 @@ def test_gp_mpc_drives_the_served_twin_too(trained, tmp_path):  # noqa: F811
         'model = "ref:small_office"', f'engine = "twin"\ntwin_model = "{model_path}"'))
     _, base = closed_loop(campus, tmp_path / "base", ScheduleController(load_schedule(BASE_SCHEDULE)))
     _, mpc = closed_loop(campus, tmp_path / "mpc", GpMpcController(load_mpc(mpc_file(tmp_path, model_path))))
-    event = (mpc.index > f"2025-07-07 {EVENT[0]}") & (mpc.index <= f"2025-07-07 {EVENT[1]}")
+    event = (mpc.index > f"2025-07-07 {EVENT_SIM[0]}") & (mpc.index <= f"2025-07-07 {EVENT_SIM[1]}")
     assert mpc.loc[event, "CoolingSetpoint"].mean() > 24.5
     assert mpc.loc[event, "FacilityPower"].mean() < base.loc[event, "FacilityPower"].mean()
