@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from bridge.config import reference_model
-from bridge.daylight import DaylightError, clock_time, daylight_saving_period, parse_day
+from bridge.daylight import DaylightError, clock_time, daylight_saving_period, parse_day, simulation_time
 from bridge.tagmap import load_tagmap
 from bridge.twin.collect import ExcitationController
 from conftest import TAGMAPS
@@ -55,3 +55,10 @@ def test_excitation_occupied_hours_follow_the_building_clock():
     assert not summer.occupied(dt.datetime.combine(tuesday, dt.time(21, 0)))
     assert not plain.occupied(dt.datetime.combine(tuesday, dt.time(5, 0)))
     assert plain.occupied(dt.datetime.combine(tuesday, dt.time(21, 0)))
+
+
+def test_simulation_time_inverts_clock_time():
+    period = (dt.date(2025, 3, 9), dt.date(2025, 11, 2))
+    for standard in (dt.datetime(2025, 7, 1, 13, 0), dt.datetime(2025, 7, 1, 23, 30), dt.datetime(2025, 12, 1, 9, 0)):
+        assert simulation_time(clock_time(standard, period), period) == standard
+    assert simulation_time(dt.datetime(2025, 7, 2, 0, 30), period) == dt.datetime(2025, 7, 1, 23, 30)
