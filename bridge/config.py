@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bridge.names import building_name_problem, first_repeat
 from bridge.security.settings import SERVER_KEYS, ServerSecurity, server_security
 from bridge.security.users import SecurityError
 from bridge.tagmap import TagMap, load_tagmap
@@ -219,8 +220,7 @@ def _check_campus(config: CampusConfig) -> None:
     for name in [config.name, *names]:
         if not NAME.match(name):
             raise ConfigError(f"{where}: name {name!r} must be letters, digits and '_' (it becomes an OPC UA path)")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: building names must be unique, got {names}")
+    _check_building_names(names, where)
     if config.clock not in CLOCK_MODES:
         raise ConfigError(f"{where}: [run] clock must be one of {CLOCK_MODES}, got {config.clock!r}")
     if config.period.end < config.period.start:
@@ -243,3 +243,16 @@ def _check_campus(config: CampusConfig) -> None:
         raise ConfigError(f"{where}: only one building of a campus can use engine 'energyplus-api', got {in_process}: "
                           "EnergyPlus simulations in threads of one process are not independent (docs/bridge.md); "
                           "use engine 'energyplus' for the others")
+
+
+def _check_building_names(names: list[str], where: str) -> None:
+    """Names the bridge uses itself (bridge/names.py) and names that differ only in case are refused."""
+    for i, name in enumerate(names):
+        problem = building_name_problem(name)
+        if problem:
+            raise ConfigError(f"{where}: buildings[{i}]: {problem}")
+    repeat = first_repeat(names)
+    if repeat:
+        earlier, later = repeat
+        raise ConfigError(f"{where}: buildings[{later}]: name {names[later]!r} is already used by buildings[{earlier}] "
+                          f"({names[earlier]!r}); building names must differ in more than case")

@@ -38,6 +38,10 @@ def write_tagmap(tmp_path: Path, inputs: str = GOOD_INPUT, outputs: str = GOOD_O
     (GOOD_INPUT, GOOD_OUTPUT + 'role = "power"\n', "unknown role 'power'"),
     (GOOD_INPUT, GOOD_OUTPUT + "comfort = [26.0, 20.0]\n", "'comfort' must be [low, high]"),
     (GOOD_INPUT.replace("min = 10.0", 'min = "ten"'), GOOD_OUTPUT, "'min' must be a number"),
+    (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "sp"'), "tag 'sp' is already used by"),
+    (GOOD_INPUT.replace('tag = "Sp"', 'tag = "Time"'), GOOD_OUTPUT, "inputs[0]: tag 'Time' is taken by the historian"),
+    (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "Step"'), "outputs[0]: tag 'Step' is taken by the historian"),
+    (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "sim_time_s"'), "tag 'sim_time_s' is taken"),
 ])
 def test_bad_tag_maps_name_the_entry(tmp_path, inputs, outputs, message):
     with pytest.raises(TagMapError, match=None) as error:
@@ -55,6 +59,9 @@ def test_tag_map_is_read(tmp_path):
         load_tagmap(tmp_path / "broken.toml")
 
 
+SECOND_BUILDING = '[[buildings]]\nname = "smalloffice"\ntagmap = "../tagmaps/small_office.toml"\n\n'
+
+
 @pytest.mark.parametrize("change, message", [
     (("clock = \"fast\"", "clock = \"warp\""), "clock must be one of"),
     (('start = "07-01"', 'start = "07-41"'), "expected a date as 'MM-DD'"),
@@ -64,6 +71,12 @@ def test_tag_map_is_read(tmp_path):
     (('tagmap = "../tagmaps/small_office.toml"', 'tagmap = "missing.toml"'), "file not found"),
     (("[run]", "[kpi]\nprice_periods = [[12, 18]]\n\n[run]"), "[kpi]: prices and factors must be numbers"),
     (("[run]", "[kpi]\ntariff = 1\n\n[run]"), "[kpi]: unknown keys ['tariff']"),
+    (('name = "SmallOffice"', 'name = "Tags"'), "buildings[0]: building name 'Tags' is taken by the bridge"),
+    (('name = "SmallOffice"', 'name = "meta"'), "buildings[0]: building name 'meta' is taken by the bridge"),
+    (('name = "SmallOffice"', 'name = "Outputs"'), "buildings[0]: building name 'Outputs' is taken by the bridge"),
+    (('name = "SmallOffice"', 'name = "sqlite_stat1"'), "buildings[0]: building name 'sqlite_stat1' starts with"),
+    (('[[buildings]]\nname = "SmallOffice"', SECOND_BUILDING + '[[buildings]]\nname = "SmallOffice"'),
+     "buildings[1]: name 'SmallOffice' is already used by buildings[0] ('smalloffice')"),
 ])
 def test_bad_campus_files_name_the_problem(tmp_path, change, message):
     text = (SIMS / "small_office.toml").read_text().replace(*change)
