@@ -61,13 +61,19 @@ class Historian:
                 self._insert[building] = f"INSERT INTO {_quote(building)} ({names}) VALUES ({marks})"
 
     def record(self, rows: Iterable[tuple[str, int, float, dt.datetime, Mapping[str, float]]]) -> None:
-        """Append one step: rows of (building, step, sim_time_s, time, {tag: value}), committed together."""
+        """Append one step: rows of (building, step, sim_time_s, time, {tag: value}), committed together.
+        If any row fails, none is kept and the historian takes the next step as before."""
         self._db.execute("BEGIN")
-        for building, step, sim_time_s, time, values in rows:
-            columns = self._columns[building]
-            self._db.execute(self._insert[building],
-                             (step, sim_time_s, time.isoformat(), *(values.get(c) for c in columns)))
-        self._db.execute("COMMIT")
+        try:
+            for building, step, sim_time_s, time, values in rows:
+                columns = self._columns[building]
+                self._db.execute(self._insert[building],
+                                 (step, sim_time_s, time.isoformat(), *(values.get(c) for c in columns)))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._db.close()

@@ -150,6 +150,25 @@ def test_historian_round_trip(tmp_path):
         load_history(tmp_path / "nothing.sqlite")
 
 
+def test_a_step_the_historian_refuses_is_rolled_back(tmp_path):
+    import sqlite3
+
+    historian = Historian(tmp_path / "h.sqlite", {"B": load_tagmap(TAGMAPS / "small_office.toml")})
+    start = dt.datetime(2025, 7, 1)
+
+    def row(step: int, building: str = "B") -> tuple:
+        return building, step, step * 600.0, start + dt.timedelta(minutes=10 * step), {"FacilityPower": float(step)}
+
+    historian.record([row(1)])
+    with pytest.raises(sqlite3.IntegrityError):
+        historian.record([row(2), row(1)])  # step 1 again: the whole step is refused, step 2 with it
+    with pytest.raises(KeyError):
+        historian.record([row(2), row(2, "NotABuilding")])
+    historian.record([row(2)])
+    historian.close()
+    assert list(load_history(tmp_path / "h.sqlite")["step"]) == [1, 2]
+
+
 @pytest.mark.engine
 def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path, monkeypatch):
     """A broken model (here a weather file that is not one) faults at start with EnergyPlus's own words.
