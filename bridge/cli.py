@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,15 +63,30 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
         if stop_requested.is_set():
             log.info("signal received: stopping")
     finally:
-        for task in tracking:
-            task.cancel()
-        await asyncio.gather(*tracking, return_exceptions=True)
-        await campus.stop(final_status="Stopped" if campus.status in ("Running", "Paused") else campus.status)
-        if server is not None:
-            await server.stop(linger_s=0.0 if stop_requested.is_set() else CLIENT_LINGER_S)
+        await _shut_down(campus, server, tracking, linger_s=0.0 if stop_requested.is_set() else CLIENT_LINGER_S)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     return campus
+
+
+async def _shut_down(campus: Campus, server: TagServer | None, tracking: list[asyncio.Task], linger_s: float) -> None:
+    """Stop tracking, the campus and the OPC UA server; each step runs even if one before it failed
+    (the failure is logged), so that a broken historian does not leave the server running."""
+    async def stop_tracking() -> None:
+        for task in tracking:
+            task.cancel()
+        await asyncio.gather(*tracking, return_exceptions=True)
+
+    final_status = "Stopped" if campus.status in ("Running", "Paused") else campus.status
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("tracking", stop_tracking), ("campus", lambda: campus.stop(final_status=final_status))]
+    if server is not None:
+        steps.append(("OPC UA server", lambda: server.stop(linger_s=linger_s)))
+    for what, step in steps:
+        try:
+            await step()
+        except Exception:
+            log.exception("stopping the %s failed", what)
 
 
 async def _attach_tracking(server: TagServer, config: CampusConfig, building: str, path: Path) -> asyncio.Task:

@@ -289,3 +289,50 @@ def test_server_starts_when_the_address_space_cannot_be_cached(tmp_path, monkeyp
     assert server.idx > 0
     assert any("cannot cache the standard address space" in r.getMessage() and str(blocker) in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_server_is_stopped_when_stopping_the_campus_fails(monkeypatch, caplog):
+    """serve_campus's clean-up runs every step: a campus whose historian fails on stop still gets its
+    OPC UA server stopped (and the failure is logged)."""
+    import bridge.server
+    from bridge import cli
+
+    stopped = []
+
+    class BrokenCampus:
+        status, buildings = "Finished", []
+
+        def __init__(self, config):
+            self.started, self.done = asyncio.Event(), asyncio.Event()
+            self.started.set()
+            self.done.set()
+
+        async def build_address_space(self, server) -> None:
+            pass
+
+        async def stop(self, final_status: str) -> None:
+            raise RuntimeError("the historian broke")
+
+    class Server:
+        def __init__(self, *args) -> None:
+            pass
+
+        async def init(self) -> None:
+            pass
+
+        async def listen(self) -> None:
+            pass
+
+        async def stop(self, linger_s: float) -> None:
+            stopped.append(linger_s)
+
+    async def valid(config) -> None:
+        pass
+
+    monkeypatch.setattr(cli, "validate_campus", valid)
+    monkeypatch.setattr(cli, "Campus", BrokenCampus)
+    monkeypatch.setattr(bridge.server, "TagServer", Server)
+    with caplog.at_level("ERROR", logger="twinbridge"):
+        asyncio.run(cli.serve_campus(load_config(SIMS / "small_office.toml"), autostart=False))
+    assert stopped == [cli.CLIENT_LINGER_S]
+    assert any("stopping the campus failed" in r.getMessage() for r in caplog.records)
