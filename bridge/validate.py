@@ -22,6 +22,7 @@ from bridge.idf import Idf
 
 GLOBAL_KEYS = {"ENVIRONMENT", "WHOLE BUILDING", "*"}
 DICTIONARY_TIMEOUT_S = 300.0
+KILL_TIMEOUT_S = 10.0  # for a killed EnergyPlus process to be gone
 
 
 class ValidationError(ValueError):
@@ -66,10 +67,12 @@ async def _write_dictionary(model: Path, weather: Path, target: Path) -> None:
         try:
             await asyncio.wait_for(process.wait(), DICTIONARY_TIMEOUT_S)
         except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
             raise ValidationError(f"{model}: EnergyPlus did not finish the dictionary run within "
                                   f"{DICTIONARY_TIMEOUT_S:.0f} s") from None
+        finally:  # also when the validation is cancelled (a signal): no EnergyPlus outlives it
+            if process.returncode is None:
+                process.kill()
+                await asyncio.wait_for(process.wait(), KILL_TIMEOUT_S)
         rdd = work_path / "out" / "eplusout.rdd"
         if process.returncode != 0 or not rdd.is_file():
             details = "\n  ".join(severe_lines(work_path / "out" / "eplusout.err"))

@@ -7,6 +7,10 @@ import datetime as dt
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
@@ -279,3 +283,50 @@ def test_control_methods_start_pause_resume_reset_stop(small_office_config, tmp_
         asyncio.run(scenario(bridge.endpoint))
     historians = sorted(bridge.run_dir.glob("*/historian.sqlite"))
     assert len(historians) == 2  # the reset started a new run file
+
+
+def _engine_children(pid: int) -> list[int]:
+    """PIDs of the EnergyPlus processes that process ``pid`` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"bridge.engines.eplus_child" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("command, sig", [("run", signal.SIGTERM), ("run", signal.SIGINT), ("validate", signal.SIGTERM)])
+def test_a_signal_during_validation_stops_its_energyplus_run(tmp_path, command, sig):
+    """Validating a model the first time runs EnergyPlus for its variable dictionary. A signal then
+    ends the command at once, that EnergyPlus process first, and nothing is started."""
+    env = dict(os.environ, TWINBRIDGE_CACHE=str(tmp_path / "cache"))  # no dictionary yet
+    args = [sys.executable, "-m", "bridge.cli", command, str(REPO / "sims" / "large_office.toml")]
+    if command == "run":
+        args += ["--endpoint", f"opc.tcp://127.0.0.1:{free_port()}", "--run-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (children := _engine_children(process.pid)):
+            assert process.poll() is None and time.monotonic() < deadline, "no dictionary run was started"
+            time.sleep(0.05)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 1, stderr
+    assert not [pid for pid in children if _running(pid)], "EnergyPlus outlived the command"
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists()
