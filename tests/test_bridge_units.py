@@ -336,3 +336,33 @@ def test_the_server_is_stopped_when_stopping_the_campus_fails(monkeypatch, caplo
         asyncio.run(cli.serve_campus(load_config(SIMS / "small_office.toml"), autostart=False))
     assert stopped == [cli.CLIENT_LINGER_S]
     assert any("stopping the campus failed" in r.getMessage() for r in caplog.records)
+
+
+def test_history_read_pages_through_every_value_with_continuation_points(tmp_path, monkeypatch):
+    from asyncua import ua
+
+    from bridge import server
+
+    historian = Historian(tmp_path / "h.sqlite", {"B": load_tagmap(TAGMAPS / "small_office.toml")})
+    start = dt.datetime(2025, 7, 1)
+    for step in range(1, 145):
+        historian.record([("B", step, step * 600.0, start + dt.timedelta(minutes=10 * step), {"FacilityPower": step})])
+    historian.close()
+    storage = server.HistorianStorage()
+    storage.historian_path, node_id = tmp_path / "h.sqlite", ua.NodeId("T.B.Outputs.FacilityPower", 2)
+    storage.tags[node_id] = ("B", "FacilityPower")
+
+    async def pages(per_request: int) -> tuple[list[float], int]:
+        """Every value, each request starting where the last one's continuation point says (as asyncua does)."""
+        values, requests, begin = [], 0, start.replace(tzinfo=dt.timezone.utc)
+        while begin is not None:
+            page, begin = await storage.read_node_history(node_id, begin, ua.get_win_epoch(), per_request)
+            values += [value.Value.Value for value in page]
+            requests += 1
+        return values, requests
+
+    every = [float(step) for step in range(1, 145)]
+    assert asyncio.run(pages(10)) == (every, 15)
+    assert asyncio.run(pages(144)) == (every, 1)
+    monkeypatch.setattr(server, "HISTORY_PAGE", 100)  # "all values" is answered in pages too
+    assert asyncio.run(pages(0)) == (every, 2)
