@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from pathlib import Path
 
 import pytest
 
 from bridge.config import ConfigError, RunPeriod, load_config
 from bridge.cosim_files import ModelError, patch_model, variables_cfg
-from bridge.engines.base import EngineFault
+from bridge.engines.base import EngineFault, Sample
 from bridge.engines.energyplus import severe_lines
 from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet, encode_inputs
 from bridge.historian import Historian, HistorianError, load_history, read_tag
@@ -184,6 +185,38 @@ def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path, monkeypatc
     assert "SmallOffice: EnergyPlus" in str(fault.value)
     assert any("Fatal" in line or "Severe" in line for line in fault.value.details), fault.value.details
     assert engine.process.returncode is not None
+
+
+FAKE_ENERGYPLUS = '''
+import re, socket, time
+port = int(re.search(r'port="([0-9]+)"', open("socket.cfg").read()).group(1))
+connection = socket.create_connection(("127.0.0.1", port))
+time.sleep(1.5)  # warm-up, after connecting and before the first packet: longer than a step may take
+connection.sendall(b"2 0 OUTPUTS 0 0 0" + b" 1.0" * OUTPUTS + b"\\n")
+connection.recv(100)
+'''
+
+
+def test_warm_up_counts_against_the_start_timeout_not_the_step_timeout(tmp_path, monkeypatch):
+    """EnergyPlus connects before its warm-up days and sends the first packet after them."""
+    config = load_config(SIMS / "small_office.toml")
+    building = config.buildings[0]
+    script = tmp_path / "fake_energyplus.py"
+    script.write_text(FAKE_ENERGYPLUS.replace("OUTPUTS", str(len(building.tagmap.outputs))))
+    executable = tmp_path / "fake-python"
+    executable.write_text(f"#!/bin/sh\nexec {sys.executable} {script}\n")  # whatever the arguments
+    executable.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(executable))
+    engine = ExternalInterfaceEngine(building.name, building.model, building.weather, building.tagmap,
+                                     config.period, tmp_path / "work", start_timeout_s=60, step_timeout_s=0.5)
+
+    async def start() -> Sample:
+        try:
+            return await engine.start()
+        finally:
+            await engine.stop()
+
+    assert asyncio.run(start()).outputs["FacilityPower"] == pytest.approx(0.001)
 
 
 def test_a_late_input_ready_does_not_release_the_next_step():
