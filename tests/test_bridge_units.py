@@ -78,6 +78,21 @@ SECOND_BUILDING = '[[buildings]]\nname = "smalloffice"\ntagmap = "../tagmaps/sma
     (('name = "SmallOffice"', 'name = "sqlite_stat1"'), "buildings[0]: building name 'sqlite_stat1' starts with"),
     (('[[buildings]]\nname = "SmallOffice"', SECOND_BUILDING + '[[buildings]]\nname = "SmallOffice"'),
      "buildings[1]: name 'SmallOffice' is already used by buildings[0] ('smalloffice')"),
+    (("timesteps_per_hour = 6", "timesteps_per_hour = 45"), "[run] timesteps_per_hour must divide 60"),
+    (("timesteps_per_hour = 6", 'timesteps_per_hour = "6"'), "[run]: 'timesteps_per_hour' must be an integer"),
+    (("[run]", '[run]\nyear = "x"'), "[run]: 'year' must be an integer, got 'x'"),
+    (("[run]", '[run]\nspeed = "fast"'), "[run]: 'speed' must be a number, got 'fast'"),
+    (("[run]", '[run]\nhistorian = "no"'), "[run]: 'historian' must be true or false, got 'no'"),
+    (("timesteps_per_hour = 6", "timestep_per_hour = 4"), "[run]: unknown keys ['timestep_per_hour']"),
+    (('model = "ref:small_office"', 'model = "ref:small_office"\nwether = "x.epw"'),
+     "buildings[0]: unknown keys ['wether']"),
+    (('name = "SmallOffice"', "name = 7"), "buildings[0]: 'name' must be text, got 7"),
+    (("[run]", "[runs]\nspeed = 1\n[run]"), "campus.toml: unknown keys ['runs']"),
+    (("[campus]", "[campus]\ntitle = 'x'"), "[campus]: unknown keys ['title']"),
+    (("[run]", "[run]\nengine_step_timeout_s = -1"), "[run] engine_step_timeout_s must be a positive finite number"),
+    (("[run]", "[run]\nengine_start_timeout_s = inf"), "[run] engine_start_timeout_s must be a positive finite"),
+    (("[run]", "[run]\nlockstep_timeout_s = nan"), "[run] lockstep_timeout_s must be a positive finite number"),
+    (("[run]", "[run]\nspeed = 0"), "[run] speed must be a positive finite number"),
 ])
 def test_bad_campus_files_name_the_problem(tmp_path, change, message):
     text = (SIMS / "small_office.toml").read_text().replace(*change)
@@ -86,6 +101,12 @@ def test_bad_campus_files_name_the_problem(tmp_path, change, message):
     with pytest.raises(ConfigError) as error:
         load_config(tmp_path / "campus.toml")
     assert message in str(error.value)
+
+
+def test_command_line_overrides_are_checked_like_the_file():
+    config = load_config(SIMS / "small_office.toml")
+    with pytest.raises(ConfigError, match="lockstep_timeout_s must be a positive finite number, got inf"):
+        config.with_overrides(lockstep_timeout_s=float("inf"))
 
 
 def test_run_period_counts_steps_and_times():
