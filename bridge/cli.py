@@ -20,6 +20,7 @@ from bridge.config import CLOCK_MODES, CampusConfig, ConfigError, load_config
 from bridge.historian import HistorianError, buildings_in, load_history
 from bridge.security.users import SecurityError
 from bridge.tagmap import TagMapError
+from bridge.twin.errors import ModelFileError
 from bridge.validate import ValidationError, validate_campus
 
 if TYPE_CHECKING:
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ConfigError, TagMapError, ValidationError, HistorianError, SecurityError, OSError) as exc:
+    except (ConfigError, TagMapError, ValidationError, HistorianError, SecurityError, ModelFileError, OSError) as exc:
         print(f"twinbridge: error: {exc}", file=sys.stderr)
         return 2
 

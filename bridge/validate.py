@@ -19,6 +19,7 @@ from bridge.config import BuildingConfig, CampusConfig, cache_dir
 from bridge.cosim_files import ModelError, actuator_of
 from bridge.engines.energyplus import severe_lines
 from bridge.idf import Idf
+from bridge.twin.errors import ModelFileError
 
 GLOBAL_KEYS = {"ENVIRONMENT", "WHOLE BUILDING", "*"}
 DICTIONARY_TIMEOUT_S = 300.0
@@ -85,7 +86,7 @@ async def _write_dictionary(model: Path, weather: Path, target: Path) -> None:
 async def building_problems(building: BuildingConfig) -> list[str]:
     """Every tag-map entry of ``building`` whose name is not in its model."""
     if building.engine == "twin":
-        return []
+        return _twin_problems(building)
     idf = Idf.read(building.model)
     problems = []
     names = idf.object_names() | {value.upper() for obj in idf.objects for value in obj.fields}
@@ -108,6 +109,17 @@ async def building_problems(building: BuildingConfig) -> list[str]:
             problems.append(f"{item.where}: key {item.key!r} of {item.variable!r} is not an object or node "
                             f"of the model")
     return [f"building {building.name} ({building.model.name}): {p}" for p in problems]
+
+
+def _twin_problems(building: BuildingConfig) -> list[str]:
+    """A twin building's model file must load and fit its tag map."""
+    from bridge.twin.persist import check_compatible, load_model  # scikit-learn: only when a twin is used
+
+    try:
+        check_compatible(load_model(building.twin_model), building.tagmap, building.twin_model)
+    except ModelFileError as exc:
+        return [f"building {building.name}: {exc}"]
+    return []
 
 
 def tracking_problems(config: CampusConfig) -> list[str]:

@@ -420,3 +420,31 @@ def test_history_read_pages_through_every_value_with_continuation_points(tmp_pat
     assert asyncio.run(pages(144)) == (every, 1)
     monkeypatch.setattr(server, "HISTORY_PAGE", 100)  # "all values" is answered in pages too
     assert asyncio.run(pages(0)) == (every, 2)
+
+
+def twin_campus(tmp_path: Path) -> Path:
+    """The small office as a twin whose model file is not one."""
+    (tmp_path / "bad.npz").write_text("junk")
+    text = (SIMS / "small_office.toml").read_text().replace('"../tagmaps/', f'"{TAGMAPS}/')
+    path = tmp_path / "twin.toml"
+    path.write_text(text.replace('model = "ref:small_office"', 'engine = "twin"\ntwin_model = "bad.npz"'))
+    return path
+
+
+def test_validate_refuses_a_bad_twin_model_file(tmp_path, capsys):
+    from bridge import cli
+
+    assert cli.main(["validate", str(twin_campus(tmp_path))]) == 2
+    assert f"building SmallOffice: {tmp_path / 'bad.npz'}: not a twin model file" in capsys.readouterr().err
+
+
+def test_run_reports_a_bad_twin_model_file_without_a_traceback(tmp_path, monkeypatch, capsys):
+    """Should the model file break after validation, the run still ends with a one-line error."""
+    from bridge import cli
+
+    async def valid(config) -> None:
+        pass
+
+    monkeypatch.setattr(cli, "validate_campus", valid)
+    assert cli.main(["run", str(twin_campus(tmp_path)), "--run-dir", str(tmp_path / "runs")]) == 2
+    assert "twinbridge: error: " in capsys.readouterr().err
