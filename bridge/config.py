@@ -259,7 +259,8 @@ def _kpi(section: _Table) -> KpiConfig:
     except (TypeError, ValueError):
         raise ConfigError(f"{section.where}: prices and factors must be numbers; price_periods a list of "
                           "[start_hour, end_hour, usd_per_kwh]") from None
-    return KpiConfig(section.number("price_usd_per_kwh", 0.12), periods, section.number("emissions_kgco2_per_kwh", 0.40))
+    return KpiConfig(section.number("price_usd_per_kwh", 0.12), periods,
+                     section.number("emissions_kgco2_per_kwh", 0.40))
 
 
 def _check_campus(config: CampusConfig) -> None:

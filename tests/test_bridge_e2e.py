@@ -332,7 +332,8 @@ def _running(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("command, sig", [("run", signal.SIGTERM), ("run", signal.SIGINT), ("validate", signal.SIGTERM)])
+@pytest.mark.parametrize("command, sig", [("run", signal.SIGTERM), ("run", signal.SIGINT),
+                                          ("validate", signal.SIGTERM)])
 def test_a_signal_during_validation_stops_its_energyplus_run(tmp_path, command, sig):
     """Validating a model the first time runs EnergyPlus for its variable dictionary. A signal then
     ends the command at once, that EnergyPlus process first, and nothing is started."""
