@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import importlib
 import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ from bridge.config import CLOCK_MODES, CampusConfig, ConfigError, load_config
 from bridge.historian import HistorianError, buildings_in, load_history
 from bridge.security.users import SecurityError
 from bridge.tagmap import TagMapError
+from bridge.twin.errors import ModelFileError
 from bridge.validate import ValidationError, validate_campus
 
 if TYPE_CHECKING:
@@ -25,18 +28,60 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("twinbridge")
 CLIENT_LINGER_S = 3.0  # after a run ends, time connected clients get to read the final state
+SIGNALS = (signal.SIGINT, signal.SIGTERM)  # stop the run (or the validation) and clean up
 
 
-async def serve_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> Campus:
-    """Validate, start the campus and the OPC UA server; return when the run ends (or on a signal)."""
-    await validate_campus(config)
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT and SIGTERM set, instead of their default actions, while the block runs."""
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, stop_requested.set)
+    try:
+        yield stop_requested
+    finally:
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
+
+
+async def _unless_stopped(awaitable: Awaitable, stop_requested: asyncio.Event) -> bool:
+    """Await ``awaitable`` unless a stop is requested first, which cancels it (and waits until it has
+    cleaned up); True if it completed. An exception it raised is raised."""
+    task = asyncio.ensure_future(awaitable)
+    stop = asyncio.ensure_future(stop_requested.wait())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        task.cancel()
+        stop.cancel()
+        await asyncio.gather(task, stop, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()
+    return True
+
+
+async def _validate_unless_stopped(config: CampusConfig) -> bool:
+    """Validate ``config`` (ValidationError); False if a signal stopped it first."""
+    with _stop_on_signals() as stop_requested:
+        return await _unless_stopped(validate_campus(config), stop_requested)
+
+
+async def serve_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> Campus | None:
+    """Validate, start the campus and the OPC UA server; return when the run ends (or on a signal).
+    None if a signal came during the validation, before anything was started."""
+    with _stop_on_signals() as stop_requested:
+        if not await _unless_stopped(validate_campus(config), stop_requested):
+            log.info("signal received during validation: stopping")
+            return None
+        return await _serve(config, stop_requested, autostart, keep_serving)
+
+
+async def _serve(config: CampusConfig, stop_requested: asyncio.Event, autostart: bool, keep_serving: bool) -> Campus:
     campus = Campus(config)
     server = None
     tracking: list[asyncio.Task] = []
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop_requested.set)
     try:
         if autostart:
             await campus.start()
@@ -53,24 +98,35 @@ async def serve_campus(config: CampusConfig, autostart: bool = True, keep_servin
         await server.listen()
         if not autostart:
             log.info("waiting for a client to call %s.Control.Start", config.name)
-        waiters = {asyncio.ensure_future(stop_requested.wait())}
-        if not keep_serving:
-            waiters.add(asyncio.ensure_future(_run_ended(campus)))
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
+        if keep_serving:
+            await stop_requested.wait()
+        else:
+            await _unless_stopped(_run_ended(campus), stop_requested)
         if stop_requested.is_set():
             log.info("signal received: stopping")
     finally:
+        await _shut_down(campus, server, tracking, linger_s=0.0 if stop_requested.is_set() else CLIENT_LINGER_S)
+    return campus
+
+
+async def _shut_down(campus: Campus, server: TagServer | None, tracking: list[asyncio.Task], linger_s: float) -> None:
+    """Stop tracking, the campus and the OPC UA server; each step runs even if one before it failed
+    (the failure is logged), so that a broken historian does not leave the server running."""
+    async def stop_tracking() -> None:
         for task in tracking:
             task.cancel()
         await asyncio.gather(*tracking, return_exceptions=True)
-        await campus.stop(final_status="Stopped" if campus.status in ("Running", "Paused") else campus.status)
-        if server is not None:
-            await server.stop(linger_s=0.0 if stop_requested.is_set() else CLIENT_LINGER_S)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-    return campus
+
+    final_status = "Stopped" if campus.status in ("Running", "Paused") else campus.status
+    steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
+        ("tracking", stop_tracking), ("campus", lambda: campus.stop(final_status=final_status))]
+    if server is not None:
+        steps.append(("OPC UA server", lambda: server.stop(linger_s=linger_s)))
+    for what, step in steps:
+        try:
+            await step()
+        except Exception:
+            log.exception("stopping the %s failed", what)
 
 
 async def _attach_tracking(server: TagServer, config: CampusConfig, building: str, path: Path) -> asyncio.Task:
@@ -89,6 +145,8 @@ async def _run_ended(campus: Campus) -> None:
 def run_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> int:
     """Run a campus to its end; exit code 0 if every building finished, 1 otherwise."""
     campus = asyncio.run(serve_campus(config, autostart, keep_serving))
+    if campus is None:
+        return 1
     statuses = {b.name: b.status for b in campus.buildings}
     log.info("building status: %s; historian: %s", statuses, campus.run_path)
     return 0 if all(s == "Finished" for s in statuses.values()) else 1
@@ -103,7 +161,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    asyncio.run(validate_campus(config))
+    if not asyncio.run(_validate_unless_stopped(config)):
+        print("twinbridge: validation stopped by a signal", file=sys.stderr)
+        return 1
     for building in config.buildings:
         tagmap = building.tagmap
         print(f"{building.name}: {building.model.name}, {len(tagmap.inputs)} inputs, "
@@ -208,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ConfigError, TagMapError, ValidationError, HistorianError, SecurityError, OSError, *args.errors) as exc:
+    except (ConfigError, TagMapError, ValidationError, HistorianError, SecurityError, ModelFileError, OSError,
+            *args.errors) as exc:
         print(f"twinbridge: error: {exc}", file=sys.stderr)
         return 2
 

@@ -9,16 +9,24 @@ and ``weather = "ref:usa_il_chicago"`` a TMY3 file, both shipped with ``pyenergy
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from bridge.names import building_name_problem, first_repeat
 from bridge.security.settings import SERVER_KEYS, ServerSecurity, server_security
 from bridge.security.users import SecurityError
 from bridge.tagmap import TagMap, load_tagmap
 from bridge.tomlfile import read_toml
 
+TABLES = ("campus", "server", "run", "buildings", "kpi", "tracking")
+RUN_KEYS = ("start", "end", "year", "timesteps_per_hour", "clock", "speed", "lockstep_timeout_s",
+            "engine_start_timeout_s", "engine_step_timeout_s", "run_dir", "historian")
+BUILDING_KEYS = ("name", "model", "weather", "tagmap", "engine", "twin_model")
 CLOCK_MODES = ("lockstep", "paced", "fast")
 ENGINES = ("energyplus", "energyplus-api", "twin")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -124,68 +132,114 @@ def resolve_file(value: str, base: Path, lookup, where: str) -> Path:
     return path
 
 
-def _date(value: object, year: int, where: str) -> dt.date:
+def _date(value: str, year: int, where: str) -> dt.date:
     try:
-        month, day = (int(part) for part in str(value).split("-"))
+        month, day = (int(part) for part in value.split("-"))
         return dt.date(year, month, day)
     except ValueError:
         raise ConfigError(f"{where}: expected a date as 'MM-DD', got {value!r}") from None
 
 
+class _Table:
+    """One table of a configuration file, read key by key with the type each must have; a value of
+    another type, a missing required key or an unknown key is a ConfigError naming file and key."""
+
+    def __init__(self, values: object, where: str):
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: must be a table, got {values!r}")
+        self.values, self.where = values, where
+
+    def check_keys(self, allowed: Iterable[str]) -> None:
+        unknown = set(self.values) - set(allowed)
+        if unknown:
+            raise ConfigError(f"{self.where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+
+    def table(self, key: str) -> _Table:
+        return _Table(self.values.get(key, {}), f"{self.where}: [{key}]")
+
+    def tables(self, key: str) -> list[_Table]:
+        entries = self.values.get(key, [])
+        if not isinstance(entries, list):
+            raise ConfigError(f"{self.where}: {key!r} must be a list of tables ([[{key}]]), got {entries!r}")
+        return [_Table(entry, f"{self.where}: {key}[{i}]") for i, entry in enumerate(entries)]
+
+    def text(self, key: str, default: str | None = None) -> str:
+        return self._get(key, default, str, "text")
+
+    def integer(self, key: str, default: int) -> int:
+        return self._get(key, default, int, "an integer")
+
+    def number(self, key: str, default: float) -> float:
+        return float(self._get(key, default, (int, float), "a number"))
+
+    def flag(self, key: str, default: bool) -> bool:
+        return self._get(key, default, bool, "true or false")
+
+    def _get(self, key: str, default: object, types: type | tuple[type, ...], what: str) -> Any:
+        if key not in self.values and default is None:
+            raise ConfigError(f"{self.where}: missing {key!r}")
+        value = self.values.get(key, default)
+        if isinstance(value, bool) != (types is bool) or not isinstance(value, types):
+            raise ConfigError(f"{self.where}: {key!r} must be {what}, got {value!r}")
+        return value
+
+
 def load_config(path: str | Path) -> CampusConfig:
     """Read a building or campus file; raise ConfigError (or TagMapError) naming what is wrong."""
     path = Path(path).resolve()
-    data = read_toml(path, ConfigError)
+    data = _Table(read_toml(path, ConfigError), str(path))
+    data.check_keys(TABLES)
+    campus, run, server = data.table("campus"), data.table("run"), data.table("server")
+    campus.check_keys({"name"})
+    run.check_keys(RUN_KEYS)
     base = path.parent
-    campus = data.get("campus", {})
-    run = data.get("run", {})
-    server = data.get("server", {})
-    year = int(run.get("year", 2025))
-    period = RunPeriod(
-        start=_date(run.get("start", "01-01"), year, f"{path}: [run] start"),
-        end=_date(run.get("end", "01-03"), year, f"{path}: [run] end"),
-        timesteps_per_hour=int(run.get("timesteps_per_hour", 6)),
-    )
-    buildings = []
-    for i, entry in enumerate(data.get("buildings", [])):
-        where = f"{path}: buildings[{i}]"
-        for key in ("name", "tagmap"):
-            if key not in entry:
-                raise ConfigError(f"{where}: missing {key!r}")
-        engine = entry.get("engine", "energyplus")
-        buildings.append(BuildingConfig(
-            name=str(entry["name"]),
-            model=resolve_file(str(entry.get("model", "ref:small_office")), base, reference_model, where),
-            weather=resolve_file(str(entry.get("weather", "ref:usa_il_chicago")), base, reference_weather, where),
-            tagmap=load_tagmap(resolve_file(str(entry["tagmap"]), base, None, where)),
-            engine=engine,
-            twin_model=resolve_file(str(entry["twin_model"]), base, None, where) if "twin_model" in entry else None,
-        ))
     config = CampusConfig(
-        name=str(campus.get("name", path.stem.title().replace("_", ""))),
-        buildings=tuple(buildings),
-        period=period,
-        endpoint=str(server.get("endpoint", "opc.tcp://127.0.0.1:4840")),
-        clock=str(run.get("clock", "fast")),
-        speed=float(run.get("speed", 60.0)),
-        lockstep_timeout_s=float(run.get("lockstep_timeout_s", 10.0)),
-        engine_start_timeout_s=float(run.get("engine_start_timeout_s", 300.0)),
-        engine_step_timeout_s=float(run.get("engine_step_timeout_s", 60.0)),
-        run_dir=(base / str(run.get("run_dir", "../runs"))).resolve(),
-        historian=bool(run.get("historian", True)),
-        kpi=_kpi(data.get("kpi", {}), f"{path}: [kpi]"),
-        tracking=tuple(_tracking(entry, base, f"{path}: tracking[{i}]") for i, entry in enumerate(data.get("tracking", []))),
-        security=_security(server, base, f"{path}: [server]"),
+        name=campus.text("name", path.stem.title().replace("_", "")),
+        buildings=tuple(_building(entry, base) for entry in data.tables("buildings")),
+        period=_period(run),
+        endpoint=server.text("endpoint", "opc.tcp://127.0.0.1:4840"),
+        clock=run.text("clock", "fast"),
+        speed=run.number("speed", 60.0),
+        lockstep_timeout_s=run.number("lockstep_timeout_s", 10.0),
+        engine_start_timeout_s=run.number("engine_start_timeout_s", 300.0),
+        engine_step_timeout_s=run.number("engine_step_timeout_s", 60.0),
+        run_dir=(base / run.text("run_dir", "../runs")).resolve(),
+        historian=run.flag("historian", True),
+        kpi=_kpi(data.table("kpi")),
+        tracking=tuple(_tracking(entry, base) for entry in data.tables("tracking")),
+        security=_security(server.values, base, server.where),
         path=str(path),
     )
     _check_campus(config)
     return config
 
 
-def _tracking(entry: dict, base: Path, where: str) -> tuple[str, Path]:
-    if set(entry) != {"building", "config"}:
-        raise ConfigError(f"{where}: a [[tracking]] entry needs exactly 'building' and 'config'")
-    return str(entry["building"]), resolve_file(str(entry["config"]), base, None, where)
+def _period(run: _Table) -> RunPeriod:
+    year = run.integer("year", 2025)
+    if not dt.MINYEAR <= year <= dt.MAXYEAR:
+        raise ConfigError(f"{run.where}: 'year' must be a year, got {year}")
+    return RunPeriod(start=_date(run.text("start", "01-01"), year, f"{run.where} start"),
+                     end=_date(run.text("end", "01-03"), year, f"{run.where} end"),
+                     timesteps_per_hour=run.integer("timesteps_per_hour", 6))
+
+
+def _building(entry: _Table, base: Path) -> BuildingConfig:
+    entry.check_keys(BUILDING_KEYS)
+    twin_model = entry.text("twin_model", "")
+    return BuildingConfig(
+        name=entry.text("name"),
+        model=resolve_file(entry.text("model", "ref:small_office"), base, reference_model, entry.where),
+        weather=resolve_file(entry.text("weather", "ref:usa_il_chicago"), base, reference_weather, entry.where),
+        tagmap=load_tagmap(resolve_file(entry.text("tagmap"), base, None, entry.where)),
+        engine=entry.text("engine", "energyplus"),
+        twin_model=resolve_file(twin_model, base, None, entry.where) if twin_model else None,
+    )
+
+
+def _tracking(entry: _Table, base: Path) -> tuple[str, Path]:
+    if set(entry.values) != {"building", "config"}:
+        raise ConfigError(f"{entry.where}: a [[tracking]] entry needs exactly 'building' and 'config'")
+    return entry.text("building"), resolve_file(entry.text("config"), base, None, entry.where)
 
 
 def _security(section: dict, base: Path, where: str) -> ServerSecurity:
@@ -198,17 +252,15 @@ def _security(section: dict, base: Path, where: str) -> ServerSecurity:
         raise ConfigError(str(exc)) from None
 
 
-def _kpi(section: dict, where: str) -> KpiConfig:
-    unknown = set(section) - {"price_usd_per_kwh", "price_periods", "emissions_kgco2_per_kwh"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+def _kpi(section: _Table) -> KpiConfig:
+    section.check_keys({"price_usd_per_kwh", "price_periods", "emissions_kgco2_per_kwh"})
     try:
-        periods = tuple((float(a), float(b), float(rate)) for a, b, rate in section.get("price_periods", []))
-        return KpiConfig(float(section.get("price_usd_per_kwh", 0.12)), periods,
-                         float(section.get("emissions_kgco2_per_kwh", 0.40)))
+        periods = tuple((float(a), float(b), float(rate)) for a, b, rate in section.values.get("price_periods", []))
     except (TypeError, ValueError):
-        raise ConfigError(f"{where}: prices and factors must be numbers; price_periods a list of "
+        raise ConfigError(f"{section.where}: prices and factors must be numbers; price_periods a list of "
                           "[start_hour, end_hour, usd_per_kwh]") from None
+    return KpiConfig(section.number("price_usd_per_kwh", 0.12), periods,
+                     section.number("emissions_kgco2_per_kwh", 0.40))
 
 
 def _check_campus(config: CampusConfig) -> None:
@@ -219,16 +271,17 @@ def _check_campus(config: CampusConfig) -> None:
     for name in [config.name, *names]:
         if not NAME.match(name):
             raise ConfigError(f"{where}: name {name!r} must be letters, digits and '_' (it becomes an OPC UA path)")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: building names must be unique, got {names}")
+    _check_building_names(names, where)
     if config.clock not in CLOCK_MODES:
         raise ConfigError(f"{where}: [run] clock must be one of {CLOCK_MODES}, got {config.clock!r}")
     if config.period.end < config.period.start:
         raise ConfigError(f"{where}: [run] end is before start (a run period stays within one year)")
-    if 60 % (60 // max(config.period.timesteps_per_hour, 1)) or not 1 <= config.period.timesteps_per_hour <= 60:
-        raise ConfigError(f"{where}: [run] timesteps_per_hour must divide 60, got {config.period.timesteps_per_hour}")
-    if config.speed <= 0 or config.lockstep_timeout_s <= 0:
-        raise ConfigError(f"{where}: [run] speed and lockstep_timeout_s must be positive")
+    steps = config.period.timesteps_per_hour
+    if not (1 <= steps <= 60 and 60 % steps == 0):
+        raise ConfigError(f"{where}: [run] timesteps_per_hour must divide 60 (EnergyPlus's Timestep), got {steps}")
+    for key in ("speed", "lockstep_timeout_s", "engine_start_timeout_s", "engine_step_timeout_s"):
+        if not 0 < getattr(config, key) < math.inf:
+            raise ConfigError(f"{where}: [run] {key} must be a positive finite number, got {getattr(config, key)}")
     for building_name, _ in config.tracking:
         if building_name not in names:
             raise ConfigError(f"{where}: [[tracking]] names building {building_name!r}, not one of {names}")
@@ -243,3 +296,16 @@ def _check_campus(config: CampusConfig) -> None:
         raise ConfigError(f"{where}: only one building of a campus can use engine 'energyplus-api', got {in_process}: "
                           "EnergyPlus simulations in threads of one process are not independent (docs/bridge.md); "
                           "use engine 'energyplus' for the others")
+
+
+def _check_building_names(names: list[str], where: str) -> None:
+    """Names the bridge uses itself (bridge/names.py) and names that differ only in case are refused."""
+    for i, name in enumerate(names):
+        problem = building_name_problem(name)
+        if problem:
+            raise ConfigError(f"{where}: buildings[{i}]: {problem}")
+    repeat = first_repeat(names)
+    if repeat:
+        earlier, later = repeat
+        raise ConfigError(f"{where}: buildings[{later}]: name {names[later]!r} is already used by buildings[{earlier}] "
+                          f"({names[earlier]!r}); building names must differ in more than case")

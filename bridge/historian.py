@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bridge.names import ROW_COLUMNS
 from bridge.tagmap import TagMap
 
 if TYPE_CHECKING:
@@ -55,18 +56,24 @@ class Historian:
                 column_sql = "".join(f", {_quote(c)} REAL" for c in columns)
                 self._db.execute(f"CREATE TABLE IF NOT EXISTS {_quote(building)} "
                                  f"(step INTEGER PRIMARY KEY, sim_time_s REAL, time TEXT{column_sql})")
-                names = ", ".join(_quote(c) for c in ["step", "sim_time_s", "time", *columns])
-                marks = ", ".join("?" * (len(columns) + 3))
+                names = ", ".join(_quote(c) for c in [*ROW_COLUMNS, *columns])
+                marks = ", ".join("?" * (len(ROW_COLUMNS) + len(columns)))
                 self._insert[building] = f"INSERT INTO {_quote(building)} ({names}) VALUES ({marks})"
 
     def record(self, rows: Iterable[tuple[str, int, float, dt.datetime, Mapping[str, float]]]) -> None:
-        """Append one step: rows of (building, step, sim_time_s, time, {tag: value}), committed together."""
+        """Append one step: rows of (building, step, sim_time_s, time, {tag: value}), committed together.
+        If any row fails, none is kept and the historian takes the next step as before."""
         self._db.execute("BEGIN")
-        for building, step, sim_time_s, time, values in rows:
-            columns = self._columns[building]
-            self._db.execute(self._insert[building],
-                             (step, sim_time_s, time.isoformat(), *(values.get(c) for c in columns)))
-        self._db.execute("COMMIT")
+        try:
+            for building, step, sim_time_s, time, values in rows:
+                columns = self._columns[building]
+                self._db.execute(self._insert[building],
+                                 (step, sim_time_s, time.isoformat(), *(values.get(c) for c in columns)))
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._db.close()

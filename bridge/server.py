@@ -45,6 +45,7 @@ UNIT_CODES = {"degC": "CEL", "K": "KEL", "kW": "KWT", "W": "WTT", "kWh": "KWH", 
               "Pa": "PAL", "m3/s": "MQS", "kg/s": "KGS", "W/m2": "D54"}
 STATUS_CODES = {"Idle": 0, "Running": 1, "Finished": 2, "Reset": 3, "Stopped": 4, "Paused": 5, "Faulted": -1}
 METHODS = ("Start", "Pause", "Resume", "Reset", "Stop")
+HISTORY_PAGE = 10_000  # most values of one tag in one HistoryRead answer; a continuation point gives the rest
 Exchange = Callable[[], Awaitable[tuple[int, list[float]]]]
 
 
@@ -103,15 +104,20 @@ class HistorianStorage(HistoryStorageInterface):
         pass
 
     async def read_node_history(self, node_id, start, end, nb_values):
+        """Values of a tag from ``start`` on, at most ``nb_values`` (0: no limit) and never more than
+        HISTORY_PAGE; when more are left, the time of the next one is the continuation point (asyncua
+        sends it packed and gives it back as ``start`` of the client's next request)."""
         if self.historian_path is None or node_id not in self.tags:
             return [], None
         building, tag = self.tags[node_id]
         epoch = ua.get_win_epoch()
         low = None if start in (None, epoch) else start.replace(tzinfo=None)
         high = None if end in (None, epoch) else end.replace(tzinfo=None)
-        rows = read_tag(self.historian_path, building, tag, low, high, nb_values)
+        page = min(nb_values or HISTORY_PAGE, HISTORY_PAGE)
+        rows = read_tag(self.historian_path, building, tag, low, high, page + 1)
+        following = utc(rows[page][0]) if len(rows) > page else None
         return [ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=utc(time),
-                             ServerTimestamp=utc(time)) for time, value in rows if value is not None], None
+                             ServerTimestamp=utc(time)) for time, value in rows[:page] if value is not None], following
 
 
 class TagServer:

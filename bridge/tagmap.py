@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.names import first_repeat, tag_name_problem
 from bridge.tomlfile import read_toml
 
 TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -113,11 +114,11 @@ def load_tagmap(path: str | Path) -> TagMap:
     outputs = tuple(_output(entry, f"{path}: outputs[{i}]") for i, entry in enumerate(data.get("outputs", [])))
     if not outputs:
         raise TagMapError(f"{path}: a tag map needs at least one [[outputs]] entry")
-    seen: dict[str, str] = {}
-    for item in (*inputs, *outputs):
-        if item.tag in seen:
-            raise TagMapError(f"{item.where}: tag {item.tag!r} is already used by {seen[item.tag]}")
-        seen[item.tag] = item.where
+    items = (*inputs, *outputs)
+    repeat = first_repeat([item.tag for item in items])
+    if repeat:
+        earlier, later = (items[i] for i in repeat)
+        raise TagMapError(f"{later.where}: tag {later.tag!r} is already used by {earlier.where} (case does not matter)")
     area = data.get("floor_area_m2")
     return TagMap(str(data.get("name", path.stem)), inputs, outputs, float(area) if area else None, str(path))
 
@@ -132,6 +133,9 @@ def _tag_name(entry: dict, where: str) -> str:
     tag = entry.get("tag")
     if not isinstance(tag, str) or not TAG_NAME.match(tag):
         raise TagMapError(f"{where}: 'tag' must be a name of letters, digits and '_' (got {tag!r})")
+    problem = tag_name_problem(tag)
+    if problem:
+        raise TagMapError(f"{where}: {problem}")
     return tag
 
 

@@ -19,9 +19,11 @@ from bridge.config import BuildingConfig, CampusConfig, cache_dir
 from bridge.cosim_files import ModelError, actuator_of
 from bridge.engines.energyplus import severe_lines
 from bridge.idf import Idf
+from bridge.twin.errors import ModelFileError
 
 GLOBAL_KEYS = {"ENVIRONMENT", "WHOLE BUILDING", "*"}
 DICTIONARY_TIMEOUT_S = 300.0
+KILL_TIMEOUT_S = 10.0  # for a killed EnergyPlus process to be gone
 
 
 class ValidationError(ValueError):
@@ -66,10 +68,12 @@ async def _write_dictionary(model: Path, weather: Path, target: Path) -> None:
         try:
             await asyncio.wait_for(process.wait(), DICTIONARY_TIMEOUT_S)
         except asyncio.TimeoutError:
-            process.kill()
-            await process.wait()
             raise ValidationError(f"{model}: EnergyPlus did not finish the dictionary run within "
                                   f"{DICTIONARY_TIMEOUT_S:.0f} s") from None
+        finally:  # also when the validation is cancelled (a signal): no EnergyPlus outlives it
+            if process.returncode is None:
+                process.kill()
+                await asyncio.wait_for(process.wait(), KILL_TIMEOUT_S)
         rdd = work_path / "out" / "eplusout.rdd"
         if process.returncode != 0 or not rdd.is_file():
             details = "\n  ".join(severe_lines(work_path / "out" / "eplusout.err"))
@@ -82,7 +86,7 @@ async def _write_dictionary(model: Path, weather: Path, target: Path) -> None:
 async def building_problems(building: BuildingConfig) -> list[str]:
     """Every tag-map entry of ``building`` whose name is not in its model."""
     if building.engine == "twin":
-        return []
+        return _twin_problems(building)
     idf = Idf.read(building.model)
     problems = []
     names = idf.object_names() | {value.upper() for obj in idf.objects for value in obj.fields}
@@ -105,6 +109,17 @@ async def building_problems(building: BuildingConfig) -> list[str]:
             problems.append(f"{item.where}: key {item.key!r} of {item.variable!r} is not an object or node "
                             f"of the model")
     return [f"building {building.name} ({building.model.name}): {p}" for p in problems]
+
+
+def _twin_problems(building: BuildingConfig) -> list[str]:
+    """A twin building's model file must load and fit its tag map."""
+    from bridge.twin.persist import check_compatible, load_model  # scikit-learn: only when a twin is used
+
+    try:
+        check_compatible(load_model(building.twin_model), building.tagmap, building.twin_model)
+    except ModelFileError as exc:
+        return [f"building {building.name}: {exc}"]
+    return []
 
 
 def tracking_problems(config: CampusConfig) -> list[str]:

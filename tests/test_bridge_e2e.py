@@ -7,6 +7,10 @@ import datetime as dt
 import json
 import os
 import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
@@ -147,6 +151,32 @@ def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
     assert [dv.Value.Value for dv in history] == pytest.approx(list(first_half_day["FacilityPower"]))
 
 
+def test_history_read_pages_through_the_whole_run(small_office_config, tmp_path):
+    """A client asking for 100 values per request gets the rest through continuation points."""
+
+    async def scenario(endpoint: str) -> tuple[list[list[float]], list[float]]:
+        async with Client(endpoint, timeout=10) as client:
+            status = await node(client, "TestSite.Control.Status")
+            await wait_until(lambda: _equals(status, "Finished"), 120)
+            power = await node(client, "TestSite.SmallOffice.Outputs.FacilityPower")
+            details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=dt.datetime(2025, 1, 1),
+                                                EndTime=dt.datetime(2026, 1, 1), NumValuesPerNode=100)
+            pages, continuation = [], None
+            while not pages or continuation:
+                result = await power.history_read(details, continuation)
+                result.StatusCode.check()
+                pages.append([value.Value.Value for value in result.HistoryData.DataValues])
+                continuation = result.ContinuationPoint
+            everything = await power.read_raw_history(dt.datetime(2025, 1, 1), dt.datetime(2026, 1, 1))
+            return pages, [value.Value.Value for value in everything]
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "fast") as bridge:
+        pages, everything = asyncio.run(scenario(bridge.endpoint))
+        recorded = list(load_history(bridge.historian())["FacilityPower"])
+    assert [len(page) for page in pages] == [100, 100, 100, 100, 32]
+    assert [value for page in pages for value in page] == recorded == everything
+
+
 def test_killed_engine_faults_its_building_and_nothing_hangs(test_campus_config, tmp_path):
     async def scenario(bridge) -> None:
         async with Client(bridge.endpoint, timeout=10) as client:
@@ -279,3 +309,51 @@ def test_control_methods_start_pause_resume_reset_stop(small_office_config, tmp_
         asyncio.run(scenario(bridge.endpoint))
     historians = sorted(bridge.run_dir.glob("*/historian.sqlite"))
     assert len(historians) == 2  # the reset started a new run file
+
+
+def _engine_children(pid: int) -> list[int]:
+    """PIDs of the EnergyPlus processes that process ``pid`` started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"bridge.engines.eplus_child" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("command, sig", [("run", signal.SIGTERM), ("run", signal.SIGINT),
+                                          ("validate", signal.SIGTERM)])
+def test_a_signal_during_validation_stops_its_energyplus_run(tmp_path, command, sig):
+    """Validating a model the first time runs EnergyPlus for its variable dictionary. A signal then
+    ends the command at once, that EnergyPlus process first, and nothing is started."""
+    env = dict(os.environ, TWINBRIDGE_CACHE=str(tmp_path / "cache"))  # no dictionary yet
+    args = [sys.executable, "-m", "bridge.cli", command, str(REPO / "sims" / "large_office.toml")]
+    if command == "run":
+        args += ["--endpoint", f"opc.tcp://127.0.0.1:{free_port()}", "--run-dir", str(tmp_path / "runs")]
+    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (children := _engine_children(process.pid)):
+            assert process.poll() is None and time.monotonic() < deadline, "no dictionary run was started"
+            time.sleep(0.05)
+        process.send_signal(sig)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 1, stderr
+    assert not [pid for pid in children if _running(pid)], "EnergyPlus outlived the command"
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "runs").exists()

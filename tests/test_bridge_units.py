@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sys
 from pathlib import Path
 
 import pytest
 
 from bridge.config import ConfigError, RunPeriod, load_config
 from bridge.cosim_files import ModelError, patch_model, variables_cfg
-from bridge.engines.base import EngineFault
+from bridge.engines.base import EngineFault, Sample
 from bridge.engines.energyplus import severe_lines
 from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet, encode_inputs
 from bridge.historian import Historian, HistorianError, load_history, read_tag
@@ -38,6 +39,10 @@ def write_tagmap(tmp_path: Path, inputs: str = GOOD_INPUT, outputs: str = GOOD_O
     (GOOD_INPUT, GOOD_OUTPUT + 'role = "power"\n', "unknown role 'power'"),
     (GOOD_INPUT, GOOD_OUTPUT + "comfort = [26.0, 20.0]\n", "'comfort' must be [low, high]"),
     (GOOD_INPUT.replace("min = 10.0", 'min = "ten"'), GOOD_OUTPUT, "'min' must be a number"),
+    (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "sp"'), "tag 'sp' is already used by"),
+    (GOOD_INPUT.replace('tag = "Sp"', 'tag = "Time"'), GOOD_OUTPUT, "inputs[0]: tag 'Time' is taken by the historian"),
+    (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "Step"'), "outputs[0]: tag 'Step' is taken by the historian"),
+    (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "sim_time_s"'), "tag 'sim_time_s' is taken"),
 ])
 def test_bad_tag_maps_name_the_entry(tmp_path, inputs, outputs, message):
     with pytest.raises(TagMapError, match=None) as error:
@@ -55,6 +60,9 @@ def test_tag_map_is_read(tmp_path):
         load_tagmap(tmp_path / "broken.toml")
 
 
+SECOND_BUILDING = '[[buildings]]\nname = "smalloffice"\ntagmap = "../tagmaps/small_office.toml"\n\n'
+
+
 @pytest.mark.parametrize("change, message", [
     (("clock = \"fast\"", "clock = \"warp\""), "clock must be one of"),
     (('start = "07-01"', 'start = "07-41"'), "expected a date as 'MM-DD'"),
@@ -64,6 +72,27 @@ def test_tag_map_is_read(tmp_path):
     (('tagmap = "../tagmaps/small_office.toml"', 'tagmap = "missing.toml"'), "file not found"),
     (("[run]", "[kpi]\nprice_periods = [[12, 18]]\n\n[run]"), "[kpi]: prices and factors must be numbers"),
     (("[run]", "[kpi]\ntariff = 1\n\n[run]"), "[kpi]: unknown keys ['tariff']"),
+    (('name = "SmallOffice"', 'name = "Tags"'), "buildings[0]: building name 'Tags' is taken by the bridge"),
+    (('name = "SmallOffice"', 'name = "meta"'), "buildings[0]: building name 'meta' is taken by the bridge"),
+    (('name = "SmallOffice"', 'name = "Outputs"'), "buildings[0]: building name 'Outputs' is taken by the bridge"),
+    (('name = "SmallOffice"', 'name = "sqlite_stat1"'), "buildings[0]: building name 'sqlite_stat1' starts with"),
+    (('[[buildings]]\nname = "SmallOffice"', SECOND_BUILDING + '[[buildings]]\nname = "SmallOffice"'),
+     "buildings[1]: name 'SmallOffice' is already used by buildings[0] ('smalloffice')"),
+    (("timesteps_per_hour = 6", "timesteps_per_hour = 45"), "[run] timesteps_per_hour must divide 60"),
+    (("timesteps_per_hour = 6", 'timesteps_per_hour = "6"'), "[run]: 'timesteps_per_hour' must be an integer"),
+    (("[run]", '[run]\nyear = "x"'), "[run]: 'year' must be an integer, got 'x'"),
+    (("[run]", '[run]\nspeed = "fast"'), "[run]: 'speed' must be a number, got 'fast'"),
+    (("[run]", '[run]\nhistorian = "no"'), "[run]: 'historian' must be true or false, got 'no'"),
+    (("timesteps_per_hour = 6", "timestep_per_hour = 4"), "[run]: unknown keys ['timestep_per_hour']"),
+    (('model = "ref:small_office"', 'model = "ref:small_office"\nwether = "x.epw"'),
+     "buildings[0]: unknown keys ['wether']"),
+    (('name = "SmallOffice"', "name = 7"), "buildings[0]: 'name' must be text, got 7"),
+    (("[run]", "[runs]\nspeed = 1\n[run]"), "campus.toml: unknown keys ['runs']"),
+    (("[campus]", "[campus]\ntitle = 'x'"), "[campus]: unknown keys ['title']"),
+    (("[run]", "[run]\nengine_step_timeout_s = -1"), "[run] engine_step_timeout_s must be a positive finite number"),
+    (("[run]", "[run]\nengine_start_timeout_s = inf"), "[run] engine_start_timeout_s must be a positive finite"),
+    (("[run]", "[run]\nlockstep_timeout_s = nan"), "[run] lockstep_timeout_s must be a positive finite number"),
+    (("[run]", "[run]\nspeed = 0"), "[run] speed must be a positive finite number"),
 ])
 def test_bad_campus_files_name_the_problem(tmp_path, change, message):
     text = (SIMS / "small_office.toml").read_text().replace(*change)
@@ -72,6 +101,12 @@ def test_bad_campus_files_name_the_problem(tmp_path, change, message):
     with pytest.raises(ConfigError) as error:
         load_config(tmp_path / "campus.toml")
     assert message in str(error.value)
+
+
+def test_command_line_overrides_are_checked_like_the_file():
+    config = load_config(SIMS / "small_office.toml")
+    with pytest.raises(ConfigError, match="lockstep_timeout_s must be a positive finite number, got inf"):
+        config.with_overrides(lockstep_timeout_s=float("inf"))
 
 
 def test_run_period_counts_steps_and_times():
@@ -137,6 +172,25 @@ def test_historian_round_trip(tmp_path):
         load_history(tmp_path / "nothing.sqlite")
 
 
+def test_a_step_the_historian_refuses_is_rolled_back(tmp_path):
+    import sqlite3
+
+    historian = Historian(tmp_path / "h.sqlite", {"B": load_tagmap(TAGMAPS / "small_office.toml")})
+    start = dt.datetime(2025, 7, 1)
+
+    def row(step: int, building: str = "B") -> tuple:
+        return building, step, step * 600.0, start + dt.timedelta(minutes=10 * step), {"FacilityPower": float(step)}
+
+    historian.record([row(1)])
+    with pytest.raises(sqlite3.IntegrityError):
+        historian.record([row(2), row(1)])  # step 1 again: the whole step is refused, step 2 with it
+    with pytest.raises(KeyError):
+        historian.record([row(2), row(2, "NotABuilding")])
+    historian.record([row(2)])
+    historian.close()
+    assert list(load_history(tmp_path / "h.sqlite")["step"]) == [1, 2]
+
+
 @pytest.mark.engine
 def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path, monkeypatch):
     """A broken model (here a weather file that is not one) faults at start with EnergyPlus's own words.
@@ -152,6 +206,38 @@ def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path, monkeypatc
     assert "SmallOffice: EnergyPlus" in str(fault.value)
     assert any("Fatal" in line or "Severe" in line for line in fault.value.details), fault.value.details
     assert engine.process.returncode is not None
+
+
+FAKE_ENERGYPLUS = '''
+import re, socket, time
+port = int(re.search(r'port="([0-9]+)"', open("socket.cfg").read()).group(1))
+connection = socket.create_connection(("127.0.0.1", port))
+time.sleep(1.5)  # warm-up, after connecting and before the first packet: longer than a step may take
+connection.sendall(b"2 0 OUTPUTS 0 0 0" + b" 1.0" * OUTPUTS + b"\\n")
+connection.recv(100)
+'''
+
+
+def test_warm_up_counts_against_the_start_timeout_not_the_step_timeout(tmp_path, monkeypatch):
+    """EnergyPlus connects before its warm-up days and sends the first packet after them."""
+    config = load_config(SIMS / "small_office.toml")
+    building = config.buildings[0]
+    script = tmp_path / "fake_energyplus.py"
+    script.write_text(FAKE_ENERGYPLUS.replace("OUTPUTS", str(len(building.tagmap.outputs))))
+    executable = tmp_path / "fake-python"
+    executable.write_text(f"#!/bin/sh\nexec {sys.executable} {script}\n")  # whatever the arguments
+    executable.chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(executable))
+    engine = ExternalInterfaceEngine(building.name, building.model, building.weather, building.tagmap,
+                                     config.period, tmp_path / "work", start_timeout_s=60, step_timeout_s=0.5)
+
+    async def start() -> Sample:
+        try:
+            return await engine.start()
+        finally:
+            await engine.stop()
+
+    assert asyncio.run(start()).outputs["FacilityPower"] == pytest.approx(0.001)
 
 
 def test_a_late_input_ready_does_not_release_the_next_step():
@@ -257,3 +343,108 @@ def test_server_starts_when_the_address_space_cannot_be_cached(tmp_path, monkeyp
     assert server.idx > 0
     assert any("cannot cache the standard address space" in r.getMessage() and str(blocker) in r.getMessage()
                for r in caplog.records)
+
+
+def test_the_server_is_stopped_when_stopping_the_campus_fails(monkeypatch, caplog):
+    """serve_campus's clean-up runs every step: a campus whose historian fails on stop still gets its
+    OPC UA server stopped (and the failure is logged)."""
+    import bridge.server
+    from bridge import cli
+
+    stopped = []
+
+    class BrokenCampus:
+        status, buildings = "Finished", []
+
+        def __init__(self, config):
+            self.started, self.done = asyncio.Event(), asyncio.Event()
+            self.started.set()
+            self.done.set()
+
+        async def build_address_space(self, server) -> None:
+            pass
+
+        async def stop(self, final_status: str) -> None:
+            raise RuntimeError("the historian broke")
+
+    class Server:
+        def __init__(self, *args) -> None:
+            pass
+
+        async def init(self) -> None:
+            pass
+
+        async def listen(self) -> None:
+            pass
+
+        async def stop(self, linger_s: float) -> None:
+            stopped.append(linger_s)
+
+    async def valid(config) -> None:
+        pass
+
+    monkeypatch.setattr(cli, "validate_campus", valid)
+    monkeypatch.setattr(cli, "Campus", BrokenCampus)
+    monkeypatch.setattr(bridge.server, "TagServer", Server)
+    with caplog.at_level("ERROR", logger="twinbridge"):
+        asyncio.run(cli.serve_campus(load_config(SIMS / "small_office.toml"), autostart=False))
+    assert stopped == [cli.CLIENT_LINGER_S]
+    assert any("stopping the campus failed" in r.getMessage() for r in caplog.records)
+
+
+def test_history_read_pages_through_every_value_with_continuation_points(tmp_path, monkeypatch):
+    from asyncua import ua
+
+    from bridge import server
+
+    historian = Historian(tmp_path / "h.sqlite", {"B": load_tagmap(TAGMAPS / "small_office.toml")})
+    start = dt.datetime(2025, 7, 1)
+    for step in range(1, 145):
+        historian.record([("B", step, step * 600.0, start + dt.timedelta(minutes=10 * step), {"FacilityPower": step})])
+    historian.close()
+    storage = server.HistorianStorage()
+    storage.historian_path, node_id = tmp_path / "h.sqlite", ua.NodeId("T.B.Outputs.FacilityPower", 2)
+    storage.tags[node_id] = ("B", "FacilityPower")
+
+    async def pages(per_request: int) -> tuple[list[float], int]:
+        """Every value, each request starting where the last one's continuation point says (as asyncua does)."""
+        values, requests, begin = [], 0, start.replace(tzinfo=dt.timezone.utc)
+        while begin is not None:
+            page, begin = await storage.read_node_history(node_id, begin, ua.get_win_epoch(), per_request)
+            values += [value.Value.Value for value in page]
+            requests += 1
+        return values, requests
+
+    every = [float(step) for step in range(1, 145)]
+    assert asyncio.run(pages(10)) == (every, 15)
+    assert asyncio.run(pages(144)) == (every, 1)
+    monkeypatch.setattr(server, "HISTORY_PAGE", 100)  # "all values" is answered in pages too
+    assert asyncio.run(pages(0)) == (every, 2)
+
+
+def twin_campus(tmp_path: Path) -> Path:
+    """The small office as a twin whose model file is not one."""
+    (tmp_path / "bad.npz").write_text("junk")
+    text = (SIMS / "small_office.toml").read_text().replace('"../tagmaps/', f'"{TAGMAPS}/')
+    path = tmp_path / "twin.toml"
+    path.write_text(text.replace('model = "ref:small_office"', 'engine = "twin"\ntwin_model = "bad.npz"'))
+    return path
+
+
+def test_validate_refuses_a_bad_twin_model_file(tmp_path, capsys):
+    from bridge import cli
+
+    assert cli.main(["validate", str(twin_campus(tmp_path))]) == 2
+    assert f"building SmallOffice: {tmp_path / 'bad.npz'}: not a twin model file" in capsys.readouterr().err
+
+
+def test_run_reports_a_bad_twin_model_file_without_a_traceback(tmp_path, monkeypatch, capsys):
+    """Should the model file break after validation, the run still ends with a one-line error."""
+    from bridge import cli
+
+    async def valid(config) -> None:
+        pass
+
+    monkeypatch.setattr(cli, "validate_campus", valid)
+    assert cli.main(["run", str(twin_campus(tmp_path)), "--run-dir", str(tmp_path / "runs")]) == 2
+    assert "twinbridge: error: " in capsys.readouterr().err

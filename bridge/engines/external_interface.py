@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
@@ -161,12 +162,15 @@ class ExternalInterfaceEngine(EnergyPlusEngine):
         log.info("%s: EnergyPlus started (pid %s), waiting for it on port %s", self.name, self.process.pid, port)
 
     async def start(self) -> Sample:
+        """The outputs at the start of the run period. Sizing and warm-up come before them: connecting
+        and the first packet share ``start_timeout_s``."""
+        deadline = time.monotonic() + self.start_timeout_s
         if self.process is None:
             await self.launch()
         lines = self._pending
         exited = asyncio.ensure_future(self.process.wait())
         try:
-            done, _ = await asyncio.wait({lines.connected, exited}, timeout=self.start_timeout_s,
+            done, _ = await asyncio.wait({lines.connected, exited}, timeout=deadline - time.monotonic(),
                                          return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # the bridge is shutting down while EnergyPlus starts
             exited.cancel()
@@ -180,7 +184,8 @@ class ExternalInterfaceEngine(EnergyPlusEngine):
             raise EngineFault(f"{self.name}: EnergyPlus {reason}", severe_lines(self.output_dir / "eplusout.err"))
         self._connection, self._pending = lines, None
         self._server.close()
-        sample = await self._receive()
+        sample = await self._receive(deadline - time.monotonic(),
+                                     f"sent no first packet within {self.start_timeout_s:.0f} s of its start")
         if sample is None:
             raise EngineFault(f"{self.name}: EnergyPlus finished before the first timestep")
         return sample
@@ -194,16 +199,17 @@ class ExternalInterfaceEngine(EnergyPlusEngine):
             self._connection.send(encode_inputs(values, self._sim_time_s))
         except ConnectionError as exc:
             return self._failed(f"connection lost while sending inputs ({exc})")
-        return self._receive()
+        return self._receive(self.step_timeout_s, f"no answer within {self.step_timeout_s:.0f} s")
 
     async def _failed(self, what: str) -> None:
         raise await self._fault(what)
 
-    async def _receive(self) -> Sample | None:
+    async def _receive(self, timeout_s: float, late: str) -> Sample | None:
+        """The next packet's outputs (None at the end); a fault saying ``late`` after ``timeout_s``."""
         try:
-            line = await self._connection.next_line(self.step_timeout_s)
+            line = await self._connection.next_line(timeout_s)
         except asyncio.TimeoutError:
-            raise await self._fault(f"no answer within {self.step_timeout_s:.0f} s") from None
+            raise await self._fault(late) from None
         if not line.endswith(b"\n"):
             raise await self._fault("connection closed (process died?)")
         flag, sim_time_s, values = decode_packet(line)

@@ -21,6 +21,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from bridge.tagmap import TagMap
+from bridge.twin.errors import ModelFileError
 from bridge.twin.features import FeatureSet
 from bridge.twin.gp import GPModel, TwinModel
 from bridge.twin.kernel import make_kernel
@@ -29,10 +30,6 @@ from bridge.twin.weather import EPW_COLUMNS
 FORMAT = "twinbridge-gp-twin/2"  # 2: std calibration tables [one-step, rollout]
 GP_PARAMS = ("n_hyper", "max_exact", "n_inducing", "linear", "n_restarts", "max_iter", "calibrate", "random_state",
              "blas_threads")
-
-
-class ModelFileError(ValueError):
-    """A model file that cannot be loaded or does not fit the building; the message says why."""
 
 
 def library_versions() -> dict[str, str]:

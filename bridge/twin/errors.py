@@ -1,0 +1,6 @@
+"""Errors of the twin that the bridge's command line reports, importable without the twin itself
+(its modules load numpy and scikit-learn, which ``twinbridge run`` should not pay for)."""
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be loaded or does not fit the building; the message says why."""
