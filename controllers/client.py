@@ -74,7 +74,10 @@ class BridgeClient:
     async def connect(self) -> None:
         """Open a session and browse the building's tags. Raises OSError/TimeoutError/ua.UaError when the
         bridge cannot be reached, BrowseError when it does not serve the building."""
-        client = Client(self.endpoint, timeout=self.request_timeout_s)
+        # asyncua's supervisor probes the server every watchdog interval and drops the connection when a probe
+        # is not answered within it (default 1 s): on a loaded machine that dropped a GP-MPC run's session
+        # twice in 2 days (bench_gp_mpc). The request timeout is this client's measure of "unresponsive".
+        client = Client(self.endpoint, timeout=self.request_timeout_s, watchdog_intervall=self.request_timeout_s)
         await configure_client(client, self.security)
         await client.connect()
         self._client = client
