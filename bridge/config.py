@@ -132,7 +132,8 @@ def resolve_file(value: str, base: Path, lookup, where: str) -> Path:
     return path
 
 
-def _date(value: str, year: int, where: str) -> dt.date:
+def month_day(value: str, year: int, where: str) -> dt.date:
+    """The date of an 'MM-DD' text in ``year``; ConfigError naming ``where`` otherwise."""
     try:
         month, day = (int(part) for part in value.split("-"))
         return dt.date(year, month, day)
@@ -218,8 +219,8 @@ def _period(run: _Table) -> RunPeriod:
     year = run.integer("year", 2025)
     if not dt.MINYEAR <= year <= dt.MAXYEAR:
         raise ConfigError(f"{run.where}: 'year' must be a year, got {year}")
-    return RunPeriod(start=_date(run.text("start", "01-01"), year, f"{run.where} start"),
-                     end=_date(run.text("end", "01-03"), year, f"{run.where} end"),
+    return RunPeriod(start=month_day(run.text("start", "01-01"), year, f"{run.where} start"),
+                     end=month_day(run.text("end", "01-03"), year, f"{run.where} end"),
                      timesteps_per_hour=run.integer("timesteps_per_hour", 6))
 
 

@@ -101,11 +101,12 @@ def _building(config, name: str | None):
 
 
 def _day(value: str, year: int, option: str) -> dt.date:
+    from bridge.config import ConfigError, month_day
+
     try:
-        month, day = (int(part) for part in value.split("-"))
-        return dt.date(year, month, day)
-    except ValueError:
-        raise SystemExit(f"{option}: expected a day as MM-DD, got {value!r}") from None
+        return month_day(value, year, option)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _collect(args: argparse.Namespace) -> int:
