@@ -35,6 +35,10 @@ async def lockstep_turn(client: Client, prefix: str, last_step: int, timeout_s: 
     return current
 
 
+def double(value) -> ua.Variant:
+    return ua.Variant(value, ua.VariantType.Double)
+
+
 def test_browse_watch_and_control_the_small_office(small_office_config, tmp_path):
     """A SCADA client browses the tree, sees SimTime and outputs advance, and writes a cooling
     setpoint that the zone temperature follows."""
@@ -279,3 +283,22 @@ def test_control_methods_start_pause_resume_reset_stop(small_office_config, tmp_
         asyncio.run(scenario(bridge.endpoint))
     historians = sorted(bridge.run_dir.glob("*/historian.sqlite"))
     assert len(historians) == 2  # the reset started a new run file
+
+
+def test_exchange_refuses_wrong_argument_types(small_office_config, tmp_path):
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=10) as client:
+            control = await node(client, "TestSite.SmallOffice.Control")
+            exchange = await node(client, "TestSite.SmallOffice.Control.Exchange")
+            for arguments, code in (([ua.Variant(["a", "b"], ua.VariantType.String)], ua.StatusCodes.BadTypeMismatch),
+                                    ([double(24.0)], ua.StatusCodes.BadTypeMismatch),
+                                    ([], ua.StatusCodes.BadArgumentsMissing),
+                                    ([double([24.0])], ua.StatusCodes.BadInvalidArgument)):
+                with pytest.raises(ua.UaStatusCodeError) as refused:
+                    await control.call_method(exchange, *arguments)
+                assert refused.value.code == code, arguments
+
+    with run_bridge(small_office_config, tmp_path, "--wait-for-start") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert "Traceback" not in log and "refused Exchange on SmallOffice: Inputs must be an array of numbers" in log
