@@ -9,8 +9,9 @@ Address space, namespace ``urn:twinbridge``, string node ids that read well in a
     Objects/<Campus>/<Building>/Control/{..., OutputReady, InputReady}
 
 Node id of a tag: ``ns=<urn:twinbridge>;s=<Campus>.<Building>.<Inputs|Outputs|Control>.<Name>``.
-Output values carry SourceTimestamp = simulation time. A write outside an input's EURange is
-refused with BadOutOfRange and logged.
+Output values carry SourceTimestamp = simulation time. A write outside an input's EURange, or one
+that would break an order between inputs (a tag map's ``below``), is refused with BadOutOfRange
+and logged.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from bridge.config import cache_dir
 from bridge.historian import read_tag
 from bridge.security.server import may_write, secure_server
 from bridge.security.settings import ServerSecurity
-from bridge.tagmap import InputTag, TagMap
+from bridge.tagmap import InputOrder, InputTag, TagMap
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,8 @@ class TagServer:
         self.outputs: dict[str, dict[str, ua.NodeId]] = {}
         self.controls: dict[str | None, ControlNodes] = {}
         self._input_items: dict[ua.NodeId, tuple[str, InputTag]] = {}  # input node -> (building, tag-map entry)
+        self._orders: dict[str, tuple[InputOrder, ...]] = {}
+        self._input_lock = asyncio.Lock()  # a check of input values and their write are one step
         self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
         self._root = None
         self._kpi_folders: set[ua.NodeId] = set()
@@ -268,6 +271,7 @@ class TagServer:
         inputs = await self._folder(building, f"{prefix}.Inputs", "Inputs")
         outputs = await self._folder(building, f"{prefix}.Outputs", "Outputs")
         self.inputs[name], self.outputs[name] = {}, {}
+        self._orders[name] = tagmap.orders
         for item in tagmap.inputs:
             path = f"{prefix}.Inputs.{item.tag}"
             await self._analog(inputs, path, item.tag, item.unit, item.min, item.max, item.default, True,
@@ -338,11 +342,16 @@ class TagServer:
             problem = self._range_problem(self.inputs[building][tag], value)
             if problem:
                 raise InputRefused(ua.StatusCodes.BadOutOfRange, f"{value!r} to {problem}")
-        return dict(zip(tags, map(float, values)))
+        named = dict(zip(tags, map(float, values)))
+        broken = [order.explain(named) for order in self._orders[building] if named and not order.holds(named)]
+        if broken:
+            raise InputRefused(ua.StatusCodes.BadOutOfRange, "; ".join(broken))
+        return named
 
     async def _write_inputs(self, building: str, values: Mapping[str, float]) -> None:
-        for tag, value in values.items():
-            await self.write_value(self.inputs[building][tag], value, ua.VariantType.Double)
+        async with self._input_lock:
+            for tag, value in values.items():
+                await self.write_value(self.inputs[building][tag], value, ua.VariantType.Double)
 
     def _range_problem(self, node_id: ua.NodeId, value) -> str | None:
         """Why ``value`` may not be written to input ``node_id`` (not a number, outside EURange), or None."""
@@ -351,9 +360,32 @@ class TagServer:
             return None
         return f"{building}.{item.tag}: outside EURange [{item.min:g}, {item.max:g}]"
 
+    def _disordered_writes(self, items: list[ua.WriteValue], candidates: list[int]) -> set[int]:
+        """Indices of the input writes among ``candidates`` that would break a ``below`` order of their
+        building, judged on the values the whole request leaves (so its order of writes does not matter)."""
+        refused: set[int] = set()
+        while True:
+            writes = {i: (*self._input_items[items[i].NodeId], items[i].Value.Value.Value) for i in candidates
+                      if i not in refused and items[i].NodeId in self._input_items}
+            newly = set()
+            for building in {b for b, _, _ in writes.values()}:
+                written = {item.tag: float(v) for b, item, v in writes.values() if b == building}
+                values = self.read_inputs(building) | written
+                for order in self._orders[building]:
+                    if order.holds(values):
+                        continue
+                    involved = {i for i, (b, item, _) in writes.items()
+                                if b == building and item.tag in (order.lower, order.upper)}
+                    log.warning("refused write to %s of %s: %s", building,
+                                ", ".join(sorted({writes[i][1].tag for i in involved})), order.explain(values))
+                    newly |= involved
+            if not newly:
+                return refused
+            refused |= newly
+
     def _guard_writes(self) -> None:
-        """Refuse writes by viewers (BadUserAccessDenied) and out-of-range input writes (BadOutOfRange);
-        notice InputReady raised by a client."""
+        """Refuse writes by viewers (BadUserAccessDenied) and input writes out of EURange or out of order
+        (BadOutOfRange); notice InputReady raised by a client."""
         service = self.server.iserver.attribute_service
         forward = service.write
 
@@ -372,10 +404,13 @@ class TagServer:
                     log.warning("refused write of %r to %s", value, problem)
                     results[i] = ua.StatusCode(ua.StatusCodes.BadOutOfRange)
             codes: list[ua.StatusCode] = []
-            accepted = [i for i, r in enumerate(results) if r is None]
-            if accepted:
-                subset = ua.WriteParameters(NodesToWrite=[items[i] for i in accepted])
-                codes = await (forward(subset, user=user) if user is not None else forward(subset))
+            async with self._input_lock:
+                for i in self._disordered_writes(items, [i for i, r in enumerate(results) if r is None]):
+                    results[i] = ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+                accepted = [i for i, r in enumerate(results) if r is None]
+                if accepted:
+                    subset = ua.WriteParameters(NodesToWrite=[items[i] for i in accepted])
+                    codes = await (forward(subset, user=user) if user is not None else forward(subset))
             for i, code in zip(accepted, codes):
                 results[i] = code
                 callback = self._on_input_ready.get(items[i].NodeId)

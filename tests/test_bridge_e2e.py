@@ -285,6 +285,37 @@ def test_control_methods_start_pause_resume_reset_stop(small_office_config, tmp_
     assert len(historians) == 2  # the reset started a new run file
 
 
+def test_setpoints_stay_in_order(small_office_config, tmp_path):
+    """Heating must stay 1 K under cooling (tag map ``below``): a write or an Exchange breaking that is
+    refused with BadOutOfRange, judged on all the values of the request, whatever their order."""
+
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=10) as client:
+            cooling = await node(client, "TestSite.SmallOffice.Inputs.CoolingSetpoint")
+            heating = await node(client, "TestSite.SmallOffice.Inputs.HeatingSetpoint")
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await cooling.write_value(double(18.0))
+            assert refused.value.code == ua.StatusCodes.BadOutOfRange
+            assert await client.read_values([cooling, heating]) == [24.0, 21.0]
+            for nodes, values in (([cooling, heating], [18.0, 16.0]), ([heating, cooling], [21.0, 24.0])):
+                codes = await client.write_values(nodes, [double(v) for v in values], raise_on_partial_error=False)
+                assert all(code.is_good() for code in codes), codes
+                assert await client.read_values(nodes) == values
+            control = await node(client, "TestSite.SmallOffice.Control")
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await control.call_method(await node(client, "TestSite.SmallOffice.Control.Exchange"),
+                                          ua.Variant([18.0, 21.0], ua.VariantType.Double))
+            assert refused.value.code == ua.StatusCodes.BadOutOfRange
+            assert await client.read_values([cooling, heating]) == [24.0, 21.0]
+
+    with run_bridge(small_office_config, tmp_path, "--wait-for-start") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert "refused write to SmallOffice of CoolingSetpoint: HeatingSetpoint = 21 must stay at least 1 degC below " \
+           "CoolingSetpoint = 18" in log
+    assert "refused Exchange on SmallOffice: HeatingSetpoint = 21 must stay at least 1 degC below CoolingSetpoint = 18" in log
+
+
 def test_exchange_refuses_wrong_argument_types(small_office_config, tmp_path):
     async def scenario(endpoint: str) -> None:
         async with Client(endpoint, timeout=10) as client:

@@ -20,6 +20,7 @@ from conftest import SIMS, TAGMAPS
 
 GOOD_INPUT = 'tag = "Sp"\nschedule = "S"\nunit = "degC"\nmin = 10.0\nmax = 30.0\ndefault = 20.0\n'
 GOOD_OUTPUT = 'tag = "T"\nkey = "Z"\nvariable = "Zone Mean Air Temperature"\nunit = "degC"\n'
+UPPER_INPUT = '\n[[inputs]]\n' + GOOD_INPUT.replace('"Sp"', '"Hi"').replace('"S"', '"H"')
 
 
 def write_tagmap(tmp_path: Path, inputs: str = GOOD_INPUT, outputs: str = GOOD_OUTPUT) -> Path:
@@ -38,6 +39,12 @@ def write_tagmap(tmp_path: Path, inputs: str = GOOD_INPUT, outputs: str = GOOD_O
     (GOOD_INPUT, GOOD_OUTPUT + 'role = "power"\n', "unknown role 'power'"),
     (GOOD_INPUT, GOOD_OUTPUT + "comfort = [26.0, 20.0]\n", "'comfort' must be [low, high]"),
     (GOOD_INPUT.replace("min = 10.0", 'min = "ten"'), GOOD_OUTPUT, "'min' must be a number"),
+    (GOOD_INPUT + 'below = "Lo"\n' + UPPER_INPUT, GOOD_OUTPUT, "inputs[0] (Sp): 'below' must name another input"),
+    (GOOD_INPUT + 'below = "Sp"\n', GOOD_OUTPUT, "'below' must name another input (one of [])"),
+    (GOOD_INPUT + "margin = 1.0\n", GOOD_OUTPUT, "'margin' needs 'below'"),
+    (GOOD_INPUT + 'below = "Hi"\nmargin = -1.0\n' + UPPER_INPUT, GOOD_OUTPUT, "'margin' must be >= 0"),
+    (GOOD_INPUT + 'below = "Hi"\nmargin = 1.0\n' + UPPER_INPUT, GOOD_OUTPUT,
+     "inputs[0] (Sp): the defaults break 'below': Sp = 20 must stay at least 1 degC below Hi = 20"),
 ])
 def test_bad_tag_maps_name_the_entry(tmp_path, inputs, outputs, message):
     with pytest.raises(TagMapError, match=None) as error:
@@ -48,6 +55,10 @@ def test_bad_tag_maps_name_the_entry(tmp_path, inputs, outputs, message):
 def test_tag_map_is_read(tmp_path):
     tagmap = load_tagmap(TAGMAPS / "large_office.toml")
     assert tagmap.defaults["ChilledWaterSetpoint"] == 6.7
+    (order,) = tagmap.orders
+    assert (order.lower, order.upper, order.margin) == ("HeatingSetpoint", "CoolingSetpoint", 1.0)
+    assert order.holds({"HeatingSetpoint": 20.9, "CoolingSetpoint": 21.9})
+    assert not order.holds({"HeatingSetpoint": 21.0, "CoolingSetpoint": 21.9})
     assert tagmap.output("FacilityPower").convert(1500.0) == pytest.approx(1.5)
     assert tagmap.floor_area_m2 == 46320.0
     with pytest.raises(TagMapError, match="not valid TOML"):
