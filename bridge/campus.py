@@ -31,7 +31,7 @@ from bridge.historian import Historian
 from bridge.tagmap import TagMap
 
 if TYPE_CHECKING:
-    from bridge.server import TagServer
+    from bridge.server import Exchange, TagServer
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,12 @@ class BuildingState:
     sample: Sample | None = None
     applied: dict[str, float] = field(default_factory=dict)  # inputs of the step that produced ``sample``
     sample_step: int = -1  # step whose outputs ``sample`` holds
-    published_step: int = -1  # last step whose outputs are on the tags
+    published: Sample | None = None  # the outputs on the tags
+    published_step: int = -1  # the step of ``published``
+    exchanged_step: int = -1  # the step the last Control.Exchange call answered with
     input_ready: asyncio.Event = field(default_factory=asyncio.Event)
     awaiting_step: int = -1  # lockstep: the step whose controller answer the bridge is waiting for
-    turn: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) when a wait begins
-    published: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) at each publish
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) by ``notify``
 
     @property
     def name(self) -> str:
@@ -97,6 +98,11 @@ class BuildingState:
     def running(self) -> bool:
         return self.status in ("Running", "Paused")
 
+    @property
+    def live(self) -> bool:
+        """Its run is starting or going."""
+        return self.status in ("Idle", "Running", "Paused")
+
     def answer(self) -> None:
         """A controller raised InputReady: it counts only while the bridge waits for this building, so a
         late answer to a step that already timed out cannot release the next step unseen."""
@@ -106,13 +112,23 @@ class BuildingState:
     def begin_turn(self, step: int) -> None:
         self.input_ready.clear()
         self.awaiting_step = step
-        self.turn.set()
-        self.turn = asyncio.Event()
+        self.notify()
 
-    def announce(self) -> None:
-        """Wake everyone waiting for this building's next step (new outputs, or the end of its run)."""
-        self.published.set()
-        self.published = asyncio.Event()
+    def restart(self) -> None:
+        """Back to Idle for a new run."""
+        self.status, self.sample, self.published, self.applied = "Idle", None, None, {}
+        self.sample_step = self.published_step = self.exchanged_step = self.awaiting_step = -1
+
+    def notify(self) -> None:
+        """Wake everyone waiting for a change of this building (a turn, new outputs, the end of its run)."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Wait until ``condition()`` holds, checked at each change; TimeoutError after ``timeout_s`` in all."""
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                await self.changed.wait()
 
 
 class Campus:
@@ -152,31 +168,47 @@ class Campus:
                                            building.answer, self._exchange(building))
         self.address_space_ready.set()
 
-    def _exchange(self, building: BuildingState):
-        """Raise InputReady for ``building`` and wait for its next published step (Control.Exchange)."""
+    def _exchange(self, building: BuildingState) -> Exchange:
+        """Control.Exchange of ``building``: write the caller's inputs when the bridge asks for them, raise
+        InputReady, answer with the next step. In lockstep the inputs are for the step after the one the
+        caller's previous call answered with; if the bridge has moved past that step (its controller was
+        later than the lockstep timeout) they are not written and the call answers at once with the newest
+        step, whose outputs the caller then decides on."""
 
-        async def exchange() -> tuple[int, list[float]]:
-            await self._next_publish(building, -1, self.config.engine_start_timeout_s)  # first outputs
-            step_before = building.published_step
+        async def exchange(write_inputs: Callable[[], Awaitable[None]]) -> tuple[int, list[float]]:
+            await building.until(lambda: building.published_step >= 0 or not building.live,
+                                 self.config.engine_start_timeout_s)  # the first outputs
+            lockstep = self.config.clock == "lockstep"
+            seen = building.exchanged_step if lockstep and building.exchanged_step >= 0 else building.published_step
             timeout_s = self.config.lockstep_timeout_s + self.config.engine_step_timeout_s
-            if self.config.clock == "lockstep":
-                while building.awaiting_step != step_before and building.published_step == step_before \
-                        and building.running:
-                    await asyncio.wait_for(building.turn.wait(), timeout_s)  # the bridge asks for this step
-                building.answer()
-            await self._next_publish(building, step_before, timeout_s)
-            if building.published_step <= step_before:
+            if lockstep and not await self._turn_after(building, seen, timeout_s):
+                log.warning("%s: Exchange inputs for the step after %d came when the bridge was at step %d "
+                            "(lockstep timeout): not applied", building.name, seen, building.published_step)
+                return self._exchange_answer(building)
+            if not building.running:
                 raise ValueError(f"{building.name} is {building.status}")
-            outputs = building.sample.outputs
-            return building.published_step, [float(outputs[o.tag]) for o in building.tagmap.outputs]
+            await write_inputs()
+            building.answer()
+            await building.until(lambda: building.published_step > seen or not building.running, timeout_s)
+            if building.published_step <= seen:
+                raise ValueError(f"{building.name} is {building.status}")
+            return self._exchange_answer(building)
 
         return exchange
 
     @staticmethod
-    async def _next_publish(building: BuildingState, after_step: int, timeout_s: float) -> None:
-        """Wait until ``building`` has published a step newer than ``after_step``, or its run is over."""
-        while building.published_step <= after_step and building.status in ("Idle", "Running", "Paused"):
-            await asyncio.wait_for(building.published.wait(), timeout_s)
+    async def _turn_after(building: BuildingState, step: int, timeout_s: float) -> bool:
+        """Lockstep: wait until the bridge asks for the inputs after ``step`` (or the building's run is
+        over); False if it has published a newer step instead."""
+        await building.until(lambda: building.awaiting_step == step or building.published_step > step
+                             or not building.running, timeout_s)
+        return building.published_step <= step
+
+    @staticmethod
+    def _exchange_answer(building: BuildingState) -> tuple[int, list[float]]:
+        building.exchanged_step = building.published_step
+        outputs = building.published.outputs
+        return building.published_step, [float(outputs[o.tag]) for o in building.tagmap.outputs]
 
     def _methods(self, building: BuildingState | None):
         async def stop() -> str:
@@ -221,8 +253,7 @@ class Campus:
         await self._set_control(None, Status="Reset")
         self.step = 0
         for building in self.buildings:
-            building.status, building.sample, building.applied = "Idle", None, {}
-            building.sample_step = building.published_step = -1
+            building.restart()
             await self._set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
         self.status = "Idle"
         await self.start()
@@ -251,7 +282,7 @@ class Campus:
         if building.engine is not None:
             await building.engine.stop()
         building.status = status
-        building.announce()
+        building.notify()
         await self._set_control(building.name, Status=status, OutputReady=False,
                                 **({"Fault": fault} if fault else {}))
 
@@ -394,7 +425,7 @@ class Campus:
                 raise result
             elif result is None:
                 building.status = "Finished"
-                building.announce()
+                building.notify()
                 await self._set_control(building.name, Status="Finished", OutputReady=False)
             else:
                 building.sample, building.applied, building.sample_step = result, inputs, step
@@ -415,8 +446,8 @@ class Campus:
             total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
-            building.published_step = step
-            building.announce()
+            building.published, building.published_step = sample, step
+            building.notify()
         await self.server.publish_outputs(self.config.name, {"TotalElectricPower": total_kw}, sim_time)
         await self._set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
         self._unrecorded.extend(rows)

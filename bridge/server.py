@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import time
@@ -46,7 +47,9 @@ UNIT_CODES = {"degC": "CEL", "K": "KEL", "kW": "KWT", "W": "WTT", "kWh": "KWH", 
               "Pa": "PAL", "m3/s": "MQS", "kg/s": "KGS", "W/m2": "D54"}
 STATUS_CODES = {"Idle": 0, "Running": 1, "Finished": 2, "Reset": 3, "Stopped": 4, "Paused": 5, "Faulted": -1}
 METHODS = ("Start", "Pause", "Resume", "Reset", "Stop")
-Exchange = Callable[[], Awaitable[tuple[int, list[float]]]]
+# Control.Exchange on the campus side: given the coroutine function that writes the call's inputs, it
+# decides when (and whether) to write them, and returns (step, outputs) of the step to answer with.
+Exchange = Callable[[Callable[[], Awaitable[None]]], Awaitable[tuple[int, list[float]]]]
 NUMBER_VARIANTS = {ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.SByte, ua.VariantType.Byte,
                    ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32, ua.VariantType.UInt32,
                    ua.VariantType.Int64, ua.VariantType.UInt64}
@@ -292,8 +295,8 @@ class TagServer:
     async def _exchange_method(self, prefix: str, name: str, tagmap: TagMap, exchange: Exchange) -> None:
         """``Control.Exchange(Inputs) -> (Step, Outputs)``: a controller's whole step in one call.
 
-        It checks and writes the inputs (tag-map order; an empty array holds the current ones),
-        raises InputReady and returns when the bridge has published the next step."""
+        It checks the inputs (tag-map order; an empty array holds the current ones) and hands their
+        write to ``exchange``, which raises InputReady and returns the step to answer with."""
         control = self.server.get_node(self._id(f"{prefix}.Control"))
         for tags, label in ((tagmap.inputs, "InputTags"), (tagmap.outputs, "OutputTags")):
             node = await control.add_variable(self._id(f"{prefix}.Control.{label}"), ua.QualifiedName(label, self.idx),
@@ -306,9 +309,8 @@ class TagServer:
             except InputRefused as refused:
                 log.warning("refused Exchange on %s: %s", name, refused)
                 return ua.StatusCode(refused.code)
-            await self._write_inputs(name, values)
             try:
-                step, outputs = await exchange()
+                step, outputs = await exchange(functools.partial(self._write_inputs, name, values))
             except TimeoutError:
                 return ua.StatusCode(ua.StatusCodes.BadTimeout)
             except ValueError:

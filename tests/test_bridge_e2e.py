@@ -6,12 +6,14 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import signal
+from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
 
-from conftest import REPO, free_port, run_bridge, run_cli, wait_until
+from conftest import REPO, SIMS, TAGMAPS, free_port, run_bridge, run_cli, wait_until
 from bridge.historian import buildings_in, load_history
 
 pytestmark = pytest.mark.engine
@@ -33,6 +35,15 @@ async def lockstep_turn(client: Client, prefix: str, last_step: int, timeout_s: 
 
     (current,) = await wait_until(handed_over, timeout_s, 0.002)
     return current
+
+
+def one_day(tmp_path: Path, name: str = "small_office.toml") -> Path:
+    """A copy of a sims/ file whose run is its first day (144 steps)."""
+    text = (SIMS / name).read_text().replace('"../tagmaps/', f'"{TAGMAPS}/')
+    text = re.sub(r'end = "[0-9-]+"', 'end = "07-01"', text)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
 
 
 def double(value) -> ua.Variant:
@@ -333,3 +344,40 @@ def test_exchange_refuses_wrong_argument_types(small_office_config, tmp_path):
         asyncio.run(scenario(bridge.endpoint))
         log = bridge.log
     assert "Traceback" not in log and "refused Exchange on SmallOffice: Inputs must be an array of numbers" in log
+
+
+def test_a_late_exchange_does_not_drive_the_next_step(tmp_path):
+    """A controller slower than the lockstep timeout once: its late call is answered at once with the
+    step the bridge is at, and its stale inputs drive no step. Each call's cooling setpoint encodes the
+    step it was computed from, so every historian row shows where its setpoint came from."""
+
+    def setpoint(seen: int) -> float:
+        return 20.0 + 0.05 * seen
+
+    async def scenario(endpoint: str) -> list[int]:
+        async with Client(endpoint, timeout=30, watchdog_intervall=60) as client:
+            control = await node(client, "TestSite.SmallOffice.Control")
+            exchange = await node(client, "TestSite.SmallOffice.Control.Exchange")
+            answered = [0]  # the first call waits for step 0
+            while True:
+                if len(answered) == 4:
+                    await asyncio.sleep(2.5)  # one decision longer than the 1 s timeout
+                try:
+                    step, _ = await control.call_method(exchange, double([setpoint(answered[-1]), 15.0]))
+                except ua.UaStatusCodeError as exc:
+                    assert exc.code == ua.StatusCodes.BadInvalidState
+                    return answered
+                answered.append(step)
+
+    with run_bridge(one_day(tmp_path), tmp_path, "--clock", "lockstep", "--lockstep-timeout", "1",
+                    keep_serving=False) as bridge:
+        answered = asyncio.run(scenario(bridge.endpoint))
+        bridge.wait(60)
+        historian, log = bridge.historian(), bridge.log
+    assert answered == sorted(set(answered)) and answered[-1] == 144
+    assert "not applied" in log
+    frame = load_history(historian).set_index("step")
+    held = 24.0  # the tag map's default
+    for step, value in frame["CoolingSetpoint"].items():
+        assert value == held or value == setpoint(step - 1), (step, value)  # held over a timeout, or decided on step - 1
+        held = value

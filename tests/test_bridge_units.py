@@ -174,9 +174,9 @@ def test_a_late_input_ready_does_not_release_the_next_step():
         building = BuildingState(config.buildings[0], config.buildings[0].tagmap)
         building.answer()  # the bridge is not waiting: a late answer to a timed-out step is dropped
         assert not building.input_ready.is_set()
-        turn = building.turn
+        changed = building.changed
         building.begin_turn(4)
-        assert turn.is_set() and not building.input_ready.is_set()
+        assert changed.is_set() and not building.input_ready.is_set()
         building.answer()
         assert building.input_ready.is_set()
         building.begin_turn(5)  # a new turn starts unanswered
