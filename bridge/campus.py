@@ -9,11 +9,16 @@ No building starts step k+1 before every running building has finished step k. C
   tags hold when a step starts.
 - ``fast``: as fast as the engines go. The next step is sent to the engines before the outputs of
   the last one are published and recorded, so that work overlaps the engines' computation.
+
+No step starts while the campus is paused. A run ends when no building is running
+any more (each one Finished, Faulted or Stopped by its Stop method) or when the campus is stopped
+or reset; then its historian is closed and its KPIs are written (if a step was recorded).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import importlib
@@ -69,6 +74,14 @@ def served_tagmap(building: BuildingConfig, config: CampusConfig) -> TagMap:
                       config.period).published_tagmap
 
 
+def campus_outcome(statuses: list[str]) -> str:
+    """The status of a campus whose run is over, from its buildings' (each Finished, Stopped or Faulted):
+    Faulted if any faulted, else Finished if any finished (the others were stopped), else Stopped."""
+    if "Faulted" in statuses:
+        return "Faulted"
+    return "Finished" if "Finished" in statuses else "Stopped"
+
+
 @dataclass
 class BuildingState:
     config: BuildingConfig
@@ -114,6 +127,12 @@ class BuildingState:
         self.awaiting_step = step
         self.notify()
 
+    def end(self, status: str) -> None:
+        """Its run is over: release the bridge's wait for its controller and wake every waiter."""
+        self.status = status
+        self.input_ready.set()
+        self.notify()
+
     def restart(self) -> None:
         """Back to Idle for a new run."""
         self.status, self.sample, self.published, self.applied = "Idle", None, None, {}
@@ -148,10 +167,12 @@ class Campus:
         self.started = asyncio.Event()
         self.launched = asyncio.Event()  # the engines of the run are launching (or the run is over)
         self.address_space_ready = asyncio.Event()
-        self.done = asyncio.Event()
+        self.done = asyncio.Event()  # the run is over and no new one was started: the daemon may end
         self._resume = asyncio.Event()
         self._resume.set()
+        self._lifecycle = asyncio.Lock()  # Start, Stop and Reset one at a time
         self._task: asyncio.Task | None = None
+        self._kpi_module: asyncio.Future | None = None
         self._wall_start = 0.0
         self._pause_wall = 0.0
         self._last_progress = 0.0
@@ -215,19 +236,27 @@ class Campus:
             if building is None:
                 await self.stop()
                 return "campus stopped"
-            await self._stop_building(building, "Stopped")
+            await self.stop_building(building)
             return f"{building.name} stopped"
 
         return {"Start": self.start, "Pause": self.pause, "Resume": self.resume, "Reset": self.reset, "Stop": stop}
 
     async def start(self) -> str:
-        if self.status != "Idle":
-            raise ValueError(f"cannot start: campus is {self.status}")
+        async with self._lifecycle:
+            if self.status != "Idle":
+                raise ValueError(f"cannot start: campus is {self.status}")
+            self._start_run()
+        return "started"
+
+    def _start_run(self) -> None:
         self.status = "Running"  # on the tags once the engines are up and the address space is built
+        self._resume.set()
         self.done.clear()
+        if self._kpi_module is None:  # pandas, imported while the engines start, when the bridge mostly waits
+            self._kpi_module = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "bridge.kpi"))
+        self._wall_start = time.monotonic()
         self._task = asyncio.create_task(self._run(), name=f"campus {self.config.name}")
         self.started.set()
-        return "started"
 
     async def pause(self) -> str:
         if self.status != "Running":
@@ -248,43 +277,67 @@ class Campus:
         return "resumed"
 
     async def reset(self) -> str:
-        """Stop the engines and start the run again from its first step (a new historian file)."""
-        await self.stop(final_status="Idle")
-        await self._set_control(None, Status="Reset")
-        self.step = 0
-        for building in self.buildings:
-            building.restart()
-            await self._set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
-        self.status = "Idle"
-        await self.start()
+        """End the run (its historian and KPIs are kept) and start it again from its first step, into a
+        new historian file; the daemon keeps serving."""
+        async with self._lifecycle:
+            await self._end_run("Stopped")
+            await self._set_control(None, Status="Reset")
+            self.step = 0
+            for building in self.buildings:
+                building.restart()
+                await self._set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
+            self.status = "Idle"
+            self._start_run()
+        log.info("reset: the run starts again from its first step")
         return "reset"
 
     async def stop(self, final_status: str = "Stopped") -> None:
-        """Stop all engines; the server keeps serving the last values."""
-        if self._task and not self._task.done() and self._task is not asyncio.current_task():
-            self._task.cancel()
-            try:
-                await asyncio.wait_for(self._task, 30)
-            except (asyncio.CancelledError, asyncio.TimeoutError):
-                pass
-        for building in self.buildings:
-            if building.running:
-                await self._stop_building(building, final_status if final_status != "Idle" else "Stopped")
-            elif building.engine is not None:
-                await building.engine.stop()
-        await self._close_historian()
-        if self.status in ("Running", "Paused", "Idle"):
-            self._resume.set()
-            await self._set_status(final_status)
+        """End the run (Control.Stop, a signal, the daemon's exit); buildings still going take
+        ``final_status``. The server keeps serving the last values; ``done`` is set."""
+        async with self._lifecycle:
+            await self._end_run(final_status)
         self.done.set()
 
+    async def stop_building(self, building: BuildingState) -> None:
+        """Stop one building (its Control.Stop); the others go on."""
+        async with self._lifecycle:
+            if not building.running:
+                raise ValueError(f"cannot stop: {building.name} is {building.status}")
+            log.info("%s stopped at step %d", building.name, building.published_step)
+            await self._stop_building(building, "Stopped")
+            if not any(b.running for b in self.buildings):
+                self._resume.set()  # the run is over, paused or not: let the stepping loop end it
+
+    async def _end_run(self, status: str) -> None:
+        """Cancel the stepping if it is going, stop every engine, and conclude the run (once)."""
+        task = self._task
+        if task is None:  # never started
+            await self._set_status(status)
+            return
+        going = not task.done()
+        if going:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(task, 30)
+        await self._stop_all(status)
+        if going:
+            await self._conclude()
+
+    async def _stop_all(self, status: str, fault: str = "") -> None:
+        for building in self.buildings:
+            if building.live:
+                await self._stop_building(building, status, fault)
+            elif building.engine is not None:
+                await building.engine.stop()
+
     async def _stop_building(self, building: BuildingState, status: str, fault: str = "") -> None:
-        if building.engine is not None:
-            await building.engine.stop()
-        building.status = status
-        building.notify()
+        """End ``building``'s run. The status comes first: the step it may have in flight (which stopping
+        its engine makes fail) no longer counts."""
+        building.end(status)
         await self._set_control(building.name, Status=status, OutputReady=False,
                                 **({"Fault": fault} if fault else {}))
+        if building.engine is not None:
+            await building.engine.stop()
 
     async def _set_status(self, status: str) -> None:
         self.status = status
@@ -305,34 +358,36 @@ class Campus:
             self.historian.close()
             self.historian = None
 
+    async def _conclude(self) -> None:
+        """Close the run: its historian, its KPIs (when a step was recorded), the campus status from the
+        buildings' (``campus_outcome``)."""
+        wall_s = time.monotonic() - self._wall_start
+        await self._close_historian()
+        outcome = campus_outcome([b.status for b in self.buildings])
+        log.info("run %s after %d steps (%.1f s wall)", outcome.lower(), self.step, wall_s)
+        if self.run_path is not None and self.step > 0:
+            try:
+                await self._report_kpis(await self._kpi_module, wall_s)
+            except Exception:  # the run itself is fine: say why the KPIs are missing, keep its status
+                log.exception("could not compute the run KPIs")
+        await self._set_status(outcome)
+
     # ----- the run ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        # The KPI module (pandas) is imported while the engines start, when the bridge mostly waits.
-        kpi_module = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "bridge.kpi"))
         try:
             await self._run_steps()
-            final = "Finished" if any(b.status == "Finished" for b in self.buildings) else "Faulted"
-            wall_s = time.monotonic() - self._wall_start
-            await self._close_historian()
-            log.info("run %s after %d steps (%.1f s wall)", final.lower(), self.step, wall_s)
-            if self.run_path is not None and self.step > 0:
-                try:
-                    await self._report_kpis(await kpi_module, wall_s)
-                except Exception:  # the run itself is fine: say why the KPIs are missing, keep its status
-                    log.exception("could not compute the run KPIs")
-            await self._set_status(final)
         except asyncio.CancelledError:
-            raise
+            raise  # stop() and reset() end the run themselves
         except Exception as exc:  # a bug or an I/O failure: fault the campus, never hang
             log.exception("campus run failed")
             await self._set_control(None, Fault=str(exc))
-            await self._set_status("Faulted")
-            for building in self.buildings:
-                if building.engine is not None:
-                    await building.engine.stop()
+            await self._stop_all("Faulted", str(exc))
         finally:
             self.launched.set()
+        try:
+            await self._conclude()
+        finally:
             self.done.set()
 
     async def _run_steps(self) -> None:
@@ -372,7 +427,7 @@ class Campus:
                 published = self.step
             self._record()  # the last published step, while the engines compute the next one
             if not await self._collect(pending, self.step + 1):
-                continue  # every engine finished or faulted
+                continue  # every engine finished, faulted or was stopped
             self.step += 1
             if not fast:
                 await self._publish(self.step)
@@ -419,13 +474,14 @@ class Campus:
             results = await asyncio.gather(*(outputs for _, outputs, _ in pending), return_exceptions=True)
         produced = False
         for (building, _, inputs), result in zip(pending, results):
+            if not building.running:
+                continue  # stopped while computing the step: its outputs, or the failure the stop caused, do not count
             if isinstance(result, EngineFault):
                 await self._fault(building, result)
             elif isinstance(result, BaseException):
                 raise result
             elif result is None:
-                building.status = "Finished"
-                building.notify()
+                building.end("Finished")
                 await self._set_control(building.name, Status="Finished", OutputReady=False)
             else:
                 building.sample, building.applied, building.sample_step = result, inputs, step
@@ -434,7 +490,7 @@ class Campus:
 
     async def _publish(self, step: int) -> None:
         """Outputs of ``step`` to the tags, and (for steps after the start) to the historian."""
-        fresh = [b for b in self.buildings if b.sample is not None and b.sample_step == step]
+        fresh = [b for b in self.buildings if b.running and b.sample_step == step]
         if not fresh:
             return
         rows, total_kw = [], 0.0
@@ -477,19 +533,23 @@ class Campus:
                  campus.get("thermal_discomfort_kh_per_zone") or 0.0, campus.get("time_ratio") or 0.0)
 
     async def _wait_for_turn(self) -> None:
-        """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers."""
+        """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers. A building
+        paused during the wait is not launched (``_launch``)."""
         if self.config.clock == "paced":
             target = self._wall_start + (self.step + 1) * self.config.period.step_s / self.config.speed
             delay = target - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             return
+        await self._handshake()
+
+    async def _handshake(self) -> None:
+        """Lockstep: hand the step to the controllers and wait for their InputReady."""
         running = [b for b in self.buildings if b.status == "Running"]
         for building in running:
             building.begin_turn(self.step)
             await self._set_control(building.name, InputReady=False, OutputReady=True)
-        began = time.monotonic()
-        deadline = began + self.config.lockstep_timeout_s
+        deadline = time.monotonic() + self.config.lockstep_timeout_s
         for building in running:
             try:
                 await asyncio.wait_for(building.input_ready.wait(), max(deadline - time.monotonic(), 0))
@@ -497,7 +557,7 @@ class Campus:
                 log.warning("%s: no InputReady within %.1f s at step %d; holding its inputs",
                             building.name, self.config.lockstep_timeout_s, self.step)
             building.awaiting_step = -1
-            if building.status == "Running":
+            if building.running:
                 await self._set_control(building.name, OutputReady=False)
 
     def _progress(self) -> None:
@@ -510,4 +570,3 @@ class Campus:
         log.info("step %d/%d  sim %s  %.0f steps/s  %s", self.step, self.config.period.steps,
                  sim.strftime("%Y-%m-%d %H:%M"), self.step / elapsed,
                  " ".join(f"{b.name}={b.status}" for b in self.buildings))
-

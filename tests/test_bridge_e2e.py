@@ -175,7 +175,7 @@ def test_killed_engine_faults_its_building_and_nothing_hangs(test_campus_config,
             assert "Warehouse" in fault and "EnergyPlus" in fault
             others = [await node(client, f"TestCampus.{n}.Control.Status") for n in ("SmallOffice", "RetailStore")]
             campus = await node(client, "TestCampus.Control.Status")
-            await wait_until(lambda: _equals(campus, "Finished"), 180)
+            await wait_until(lambda: _equals(campus, "Faulted"), 180)  # a real fault shows on the campus
             assert [await o.read_value() for o in others] == ["Finished", "Finished"]
 
     # Paced so that the kill lands mid-run (2 days at 20,000x: about 9 s of wall time).
@@ -294,6 +294,75 @@ def test_control_methods_start_pause_resume_reset_stop(small_office_config, tmp_
         asyncio.run(scenario(bridge.endpoint))
     historians = sorted(bridge.run_dir.glob("*/historian.sqlite"))
     assert len(historians) == 2  # the reset started a new run file
+
+
+async def _ended(var) -> bool:
+    return await var.read_value() in ("Finished", "Stopped", "Faulted")
+
+
+def test_stopping_one_building_lets_the_others_finish(test_campus_config, tmp_path):
+    """Control.Stop on a building: it is Stopped (no fault), its last step is the one on its tags when
+    Stop returned, the others run to the end, and the campus ends Finished."""
+    names = ["SmallOffice", "Warehouse", "RetailStore"]
+
+    async def scenario(endpoint: str) -> tuple[int, int, list[str], str, str]:
+        async with Client(endpoint, timeout=30) as client:
+            step = await node(client, "TestCampus.Warehouse.Control.Step")
+            await wait_until(lambda: _at_least(step, 5), 120)
+            control = await node(client, "TestCampus.Warehouse.Control")
+            stop = await node(client, "TestCampus.Warehouse.Control.Stop")
+            assert await control.call_method(stop) == "Warehouse stopped"
+            stopped_at = await step.read_value()
+            campus = await node(client, "TestCampus.Control.Status")
+            await wait_until(lambda: _ended(campus), 180)
+            statuses = [await (await node(client, f"TestCampus.{n}.Control.Status")).read_value() for n in names]
+            fault = await (await node(client, "TestCampus.Warehouse.Control.Fault")).read_value()
+            return stopped_at, await step.read_value(), statuses, fault, await campus.read_value()
+
+    with run_bridge(test_campus_config, tmp_path, "--clock", "paced", "--speed", "20000") as bridge:
+        stopped_at, last_step, statuses, fault, campus = asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert (statuses, fault, campus) == (["Finished", "Stopped", "Finished"], "", "Finished")
+    assert "faulted" not in log and "Warehouse stopped at step" in log
+    assert last_step == stopped_at == len(load_history(bridge.historian(), "Warehouse"))
+    assert len(load_history(bridge.historian(), "SmallOffice")) == 288
+
+
+def test_reset_starts_a_new_run_and_keeps_the_daemon(small_office_config, tmp_path):
+    """Reset without --keep-serving: the new run steps, the daemon stays; both runs keep their KPIs."""
+
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=30) as client:
+            control = await node(client, "TestSite.Control")
+            step = await node(client, "TestSite.SmallOffice.Control.Step")
+            await wait_until(lambda: _at_least(step, 10), 120)
+            assert await control.call_method(await node(client, "TestSite.Control.Reset")) == "reset"
+            assert await step.read_value() == 0
+            await wait_until(lambda: _at_least(step, 3), 120)  # the new run steps
+            assert await control.call_method(await node(client, "TestSite.Control.Stop")) == "campus stopped"
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "paced", "--speed", "3000", keep_serving=False) as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        bridge.wait(60)
+        log = bridge.log
+    assert "faulted" not in log and "run stopped after" in log
+    runs = sorted(path.parent for path in bridge.run_dir.glob("*/historian.sqlite"))
+    assert len(runs) == 2 and all((run / "kpis.json").is_file() for run in runs)
+
+
+def test_sigterm_keeps_the_kpis_of_the_steps_run(small_office_config, tmp_path):
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=30) as client:
+            step = await node(client, "TestSite.SmallOffice.Control.Step")
+            await wait_until(lambda: _at_least(step, 5), 120)
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "paced", "--speed", "3000") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        bridge.process.send_signal(signal.SIGTERM)
+        bridge.wait(60)
+    historian = bridge.historian()
+    kpis = json.loads((historian.parent / "kpis.json").read_text())
+    assert kpis["period"]["steps"] == len(load_history(historian, "SmallOffice")) >= 5
 
 
 def test_setpoints_stay_in_order(small_office_config, tmp_path):

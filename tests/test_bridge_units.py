@@ -10,7 +10,7 @@ import pytest
 
 from bridge.config import ConfigError, RunPeriod, load_config
 from bridge.cosim_files import ModelError, patch_model, variables_cfg
-from bridge.engines.base import EngineFault
+from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.engines.energyplus import severe_lines
 from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet, encode_inputs
 from bridge.historian import Historian, HistorianError, load_history, read_tag
@@ -268,3 +268,74 @@ def test_server_starts_when_the_address_space_cannot_be_cached(tmp_path, monkeyp
     assert server.idx > 0
     assert any("cannot cache the standard address space" in r.getMessage() and str(blocker) in r.getMessage()
                for r in caplog.records)
+
+
+class GatedEngine(Engine):
+    """Answers at once up to step ``hold_at``, which waits for ``gate``: a step in flight. Its stop is
+    instant and leaves that step to answer (EnergyPlus had sent it before its socket was closed)."""
+
+    def __init__(self, tagmap, hold_at: int):
+        self.tagmap, self.hold_at, self.steps = tagmap, hold_at, 0
+        self.gate = asyncio.Event()
+
+    def _sample(self) -> Sample:
+        return Sample(self.steps * 600.0, {o.tag: 1.0 for o in self.tagmap.outputs})
+
+    async def start(self) -> Sample:
+        return self._sample()
+
+    async def step(self, inputs) -> Sample:
+        self.steps += 1
+        await (self.gate.wait() if self.steps >= self.hold_at else asyncio.sleep(0))  # yields, as engines do
+        return self._sample()
+
+    async def stop(self) -> None:
+        pass
+
+
+async def started_campus(config, engine: Engine):
+    """A campus of one building on ``engine``, its server built but not listening, started."""
+    from bridge.campus import Campus
+    from bridge.server import TagServer
+
+    campus = Campus(config, engine_factory=lambda *_: engine)
+    server = TagServer("opc.tcp://127.0.0.1:4840", config.name, config.period.time_of(0))
+    await server.init()
+    await campus.build_address_space(server)
+    await campus.start()
+    return campus
+
+
+def test_a_stopped_building_publishes_no_step_in_flight(tmp_path):
+    config = load_config(SIMS / "small_office.toml").with_overrides(clock="fast", run_dir=tmp_path)
+    engine = GatedEngine(config.buildings[0].tagmap, hold_at=6)
+
+    async def scenario():
+        campus = await started_campus(config, engine)
+        building = campus.buildings[0]
+        await building.until(lambda: building.published_step == 5, 30)  # step 6 is in flight
+        await campus.stop_building(building)
+        engine.gate.set()
+        await asyncio.wait_for(campus.done.wait(), 30)
+        return campus
+
+    campus = asyncio.run(scenario())
+    building = campus.buildings[0]
+    assert (building.status, campus.status, building.published_step) == ("Stopped", "Stopped", 5)
+    assert list(load_history(campus.run_path, "SmallOffice")["step"]) == [1, 2, 3, 4, 5]
+
+
+def test_stopping_the_last_building_of_a_paused_campus_ends_the_run(tmp_path):
+    config = load_config(SIMS / "small_office.toml").with_overrides(clock="fast", run_dir=tmp_path)
+
+    async def scenario():
+        campus = await started_campus(config, GatedEngine(config.buildings[0].tagmap, hold_at=10**6))
+        building = campus.buildings[0]
+        await building.until(lambda: building.published_step >= 2, 30)
+        await campus.pause()
+        await asyncio.sleep(0.2)  # the stepping loop ends its step in flight and waits for Resume
+        await campus.stop_building(building)
+        await asyncio.wait_for(campus.done.wait(), 30)
+        return campus.status, building.status
+
+    assert asyncio.run(scenario()) == ("Stopped", "Stopped")
