@@ -542,6 +542,7 @@ class Campus:
                 await asyncio.sleep(delay)
             return
         await self._handshake()
+        await self._resume.wait()  # paused during the handshake: the answers stand, the step waits for Resume
 
     async def _handshake(self) -> None:
         """Lockstep: hand the step to the controllers and wait for their InputReady."""

@@ -365,6 +365,31 @@ def test_sigterm_keeps_the_kpis_of_the_steps_run(small_office_config, tmp_path):
     assert kpis["period"]["steps"] == len(load_history(historian, "SmallOffice")) >= 5
 
 
+def test_an_answer_during_a_pause_stands(small_office_config, tmp_path):
+    """Lockstep: a controller answers the step handed to it while the campus is paused. The step waits
+    for Resume (a setpoint written during the pause drives it) and goes at once: the bridge does not
+    hand the same step over again."""
+
+    async def scenario(endpoint: str) -> int:
+        async with Client(endpoint, timeout=30) as client:
+            control = await node(client, "TestSite.Control")
+            held = await lockstep_turn(client, "TestSite.SmallOffice", -1)
+            assert await control.call_method(await node(client, "TestSite.Control.Pause")) == "paused"
+            await (await node(client, "TestSite.SmallOffice.Control.InputReady")).write_value(True)
+            await asyncio.sleep(1.0)  # time for a step the pause did not hold
+            await (await node(client, "TestSite.SmallOffice.Inputs.CoolingSetpoint")).write_value(double(27.0))
+            assert await control.call_method(await node(client, "TestSite.Control.Resume")) == "resumed"
+            await lockstep_turn(client, "TestSite.SmallOffice", held)  # well within the lockstep timeout
+            return held
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "300") as bridge:
+        held = asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert "no InputReady" not in log
+    frame = load_history(bridge.historian()).set_index("step")
+    assert frame.loc[held + 1, "CoolingSetpoint"] == 27.0
+
+
 def test_setpoints_stay_in_order(small_office_config, tmp_path):
     """Heating must stay 1 K under cooling (tag map ``below``): a write or an Exchange breaking that is
     refused with BadOutOfRange, judged on all the values of the request, whatever their order."""
