@@ -9,11 +9,16 @@ No building starts step k+1 before every running building has finished step k. C
   tags hold when a step starts.
 - ``fast``: as fast as the engines go. The next step is sent to the engines before the outputs of
   the last one are published and recorded, so that work overlaps the engines' computation.
+
+No step starts while the campus is paused. A run ends when no building is running
+any more (each one Finished, Faulted or Stopped by its Stop method) or when the campus is stopped
+or reset; then its historian is closed and its KPIs are written (if a step was recorded).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import importlib
@@ -31,7 +36,7 @@ from bridge.historian import Historian
 from bridge.tagmap import TagMap
 
 if TYPE_CHECKING:
-    from bridge.server import TagServer
+    from bridge.server import Exchange, TagServer
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +74,14 @@ def served_tagmap(building: BuildingConfig, config: CampusConfig) -> TagMap:
                       config.period).published_tagmap
 
 
+def campus_outcome(statuses: list[str]) -> str:
+    """The status of a campus whose run is over, from its buildings' (each Finished, Stopped or Faulted):
+    Faulted if any faulted, else Finished if any finished (the others were stopped), else Stopped."""
+    if "Faulted" in statuses:
+        return "Faulted"
+    return "Finished" if "Finished" in statuses else "Stopped"
+
+
 @dataclass
 class BuildingState:
     config: BuildingConfig
@@ -78,11 +91,12 @@ class BuildingState:
     sample: Sample | None = None
     applied: dict[str, float] = field(default_factory=dict)  # inputs of the step that produced ``sample``
     sample_step: int = -1  # step whose outputs ``sample`` holds
-    published_step: int = -1  # last step whose outputs are on the tags
+    published: Sample | None = None  # the outputs on the tags
+    published_step: int = -1  # the step of ``published``
+    exchanged_step: int = -1  # the step the last Control.Exchange call answered with
     input_ready: asyncio.Event = field(default_factory=asyncio.Event)
     awaiting_step: int = -1  # lockstep: the step whose controller answer the bridge is waiting for
-    turn: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) when a wait begins
-    published: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) at each publish
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) by ``notify``
 
     @property
     def name(self) -> str:
@@ -97,6 +111,11 @@ class BuildingState:
     def running(self) -> bool:
         return self.status in ("Running", "Paused")
 
+    @property
+    def live(self) -> bool:
+        """Its run is starting or going."""
+        return self.status in ("Idle", "Running", "Paused")
+
     def answer(self) -> None:
         """A controller raised InputReady: it counts only while the bridge waits for this building, so a
         late answer to a step that already timed out cannot release the next step unseen."""
@@ -106,13 +125,29 @@ class BuildingState:
     def begin_turn(self, step: int) -> None:
         self.input_ready.clear()
         self.awaiting_step = step
-        self.turn.set()
-        self.turn = asyncio.Event()
+        self.notify()
 
-    def announce(self) -> None:
-        """Wake everyone waiting for this building's next step (new outputs, or the end of its run)."""
-        self.published.set()
-        self.published = asyncio.Event()
+    def end(self, status: str) -> None:
+        """Its run is over: release the bridge's wait for its controller and wake every waiter."""
+        self.status = status
+        self.input_ready.set()
+        self.notify()
+
+    def restart(self) -> None:
+        """Back to Idle for a new run."""
+        self.status, self.sample, self.published, self.applied = "Idle", None, None, {}
+        self.sample_step = self.published_step = self.exchanged_step = self.awaiting_step = -1
+
+    def notify(self) -> None:
+        """Wake everyone waiting for a change of this building (a turn, new outputs, the end of its run)."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Wait until ``condition()`` holds, checked at each change; TimeoutError after ``timeout_s`` in all."""
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                await self.changed.wait()
 
 
 class Campus:
@@ -132,10 +167,12 @@ class Campus:
         self.started = asyncio.Event()
         self.launched = asyncio.Event()  # the engines of the run are launching (or the run is over)
         self.address_space_ready = asyncio.Event()
-        self.done = asyncio.Event()
+        self.done = asyncio.Event()  # the run is over and no new one was started: the daemon may end
         self._resume = asyncio.Event()
         self._resume.set()
+        self._lifecycle = asyncio.Lock()  # Start, Stop and Reset one at a time
         self._task: asyncio.Task | None = None
+        self._kpi_module: asyncio.Future | None = None
         self._wall_start = 0.0
         self._pause_wall = 0.0
         self._last_progress = 0.0
@@ -152,50 +189,74 @@ class Campus:
                                            building.answer, self._exchange(building))
         self.address_space_ready.set()
 
-    def _exchange(self, building: BuildingState):
-        """Raise InputReady for ``building`` and wait for its next published step (Control.Exchange)."""
+    def _exchange(self, building: BuildingState) -> Exchange:
+        """Control.Exchange of ``building``: write the caller's inputs when the bridge asks for them, raise
+        InputReady, answer with the next step. In lockstep the inputs are for the step after the one the
+        caller's previous call answered with; if the bridge has moved past that step (its controller was
+        later than the lockstep timeout) they are not written and the call answers at once with the newest
+        step, whose outputs the caller then decides on."""
 
-        async def exchange() -> tuple[int, list[float]]:
-            await self._next_publish(building, -1, self.config.engine_start_timeout_s)  # first outputs
-            step_before = building.published_step
+        async def exchange(write_inputs: Callable[[], Awaitable[None]]) -> tuple[int, list[float]]:
+            await building.until(lambda: building.published_step >= 0 or not building.live,
+                                 self.config.engine_start_timeout_s)  # the first outputs
+            lockstep = self.config.clock == "lockstep"
+            seen = building.exchanged_step if lockstep and building.exchanged_step >= 0 else building.published_step
             timeout_s = self.config.lockstep_timeout_s + self.config.engine_step_timeout_s
-            if self.config.clock == "lockstep":
-                while building.awaiting_step != step_before and building.published_step == step_before \
-                        and building.running:
-                    await asyncio.wait_for(building.turn.wait(), timeout_s)  # the bridge asks for this step
-                building.answer()
-            await self._next_publish(building, step_before, timeout_s)
-            if building.published_step <= step_before:
+            if lockstep and not await self._turn_after(building, seen, timeout_s):
+                log.warning("%s: Exchange inputs for the step after %d came when the bridge was at step %d "
+                            "(lockstep timeout): not applied", building.name, seen, building.published_step)
+                return self._exchange_answer(building)
+            if not building.running:
                 raise ValueError(f"{building.name} is {building.status}")
-            outputs = building.sample.outputs
-            return building.published_step, [float(outputs[o.tag]) for o in building.tagmap.outputs]
+            await write_inputs()
+            building.answer()
+            await building.until(lambda: building.published_step > seen or not building.running, timeout_s)
+            if building.published_step <= seen:
+                raise ValueError(f"{building.name} is {building.status}")
+            return self._exchange_answer(building)
 
         return exchange
 
     @staticmethod
-    async def _next_publish(building: BuildingState, after_step: int, timeout_s: float) -> None:
-        """Wait until ``building`` has published a step newer than ``after_step``, or its run is over."""
-        while building.published_step <= after_step and building.status in ("Idle", "Running", "Paused"):
-            await asyncio.wait_for(building.published.wait(), timeout_s)
+    async def _turn_after(building: BuildingState, step: int, timeout_s: float) -> bool:
+        """Lockstep: wait until the bridge asks for the inputs after ``step`` (or the building's run is
+        over); False if it has published a newer step instead."""
+        await building.until(lambda: building.awaiting_step == step or building.published_step > step
+                             or not building.running, timeout_s)
+        return building.published_step <= step
+
+    @staticmethod
+    def _exchange_answer(building: BuildingState) -> tuple[int, list[float]]:
+        building.exchanged_step = building.published_step
+        outputs = building.published.outputs
+        return building.published_step, [float(outputs[o.tag]) for o in building.tagmap.outputs]
 
     def _methods(self, building: BuildingState | None):
         async def stop() -> str:
             if building is None:
                 await self.stop()
                 return "campus stopped"
-            await self._stop_building(building, "Stopped")
+            await self.stop_building(building)
             return f"{building.name} stopped"
 
         return {"Start": self.start, "Pause": self.pause, "Resume": self.resume, "Reset": self.reset, "Stop": stop}
 
     async def start(self) -> str:
-        if self.status != "Idle":
-            raise ValueError(f"cannot start: campus is {self.status}")
+        async with self._lifecycle:
+            if self.status != "Idle":
+                raise ValueError(f"cannot start: campus is {self.status}")
+            self._start_run()
+        return "started"
+
+    def _start_run(self) -> None:
         self.status = "Running"  # on the tags once the engines are up and the address space is built
+        self._resume.set()
         self.done.clear()
+        if self._kpi_module is None:  # pandas, imported while the engines start, when the bridge mostly waits
+            self._kpi_module = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "bridge.kpi"))
+        self._wall_start = time.monotonic()
         self._task = asyncio.create_task(self._run(), name=f"campus {self.config.name}")
         self.started.set()
-        return "started"
 
     async def pause(self) -> str:
         if self.status != "Running":
@@ -216,44 +277,67 @@ class Campus:
         return "resumed"
 
     async def reset(self) -> str:
-        """Stop the engines and start the run again from its first step (a new historian file)."""
-        await self.stop(final_status="Idle")
-        await self._set_control(None, Status="Reset")
-        self.step = 0
-        for building in self.buildings:
-            building.status, building.sample, building.applied = "Idle", None, {}
-            building.sample_step = building.published_step = -1
-            await self._set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
-        self.status = "Idle"
-        await self.start()
+        """End the run (its historian and KPIs are kept) and start it again from its first step, into a
+        new historian file; the daemon keeps serving."""
+        async with self._lifecycle:
+            await self._end_run("Stopped")
+            await self._set_control(None, Status="Reset")
+            self.step = 0
+            for building in self.buildings:
+                building.restart()
+                await self._set_control(building.name, Status="Idle", Step=0, Fault="", OutputReady=False)
+            self.status = "Idle"
+            self._start_run()
+        log.info("reset: the run starts again from its first step")
         return "reset"
 
     async def stop(self, final_status: str = "Stopped") -> None:
-        """Stop all engines; the server keeps serving the last values."""
-        if self._task and not self._task.done() and self._task is not asyncio.current_task():
-            self._task.cancel()
-            try:
-                await asyncio.wait_for(self._task, 30)
-            except (asyncio.CancelledError, asyncio.TimeoutError):
-                pass
-        for building in self.buildings:
-            if building.running:
-                await self._stop_building(building, final_status if final_status != "Idle" else "Stopped")
-            elif building.engine is not None:
-                await building.engine.stop()
-        await self._close_historian()
-        if self.status in ("Running", "Paused", "Idle"):
-            self._resume.set()
-            await self._set_status(final_status)
+        """End the run (Control.Stop, a signal, the daemon's exit); buildings still going take
+        ``final_status``. The server keeps serving the last values; ``done`` is set."""
+        async with self._lifecycle:
+            await self._end_run(final_status)
         self.done.set()
 
+    async def stop_building(self, building: BuildingState) -> None:
+        """Stop one building (its Control.Stop); the others go on."""
+        async with self._lifecycle:
+            if not building.running:
+                raise ValueError(f"cannot stop: {building.name} is {building.status}")
+            log.info("%s stopped at step %d", building.name, building.published_step)
+            await self._stop_building(building, "Stopped")
+            if not any(b.running for b in self.buildings):
+                self._resume.set()  # the run is over, paused or not: let the stepping loop end it
+
+    async def _end_run(self, status: str) -> None:
+        """Cancel the stepping if it is going, stop every engine, and conclude the run (once)."""
+        task = self._task
+        if task is None:  # never started
+            await self._set_status(status)
+            return
+        going = not task.done()
+        if going:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(task, 30)
+        await self._stop_all(status)
+        if going:
+            await self._conclude()
+
+    async def _stop_all(self, status: str, fault: str = "") -> None:
+        for building in self.buildings:
+            if building.live:
+                await self._stop_building(building, status, fault)
+            elif building.engine is not None:
+                await building.engine.stop()
+
     async def _stop_building(self, building: BuildingState, status: str, fault: str = "") -> None:
-        if building.engine is not None:
-            await building.engine.stop()
-        building.status = status
-        building.announce()
+        """End ``building``'s run. The status comes first: the step it may have in flight (which stopping
+        its engine makes fail) no longer counts."""
+        building.end(status)
         await self._set_control(building.name, Status=status, OutputReady=False,
                                 **({"Fault": fault} if fault else {}))
+        if building.engine is not None:
+            await building.engine.stop()
 
     async def _set_status(self, status: str) -> None:
         self.status = status
@@ -274,34 +358,36 @@ class Campus:
             self.historian.close()
             self.historian = None
 
+    async def _conclude(self) -> None:
+        """Close the run: its historian, its KPIs (when a step was recorded), the campus status from the
+        buildings' (``campus_outcome``)."""
+        wall_s = time.monotonic() - self._wall_start
+        await self._close_historian()
+        outcome = campus_outcome([b.status for b in self.buildings])
+        log.info("run %s after %d steps (%.1f s wall)", outcome.lower(), self.step, wall_s)
+        if self.run_path is not None and self.step > 0:
+            try:
+                await self._report_kpis(await self._kpi_module, wall_s)
+            except Exception:  # the run itself is fine: say why the KPIs are missing, keep its status
+                log.exception("could not compute the run KPIs")
+        await self._set_status(outcome)
+
     # ----- the run ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        # The KPI module (pandas) is imported while the engines start, when the bridge mostly waits.
-        kpi_module = asyncio.ensure_future(asyncio.to_thread(importlib.import_module, "bridge.kpi"))
         try:
             await self._run_steps()
-            final = "Finished" if any(b.status == "Finished" for b in self.buildings) else "Faulted"
-            wall_s = time.monotonic() - self._wall_start
-            await self._close_historian()
-            log.info("run %s after %d steps (%.1f s wall)", final.lower(), self.step, wall_s)
-            if self.run_path is not None and self.step > 0:
-                try:
-                    await self._report_kpis(await kpi_module, wall_s)
-                except Exception:  # the run itself is fine: say why the KPIs are missing, keep its status
-                    log.exception("could not compute the run KPIs")
-            await self._set_status(final)
         except asyncio.CancelledError:
-            raise
+            raise  # stop() and reset() end the run themselves
         except Exception as exc:  # a bug or an I/O failure: fault the campus, never hang
             log.exception("campus run failed")
             await self._set_control(None, Fault=str(exc))
-            await self._set_status("Faulted")
-            for building in self.buildings:
-                if building.engine is not None:
-                    await building.engine.stop()
+            await self._stop_all("Faulted", str(exc))
         finally:
             self.launched.set()
+        try:
+            await self._conclude()
+        finally:
             self.done.set()
 
     async def _run_steps(self) -> None:
@@ -341,7 +427,7 @@ class Campus:
                 published = self.step
             self._record()  # the last published step, while the engines compute the next one
             if not await self._collect(pending, self.step + 1):
-                continue  # every engine finished or faulted
+                continue  # every engine finished, faulted or was stopped
             self.step += 1
             if not fast:
                 await self._publish(self.step)
@@ -388,13 +474,14 @@ class Campus:
             results = await asyncio.gather(*(outputs for _, outputs, _ in pending), return_exceptions=True)
         produced = False
         for (building, _, inputs), result in zip(pending, results):
+            if not building.running:
+                continue  # stopped while computing the step: its outputs, or the failure the stop caused, do not count
             if isinstance(result, EngineFault):
                 await self._fault(building, result)
             elif isinstance(result, BaseException):
                 raise result
             elif result is None:
-                building.status = "Finished"
-                building.announce()
+                building.end("Finished")
                 await self._set_control(building.name, Status="Finished", OutputReady=False)
             else:
                 building.sample, building.applied, building.sample_step = result, inputs, step
@@ -403,7 +490,7 @@ class Campus:
 
     async def _publish(self, step: int) -> None:
         """Outputs of ``step`` to the tags, and (for steps after the start) to the historian."""
-        fresh = [b for b in self.buildings if b.sample is not None and b.sample_step == step]
+        fresh = [b for b in self.buildings if b.running and b.sample_step == step]
         if not fresh:
             return
         rows, total_kw = [], 0.0
@@ -415,8 +502,8 @@ class Campus:
             total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
-            building.published_step = step
-            building.announce()
+            building.published, building.published_step = sample, step
+            building.notify()
         await self.server.publish_outputs(self.config.name, {"TotalElectricPower": total_kw}, sim_time)
         await self._set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
         self._unrecorded.extend(rows)
@@ -446,19 +533,24 @@ class Campus:
                  campus.get("thermal_discomfort_kh_per_zone") or 0.0, campus.get("time_ratio") or 0.0)
 
     async def _wait_for_turn(self) -> None:
-        """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers."""
+        """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers. A building
+        paused during the wait is not launched (``_launch``)."""
         if self.config.clock == "paced":
             target = self._wall_start + (self.step + 1) * self.config.period.step_s / self.config.speed
             delay = target - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             return
+        await self._handshake()
+        await self._resume.wait()  # paused during the handshake: the answers stand, the step waits for Resume
+
+    async def _handshake(self) -> None:
+        """Lockstep: hand the step to the controllers and wait for their InputReady."""
         running = [b for b in self.buildings if b.status == "Running"]
         for building in running:
             building.begin_turn(self.step)
             await self._set_control(building.name, InputReady=False, OutputReady=True)
-        began = time.monotonic()
-        deadline = began + self.config.lockstep_timeout_s
+        deadline = time.monotonic() + self.config.lockstep_timeout_s
         for building in running:
             try:
                 await asyncio.wait_for(building.input_ready.wait(), max(deadline - time.monotonic(), 0))
@@ -466,7 +558,7 @@ class Campus:
                 log.warning("%s: no InputReady within %.1f s at step %d; holding its inputs",
                             building.name, self.config.lockstep_timeout_s, self.step)
             building.awaiting_step = -1
-            if building.status == "Running":
+            if building.running:
                 await self._set_control(building.name, OutputReady=False)
 
     def _progress(self) -> None:
@@ -479,4 +571,3 @@ class Campus:
         log.info("step %d/%d  sim %s  %.0f steps/s  %s", self.step, self.config.period.steps,
                  sim.strftime("%Y-%m-%d %H:%M"), self.step / elapsed,
                  " ".join(f"{b.name}={b.status}" for b in self.buildings))
-

@@ -9,8 +9,9 @@ Address space, namespace ``urn:twinbridge``, string node ids that read well in a
     Objects/<Campus>/<Building>/Control/{..., OutputReady, InputReady}
 
 Node id of a tag: ``ns=<urn:twinbridge>;s=<Campus>.<Building>.<Inputs|Outputs|Control>.<Name>``.
-Output values carry SourceTimestamp = simulation time. A write outside an input's EURange is
-refused with BadOutOfRange and logged.
+Output values carry SourceTimestamp = simulation time. A write outside an input's EURange, or one
+that would break an order between inputs (a tag map's ``below``), is refused with BadOutOfRange
+and logged.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import os
 import time
@@ -34,7 +36,7 @@ from bridge.config import cache_dir
 from bridge.historian import read_tag
 from bridge.security.server import may_write, secure_server
 from bridge.security.settings import ServerSecurity
-from bridge.tagmap import TagMap
+from bridge.tagmap import InputOrder, InputTag, TagMap
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,24 @@ UNIT_CODES = {"degC": "CEL", "K": "KEL", "kW": "KWT", "W": "WTT", "kWh": "KWH", 
 STATUS_CODES = {"Idle": 0, "Running": 1, "Finished": 2, "Reset": 3, "Stopped": 4, "Paused": 5, "Faulted": -1}
 METHODS = ("Start", "Pause", "Resume", "Reset", "Stop")
 HISTORY_PAGE = 10_000  # most values of one tag in one HistoryRead answer; a continuation point gives the rest
-Exchange = Callable[[], Awaitable[tuple[int, list[float]]]]
+# Control.Exchange on the campus side: given the coroutine function that writes the call's inputs, it
+# decides when (and whether) to write them, and returns (step, outputs) of the step to answer with.
+Exchange = Callable[[Callable[[], Awaitable[None]]], Awaitable[tuple[int, list[float]]]]
+NUMBER_VARIANTS = {ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.SByte, ua.VariantType.Byte,
+                   ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32, ua.VariantType.UInt32,
+                   ua.VariantType.Int64, ua.VariantType.UInt64}
+
+
+class InputRefused(ValueError):
+    """Input values the bridge will not write; ``code`` is the OPC UA status to answer with."""
+
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def engineering_units(unit: str) -> ua.EUInformation:
@@ -137,7 +156,9 @@ class TagServer:
         self.inputs: dict[str, dict[str, ua.NodeId]] = {}
         self.outputs: dict[str, dict[str, ua.NodeId]] = {}
         self.controls: dict[str | None, ControlNodes] = {}
-        self._ranges: dict[ua.NodeId, tuple[float, float, str]] = {}
+        self._input_items: dict[ua.NodeId, tuple[str, InputTag]] = {}  # input node -> (building, tag-map entry)
+        self._orders: dict[str, tuple[InputOrder, ...]] = {}
+        self._input_lock = asyncio.Lock()  # a check of input values and their write are one step
         self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
         self._root = None
         self._kpi_folders: set[ua.NodeId] = set()
@@ -259,12 +280,13 @@ class TagServer:
         inputs = await self._folder(building, f"{prefix}.Inputs", "Inputs")
         outputs = await self._folder(building, f"{prefix}.Outputs", "Outputs")
         self.inputs[name], self.outputs[name] = {}, {}
+        self._orders[name] = tagmap.orders
         for item in tagmap.inputs:
             path = f"{prefix}.Inputs.{item.tag}"
             await self._analog(inputs, path, item.tag, item.unit, item.min, item.max, item.default, True,
                                item.description)
             self.inputs[name][item.tag] = self._id(path)
-            self._ranges[self._id(path)] = (item.min, item.max, f"{name}.{item.tag}")
+            self._input_items[self._id(path)] = (name, item)
         for item in tagmap.outputs:
             path = f"{prefix}.Outputs.{item.tag}"
             low = item.min if item.min is not None else -1e9
@@ -279,28 +301,22 @@ class TagServer:
     async def _exchange_method(self, prefix: str, name: str, tagmap: TagMap, exchange: Exchange) -> None:
         """``Control.Exchange(Inputs) -> (Step, Outputs)``: a controller's whole step in one call.
 
-        It checks and writes the inputs (tag-map order; an empty array holds the current ones),
-        raises InputReady and returns when the bridge has published the next step."""
+        It checks the inputs (tag-map order; an empty array holds the current ones) and hands their
+        write to ``exchange``, which raises InputReady and returns the step to answer with."""
         control = self.server.get_node(self._id(f"{prefix}.Control"))
         for tags, label in ((tagmap.inputs, "InputTags"), (tagmap.outputs, "OutputTags")):
             node = await control.add_variable(self._id(f"{prefix}.Control.{label}"), ua.QualifiedName(label, self.idx),
                                               ua.Variant([t.tag for t in tags], ua.VariantType.String))
             self.controls[name].ids[label] = node.nodeid
-        input_ids = self.inputs[name]
 
-        async def call(parent, inputs: ua.Variant):
-            values = list(inputs.Value or [])
-            if values and len(values) != len(input_ids):
-                return ua.StatusCode(ua.StatusCodes.BadInvalidArgument)
-            for (tag, node_id), value in zip(input_ids.items(), values):
-                low, high, where = self._ranges[node_id]
-                if not low <= value <= high:
-                    log.warning("refused Exchange of %r to %s: outside EURange [%g, %g]", value, where, low, high)
-                    return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
-            for node_id, value in zip(input_ids.values(), values):
-                await self.write_value(node_id, float(value), ua.VariantType.Double)
+        async def call(parent, *arguments: ua.Variant):
             try:
-                step, outputs = await exchange()
+                values = self._exchange_inputs(name, arguments)
+            except InputRefused as refused:
+                log.warning("refused Exchange on %s: %s", name, refused)
+                return ua.StatusCode(refused.code)
+            try:
+                step, outputs = await exchange(functools.partial(self._write_inputs, name, values))
             except TimeoutError:
                 return ua.StatusCode(ua.StatusCodes.BadTimeout)
             except ValueError:
@@ -315,9 +331,69 @@ class TagServer:
         await control.add_method(self._id(f"{prefix}.Control.Exchange"), ua.QualifiedName("Exchange", self.idx), call,
                                  [inputs_arg], [step_arg, outputs_arg])
 
+    def _exchange_inputs(self, building: str, arguments: tuple[ua.Variant, ...]) -> dict[str, float]:
+        """The input values of an Exchange call (empty: keep the current ones); raise InputRefused."""
+        if len(arguments) != 1:
+            code = ua.StatusCodes.BadArgumentsMissing if not arguments else ua.StatusCodes.BadTooManyArguments
+            raise InputRefused(code, f"expected one argument (Inputs), got {len(arguments)}")
+        inputs = arguments[0]
+        values = inputs.Value if inputs.Value is not None else []  # Null or empty: keep the current values
+        if not (isinstance(values, list) and all(map(is_number, values))
+                and (inputs.VariantType in NUMBER_VARIANTS or not values)):
+            raise InputRefused(ua.StatusCodes.BadTypeMismatch,
+                               f"Inputs must be an array of numbers, got {inputs.VariantType.name} {values!r:.80}")
+        tags = list(self.inputs[building])
+        if values and len(values) != len(tags):
+            raise InputRefused(ua.StatusCodes.BadInvalidArgument,
+                               f"Inputs has {len(values)} values, InputTags {len(tags)}")
+        for tag, value in zip(tags, values):
+            problem = self._range_problem(self.inputs[building][tag], value)
+            if problem:
+                raise InputRefused(ua.StatusCodes.BadOutOfRange, f"{value!r} to {problem}")
+        named = dict(zip(tags, map(float, values)))
+        broken = [order.explain(named) for order in self._orders[building] if named and not order.holds(named)]
+        if broken:
+            raise InputRefused(ua.StatusCodes.BadOutOfRange, "; ".join(broken))
+        return named
+
+    async def _write_inputs(self, building: str, values: Mapping[str, float]) -> None:
+        async with self._input_lock:
+            for tag, value in values.items():
+                await self.write_value(self.inputs[building][tag], value, ua.VariantType.Double)
+
+    def _range_problem(self, node_id: ua.NodeId, value) -> str | None:
+        """Why ``value`` may not be written to input ``node_id`` (not a number, outside EURange), or None."""
+        building, item = self._input_items[node_id]
+        if is_number(value) and item.min <= value <= item.max:
+            return None
+        return f"{building}.{item.tag}: outside EURange [{item.min:g}, {item.max:g}]"
+
+    def _disordered_writes(self, items: list[ua.WriteValue], candidates: list[int]) -> set[int]:
+        """Indices of the input writes among ``candidates`` that would break a ``below`` order of their
+        building, judged on the values the whole request leaves (so its order of writes does not matter)."""
+        refused: set[int] = set()
+        while True:
+            writes = {i: (*self._input_items[items[i].NodeId], items[i].Value.Value.Value) for i in candidates
+                      if i not in refused and items[i].NodeId in self._input_items}
+            newly = set()
+            for building in {b for b, _, _ in writes.values()}:
+                written = {item.tag: float(v) for b, item, v in writes.values() if b == building}
+                values = self.read_inputs(building) | written
+                for order in self._orders[building]:
+                    if order.holds(values):
+                        continue
+                    involved = {i for i, (b, item, _) in writes.items()
+                                if b == building and item.tag in (order.lower, order.upper)}
+                    log.warning("refused write to %s of %s: %s", building,
+                                ", ".join(sorted({writes[i][1].tag for i in involved})), order.explain(values))
+                    newly |= involved
+            if not newly:
+                return refused
+            refused |= newly
+
     def _guard_writes(self) -> None:
-        """Refuse writes by viewers (BadUserAccessDenied) and out-of-range input writes (BadOutOfRange);
-        notice InputReady raised by a client."""
+        """Refuse writes by viewers (BadUserAccessDenied) and input writes out of EURange or out of order
+        (BadOutOfRange); notice InputReady raised by a client."""
         service = self.server.iserver.attribute_service
         forward = service.write
 
@@ -325,27 +401,29 @@ class TagServer:
             if not may_write(user):
                 log.warning("refused a write by %s (role %s)", user.name, user.twinbridge_role)
                 return [ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)] * len(params.NodesToWrite)
-            results: list[ua.StatusCode | None] = [None] * len(params.NodesToWrite)
-            accepted = []
-            for i, item in enumerate(params.NodesToWrite):
-                limits = self._ranges.get(item.NodeId) if item.AttributeId == ua.AttributeIds.Value else None
-                if limits is not None:
-                    value = item.Value.Value.Value if item.Value and item.Value.Value else None
-                    low, high, tag = limits
-                    if not isinstance(value, (int, float)) or isinstance(value, bool) or not low <= value <= high:
-                        log.warning("refused write of %r to %s: outside EURange [%g, %g]", value, tag, low, high)
-                        results[i] = ua.StatusCode(ua.StatusCodes.BadOutOfRange)
-                        continue
-                accepted.append(i)
-            if accepted:
-                subset = ua.WriteParameters(NodesToWrite=[params.NodesToWrite[i] for i in accepted])
-                codes = await (forward(subset, user=user) if user is not None else forward(subset))
-                for i, code in zip(accepted, codes):
-                    results[i] = code
-                    item = params.NodesToWrite[i]
-                    callback = self._on_input_ready.get(item.NodeId)
-                    if callback and code.is_good() and item.Value.Value.Value is True:
-                        callback()
+            items = params.NodesToWrite
+            results: list[ua.StatusCode | None] = [None] * len(items)
+            for i, item in enumerate(items):
+                if item.AttributeId != ua.AttributeIds.Value or item.NodeId not in self._input_items:
+                    continue
+                value = item.Value.Value.Value if item.Value and item.Value.Value else None
+                problem = self._range_problem(item.NodeId, value)
+                if problem:
+                    log.warning("refused write of %r to %s", value, problem)
+                    results[i] = ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+            codes: list[ua.StatusCode] = []
+            async with self._input_lock:
+                for i in self._disordered_writes(items, [i for i, r in enumerate(results) if r is None]):
+                    results[i] = ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+                accepted = [i for i, r in enumerate(results) if r is None]
+                if accepted:
+                    subset = ua.WriteParameters(NodesToWrite=[items[i] for i in accepted])
+                    codes = await (forward(subset, user=user) if user is not None else forward(subset))
+            for i, code in zip(accepted, codes):
+                results[i] = code
+                callback = self._on_input_ready.get(items[i].NodeId)
+                if callback and code.is_good() and items[i].Value.Value.Value is True:
+                    callback()
             return results
 
         service.write = write

@@ -22,11 +22,17 @@ An input names either ``schedule`` (an existing ``Schedule:*`` object, overridde
 ``ExternalInterface:Actuator`` with control type "Schedule Value") or ``actuator`` (a table with
 ``component_type``, ``control_type`` and ``key`` of any EnergyPlus EMS actuator). An output names
 either ``key`` + ``variable`` (an output variable) or ``meter``.
+
+An input may have to stay below another one: ``below = "CoolingSetpoint"`` with ``margin = 1.0``
+on the heating setpoint keeps it at least 1 degC under the cooling setpoint (EnergyPlus stops with
+a fatal error when a zone's heating setpoint exceeds its cooling setpoint). The bridge refuses
+writes that would break such an order (``InputOrder``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +60,8 @@ class InputTag:
     key: str | None = None
     description: str = ""
     where: str = ""  # "file: inputs[i]" for error messages
+    below: str | None = None  # another input this one must stay under, by at least ``margin``
+    margin: float = 0.0
 
     @property
     def actuator(self) -> tuple[str, str, str]:
@@ -61,6 +69,24 @@ class InputTag:
         if self.schedule is not None:
             return self.schedule, "Schedule:Compact", "Schedule Value"
         return self.key or "", self.component_type or "", self.control_type or ""
+
+
+@dataclass(frozen=True)
+class InputOrder:
+    """Input ``lower`` must stay at least ``margin`` below input ``upper`` (heating under cooling setpoint)."""
+
+    lower: str
+    upper: str
+    margin: float
+    unit: str = ""
+
+    def holds(self, values: Mapping[str, float]) -> bool:
+        return values[self.lower] + self.margin <= values[self.upper] + 1e-9  # 20.9 + 1.0 <= 21.9
+
+    def explain(self, values: Mapping[str, float]) -> str:
+        unit = f" {self.unit}" if self.unit else ""
+        return (f"{self.lower} = {values[self.lower]:g} must stay at least {self.margin:g}{unit} below "
+                f"{self.upper} = {values[self.upper]:g}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +128,11 @@ class TagMap:
     def defaults(self) -> dict[str, float]:
         return {i.tag: i.default for i in self.inputs}
 
+    @property
+    def orders(self) -> tuple[InputOrder, ...]:
+        """The ``below`` constraints between inputs."""
+        return tuple(InputOrder(i.tag, i.below, i.margin, i.unit) for i in self.inputs if i.below is not None)
+
 
 def load_tagmap(path: str | Path) -> TagMap:
     """Read and check a tag map file; raise TagMapError naming the file and entry on any problem."""
@@ -120,7 +151,24 @@ def load_tagmap(path: str | Path) -> TagMap:
         earlier, later = (items[i] for i in repeat)
         raise TagMapError(f"{later.where}: tag {later.tag!r} is already used by {earlier.where} (case does not matter)")
     area = data.get("floor_area_m2")
-    return TagMap(str(data.get("name", path.stem)), inputs, outputs, float(area) if area else None, str(path))
+    tagmap = TagMap(str(data.get("name", path.stem)), inputs, outputs, float(area) if area else None, str(path))
+    _check_orders(tagmap)
+    return tagmap
+
+
+def _check_orders(tagmap: TagMap) -> None:
+    """Each ``below`` names another input, and the defaults keep the order."""
+    for item in tagmap.inputs:
+        if item.below is None:
+            continue
+        others = [i.tag for i in tagmap.inputs if i is not item]
+        if item.below not in others:
+            raise TagMapError(f"{item.where}: 'below' must name another input (one of {others}), got {item.below!r}")
+    defaults = tagmap.defaults
+    for order in tagmap.orders:
+        if not order.holds(defaults):
+            where = tagmap.input(order.lower).where
+            raise TagMapError(f"{where}: the defaults break 'below': {order.explain(defaults)}")
 
 
 def _check_keys(entry: dict, allowed: set[str], where: str) -> None:
@@ -147,7 +195,8 @@ def _number(entry: dict, key: str, where: str, default: float | None = None) -> 
 
 
 def _input(entry: dict, where: str) -> InputTag:
-    _check_keys(entry, {"tag", "unit", "min", "max", "default", "schedule", "actuator", "description"}, where)
+    _check_keys(entry, {"tag", "unit", "min", "max", "default", "schedule", "actuator", "description", "below",
+                        "margin"}, where)
     tag = _tag_name(entry, where)
     where = f"{where} ({tag})"
     low, high = _number(entry, "min", where), _number(entry, "max", where)
@@ -155,7 +204,7 @@ def _input(entry: dict, where: str) -> InputTag:
     if not low <= default <= high:
         raise TagMapError(f"{where}: default {default} is outside [min, max] = [{low}, {high}]")
     common = dict(tag=tag, unit=str(entry.get("unit", "")), min=low, max=high, default=default,
-                  description=str(entry.get("description", "")), where=where)
+                  description=str(entry.get("description", "")), where=where, **_order_keys(entry, where))
     if ("schedule" in entry) == ("actuator" in entry):
         raise TagMapError(f"{where}: give exactly one of 'schedule' or 'actuator'")
     if "schedule" in entry:
@@ -165,6 +214,20 @@ def _input(entry: dict, where: str) -> InputTag:
         raise TagMapError(f"{where}: 'actuator' needs exactly component_type, control_type and key")
     return InputTag(component_type=str(actuator["component_type"]), control_type=str(actuator["control_type"]),
                     key=str(actuator["key"]), **common)
+
+
+def _order_keys(entry: dict, where: str) -> dict:
+    """``below`` (an input tag) and ``margin`` (a number >= 0, only with ``below``)."""
+    if "below" not in entry:
+        if "margin" in entry:
+            raise TagMapError(f"{where}: 'margin' needs 'below' (the input this one must stay under)")
+        return {}
+    below, margin = entry["below"], _number(entry, "margin", where, 0.0)
+    if not isinstance(below, str):
+        raise TagMapError(f"{where}: 'below' must be an input tag name (got {below!r})")
+    if margin < 0:
+        raise TagMapError(f"{where}: 'margin' must be >= 0 (got {margin})")
+    return {"below": below, "margin": margin}
 
 
 def _output(entry: dict, where: str) -> OutputTag:

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from asyncua import Client, ua
 
-from conftest import REPO, free_port, run_bridge, run_cli, wait_until
+from conftest import REPO, SIMS, TAGMAPS, free_port, run_bridge, run_cli, wait_until
 from bridge.historian import buildings_in, load_history
 
 pytestmark = pytest.mark.engine
@@ -37,6 +38,19 @@ async def lockstep_turn(client: Client, prefix: str, last_step: int, timeout_s: 
 
     (current,) = await wait_until(handed_over, timeout_s, 0.002)
     return current
+
+
+def one_day(tmp_path: Path, name: str = "small_office.toml") -> Path:
+    """A copy of a sims/ file whose run is its first day (144 steps)."""
+    text = (SIMS / name).read_text().replace('"../tagmaps/', f'"{TAGMAPS}/')
+    text = re.sub(r'end = "[0-9-]+"', 'end = "07-01"', text)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def double(value) -> ua.Variant:
+    return ua.Variant(value, ua.VariantType.Double)
 
 
 def test_browse_watch_and_control_the_small_office(small_office_config, tmp_path):
@@ -190,7 +204,7 @@ def test_killed_engine_faults_its_building_and_nothing_hangs(test_campus_config,
             assert "Warehouse" in fault and "EnergyPlus" in fault
             others = [await node(client, f"TestCampus.{n}.Control.Status") for n in ("SmallOffice", "RetailStore")]
             campus = await node(client, "TestCampus.Control.Status")
-            await wait_until(lambda: _equals(campus, "Finished"), 180)
+            await wait_until(lambda: _equals(campus, "Faulted"), 180)  # a real fault shows on the campus
             assert [await o.read_value() for o in others] == ["Finished", "Finished"]
 
     # Paced so that the kill lands mid-run (2 days at 20,000x: about 9 s of wall time).
@@ -357,3 +371,182 @@ def test_a_signal_during_validation_stops_its_energyplus_run(tmp_path, command, 
     assert not [pid for pid in children if _running(pid)], "EnergyPlus outlived the command"
     assert "Traceback" not in stderr
     assert not (tmp_path / "runs").exists()
+async def _ended(var) -> bool:
+    return await var.read_value() in ("Finished", "Stopped", "Faulted")
+
+
+def test_stopping_one_building_lets_the_others_finish(test_campus_config, tmp_path):
+    """Control.Stop on a building: it is Stopped (no fault), its last step is the one on its tags when
+    Stop returned, the others run to the end, and the campus ends Finished."""
+    names = ["SmallOffice", "Warehouse", "RetailStore"]
+
+    async def scenario(endpoint: str) -> tuple[int, int, list[str], str, str]:
+        async with Client(endpoint, timeout=30) as client:
+            step = await node(client, "TestCampus.Warehouse.Control.Step")
+            await wait_until(lambda: _at_least(step, 5), 120)
+            control = await node(client, "TestCampus.Warehouse.Control")
+            stop = await node(client, "TestCampus.Warehouse.Control.Stop")
+            assert await control.call_method(stop) == "Warehouse stopped"
+            stopped_at = await step.read_value()
+            campus = await node(client, "TestCampus.Control.Status")
+            await wait_until(lambda: _ended(campus), 180)
+            statuses = [await (await node(client, f"TestCampus.{n}.Control.Status")).read_value() for n in names]
+            fault = await (await node(client, "TestCampus.Warehouse.Control.Fault")).read_value()
+            return stopped_at, await step.read_value(), statuses, fault, await campus.read_value()
+
+    with run_bridge(test_campus_config, tmp_path, "--clock", "paced", "--speed", "20000") as bridge:
+        stopped_at, last_step, statuses, fault, campus = asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert (statuses, fault, campus) == (["Finished", "Stopped", "Finished"], "", "Finished")
+    assert "faulted" not in log and "Warehouse stopped at step" in log
+    assert last_step == stopped_at == len(load_history(bridge.historian(), "Warehouse"))
+    assert len(load_history(bridge.historian(), "SmallOffice")) == 288
+
+
+def test_reset_starts_a_new_run_and_keeps_the_daemon(small_office_config, tmp_path):
+    """Reset without --keep-serving: the new run steps, the daemon stays; both runs keep their KPIs."""
+
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=30) as client:
+            control = await node(client, "TestSite.Control")
+            step = await node(client, "TestSite.SmallOffice.Control.Step")
+            await wait_until(lambda: _at_least(step, 10), 120)
+            assert await control.call_method(await node(client, "TestSite.Control.Reset")) == "reset"
+            assert await step.read_value() == 0
+            await wait_until(lambda: _at_least(step, 3), 120)  # the new run steps
+            assert await control.call_method(await node(client, "TestSite.Control.Stop")) == "campus stopped"
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "paced", "--speed", "3000", keep_serving=False) as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        bridge.wait(60)
+        log = bridge.log
+    assert "faulted" not in log and "run stopped after" in log
+    runs = sorted(path.parent for path in bridge.run_dir.glob("*/historian.sqlite"))
+    assert len(runs) == 2 and all((run / "kpis.json").is_file() for run in runs)
+
+
+def test_sigterm_keeps_the_kpis_of_the_steps_run(small_office_config, tmp_path):
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=30) as client:
+            step = await node(client, "TestSite.SmallOffice.Control.Step")
+            await wait_until(lambda: _at_least(step, 5), 120)
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "paced", "--speed", "3000") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        bridge.process.send_signal(signal.SIGTERM)
+        bridge.wait(60)
+    historian = bridge.historian()
+    kpis = json.loads((historian.parent / "kpis.json").read_text())
+    assert kpis["period"]["steps"] == len(load_history(historian, "SmallOffice")) >= 5
+
+
+def test_an_answer_during_a_pause_stands(small_office_config, tmp_path):
+    """Lockstep: a controller answers the step handed to it while the campus is paused. The step waits
+    for Resume (a setpoint written during the pause drives it) and goes at once: the bridge does not
+    hand the same step over again."""
+
+    async def scenario(endpoint: str) -> int:
+        async with Client(endpoint, timeout=30) as client:
+            control = await node(client, "TestSite.Control")
+            held = await lockstep_turn(client, "TestSite.SmallOffice", -1)
+            assert await control.call_method(await node(client, "TestSite.Control.Pause")) == "paused"
+            await (await node(client, "TestSite.SmallOffice.Control.InputReady")).write_value(True)
+            await asyncio.sleep(1.0)  # time for a step the pause did not hold
+            await (await node(client, "TestSite.SmallOffice.Inputs.CoolingSetpoint")).write_value(double(27.0))
+            assert await control.call_method(await node(client, "TestSite.Control.Resume")) == "resumed"
+            await lockstep_turn(client, "TestSite.SmallOffice", held)  # well within the lockstep timeout
+            return held
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "300") as bridge:
+        held = asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert "no InputReady" not in log
+    frame = load_history(bridge.historian()).set_index("step")
+    assert frame.loc[held + 1, "CoolingSetpoint"] == 27.0
+
+
+def test_setpoints_stay_in_order(small_office_config, tmp_path):
+    """Heating must stay 1 K under cooling (tag map ``below``): a write or an Exchange breaking that is
+    refused with BadOutOfRange, judged on all the values of the request, whatever their order."""
+
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=10) as client:
+            cooling = await node(client, "TestSite.SmallOffice.Inputs.CoolingSetpoint")
+            heating = await node(client, "TestSite.SmallOffice.Inputs.HeatingSetpoint")
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await cooling.write_value(double(18.0))
+            assert refused.value.code == ua.StatusCodes.BadOutOfRange
+            assert await client.read_values([cooling, heating]) == [24.0, 21.0]
+            for nodes, values in (([cooling, heating], [18.0, 16.0]), ([heating, cooling], [21.0, 24.0])):
+                codes = await client.write_values(nodes, [double(v) for v in values], raise_on_partial_error=False)
+                assert all(code.is_good() for code in codes), codes
+                assert await client.read_values(nodes) == values
+            control = await node(client, "TestSite.SmallOffice.Control")
+            with pytest.raises(ua.UaStatusCodeError) as refused:
+                await control.call_method(await node(client, "TestSite.SmallOffice.Control.Exchange"),
+                                          ua.Variant([18.0, 21.0], ua.VariantType.Double))
+            assert refused.value.code == ua.StatusCodes.BadOutOfRange
+            assert await client.read_values([cooling, heating]) == [24.0, 21.0]
+
+    with run_bridge(small_office_config, tmp_path, "--wait-for-start") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert "refused write to SmallOffice of CoolingSetpoint: HeatingSetpoint = 21 must stay at least 1 degC below " \
+           "CoolingSetpoint = 18" in log
+    assert "refused Exchange on SmallOffice: HeatingSetpoint = 21 must stay at least 1 degC below CoolingSetpoint = 18" in log
+
+
+def test_exchange_refuses_wrong_argument_types(small_office_config, tmp_path):
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=10) as client:
+            control = await node(client, "TestSite.SmallOffice.Control")
+            exchange = await node(client, "TestSite.SmallOffice.Control.Exchange")
+            for arguments, code in (([ua.Variant(["a", "b"], ua.VariantType.String)], ua.StatusCodes.BadTypeMismatch),
+                                    ([double(24.0)], ua.StatusCodes.BadTypeMismatch),
+                                    ([], ua.StatusCodes.BadArgumentsMissing),
+                                    ([double([24.0])], ua.StatusCodes.BadInvalidArgument)):
+                with pytest.raises(ua.UaStatusCodeError) as refused:
+                    await control.call_method(exchange, *arguments)
+                assert refused.value.code == code, arguments
+
+    with run_bridge(small_office_config, tmp_path, "--wait-for-start") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert "Traceback" not in log and "refused Exchange on SmallOffice: Inputs must be an array of numbers" in log
+
+
+def test_a_late_exchange_does_not_drive_the_next_step(tmp_path):
+    """A controller slower than the lockstep timeout once: its late call is answered at once with the
+    step the bridge is at, and its stale inputs drive no step. Each call's cooling setpoint encodes the
+    step it was computed from, so every historian row shows where its setpoint came from."""
+
+    def setpoint(seen: int) -> float:
+        return 20.0 + 0.05 * seen
+
+    async def scenario(endpoint: str) -> list[int]:
+        async with Client(endpoint, timeout=30, watchdog_intervall=60) as client:
+            control = await node(client, "TestSite.SmallOffice.Control")
+            exchange = await node(client, "TestSite.SmallOffice.Control.Exchange")
+            answered = [0]  # the first call waits for step 0
+            while True:
+                if len(answered) == 4:
+                    await asyncio.sleep(2.5)  # one decision longer than the 1 s timeout
+                try:
+                    step, _ = await control.call_method(exchange, double([setpoint(answered[-1]), 15.0]))
+                except ua.UaStatusCodeError as exc:
+                    assert exc.code == ua.StatusCodes.BadInvalidState
+                    return answered
+                answered.append(step)
+
+    with run_bridge(one_day(tmp_path), tmp_path, "--clock", "lockstep", "--lockstep-timeout", "1",
+                    keep_serving=False) as bridge:
+        answered = asyncio.run(scenario(bridge.endpoint))
+        bridge.wait(60)
+        historian, log = bridge.historian(), bridge.log
+    assert answered == sorted(set(answered)) and answered[-1] == 144
+    assert "not applied" in log
+    frame = load_history(historian).set_index("step")
+    held = 24.0  # the tag map's default
+    for step, value in frame["CoolingSetpoint"].items():
+        assert value == held or value == setpoint(step - 1), (step, value)  # held over a timeout, or decided on step - 1
+        held = value

@@ -11,7 +11,7 @@ import pytest
 
 from bridge.config import ConfigError, RunPeriod, load_config
 from bridge.cosim_files import ModelError, patch_model, variables_cfg
-from bridge.engines.base import EngineFault, Sample
+from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.engines.energyplus import severe_lines
 from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet, encode_inputs
 from bridge.historian import Historian, HistorianError, load_history, read_tag
@@ -21,6 +21,7 @@ from conftest import SIMS, TAGMAPS
 
 GOOD_INPUT = 'tag = "Sp"\nschedule = "S"\nunit = "degC"\nmin = 10.0\nmax = 30.0\ndefault = 20.0\n'
 GOOD_OUTPUT = 'tag = "T"\nkey = "Z"\nvariable = "Zone Mean Air Temperature"\nunit = "degC"\n'
+UPPER_INPUT = '\n[[inputs]]\n' + GOOD_INPUT.replace('"Sp"', '"Hi"').replace('"S"', '"H"')
 
 
 def write_tagmap(tmp_path: Path, inputs: str = GOOD_INPUT, outputs: str = GOOD_OUTPUT) -> Path:
@@ -43,6 +44,12 @@ def write_tagmap(tmp_path: Path, inputs: str = GOOD_INPUT, outputs: str = GOOD_O
     (GOOD_INPUT.replace('tag = "Sp"', 'tag = "Time"'), GOOD_OUTPUT, "inputs[0]: tag 'Time' is taken by the historian"),
     (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "Step"'), "outputs[0]: tag 'Step' is taken by the historian"),
     (GOOD_INPUT, GOOD_OUTPUT.replace('tag = "T"', 'tag = "sim_time_s"'), "tag 'sim_time_s' is taken"),
+    (GOOD_INPUT + 'below = "Lo"\n' + UPPER_INPUT, GOOD_OUTPUT, "inputs[0] (Sp): 'below' must name another input"),
+    (GOOD_INPUT + 'below = "Sp"\n', GOOD_OUTPUT, "'below' must name another input (one of [])"),
+    (GOOD_INPUT + "margin = 1.0\n", GOOD_OUTPUT, "'margin' needs 'below'"),
+    (GOOD_INPUT + 'below = "Hi"\nmargin = -1.0\n' + UPPER_INPUT, GOOD_OUTPUT, "'margin' must be >= 0"),
+    (GOOD_INPUT + 'below = "Hi"\nmargin = 1.0\n' + UPPER_INPUT, GOOD_OUTPUT,
+     "inputs[0] (Sp): the defaults break 'below': Sp = 20 must stay at least 1 degC below Hi = 20"),
 ])
 def test_bad_tag_maps_name_the_entry(tmp_path, inputs, outputs, message):
     with pytest.raises(TagMapError, match=None) as error:
@@ -53,6 +60,10 @@ def test_bad_tag_maps_name_the_entry(tmp_path, inputs, outputs, message):
 def test_tag_map_is_read(tmp_path):
     tagmap = load_tagmap(TAGMAPS / "large_office.toml")
     assert tagmap.defaults["ChilledWaterSetpoint"] == 6.7
+    (order,) = tagmap.orders
+    assert (order.lower, order.upper, order.margin) == ("HeatingSetpoint", "CoolingSetpoint", 1.0)
+    assert order.holds({"HeatingSetpoint": 20.9, "CoolingSetpoint": 21.9})
+    assert not order.holds({"HeatingSetpoint": 21.0, "CoolingSetpoint": 21.9})
     assert tagmap.output("FacilityPower").convert(1500.0) == pytest.approx(1.5)
     assert tagmap.floor_area_m2 == 46320.0
     with pytest.raises(TagMapError, match="not valid TOML"):
@@ -249,9 +260,9 @@ def test_a_late_input_ready_does_not_release_the_next_step():
         building = BuildingState(config.buildings[0], config.buildings[0].tagmap)
         building.answer()  # the bridge is not waiting: a late answer to a timed-out step is dropped
         assert not building.input_ready.is_set()
-        turn = building.turn
+        changed = building.changed
         building.begin_turn(4)
-        assert turn.is_set() and not building.input_ready.is_set()
+        assert changed.is_set() and not building.input_ready.is_set()
         building.answer()
         assert building.input_ready.is_set()
         building.begin_turn(5)  # a new turn starts unanswered
@@ -448,3 +459,72 @@ def test_run_reports_a_bad_twin_model_file_without_a_traceback(tmp_path, monkeyp
     monkeypatch.setattr(cli, "validate_campus", valid)
     assert cli.main(["run", str(twin_campus(tmp_path)), "--run-dir", str(tmp_path / "runs")]) == 2
     assert "twinbridge: error: " in capsys.readouterr().err
+class GatedEngine(Engine):
+    """Answers at once up to step ``hold_at``, which waits for ``gate``: a step in flight. Its stop is
+    instant and leaves that step to answer (EnergyPlus had sent it before its socket was closed)."""
+
+    def __init__(self, tagmap, hold_at: int):
+        self.tagmap, self.hold_at, self.steps = tagmap, hold_at, 0
+        self.gate = asyncio.Event()
+
+    def _sample(self) -> Sample:
+        return Sample(self.steps * 600.0, {o.tag: 1.0 for o in self.tagmap.outputs})
+
+    async def start(self) -> Sample:
+        return self._sample()
+
+    async def step(self, inputs) -> Sample:
+        self.steps += 1
+        await (self.gate.wait() if self.steps >= self.hold_at else asyncio.sleep(0))  # yields, as engines do
+        return self._sample()
+
+    async def stop(self) -> None:
+        pass
+
+
+async def started_campus(config, engine: Engine):
+    """A campus of one building on ``engine``, its server built but not listening, started."""
+    from bridge.campus import Campus
+    from bridge.server import TagServer
+
+    campus = Campus(config, engine_factory=lambda *_: engine)
+    server = TagServer("opc.tcp://127.0.0.1:4840", config.name, config.period.time_of(0))
+    await server.init()
+    await campus.build_address_space(server)
+    await campus.start()
+    return campus
+
+
+def test_a_stopped_building_publishes_no_step_in_flight(tmp_path):
+    config = load_config(SIMS / "small_office.toml").with_overrides(clock="fast", run_dir=tmp_path)
+    engine = GatedEngine(config.buildings[0].tagmap, hold_at=6)
+
+    async def scenario():
+        campus = await started_campus(config, engine)
+        building = campus.buildings[0]
+        await building.until(lambda: building.published_step == 5, 30)  # step 6 is in flight
+        await campus.stop_building(building)
+        engine.gate.set()
+        await asyncio.wait_for(campus.done.wait(), 30)
+        return campus
+
+    campus = asyncio.run(scenario())
+    building = campus.buildings[0]
+    assert (building.status, campus.status, building.published_step) == ("Stopped", "Stopped", 5)
+    assert list(load_history(campus.run_path, "SmallOffice")["step"]) == [1, 2, 3, 4, 5]
+
+
+def test_stopping_the_last_building_of_a_paused_campus_ends_the_run(tmp_path):
+    config = load_config(SIMS / "small_office.toml").with_overrides(clock="fast", run_dir=tmp_path)
+
+    async def scenario():
+        campus = await started_campus(config, GatedEngine(config.buildings[0].tagmap, hold_at=10**6))
+        building = campus.buildings[0]
+        await building.until(lambda: building.published_step >= 2, 30)
+        await campus.pause()
+        await asyncio.sleep(0.2)  # the stepping loop ends its step in flight and waits for Resume
+        await campus.stop_building(building)
+        await asyncio.wait_for(campus.done.wait(), 30)
+        return campus.status, building.status
+
+    assert asyncio.run(scenario()) == ("Stopped", "Stopped")
