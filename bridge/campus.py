@@ -352,7 +352,10 @@ class Campus:
             await self.server.set_control(key, **values)
 
     async def _close_historian(self) -> None:
+        """Record what was published and close the file, even when that last write fails."""
         self._record()
+        if self._unrecorded:
+            log.error("historian: %d published rows were never recorded (see the errors above)", len(self._unrecorded))
         self._unrecorded = []
         if self.historian is not None:
             self.historian.close()
@@ -509,9 +512,15 @@ class Campus:
         self._unrecorded.extend(rows)
 
     def _record(self) -> None:
-        """Append the published but unrecorded steps to the historian (a crash loses at most these)."""
-        if self.historian is not None and self._unrecorded:
+        """Append the published but unrecorded steps to the historian (a crash loses at most these). A
+        failed write (a full disk) is logged and its rows kept for the next write; the run goes on."""
+        if self.historian is None or not self._unrecorded:
+            return
+        try:
             self.historian.record(self._unrecorded)
+        except Exception:
+            log.exception("historian: could not record %d rows; kept for the next write", len(self._unrecorded))
+            return
         self._unrecorded = []
 
     async def _report_kpis(self, kpi: ModuleType, wall_s: float) -> None:

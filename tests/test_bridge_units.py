@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -528,3 +529,36 @@ def test_stopping_the_last_building_of_a_paused_campus_ends_the_run(tmp_path):
         return campus.status, building.status
 
     assert asyncio.run(scenario()) == ("Stopped", "Stopped")
+
+
+def test_historian_write_failures_neither_stop_the_run_nor_leave_the_file_open(tmp_path, caplog):
+    """Writes that fail from step 3 on (a full disk): logged, the run goes on to its end, the rows
+    recorded before stay, the file is closed and the lost rows are counted."""
+    config = load_config(SIMS / "small_office.toml").with_overrides(clock="fast", run_dir=tmp_path)
+    engine = GatedEngine(config.buildings[0].tagmap, hold_at=8)
+
+    async def scenario():
+        campus = await started_campus(config, engine)
+        building = campus.buildings[0]
+        await building.until(lambda: building.published_step == 2, 30)
+        historian = campus.historian
+        recorded_steps = len(load_history(campus.run_path, "SmallOffice"))
+
+        def refuse(rows):
+            raise sqlite3.OperationalError("disk I/O error")
+
+        historian.record = refuse
+        await building.until(lambda: building.published_step == 7, 30)
+        await campus.stop_building(building)
+        engine.gate.set()
+        await asyncio.wait_for(campus.done.wait(), 30)
+        return campus, historian, recorded_steps
+
+    campus, historian, recorded_steps = asyncio.run(scenario())
+    assert campus.status == "Stopped" and campus.historian is None
+    with pytest.raises(sqlite3.ProgrammingError):  # closed
+        historian._db.execute("SELECT 1")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("could not record" in m and "kept for the next write" in m for m in messages)
+    assert any("published rows were never recorded" in m for m in messages)
+    assert len(load_history(campus.run_path, "SmallOffice")) >= recorded_steps >= 1
