@@ -92,6 +92,7 @@ class MpcConfig:
     move_weight: float = 0.1
     outside_weight: float = 0.1
     max_iter: int = 50
+    max_seconds: float | None = None  # wall-clock budget of one decision (None: max_iter alone bounds it)
     path: str = ""
 
 
@@ -102,8 +103,12 @@ class Decision:
     time: dt.datetime
     values: dict[str, float]
     success: bool
-    iterations: int
+    iterations: int  # SLSQP iterations; -1 when the time budget (max_seconds) stopped it
     seconds: float
+
+
+class _OutOfTime(Exception):
+    """A decision's time budget (``max_seconds``) is spent: the optimiser is stopped."""
 
 
 class GpMpcController:
@@ -264,15 +269,23 @@ class GpMpcController:
         comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(base, start))[1][0]
                        for tag in config.comfort}
         cache: dict[bytes, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        deadline = [None if config.max_seconds is None else started + config.max_seconds]
+        best: list = [np.inf, None]  # cost and decisions of the best feasible point evaluated
 
         def rollouts(x: np.ndarray) -> None:
-            """Power and comfort means at x and at x + FD_STEP e_i, one batch, into the cache."""
+            """Power and comfort means at x and at x + FD_STEP e_i, one batch, into the cache; the
+            best feasible point so far is kept. Raises _OutOfTime once the time budget is spent."""
+            if deadline[0] is not None and time.perf_counter() > deadline[0]:
+                raise _OutOfTime
             points = np.vstack([x, x + FD_STEP * np.eye(len(x))])
             futures = self._futures(base, points)
             power, _ = power_model.forecast_scenarios(history, futures, with_std=False)
             temps = {tag: config.twin.models[tag].forecast_scenarios(history, futures, with_std=False)[0]
                      for tag in config.comfort}
             cache[x.tobytes()] = (power, temps)
+            value = cost(power[:1], x[None])[0]
+            if value < best[0] and (not config.comfort or margins(temps)[0].min() >= -1e-3):
+                best[:] = [value, x.copy()]
 
         def evaluated(x: np.ndarray):
             if x.tobytes() not in cache:
@@ -314,27 +327,34 @@ class GpMpcController:
             return ((values[1:] - values[0]) / FD_STEP).T
 
         constraints = [{"type": "ineq", "fun": constraint, "jac": constraint_jac}] if config.comfort else []
-        result = minimize(lambda x: objective(x)[0], start, jac=lambda x: objective(x)[1], method="SLSQP",
-                          bounds=[(0.0, 1.0)] * len(start), constraints=constraints,
-                          options={"maxiter": config.max_iter, "ftol": 1e-6})
-        x = np.clip(result.x, 0.0, 1.0)
-        feasible = not constraints or constraint(x).min() >= -1e-3
-        if not (result.success or feasible):
+        try:
+            result = minimize(lambda x: objective(x)[0], start, jac=lambda x: objective(x)[1], method="SLSQP",
+                              bounds=[(0.0, 1.0)] * len(start), constraints=constraints,
+                              options={"maxiter": config.max_iter, "ftol": 1e-6})
+            x, success, message, iterations = np.clip(result.x, 0.0, 1.0), bool(result.success), result.message, result.nit
+        except _OutOfTime:
+            deadline[0] = None
+            x, success, iterations = best[1], False, -1
+            message = f"time budget of {config.max_seconds:g} s spent"
+        feasible = x is not None and (not constraints or constraint(x).min() >= -1e-3)
+        if not (success or feasible):
             # the last decision (or the base schedule): a jump back to the base schedule mid-event
             # would undo the curtailment at once
             log.warning("%s: MPC at %s found no feasible trajectory (%s); %s kept", config.path, sim_time,
-                        result.message, "the last decision" if self._warm is not None else "the base schedule (clipped)")
+                        message, "the last decision" if self._warm is not None else "the base schedule (clipped)")
             x = start
+        elif not success:
+            log.warning("%s: MPC at %s: %s; the best feasible point found is used", config.path, sim_time, message)
         self._warm = x
         values = {}
         for i, tag in enumerate(config.decide):
             low, high = self._bounds(tag)
             values[tag] = float(low + (high - low) * x[i * config.blocks])
         seconds = time.perf_counter() - started
-        self.decisions.append(Decision(sim_time, values, bool(result.success), int(result.nit), seconds))
+        self.decisions.append(Decision(sim_time, values, success, int(iterations), seconds))
         log.info("%s: MPC %s -> %s (predicted power %.0f kW, reference %.0f kW, %d iterations, %.2f s)", sim_time,
-                 "ok" if result.success else result.message, {k: round(v, 2) for k, v in values.items()},
-                 evaluated(x)[0][0, 0], reference[0], result.nit, seconds)
+                 "ok" if success else message, {k: round(v, 2) for k, v in values.items()},
+                 evaluated(x)[0][0, 0], reference[0], iterations, seconds)
         return values
 
     def _schedule_decisions(self, horizon_times: list[dt.datetime]) -> np.ndarray:
@@ -400,7 +420,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
         raise ControllerConfigError(str(exc)) from None
     mpc = data.get("mpc", {})
     known = {"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
-             "outside_weight", "max_iter", "power"}
+             "outside_weight", "max_iter", "max_seconds", "power"}
     if set(mpc) - known:
         raise ControllerConfigError(f"{where}: [mpc] unknown keys {sorted(set(mpc) - known)}")
     objective = str(mpc.get("objective", "tracking"))
@@ -426,7 +446,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
         config = MpcConfig(schedule, twin, tagmap, weather, decide, bounds, events, comfort, power, objective, int(mpc.get("horizon_steps", 12)),
                            int(mpc.get("blocks", 3)), float(mpc.get("confidence", 0.95)),
                            float(mpc.get("move_weight", 0.1)), float(mpc.get("outside_weight", 0.1)),
-                           int(mpc.get("max_iter", 50)), where)
+                           int(mpc.get("max_iter", 50)), _max_seconds(mpc.get("max_seconds"), where), where)
     except (TypeError, ValueError) as exc:
         raise ControllerConfigError(f"{where}: [mpc] {exc}") from None
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
@@ -436,6 +456,14 @@ def load_mpc(path: str | Path) -> MpcConfig:
     except WeatherError as exc:
         raise ControllerConfigError(f"{where}: weather: {exc}") from None
     return config
+
+
+def _max_seconds(value, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+        raise ControllerConfigError(f"{where}: [mpc] max_seconds must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 def _pair(value, where: str) -> tuple[float, float]:

@@ -87,6 +87,7 @@ def test_move_blocks_give_the_first_step_its_own_block():
     ({"decide": '["FanSpeed"]'}, "decide must list input tags"),
     ({"comfort": "{ PerimeterZone1Temp = [20.0, 27.0] }"}, "has no model of ['PerimeterZone1Temp']"),
     ({"bounds": "{ CoolingSetpoint = [27.0, 22.0] }"}, "low 27.0 must be below high 22.0"),
+    ({"max_seconds": '"5"'}, "max_seconds must be a positive number of seconds, got '5'"),
 ])
 def test_bad_gp_mpc_file_is_a_configuration_error(trained, tmp_path, change, message):  # noqa: F811
     _, model_path = trained
@@ -113,6 +114,26 @@ def test_the_same_step_decided_twice_keeps_history_and_decision(trained, small_o
     assert again == decisions[-1] and len(controller._history) == kept > 2
     controller.decide(rows.index[-1].to_pydatetime() + dt.timedelta(days=1), rows.iloc[-1].to_dict())
     assert len(controller._history) == 1
+
+
+def test_a_spent_time_budget_keeps_the_base_schedule(trained, small_office, tmp_path):  # noqa: F811
+    """max_seconds stops the optimiser: with no feasible point evaluated in time, the decision is the
+    warm start (here the base schedule), marked unsuccessful, and the loop goes on."""
+    from controllers.base import InputRange
+
+    _, model_path = trained
+    path = mpc_file(tmp_path, model_path, max_seconds="1e-9")
+    path.write_text(path.read_text().replace('date = "2025-07-07"', 'date = "2025-07-03"'))
+    config = load_mpc(path)
+    controller = GpMpcController(config)
+    controller.check({i.tag: InputRange(i.tag, i.min, i.max, i.unit) for i in config.tagmap.inputs})
+    history = small_office[2]
+    rows = history[(history.index > "2025-07-03 11:00") & (history.index <= "2025-07-03 12:30")]
+    for t, row in rows.iterrows():
+        values = controller.decide(t.to_pydatetime(), row.to_dict())
+    assert controller.decisions and all(not d.success and d.iterations == -1 for d in controller.decisions)
+    base = load_schedule(BASE_SCHEDULE).setpoints(rows.index[-1].to_pydatetime())
+    assert values["CoolingSetpoint"] == pytest.approx(min(max(base["CoolingSetpoint"], 22.0), 27.0))
 
 
 def test_gp_mpc_drives_the_served_twin_too(trained, tmp_path):  # noqa: F811
