@@ -147,6 +147,15 @@ def test_twin_engine_without_lags_runs_from_new_year(small_office, tmp_path):
     assert all(np.isfinite(s.outputs["FacilityPower"]) for s in samples)
 
 
+def test_twin_engine_runs_a_day_ending_new_years_eve(trained, small_office):
+    _, path = trained
+    config, _, _ = small_office
+    day = dataclasses.replace(config.period, start=dt.date(2025, 12, 31), end=dt.date(2025, 12, 31))
+    first, samples = run_twin(path, config, day, 24.0)
+    assert len(samples) == day.steps
+    assert all(np.isfinite(s.outputs["FacilityPower"]) and np.isfinite(s.outputs["OutdoorTemp"]) for s in samples)
+
+
 def test_fit_and_evaluate_from_the_command_line(small_office_db, tmp_path):
     """``twinbridge twin fit`` then ``twin evaluate --plot``, as separate processes; the inducing-point
     path is forced with --max-exact below the row count."""

@@ -7,6 +7,7 @@ EnergyPlus interpolates linearly between hours to its timestep, and so does ``we
 
 from __future__ import annotations
 
+import calendar
 import csv
 import datetime as dt
 from pathlib import Path
@@ -30,7 +31,30 @@ def read_epw(path: Path, year: int) -> pd.DataFrame:
     """Hourly rows of an EPW file as a DataFrame indexed by calendar time in ``year`` (the
     file's own years are ignored, as EnergyPlus does), one column per EnergyPlus variable of
     ``EPW_COLUMNS``."""
-    times, rows = [], []
+    return _stamp(path, _read_rows(path), year)
+
+
+def weather_series(path: Path, times: pd.DatetimeIndex) -> pd.DataFrame:
+    """Outdoor conditions at ``times``, linearly interpolated between hours. The file is stamped
+    for every calendar year ``times`` touch and the years joined, so a run ending 31 December
+    (its last time is 1 January 00:00 of the next year) reads the file's 31 December. Times up to a
+    day beyond the joined series' ends take the first or last hour's values; a time in a longer gap
+    (a file covering part of a year) is refused."""
+    rows = _read_rows(path)
+    hourly = pd.concat([_stamp(path, rows, year) for year in range(times.min().year, times.max().year + 1)])
+    hourly_s, wanted_s = _seconds(hourly.index), _seconds(times)
+    _check_covered(path, hourly.index, hourly_s, wanted_s, times)
+    return pd.DataFrame({name: np.interp(wanted_s, hourly_s, hourly[name].to_numpy()) for name in hourly},
+                        index=times)
+
+
+Row = tuple[int, int, int, list[float]]  # month, day, hour (1..24), values of EPW_COLUMNS
+
+
+def _read_rows(path: Path) -> list[Row]:
+    """The data rows of an EPW file; a row whose date is not a calendar date (in a leap year)
+    raises WeatherError naming the file and line."""
+    rows = []
     try:
         with open(path, newline="", encoding="latin-1") as handle:
             for number, fields in enumerate(csv.reader(handle), start=1):
@@ -39,30 +63,41 @@ def read_epw(path: Path, year: int) -> pd.DataFrame:
                 try:
                     month, day, hour = int(fields[1]), int(fields[2]), int(fields[3])
                     values = [float(fields[column]) for column in EPW_COLUMNS.values()]
-                    start = dt.datetime(year, month, day)
+                    dt.datetime(2000, month, day)  # a leap year: 29 February is a date
                 except (IndexError, ValueError) as exc:
-                    if fields[1:3] == ["2", "29"]:  # leap-day rows in a non-leap year
-                        continue
                     raise WeatherError(f"{path}: line {number}: not an EPW data row ({exc})") from None
-                times.append(start + dt.timedelta(hours=hour))
-                rows.append(values)
+                rows.append((month, day, hour, values))
     except FileNotFoundError:
         raise WeatherError(f"EPW weather file not found: {path}") from None
     if not rows:
         raise WeatherError(f"{path}: no hourly data rows after the {HEADER_LINES} header lines")
-    return pd.DataFrame(rows, index=pd.DatetimeIndex(times, name="time"), columns=list(EPW_COLUMNS))
+    return rows
 
 
-def weather_series(path: Path, times: pd.DatetimeIndex) -> pd.DataFrame:
-    """Outdoor conditions at ``times``, linearly interpolated between hours. Times up to a day
-    beyond the file's ends (lags before 1 January) take the first or last hour's values."""
-    hourly = read_epw(path, times[-1].year)
-    first, last = hourly.index[0], hourly.index[-1]
-    if times.min() < first - pd.Timedelta(days=1) or times.max() > last + pd.Timedelta(days=1):
-        raise WeatherError(f"{path}: covers {first} .. {last}, not the requested {times.min()} .. {times.max()}")
-    hourly_s, wanted_s = _seconds(hourly.index), _seconds(times)
-    return pd.DataFrame({name: np.interp(wanted_s, hourly_s, hourly[name].to_numpy()) for name in hourly},
-                        index=times)
+def _stamp(path: Path, rows: list[Row], year: int) -> pd.DataFrame:
+    """``rows`` as a DataFrame indexed by time in ``year``; 29 February rows are dropped in a
+    non-leap year."""
+    leap = calendar.isleap(year)
+    kept = [row for row in rows if leap or row[:2] != (2, 29)]
+    if not kept:
+        raise WeatherError(f"{path}: no hourly data rows for {year} (only 29 February)")
+    times = [dt.datetime(year, month, day) + dt.timedelta(hours=hour) for month, day, hour, _ in kept]
+    return pd.DataFrame([row[3] for row in kept], index=pd.DatetimeIndex(times, name="time"),
+                        columns=list(EPW_COLUMNS))
+
+
+def _check_covered(path: Path, index: pd.DatetimeIndex, hourly_s: np.ndarray, wanted_s: np.ndarray,
+                   times: pd.DatetimeIndex) -> None:
+    """Refuse times more than a day beyond the series' ends or inside a gap of more than a day
+    between its rows."""
+    day = 86400.0
+    padded = np.concatenate([[hourly_s[0] - day], hourly_s, [hourly_s[-1] + day]])
+    after = np.searchsorted(padded, wanted_s, side="left").clip(1, len(padded) - 1)
+    gap = padded[after] - padded[after - 1]
+    outside = (wanted_s < padded[0]) | (wanted_s > padded[-1]) | (gap > day + 3600.0)
+    if outside.any():
+        raise WeatherError(f"{path}: covers {index[0]} .. {index[-1]} (stamped for the requested years), not "
+                           f"{times[outside][0]} of the requested {times.min()} .. {times.max()}")
 
 
 def _seconds(index: pd.DatetimeIndex) -> np.ndarray:
