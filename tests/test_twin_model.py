@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 import datetime as dt
+import io
 import json
 
 import numpy as np
@@ -84,6 +85,55 @@ def test_save_load_round_trip_gives_identical_predictions(trained, small_office)
         np.testing.assert_allclose(std2, std, rtol=1e-10, equal_nan=True)
     assert loaded.metadata["targets"]["FacilityPower"]["features"]["output_lags"] == 1
     assert "scikit-learn" in loaded.metadata["versions"]
+
+
+def _rewritten(path, change):
+    """The bytes of model file ``path`` saved again after ``change(arrays, metadata)``."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = dict(data)
+    meta = json.loads(str(arrays.pop("metadata")))
+    change(arrays, meta)
+    buffer = io.BytesIO()
+    np.savez(buffer, metadata=np.array(json.dumps(meta)), **arrays)
+    return buffer.getvalue()
+
+
+def _flipped(raw: bytes, at: float) -> bytes:
+    damaged = bytearray(raw)
+    damaged[int(len(raw) * at)] ^= 0xFF
+    return bytes(damaged)
+
+
+CORRUPTIONS = {  # name: (bytes of the damaged file from (path, raw bytes), expected message)
+    "truncated": (lambda path, raw: raw[: len(raw) // 2], "not a twin model file"),
+    "empty": (lambda path, raw: b"", "not a twin model file"),
+    "flipped byte": (lambda path, raw: _flipped(raw, 1 / 3), "entry 'm0_.*' cannot be read"),
+    "no targets": (lambda path, raw: _rewritten(path, lambda a, m: m.pop("targets")), "no 'targets'"),
+    "no n_rows": (lambda path, raw: _rewritten(path, lambda a, m: m["targets"]["FacilityPower"].pop("n_rows")),
+                  "'FacilityPower'.*lacks 'n_rows'"),
+    "missing array": (lambda path, raw: _rewritten(path, lambda a, m: a.pop("m0_x_train")),
+                      "'FacilityPower'.*'m0_x_train' is missing"),
+    "short theta": (lambda path, raw: _rewritten(path, lambda a, m: a.update(m0_theta=a["m0_theta"][:-1])),
+                    r"'m0_theta' has shape"),
+    "small profile": (lambda path, raw: _rewritten(path, lambda a, m: a.update(m0_profile=a["m0_profile"][:, :10])),
+                      r"'m0_profile' has shape \(3, 10\), expected \(3, 144\)"),
+    "small std_scale": (lambda path, raw: _rewritten(path, lambda a, m: a.update(m1_std_scale=a["m1_std_scale"][:1])),
+                        r"'CoreZoneTemp'.*'m1_std_scale' has shape"),
+    "narrow x_train": (lambda path, raw: _rewritten(path, lambda a, m: a.update(m0_x_train=a["m0_x_train"][:, 1:])),
+                       r"'m0_x_train' has shape"),
+    "text y_train": (lambda path, raw: _rewritten(path, lambda a, m: a.update(m0_y_train=a["m0_y_train"].astype(str))),
+                     "'m0_y_train' holds <U"),
+}
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_damaged_model_file_gives_model_file_error(trained, tmp_path, corruption):
+    _, path = trained
+    damage, message = CORRUPTIONS[corruption]
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(damage(path, path.read_bytes()))
+    with pytest.raises(ModelFileError, match=f"{bad}: .*{message}"):
+        load_model(bad)
 
 
 def test_model_refused_for_building_without_its_tags(trained):

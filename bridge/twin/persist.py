@@ -13,7 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import platform
+import zipfile
+import zlib
 from dataclasses import asdict
+from functools import partial
 from importlib import metadata as package_metadata
 from pathlib import Path
 
@@ -22,12 +25,14 @@ from threadpoolctl import threadpool_limits
 
 from bridge.tagmap import TagMap
 from bridge.twin.errors import ModelFileError
-from bridge.twin.features import FeatureSet
+from bridge.twin.features import DAY_TYPES, PROFILE_SLOTS, FeatureSet
 from bridge.twin.gp import GPModel, TwinModel
 from bridge.twin.kernel import make_kernel
 from bridge.twin.weather import EPW_COLUMNS
 
 FORMAT = "twinbridge-gp-twin/2"  # 2: std calibration tables [one-step, rollout]
+# what reading a damaged .npz raises (json.JSONDecodeError is a ValueError)
+READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 GP_PARAMS = ("n_hyper", "max_exact", "n_inducing", "linear", "n_restarts", "max_iter", "calibrate", "random_state",
              "blas_threads")
 
@@ -81,31 +86,70 @@ def read_metadata(path: Path) -> dict:
 
 
 def load_model(path: Path) -> TwinModel:
-    """Rebuild the ``TwinModel`` saved at ``path``."""
+    """Rebuild the ``TwinModel`` saved at ``path``; any unreadable, missing, mistyped or
+    wrong-shaped entry raises ModelFileError naming the file, the target and the entry."""
     with _open(path) as data:
         meta = _metadata(data, path)
-        models = {}
-        for target, entry in meta["targets"].items():
-            fields = dict(entry["features"])
-            for key in ("inputs", "disturbances", "holidays"):
-                fields[key] = tuple(fields[key])
-            features = FeatureSet(**fields)
-            model = GPModel(features, **entry["gp"])
-            prefix = entry["prefix"]
-            try:
-                kernel = make_kernel(len(features.columns), model.linear).clone_with_theta(data[prefix + "theta"])
-                model.x_mean_, model.x_scale_ = data[prefix + "x_mean"], data[prefix + "x_scale"]
-                model.profile_ = data[prefix + "profile"] if features.profile else None
-                model.std_scale_ = data[prefix + "std_scale"] if prefix + "std_scale" in data else None
-                with threadpool_limits(model.blas_threads, user_api="blas"):  # as fitted: same sums, same digits
-                    model._set_posterior(kernel, data[prefix + "x_train"], data[prefix + "y_train"],
-                                         data[prefix + "x_inducing"] if prefix + "x_inducing" in data else None)
-            except (KeyError, ValueError) as exc:
-                raise ModelFileError(f"{path}: model of {target!r} is incomplete or inconsistent ({exc})") from None
-            model.n_rows_, model.fit_time_s_ = entry["n_rows"], entry["fit_time_s"]
-            model.training_period_ = tuple(entry["training_period"])
-            models[target] = model
+        targets = meta.get("targets")
+        if not isinstance(targets, dict) or not targets:
+            raise ModelFileError(f"{path}: metadata has no 'targets' table of models")
+        models = {target: _load_gp(data, path, target, entry) for target, entry in targets.items()}
     return TwinModel(models, meta)
+
+
+def _load_gp(data, path: Path, target: str, entry: dict) -> GPModel:
+    """The model of ``target``: its metadata ``entry`` and arrays, shapes checked, GP re-conditioned."""
+    try:
+        fields = dict(entry["features"])
+        for key in ("inputs", "disturbances", "holidays"):
+            fields[key] = tuple(fields[key])
+        features = FeatureSet(**fields)
+        model = GPModel(features, **entry["gp"])
+        prefix = str(entry["prefix"])
+        model.n_rows_, model.fit_time_s_ = int(entry["n_rows"]), float(entry["fit_time_s"])
+        model.training_period_ = tuple(entry["training_period"])
+    except KeyError as exc:
+        raise ModelFileError(f"{path}: model of {target!r}: metadata entry lacks {exc}") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: model of {target!r}: metadata entry is invalid ({exc})") from None
+    n_columns = len(features.columns)
+    kernel = make_kernel(n_columns, model.linear)
+    array = partial(_array, data, path, target, prefix)
+    theta = array("theta", (kernel.n_dims,))
+    model.x_mean_, model.x_scale_ = array("x_mean", (n_columns,)), array("x_scale", (n_columns,))
+    model.profile_ = array("profile", (len(DAY_TYPES), PROFILE_SLOTS)) if features.profile else None
+    model.std_scale_ = array("std_scale", (2, len(DAY_TYPES), 24), required=False)
+    x_train = array("x_train", (None, n_columns))
+    y_train = array("y_train", (len(x_train),))
+    x_inducing = array("x_inducing", (None, n_columns), required=False)
+    try:
+        with threadpool_limits(model.blas_threads, user_api="blas"):  # as fitted: same sums, same digits
+            model._set_posterior(kernel.clone_with_theta(theta), x_train, y_train, x_inducing)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        raise ModelFileError(f"{path}: model of {target!r}: stored rows do not condition a GP ({exc})") from None
+    return model
+
+
+def _array(data, path: Path, target: str, prefix: str, name: str, shape: tuple[int | None, ...],
+           required: bool = True) -> np.ndarray | None:
+    """Entry ``prefix + name`` of the open file as a float array of ``shape`` (None: any length);
+    None when absent and not ``required``."""
+    key = prefix + name
+    where = f"{path}: model of {target!r}: entry {key!r}"
+    if key not in data.files:
+        if required:
+            raise ModelFileError(f"{where} is missing")
+        return None
+    try:
+        array = data[key]
+    except READ_ERRORS as exc:
+        raise ModelFileError(f"{where} cannot be read ({type(exc).__name__}: {exc})") from None
+    if not np.issubdtype(array.dtype, np.floating):
+        raise ModelFileError(f"{where} holds {array.dtype}, not floating-point numbers")
+    if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
+        expected = str(tuple("n" if want is None else want for want in shape)).replace("'", "")
+        raise ModelFileError(f"{where} has shape {array.shape}, expected {expected}")
+    return array
 
 
 def check_compatible(twin: TwinModel, tagmap: TagMap, path: Path | str = "model") -> None:
@@ -131,15 +175,17 @@ def _open(path: Path):
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise ModelFileError(f"twin model file not found: {path}") from None
-    except (ValueError, OSError) as exc:
-        raise ModelFileError(f"{path}: not a twin model file ({exc})") from None
+    except READ_ERRORS as exc:
+        raise ModelFileError(f"{path}: not a twin model file ({type(exc).__name__}: {exc})") from None
 
 
 def _metadata(data, path: Path) -> dict:
+    if "metadata" not in data.files:
+        raise ModelFileError(f"{path}: not a twin model file (no metadata)")
     try:
         meta = json.loads(str(data["metadata"]))
-    except (KeyError, ValueError):
-        raise ModelFileError(f"{path}: not a twin model file (no metadata)") from None
-    if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: unknown model format {meta.get('format')!r}, expected {FORMAT!r}")
+    except READ_ERRORS as exc:
+        raise ModelFileError(f"{path}: entry 'metadata' cannot be read ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: unknown model format {meta.get('format') if isinstance(meta, dict) else meta!r}, expected {FORMAT!r}")
     return meta
