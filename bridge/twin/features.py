@@ -125,8 +125,20 @@ class FeatureSet:
         lags. Output lags come from ``frame[target]``;
         ``profile`` is the table of ``daily_profile`` (needed when ``self.profile``).
         Computed on numpy arrays: the twin engine calls this once per step on a few rows."""
+        return self._table(frame, profile, *_timeline(frame.index))
+
+    def segment_features(self, frame: pd.DataFrame, segment: int, profile: np.ndarray | None = None) -> pd.DataFrame:
+        """Features of ``frame`` made of consecutive segments of ``segment`` rows, each regular with
+        the timestep of the first (the stacked scenarios of a forecast): lags are taken by rows, so
+        those of the first ``max_lag`` rows of a segment reach into the one before (not to be used)."""
+        _, step, positions = _timeline(frame.index[:segment])
+        if positions is not None:
+            raise FeatureError(f"segment from {frame.index[0]} has an irregular index")
+        return self._table(frame, profile, frame.index.to_numpy(dtype="datetime64[ns]"), step, None)
+
+    def _table(self, frame: pd.DataFrame, profile: np.ndarray | None, stamps: np.ndarray,
+               step: np.timedelta64, positions: np.ndarray | None) -> pd.DataFrame:
         self.check(frame, need_target=self.output_lags > 0)
-        stamps, step, positions = _timeline(frame.index)
         columns: list[np.ndarray] = []
         if self.time_features or self.profile:
             times = _TimeArrays(stamps, step, self)
