@@ -58,8 +58,8 @@ def ensure_model() -> Path:
 
         frame = history(MODEL.parent / "large_office_jul_clock.db")
         tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
-        power, = feature_sets_for(tagmap, ["FacilityPower"], years=(2025,), **LAGS)
-        zone, = feature_sets_for(tagmap, ["CoreMidTemp"], years=(2025,), **ZONE_LAGS)
+        power, = feature_sets_for(tagmap, ["FacilityPower"], **LAGS)
+        zone, = feature_sets_for(tagmap, ["CoreMidTemp"], **ZONE_LAGS)
         train = frame[frame.index < TEST_START]
         save_model(TwinModel({"FacilityPower": GPModel(power, **GP).fit(train),
                               "CoreMidTemp": GPModel(zone, **GP).fit(train)}), MODEL)

@@ -217,8 +217,8 @@ def main() -> None:
     config = load_config(ROOT / "sims/large_office.toml")
     tagmap = config.buildings[0].tagmap
     schedule = excitation_for(config.buildings[0], config.period)  # its clock labels the error budget
-    power_set, = feature_sets_for(tagmap, ["FacilityPower"], years=(2025,), **LAGS)
-    zone_set, = feature_sets_for(tagmap, ["CoreMidTemp"], years=(2025,), **ZONE_LAGS)
+    power_set, = feature_sets_for(tagmap, ["FacilityPower"], **LAGS)
+    zone_set, = feature_sets_for(tagmap, ["CoreMidTemp"], **ZONE_LAGS)
     figures: dict[str, dict] = {}
     models = {}
     power_long: dict = {}

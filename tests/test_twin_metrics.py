@@ -90,3 +90,63 @@ def test_excitation_keeps_the_building_schedule():
     assert day["SupplyAirTempSetpoint"].between(11, 15).all()
     assert day["ChilledWaterSetpoint"].between(5.5, 9).all()
     assert (day["HeatingSetpoint"] <= day["CoolingSetpoint"] - 1).all()
+
+
+@pytest.mark.parametrize("day, holiday", [("2026-01-01", True), ("2026-11-26", True), ("2026-07-03", False)])
+def test_reference_holidays_follow_the_years_of_the_rows(day, holiday, tmp_path):
+    """A model fitted on July 2025 treats the reference holidays of 2026 as holidays, also after save/load."""
+    from bridge.twin.gp import GPModel, TwinModel
+    from bridge.twin.persist import load_model, save_model
+
+    assert (day in reference_holidays(2026)) == holiday  # New Year, Thanksgiving; 3 July is a Friday
+    rng = np.random.default_rng(0)
+    index = pd.date_range("2025-07-01", periods=200, freq="10min")
+    history = pd.DataFrame({"y": rng.normal(size=200), "w": rng.normal(size=200)}, index=index)
+    features = FeatureSet("y", (), ("w",), reference_holidays=True)
+    twin = TwinModel({"y": GPModel(features, n_hyper=50, max_iter=5, calibrate=False).fit(history)})
+    loaded = load_model(save_model(twin, tmp_path / "model.npz")).models["y"].features
+    serving = pd.DataFrame({"y": 0.0, "w": 0.0}, index=pd.date_range(f"{day} 12:00", periods=2, freq="10min"))
+    for rule in (features, loaded):
+        assert list(rule.features(serving)["workday"]) == [float(not holiday)] * 2
+        assert rule.is_holiday(pd.Timestamp(day).date()) == holiday
+
+
+def test_old_feature_sets_keep_their_holiday_list():
+    """Without the rule (model files written before it) only the listed dates are holidays."""
+    features = FeatureSet("y", (), ("w",), holidays=reference_holidays(2025))
+    assert features.is_holiday(pd.Timestamp("2025-01-01").date())
+    assert not features.is_holiday(pd.Timestamp("2026-01-01").date())
+
+
+def test_gap_makes_lags_reaching_into_it_incomplete():
+    index = pd.date_range("2025-07-01 00:10", periods=8, freq="10min").delete(4)  # 00:50 missing
+    frame = pd.DataFrame({"y": np.arange(7.0), "u": np.arange(10.0, 17.0), "w": 0.0}, index=index)
+    features = FeatureSet("y", ("u",), ("w",), output_lags=1, input_lags=1)
+    table = features.features(frame)
+    assert list(table.index) == list(index)
+    assert np.isnan(table.loc["2025-07-01 01:00", "y[t-1]"]) and np.isnan(table.loc["2025-07-01 01:00", "u[t-1]"])
+    assert table.loc["2025-07-01 01:10", "u[t-1]"] == 14.0
+    X, y = features.design(frame)
+    assert list(y) == [1.0, 2.0, 3.0, 5.0, 6.0]  # not the first row, nor the one after the gap
+    assert table["tod_sin"].to_numpy() == pytest.approx(time_features(index)["tod_sin"].to_numpy())
+
+
+@pytest.mark.parametrize("times, message", [
+    (["00:10", "00:20", "00:20", "00:30"], r"2025-07-01 00:20:00 is duplicated"),
+    (["00:10", "00:20", "00:30", "00:15"], r"2025-07-01 00:15:00 is earlier"),
+    (["00:10", "00:20", "00:30", "00:45"], r"2025-07-01 00:45:00 is off the grid of 0 days 00:10:00")])
+def test_irregular_timestamps_are_refused_naming_the_time(times, message):
+    index = pd.DatetimeIndex([f"2025-07-01 {t}" for t in times])
+    frame = pd.DataFrame({"y": 1.0, "w": 0.0}, index=index)
+    with pytest.raises(FeatureError, match=message):
+        FeatureSet("y", (), ("w",), output_lags=1).design(frame)
+
+
+def test_non_numeric_value_is_named_with_column_and_time():
+    index = pd.date_range("2025-07-01", periods=4, freq="10min")
+    frame = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0], "w": [0.0, 1.0, "n/a", 3.0]}, index=index)
+    with pytest.raises(FeatureError, match=r"column 'w' holds 'n/a' at 2025-07-01 00:20:00"):
+        FeatureSet("y", (), ("w",)).design(frame)
+    frame = pd.DataFrame({"y": [1.0, "bad", 3.0, 4.0], "w": 0.0}, index=index)
+    with pytest.raises(FeatureError, match=r"column 'y' holds 'bad' at 2025-07-01 00:10:00"):
+        FeatureSet("y", (), ("w",)).design(frame)

@@ -48,8 +48,7 @@ def trained(small_office, tmp_path_factory):
     """A twin of power and one zone temperature trained on Jul 1-3, saved to a file."""
     config, _, history = small_office
     tagmap = config.buildings[0].tagmap
-    feature_sets = feature_sets_for(tagmap, ["FacilityPower", "CoreZoneTemp"], output_lags=1, input_lags=1,
-                                    years=(2025,))
+    feature_sets = feature_sets_for(tagmap, ["FacilityPower", "CoreZoneTemp"], output_lags=1, input_lags=1)
     twin = TwinModel.from_feature_sets(feature_sets, n_hyper=200, max_exact=300, n_inducing=150)
     twin.fit(history[history.index < TEST_START])
     path = save_model(twin, tmp_path_factory.mktemp("twin_model") / "small.npz")
@@ -188,7 +187,7 @@ def test_twin_engine_answers_setpoint_in_physical_direction(trained, small_offic
 def test_twin_engine_without_lags_runs_from_new_year(small_office, tmp_path):
     config, _, history = small_office
     tagmap = config.buildings[0].tagmap
-    twin = TwinModel.from_feature_sets(feature_sets_for(tagmap, ["FacilityPower"], years=(2025,)), n_hyper=100,
+    twin = TwinModel.from_feature_sets(feature_sets_for(tagmap, ["FacilityPower"]), n_hyper=100,
                                        max_exact=200).fit(history)
     path = save_model(twin, tmp_path / "static.npz")
     day = dataclasses.replace(config.period, start=dt.date(2025, 1, 1), end=dt.date(2025, 1, 1))

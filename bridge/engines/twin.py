@@ -164,13 +164,13 @@ class TwinEngine(Engine):
     def _initial_output(self, model, times: pd.DatetimeIndex) -> np.ndarray:
         """Output history before the first step: the daily profile, else the training mean."""
         if model.profile_ is not None:
-            return profile_at(times, model.features.holidays, model.profile_)
+            return profile_at(times, model.features, model.profile_)
         return np.full(len(times), float(np.mean(model.y_train_)))
 
     def _day_type(self, time: pd.Timestamp) -> float:
         """EnergyPlus day type index of the timestep ending at ``time``: 1 Sunday .. 7 Saturday, 8 holiday."""
-        holidays = next(iter(self.twin.models.values())).features.holidays
+        features = next(iter(self.twin.models.values())).features
         middle = time - pd.Timedelta(seconds=self.period.step_s / 2)
-        if middle.date().isoformat() in holidays:
+        if features.is_holiday(middle.date()):
             return 8.0
         return float((middle.weekday() + 1) % 7 + 1)

@@ -139,9 +139,8 @@ def _fit(args: argparse.Namespace) -> int:
     if args.until:
         history = history[history.index < args.until]
     tagmap = load_tagmap(args.tagmap)
-    years = tuple(sorted(set(history.index.year)))
     feature_sets = feature_sets_for(tagmap, args.targets, args.output_lags, args.input_lags, args.disturbance_lags,
-                                    years, profile=not args.no_profile, lag_step=args.lag_step)
+                                    profile=not args.no_profile, lag_step=args.lag_step)
     twin = TwinModel.from_feature_sets(feature_sets, n_hyper=args.n_hyper, max_exact=args.max_exact,
                                        n_inducing=args.inducing).fit(history)
     save_model(twin, args.output, extra={"history": str(args.history), "tagmap": str(args.tagmap)})

@@ -9,7 +9,13 @@ middle of that timestep: the 00:00 row still belongs to the previous day.
 
 Time proxies: time of day as (sin, cos) of the daily phase (an RBF on these two is exactly a
 24-hour periodic kernel) and the day type as two flags, workday and Saturday (Sunday and the
-model's holidays have both flags 0), which is how the DOE reference buildings schedule.
+model's holidays have both flags 0), which is how the DOE reference buildings schedule. The
+holidays are a rule, not a list frozen to the training years: with ``reference_holidays`` the DOE
+reference holidays of whatever year a row falls in, plus the explicit ``holidays`` dates.
+
+Lags count timesteps, not rows: the timestep is the most common difference of the index, and a
+gap (missing rows) gives NaN lags to the rows whose lags reach into it, so ``design`` drops them.
+Duplicated or decreasing timestamps are refused.
 
 Daily profile (optional, ``profile=True``): the median of the target in the training data at the
 same day type and time of day. Lights and plug loads follow hourly schedules with steps of
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -38,6 +45,7 @@ class FeatureError(ValueError):
     """Data that lacks what a feature set needs; the message names the missing tags."""
 
 
+@lru_cache(maxsize=64)
 def reference_holidays(year: int) -> tuple[str, ...]:
     """ISO dates of the holidays of the DOE reference buildings (their RunPeriodControl:SpecialDays)."""
     days = [dt.date(year, 1, 1), dt.date(year, 7, 4), dt.date(year, 11, 11), dt.date(year, 12, 25),
@@ -54,7 +62,8 @@ class FeatureSet:
     (u(t)..u(t-m)) and ``disturbance_lags`` is p (w(t)..w(t-p)). Output lags are consecutive
     timesteps; input and disturbance lags are ``lag_step`` timesteps apart (thermal mass
     responds over hours, and 10-minute lags of a setpoint are nearly copies of each other).
-    ``holidays`` are ISO dates treated like Sundays."""
+    ``holidays`` are ISO dates treated like Sundays; ``reference_holidays`` adds the DOE reference
+    holidays of every year the rows fall in (False in model files written before the rule)."""
 
     target: str
     inputs: tuple[str, ...]
@@ -66,6 +75,7 @@ class FeatureSet:
     holidays: tuple[str, ...] = ()
     profile: bool = False
     lag_step: int = 1
+    reference_holidays: bool = False
 
     def __post_init__(self) -> None:
         for name in ("output_lags", "input_lags", "disturbance_lags"):
@@ -97,6 +107,11 @@ class FeatureSet:
     def output_lag_columns(self) -> list[str]:
         return [_lag_name(self.target, lag) for lag in range(1, self.output_lags + 1)]
 
+    def is_holiday(self, day: dt.date) -> bool:
+        """Whether ``day`` is one of this feature set's holidays (treated like a Sunday)."""
+        iso = day.isoformat()
+        return iso in self.holidays or (self.reference_holidays and iso in reference_holidays(day.year))
+
     def check(self, frame: pd.DataFrame, need_target: bool = True) -> None:
         """Raise FeatureError naming the tags ``frame`` lacks."""
         wanted = self.tags if need_target else self.tags[1:]
@@ -105,14 +120,28 @@ class FeatureSet:
             raise FeatureError(f"data lacks tags {missing} needed by the model of {self.target!r}")
 
     def features(self, frame: pd.DataFrame, profile: np.ndarray | None = None) -> pd.DataFrame:
-        """Feature rows for every row of ``frame`` (a historian DataFrame with a regular DatetimeIndex);
-        the first ``max_lag`` rows have NaN lags. Output lags come from ``frame[target]``;
+        """Feature rows for every row of ``frame`` (a historian DataFrame with an increasing DatetimeIndex);
+        the first ``max_lag`` rows, and rows whose lags reach into a gap of the index, have NaN
+        lags. Output lags come from ``frame[target]``;
         ``profile`` is the table of ``daily_profile`` (needed when ``self.profile``).
         Computed on numpy arrays: the twin engine calls this once per step on a few rows."""
+        return self._table(frame, profile, *_timeline(frame.index))
+
+    def segment_features(self, frame: pd.DataFrame, segment: int, profile: np.ndarray | None = None) -> pd.DataFrame:
+        """Features of ``frame`` made of consecutive segments of ``segment`` rows, each regular with
+        the timestep of the first (the stacked scenarios of a forecast): lags are taken by rows, so
+        those of the first ``max_lag`` rows of a segment reach into the one before (not to be used)."""
+        _, step, positions = _timeline(frame.index[:segment])
+        if positions is not None:
+            raise FeatureError(f"segment from {frame.index[0]} has an irregular index")
+        return self._table(frame, profile, frame.index.to_numpy(dtype="datetime64[ns]"), step, None)
+
+    def _table(self, frame: pd.DataFrame, profile: np.ndarray | None, stamps: np.ndarray,
+               step: np.timedelta64, positions: np.ndarray | None) -> pd.DataFrame:
         self.check(frame, need_target=self.output_lags > 0)
         columns: list[np.ndarray] = []
         if self.time_features or self.profile:
-            times = _TimeArrays(frame.index, self.holidays)
+            times = _TimeArrays(stamps, step, self)
             if self.time_features:
                 columns += [times.tod_sin, times.tod_cos, times.workday, times.saturday]
             if self.profile:
@@ -121,11 +150,10 @@ class FeatureSet:
                 columns.append(profile[times.day_type, times.slot])
         for tags, lags in ((self.disturbances, self.disturbance_lags), (self.inputs, self.input_lags)):
             for tag in tags:
-                values = frame[tag].to_numpy(float)
-                columns += [_shifted(values, lag) for lag in range(0, (lags + 1) * self.lag_step, self.lag_step)]
+                columns += _lagged(_numeric(frame, tag), range(0, (lags + 1) * self.lag_step, self.lag_step),
+                                   positions)
         if self.output_lags:
-            values = frame[self.target].to_numpy(float)
-            columns += [_shifted(values, lag) for lag in range(1, self.output_lags + 1)]
+            columns += _lagged(_numeric(frame, self.target), range(1, self.output_lags + 1), positions)
         table = np.column_stack(columns) if columns else np.empty((len(frame), 0))
         return pd.DataFrame(table, index=frame.index, columns=self.columns)
 
@@ -133,51 +161,115 @@ class FeatureSet:
         """Median target per (day type, time-of-day slot): array (len(DAY_TYPES), PROFILE_SLOTS).
         Cells without data take the median of the same slot over all day types, then the overall median."""
         self.check(frame)
-        day, slot = _day_and_slot(frame.index, self.holidays)
-        medians = pd.Series(frame[self.target].to_numpy()).groupby([day, slot]).median()
-        by_slot = pd.Series(frame[self.target].to_numpy()).groupby(slot).median()
+        day, slot = _day_and_slot(frame.index, self)
+        target = pd.Series(_numeric(frame, self.target))
+        medians = target.groupby([day, slot]).median()
+        by_slot = target.groupby(slot).median()
         table = np.full((len(DAY_TYPES), PROFILE_SLOTS), np.nan)
         table[medians.index.get_level_values(0), medians.index.get_level_values(1)] = medians.to_numpy()
         for d in range(len(DAY_TYPES)):
             empty = np.isnan(table[d])
             table[d, empty] = by_slot.reindex(np.nonzero(empty)[0]).to_numpy()
-        return np.where(np.isnan(table), float(np.nanmedian(frame[self.target])), table)
+        return np.where(np.isnan(table), float(np.nanmedian(target)), table)
 
     def design(self, frame: pd.DataFrame, profile: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.Series]:
         """Complete training rows: (features X, target y), rows with missing values dropped."""
         self.check(frame)
         features = self.features(frame, profile)
-        keep = features.notna().all(axis=1) & frame[self.target].notna()
-        return features[keep], frame.loc[keep, self.target]
+        target = pd.Series(_numeric(frame, self.target), index=frame.index, name=self.target)
+        keep = features.notna().all(axis=1) & target.notna()
+        return features[keep], target[keep]
 
 
-def time_features(index: pd.DatetimeIndex, holidays: tuple[str, ...] = ()) -> dict[str, pd.Series]:
-    """Daily phase (sin, cos) and day-type flags at the middle of each timestep of ``index``."""
-    times = _TimeArrays(index, holidays)
+def time_features(index: pd.DatetimeIndex, holidays: tuple[str, ...] = (),
+                  reference: bool = False) -> dict[str, pd.Series]:
+    """Daily phase (sin, cos) and day-type flags at the middle of each timestep of ``index``;
+    ``holidays`` and ``reference`` as ``FeatureSet.holidays`` and ``FeatureSet.reference_holidays``."""
+    times = _TimeArrays(*_timeline(index)[:2], _Holidays(holidays, reference))
     return {name: pd.Series(getattr(times, name), index=index) for name in TIME_FEATURES}
 
 
-class _TimeArrays:
-    """Time proxies of the timesteps ending at ``index``, taken at their middle, as numpy arrays:
-    daily phase (sin, cos), workday and Saturday flags, day type (index into DAY_TYPES) and the
-    10-minute slot of the daily profile."""
+@dataclass(frozen=True)
+class _Holidays:
+    """The holiday rule of a FeatureSet (its ``holidays`` and ``reference_holidays`` fields)."""
 
-    def __init__(self, index: pd.DatetimeIndex, holidays: tuple[str, ...]):
-        if len(index) < 2:
-            raise FeatureError("time features need at least two rows to know the timestep")
-        stamps = index.to_numpy(dtype="datetime64[ns]")
-        middle = stamps - (stamps[1] - stamps[0]) / 2
+    holidays: tuple[str, ...]
+    reference_holidays: bool
+
+
+def _holiday_flags(days: np.ndarray, rule: FeatureSet | _Holidays) -> np.ndarray:
+    """Which of ``days`` (datetime64[D]) are holidays under ``rule``."""
+    dates = list(rule.holidays)
+    if rule.reference_holidays and len(days):
+        years = np.unique(days.astype("datetime64[Y]").astype(np.int64)) + 1970
+        dates += [day for year in years for day in reference_holidays(int(year))]
+    return np.isin(days, np.array(dates, dtype="datetime64[D]"))
+
+
+def _timeline(index: pd.DatetimeIndex) -> tuple[np.ndarray, np.timedelta64, np.ndarray | None]:
+    """(timestamps, timestep, grid positions): the timestep is the most common difference; the
+    positions are the rows' places on the regular grid from the first row, None when the index
+    is already regular. Raise FeatureError at duplicated, decreasing or off-grid timestamps."""
+    if len(index) < 2:
+        raise FeatureError("time features need at least two rows to know the timestep")
+    stamps = index.to_numpy(dtype="datetime64[ns]")
+    steps = np.diff(stamps)
+    if (steps == steps[0]).all() and steps[0] > np.timedelta64(0):
+        return stamps, steps[0], None
+    bad = np.flatnonzero(steps <= np.timedelta64(0))
+    if bad.size:
+        kind = "duplicated" if steps[bad[0]] == np.timedelta64(0) else "earlier than the row before"
+        raise FeatureError(f"timestamp {pd.Timestamp(stamps[bad[0] + 1])} is {kind}: "
+                           "rows must have increasing times (appended runs? deduplicate and sort)")
+    values, counts = np.unique(steps, return_counts=True)
+    step = values[np.argmax(counts)]
+    offsets = stamps - stamps[0]
+    off_grid = np.flatnonzero(offsets % step)
+    if off_grid.size:
+        raise FeatureError(f"timestamp {pd.Timestamp(stamps[off_grid[0]])} is off the grid of "
+                           f"{pd.Timedelta(step)} steps from {pd.Timestamp(stamps[0])}")
+    return stamps, step, (offsets // step).astype(np.int64)
+
+
+class _TimeArrays:
+    """Time proxies of the timesteps of length ``step`` ending at ``stamps``, taken at their middle,
+    as numpy arrays: daily phase (sin, cos), workday and Saturday flags, day type (index into
+    DAY_TYPES) and the 10-minute slot of the daily profile."""
+
+    def __init__(self, stamps: np.ndarray, step: np.timedelta64, rule: FeatureSet | _Holidays):
+        middle = stamps - step / 2
         days = middle.astype("datetime64[D]")
         seconds = (middle - days).astype("timedelta64[s]").astype(np.int64)
         hours = seconds // 3600 + (seconds % 3600 // 60) / 60 + (seconds % 60) / 3600  # the formula of earlier versions: saved models see the same features bit for bit
         phase = 2 * np.pi * hours / 24
         weekday = (days.astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
-        holiday = np.isin(days, np.array(holidays, dtype="datetime64[D]"))
+        holiday = _holiday_flags(days, rule)
         self.tod_sin, self.tod_cos = np.sin(phase), np.cos(phase)
         self.workday = ((weekday < 5) & ~holiday).astype(float)
         self.saturday = ((weekday == 5) & ~holiday).astype(float)
         self.day_type = np.where(self.workday > 0, 0, np.where(self.saturday > 0, 1, 2))
         self.slot = (seconds // 60 * PROFILE_SLOTS // 1440).astype(int)
+
+
+def _numeric(frame: pd.DataFrame, tag: str) -> np.ndarray:
+    """Column ``tag`` as floats; FeatureError naming the first value that is not a number and its time."""
+    try:
+        return frame[tag].to_numpy(float)
+    except (ValueError, TypeError):
+        column = frame[tag]
+        bad = pd.to_numeric(column, errors="coerce").isna() & column.notna()
+        time, value = next(iter(column[bad].items()))
+        raise FeatureError(f"column {tag!r} holds {value!r} at {time}, not a number") from None
+
+
+def _lagged(values: np.ndarray, lags: range, positions: np.ndarray | None) -> list[np.ndarray]:
+    """``values`` delayed by each of ``lags`` timesteps; with grid ``positions`` (an irregular
+    index) lags are taken on the regular grid, NaN where they reach a missing row."""
+    if positions is None:
+        return [_shifted(values, lag) for lag in lags]
+    grid = np.full(positions[-1] + 1, np.nan)
+    grid[positions] = values
+    return [_shifted(grid, lag)[positions] for lag in lags]
 
 
 def _shifted(values: np.ndarray, lag: int) -> np.ndarray:
@@ -190,12 +282,12 @@ def _shifted(values: np.ndarray, lag: int) -> np.ndarray:
 
 
 def feature_sets_for(tagmap: TagMap, targets: list[str] | None = None, output_lags: int = 0,
-                     input_lags: int = 0, disturbance_lags: int = 0, years: tuple[int, ...] = (),
-                     profile: bool = True, lag_step: int = 1) -> list[FeatureSet]:
+                     input_lags: int = 0, disturbance_lags: int = 0, profile: bool = True,
+                     lag_step: int = 1, reference: bool = True) -> list[FeatureSet]:
     """One feature set per target of a building: all input tags as control inputs, the outputs
-    the EPW file also gives (outdoor temperature and humidity) as disturbances, and the reference
-    holidays of ``years``. ``targets`` defaults to the tags with role electric_power or
-    zone_temperature."""
+    the EPW file also gives (outdoor temperature and humidity) as disturbances, and (``reference``)
+    the DOE reference holidays of every year the rows fall in. ``targets`` defaults to the tags
+    with role electric_power or zone_temperature."""
     disturbances = tuple(o.tag for o in tagmap.outputs if o.variable in EPW_COLUMNS)
     if targets is None:
         targets = [o.tag for o in tagmap.outputs if o.role in ("electric_power", "zone_temperature")]
@@ -203,20 +295,19 @@ def feature_sets_for(tagmap: TagMap, targets: list[str] | None = None, output_la
     unknown = [tag for tag in targets if tag not in known]
     if unknown:
         raise FeatureError(f"targets {unknown} are not outputs of tag map {tagmap.name!r} ({tagmap.path})")
-    holidays = tuple(day for year in years for day in reference_holidays(year))
     return [FeatureSet(target, tuple(i.tag for i in tagmap.inputs), disturbances, output_lags, input_lags,
-                       disturbance_lags, True, holidays, profile, lag_step) for target in targets]
+                       disturbance_lags, True, (), profile, lag_step, reference) for target in targets]
 
 
-def profile_at(index: pd.DatetimeIndex, holidays: tuple[str, ...], profile: np.ndarray) -> np.ndarray:
-    """Values of a ``daily_profile`` table at the timesteps ending at ``index``."""
-    day, slot = _day_and_slot(index, holidays)
+def profile_at(index: pd.DatetimeIndex, features: FeatureSet, profile: np.ndarray) -> np.ndarray:
+    """Values of the ``daily_profile`` table of ``features`` at the timesteps ending at ``index``."""
+    day, slot = _day_and_slot(index, features)
     return profile[day, slot]
 
 
-def _day_and_slot(index: pd.DatetimeIndex, holidays: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+def _day_and_slot(index: pd.DatetimeIndex, rule: FeatureSet) -> tuple[np.ndarray, np.ndarray]:
     """Day type (index into DAY_TYPES) and 10-minute slot of the middle of each timestep."""
-    times = _TimeArrays(index, holidays)
+    times = _TimeArrays(*_timeline(index)[:2], rule)
     return times.day_type, times.slot
 
 

@@ -153,7 +153,11 @@ class GPModel(BaseEstimator):
         origins = np.asarray(origins, dtype=int)
         if origins.size and (origins.min() < self.features.max_lag or origins.max() + horizon >= len(frame)):
             raise ModelError(f"forecast origins must lie in [{self.features.max_lag}, {len(frame) - horizon - 1}]")
-        table = self.features.features(frame, self.profile_).to_numpy(float)
+        return self._forecast(self.features.features(frame, self.profile_).to_numpy(float), origins, horizon, with_std)
+
+    def _forecast(self, table: np.ndarray, origins: np.ndarray, horizon: int,
+                  with_std: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``forecast`` on the rows of a feature table."""
         lag_columns = [list(self.features.columns).index(c) for c in self.features.output_lag_columns]
         mean = np.empty((len(origins), horizon))
         std = np.empty((len(origins), horizon))
@@ -185,7 +189,8 @@ class GPModel(BaseEstimator):
         # back into the segment before its own
         stacked = pd.concat([pd.concat([recent, future]) for future in futures])
         origins = np.arange(len(futures)) * (keep + horizon) + keep - 1
-        return self.forecast(stacked, origins, horizon, with_std)
+        table = self.features.segment_features(stacked, keep + horizon, self.profile_).to_numpy(float)
+        return self._forecast(table, origins, horizon, with_std)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "gp_"):
