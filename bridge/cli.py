@@ -143,13 +143,14 @@ async def _run_ended(campus: Campus) -> None:
 
 
 def run_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> int:
-    """Run a campus to its end; exit code 0 if every building finished, 1 otherwise."""
+    """Run a campus to its end; exit code 1 if a building faulted (or the run could not start), else 0:
+    every building finished, or was stopped on purpose (Control.Stop, a signal)."""
     campus = asyncio.run(serve_campus(config, autostart, keep_serving))
     if campus is None:
         return 1
     statuses = {b.name: b.status for b in campus.buildings}
     log.info("building status: %s; historian: %s", statuses, campus.run_path)
-    return 0 if all(s == "Finished" for s in statuses.values()) else 1
+    return 1 if "Faulted" in statuses.values() else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
