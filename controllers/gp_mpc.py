@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 OBJECTIVES = ("tracking", "energy")
 FD_STEP = 1e-3  # forward-difference step in scaled decision units (a thousandth of an input's range)
+COMFORT_TOL_K = 1e-3  # a comfort margin above -COMFORT_TOL_K counts as met (the solver's own tolerance)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,7 @@ class GpMpcController:
 
         def rollouts(x: np.ndarray) -> None:
             """Power and comfort means at x and at x + FD_STEP e_i, one batch, into the cache; the
-            best feasible point so far is kept. Raises _OutOfTime once the time budget is spent."""
+            best feasible point so far is kept under a time budget. Raises _OutOfTime once it is spent."""
             if deadline[0] is not None and time.perf_counter() > deadline[0]:
                 raise _OutOfTime
             points = np.vstack([x, x + FD_STEP * np.eye(len(x))])
@@ -283,9 +284,10 @@ class GpMpcController:
             temps = {tag: config.twin.models[tag].forecast_scenarios(history, futures, with_std=False)[0]
                      for tag in config.comfort}
             cache[x.tobytes()] = (power, temps)
-            value = cost(power[:1], x[None])[0]
-            if value < best[0] and (not config.comfort or margins(temps)[0].min() >= -1e-3):
-                best[:] = [value, x.copy()]
+            if deadline[0] is not None:  # only a budget that runs out needs the best point so far
+                value = cost(power[:1], x[None])[0]
+                if value < best[0] and (not config.comfort or margins(temps)[0].min() >= -COMFORT_TOL_K):
+                    best[:] = [value, x.copy()]
 
         def evaluated(x: np.ndarray):
             if x.tobytes() not in cache:
@@ -336,7 +338,7 @@ class GpMpcController:
             deadline[0] = None
             x, success, iterations = best[1], False, -1
             message = f"time budget of {config.max_seconds:g} s spent"
-        feasible = x is not None and (not constraints or constraint(x).min() >= -1e-3)
+        feasible = x is not None and (not constraints or constraint(x).min() >= -COMFORT_TOL_K)
         if not (success or feasible):
             # the last decision (or the base schedule): a jump back to the base schedule mid-event
             # would undo the curtailment at once

@@ -1,7 +1,8 @@
 """The control loop: one building, either clock mode, reconnecting after drops.
 
 lockstep: poll the building's control tags and outputs (one Read per poll: every 1 ms for the first
-50 ms of a wait, then backing off to every 50 ms) until OutputReady is True for a step not yet handled; decide; write all inputs in one Write; raise InputReady.
+50 ms of a wait, then backing off to every 50 ms) until OutputReady is True for a step not yet
+handled; decide; write all inputs in one Write; raise InputReady.
 exchange: lockstep through the bridge's ``Control.Exchange`` method: one Call per step carries
 all inputs in and returns the next step's outputs (no polling); the simulation time of a step is
 worked out from two (Step, SimTime) readings.

@@ -109,8 +109,7 @@ class FeatureSet:
 
     def is_holiday(self, day: dt.date) -> bool:
         """Whether ``day`` is one of this feature set's holidays (treated like a Sunday)."""
-        iso = day.isoformat()
-        return iso in self.holidays or (self.reference_holidays and iso in reference_holidays(day.year))
+        return bool(_holiday_flags(np.array([day], dtype="datetime64[D]"), self)[0])
 
     def check(self, frame: pd.DataFrame, need_target: bool = True) -> None:
         """Raise FeatureError naming the tags ``frame`` lacks."""
