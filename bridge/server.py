@@ -283,8 +283,9 @@ class TagServer:
         self._orders[name] = tagmap.orders
         for item in tagmap.inputs:
             path = f"{prefix}.Inputs.{item.tag}"
+            rules = [rule for rule in (order.describe(item.tag) for order in tagmap.orders) if rule]
             await self._analog(inputs, path, item.tag, item.unit, item.min, item.max, item.default, True,
-                               item.description)
+                               "; ".join(filter(None, [item.description, *rules])))
             self.inputs[name][item.tag] = self._id(path)
             self._input_items[self._id(path)] = (name, item)
         for item in tagmap.outputs:

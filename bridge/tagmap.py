@@ -83,6 +83,16 @@ class InputOrder:
     def holds(self, values: Mapping[str, float]) -> bool:
         return values[self.lower] + self.margin <= values[self.upper] + 1e-9  # 20.9 + 1.0 <= 21.9
 
+    def describe(self, tag: str) -> str:
+        """The rule as seen from input ``tag`` ("" when the rule does not involve it), for the
+        tag's OPC UA Description: clients learn it before a write is refused."""
+        unit = f" {self.unit}" if self.unit else ""
+        if tag == self.lower:
+            return f"must stay at least {self.margin:g}{unit} below {self.upper}"
+        if tag == self.upper:
+            return f"must stay at least {self.margin:g}{unit} above {self.lower}"
+        return ""
+
     def explain(self, values: Mapping[str, float]) -> str:
         unit = f" {self.unit}" if self.unit else ""
         return (f"{self.lower} = {values[self.lower]:g} must stay at least {self.margin:g}{unit} below "

@@ -466,13 +466,16 @@ def test_an_answer_during_a_pause_stands(small_office_config, tmp_path):
 
 
 def test_setpoints_stay_in_order(small_office_config, tmp_path):
-    """Heating must stay 1 K under cooling (tag map ``below``): a write or an Exchange breaking that is
-    refused with BadOutOfRange, judged on all the values of the request, whatever their order."""
+    """Heating must stay 1 K under cooling (tag map ``below``): both tags' Descriptions say so; a write
+    or an Exchange breaking it is refused with BadOutOfRange, judged on all the values of the request,
+    whatever their order."""
 
     async def scenario(endpoint: str) -> None:
         async with Client(endpoint, timeout=10) as client:
             cooling = await node(client, "TestSite.SmallOffice.Inputs.CoolingSetpoint")
             heating = await node(client, "TestSite.SmallOffice.Inputs.HeatingSetpoint")
+            assert (await heating.read_description()).Text.endswith("must stay at least 1 degC below CoolingSetpoint")
+            assert (await cooling.read_description()).Text.endswith("must stay at least 1 degC above HeatingSetpoint")
             with pytest.raises(ua.UaStatusCodeError) as refused:
                 await cooling.write_value(double(18.0))
             assert refused.value.code == ua.StatusCodes.BadOutOfRange
