@@ -62,7 +62,7 @@ def ensure_model() -> Path:
         zone, = feature_sets_for(tagmap, ["CoreMidTemp"], **ZONE_LAGS)
         train = frame[frame.index < TEST_START]
         save_model(TwinModel({"FacilityPower": GPModel(power, **GP).fit(train),
-                              "CoreMidTemp": GPModel(zone, **GP).fit(train)}), MODEL)
+                              "CoreMidTemp": GPModel(zone, **GP).fit(train)}), MODEL, tagmap=tagmap)
     return MODEL
 
 

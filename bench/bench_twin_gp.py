@@ -289,7 +289,7 @@ def main() -> None:
     plot_horizons(curves, RESULTS / "twin_gp_horizon.png")
     # the served twin (TwinEngine) against EnergyPlus, both at default inputs over the test week
     model_path = save_model(TwinModel({"FacilityPower": models["power"], "CoreMidTemp": models["zone"]}),
-                            args.history.parent / "large_office_twin.npz")
+                            args.history.parent / "large_office_twin.npz", tagmap=tagmap)
     figures.update(twin_at_defaults(model_path, args.history.parent / "defaults_work"))
     report = {"benchmark": "twin_gp", "date": dt.datetime.now().isoformat(timespec="seconds"),
               "machine": machine(), "load_average_1_5_15min": {"start": load_before, "end": os.getloadavg()},

@@ -51,7 +51,7 @@ def trained(small_office, tmp_path_factory):
     feature_sets = feature_sets_for(tagmap, ["FacilityPower", "CoreZoneTemp"], output_lags=1, input_lags=1)
     twin = TwinModel.from_feature_sets(feature_sets, n_hyper=200, max_exact=300, n_inducing=150)
     twin.fit(history[history.index < TEST_START])
-    path = save_model(twin, tmp_path_factory.mktemp("twin_model") / "small.npz")
+    path = save_model(twin, tmp_path_factory.mktemp("twin_model") / "small.npz", tagmap=tagmap)
     return twin, path
 
 
@@ -140,6 +140,18 @@ def test_model_refused_for_building_without_its_tags(trained):
     large = load_tagmap(ROOT / "tagmaps/large_office.toml")  # has no CoreZoneTemp output
     with pytest.raises(ModelFileError, match="CoreZoneTemp"):
         check_compatible(twin, large, path)
+
+
+def test_model_refused_for_another_building_with_the_same_tags(trained, small_office):
+    """The model records the building it learnt; a tag map with the same tags but another name or
+    floor area (another building) is refused, naming both."""
+    _, path = trained
+    twin = load_model(path)
+    tagmap = small_office[0].buildings[0].tagmap
+    check_compatible(twin, tagmap, path)
+    for other in (dataclasses.replace(tagmap, name="Small office B"), dataclasses.replace(tagmap, floor_area_m2=46320.0)):
+        with pytest.raises(ModelFileError, match=f"model learnt building '{tagmap.name}' .*not tag map '{other.name}'"):
+            check_compatible(twin, other, path)
 
 
 def test_rolling_forecast_evaluation(trained, small_office):

@@ -143,7 +143,7 @@ def _fit(args: argparse.Namespace) -> int:
                                     profile=not args.no_profile, lag_step=args.lag_step)
     twin = TwinModel.from_feature_sets(feature_sets, n_hyper=args.n_hyper, max_exact=args.max_exact,
                                        n_inducing=args.inducing).fit(history)
-    save_model(twin, args.output, extra={"history": str(args.history), "tagmap": str(args.tagmap)})
+    save_model(twin, args.output, extra={"history": str(args.history)}, tagmap=tagmap)
     for target, model in twin.models.items():
         print(f"{target}: {model.n_rows_} rows, {model.approximation_}, "
               f"fitted in {model.fit_time_s_:.1f} s")

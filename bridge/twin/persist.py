@@ -44,8 +44,11 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: dict | None = None) -> Path:
-    """Write ``twin`` (fitted) to ``path`` (.npz) with its metadata; return the path."""
+def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: dict | None = None,
+               tagmap: TagMap | None = None) -> Path:
+    """Write ``twin`` (fitted) to ``path`` (.npz) with its metadata; return the path. ``tagmap``: the
+    tag map of the building it learnt, recorded as metadata ``building`` (name, floor area, file) so
+    that ``check_compatible`` refuses the model for another building."""
     arrays: dict[str, np.ndarray] = {}
     targets = {}
     for i, (target, model) in enumerate(twin.models.items()):
@@ -73,6 +76,8 @@ def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: 
         }
     meta = {"format": FORMAT, "created": dt.datetime.now().isoformat(timespec="seconds"),
             "versions": library_versions(), "targets": targets, "metrics": metrics or {}, **(extra or {})}
+    if tagmap is not None:
+        meta["building"] = {"name": tagmap.name, "floor_area_m2": tagmap.floor_area_m2, "tagmap": str(tagmap.path)}
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:  # np.savez would append ".npz" to a path without it
         np.savez(handle, metadata=np.array(json.dumps(meta)), **arrays)
@@ -155,7 +160,14 @@ def _array(data, path: Path, target: str, prefix: str, name: str, shape: tuple[i
 def check_compatible(twin: TwinModel, tagmap: TagMap, path: Path | str = "model") -> None:
     """Refuse a model whose features the building lacks: raise ModelFileError listing every tag
     the model needs and the tag map does not offer (targets and disturbances as outputs, the
-    latter with a weather variable the EPW file gives; control inputs as input tags)."""
+    latter with a weather variable the EPW file gives; control inputs as input tags). A model that
+    records the building it learnt (metadata ``building``) is refused for a tag map of another
+    name or floor area: tag names alone do not tell a Small Office's power from a Large Office's."""
+    learnt = twin.metadata.get("building")
+    if learnt and (learnt.get("name"), learnt.get("floor_area_m2")) != (tagmap.name, tagmap.floor_area_m2):
+        raise ModelFileError(f"{path}: model learnt building {learnt.get('name')!r} (floor area "
+                             f"{learnt.get('floor_area_m2')} m2, {learnt.get('tagmap')}), not tag map {tagmap.name!r} "
+                             f"(floor area {tagmap.floor_area_m2} m2, {tagmap.path})")
     inputs = {i.tag for i in tagmap.inputs}
     outputs = {o.tag for o in tagmap.outputs}
     weather = {o.tag for o in tagmap.outputs if o.variable in EPW_COLUMNS}
