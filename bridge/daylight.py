@@ -12,6 +12,7 @@ Sunday in October", "3/10", "March 10" or "10 March".
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from pathlib import Path
 
@@ -42,6 +43,7 @@ def daylight_saving_period(model: Path, year: int) -> tuple[dt.date, dt.date] | 
         raise DaylightError(f"{model}: RunPeriodControl:DaylightSavingTime: {exc}") from None
 
 
+@functools.lru_cache(maxsize=256)  # the schedule controller asks for its two dates at every step
 def parse_day(text: str, year: int) -> dt.date:
     """A date in one of EnergyPlus's forms ("2nd Sunday in March", "Last Sunday in October",
     "3/10", "March 10", "10 March") in ``year``."""
