@@ -86,11 +86,15 @@ def buildings_in(path: str | Path) -> list[str]:
 
 
 def read_tag(path: str | Path, building: str, tag: str, start: dt.datetime | None = None,
-             end: dt.datetime | None = None, limit: int = 0) -> list[tuple[dt.datetime, float]]:
-    """(time, value) of one tag between start and end inclusive, oldest first (for OPC UA HistoryRead).
+             end: dt.datetime | None = None, limit: int = 0,
+             reverse: bool = False) -> list[tuple[dt.datetime, float]]:
+    """(time, value) of one tag between start and end inclusive (start is the earlier time), oldest first,
+    or newest first when ``reverse``; at most ``limit`` values (0: all) taken in that order (for OPC UA
+    HistoryRead).
 
     Opens its own connection, so it reads while the run writes (WAL) and after the run ends."""
-    sql = f"SELECT time, {_quote(tag)} FROM {_quote(building)} WHERE time >= ? AND time <= ? ORDER BY step"
+    order = "DESC" if reverse else "ASC"
+    sql = f"SELECT time, {_quote(tag)} FROM {_quote(building)} WHERE time >= ? AND time <= ? ORDER BY step {order}"
     if limit:
         sql += f" LIMIT {int(limit)}"
     low = (start or dt.datetime.min).isoformat()

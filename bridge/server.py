@@ -122,19 +122,28 @@ class HistorianStorage(HistoryStorageInterface):
     async def stop(self) -> None:
         pass
 
-    async def read_node_history(self, node_id, start, end, nb_values):
-        """Values of a tag from ``start`` on, at most ``nb_values`` (0: no limit) and never more than
-        HISTORY_PAGE; when more are left, the time of the next one is the continuation point (asyncua
-        sends it packed and gives it back as ``start`` of the client's next request)."""
+    async def read_node_history(self, node_id: ua.NodeId, start: dt.datetime | None, end: dt.datetime | None,
+                                nb_values: int) -> tuple[list[ua.DataValue], dt.datetime | None]:
+        """Values of a tag between ``start`` and ``end`` inclusive (None or the win epoch: not given), at most
+        ``nb_values`` (0: no limit) and never more than HISTORY_PAGE, in OPC UA Part 11's order: newest
+        first when ``start`` is later than ``end`` or when only ``end`` and ``nb_values`` are given, else
+        oldest first. When more are left, the time of the next one is the continuation point (asyncua
+        sends it packed and gives it back as ``start`` of the client's next request; going back, that
+        start is not earlier than ``end``, so the direction holds). ``end`` and ``nb_values`` alone get no
+        continuation point: asyncua would give it back as a start before ``end``, a forward read."""
         if self.historian_path is None or node_id not in self.tags:
             return [], None
         building, tag = self.tags[node_id]
         epoch = ua.get_win_epoch()
         low = None if start in (None, epoch) else start.replace(tzinfo=None)
         high = None if end in (None, epoch) else end.replace(tzinfo=None)
+        back_from_end = low is None and high is not None and nb_values > 0
+        backwards = low is not None and high is not None and low > high
+        if backwards:
+            low, high = high, low
         page = min(nb_values or HISTORY_PAGE, HISTORY_PAGE)
-        rows = read_tag(self.historian_path, building, tag, low, high, page + 1)
-        following = utc(rows[page][0]) if len(rows) > page else None
+        rows = read_tag(self.historian_path, building, tag, low, high, page + 1, back_from_end or backwards)
+        following = utc(rows[page][0]) if len(rows) > page and not back_from_end else None
         return [ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=utc(time),
                              ServerTimestamp=utc(time)) for time, value in rows[:page] if value is not None], following
 

@@ -166,29 +166,37 @@ def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
 
 
 def test_history_read_pages_through_the_whole_run(small_office_config, tmp_path):
-    """A client asking for 100 values per request gets the rest through continuation points."""
+    """A client asking for 100 values per request gets the rest through continuation points, forward and
+    backward (StartTime later than EndTime: newest first, OPC UA Part 11)."""
 
-    async def scenario(endpoint: str) -> tuple[list[list[float]], list[float]]:
+    async def pages_of(power, start: dt.datetime, end: dt.datetime) -> list[list[float]]:
+        details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=100)
+        pages, continuation = [], None
+        while not pages or continuation:
+            result = await power.history_read(details, continuation)
+            result.StatusCode.check()
+            pages.append([value.Value.Value for value in result.HistoryData.DataValues])
+            continuation = result.ContinuationPoint
+        return pages
+
+    async def scenario(endpoint: str) -> tuple[list[list[float]], ...]:
         async with Client(endpoint, timeout=10) as client:
             status = await node(client, "TestSite.Control.Status")
             await wait_until(lambda: _equals(status, "Finished"), 120)
             power = await node(client, "TestSite.SmallOffice.Outputs.FacilityPower")
-            details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=dt.datetime(2025, 1, 1),
-                                                EndTime=dt.datetime(2026, 1, 1), NumValuesPerNode=100)
-            pages, continuation = [], None
-            while not pages or continuation:
-                result = await power.history_read(details, continuation)
-                result.StatusCode.check()
-                pages.append([value.Value.Value for value in result.HistoryData.DataValues])
-                continuation = result.ContinuationPoint
-            everything = await power.read_raw_history(dt.datetime(2025, 1, 1), dt.datetime(2026, 1, 1))
-            return pages, [value.Value.Value for value in everything]
+            earlier, later = dt.datetime(2025, 1, 1), dt.datetime(2026, 1, 1)
+            reads = [await power.read_raw_history(earlier, later), await power.read_raw_history(later, earlier),
+                     await power.read_raw_history(endtime=later, numvalues=5)]
+            values = [[value.Value.Value for value in read] for read in reads]
+            return await pages_of(power, earlier, later), await pages_of(power, later, earlier), *values
 
     with run_bridge(small_office_config, tmp_path, "--clock", "fast") as bridge:
-        pages, everything = asyncio.run(scenario(bridge.endpoint))
+        pages, back_pages, everything, newest_first, last_five = asyncio.run(scenario(bridge.endpoint))
         recorded = list(load_history(bridge.historian())["FacilityPower"])
-    assert [len(page) for page in pages] == [100, 100, 100, 100, 32]
+    assert [len(page) for page in pages] == [len(page) for page in back_pages] == [100, 100, 100, 100, 32]
     assert [value for page in pages for value in page] == recorded == everything
+    assert [value for page in back_pages for value in page] == recorded[::-1] == newest_first
+    assert last_five == recorded[:-6:-1]
 
 
 def test_killed_engine_faults_its_building_and_nothing_hangs(test_campus_config, tmp_path):

@@ -404,34 +404,71 @@ def test_the_server_is_stopped_when_stopping_the_campus_fails(monkeypatch, caplo
     assert any("stopping the campus failed" in r.getMessage() for r in caplog.records)
 
 
-def test_history_read_pages_through_every_value_with_continuation_points(tmp_path, monkeypatch):
+def history_storage(tmp_path: Path):
+    """A HistorianStorage over 144 ten-minute steps of B.FacilityPower (value = step, step 1 at 00:10)."""
     from asyncua import ua
 
     from bridge import server
 
     historian = Historian(tmp_path / "h.sqlite", {"B": load_tagmap(TAGMAPS / "small_office.toml")})
-    start = dt.datetime(2025, 7, 1)
     for step in range(1, 145):
-        historian.record([("B", step, step * 600.0, start + dt.timedelta(minutes=10 * step), {"FacilityPower": step})])
+        historian.record([("B", step, step * 600.0, step_time(step), {"FacilityPower": step})])
     historian.close()
     storage = server.HistorianStorage()
     storage.historian_path, node_id = tmp_path / "h.sqlite", ua.NodeId("T.B.Outputs.FacilityPower", 2)
     storage.tags[node_id] = ("B", "FacilityPower")
+    return storage, node_id
 
-    async def pages(per_request: int) -> tuple[list[float], int]:
-        """Every value, each request starting where the last one's continuation point says (as asyncua does)."""
-        values, requests, begin = [], 0, start.replace(tzinfo=dt.timezone.utc)
-        while begin is not None:
-            page, begin = await storage.read_node_history(node_id, begin, ua.get_win_epoch(), per_request)
+
+def step_time(step: int) -> dt.datetime:
+    return dt.datetime(2025, 7, 1) + dt.timedelta(minutes=10 * step)
+
+
+def read_pages(storage, node_id, begin: dt.datetime, end: dt.datetime, per_request: int) -> tuple[list[float], int]:
+    """Every value, each request starting where the last one's continuation point says (as asyncua does)."""
+
+    async def pages() -> tuple[list[float], int]:
+        values, requests, start = [], 0, begin.replace(tzinfo=dt.timezone.utc)
+        while start is not None:
+            page, start = await storage.read_node_history(node_id, start, end.replace(tzinfo=dt.timezone.utc),
+                                                          per_request)
             values += [value.Value.Value for value in page]
             requests += 1
         return values, requests
 
-    every = [float(step) for step in range(1, 145)]
-    assert asyncio.run(pages(10)) == (every, 15)
-    assert asyncio.run(pages(144)) == (every, 1)
+    return asyncio.run(pages())
+
+
+def test_history_read_pages_through_every_value_with_continuation_points(tmp_path, monkeypatch):
+    from asyncua import ua
+
+    from bridge import server
+
+    storage, node_id = history_storage(tmp_path)
+    every, begin, unspecified = [float(step) for step in range(1, 145)], dt.datetime(2025, 7, 1), ua.get_win_epoch()
+    assert read_pages(storage, node_id, begin, unspecified, 10) == (every, 15)
+    assert read_pages(storage, node_id, begin, unspecified, 144) == (every, 1)
     monkeypatch.setattr(server, "HISTORY_PAGE", 100)  # "all values" is answered in pages too
-    assert asyncio.run(pages(0)) == (every, 2)
+    assert read_pages(storage, node_id, begin, unspecified, 0) == (every, 2)
+
+
+def test_history_read_backwards_gives_newest_first(tmp_path, monkeypatch):
+    """Part 11: StartTime later than EndTime, or EndTime alone with NumValuesPerNode, reads newest first;
+    the continuation points page back through every value once."""
+    from asyncua import ua
+
+    from bridge import server
+
+    storage, node_id = history_storage(tmp_path)
+    newest_first, later, earlier = [float(step) for step in range(144, 0, -1)], dt.datetime(2025, 7, 3), step_time(0)
+    assert read_pages(storage, node_id, later, earlier, 10) == (newest_first, 15)
+    assert read_pages(storage, node_id, later, earlier, 144) == (newest_first, 1)
+    assert read_pages(storage, node_id, step_time(144), step_time(1), 11) == (newest_first, 14)  # last: start == end
+    assert read_pages(storage, node_id, step_time(100), step_time(91), 0) == ([float(s) for s in range(100, 90, -1)], 1)
+    monkeypatch.setattr(server, "HISTORY_PAGE", 100)
+    assert read_pages(storage, node_id, later, earlier, 0) == (newest_first, 2)
+    page, following = asyncio.run(storage.read_node_history(node_id, ua.get_win_epoch(), server.utc(step_time(50)), 5))
+    assert [value.Value.Value for value in page] == [50.0, 49.0, 48.0, 47.0, 46.0] and following is None
 
 
 def twin_campus(tmp_path: Path) -> Path:
