@@ -106,7 +106,7 @@ async def _exchange_steps(client: Client, building: str, deadline: float) -> tup
     handled = 0
     while time.monotonic() < deadline:
         try:
-            _, outputs = await control.call_method(exchange, ua.Variant(setpoints, ua.VariantType.Double))
+            _, outputs, _ = await control.call_method(exchange, ua.Variant(setpoints, ua.VariantType.Double))
         except ua.UaStatusCodeError as exc:
             if exc.code == ua.StatusCodes.BadInvalidState:  # the run is over
                 return handled, handled + 1

@@ -94,6 +94,7 @@ class BuildingState:
     published: Sample | None = None  # the outputs on the tags
     published_step: int = -1  # the step of ``published``
     exchanged_step: int = -1  # the step the last Control.Exchange call answered with
+    launched_step: int = -1  # the step the engine computes (or last computed) from the input tags it was handed
     input_ready: asyncio.Event = field(default_factory=asyncio.Event)
     awaiting_step: int = -1  # lockstep: the step whose controller answer the bridge is waiting for
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) by ``notify``
@@ -136,7 +137,7 @@ class BuildingState:
     def restart(self) -> None:
         """Back to Idle for a new run."""
         self.status, self.sample, self.published, self.applied = "Idle", None, None, {}
-        self.sample_step = self.published_step = self.exchanged_step = self.awaiting_step = -1
+        self.sample_step = self.published_step = self.exchanged_step = self.launched_step = self.awaiting_step = -1
 
     def notify(self) -> None:
         """Wake everyone waiting for a change of this building (a turn, new outputs, the end of its run)."""
@@ -194,9 +195,10 @@ class Campus:
         InputReady, answer with the next step. In lockstep the inputs are for the step after the one the
         caller's previous call answered with; if the bridge has moved past that step (its controller was
         later than the lockstep timeout) they are not written and the call answers at once with the newest
-        step, whose outputs the caller then decides on."""
+        step, whose outputs the caller then decides on. The answer says whether the inputs drove its step:
+        not for a late call, nor when the engine was handed the step's inputs before the write ended."""
 
-        async def exchange(write_inputs: Callable[[], Awaitable[None]]) -> tuple[int, list[float]]:
+        async def exchange(write_inputs: Callable[[], Awaitable[None]]) -> tuple[int, list[float], bool]:
             await building.until(lambda: building.published_step >= 0 or not building.live,
                                  self.config.engine_start_timeout_s)  # the first outputs
             lockstep = self.config.clock == "lockstep"
@@ -205,15 +207,17 @@ class Campus:
             if lockstep and not await self._turn_after(building, seen, timeout_s):
                 log.warning("%s: Exchange inputs for the step after %d came when the bridge was at step %d "
                             "(lockstep timeout): not applied", building.name, seen, building.published_step)
-                return self._exchange_answer(building)
+                return self._exchange_answer(building, False)
             if not building.running:
                 raise ValueError(f"{building.name} is {building.status}")
             await write_inputs()
-            building.answer()
+            written = building.launched_step  # steps after it are computed from the written inputs
+            if building.awaiting_step == seen:  # lockstep: a write outlasting its turn must not release the next
+                building.answer()
             await building.until(lambda: building.published_step > seen or not building.running, timeout_s)
             if building.published_step <= seen:
                 raise ValueError(f"{building.name} is {building.status}")
-            return self._exchange_answer(building)
+            return self._exchange_answer(building, building.published_step > written)
 
         return exchange
 
@@ -226,10 +230,10 @@ class Campus:
         return building.published_step <= step
 
     @staticmethod
-    def _exchange_answer(building: BuildingState) -> tuple[int, list[float]]:
+    def _exchange_answer(building: BuildingState, applied: bool) -> tuple[int, list[float], bool]:
         building.exchanged_step = building.published_step
         outputs = building.published.outputs
-        return building.published_step, [float(outputs[o.tag]) for o in building.tagmap.outputs]
+        return building.published_step, [float(outputs[o.tag]) for o in building.tagmap.outputs], applied
 
     def _methods(self, building: BuildingState | None):
         async def stop() -> str:
@@ -467,6 +471,7 @@ class Campus:
             if building.status == "Running":
                 inputs = self.server.read_inputs(building.name)
                 pending.append((building, building.engine.step(inputs), inputs))
+                building.launched_step = self.step + 1
         return pending
 
     async def _collect(self, pending, step: int) -> bool:

@@ -49,8 +49,9 @@ STATUS_CODES = {"Idle": 0, "Running": 1, "Finished": 2, "Reset": 3, "Stopped": 4
 METHODS = ("Start", "Pause", "Resume", "Reset", "Stop")
 HISTORY_PAGE = 10_000  # most values of one tag in one HistoryRead answer; a continuation point gives the rest
 # Control.Exchange on the campus side: given the coroutine function that writes the call's inputs, it
-# decides when (and whether) to write them, and returns (step, outputs) of the step to answer with.
-Exchange = Callable[[Callable[[], Awaitable[None]]], Awaitable[tuple[int, list[float]]]]
+# decides when (and whether) to write them, and returns (step, outputs, applied) of the step to answer with
+# (applied: the call's inputs drove that step).
+Exchange = Callable[[Callable[[], Awaitable[None]]], Awaitable[tuple[int, list[float], bool]]]
 NUMBER_VARIANTS = {ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.SByte, ua.VariantType.Byte,
                    ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32, ua.VariantType.UInt32,
                    ua.VariantType.Int64, ua.VariantType.UInt64}
@@ -309,10 +310,11 @@ class TagServer:
         await self._exchange_method(prefix, name, tagmap, exchange)
 
     async def _exchange_method(self, prefix: str, name: str, tagmap: TagMap, exchange: Exchange) -> None:
-        """``Control.Exchange(Inputs) -> (Step, Outputs)``: a controller's whole step in one call.
+        """``Control.Exchange(Inputs) -> (Step, Outputs, Applied)``: a controller's whole step in one call.
 
         It checks the inputs (tag-map order; an empty array holds the current ones) and hands their
-        write to ``exchange``, which raises InputReady and returns the step to answer with."""
+        write to ``exchange``, which raises InputReady and returns the step to answer with and whether
+        the inputs drove it."""
         control = self.server.get_node(self._id(f"{prefix}.Control"))
         for tags, label in ((tagmap.inputs, "InputTags"), (tagmap.outputs, "OutputTags")):
             node = await control.add_variable(self._id(f"{prefix}.Control.{label}"), ua.QualifiedName(label, self.idx),
@@ -326,20 +328,24 @@ class TagServer:
                 log.warning("refused Exchange on %s: %s", name, refused)
                 return ua.StatusCode(refused.code)
             try:
-                step, outputs = await exchange(functools.partial(self._write_inputs, name, values))
+                step, outputs, applied = await exchange(functools.partial(self._write_inputs, name, values))
             except TimeoutError:
                 return ua.StatusCode(ua.StatusCodes.BadTimeout)
             except ValueError:
                 return ua.StatusCode(ua.StatusCodes.BadInvalidState)
-            return [ua.Variant(step, ua.VariantType.Int64), ua.Variant(outputs, ua.VariantType.Double)]
+            return [ua.Variant(step, ua.VariantType.Int64), ua.Variant(outputs, ua.VariantType.Double),
+                    ua.Variant(applied, ua.VariantType.Boolean)]
 
         inputs_arg = ua.Argument(Name="Inputs", DataType=ua.NodeId(ua.ObjectIds.Double), ValueRank=1,
                                  ArrayDimensions=[0], Description=ua.LocalizedText("input values in InputTags order"))
         step_arg = ua.Argument(Name="Step", DataType=ua.NodeId(ua.ObjectIds.Int64), ValueRank=-1)
         outputs_arg = ua.Argument(Name="Outputs", DataType=ua.NodeId(ua.ObjectIds.Double), ValueRank=1,
                                   ArrayDimensions=[0], Description=ua.LocalizedText("output values in OutputTags order"))
+        applied_arg = ua.Argument(Name="Applied", DataType=ua.NodeId(ua.ObjectIds.Boolean), ValueRank=-1,
+                                  Description=ua.LocalizedText("true when the inputs of this call drove Step; false "
+                                                               "when Step was computed without them (a late call)"))
         await control.add_method(self._id(f"{prefix}.Control.Exchange"), ua.QualifiedName("Exchange", self.idx), call,
-                                 [inputs_arg], [step_arg, outputs_arg])
+                                 [inputs_arg], [step_arg, outputs_arg, applied_arg])
 
     def _exchange_inputs(self, building: str, arguments: tuple[ua.Variant, ...]) -> dict[str, float]:
         """The input values of an Exchange call (empty: keep the current ones); raise InputRefused."""

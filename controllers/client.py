@@ -190,13 +190,14 @@ class BridgeClient:
         """True when the bridge offers Control.Exchange (a whole lockstep step in one Call)."""
         return self._exchange is not None
 
-    async def exchange(self, values: Mapping[str, float]) -> tuple[int, dict[str, float]]:
+    async def exchange(self, values: Mapping[str, float]) -> tuple[int, dict[str, float], bool]:
         """Write every input, raise InputReady and wait for the next step in one OPC UA Call;
-        return (step, outputs). ``values`` must name every input tag; a tag the building lacks or a
+        return (step, outputs, applied): applied is False when the bridge computed that step without
+        these inputs (a late call). ``values`` must name every input tag; a tag the building lacks or a
         value outside its range raises ControllerError naming it (as ``write_inputs`` does)."""
         self.check_inputs(values)
         try:
-            step, outputs = await self._control_folder.call_method(
+            step, outputs, applied = await self._control_folder.call_method(
                 self._exchange, ua.Variant([float(values[t]) for t in self._exchange_inputs], ua.VariantType.Double))
         except ua.UaStatusCodeError as exc:
             code = exc.code
@@ -204,7 +205,7 @@ class BridgeClient:
                         ua.StatusCodes.BadInvalidArgument):
                 raise ExchangeRefused(self.building, code, ua.StatusCode(code).name) from None
             raise
-        return int(step), dict(zip(self._exchange_outputs, (float(v) for v in outputs)))
+        return int(step), dict(zip(self._exchange_outputs, (float(v) for v in outputs))), bool(applied)
 
 
 async def _children(node: Node, ns: int) -> dict[str, Node]:

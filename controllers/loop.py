@@ -5,7 +5,8 @@ lockstep: poll the building's control tags and outputs (one Read per poll: every
 handled; decide; write all inputs in one Write; raise InputReady.
 exchange: lockstep through the bridge's ``Control.Exchange`` method: one Call per step carries
 all inputs in and returns the next step's outputs (no polling); the simulation time of a step is
-worked out from two (Step, SimTime) readings.
+worked out from two (Step, SimTime) readings. A call the bridge answers without its inputs (Applied
+false: later than the lockstep timeout) is logged as a warning naming the step decided on.
 paced: every ``period_s`` wall seconds read the outputs and SimTime, decide, write the inputs.
 
 When the bridge or the network drops, the loop closes the session, reconnects with exponential
@@ -158,13 +159,16 @@ async def _exchange(client: BridgeClient, controller: Controller, options: LoopO
         while True:
             inputs |= controller.decide(sim_time, outputs)
             try:
-                next_step, outputs = await client.exchange(inputs)
+                next_step, outputs, applied = await client.exchange(inputs)
             except ExchangeRefused as exc:
                 if exc.code in (ua.StatusCodes.BadOutOfRange, ua.StatusCodes.BadInvalidArgument):
                     raise
                 if exc.code == ua.StatusCodes.BadInvalidState:  # the building's run is over
                     return await _status_after_run(client)
                 break  # no next step in time: look at the control tags again
+            if not applied:
+                log.warning("%s: the inputs decided on step %d were not applied (the bridge answered with step %d "
+                            "without them)", client.building, step, next_step)
             _handled(report, step, seen)
             seen, step = time.monotonic(), next_step
             sim_time = clock.time_of(step)

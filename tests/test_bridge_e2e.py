@@ -266,7 +266,8 @@ def test_export_csv_and_parquet(small_office_config, tmp_path):
 
 def test_exchange_method_drives_a_lockstep_building(small_office_config, tmp_path):
     """Control.Exchange: one call per step carries the inputs in and the next step's outputs out; the
-    historian shows each call's inputs applied during the step the call returned."""
+    historian shows each call's inputs applied during the step the call returned, and each answer says so
+    (Applied). Its output arguments are Step, Outputs and Applied."""
 
     async def scenario(endpoint: str) -> list[tuple[int, float]]:
         async with Client(endpoint, timeout=60) as client:
@@ -275,6 +276,10 @@ def test_exchange_method_drives_a_lockstep_building(small_office_config, tmp_pat
             inputs = await (await node(client, "TestSite.SmallOffice.Control.InputTags")).read_value()
             outputs = await (await node(client, "TestSite.SmallOffice.Control.OutputTags")).read_value()
             assert inputs == ["CoolingSetpoint", "HeatingSetpoint"] and outputs[0] == "FacilityPower"
+            arguments = await (await exchange.get_child("0:OutputArguments")).read_value()
+            assert [(a.Name, a.DataType) for a in arguments] == [
+                ("Step", ua.NodeId(ua.ObjectIds.Int64)), ("Outputs", ua.NodeId(ua.ObjectIds.Double)),
+                ("Applied", ua.NodeId(ua.ObjectIds.Boolean))]
             with pytest.raises(ua.UaStatusCodeError) as refused:
                 await control.call_method(exchange, ua.Variant([99.0, 20.0], ua.VariantType.Double))
             assert refused.value.code == ua.StatusCodes.BadOutOfRange
@@ -282,11 +287,11 @@ def test_exchange_method_drives_a_lockstep_building(small_office_config, tmp_pat
             while True:
                 cooling = 22.0 + (len(sent) % 5)
                 try:
-                    step, values = await control.call_method(exchange, ua.Variant([cooling, 18.0], ua.VariantType.Double))
+                    step, values, applied = await control.call_method(exchange, double([cooling, 18.0]))
                 except ua.UaStatusCodeError as exc:
                     assert exc.code == ua.StatusCodes.BadInvalidState
                     return sent
-                assert len(values) == len(outputs)
+                assert len(values) == len(outputs) and applied is True, (step, applied)
                 sent.append((step, cooling))
 
     with run_bridge(small_office_config, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "30",
@@ -527,36 +532,43 @@ def test_exchange_refuses_wrong_argument_types(small_office_config, tmp_path):
 
 
 def test_a_late_exchange_does_not_drive_the_next_step(tmp_path):
-    """A controller slower than the lockstep timeout once: its late call is answered at once with the
-    step the bridge is at, and its stale inputs drive no step. Each call's cooling setpoint encodes the
-    step it was computed from, so every historian row shows where its setpoint came from."""
+    """A controller slower than the lockstep timeout: its late call is answered at once with the step the
+    bridge is at and Applied false, and its stale inputs drive no step. Each call's cooling setpoint
+    encodes the step it was computed from, so every historian row shows where its setpoint came from.
+    The second late call comes when the bridge has moved on by one step only: its Step is the one an
+    in-time answer would carry, and only Applied tells them apart."""
 
     def setpoint(seen: int) -> float:
         return 20.0 + 0.05 * seen
 
-    async def scenario(endpoint: str) -> list[int]:
+    async def scenario(endpoint: str) -> tuple[list[int], list[bool]]:
         async with Client(endpoint, timeout=30, watchdog_intervall=60) as client:
             control = await node(client, "TestSite.SmallOffice.Control")
             exchange = await node(client, "TestSite.SmallOffice.Control.Exchange")
-            answered = [0]  # the first call waits for step 0
+            answered, applied = [0], []  # the first call waits for step 0
             while True:
-                if len(answered) == 4:
-                    await asyncio.sleep(2.5)  # one decision longer than the 1 s timeout
+                if len(answered) in (4, 8):  # one decision longer than the 1 s timeout: 2 steps, then 1
+                    await asyncio.sleep(2.5 if len(answered) == 4 else 1.5)
                 try:
-                    step, _ = await control.call_method(exchange, double([setpoint(answered[-1]), 15.0]))
+                    step, _, done = await control.call_method(exchange, double([setpoint(answered[-1]), 15.0]))
                 except ua.UaStatusCodeError as exc:
                     assert exc.code == ua.StatusCodes.BadInvalidState
-                    return answered
+                    return answered, applied
                 answered.append(step)
+                applied.append(done)
 
     with run_bridge(one_day(tmp_path), tmp_path, "--clock", "lockstep", "--lockstep-timeout", "1",
                     keep_serving=False) as bridge:
-        answered = asyncio.run(scenario(bridge.endpoint))
+        answered, applied = asyncio.run(scenario(bridge.endpoint))
         bridge.wait(60)
         historian, log = bridge.historian(), bridge.log
     assert answered == sorted(set(answered)) and answered[-1] == 144
+    assert (applied[0], applied[3], applied[4], applied[7]) == (True, False, True, False)  # calls 3 and 7 late
+    assert answered[8] == answered[7] + 1
     assert "not applied" in log
     frame = load_history(historian).set_index("step")
+    for seen, step, done in zip(answered, answered[1:], applied):  # Applied: the call's setpoint drove its step
+        assert (frame.loc[step, "CoolingSetpoint"] == setpoint(seen)) == done, (seen, step, done)
     held = 24.0  # the tag map's default
     for step, value in frame["CoolingSetpoint"].items():
         assert value == held or value == setpoint(step - 1), (step, value)  # held over a timeout, or decided on step - 1

@@ -599,3 +599,49 @@ def test_historian_write_failures_neither_stop_the_run_nor_leave_the_file_open(t
     assert any("could not record" in m and "kept for the next write" in m for m in messages)
     assert any("published rows were never recorded" in m for m in messages)
     assert len(load_history(campus.run_path, "SmallOffice")) >= recorded_steps >= 1
+
+
+class RecordingEngine(GatedEngine):
+    """Never holds a step; remembers the CoolingSetpoint each step was computed from."""
+
+    def __init__(self, tagmap):
+        super().__init__(tagmap, hold_at=10**9)
+        self.cooling: dict[int, float] = {}
+
+    async def step(self, inputs) -> Sample:
+        self.cooling[self.steps + 1] = inputs["CoolingSetpoint"]
+        return await super().step(inputs)
+
+
+def test_exchange_says_whether_its_inputs_drove_the_answered_step(tmp_path):
+    """Control.Exchange in lockstep (timeout 0.5 s): Applied is True for calls in time (an empty one
+    included: it keeps the current inputs), False for a late call and for a call whose write outlasted
+    the timeout (the engine had the step's inputs before the write ended; that write must not release
+    the next step either, or the call after it would be late); the engine agrees."""
+    config = load_config(SIMS / "small_office.toml").with_overrides(clock="lockstep", lockstep_timeout_s=0.5,
+                                                                    run_dir=tmp_path)
+    engine = RecordingEngine(config.buildings[0].tagmap)
+    calls = [(25.0, 0.0, 0.0), (26.0, 0.75, 0.0), (27.0, 0.0, 0.0), (28.0, 0.0, 0.75), (29.0, 0.1, 0.0),
+             (None, 0.0, 0.0)]  # (cooling setpoint or None: empty Inputs, seconds before the call, write time)
+
+    async def scenario():
+        campus = await started_campus(config, engine)
+        exchange = campus._exchange(campus.buildings[0])
+        answers = []
+        for cooling, before_s, write_s in calls:
+            async def write(cooling=cooling, write_s=write_s) -> None:
+                await asyncio.sleep(write_s)
+                values = {} if cooling is None else {"CoolingSetpoint": cooling}
+                await campus.server._write_inputs("SmallOffice", values)
+
+            await asyncio.sleep(before_s)
+            step, _, applied = await exchange(write)
+            answers.append((step, applied))
+        await campus.stop()
+        return answers
+
+    answers = asyncio.run(scenario())
+    assert [applied for _, applied in answers] == [True, False, True, False, True, True], answers
+    assert answers[1][0] == answers[0][0] + 1  # the late call's Step is the one an in-time call would get
+    for (cooling, _, _), (step, applied) in zip(calls, answers):
+        assert (engine.cooling[step] == (cooling or 29.0)) == applied, (cooling, step, applied)

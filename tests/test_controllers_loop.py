@@ -83,3 +83,41 @@ def test_exchange_names_an_unknown_tag_or_a_value_out_of_range_before_calling(va
                      "HeatingSetpoint": InputRange("HeatingSetpoint", 15.0, 24.0, "C")}
     with pytest.raises(ControllerError, match=message):
         asyncio.run(client.exchange(values))
+
+
+def test_exchange_loop_warns_when_the_bridge_did_not_apply_a_decision(caplog):
+    """A late Exchange (Applied false): the loop names the step whose decision was not applied and goes on."""
+    import datetime as dt
+
+    from asyncua import ua
+
+    from controllers.client import ExchangeRefused, StepState
+    from controllers.loop import LoopReport, _exchange
+
+    class LateBridge:
+        building, has_exchange, step = "SmallOffice", True, 0
+        answers = [(1, True), (3, False), (4, True)]
+
+        async def read_inputs(self) -> dict[str, float]:
+            return {}
+
+        async def read_state(self) -> StepState:
+            return StepState("Running" if self.answers else "Finished", self.step,
+                             dt.datetime(2026, 7, 1) + self.step * dt.timedelta(minutes=10), True, {})
+
+        async def exchange(self, values):
+            if not self.answers:
+                raise ExchangeRefused(self.building, ua.StatusCodes.BadInvalidState, "BadInvalidState")
+            self.step, applied = self.answers.pop(0)
+            return self.step, {}, applied
+
+    class Hold:
+        def decide(self, sim_time, outputs) -> dict[str, float]:
+            return {}
+
+    report = LoopReport()
+    with caplog.at_level("WARNING", logger="controllers.loop"):
+        status = asyncio.run(_exchange(LateBridge(), Hold(), LoopOptions(mode="exchange"), report))
+    assert (status, report.last_step) == ("Finished", 3)  # decided on steps 0, 1 and 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "SmallOffice: the inputs decided on step 1 were not applied (the bridge answered with step 3 without them)"]

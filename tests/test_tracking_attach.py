@@ -57,7 +57,7 @@ async def add_building(server: TagServer, name: str) -> None:
     async def method() -> str:
         return "ok"
 
-    async def exchange() -> tuple[int, list[float]]:
+    async def exchange() -> tuple[int, list[float], bool]:
         raise ValueError("not used")
 
     await server.add_building(name, load_tagmap(TAGMAPS / "small_office.toml"), {m: method for m in METHODS},

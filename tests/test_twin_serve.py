@@ -37,8 +37,8 @@ def occupied_power_kw(endpoint: str, cooling_c: float) -> tuple[float, list[str]
             power, rows = outputs.index("FacilityPower"), []
             while True:
                 try:
-                    step, values = await control.call_method(exchange, ua.Variant([cooling_c, 18.0],
-                                                                                    ua.VariantType.Double))
+                    step, values, _ = await control.call_method(exchange, ua.Variant([cooling_c, 18.0],
+                                                                                       ua.VariantType.Double))
                 except ua.UaStatusCodeError:
                     break
                 rows.append((step, values))
