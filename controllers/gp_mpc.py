@@ -124,6 +124,7 @@ class GpMpcController:
         self._last_inputs: dict[str, float] | None = None
         self._warm: np.ndarray | None = None
         self._weather: pd.DataFrame | None = None
+        self._first_day: dt.date | None = None  # the run's first day as far as seen: the EPW's day sequence starts there
         self._baselines: dict[CurtailmentEvent, pd.Series] = {}
         self._ranges: dict[str, InputRange] = {}
 
@@ -174,6 +175,7 @@ class GpMpcController:
                 self._last_inputs, self._warm = None, None
         # before the first decision the inputs applied are unknown: the base schedule's
         applied = self._last_inputs or self._base_inputs(sim_time - (self._step or dt.timedelta(0)))
+        self._first_day = min(self._first_day or sim_time.date(), sim_time.date())
         row = self._measured(outputs)
         row.update({tag: applied[tag] for tag in self._input_tags()})
         self._history.append(row)
@@ -219,7 +221,8 @@ class GpMpcController:
         if self._weather is None or index[0] not in self._weather.index or index[-1] not in self._weather.index:
             end = max(index[-1], index[0] + pd.Timedelta(days=2))
             try:
-                self._weather = weather_series(self.config.weather, pd.date_range(index[0], end, freq=self._step))
+                self._weather = weather_series(self.config.weather, pd.date_range(index[0], end, freq=self._step),
+                                               run_start=self._first_day)
             except WeatherError as exc:
                 raise ControllerError(f"{self.config.path}: no weather forecast for {index[0]} .. {end}: {exc}") from None
         return self._weather.loc[index]

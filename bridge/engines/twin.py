@@ -84,7 +84,7 @@ class TwinEngine(Engine):
         start = pd.Timestamp(self.period.time_of(0.0))
         times = pd.date_range(start - self.max_lag * step, start + self.period.steps * step, freq=step)
         try:
-            self._weather = weather_series(self.weather, times)
+            self._weather = weather_series(self.weather, times, run_start=self.period.start)
         except ValueError as exc:
             raise EngineFault(f"{self.name}: twin cannot read weather: {exc}") from None
         table = np.full((len(times), len(self._columns)), np.nan)
