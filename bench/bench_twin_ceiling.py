@@ -99,7 +99,7 @@ async def energyplus_self_forecasts(seed: int) -> dict[str, pd.Series]:
     config = load_config(ROOT / "sims/large_office.toml")
     building = config.buildings[0]
     period = dataclasses.replace(config.period, start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 28))
-    schedule = excitation_for(building, period, seed=seed).schedule(period)
+    schedule = excitation_for(building, seed=seed).schedule(period)
     origins = pd.date_range(TEST_START, TEST_END - WINDOW, freq=WINDOW)
     slots = asyncio.Semaphore(PARALLEL_RUNS)
 
@@ -121,7 +121,7 @@ async def energyplus_self_forecasts(seed: int) -> dict[str, pd.Series]:
 def hvac_hours(times: pd.DatetimeIndex, seed: int) -> np.ndarray:
     """Whether each step (labelled by its end time) lies in the building's HVAC operating hours."""
     config = load_config(ROOT / "sims/large_office.toml")
-    schedule = excitation_for(config.buildings[0], config.period, seed=seed)
+    schedule = excitation_for(config.buildings[0], seed=seed)
     holidays = reference_holidays(2025)
     return np.array([schedule.occupied((t - pd.Timedelta(minutes=5)).to_pydatetime(), holidays) for t in times])
 

@@ -53,7 +53,7 @@ def history(path: Path, seed: int = 0, start: dt.date = dt.date(2025, 7, 1)):
         period = dataclasses.replace(config.period, start=start, end=dt.date(2025, 7, 28))
         building = config.buildings[0]
         started = time.perf_counter()
-        collect_history(building, period, path, path.parent / f"work_{path.stem}", excitation_for(building, period, seed=seed))
+        collect_history(building, period, path, path.parent / f"work_{path.stem}", excitation_for(building, seed=seed))
         print(f"collected {period.steps} steps in {time.perf_counter() - started:.1f} s")
     return load_history(path)
 
@@ -78,8 +78,8 @@ def twin_at_defaults(model_path: Path, workdir: Path) -> dict[str, dict]:
     config = load_config(ROOT / "sims/large_office.toml")
     building = config.buildings[0]
     period = dataclasses.replace(config.period, start=dt.date(2025, 7, 22), end=dt.date(2025, 7, 28))
-    inputs = excitation_for(building, period, bands={i.tag: (i.default, i.default)
-                                                     for i in building.tagmap.inputs}).schedule(period)
+    inputs = excitation_for(building, bands={i.tag: (i.default, i.default)
+                                             for i in building.tagmap.inputs}).schedule(period)
     twin, twin_s = asyncio.run(run_engine(
         TwinEngine("Twin", model_path, building.weather, building.tagmap, period), inputs))
     plus, plus_s = asyncio.run(run_engine(ExternalInterfaceEngine(
@@ -216,7 +216,7 @@ def main() -> None:
     train = frame[frame.index < TEST_START]
     config = load_config(ROOT / "sims/large_office.toml")
     tagmap = config.buildings[0].tagmap
-    schedule = excitation_for(config.buildings[0], config.period)  # its clock labels the error budget
+    schedule = excitation_for(config.buildings[0])  # its clock labels the error budget
     power_set, = feature_sets_for(tagmap, ["FacilityPower"], **LAGS)
     zone_set, = feature_sets_for(tagmap, ["CoreMidTemp"], **ZONE_LAGS)
     figures: dict[str, dict] = {}

@@ -28,19 +28,26 @@ class DaylightError(ValueError):
     """A daylight saving date EnergyPlus's rules cannot read; the message names the model and field."""
 
 
-def daylight_saving_period(model: Path, year: int) -> tuple[dt.date, dt.date] | None:
-    """(first, last day) with daylight saving time in ``year`` from the model's
-    RunPeriodControl:DaylightSavingTime, or None when the model has none."""
+def daylight_saving_rule(model: Path) -> tuple[str, str] | None:
+    """The (start, end) date fields of the model's RunPeriodControl:DaylightSavingTime, as written
+    (e.g. "2nd Sunday in March"), checked to be readable; None when the model has none."""
     found = Idf.read(model).of_class("RunPeriodControl:DaylightSavingTime")
     if not found:
         return None
     fields = found[0].fields
     if len(fields) < 2:
         raise DaylightError(f"{model}: RunPeriodControl:DaylightSavingTime needs a start and an end date")
+    rule = fields[0], fields[1]
     try:
-        return parse_day(fields[0], year), parse_day(fields[1], year)
+        period_in(rule, 2025)
     except ValueError as exc:
         raise DaylightError(f"{model}: RunPeriodControl:DaylightSavingTime: {exc}") from None
+    return rule
+
+
+def period_in(rule: tuple[str, str] | None, year: int) -> tuple[dt.date, dt.date] | None:
+    """(first, last day) of a daylight saving ``rule`` (two dates in EnergyPlus's forms) in ``year``."""
+    return None if rule is None else (parse_day(rule[0], year), parse_day(rule[1], year))
 
 
 @functools.lru_cache(maxsize=256)  # the schedule controller asks for its two dates at every step

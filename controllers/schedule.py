@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.daylight import clock_time, parse_day, simulation_time
+from bridge.daylight import clock_time, parse_day, period_in, simulation_time
 from bridge.tomlfile import read_toml
 from controllers.base import ControllerConfigError, InputRange
 
@@ -106,10 +106,7 @@ class Schedule:
         return simulation_time(clock, self._period(clock.year))
 
     def _period(self, year: int) -> tuple[dt.date, dt.date] | None:
-        if self.daylight_saving is None:
-            return None
-        first, last = (parse_day(text, year) for text in self.daylight_saving)
-        return first, last
+        return period_in(self.daylight_saving, year)
 
     @property
     def tags(self) -> list[str]:

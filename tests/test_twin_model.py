@@ -32,7 +32,7 @@ def small_office_db(tmp_path_factory):
     folder = tmp_path_factory.mktemp("twin_collect")
     building = config.buildings[0]
     path = collect_history(building, period, folder / "history.db", folder / "work",
-                           excitation_for(building, period, seed=1), start_timeout_s=120, step_timeout_s=30)
+                           excitation_for(building, seed=1), start_timeout_s=120, step_timeout_s=30)
     return config, period, path
 
 

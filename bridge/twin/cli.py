@@ -120,7 +120,7 @@ def _collect(args: argparse.Namespace) -> int:
         config.period,
         start=_day(args.start, year, "--start") if args.start else config.period.start,
         end=_day(args.end, year, "--end") if args.end else config.period.end)
-    controller = excitation_for(building, period, seed=args.seed, hold_hours=tuple(args.hold_hours))
+    controller = excitation_for(building, seed=args.seed, hold_hours=tuple(args.hold_hours))
     workdir = config.run_dir / f"twin_collect_{building.name}"
     collect_history(building, period, args.output, workdir, controller,
                     start_timeout_s=config.engine_start_timeout_s, step_timeout_s=config.engine_step_timeout_s)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.config import BuildingConfig, RunPeriod
-from bridge.daylight import clock_time, daylight_saving_period
+from bridge.daylight import clock_time, daylight_saving_rule, period_in
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.historian import Historian
 from bridge.tagmap import TagMap
@@ -58,7 +58,8 @@ class ExcitationController:
     - each level is held for a whole number of hours drawn uniformly from ``hold_hours``;
       a level change also happens whenever occupancy changes;
     - ``deadband`` = (heating tag, cooling tag, K): heating is kept at least K below cooling;
-    - ``daylight_saving``: the model's daylight saving period (``bridge.daylight``), so that the
+    - ``daylight_saving``: the model's daylight saving rule, (first, last day) in EnergyPlus's date
+      forms ("2nd Sunday in March"), applied in each year (``bridge.daylight``), so that the
       occupied hours are the building's clock hours, as its HVAC schedule is: in July the DOE
       models run their fans 05-21 h simulation (standard) time. None: hours in simulation time.
     """
@@ -74,7 +75,7 @@ class ExcitationController:
     setback: Mapping[str, float] = field(default_factory=lambda: dict(REFERENCE_SETBACK))
     deadband: tuple[str, str, float] = ("HeatingSetpoint", "CoolingSetpoint", 1.0)
     holidays: tuple[str, ...] | None = None
-    daylight_saving: tuple[dt.date, dt.date] | None = None
+    daylight_saving: tuple[str, str] | None = None  # (first, last day) in EnergyPlus's date forms
 
     def __post_init__(self) -> None:
         for tag, level in self.setback.items():
@@ -89,7 +90,7 @@ class ExcitationController:
 
     def occupied(self, time: dt.datetime, holidays: tuple[str, ...] = ()) -> bool:
         """Whether simulation time ``time`` falls in the occupied hours (of the building's clock)."""
-        time = clock_time(time, self.daylight_saving)
+        time = clock_time(time, period_in(self.daylight_saving, time.year))
         if time.date().isoformat() in holidays:
             return False
         hours = self.occupied_hours if time.weekday() < 5 else self.saturday_hours if time.weekday() == 5 else None
@@ -141,11 +142,11 @@ class ExcitationController:
         return frame
 
 
-def excitation_for(building: BuildingConfig, period: RunPeriod, **settings) -> ExcitationController:
-    """The excitation of ``building`` over ``period`` on the building's clock (its model's daylight
-    saving period); ``settings`` are further ExcitationController fields (seed, hold_hours, ...)."""
-    return ExcitationController(building.tagmap, daylight_saving=daylight_saving_period(building.model, period.start.year),
-                                **settings)
+def excitation_for(building: BuildingConfig, **settings) -> ExcitationController:
+    """The excitation of ``building`` on the building's clock (its model's daylight saving rule,
+    applied in each year a run touches); ``settings`` are further ExcitationController fields (seed,
+    hold_hours, ...)."""
+    return ExcitationController(building.tagmap, daylight_saving=daylight_saving_rule(building.model), **settings)
 
 
 async def collect(building: BuildingConfig, period: RunPeriod, historian_path: Path, workdir: Path,
@@ -153,13 +154,13 @@ async def collect(building: BuildingConfig, period: RunPeriod, historian_path: P
                   step_timeout_s: float = 60.0) -> Path:
     """Run ``building`` in EnergyPlus over ``period`` under ``controller`` (default: seed 0) and
     record every step, inputs included, in a new historian at ``historian_path``; return that path.
-    The default controller is ``excitation_for(building, period)`` (seed 0).
+    The default controller is ``excitation_for(building)`` (seed 0).
 
     Row k of the historian holds the outputs at the end of step k (row 0: the start sample) and
     the inputs applied during that step (row 0: the inputs of the first step)."""
     if historian_path.exists():
         raise FileExistsError(f"historian file already exists (not overwriting): {historian_path}")
-    controller = controller or excitation_for(building, period)
+    controller = controller or excitation_for(building)
     schedule = controller.schedule(period)
     meta = {"source": "bridge.twin.collect", "building": building.name, "model": str(building.model),
             "weather": str(building.weather), "period_start": period.start.isoformat(),
