@@ -77,6 +77,7 @@ class LoopReport:
 
     final_status: str = ""
     actions: int = 0  # times the controller wrote inputs
+    not_applied: int = 0  # exchange: decisions the bridge answered without (Applied false), counted in actions
     reconnects: int = 0
     last_step: int | None = None
     last_done: float = 0.0  # wall time the last step was handled
@@ -99,8 +100,8 @@ async def run_controller(controller: Controller, endpoint: str, building: str, c
             controller.check(client.inputs)
             loop = {"lockstep": _lockstep, "exchange": _exchange, "paced": _paced}[options.mode]
             report.final_status = await loop(client, controller, options, report)
-            log.info("%s is %s after %d actions (%d reconnects)", building, report.final_status,
-                     report.actions, report.reconnects)
+            log.info("%s is %s after %d actions (%d not applied, %d reconnects)", building, report.final_status,
+                     report.actions, report.not_applied, report.reconnects)
             return report
         except CONNECTION_ERRORS as exc:
             if not is_connection_lost(exc):
@@ -167,6 +168,7 @@ async def _exchange(client: BridgeClient, controller: Controller, options: LoopO
                     return await _status_after_run(client)
                 break  # no next step in time: look at the control tags again
             if not applied:
+                report.not_applied += 1
                 log.warning("%s: the inputs decided on step %d were not applied (the bridge answered with step %d "
                             "without them)", client.building, step, next_step)
             _handled(report, step, seen)

@@ -119,5 +119,6 @@ def test_exchange_loop_warns_when_the_bridge_did_not_apply_a_decision(caplog):
     with caplog.at_level("WARNING", logger="controllers.loop"):
         status = asyncio.run(_exchange(LateBridge(), Hold(), LoopOptions(mode="exchange"), report))
     assert (status, report.last_step) == ("Finished", 3)  # decided on steps 0, 1 and 3
+    assert (report.actions, report.not_applied) == (3, 1)
     assert [r.getMessage() for r in caplog.records] == [
         "SmallOffice: the inputs decided on step 1 were not applied (the bridge answered with step 3 without them)"]
