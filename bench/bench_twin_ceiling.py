@@ -14,6 +14,7 @@ Two forecasters no data-driven model can beat, each scored over the whole test w
 - **Phase-blind oracle**: the measured power itself during the HVAC hours; outside them (the
   night-cycle manager's 30-minute cycles) the measured mean of each clock hour (or half hour).
   It knows every level and how many cycle steps each hour holds, only not which 10-minute steps.
+  (Blocks are of simulation time, the historian's clock.)
 
 Writes bench/results/twin_ceiling.json and twin_ceiling.png.
 
@@ -118,17 +119,16 @@ async def energyplus_self_forecasts(seed: int) -> dict[str, pd.Series]:
     return {"recorded": test, **{variant: pd.concat(parts) for variant, parts in runs.items()}}
 
 
-def hvac_hours(times: pd.DatetimeIndex, seed: int) -> np.ndarray:
+def hvac_hours(times: pd.DatetimeIndex) -> np.ndarray:
     """Whether each step (labelled by its end time) lies in the building's HVAC operating hours."""
-    config = load_config(ROOT / "sims/large_office.toml")
-    schedule = excitation_for(config.buildings[0], seed=seed)
+    schedule = excitation_for(load_config(ROOT / "sims/large_office.toml").buildings[0])
     holidays = reference_holidays(2025)
     return np.array([schedule.occupied((t - pd.Timedelta(minutes=5)).to_pydatetime(), holidays) for t in times])
 
 
 def phase_blind(measured: pd.Series, occupied: np.ndarray, block: str) -> np.ndarray:
-    """The measured power during the HVAC hours and its mean over each ``block`` (clock blocks of
-    the steps' middles) outside them."""
+    """The measured power during the HVAC hours and, outside them, its mean over each ``block``
+    ("1h", "30min") of simulation time, the steps placed by their middles."""
     middles = measured.index - pd.Timedelta(minutes=5)
     block_mean = measured.groupby(middles.floor(block)).transform("mean").to_numpy()
     return np.where(occupied, measured.to_numpy(), block_mean)
@@ -174,7 +174,7 @@ def main() -> None:
         suffix = f"_seed{seed}"
         measured = history(path, seed)["FacilityPower"]
         measured = measured[(measured.index > pd.Timestamp(TEST_START)) & (measured.index <= TEST_END)]
-        occupied = hvac_hours(measured.index, seed)
+        occupied = hvac_hours(measured.index)
         started = time.perf_counter()
         forecasts = asyncio.run(energyplus_self_forecasts(seed))
         print(f"seed {seed}: {len(VARIANTS)} x {len(forecasts[variant_name(*VARIANTS[0])])} forecast steps simulated "
