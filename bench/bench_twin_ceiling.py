@@ -12,9 +12,9 @@ Two forecasters no data-driven model can beat, each scored over the whole test w
   (``horizon``: one input off by 0.1 K). Each window is a run from Jul 1 that differs from the
   recorded one only there.
 - **Phase-blind oracle**: the measured power itself during the HVAC hours; outside them (the
-  night-cycle manager's 30-minute cycles) the measured mean of each clock hour (or half hour).
-  It knows every level and how many cycle steps each hour holds, only not which 10-minute steps.
-  (Blocks are of simulation time, the historian's clock.)
+  night-cycle manager's 30-minute cycles) the measured mean of each hour (or half hour) of
+  simulation time. It knows every level and how many cycle steps each hour holds, only not which
+  10-minute steps.
 
 Writes bench/results/twin_ceiling.json and twin_ceiling.png.
 
