@@ -238,10 +238,11 @@ class TagServer:
         attributes.DataType = ua.NodeId(ua.ObjectIds.Double)
         attributes.ValueRank = -1
         attributes.Value = ua.Variant(value, ua.VariantType.Double)
-        access = ua.AccessLevel.CurrentRead.mask
-        access |= ua.AccessLevel.CurrentWrite.mask if writable else ua.AccessLevel.HistoryRead.mask
+        access = ua.AccessLevel.CurrentRead.mask | ua.AccessLevel.HistoryRead.mask
+        if writable:
+            access |= ua.AccessLevel.CurrentWrite.mask
         attributes.AccessLevel = attributes.UserAccessLevel = access
-        attributes.Historizing = not writable
+        attributes.Historizing = True
         item = ua.AddNodesItem(ParentNodeId=parent.nodeid, ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasComponent),
                                RequestedNewNodeId=self._id(path), BrowseName=ua.QualifiedName(name, self.idx),
                                NodeClass=ua.NodeClass.Variable, NodeAttributes=attributes,
@@ -298,6 +299,7 @@ class TagServer:
                                "; ".join(filter(None, [item.description, *rules])))
             self.inputs[name][item.tag] = self._id(path)
             self._input_items[self._id(path)] = (name, item)
+            self.history.tags[self._id(path)] = (name, item.tag)
         for item in tagmap.outputs:
             path = f"{prefix}.Outputs.{item.tag}"
             low = item.min if item.min is not None else -1e9

@@ -167,7 +167,7 @@ def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
 
 def test_history_read_pages_through_the_whole_run(small_office_config, tmp_path):
     """A client asking for 100 values per request gets the rest through continuation points, forward and
-    backward (StartTime later than EndTime: newest first, OPC UA Part 11)."""
+    backward (StartTime later than EndTime: newest first, OPC UA Part 11); input tags have history too."""
 
     async def pages_of(power, start: dt.datetime, end: dt.datetime) -> list[list[float]]:
         details = ua.ReadRawModifiedDetails(IsReadModified=False, StartTime=start, EndTime=end, NumValuesPerNode=100)
@@ -187,12 +187,16 @@ def test_history_read_pages_through_the_whole_run(small_office_config, tmp_path)
             earlier, later = dt.datetime(2025, 1, 1), dt.datetime(2026, 1, 1)
             reads = [await power.read_raw_history(earlier, later), await power.read_raw_history(later, earlier),
                      await power.read_raw_history(endtime=later, numvalues=5)]
+            cooling = await node(client, "TestSite.SmallOffice.Inputs.CoolingSetpoint")
+            reads.append(await cooling.read_raw_history(earlier, later))
             values = [[value.Value.Value for value in read] for read in reads]
             return await pages_of(power, earlier, later), await pages_of(power, later, earlier), *values
 
     with run_bridge(small_office_config, tmp_path, "--clock", "fast") as bridge:
-        pages, back_pages, everything, newest_first, last_five = asyncio.run(scenario(bridge.endpoint))
+        pages, back_pages, everything, newest_first, last_five, setpoints = asyncio.run(scenario(bridge.endpoint))
         recorded = list(load_history(bridge.historian())["FacilityPower"])
+        recorded_setpoints = list(load_history(bridge.historian())["CoolingSetpoint"])
+    assert setpoints == recorded_setpoints  # input tags are historized too (the value that drove each step)
     assert [len(page) for page in pages] == [len(page) for page in back_pages] == [100, 100, 100, 100, 32]
     assert [value for page in pages for value in page] == recorded == everything
     assert [value for page in back_pages for value in page] == recorded[::-1] == newest_first
