@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.results_io import RESULTS, figure, write_results
+from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results
 from bridge.historian import load_history
 from bridge.launcher import run_bridge
 from controllers.gp_mpc import GpMpcController, load_mpc
@@ -145,11 +145,7 @@ def main() -> None:
 
 
 def plot(runs: dict[str, pd.DataFrame], target: pd.Series, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     day = slice("2025-07-23 10:00", "2025-07-23 20:00")
     fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     for name, run in runs.items():
@@ -168,9 +164,7 @@ def plot(runs: dict[str, pd.DataFrame], target: pd.Series, path: Path) -> None:
         axes.axvspan(pd.Timestamp(EVENT[0]), pd.Timestamp(EVENT[1]), color="0.92")
         axes.legend(fontsize=7, loc="best")
     fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_plot(fig, path)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from bench.bench_twin_gp import ROOT, TEST_START, history
-from bench.results_io import figure, write_results
+from bench.results_io import figure, pyplot, save_plot, write_results
 from bridge.config import load_config
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.twin.collect import excitation_for
@@ -145,11 +145,7 @@ def scores(measured: np.ndarray, forecast: np.ndarray, occupied: np.ndarray) -> 
 def plot(measured: pd.Series, forecasts: dict[str, pd.Series], path: Path) -> None:
     """Jul 24 12:00 - Jul 25 12:00 (a warm night): recorded power and EnergyPlus's own 12-hour
     forecasts from a state 0.1 K off."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     span = slice("2025-07-24 12:10", "2025-07-25 12:00")
     figure_, axes = plt.subplots(figsize=(10, 4.5))
     axes.plot(measured.loc[span].index, measured.loc[span], "k", lw=1.5, label="recorded (EnergyPlus)")
@@ -159,9 +155,7 @@ def plot(measured: pd.Series, forecasts: dict[str, pd.Series], path: Path) -> No
     axes.set_ylabel("FacilityPower [kW]")
     axes.set_title("Night-cycle timing: the same simulation, a 0.1 K different past")
     axes.legend(fontsize=8)
-    figure_.tight_layout()
-    figure_.savefig(path, dpi=110)
-    plt.close(figure_)
+    save_plot(figure_, path)
 
 
 def main() -> None:

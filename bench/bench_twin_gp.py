@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.results_io import figure, machine
+from bench.results_io import figure, machine, pyplot, save_plot
 from bridge.config import load_config
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.engines.twin import TwinEngine, std_tag
@@ -118,11 +118,7 @@ def by_horizon(result: dict, name: str, seed_suffix: str = "") -> dict[str, dict
 
 def plot_horizons(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
     """Accuracy and coverage of power forecasts against lead time, one line per excitation seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     figure_, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     for label, (accuracy, coverage) in curves.items():
         hours = np.arange(1, len(accuracy) + 1) / 6
@@ -135,9 +131,7 @@ def plot_horizons(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) 
     bottom.set_xlabel("lead time [h] (forecasts restarted every hour, test week Jul 22-28)")
     top.set_title("GP twin, facility power: accuracy and coverage by lead time")
     top.legend(fontsize=8)
-    figure_.tight_layout()
-    figure_.savefig(path, dpi=110)
-    plt.close(figure_)
+    save_plot(figure_, path)
 
 
 def data_growth(path: Path, power_set) -> dict[str, dict]:

@@ -38,3 +38,21 @@ def write_results(benchmark: str, figures: dict[str, dict], notes: str = "") -> 
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
     return path
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (benchmarks run without a display)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_plot(figure, path: Path) -> Path:
+    """Lay ``figure`` out, write it to ``path`` as a PNG (110 dpi) and free it; return the path."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    pyplot().close(figure)
+    return path
