@@ -226,8 +226,9 @@ class TagServer:
         return await parent.add_folder(self._id(path), ua.QualifiedName(name, self.idx))
 
     async def _analog(self, parent, path: str, name: str, unit: str, low: float, high: float,
-                      value: float, writable: bool, description: str):
-        """An AnalogItemType variable (Double) with its EURange and EngineeringUnits properties.
+                      value: float, writable: bool, description: str, historized: bool = True):
+        """An AnalogItemType variable (Double) with its EURange and EngineeringUnits properties;
+        ``historized``: the historian records it (HistoryRead answers from there).
 
         Added as one node and two properties rather than through asyncua's ``instantiate``, which
         browses the type's whole hierarchy for every tag (~10 ms each)."""
@@ -238,11 +239,11 @@ class TagServer:
         attributes.DataType = ua.NodeId(ua.ObjectIds.Double)
         attributes.ValueRank = -1
         attributes.Value = ua.Variant(value, ua.VariantType.Double)
-        access = ua.AccessLevel.CurrentRead.mask | ua.AccessLevel.HistoryRead.mask
-        if writable:
-            access |= ua.AccessLevel.CurrentWrite.mask
+        access = ua.AccessLevel.CurrentRead.mask
+        access |= ua.AccessLevel.CurrentWrite.mask if writable else 0
+        access |= ua.AccessLevel.HistoryRead.mask if historized else 0
         attributes.AccessLevel = attributes.UserAccessLevel = access
-        attributes.Historizing = True
+        attributes.Historizing = historized
         item = ua.AddNodesItem(ParentNodeId=parent.nodeid, ReferenceTypeId=ua.NodeId(ua.ObjectIds.HasComponent),
                                RequestedNewNodeId=self._id(path), BrowseName=ua.QualifiedName(name, self.idx),
                                NodeClass=ua.NodeClass.Variable, NodeAttributes=attributes,
@@ -281,7 +282,7 @@ class TagServer:
         outputs = await self._folder(self._root, f"{self.campus}.Outputs", "Outputs")
         path = f"{self.campus}.Outputs.TotalElectricPower"
         await self._analog(outputs, path, "TotalElectricPower", "kW", 0.0, 1e6, 0.0, False,
-                           "Sum of the electric demand of all running buildings")
+                           "Sum of the electric demand of all running buildings", historized=False)
         self.outputs[self.campus] = {"TotalElectricPower": self._id(path)}
 
     async def add_building(self, name: str, tagmap: TagMap, methods: Mapping[str, Callable[[], Awaitable[str]]],

@@ -75,6 +75,11 @@ def test_browse_watch_and_control_the_small_office(small_office_config, tmp_path
             access = (await zone.read_attribute(ua.AttributeIds.UserAccessLevel)).Value.Value
             assert not ua.ua_binary.test_bit(access, ua.AccessLevel.CurrentWrite)
             assert ua.ua_binary.test_bit(access, ua.AccessLevel.HistoryRead)
+            access = (await setpoint.read_attribute(ua.AttributeIds.UserAccessLevel)).Value.Value
+            assert ua.ua_binary.test_bit(access, ua.AccessLevel.HistoryRead)
+            total = await node(client, "TestSite.Outputs.TotalElectricPower")  # not recorded: no history offered
+            access = (await total.read_attribute(ua.AttributeIds.UserAccessLevel)).Value.Value
+            assert not ua.ua_binary.test_bit(access, ua.AccessLevel.HistoryRead)
             input_ready = await node(client, "TestSite.SmallOffice.Control.InputReady")
             sim_time = await node(client, "TestSite.SmallOffice.Control.SimTime")
             # Day 1 (a Tuesday): default setpoint until 08:00, 22 degC until 14:00, 29 degC until 20:00.
