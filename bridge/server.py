@@ -4,7 +4,7 @@ Address space, namespace ``urn:twinbridge``, string node ids that read well in a
 
     Objects/<Campus>/Control/{Status, StatusCode, SimTime, Step, Fault, Start(), Pause(), ...}
     Objects/<Campus>/Outputs/TotalElectricPower
-    Objects/<Campus>/<Building>/Inputs/<Tag>      AnalogItemType, writable, EURange enforced
+    Objects/<Campus>/<Building>/Inputs/<Tag>      AnalogItemType, writable, EURange enforced, HistoryRead
     Objects/<Campus>/<Building>/Outputs/<Tag>     AnalogItemType, read-only, HistoryRead
     Objects/<Campus>/<Building>/Control/{..., OutputReady, InputReady}
 
@@ -110,7 +110,7 @@ class ControlNodes:
 
 
 class HistorianStorage(HistoryStorageInterface):
-    """OPC UA HistoryRead on output tags, answered from the run's historian."""
+    """OPC UA HistoryRead on output and input tags, answered from the run's historian."""
 
     def __init__(self) -> None:
         super().__init__()
