@@ -1,4 +1,4 @@
-"""``twinbridge controller schedule|csv``: run a controller process against a bridge endpoint."""
+"""``twinbridge controller schedule|csv|gp-mpc``: run a controller process against a bridge endpoint."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from controllers.schedule import ScheduleController, load_schedule
 
 
 def add_controller_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``controller schedule`` and ``controller csv`` on the twinbridge command line."""
+    """Register ``controller schedule``, ``controller csv`` and ``controller gp-mpc`` on the twinbridge command line."""
     controller = subparsers.add_parser("controller", help="run a controller against a bridge over OPC UA")
     kinds = controller.add_subparsers(dest="controller", required=True)
     schedule = kinds.add_parser("schedule", help="occupied/setback setpoints, holidays, demand-response events")

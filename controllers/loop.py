@@ -241,11 +241,13 @@ class _SimClock:
 
 async def _paced(client: BridgeClient, controller: Controller, options: LoopOptions, report: LoopReport) -> str:
     deadline = time.monotonic() + options.step_timeout_s
+    seen_step = None  # the last step read, Running or not: only a new one pushes the deadline back
     while True:
         state = await client.read_state()
         if state.finished:
             return state.status
-        if state.step != report.last_step:
+        if state.step != seen_step:
+            seen_step = state.step
             deadline = time.monotonic() + options.step_timeout_s
         if state.status == "Running":
             await _act(client, controller, state)

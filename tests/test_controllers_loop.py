@@ -122,3 +122,28 @@ def test_exchange_loop_warns_when_the_bridge_did_not_apply_a_decision(caplog):
     assert (report.actions, report.not_applied) == (3, 1)
     assert [r.getMessage() for r in caplog.records] == [
         "SmallOffice: the inputs decided on step 1 were not applied (the bridge answered with step 3 without them)"]
+
+
+@pytest.mark.parametrize("status", ["Paused", "Idle"])
+def test_paced_loop_gives_up_when_a_bridge_that_is_not_running_shows_no_new_step(status):
+    """--step-timeout in paced mode: a bridge that stays Paused (or Idle) at one step is given up on
+    like in lockstep; the deadline used to be pushed back at every read because only a Running step
+    was remembered (fake client: loop logic only)."""
+    from controllers.client import StepState
+    from controllers.loop import LoopReport, _paced
+
+    class StuckBridge:
+        building = "SmallOffice"
+
+        async def read_state(self) -> StepState:
+            return StepState(status, 7, None, False, {})
+
+    class Hold:
+        def decide(self, sim_time, outputs) -> dict[str, float]:
+            return {}
+
+    options = LoopOptions(mode="paced", period_s=0.02, step_timeout_s=0.2)
+    started = time.monotonic()
+    with pytest.raises(ControllerError, match=rf"simulation did not advance within 0.2 s \(status {status}, step 7\)"):
+        asyncio.run(asyncio.wait_for(_paced(StuckBridge(), Hold(), options, LoopReport()), 5.0))
+    assert time.monotonic() - started < 2.0
