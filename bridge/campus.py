@@ -541,10 +541,7 @@ class Campus:
         await self.server.publish_kpis(None, kpis["campus"])
         for name, values in kpis["buildings"].items():
             await self.server.publish_kpis(name, values)
-        campus = kpis["campus"]
-        log.info("KPIs (%s): energy %.1f kWh, peak %.1f kW, discomfort %.2f K.h/zone, time ratio %.2g",
-                 path, campus.get("energy_total_kwh") or 0.0, campus.get("peak_electric_kw") or 0.0,
-                 campus.get("thermal_discomfort_kh_per_zone") or 0.0, campus.get("time_ratio") or 0.0)
+        log.info("KPIs (%s): %s", path, kpi.summary(kpis["campus"]))
 
     async def _wait_for_turn(self) -> None:
         """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers. A building

@@ -87,6 +87,15 @@ def compute_kpis(historian_path: str | Path, tagmaps: Mapping[str, TagMap],
     }
 
 
+def summary(campus: Mapping) -> str:
+    """One log line of a campus's KPIs; a KPI the run could not compute (None: e.g. no complete
+    15-minute window for the peak) shows as n/a, not as 0."""
+    shown = lambda key, form: "n/a" if campus.get(key) is None else format(campus[key], form)
+    return (f"energy {shown('energy_total_kwh', '.1f')} kWh, peak {shown('peak_electric_kw', '.1f')} kW, "
+            f"discomfort {shown('thermal_discomfort_kh_per_zone', '.2f')} K.h/zone, "
+            f"time ratio {shown('time_ratio', '.2g')}")
+
+
 def write_kpis_json(path: str | Path, kpis: Mapping) -> Path:
     """Write ``compute_kpis`` output as JSON (NaN written as null); return the path."""
     path = Path(path)

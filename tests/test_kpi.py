@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bridge.historian import Historian, load_history
-from bridge.kpi import TimeOfUse, compute_kpis, write_kpis_json
+from bridge.kpi import TimeOfUse, compute_kpis, summary, write_kpis_json
 from bridge.tagmap import InputTag, OutputTag, TagMap, load_tagmap
 from conftest import TAGMAPS, run_bridge
 
@@ -123,3 +123,10 @@ def test_campus_sums_buildings_even_when_one_stopped_early(tmp_path):
     assert campus["peak_electric_kw"] == pytest.approx(400.0 / 15.0 + 100.0)
     # Tiny's Z2 is 1 K above 26 for 1 h; four zones in all.
     assert campus["thermal_discomfort_kh_per_zone"] == pytest.approx(1.0 / 4)
+
+
+def test_summary_shows_kpis_it_could_not_compute_as_na():
+    """A run too short for a 15-minute window has no peak: the log says n/a, not 0.0 kW."""
+    line = summary({"energy_total_kwh": 12.34, "peak_electric_kw": None, "thermal_discomfort_kh_per_zone": 0.0,
+                        "time_ratio": 0.018})
+    assert line == "energy 12.3 kWh, peak n/a kW, discomfort 0.00 K.h/zone, time ratio 0.018"
