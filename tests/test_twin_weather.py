@@ -70,15 +70,16 @@ def file_row(month: int, day: int, hour: int) -> float:
 
 
 def test_leap_year_run_reads_a_typical_file_in_sequence(tmp_path):
-    """As EnergyPlus 25.2 does (measured in the test below): a run started before 29 February of a
-    leap year reads the file's next day from 29 February on, to 31 December (the file's 1 January);
-    a run started later reads every date as it is; the run's 00:00 takes its first day's 24:00."""
+    """As EnergyPlus 25.2 does (measured in the test below, and over 27 Feb 2024 - 2 Mar 2025): a run
+    started before 29 February of a leap year reads the file's next day from 29 February on, 31 December
+    the file's 1 January, and stays a day ahead the next year; a run started later reads every date as
+    it is; the run's 00:00 takes its first day's 24:00."""
     path = synthetic_epw(tmp_path)
     times = pd.DatetimeIndex(["2024-02-27 00:00", "2024-02-28 12:00", "2024-02-29 12:00", "2024-03-01 12:00",
-                              "2024-12-30 12:00", "2024-12-31 12:00"])
+                              "2024-12-30 12:00", "2024-12-31 12:00", "2025-01-01 12:00", "2025-03-01 12:00"])
     drybulb = weather_series(path, times, run_start=dt.date(2024, 2, 27))["Site Outdoor Air Drybulb Temperature"]
     expected = [file_row(2, 27, 24), file_row(2, 28, 12), file_row(3, 1, 12), file_row(3, 2, 12),
-                file_row(12, 31, 12), file_row(1, 1, 12)]
+                file_row(12, 31, 12), file_row(1, 1, 12), file_row(1, 2, 12), file_row(3, 2, 12)]
     np.testing.assert_allclose(drybulb.to_numpy(), expected)
     later = pd.DatetimeIndex(["2024-03-01 12:00", "2024-12-31 12:00"])
     drybulb = weather_series(path, later, run_start=dt.date(2024, 3, 1))["Site Outdoor Air Drybulb Temperature"]

@@ -4,11 +4,12 @@ An EPW file has 8 header lines, then one row per hour; 0-based column 6 is dry b
 relative humidity (%). The row of hour h (1..24) holds the value at h:00, the end of that hour;
 EnergyPlus interpolates linearly between hours to its timestep, and so does ``weather_series``.
 
-Leap years. A typical-year file (TMY) has no 29 February. EnergyPlus 25.2 then reads the file's
-days in sequence from the run's first day (measured: bridge docs/twin.md, "Twin engine"): a run
-that starts on or before 29 February of a leap year reads the file's 1 March on 29 February, its
-2 March on 1 March, and so on, one day ahead until the end of that year; a run that starts later
-in the year reads every date as it is. ``weather_series`` does the same.
+Leap years. A typical-year file (TMY: all 365 days, no 29 February) is read by EnergyPlus 25.2
+day after day from the run's first day, whatever the calendar says (measured: docs/twin.md, "Twin
+engine"): a run that starts before 29 February of a leap year reads the file's 1 March on
+29 February, its 2 March on 1 March, its 1 January on 31 December, and stays a day ahead in the
+years after (1 January of the next year reads the file's 2 January). ``weather_series`` does the
+same; other files (with 29 February, or covering part of a year) are read by calendar date.
 """
 
 from __future__ import annotations
@@ -43,18 +44,18 @@ def read_epw(path: Path, year: int) -> pd.DataFrame:
 def weather_series(path: Path, times: pd.DatetimeIndex, run_start: dt.date | None = None) -> pd.DataFrame:
     """Outdoor conditions at ``times``, linearly interpolated between hours, as the EnergyPlus run
     that starts on ``run_start`` (default: the day of the first time) reads them; given, its 00:00 takes
-    that day's 24:00 values, as EnergyPlus's first hour interpolates from them. The file is stamped
-    for every calendar year ``times`` touch and the years joined, so a run ending 31 December
-    (its last time is 1 January 00:00 of the next year) reads the file's 31 December; in a leap
-    year a file without 29 February is read one day ahead from 29 February on when the run started
-    by then (module docstring). Times up to a day beyond the joined series' ends take the first or
-    last hour's values; a time in a longer gap (a file covering part of a year) is refused."""
+    that day's 24:00 values, as EnergyPlus's first hour interpolates from them. A typical-year file
+    is read in sequence from ``run_start`` (module docstring); another is stamped for every calendar
+    year ``times`` touch and the years joined, so a run ending 31 December (its last time is 1 January
+    00:00 of the next year) reads the file's 31 December. Times up to a day beyond the series' ends
+    take the first or last hour's values; a time in a longer gap (a file covering part of a year) is
+    refused."""
     rows = _read_rows(path)
     given_start, run_start = run_start, run_start or times.min().date()
-    has_leap_day = any(row[:2] == (2, 29) for row in rows)
-    hourly = pd.concat([_stamp(path, rows, year, ahead_from_leap_day=calendar.isleap(year) and not has_leap_day
-                               and run_start <= dt.date(year, 2, 29))
-                        for year in range(times.min().year, times.max().year + 1)])
+    if _typical_year(rows):
+        hourly = _in_sequence(rows, run_start, times.min().date() - dt.timedelta(days=1), times.max().date())
+    else:
+        hourly = pd.concat([_stamp(path, rows, year) for year in range(times.min().year, times.max().year + 1)])
     first_midnight, first_day_end = pd.Timestamp(run_start), pd.Timestamp(run_start) + pd.Timedelta(days=1)
     if given_start and first_midnight in hourly.index and first_day_end in hourly.index:
         # warm-up repeats the first day, so EnergyPlus starts the run from that day's 24:00 value
@@ -91,25 +92,36 @@ def _read_rows(path: Path) -> list[Row]:
     return rows
 
 
-def _stamp(path: Path, rows: list[Row], year: int, ahead_from_leap_day: bool = False) -> pd.DataFrame:
+def _stamp(path: Path, rows: list[Row], year: int) -> pd.DataFrame:
     """``rows`` as a DataFrame indexed by time in ``year``; 29 February rows are dropped in a
-    non-leap year. ``ahead_from_leap_day`` (a leap year, a file without 29 February): the rows from
-    1 March on are stamped a day earlier and the file's first day closes the year on 31 December,
-    as EnergyPlus reads such a file in sequence."""
+    non-leap year."""
     leap = calendar.isleap(year)
     kept = [row for row in rows if leap or row[:2] != (2, 29)]
     if not kept:
         raise WeatherError(f"{path}: no hourly data rows for {year} (only 29 February)")
-    days = [dt.date(year, month, day) for month, day, _, _ in kept]
-    if ahead_from_leap_day:
-        leap_day = dt.date(year, 2, 29)
-        days = [day - dt.timedelta(days=1) if day > leap_day else day for day in days]
-        if days[-1] == dt.date(year, 12, 30) and kept[0][:2] == (1, 1):
-            first = [row for row in kept if row[:2] == (1, 1)]
-            kept, days = kept + first, days + [dt.date(year, 12, 31)] * len(first)
-    times = [dt.datetime.combine(day, dt.time()) + dt.timedelta(hours=row[2]) for day, row in zip(days, kept)]
+    times = [dt.datetime(year, month, day) + dt.timedelta(hours=hour) for month, day, hour, _ in kept]
     return pd.DataFrame([row[3] for row in kept], index=pd.DatetimeIndex(times, name="time"),
                         columns=list(EPW_COLUMNS))
+
+
+def _typical_year(rows: list[Row]) -> bool:
+    """Whether ``rows`` are 24 hours of each of the 365 days of a common year, in calendar order."""
+    expected = [(day.month, day.day, hour) for day in pd.date_range("2025-01-01", "2025-12-31") for hour in range(1, 25)]
+    return [row[:3] for row in rows] == expected
+
+
+def _in_sequence(rows: list[Row], run_start: dt.date, first: dt.date, last: dt.date) -> pd.DataFrame:
+    """The hours of calendar days ``first`` .. ``last`` from a typical-year file read day after day from
+    ``run_start`` (which reads its own month and day; 29 February reads 1 March), wrapping round."""
+    month_day = (run_start.month, run_start.day) if (run_start.month, run_start.day) != (2, 29) else (3, 1)
+    offset = dt.date(2025, *month_day).timetuple().tm_yday - 1  # the file day the run's first day reads
+    values, times = [], []
+    for number in range((last - first).days + 1):
+        day = first + dt.timedelta(days=number)
+        file_day = (offset + (day - run_start).days) % 365
+        values += [row[3] for row in rows[24 * file_day:24 * file_day + 24]]
+        times += [dt.datetime.combine(day, dt.time()) + dt.timedelta(hours=hour) for hour in range(1, 25)]
+    return pd.DataFrame(values, index=pd.DatetimeIndex(times, name="time"), columns=list(EPW_COLUMNS))
 
 
 def _check_covered(path: Path, index: pd.DatetimeIndex, hourly_s: np.ndarray, wanted_s: np.ndarray,
