@@ -36,13 +36,12 @@ import numpy as np
 import pandas as pd
 
 from bench.bench_twin_gp import ROOT, TEST_START, history
-from bench.results_io import figure, pyplot, save_plot, write_results
+from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results
 from bridge.config import load_config
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.twin.collect import excitation_for
 from bridge.twin.features import reference_holidays
 
-RESULTS = ROOT / "bench" / "results"
 WORK = ROOT / "runs" / "bench_twin" / "ceiling_work"
 TEST_END = pd.Timestamp("2025-07-29 00:00")
 WINDOW = pd.Timedelta(hours=12)

@@ -39,7 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.daylight import clock_time, parse_day, period_in, simulation_time
+from bridge.daylight import clock_time, period_in, simulation_time
 from bridge.tomlfile import read_toml
 from controllers.base import ControllerConfigError, InputRange
 
@@ -99,14 +99,11 @@ class Schedule:
 
     def clock_time(self, time: dt.datetime) -> dt.datetime:
         """The building's clock time of simulation time ``time`` (unchanged without daylight saving)."""
-        return clock_time(time, self._period(time.year))
+        return clock_time(time, period_in(self.daylight_saving, time.year))
 
     def simulation_time(self, clock: dt.datetime) -> dt.datetime:
         """The simulation time of the building's clock time ``clock`` (the inverse of ``clock_time``)."""
-        return simulation_time(clock, self._period(clock.year))
-
-    def _period(self, year: int) -> tuple[dt.date, dt.date] | None:
-        return period_in(self.daylight_saving, year)
+        return simulation_time(clock, period_in(self.daylight_saving, clock.year))
 
     @property
     def tags(self) -> list[str]:
@@ -196,11 +193,10 @@ def _daylight_saving(data: dict, path: Path) -> tuple[str, str] | None:
     if not isinstance(value, list) or len(value) != 2 or not all(isinstance(text, str) for text in value):
         raise ControllerConfigError(f"{path}: daylight_saving: expected [first day, last day] like "
                                     f"['2nd Sunday in March', '1st Sunday in November'], got {value!r}")
-    for text in value:
-        try:
-            parse_day(text, 2025)
-        except ValueError as exc:
-            raise ControllerConfigError(f"{path}: daylight_saving: {exc}") from None
+    try:
+        period_in((value[0], value[1]), 2025)
+    except ValueError as exc:
+        raise ControllerConfigError(f"{path}: daylight_saving: {exc}") from None
     return value[0], value[1]
 
 

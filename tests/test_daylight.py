@@ -7,7 +7,7 @@ import pytest
 from bridge.config import reference_model
 from bridge.daylight import DaylightError, clock_time, daylight_saving_rule, parse_day, period_in, simulation_time
 from bridge.tagmap import load_tagmap
-from bridge.twin.collect import ExcitationController
+from bridge.twin.collect import ExcitationController, ExcitationError
 from conftest import TAGMAPS
 
 
@@ -72,3 +72,9 @@ def test_excitation_applies_the_daylight_saving_rule_in_every_year():
     assert excitation.occupied(dt.datetime(2026, 3, 10, 5, 30))
     assert not excitation.occupied(dt.datetime(2026, 3, 3, 5, 30))
     assert daylight_saving_rule(reference_model("large_office")) == ("2nd Sunday in March", "1st Sunday in November")
+
+
+def test_excitation_refuses_an_unreadable_daylight_saving_rule():
+    tagmap = load_tagmap(TAGMAPS / "large_office.toml")
+    with pytest.raises(ExcitationError, match="daylight_saving must be .*'2nd Sunday in Marsh'"):
+        ExcitationController(tagmap, daylight_saving=("2nd Sunday in Marsh", "1st Sunday in November"))

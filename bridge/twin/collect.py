@@ -84,6 +84,11 @@ class ExcitationController:
         for tag, (low, high) in self.bands.items():
             if low > high:
                 raise ExcitationError(f"band for {tag!r} must be (low, high) with low <= high, got {(low, high)}")
+        try:
+            period_in(self.daylight_saving, 2025)
+        except (ValueError, TypeError, IndexError) as exc:
+            raise ExcitationError(f"daylight_saving must be (first, last day) in EnergyPlus's date forms, "
+                                  f"got {self.daylight_saving!r} ({exc})") from None
         low, high = self.hold_hours
         if not 1 <= low <= high:
             raise ExcitationError(f"hold_hours must be (low, high) with 1 <= low <= high, got {self.hold_hours}")
