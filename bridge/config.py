@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bridge.errors import TwinbridgeError
 from bridge.names import building_name_problem, first_repeat
 from bridge.security.settings import SERVER_KEYS, ServerSecurity, server_security
 from bridge.security.users import SecurityError
@@ -32,7 +33,7 @@ ENGINES = ("energyplus", "energyplus-api", "twin")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(TwinbridgeError, ValueError):
     """A campus or building file that cannot be used; the message names file and key."""
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from bridge.config import RunPeriod
+from bridge.errors import TwinbridgeError
 from bridge.idf import Idf
 from bridge.tagmap import InputTag, OutputTag, TagMap
 
 
-class ModelError(ValueError):
+class ModelError(TwinbridgeError, ValueError):
     """The model does not have what the tag map refers to; the message names the tag-map entry."""
 
 

@@ -16,6 +16,7 @@ import functools
 import re
 from pathlib import Path
 
+from bridge.errors import TwinbridgeError
 from bridge.idf import Idf
 
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
@@ -24,7 +25,7 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 ORDINALS = {"1st": 1, "2nd": 2, "3rd": 3, "4th": 4, "5th": 5, "last": -1}
 
 
-class DaylightError(ValueError):
+class DaylightError(TwinbridgeError, ValueError):
     """A daylight saving date EnergyPlus's rules cannot read; the message names the model and field."""
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bridge.errors import TwinbridgeError
 from bridge.names import ROW_COLUMNS
 from bridge.tagmap import TagMap
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-class HistorianError(ValueError):
+class HistorianError(TwinbridgeError, ValueError):
     pass
 
 

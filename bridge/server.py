@@ -33,6 +33,7 @@ from asyncua.server.address_space import AddressSpace, AttributeValue
 from asyncua.server.history import HistoryStorageInterface
 
 from bridge.config import cache_dir
+from bridge.errors import TwinbridgeError
 from bridge.historian import read_tag
 from bridge.security.server import may_write, secure_server
 from bridge.security.settings import ServerSecurity
@@ -57,7 +58,7 @@ NUMBER_VARIANTS = {ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.S
                    ua.VariantType.Int64, ua.VariantType.UInt64}
 
 
-class InputRefused(ValueError):
+class InputRefused(TwinbridgeError, ValueError):
     """Input values the bridge will not write; ``code`` is the OPC UA status to answer with."""
 
     def __init__(self, code: int, message: str):

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.errors import TwinbridgeError
 from bridge.names import first_repeat, tag_name_problem
 from bridge.tomlfile import read_toml
 
@@ -43,7 +44,7 @@ TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ROLES = {"electric_power", "hvac_electric_power", "zone_temperature", "outdoor_temperature"}
 
 
-class TagMapError(ValueError):
+class TagMapError(TwinbridgeError, ValueError):
     """A tag map that cannot be used; the message names the file and the entry."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from bridge.config import BuildingConfig, CampusConfig, cache_dir
 from bridge.cosim_files import ModelError, actuator_of
 from bridge.engines.energyplus import severe_lines
+from bridge.errors import TwinbridgeError
 from bridge.idf import Idf
 from bridge.twin.errors import ModelFileError
 
@@ -26,7 +27,7 @@ DICTIONARY_TIMEOUT_S = 300.0
 KILL_TIMEOUT_S = 10.0  # for a killed EnergyPlus process to be gone
 
 
-class ValidationError(ValueError):
+class ValidationError(TwinbridgeError, ValueError):
     """Names that do not exist in the model; one line per problem."""
 
 

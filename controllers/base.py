@@ -7,12 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from bridge.errors import TwinbridgeError
 
-class ControllerConfigError(ValueError):
+
+class ControllerConfigError(TwinbridgeError, ValueError):
     """A controller configuration that cannot be used; the message names the file, row or key, and column or tag."""
 
 
-class ControllerError(RuntimeError):
+class ControllerError(TwinbridgeError, RuntimeError):
     """The control loop cannot go on (bridge refused a write, no step within the timeout, bridge unreachable)."""
 
 

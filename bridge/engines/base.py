@@ -12,6 +12,8 @@ import abc
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 
+from bridge.errors import TwinbridgeError
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -21,7 +23,7 @@ class Sample:
     outputs: Mapping[str, float]
 
 
-class EngineFault(RuntimeError):
+class EngineFault(TwinbridgeError, RuntimeError):
     """The engine failed; ``details`` holds what it said (for EnergyPlus, Severe/Fatal lines of eplusout.err)."""
 
     def __init__(self, message: str, details: list[str] | None = None):

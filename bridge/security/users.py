@@ -19,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.errors import TwinbridgeError
 from bridge.tomlfile import read_toml
 
 ROLES = ("viewer", "operator")
@@ -26,7 +27,7 @@ SCHEME = "pbkdf2_sha256"
 ITERATIONS = 600_000
 
 
-class SecurityError(ValueError):
+class SecurityError(TwinbridgeError, ValueError):
     """A security setting or file that cannot be used; the message names file and entry."""
 
 

@@ -13,6 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.errors import TwinbridgeError
 from bridge.tracking.deviation import Alert
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS anomalies (
@@ -21,7 +22,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS anomalies (
     investigated INTEGER NOT NULL DEFAULT 0, note TEXT, investigated_at TEXT)"""
 
 
-class AnomalyLogError(ValueError):
+class AnomalyLogError(TwinbridgeError, ValueError):
     """A missing or unreadable anomaly log, or an unknown row; the message names the file."""
 
 

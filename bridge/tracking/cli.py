@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bridge.errors import TwinbridgeError
 from bridge.tracking.anomalies import AnomalyLog, AnomalyLogError
 from bridge.tracking.config import TrackingConfigError
 from bridge.tracking.faults import FaultError
@@ -34,7 +35,7 @@ from bridge.tracking.savings import (BaselineFit, SavingsError, TowtModel, avoid
                                      hourly_mean, simulated_baseline)
 
 
-class RunFileError(ValueError):
+class RunFileError(TwinbridgeError, ValueError):
     """A data file ``load_run`` cannot read; the message names the file."""
 
 

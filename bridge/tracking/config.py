@@ -43,13 +43,14 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.errors import TwinbridgeError
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
 from bridge.tomlfile import read_toml
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
 
 
-class TrackingConfigError(ValueError):
+class TrackingConfigError(TwinbridgeError, ValueError):
     """A tracking file that cannot be used; the message names the file and key."""
 
 

@@ -32,10 +32,11 @@ import datetime as dt
 import re
 from collections.abc import Callable
 
+from bridge.errors import TwinbridgeError
 from bridge.idf import Idf, IdfObject
 
 
-class FaultError(ValueError):
+class FaultError(TwinbridgeError, ValueError):
     """An edit that cannot be applied; the message names the object or argument."""
 
 

@@ -34,12 +34,14 @@ import pandas as pd
 from pandas.tseries.frequencies import to_offset
 from scipy import stats
 
+from bridge.errors import TwinbridgeError
+
 #: (max CV(RMSE) %, max |NMBE| %) per data granularity, Guideline 14-2014 5.3.2.4.2.
 CRITERIA_PCT: dict[str, tuple[float, float]] = {"monthly": (15.0, 5.0), "hourly": (30.0, 10.0)}
 RESAMPLE_RULE = {"monthly": "MS", "hourly": "h"}
 
 
-class MetricsError(ValueError):
+class MetricsError(TwinbridgeError, ValueError):
     """Series that cannot be compared; the message says why."""
 
 

@@ -25,13 +25,14 @@ import stat
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from bridge.errors import TwinbridgeError
 from bridge.idf import Idf
 from bridge.tracking.faults import apply_edit
 
 ROLES = ("Baseline", "Operational", "Actual")
 
 
-class RegistryError(ValueError):
+class RegistryError(TwinbridgeError, ValueError):
     """A registry request that cannot be honoured; the message says which model and why."""
 
 

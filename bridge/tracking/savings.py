@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from bridge.errors import TwinbridgeError
 from bridge.tracking.guideline14 import (MetricsError, SavingsUncertainty, TooFewIndependentPoints,
                                          complete_period_sums, cv_rmse_pct, fractional_savings_uncertainty,
                                          lag1_autocorrelation, median_step)
@@ -35,7 +36,7 @@ HOURS_PER_WEEK = 168
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-class SavingsError(ValueError):
+class SavingsError(TwinbridgeError, ValueError):
     """Inputs that cannot give a savings figure; the message says which and why."""
 
 

@@ -23,12 +23,13 @@ import pandas as pd
 from bridge.config import BuildingConfig, RunPeriod
 from bridge.daylight import clock_time, daylight_saving_rule, period_in
 from bridge.engines.external_interface import ExternalInterfaceEngine
+from bridge.errors import TwinbridgeError
 from bridge.historian import Historian
 from bridge.tagmap import TagMap
 from bridge.twin.features import reference_holidays
 
 
-class ExcitationError(ValueError):
+class ExcitationError(TwinbridgeError, ValueError):
     """An excitation setting that cannot be used; the message names the tag."""
 
 

@@ -1,6 +1,8 @@
 """Errors of the twin that the bridge's command line reports, importable without the twin itself
 (its modules load numpy and scikit-learn, which ``twinbridge run`` should not pay for)."""
 
+from bridge.errors import TwinbridgeError
 
-class ModelFileError(ValueError):
+
+class ModelFileError(TwinbridgeError, ValueError):
     """A model file that cannot be loaded or does not fit the building; the message says why."""

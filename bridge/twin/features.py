@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.daylight import nth_weekday
+from bridge.errors import TwinbridgeError
 from bridge.tagmap import TagMap
 from bridge.twin.weather import EPW_COLUMNS
 
@@ -41,7 +42,7 @@ DAY_TYPES = ("workday", "saturday", "sunday or holiday")
 PROFILE_SLOTS = 144  # time-of-day resolution of the daily profile: 10 minutes
 
 
-class FeatureError(ValueError):
+class FeatureError(TwinbridgeError, ValueError):
     """Data that lacks what a feature set needs; the message names the missing tags."""
 
 

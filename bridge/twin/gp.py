@@ -39,13 +39,14 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Kernel
 from threadpoolctl import threadpool_limits
 
+from bridge.errors import TwinbridgeError
 from bridge.twin.calibration import regimes, std_scale
 from bridge.twin.features import FeatureError, FeatureSet
 from bridge.twin.kernel import fit_hyperparameters, make_kernel
 from bridge.twin.sparse import InducingPointGP
 
 
-class ModelError(ValueError):
+class ModelError(TwinbridgeError, ValueError):
     """A model used wrongly (not fitted, bad forecast window); the message says what."""
 
 

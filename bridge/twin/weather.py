@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bridge.errors import TwinbridgeError
+
 HEADER_LINES = 8
 # EnergyPlus output variable -> 0-based EPW column of the same quantity
 EPW_COLUMNS = {
@@ -30,7 +32,7 @@ EPW_COLUMNS = {
 }
 
 
-class WeatherError(ValueError):
+class WeatherError(TwinbridgeError, ValueError):
     """An EPW file that cannot be read; the message names the file and line."""
 
 
