@@ -109,6 +109,14 @@ def _day(value: str, year: int, option: str) -> dt.date:
         raise SystemExit(str(exc)) from None
 
 
+def engines_for(config, workdir: Path):
+    """The engine factory of ``bridge.twin.collect``: a building's engine as a campus run of
+    ``config`` makes it (its engine kind and timeouts), over the period asked, working in ``workdir``."""
+    from bridge.campus import make_engine
+
+    return lambda building, period: make_engine(building, dataclasses.replace(config, period=period), workdir)
+
+
 def _collect(args: argparse.Namespace) -> int:
     from bridge.config import load_config
     from bridge.twin.collect import collect_history, excitation_for
@@ -122,8 +130,7 @@ def _collect(args: argparse.Namespace) -> int:
         end=_day(args.end, year, "--end") if args.end else config.period.end)
     controller = excitation_for(building, seed=args.seed, hold_hours=tuple(args.hold_hours))
     workdir = config.run_dir / f"twin_collect_{building.name}"
-    collect_history(building, period, args.output, workdir, controller,
-                    start_timeout_s=config.engine_start_timeout_s, step_timeout_s=config.engine_step_timeout_s)
+    collect_history(building, period, args.output, engines_for(config, workdir), controller)
     print(f"recorded {period.steps} steps of {building.name} ({period.start} .. {period.end}) in {args.output}")
     return 0
 
