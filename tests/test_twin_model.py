@@ -238,7 +238,9 @@ def test_fit_and_evaluate_from_the_command_line(small_office_db, tmp_path):
     refused = run_cli("twin", "fit", str(history), "--tagmap", "tagmaps/large_office.toml",
                       "-o", str(tmp_path / "x.npz"))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "twin fit: error: data lacks tags" in refused.stderr and "ChilledWaterSetpoint" in refused.stderr
+    # the historian records its building's tag map: another one is refused before any tag is looked up
+    assert "twinbridge: error: tagmaps/large_office.toml: tag map 'Large office'" in refused.stderr
+    assert "recorded for its building: 'Small office'" in refused.stderr
 
 
 

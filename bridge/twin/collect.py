@@ -163,7 +163,7 @@ async def collect(building: BuildingConfig, period: RunPeriod, historian_path: P
     """Run ``building`` over ``period`` in the engine ``engine_factory(building, period)`` makes
     (EnergyPlus, for training data) under ``controller`` and record every step, inputs included, in
     a new historian at ``historian_path``; return that path. The default controller is
-    ``excitation_for(building)`` (seed 0).
+    ``excitation_for(building)`` (seed 0). An engine that fails to start leaves no historian file.
 
     Row k of the historian holds the outputs at the end of step k (row 0: the start sample) and
     the inputs applied during that step (row 0: the inputs of the first step)."""
@@ -175,14 +175,16 @@ async def collect(building: BuildingConfig, period: RunPeriod, historian_path: P
             "weather": str(building.weather), "period_start": period.start.isoformat(),
             "period_end": period.end.isoformat(), "timesteps_per_hour": str(period.timesteps_per_hour),
             "excitation_seed": str(controller.seed)}
-    historian = Historian(historian_path, {building.name: building.tagmap}, meta)
     engine = engine_factory(building, period)
+    historian = Historian(historian_path, {building.name: building.tagmap}, meta)
+    recorded = False
     try:
         sample = await engine.start()
         record = lambda step, inputs: historian.record([(building.name, step, sample.sim_time_s,
                                                          period.time_of(sample.sim_time_s),
                                                          {**sample.outputs, **inputs})])
         record(0, schedule.iloc[0].to_dict())
+        recorded = True
         for step, (_, row) in enumerate(schedule.iterrows(), start=1):
             inputs = row.to_dict()
             sample = await engine.step(inputs)
@@ -192,6 +194,8 @@ async def collect(building: BuildingConfig, period: RunPeriod, historian_path: P
     finally:
         await engine.stop()
         historian.close()
+        if not recorded:  # the engine failed to start: no empty historian in the way of the next attempt
+            historian_path.unlink(missing_ok=True)
     return historian_path
 
 
