@@ -35,10 +35,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import write_results  # noqa: E402
-from bridge.launcher import free_port  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.cosim_files import patch_model  # noqa: E402
 from bridge.idf import Idf  # noqa: E402
+from devtools.launcher import free_port  # noqa: E402
 
 TAGMAP = REPO / "tagmaps" / "large_office.toml"
 

@@ -29,9 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import write_results  # noqa: E402
-from bridge.launcher import free_port  # noqa: E402
 from controllers.loop import LoopOptions, LoopReport, run_controller  # noqa: E402
 from controllers.schedule import ScheduleController, load_schedule  # noqa: E402
+from devtools.launcher import free_port  # noqa: E402
 
 SCHEDULE = REPO / "controllers" / "examples" / "large_office_schedule.toml"
 FINISHED = re.compile(r"run finished after (\d+) steps \(([\d.]+) s wall\)")

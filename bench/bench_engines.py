@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 from bench.results_io import figure, write_results  # noqa: E402
 from bridge.campus import make_engine  # noqa: E402
 from bridge.config import load_config  # noqa: E402
-from bridge.launcher import free_port  # noqa: E402
+from devtools.launcher import free_port  # noqa: E402
 
 ENGINES = ("energyplus-api", "energyplus")
 

@@ -31,10 +31,10 @@ import pandas as pd
 
 from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results
 from bridge.historian import load_history
-from bridge.launcher import run_bridge
 from controllers.gp_mpc import GpMpcController, load_mpc
 from controllers.loop import LoopOptions, run_controller
 from controllers.schedule import ScheduleController, load_schedule
+from devtools.launcher import run_bridge
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,11 +29,11 @@ from asyncua import Client, ua
 
 from bench.results_io import figure, write_results
 from bridge.config import load_config
-from bridge.launcher import run_bridge
 from bridge.security import hash_password
 from bridge.security.client import CLIENT_URI, configure_client
 from bridge.security.server import ensure_certificate
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
+from devtools.launcher import run_bridge
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = {  # client security string per policy (certificate files are created on first use)

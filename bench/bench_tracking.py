@@ -40,13 +40,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import write_results  # noqa: E402
-from bridge.launcher import run_bridge  # noqa: E402
 from bridge.config import BuildingConfig, RunPeriod, load_config  # noqa: E402
 from bridge.server import NAMESPACE  # noqa: E402
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig  # noqa: E402
 from bridge.tracking.deviation import Alert, DeviationTracker  # noqa: E402
 from bridge.tracking.live import LiveLink  # noqa: E402
 from bridge.tracking.scenario import edited_model, write_campus  # noqa: E402
+from devtools.launcher import run_bridge  # noqa: E402
 
 SIGNAL = "FacilityPower"
 FAULT_FREE = "fault_free"

@@ -27,6 +27,7 @@ from bridge.config import load_config
 from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.engines.twin import TwinEngine, std_tag
 from bridge.historian import load_history
+from bridge.twin.cli import engines_for
 from bridge.twin.collect import ExcitationController, collect_history, excitation_for
 from bridge.twin.evaluate import error_shares, evaluate, metrics, plot_day, rolling_forecasts, summarize
 from bridge.twin.features import reference_holidays
@@ -53,7 +54,8 @@ def history(path: Path, seed: int = 0, start: dt.date = dt.date(2025, 7, 1)):
         period = dataclasses.replace(config.period, start=start, end=dt.date(2025, 7, 28))
         building = config.buildings[0]
         started = time.perf_counter()
-        collect_history(building, period, path, path.parent / f"work_{path.stem}", excitation_for(building, seed=seed))
+        collect_history(building, period, path, engines_for(config, path.parent / f"work_{path.stem}"),
+                        excitation_for(building, seed=seed))
         print(f"collected {period.steps} steps in {time.perf_counter() - started:.1f} s")
     return load_history(path)
 

@@ -1,7 +1,9 @@
 """Historian: every step's inputs and outputs of every building, in one SQLite file per run.
 
 Layout: a table ``tags`` (building, tag, direction, unit) and one table per building named after it,
-one row per step: ``step, sim_time_s, time`` (ISO calendar time) and one REAL column per tag.
+one row per step: ``step, sim_time_s, time`` (ISO calendar time) and one REAL column per tag; table
+``meta`` holds the run's metadata and, under ``tagmap:<building>``, each building's tag map name,
+floor area and file (JSON), which tell a twin model which building the rows are of.
 Rows are only appended. Each step is committed in WAL mode with synchronous=NORMAL, which keeps
 every committed step if the bridge process dies (an OS crash may lose the last few).
 ``load_history`` returns a building's rows as a pandas DataFrame indexed by calendar time.
@@ -10,6 +12,7 @@ every committed step if the bridge process dies (an OS crash may lose the last f
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -48,6 +51,8 @@ class Historian:
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", (meta or {}).items())
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                 [(f"tagmap:{name}", json.dumps(tagmap.building)) for name, tagmap in tagmaps.items()])
             for building, tagmap in tagmaps.items():
                 columns = [i.tag for i in tagmap.inputs] + [o.tag for o in tagmap.outputs]
                 self._columns[building] = columns
@@ -83,7 +88,43 @@ class Historian:
 def buildings_in(path: str | Path) -> list[str]:
     """Names of the buildings recorded in a historian file."""
     with sqlite3.connect(_existing(path)) as db:
-        return [row[0] for row in db.execute("SELECT DISTINCT building FROM tags ORDER BY rowid")]
+        try:
+            return [row[0] for row in db.execute("SELECT DISTINCT building FROM tags ORDER BY rowid")]
+        except sqlite3.DatabaseError as exc:
+            raise HistorianError(f"{path}: not a historian file ({exc})") from None
+
+
+def building_name(path: str | Path, building: str | None = None) -> str:
+    """``building`` if the historian holds it, else HistorianError naming the ones it holds; when
+    None, the name of its only building."""
+    names = buildings_in(path)
+    if building is None:
+        if len(names) != 1:
+            raise HistorianError(f"{path}: holds buildings {names}; name one")
+        return names[0]
+    if building not in names:
+        raise HistorianError(f"{path}: no building {building!r} (has {names})")
+    return building
+
+
+def recorded_tagmap(path: str | Path, building: str | None = None) -> dict | None:
+    """The tag map recorded for ``building`` (see ``building_name``): ``TagMap.building``'s name,
+    floor area and file; None in a historian written before they were recorded."""
+    key = f"tagmap:{building_name(path, building)}"
+    with sqlite3.connect(_existing(path)) as db:
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.OperationalError:  # no meta table
+            return None
+    if row is None:
+        return None
+    try:
+        recorded = json.loads(row[0])
+    except (TypeError, ValueError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        raise HistorianError(f"{path}: meta entry {key!r} is not a tag map record: {row[0]!r}")
+    return recorded
 
 
 def read_tag(path: str | Path, building: str, tag: str, start: dt.datetime | None = None,
@@ -111,13 +152,7 @@ def read_tag(path: str | Path, building: str, tag: str, start: dt.datetime | Non
 def load_history(path: str | Path, building: str | None = None) -> "pd.DataFrame":
     """One building's recorded steps as a DataFrame indexed by calendar time (column per tag,
     plus ``step`` and ``sim_time_s``). ``building`` may be omitted when the run has only one."""
-    names = buildings_in(path)
-    if building is None:
-        if len(names) != 1:
-            raise HistorianError(f"{path}: holds buildings {names}; name one")
-        building = names[0]
-    if building not in names:
-        raise HistorianError(f"{path}: no building {building!r} (has {names})")
+    building = building_name(path, building)
     import pandas as pd  # here, not at the top: the bridge daemon itself never needs pandas
 
     with sqlite3.connect(_existing(path)) as db:

@@ -140,9 +140,20 @@ class TagMap:
         return {i.tag: i.default for i in self.inputs}
 
     @property
+    def building(self) -> dict[str, object]:
+        """The building this tag map describes (name, floor area in m2, file), as historians and twin
+        model files record it: tag names alone do not tell one building from another."""
+        return {"name": self.name, "floor_area_m2": self.floor_area_m2, "tagmap": self.path}
+
+    @property
     def orders(self) -> tuple[InputOrder, ...]:
         """The ``below`` constraints between inputs."""
         return tuple(InputOrder(i.tag, i.below, i.margin, i.unit) for i in self.inputs if i.below is not None)
+
+
+def same_building(recorded: Mapping, other: Mapping) -> bool:
+    """Whether two records of ``TagMap.building`` name the same building (name and floor area)."""
+    return (recorded.get("name"), recorded.get("floor_area_m2")) == (other.get("name"), other.get("floor_area_m2"))
 
 
 def load_tagmap(path: str | Path) -> TagMap:

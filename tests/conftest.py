@@ -1,4 +1,4 @@
-"""Shared fixtures and helpers: a real bridge daemon (bridge.launcher), paths, polling with a timeout."""
+"""Shared fixtures and helpers: a real bridge daemon (devtools.launcher), paths, polling with a timeout."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.launcher import BridgeProcess, free_port, run_bridge  # noqa: F401 (used by the test modules)
 from bridge.security import hash_password
+from devtools.launcher import BridgeProcess, free_port, run_bridge  # noqa: F401 (used by the test modules)
 
 REPO = Path(__file__).resolve().parent.parent
 SIMS = REPO / "sims"

@@ -1,6 +1,6 @@
 """Controllers as separate processes against a real bridge and real EnergyPlus, on loopback.
 
-Each test starts ``twinbridge run`` (bridge.launcher.run_bridge) in lockstep and one or more
+Each test starts ``twinbridge run`` (devtools.launcher.run_bridge) in lockstep and one or more
 ``twinbridge controller ...`` processes, then checks the historian: the inputs of every step equal
 what the controller's rules give for the start of that step.
 """
@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from bridge import launcher
 from bridge.historian import load_history
 from conftest import REPO, TAGMAPS, run_bridge, wait_until
 from controllers.client import BridgeClient
 from controllers.csv_trajectory import load_trajectory
 from controllers.schedule import load_schedule
+from devtools import launcher
 
 pytestmark = pytest.mark.engine
 STEP = dt.timedelta(minutes=10)

@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 import pytest
 from asyncua import Server, ua
 
-from bridge.launcher import free_port
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig
 from bridge.tracking.deviation import Alert, Thresholds
 from bridge.tracking.live import LiveBuffer, LiveLink
 from bridge.tracking.sinks import AsyncuaAlertSink
+from devtools.launcher import free_port
 
 NS = "urn:twinbridge"
 START = dt.datetime(2025, 7, 1, tzinfo=dt.timezone.utc)

@@ -13,6 +13,7 @@ from bridge.config import load_config
 from bridge.engines.twin import TwinEngine, std_tag
 from bridge.historian import load_history
 from bridge.tagmap import load_tagmap
+from bridge.twin.cli import engines_for
 from bridge.twin.collect import collect_history, excitation_for
 from bridge.twin.evaluate import evaluate
 from bridge.twin.features import feature_sets_for
@@ -31,8 +32,9 @@ def small_office_db(tmp_path_factory):
     period = dataclasses.replace(config.period, start=dt.date(2025, 7, 1), end=dt.date(2025, 7, 4))
     folder = tmp_path_factory.mktemp("twin_collect")
     building = config.buildings[0]
-    path = collect_history(building, period, folder / "history.db", folder / "work",
-                           excitation_for(building, seed=1), start_timeout_s=120, step_timeout_s=30)
+    engines = engines_for(dataclasses.replace(config, engine_start_timeout_s=120, engine_step_timeout_s=30),
+                          folder / "work")
+    path = collect_history(building, period, folder / "history.db", engines, excitation_for(building, seed=1))
     return config, period, path
 
 
@@ -236,7 +238,9 @@ def test_fit_and_evaluate_from_the_command_line(small_office_db, tmp_path):
     refused = run_cli("twin", "fit", str(history), "--tagmap", "tagmaps/large_office.toml",
                       "-o", str(tmp_path / "x.npz"))
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "twin fit: error: data lacks tags" in refused.stderr and "ChilledWaterSetpoint" in refused.stderr
+    # the historian records its building's tag map: another one is refused before any tag is looked up
+    assert "twinbridge: error: tagmaps/large_office.toml: tag map 'Large office'" in refused.stderr
+    assert "recorded for its building: 'Small office'" in refused.stderr
 
 
 

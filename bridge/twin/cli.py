@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
+import logging
 import sys
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +65,9 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--every", type=int, default=6, help="steps between origins (default 6 = hourly)")
     evaluate.add_argument("--plot", type=Path, help="PNG of one day's forecast per target (target name is appended)")
     evaluate.add_argument("--plot-day", help="day to plot (YYYY-MM-DD; default: the day after --from)")
+    evaluate.add_argument("--allow-overlap", action="store_true",
+                          help="evaluate forecasts of rows inside the model's training window too (for another run "
+                               "over the same dates; on the training historian they are in-sample figures)")
     evaluate.set_defaults(func=_reported(_evaluate))
 
     serve = commands.add_parser("serve", help="serve a trained twin over OPC UA like the EnergyPlus building")
@@ -100,17 +105,16 @@ def _building(config, name: str | None):
     raise ConfigError(f"{config.path}: no building {name!r} (has {[b.name for b in config.buildings]})")
 
 
-def _day(value: str, year: int, option: str) -> dt.date:
-    from bridge.config import ConfigError, month_day
+def engines_for(config, workdir: Path):
+    """The engine factory of ``bridge.twin.collect``: a building's engine as a campus run of
+    ``config`` makes it (its engine kind and timeouts), over the period asked, working in ``workdir``."""
+    from bridge.campus import make_engine
 
-    try:
-        return month_day(value, year, option)
-    except ConfigError as exc:
-        raise SystemExit(str(exc)) from None
+    return lambda building, period: make_engine(building, dataclasses.replace(config, period=period), workdir)
 
 
 def _collect(args: argparse.Namespace) -> int:
-    from bridge.config import load_config
+    from bridge.config import ConfigError, load_config, month_day
     from bridge.twin.collect import collect_history, excitation_for
 
     config = load_config(args.config)
@@ -118,27 +122,41 @@ def _collect(args: argparse.Namespace) -> int:
     year = config.period.start.year
     period = dataclasses.replace(
         config.period,
-        start=_day(args.start, year, "--start") if args.start else config.period.start,
-        end=_day(args.end, year, "--end") if args.end else config.period.end)
+        start=month_day(args.start, year, "--start") if args.start else config.period.start,
+        end=month_day(args.end, year, "--end") if args.end else config.period.end)
+    if period.end < period.start:
+        raise ConfigError(f"--end: last day {period.end} is before the first day {period.start} "
+                          f"(a collection stays within one year)")
     controller = excitation_for(building, seed=args.seed, hold_hours=tuple(args.hold_hours))
     workdir = config.run_dir / f"twin_collect_{building.name}"
-    collect_history(building, period, args.output, workdir, controller,
-                    start_timeout_s=config.engine_start_timeout_s, step_timeout_s=config.engine_step_timeout_s)
+    collect_history(building, period, args.output, engines_for(config, workdir), controller)
     print(f"recorded {period.steps} steps of {building.name} ({period.start} .. {period.end}) in {args.output}")
     return 0
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from bridge.historian import load_history
-    from bridge.tagmap import load_tagmap
+    from bridge.historian import load_history, recorded_tagmap
+    from bridge.tagmap import TagMapError, load_tagmap, same_building
+    from bridge.twin.evaluate import parse_time, span
     from bridge.twin.features import feature_sets_for
-    from bridge.twin.gp import TwinModel
+    from bridge.twin.gp import ModelError, TwinModel
     from bridge.twin.persist import save_model
 
     history = load_history(args.history, args.building)
-    if args.until:
-        history = history[history.index < args.until]
     tagmap = load_tagmap(args.tagmap)
+    recorded = recorded_tagmap(args.history, args.building)
+    if recorded and not same_building(recorded, tagmap.building):
+        raise TagMapError(f"{args.tagmap}: tag map {tagmap.name!r} (floor area {tagmap.floor_area_m2} m2) is not "
+                          f"the one {args.history} recorded for its building: {recorded.get('name')!r} (floor area "
+                          f"{recorded.get('floor_area_m2')} m2, {recorded.get('tagmap')})")
+    if args.until:
+        until = parse_time(args.until, "--until")
+        if not (history.index < until).any():
+            raise ModelError(f"--until {until}: no rows before it to train on (data: {span(history)})")
+        history = history[history.index < until]
+    for option, count in (("--n-hyper", args.n_hyper), ("--inducing", args.inducing)):
+        if count < 1:
+            raise ModelError(f"{option} must be at least 1, got {count}")
     feature_sets = feature_sets_for(tagmap, args.targets, args.output_lags, args.input_lags, args.disturbance_lags,
                                     profile=not args.no_profile, lag_step=args.lag_step)
     twin = TwinModel.from_feature_sets(feature_sets, n_hyper=args.n_hyper, max_exact=args.max_exact,
@@ -154,19 +172,27 @@ def _fit(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from bridge.historian import load_history
-    from bridge.twin.evaluate import evaluate, plot_day
-    from bridge.twin.persist import load_model
+    from bridge.historian import load_history, recorded_tagmap
+    from bridge.twin.evaluate import evaluate, parse_time, plot_day
+    from bridge.twin.persist import check_building, load_model
 
+    start = parse_time(args.test_start, "--from")
+    day = parse_time(args.plot_day, "--plot-day") if args.plot_day else start.normalize() + pd.Timedelta(days=1)
     twin = load_model(args.model)
     history = load_history(args.history, args.building)
+    recorded = recorded_tagmap(args.history, args.building)
+    if recorded is None:
+        log.warning("%s records no tag map for its building: cannot check that %s learnt that building",
+                    args.history, args.model)
+    check_building(twin, recorded, f"the building of {args.history}, tag map", args.model)
     report = {}
     for target, model in twin.models.items():
-        result = evaluate(model, history, args.test_start, args.horizon, args.every)
-        report[target] = {"overall": result["overall"], "last_step": result["last_step"]}
+        result = evaluate(model, history, start, args.horizon, args.every, args.allow_overlap)
+        report[target] = {"overall": result["overall"], "last_step": result["last_step"],
+                          "in_sample": result["in_sample"]}
         if args.plot:
-            day = args.plot_day or (pd.Timestamp(args.test_start).normalize() + pd.Timedelta(days=1)).date().isoformat()
-            plot_day(model, history, day, args.horizon, args.plot.with_name(f"{args.plot.stem}_{target}.png"))
+            plot_day(model, history, day, args.horizon, args.plot.with_name(f"{args.plot.stem}_{target}.png"),
+                     allow_overlap=args.allow_overlap)
     print(json.dumps(report, indent=2))
     return 0
 

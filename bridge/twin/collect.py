@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,6 @@ import pandas as pd
 
 from bridge.config import BuildingConfig, RunPeriod
 from bridge.daylight import clock_time, daylight_saving_rule, period_in
-from bridge.engines.external_interface import ExternalInterfaceEngine
 from bridge.errors import TwinbridgeError
 from bridge.historian import Historian
 from bridge.tagmap import TagMap
@@ -31,6 +30,11 @@ from bridge.twin.features import reference_holidays
 
 class ExcitationError(TwinbridgeError, ValueError):
     """An excitation setting that cannot be used; the message names the tag."""
+
+
+# (building, period) -> the engine that simulates it over that period: an object with the
+# interface of bridge.engines.base.Engine (start, step, stop), which the caller chooses.
+EngineFactory = Callable[[BuildingConfig, RunPeriod], object]
 
 
 # Comfort and equipment limits of the occupied excitation for the tags of the DOE reference tag maps
@@ -155,12 +159,12 @@ def excitation_for(building: BuildingConfig, **settings) -> ExcitationController
     return ExcitationController(building.tagmap, daylight_saving=daylight_saving_rule(building.model), **settings)
 
 
-async def collect(building: BuildingConfig, period: RunPeriod, historian_path: Path, workdir: Path,
-                  controller: ExcitationController | None = None, start_timeout_s: float = 300.0,
-                  step_timeout_s: float = 60.0) -> Path:
-    """Run ``building`` in EnergyPlus over ``period`` under ``controller`` (default: seed 0) and
-    record every step, inputs included, in a new historian at ``historian_path``; return that path.
-    The default controller is ``excitation_for(building)`` (seed 0).
+async def collect(building: BuildingConfig, period: RunPeriod, historian_path: Path, engine_factory: EngineFactory,
+                  controller: ExcitationController | None = None) -> Path:
+    """Run ``building`` over ``period`` in the engine ``engine_factory(building, period)`` makes
+    (EnergyPlus, for training data) under ``controller`` and record every step, inputs included, in
+    a new historian at ``historian_path``; return that path. The default controller is
+    ``excitation_for(building)`` (seed 0). An engine that fails to start leaves no historian file.
 
     Row k of the historian holds the outputs at the end of step k (row 0: the start sample) and
     the inputs applied during that step (row 0: the inputs of the first step)."""
@@ -172,15 +176,16 @@ async def collect(building: BuildingConfig, period: RunPeriod, historian_path: P
             "weather": str(building.weather), "period_start": period.start.isoformat(),
             "period_end": period.end.isoformat(), "timesteps_per_hour": str(period.timesteps_per_hour),
             "excitation_seed": str(controller.seed)}
+    engine = engine_factory(building, period)
     historian = Historian(historian_path, {building.name: building.tagmap}, meta)
-    engine = ExternalInterfaceEngine(building.name, building.model, building.weather, building.tagmap, period,
-                                     workdir, start_timeout_s=start_timeout_s, step_timeout_s=step_timeout_s)
+    recorded = False
     try:
         sample = await engine.start()
         record = lambda step, inputs: historian.record([(building.name, step, sample.sim_time_s,
                                                          period.time_of(sample.sim_time_s),
                                                          {**sample.outputs, **inputs})])
         record(0, schedule.iloc[0].to_dict())
+        recorded = True
         for step, (_, row) in enumerate(schedule.iterrows(), start=1):
             inputs = row.to_dict()
             sample = await engine.step(inputs)
@@ -190,10 +195,12 @@ async def collect(building: BuildingConfig, period: RunPeriod, historian_path: P
     finally:
         await engine.stop()
         historian.close()
+        if not recorded:  # the engine failed to start: no empty historian in the way of the next attempt
+            historian_path.unlink(missing_ok=True)
     return historian_path
 
 
-def collect_history(building: BuildingConfig, period: RunPeriod, historian_path: Path, workdir: Path,
-                    controller: ExcitationController | None = None, **timeouts: float) -> Path:
+def collect_history(building: BuildingConfig, period: RunPeriod, historian_path: Path, engine_factory: EngineFactory,
+                    controller: ExcitationController | None = None) -> Path:
     """Synchronous ``collect`` (for scripts and tests)."""
-    return asyncio.run(collect(building, period, historian_path, workdir, controller, **timeouts))
+    return asyncio.run(collect(building, period, historian_path, engine_factory, controller))

@@ -9,6 +9,10 @@ From every origin (every ``every`` rows of the test span) the model forecasts th
 - accuracy_range = 1 - RMSE / (max - min)(measured)   (range normalisation, the gentler one);
 - coverage95 = share of measurements inside mean +/- 1.96 std.
 The normalising mean and range are those of the measured values in the test span.
+
+A forecast of a row the model was trained on (its ``training_period_``) is refused (ModelError):
+its figures would be in-sample. ``allow_overlap`` takes it anyway, for a historian that is another
+run over the same dates; the report then says ``in_sample``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bridge.twin.calibration import Z95
-from bridge.twin.gp import GPModel
+from bridge.twin.gp import GPModel, ModelError
 
 
 @dataclass(frozen=True)
@@ -49,25 +53,70 @@ def metrics(actual: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, 
     }
 
 
+def parse_time(value: pd.Timestamp | str, what: str) -> pd.Timestamp:
+    """``value`` (a time or ISO text) as a time of the historian's time base, local standard time
+    without a UTC offset; ModelError naming ``what`` for anything else."""
+    try:
+        time = pd.Timestamp(value)
+    except (ValueError, TypeError, OverflowError):
+        time = pd.NaT
+    if pd.isna(time):
+        raise ModelError(f"{what}: expected a time (ISO, for example 2025-07-22 or 2025-07-22T06:00), got {value!r}")
+    if time.tzinfo is not None:
+        raise ModelError(f"{what}: {value!r} has a UTC offset; give the historian's local standard time without one")
+    return time
+
+
+def span(frame: pd.DataFrame) -> str:
+    """The time span of ``frame``'s rows, for messages."""
+    return f"{frame.index[0]} .. {frame.index[-1]}, {len(frame)} rows" if len(frame) else "no rows"
+
+
+def training_overlap(model: GPModel, times: np.ndarray) -> bool:
+    """Whether any of ``times`` lies in the window of rows ``model`` was trained on."""
+    first, last = (np.datetime64(pd.Timestamp(t)) for t in model.training_period_)
+    times = np.asarray(times, dtype="datetime64[ns]")
+    return bool(((times >= first) & (times <= last)).any())
+
+
+def _check_out_of_sample(model: GPModel, times: np.ndarray, what: str, allow_overlap: bool) -> None:
+    """ModelError if forecasts of rows at ``times`` would be in-sample, unless ``allow_overlap``."""
+    if not allow_overlap and training_overlap(model, times):
+        first, last = model.training_period_
+        raise ModelError(f"{what} of {model.features.target!r} reach into the rows the model was trained on "
+                         f"({first} .. {last}): their figures would be in-sample; test after {last}, or allow the "
+                         f"overlap (twin evaluate --allow-overlap) if these rows are another run over the same dates")
+
+
 def rolling_forecasts(model: GPModel, frame: pd.DataFrame, test_start: pd.Timestamp | str, horizon: int,
-                      every: int = 1) -> Forecasts:
+                      every: int = 1, allow_overlap: bool = False) -> Forecasts:
     """Forecasts from every ``every``-th row at or after ``test_start`` (the origin, whose output
-    is known) whose whole horizon lies inside ``frame``."""
-    first = int(np.searchsorted(frame.index, pd.Timestamp(test_start)))
+    is known) whose whole horizon lies inside ``frame``. ModelError when there is no such origin,
+    or when a forecast row is one the model was trained on (unless ``allow_overlap``)."""
+    start = parse_time(test_start, "test start")
+    for name, steps in (("horizon", horizon), ("every", every)):
+        if steps < 1:
+            raise ModelError(f"{name} must be at least 1 step, got {steps}")
+    first = int(np.searchsorted(frame.index, start))
     first = max(first, model.features.max_lag)
     origins = np.arange(first, len(frame) - horizon, every)
     if origins.size == 0:
-        raise ValueError(f"no forecast origin: need more than {horizon} rows after {test_start}")
-    mean, std = model.forecast(frame, origins, horizon)
+        raise ModelError(f"no forecast origin at or after {start}: the data ({span(frame)}) has no row there with "
+                         f"{model.features.max_lag} rows before it and {horizon} after it")
     rows = origins[:, None] + np.arange(1, horizon + 1)[None, :]
+    times = frame.index.to_numpy()[rows]
+    _check_out_of_sample(model, times, f"forecasts from {start}", allow_overlap)
+    mean, std = model.forecast(frame, origins, horizon)
     actual = frame[model.features.target].to_numpy(float)[rows]
-    return Forecasts(frame.index.to_numpy()[rows], actual, mean, std)
+    return Forecasts(times, actual, mean, std)
 
 
 def evaluate(model: GPModel, frame: pd.DataFrame, test_start: pd.Timestamp | str, horizon: int,
-             every: int = 1) -> dict:
-    """Metrics of rolling forecasts: overall, at the last horizon step, and per step (lists)."""
-    return summarize(rolling_forecasts(model, frame, test_start, horizon, every), model.features.target)
+             every: int = 1, allow_overlap: bool = False) -> dict:
+    """Metrics of rolling forecasts: overall, at the last horizon step, and per step (lists);
+    ``in_sample``: whether a forecast row is one the model was trained on (only with ``allow_overlap``)."""
+    forecasts = rolling_forecasts(model, frame, test_start, horizon, every, allow_overlap)
+    return {**summarize(forecasts, model.features.target), "in_sample": training_overlap(model, forecasts.times)}
 
 
 def summarize(result: Forecasts, target: str) -> dict:
@@ -101,18 +150,22 @@ def error_shares(result: Forecasts, labels: np.ndarray) -> dict[str, dict[str, f
             for label in np.unique(labels)}
 
 
-def plot_day(model: GPModel, frame: pd.DataFrame, day: str, horizon: int, path: Path, unit: str = "") -> Path:
+def plot_day(model: GPModel, frame: pd.DataFrame, day: str, horizon: int, path: Path, unit: str = "",
+             allow_overlap: bool = False) -> Path:
     """PNG of one day: measurement, the 1-step prediction and the ``horizon``-step-ahead forecast
-    (issued ``horizon`` rows earlier) with its 95% band."""
+    (issued ``horizon`` rows earlier) with its 95% band. ModelError for a day without the data, or
+    (unless ``allow_overlap``) with rows the model was trained on."""
+    start = parse_time(day, "plot day").normalize()
+    rows = np.nonzero((frame.index > start) & (frame.index <= start + pd.Timedelta(days=1)))[0]
+    if rows.size == 0 or rows[0] - horizon < model.features.max_lag:
+        raise ModelError(f"{start.date()}: not enough data ({span(frame)}) to plot {horizon}-step forecasts "
+                         f"of that day")
+    _check_out_of_sample(model, frame.index.to_numpy()[rows], f"forecasts of {start.date()}", allow_overlap)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    start = pd.Timestamp(day)
-    rows = np.nonzero((frame.index > start) & (frame.index <= start + pd.Timedelta(days=1)))[0]
-    if rows.size == 0 or rows[0] - horizon < model.features.max_lag:
-        raise ValueError(f"{day}: not enough data in the frame to plot {horizon}-step forecasts")
     mean_h, std_h = model.forecast(frame, rows - horizon, horizon)
     mean_1, _ = model.forecast(frame, rows - 1, 1)
     times = frame.index[rows]

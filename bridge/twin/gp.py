@@ -47,7 +47,8 @@ from bridge.twin.sparse import InducingPointGP
 
 
 class ModelError(TwinbridgeError, ValueError):
-    """A model used wrongly (not fitted, bad forecast window); the message says what."""
+    """A model used wrongly: not fitted, bad settings, or a training or forecast window it cannot use
+    (an unreadable time, no rows, forecasts of its own training rows); the message says what."""
 
 
 class GPModel(BaseEstimator):

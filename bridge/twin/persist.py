@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bridge.tagmap import TagMap
+from bridge.tagmap import TagMap, same_building
 from bridge.twin.errors import ModelFileError
 from bridge.twin.features import DAY_TYPES, PROFILE_SLOTS, FeatureSet
 from bridge.twin.gp import GPModel, TwinModel
@@ -33,6 +33,7 @@ from bridge.twin.weather import EPW_COLUMNS
 FORMAT = "twinbridge-gp-twin/2"  # 2: std calibration tables [one-step, rollout]
 # what reading a damaged .npz raises (json.JSONDecodeError is a ValueError)
 READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # first bytes of a zip archive (an .npz file), as numpy.load tells them
 GP_PARAMS = ("n_hyper", "max_exact", "n_inducing", "linear", "n_restarts", "max_iter", "calibrate", "random_state",
              "blas_threads")
 
@@ -77,7 +78,7 @@ def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: 
     meta = {"format": FORMAT, "created": dt.datetime.now().isoformat(timespec="seconds"),
             "versions": library_versions(), "targets": targets, "metrics": metrics or {}, **(extra or {})}
     if tagmap is not None:
-        meta["building"] = {"name": tagmap.name, "floor_area_m2": tagmap.floor_area_m2, "tagmap": str(tagmap.path)}
+        meta["building"] = tagmap.building
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:  # np.savez would append ".npz" to a path without it
         np.savez(handle, metadata=np.array(json.dumps(meta)), **arrays)
@@ -148,7 +149,7 @@ def _array(data, path: Path, target: str, prefix: str, name: str, shape: tuple[i
     try:
         array = data[key]
     except READ_ERRORS as exc:
-        raise ModelFileError(f"{where} cannot be read ({type(exc).__name__}: {exc})") from None
+        raise ModelFileError(f"{where} cannot be read ({_reason(exc)})") from None
     if not np.issubdtype(array.dtype, np.floating):
         raise ModelFileError(f"{where} holds {array.dtype}, not floating-point numbers")
     if array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape)):
@@ -163,11 +164,7 @@ def check_compatible(twin: TwinModel, tagmap: TagMap, path: Path | str = "model"
     latter with a weather variable the EPW file gives; control inputs as input tags). A model that
     records the building it learnt (metadata ``building``) is refused for a tag map of another
     name or floor area: tag names alone do not tell a Small Office's power from a Large Office's."""
-    learnt = twin.metadata.get("building")
-    if learnt and (learnt.get("name"), learnt.get("floor_area_m2")) != (tagmap.name, tagmap.floor_area_m2):
-        raise ModelFileError(f"{path}: model learnt building {learnt.get('name')!r} (floor area "
-                             f"{learnt.get('floor_area_m2')} m2, {learnt.get('tagmap')}), not tag map {tagmap.name!r} "
-                             f"(floor area {tagmap.floor_area_m2} m2, {tagmap.path})")
+    check_building(twin, tagmap.building, "tag map", path)
     inputs = {i.tag for i in tagmap.inputs}
     outputs = {o.tag for o in tagmap.outputs}
     weather = {o.tag for o in tagmap.outputs if o.variable in EPW_COLUMNS}
@@ -182,13 +179,44 @@ def check_compatible(twin: TwinModel, tagmap: TagMap, path: Path | str = "model"
                              f"{sorted(set(missing))}")
 
 
+def check_building(twin: TwinModel, building: dict | None, what: str, path: Path | str = "model") -> None:
+    """Refuse a model that records the building it learnt (metadata ``building``) for another
+    ``building`` (a ``TagMap.building`` record, of the ``what`` named in the message): raise
+    ModelFileError naming both. Nothing to check when either is unknown (None)."""
+    learnt = twin.metadata.get("building")
+    if learnt is not None and not isinstance(learnt, dict):
+        raise ModelFileError(f"{path}: metadata 'building' is not a table: {learnt!r}")
+    if learnt and building and not same_building(learnt, building):
+        raise ModelFileError(f"{path}: model learnt building {learnt.get('name')!r} (floor area "
+                             f"{learnt.get('floor_area_m2')} m2, {learnt.get('tagmap')}), not {what} "
+                             f"{building.get('name')!r} (floor area {building.get('floor_area_m2')} m2, "
+                             f"{building.get('tagmap')})")
+
+
 def _open(path: Path):
+    """The open .npz archive at ``path``; ModelFileError for a file that is none (checked by its first
+    bytes, before NumPy reads it: NumPy would call any other file pickled data)."""
     try:
-        return np.load(path, allow_pickle=False)
+        with open(path, "rb") as handle:
+            magic = handle.read(len(ZIP_MAGIC[0]))
     except FileNotFoundError:
         raise ModelFileError(f"twin model file not found: {path}") from None
-    except READ_ERRORS as exc:
+    except OSError as exc:
         raise ModelFileError(f"{path}: not a twin model file ({type(exc).__name__}: {exc})") from None
+    if not magic.startswith(ZIP_MAGIC):
+        raise ModelFileError(f"{path}: not a twin model file (a model is an .npz archive; this file is not one)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except READ_ERRORS as exc:
+        raise ModelFileError(f"{path}: not a twin model file ({_reason(exc)})") from None
+
+
+def _reason(exc: Exception) -> str:
+    """Why a file or entry cannot be read, for the user: NumPy's refusal of pickled objects would
+    suggest loading them with allow_pickle, which a model file never needs."""
+    if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
+        return "it holds pickled Python objects, which a model file never does"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _metadata(data, path: Path) -> dict:
@@ -197,7 +225,7 @@ def _metadata(data, path: Path) -> dict:
     try:
         meta = json.loads(str(data["metadata"]))
     except READ_ERRORS as exc:
-        raise ModelFileError(f"{path}: entry 'metadata' cannot be read ({type(exc).__name__}: {exc})") from None
+        raise ModelFileError(f"{path}: entry 'metadata' cannot be read ({_reason(exc)})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: unknown model format {meta.get('format') if isinstance(meta, dict) else meta!r}, expected {FORMAT!r}")
     return meta

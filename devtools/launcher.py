@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent  # the daemon runs from the repository folder, as a user would
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -78,7 +81,7 @@ def run_bridge(config: Path, tmp_path: Path, *extra: str, keep_serving: bool = T
     if keep_serving:
         args.append("--keep-serving")
     with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent)
+        process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, cwd=REPO)
     bridge = BridgeProcess(process, endpoint, run_dir, log_path)
     try:
         wait_for_port(port, process)
