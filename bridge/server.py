@@ -603,8 +603,10 @@ def _refusals_key(source: str, code: int) -> str:
 
 
 def _node_name(node_id: ua.NodeId) -> str:
-    """A node id as the log shows it: a tag's dotted path, else the OPC UA text form."""
-    return node_id.Identifier if isinstance(node_id.Identifier, str) else node_id.to_string()
+    """A node id as the log shows it: a tag's dotted path, else the OPC UA text form (quoted when a
+    client's string holds characters that could forge a log line)."""
+    text = node_id.Identifier if isinstance(node_id.Identifier, str) else node_id.to_string()
+    return text if text.isprintable() else repr(text)
 
 
 def _unsupported_write(item: ua.WriteValue) -> str | None:
