@@ -79,6 +79,9 @@ class ThrottledLog:
 
     def flush(self, everything: bool = False) -> None:
         """Log the summaries of ended windows (``everything``: of all windows, e.g. when stopping)."""
+        if everything and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for key, count in self.rate.drain(everything).items():
             self.logger.warning("%s: %d more in %g s, not logged one by one", key, count, self.rate.window_s)
 
