@@ -9,9 +9,12 @@ Address space, namespace ``urn:twinbridge``, string node ids that read well in a
     Objects/<Campus>/<Building>/Control/{..., OutputReady, InputReady}
 
 Node id of a tag: ``ns=<urn:twinbridge>;s=<Campus>.<Building>.<Inputs|Outputs|Control>.<Name>``.
-Output values carry SourceTimestamp = simulation time. A write outside an input's EURange, or one
-that would break an order between inputs (a tag map's ``below``), is refused with BadOutOfRange
-and logged.
+Output values carry SourceTimestamp = simulation time. A client writes the Value of an input or of
+InputReady, nothing else (BadNotWritable); a Value with a StatusCode other than Good, a
+ServerTimestamp or an IndexRange is refused (BadWriteNotSupported), an input value that is not a
+Double scalar (BadTypeMismatch), outside the input's EURange or breaking an order between inputs (a
+tag map's ``below``; BadOutOfRange). Each item of a Write is answered on its own; refusals are
+logged, a few per client and reason every ``REFUSALS_WINDOW_S``, then counted (``ThrottledLog``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,12 +33,14 @@ from pathlib import Path
 
 import asyncua
 from asyncua import Server, ua
+from asyncua.crypto.permission_rules import UserRole
 from asyncua.server.address_space import AddressSpace, AttributeValue
 from asyncua.server.history import HistoryStorageInterface
 
 from bridge.config import cache_dir
 from bridge.errors import TwinbridgeError
 from bridge.historian import read_tag
+from bridge.ratelimit import ThrottledLog
 from bridge.security.server import may_write, secure_server
 from bridge.security.settings import ServerSecurity
 from bridge.tagmap import InputOrder, InputTag, TagMap
@@ -56,6 +62,9 @@ Exchange = Callable[[Callable[[], Awaitable[None]]], Awaitable[tuple[int, list[f
 NUMBER_VARIANTS = {ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.SByte, ua.VariantType.Byte,
                    ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32, ua.VariantType.UInt32,
                    ua.VariantType.Int64, ua.VariantType.UInt64}
+REFUSALS_LOGGED, REFUSALS_WINDOW_S = 5, 10.0  # refused writes logged one by one per client and reason per window
+# A write item to refuse: (OPC UA status code, what was refused and why, for the log)
+Refusal = tuple[int, str]
 
 
 class InputRefused(TwinbridgeError, ValueError):
@@ -168,6 +177,8 @@ class TagServer:
         self.outputs: dict[str, dict[str, ua.NodeId]] = {}
         self.controls: dict[str | None, ControlNodes] = {}
         self._input_items: dict[ua.NodeId, tuple[str, InputTag]] = {}  # input node -> (building, tag-map entry)
+        self._held_inputs: dict[ua.NodeId, float] = {}  # input node -> the last number read from it
+        self._refusals = ThrottledLog(log, REFUSALS_LOGGED, REFUSALS_WINDOW_S)
         self._orders: dict[str, tuple[InputOrder, ...]] = {}
         self._input_lock = asyncio.Lock()  # a check of input values and their write are one step
         self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
@@ -215,6 +226,7 @@ class TagServer:
             self.server.iserver.time_task = None
             with contextlib.suppress(asyncio.CancelledError):
                 await clock
+        self._refusals.flush(everything=True)
         await self.server.stop()
 
     def connected_clients(self) -> int:
@@ -301,6 +313,7 @@ class TagServer:
                                "; ".join(filter(None, [item.description, *rules])))
             self.inputs[name][item.tag] = self._id(path)
             self._input_items[self._id(path)] = (name, item)
+            self._held_inputs[self._id(path)] = item.default
             self.history.tags[self._id(path)] = (name, item.tag)
         for item in tagmap.outputs:
             path = f"{prefix}.Outputs.{item.tag}"
@@ -388,9 +401,10 @@ class TagServer:
             return None
         return f"{building}.{item.tag}: outside EURange [{item.min:g}, {item.max:g}]"
 
-    def _disordered_writes(self, items: list[ua.WriteValue], candidates: list[int]) -> set[int]:
+    def _disordered_writes(self, items: list[ua.WriteValue], candidates: list[int], source: str) -> set[int]:
         """Indices of the input writes among ``candidates`` that would break a ``below`` order of their
-        building, judged on the values the whole request leaves (so its order of writes does not matter)."""
+        building, judged on the values the whole request leaves (so its order of writes does not matter);
+        ``source`` (who wrote them) is named in the log."""
         refused: set[int] = set()
         while True:
             writes = {i: (*self._input_items[items[i].NodeId], items[i].Value.Value.Value) for i in candidates
@@ -404,36 +418,40 @@ class TagServer:
                         continue
                     involved = {i for i, (b, item, _) in writes.items()
                                 if b == building and item.tag in (order.lower, order.upper)}
-                    log.warning("refused write to %s of %s: %s", building,
-                                ", ".join(sorted({writes[i][1].tag for i in involved})), order.explain(values))
+                    self._refusals.warning(_refusals_key(source, ua.StatusCodes.BadOutOfRange),
+                                           "refused write to %s of %s: %s (by %s)", building,
+                                           ", ".join(sorted({writes[i][1].tag for i in involved})),
+                                           order.explain(values), source)
                     newly |= involved
             if not newly:
                 return refused
             refused |= newly
 
     def _guard_writes(self) -> None:
-        """Refuse writes by viewers (BadUserAccessDenied) and input writes out of EURange or out of order
-        (BadOutOfRange); notice InputReady raised by a client."""
+        """Check every Write before asyncua does: a viewer's is refused whole (BadUserAccessDenied), a
+        network client's item by item (``_client_refusal``), input values by type, EURange and order
+        (``_input_refusal``, ``_disordered_writes``). The items left go on to asyncua in one request, so
+        a refused item loses none of the others. InputReady raised by a client is noticed."""
         service = self.server.iserver.attribute_service
         forward = service.write
 
         async def write(params: ua.WriteParameters, user=None, **kwargs):
+            items, source = params.NodesToWrite, _source(user)
             if not may_write(user):
-                log.warning("refused a write by %s (role %s)", user.name, user.twinbridge_role)
-                return [ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)] * len(params.NodesToWrite)
-            items = params.NodesToWrite
-            results: list[ua.StatusCode | None] = [None] * len(items)
-            for i, item in enumerate(items):
-                if item.AttributeId != ua.AttributeIds.Value or item.NodeId not in self._input_items:
-                    continue
-                value = item.Value.Value.Value if item.Value and item.Value.Value else None
-                problem = self._range_problem(item.NodeId, value)
-                if problem:
-                    log.warning("refused write of %r to %s", value, problem)
-                    results[i] = ua.StatusCode(ua.StatusCodes.BadOutOfRange)
+                self._refusals.warning(_refusals_key(source, ua.StatusCodes.BadUserAccessDenied),
+                                       "refused a write by %s (role %s)", source, user.twinbridge_role)
+                return [ua.StatusCode(ua.StatusCodes.BadUserAccessDenied)] * len(items)
+            results: list[ua.StatusCode | None] = []
+            for item in items:
+                refusal = (self._client_refusal(item) if _from_client(user) else None) or self._input_refusal(item)
+                if refusal:
+                    code, what = refusal
+                    self._refusals.warning(_refusals_key(source, code), "refused write %s (by %s)", what, source)
+                results.append(ua.StatusCode(refusal[0]) if refusal else None)
             codes: list[ua.StatusCode] = []
             async with self._input_lock:
-                for i in self._disordered_writes(items, [i for i, r in enumerate(results) if r is None]):
+                inputs = [i for i, r in enumerate(results) if r is None and self._is_input_value(items[i])]
+                for i in self._disordered_writes(items, inputs, source):
                     results[i] = ua.StatusCode(ua.StatusCodes.BadOutOfRange)
                 accepted = [i for i, r in enumerate(results) if r is None]
                 if accepted:
@@ -442,11 +460,52 @@ class TagServer:
             for i, code in zip(accepted, codes):
                 results[i] = code
                 callback = self._on_input_ready.get(items[i].NodeId)
-                if callback and code.is_good() and items[i].Value.Value.Value is True:
+                if callback and code.is_good() and items[i].AttributeId == ua.AttributeIds.Value \
+                        and items[i].Value.Value.Value is True:
                     callback()
             return results
 
         service.write = write
+
+    def _is_input_value(self, item: ua.WriteValue) -> bool:
+        return item.AttributeId == ua.AttributeIds.Value and item.NodeId in self._input_items
+
+    def _client_refusal(self, item: ua.WriteValue) -> Refusal | None:
+        """Why the bridge refuses one item of a network client's Write, apart from input values, or None.
+
+        Clients write the Value attribute of writable variables (inputs, InputReady), a DataValue with
+        a value, no StatusCode other than Good, no ServerTimestamp (the server stamps the time it took
+        the value) and no IndexRange (every writable value is a scalar); a SourceTimestamp is kept."""
+        aspace = self.server.iserver.aspace
+        node, target = aspace.get(item.NodeId), _node_name(item.NodeId)
+        if node is None:
+            return ua.StatusCodes.BadNodeIdUnknown, f"to {target}: no such node"
+        if item.AttributeId not in node.attributes:
+            return ua.StatusCodes.BadAttributeIdInvalid, f"to {target}: it has no attribute {item.AttributeId}"
+        if item.AttributeId != ua.AttributeIds.Value:
+            return ua.StatusCodes.BadNotWritable, f"to {ua.AttributeIds(item.AttributeId).name} of {target}: read-only"
+        access = aspace.read_attribute_value(item.NodeId, ua.AttributeIds.AccessLevel).Value
+        if access is None or not isinstance(access.Value, int) \
+                or not ua.ua_binary.test_bit(access.Value, ua.AccessLevel.CurrentWrite):
+            return ua.StatusCodes.BadNotWritable, f"to {target}: read-only"
+        unsupported = _unsupported_write(item)
+        if unsupported:
+            return ua.StatusCodes.BadWriteNotSupported, f"to {target}: {unsupported}"
+        return None
+
+    def _input_refusal(self, item: ua.WriteValue) -> Refusal | None:
+        """Why a value may not be written to an input (not a Double scalar, outside EURange), or None
+        (also for any other write)."""
+        if not self._is_input_value(item):
+            return None
+        variant = item.Value.Value if item.Value is not None else None
+        value = variant.Value if variant is not None else None
+        if variant is None or variant.VariantType != ua.VariantType.Double or not is_number(value):
+            building, tag = self._input_items[item.NodeId]
+            kind = variant.VariantType.name if variant is not None else "no value"
+            return ua.StatusCodes.BadTypeMismatch, f"of {value!r:.80} to {building}.{tag.tag}: {kind}, not a Double"
+        problem = self._range_problem(item.NodeId, value)
+        return (ua.StatusCodes.BadOutOfRange, f"of {value!r} to {problem}") if problem else None
 
     # In-process updates, bypassing the session layer.
 
@@ -480,9 +539,21 @@ class TagServer:
                 log.exception("data-change callback of %s failed", node_id)
 
     def read_inputs(self, building: str) -> dict[str, float]:
+        """The values the input tags of ``building`` hold. A tag holding no finite number (the write guard
+        lets none through; this is its second line) gives the last number read from it, and an error."""
         aspace = self.server.iserver.aspace
-        return {tag: float(aspace.read_attribute_value(node_id, ua.AttributeIds.Value).Value.Value)
-                for tag, node_id in self.inputs[building].items()}
+        values = {}
+        for tag, node_id in self.inputs[building].items():
+            variant = aspace.read_attribute_value(node_id, ua.AttributeIds.Value).Value
+            value = variant.Value if variant is not None else None
+            if is_number(value) and math.isfinite(value):
+                self._held_inputs[node_id] = value = float(value)
+            else:
+                value = self._held_inputs[node_id]
+                self._refusals.warning(f"{building}.{tag} holding no number", "%s.%s holds %r, not a number: "
+                                       "its last value %g is used", building, tag, variant, value)
+            values[tag] = value
+        return values
 
     async def set_control(self, key: str | None, **values) -> None:
         variants = {"Status": ua.VariantType.String, "StatusCode": ua.VariantType.Int32,
@@ -515,6 +586,43 @@ class TagServer:
                 await folder.add_variable(node_id, ua.QualifiedName(name, self.idx), 0.0)
                 self._kpi_nodes.add(node_id)
             await self.write_value(node_id, float(value), ua.VariantType.Double)
+
+
+def _from_client(user) -> bool:
+    """Whether a write comes from a network client (asyncua's own are written as its Admin)."""
+    return user is not None and user.role != UserRole.Admin
+
+
+def _source(user) -> str:
+    """Who writes, for the log: the client's user name (``anonymous``) or the server itself."""
+    return (user.name or "a client") if _from_client(user) else "the server"
+
+
+def _refusals_key(source: str, code: int) -> str:
+    """What ``ThrottledLog`` counts refusals by, as its summary line names them."""
+    return f"refused writes by {source} ({ua.StatusCode(code).name})"
+
+
+def _node_name(node_id: ua.NodeId) -> str:
+    """A node id as the log shows it: a tag's dotted path, else the OPC UA text form (quoted when a
+    client's string holds characters that could forge a log line)."""
+    text = node_id.Identifier if isinstance(node_id.Identifier, str) else node_id.to_string()
+    return text if text.isprintable() else repr(text)
+
+
+def _unsupported_write(item: ua.WriteValue) -> str | None:
+    """What a written DataValue carries that the bridge does not take (BadWriteNotSupported), or None:
+    only a value and an optional SourceTimestamp are taken."""
+    data = item.Value
+    if item.IndexRange:
+        return f"an IndexRange ({item.IndexRange!r:.40}) on a scalar"
+    if data is None or data.Value is None:
+        return "a DataValue without a value"
+    if data.StatusCode is not None and data.StatusCode.value != ua.StatusCodes.Good:
+        return f"a value with status {data.StatusCode.name}"
+    if data.ServerTimestamp is not None or data.ServerPicoseconds:
+        return "a ServerTimestamp (the server stamps the time it takes a value)"
+    return None
 
 
 def _method(name: str, action: Callable[[], Awaitable[str]]):

@@ -131,6 +131,35 @@ def test_out_of_range_write_is_refused(small_office_config, tmp_path):
         assert "refused write of 45.0 to SmallOffice.CoolingSetpoint" in bridge.log
 
 
+def test_a_bad_status_write_is_refused_and_the_campus_runs_on(small_office_config, tmp_path):
+    """Issue 13 defect 1: an anonymous Write of a setpoint with a Bad (or Uncertain) StatusCode was
+    answered Good, left the tag null and faulted the campus at its next step. Refused with
+    BadWriteNotSupported, the tag keeps its value and the campus goes on Running."""
+
+    async def scenario(endpoint: str) -> None:
+        async with Client(endpoint, timeout=10) as client:
+            setpoint = await node(client, "TestSite.SmallOffice.Inputs.CoolingSetpoint")
+            step = await node(client, "TestSite.SmallOffice.Control.Step")
+            status = await node(client, "TestSite.Control.Status")
+            await wait_until(lambda: _at_least(step, 2), 120)
+            before = await setpoint.read_value()
+            for code in (ua.StatusCodes.BadSensorFailure, ua.StatusCodes.UncertainLastUsableValue):
+                with pytest.raises(ua.UaStatusCodeError) as refused:
+                    await setpoint.write_value(ua.DataValue(double(25.0), StatusCode=ua.StatusCode(code)))
+                assert refused.value.code == ua.StatusCodes.BadWriteNotSupported
+            assert await setpoint.read_value() == before
+            written = await step.read_value()
+            await wait_until(lambda: _at_least(step, written + 3), 60)
+            assert await status.read_value() == "Running"
+            assert await (await node(client, "TestSite.SmallOffice.Control.Fault")).read_value() == ""
+
+    with run_bridge(small_office_config, tmp_path, "--clock", "paced", "--speed", "3000") as bridge:
+        asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert "refused write to TestSite.SmallOffice.Inputs.CoolingSetpoint: a value with status BadSensorFailure " \
+           "(by anonymous)" in log and "faulted" not in log
+
+
 def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
     """Three buildings stay in step at every read; the historian has one row per step per building;
     HistoryRead on an output tag answers from it; the run's KPIs land in kpis.json and on KPIs tags."""
