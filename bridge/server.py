@@ -80,22 +80,25 @@ def engineering_units(unit: str) -> ua.EUInformation:
                             DisplayName=ua.LocalizedText(unit), Description=ua.LocalizedText(unit))
 
 
-def quality(value: float | None, eu_range: tuple[float, float]) -> int:
+GOOD, UNCERTAIN_RANGE, BAD_RANGE = (ua.StatusCode(code) for code in (
+    ua.StatusCodes.Good, ua.StatusCodes.UncertainEngineeringUnitsExceeded, ua.StatusCodes.BadOutOfRange))
+
+
+def quality(value: float | None, eu_range: tuple[float, float]) -> ua.StatusCode:
     """OPC UA status of a value of a Double tag whose EURange is ``eu_range`` (docs/protocol.md, "Quality"):
     BadOutOfRange for no finite number (NaN, an infinity, or the NULL the historian stores for them),
     UncertainEngineeringUnitsExceeded outside EURange (OPC UA Part 8, 6.3.2), else Good."""
     if value is None or not math.isfinite(value):
-        return ua.StatusCodes.BadOutOfRange
-    low, high = eu_range
-    return ua.StatusCodes.Good if low <= value <= high else ua.StatusCodes.UncertainEngineeringUnitsExceeded
+        return BAD_RANGE
+    return GOOD if eu_range[0] <= value <= eu_range[1] else UNCERTAIN_RANGE
 
 
 def tag_value(value: float | None, eu_range: tuple[float, float], source: dt.datetime,
               server: dt.datetime) -> ua.DataValue:
     """A Double tag value with its ``quality``; a Bad value is null (OPC UA Part 4, 7.7.1)."""
-    code = quality(value, eu_range)
-    variant = ua.Variant() if ua.StatusCode(code).is_bad() else ua.Variant(float(value), ua.VariantType.Double)
-    return ua.DataValue(variant, StatusCode=ua.StatusCode(code), SourceTimestamp=source, ServerTimestamp=server)
+    status = quality(value, eu_range)
+    variant = ua.Variant() if status is BAD_RANGE else ua.Variant(float(value), ua.VariantType.Double)
+    return ua.DataValue(variant, StatusCode=status, SourceTimestamp=source, ServerTimestamp=server)
 
 
 def utc(time: dt.datetime) -> dt.datetime:
@@ -489,7 +492,7 @@ class TagServer:
             if tag in outputs:
                 data = tag_value(outputs[tag], self._ranges[node_id], source, now)
                 await self._set(node_id, data)
-                if not data.StatusCode.is_good():
+                if data.StatusCode is not GOOD:
                     flagged[tag] = data.StatusCode.name
         return flagged
 
