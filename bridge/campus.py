@@ -24,7 +24,7 @@ import functools
 import importlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from bridge.config import BuildingConfig, CampusConfig
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.historian import Historian
-from bridge.tagmap import TagMap
+from bridge.tagmap import UNBOUNDED, TagMap
 
 if TYPE_CHECKING:
     from bridge.server import Exchange, TagServer
@@ -62,6 +62,11 @@ async def _outcome(awaitable: Awaitable):
         return await awaitable
     except Exception as exc:
         return exc
+
+
+async def _raise(exc: Exception):
+    """An awaitable that raises ``exc``: a step that failed before it began."""
+    raise exc
 
 
 def served_tagmap(building: BuildingConfig, config: CampusConfig) -> TagMap:
@@ -178,17 +183,23 @@ class Campus:
         self._pause_wall = 0.0
         self._last_progress = 0.0
         self._unrecorded: list = []  # historian rows of the last published step
+        self._reported: set[tuple[str, str, str]] = set()  # (building, tag, status) of this run, logged
 
     # ----- address space and methods -------------------------------------------------------
 
     async def build_address_space(self, server: TagServer) -> None:
         """Serve the campus through ``server`` (initialized, not necessarily listening yet)."""
         self.server = server
-        await self.server.add_campus_nodes(self._methods(None))
+        await self.server.add_campus_nodes(self._methods(None), self._total_power_high_kw())
         for building in self.buildings:
             await self.server.add_building(building.name, building.tagmap, self._methods(building),
                                            building.answer, self._exchange(building))
         self.address_space_ready.set()
+
+    def _total_power_high_kw(self) -> float:
+        """High end of TotalElectricPower's EURange: the sum of the buildings' electric power ranges."""
+        return sum(b.tagmap.output_range(b.tagmap.output(tag))[1] for b in self.buildings for tag in b.power_tags) \
+            or UNBOUNDED[1]
 
     def _exchange(self, building: BuildingState) -> Exchange:
         """Control.Exchange of ``building``: write the caller's inputs when the bridge asks for them, raise
@@ -399,6 +410,7 @@ class Campus:
 
     async def _run_steps(self) -> None:
         self.run_index += 1
+        self._reported.clear()
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = self.config.run_dir / f"{self.config.name}-{stamp}-{self.run_index}"
         if self.config.historian:
@@ -449,7 +461,7 @@ class Campus:
         fault = None
         try:
             building.sample = await building.engine.start()
-        except EngineFault as exc:
+        except Exception as exc:  # the building faults (``_fault``), the others start
             fault = exc
         # the tags to report on: built in well under a second, normally long before the engine is up
         await asyncio.wait_for(self.address_space_ready.wait(), self.config.engine_start_timeout_s)
@@ -460,17 +472,25 @@ class Campus:
         building.status = "Running"
         await self._set_control(building.name, Status="Running", Fault="")
 
-    async def _fault(self, building: BuildingState, exc: EngineFault) -> None:
-        log.error("%s faulted: %s", building.name, exc)
-        await self._stop_building(building, "Faulted", fault=str(exc))
+    async def _fault(self, building: BuildingState, exc: Exception) -> None:
+        """Fault ``building`` alone. An EngineFault names its building; any other exception is a bug or an
+        engine breaking its contract: logged with its traceback and named after the building."""
+        fault = exc if isinstance(exc, EngineFault) else EngineFault(
+            f"{building.name}: unexpected {type(exc).__name__} from its engine: {exc}")
+        log.error("%s faulted: %s", building.name, fault, exc_info=None if fault is exc else exc)
+        await self._stop_building(building, "Faulted", fault=str(fault))
 
     def _launch(self) -> list[tuple[BuildingState, Awaitable[Sample | None], dict[str, float]]]:
         """Hand each running building's current input tag values to its engine (which may send them at once)."""
         pending = []
         for building in self.buildings:
             if building.status == "Running":
-                inputs = self.server.read_inputs(building.name)
-                pending.append((building, building.engine.step(inputs), inputs))
+                try:
+                    inputs = self.server.read_inputs(building.name)
+                    outputs = building.engine.step(inputs)
+                except Exception as exc:  # faults this building alone, in ``_collect``
+                    inputs, outputs = {}, _raise(exc)
+                pending.append((building, outputs, inputs))
                 building.launched_step = self.step + 1
         return pending
 
@@ -484,10 +504,10 @@ class Campus:
         for (building, _, inputs), result in zip(pending, results):
             if not building.running:
                 continue  # stopped while computing the step: its outputs, or the failure the stop caused, do not count
-            if isinstance(result, EngineFault):
+            if isinstance(result, Exception):
                 await self._fault(building, result)
             elif isinstance(result, BaseException):
-                raise result
+                raise result  # cancelled: the run is being stopped
             elif result is None:
                 building.end("Finished")
                 await self._set_control(building.name, Status="Finished", OutputReady=False)
@@ -505,16 +525,28 @@ class Campus:
         for building in fresh:
             sample = building.sample
             sim_time = self.config.period.time_of(sample.sim_time_s)
-            await self.server.publish_outputs(building.name, sample.outputs, sim_time)
+            self._report_quality(building.name, step, sample.outputs,
+                                 await self.server.publish_outputs(building.name, sample.outputs, sim_time))
             await self._set_control(building.name, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
             total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
             building.published, building.published_step = sample, step
             building.notify()
-        await self.server.publish_outputs(self.config.name, {"TotalElectricPower": total_kw}, sim_time)
+        total = {"TotalElectricPower": total_kw}
+        self._report_quality(self.config.name, step, total,
+                             await self.server.publish_outputs(self.config.name, total, sim_time))
         await self._set_control(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
         self._unrecorded.extend(rows)
+
+    def _report_quality(self, where: str, step: int, outputs: Mapping[str, float], flagged: Mapping[str, str]) -> None:
+        """Log the outputs published with a status other than Good (``TagServer.publish_outputs``), once per
+        tag and status in a run."""
+        for tag, status in flagged.items():
+            if (where, tag, status) not in self._reported:
+                self._reported.add((where, tag, status))
+                log.warning("%s.%s = %r at step %d, published as %s (said once per tag and status in a run)",
+                            where, tag, outputs[tag], step, status)
 
     def _record(self) -> None:
         """Append the published but unrecorded steps to the historian (a crash loses at most these). A

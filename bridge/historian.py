@@ -1,7 +1,8 @@
 """Historian: every step's inputs and outputs of every building, in one SQLite file per run.
 
 Layout: a table ``tags`` (building, tag, direction, unit) and one table per building named after it,
-one row per step: ``step, sim_time_s, time`` (ISO calendar time) and one REAL column per tag; table
+one row per step: ``step, sim_time_s, time`` (ISO calendar time) and one REAL column per tag (a value
+that is no finite number, NaN or an infinity published with a Bad status, is stored as NULL); table
 ``meta`` holds the run's metadata and, under ``tagmap:<building>``, each building's tag map name,
 floor area and file (JSON), which tell a twin model which building the rows are of.
 Rows are only appended. Each step is committed in WAL mode with synchronous=NORMAL, which keeps
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -74,7 +76,7 @@ class Historian:
             for building, step, sim_time_s, time, values in rows:
                 columns = self._columns[building]
                 self._db.execute(self._insert[building],
-                                 (step, sim_time_s, time.isoformat(), *(values.get(c) for c in columns)))
+                                 (step, sim_time_s, time.isoformat(), *(_stored(values.get(c)) for c in columns)))
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
@@ -83,6 +85,12 @@ class Historian:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _stored(value: float | None) -> float | None:
+    """What the historian keeps of a value: NULL for no finite number (NaN, an infinity), which SQLite
+    would keep as NULL (NaN) or as an infinity."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 def buildings_in(path: str | Path) -> list[str]:

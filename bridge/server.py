@@ -9,7 +9,8 @@ Address space, namespace ``urn:twinbridge``, string node ids that read well in a
     Objects/<Campus>/<Building>/Control/{..., OutputReady, InputReady}
 
 Node id of a tag: ``ns=<urn:twinbridge>;s=<Campus>.<Building>.<Inputs|Outputs|Control>.<Name>``.
-Output values carry SourceTimestamp = simulation time. A client writes the Value of an input or of
+Output values carry SourceTimestamp = simulation time and a status (``quality``: Bad for NaN or an
+infinity, Uncertain outside EURange). A client writes the Value of an input or of
 InputReady, nothing else (BadNotWritable); a Value with a StatusCode other than Good, a
 ServerTimestamp or an IndexRange is refused (BadWriteNotSupported), an input value that is not a
 Double scalar (BadTypeMismatch), outside the input's EURange or breaking an order between inputs (a
@@ -43,7 +44,7 @@ from bridge.historian import read_tag
 from bridge.ratelimit import ThrottledLog
 from bridge.security.server import may_write, secure_server
 from bridge.security.settings import ServerSecurity
-from bridge.tagmap import InputOrder, InputTag, TagMap
+from bridge.tagmap import UNBOUNDED, InputOrder, InputTag, TagMap
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,27 @@ def engineering_units(unit: str) -> ua.EUInformation:
                             DisplayName=ua.LocalizedText(unit), Description=ua.LocalizedText(unit))
 
 
+GOOD, UNCERTAIN_RANGE, BAD_RANGE = (ua.StatusCode(code) for code in (
+    ua.StatusCodes.Good, ua.StatusCodes.UncertainEngineeringUnitsExceeded, ua.StatusCodes.BadOutOfRange))
+
+
+def quality(value: float | None, eu_range: tuple[float, float]) -> ua.StatusCode:
+    """OPC UA status of a value of a Double tag whose EURange is ``eu_range`` (docs/protocol.md, "Quality"):
+    BadOutOfRange for no finite number (NaN, an infinity, or the NULL the historian stores for them),
+    UncertainEngineeringUnitsExceeded outside EURange (OPC UA Part 8, 6.3.2), else Good."""
+    if value is None or not math.isfinite(value):
+        return BAD_RANGE
+    return GOOD if eu_range[0] <= value <= eu_range[1] else UNCERTAIN_RANGE
+
+
+def tag_value(value: float | None, eu_range: tuple[float, float], source: dt.datetime,
+              server: dt.datetime) -> ua.DataValue:
+    """A Double tag value with its ``quality``; a Bad value is null (OPC UA Part 4, 7.7.1)."""
+    status = quality(value, eu_range)
+    variant = ua.Variant() if status is BAD_RANGE else ua.Variant(float(value), ua.VariantType.Double)
+    return ua.DataValue(variant, StatusCode=status, SourceTimestamp=source, ServerTimestamp=server)
+
+
 def utc(time: dt.datetime) -> dt.datetime:
     return time.replace(tzinfo=dt.timezone.utc) if time.tzinfo is None else time
 
@@ -126,6 +148,7 @@ class HistorianStorage(HistoryStorageInterface):
         super().__init__()
         self.historian_path: Path | None = None
         self.tags: dict[ua.NodeId, tuple[str, str]] = {}
+        self.ranges: dict[ua.NodeId, tuple[float, float]] = {}  # EURange of each tag, for its values' quality
 
     async def init(self) -> None:
         pass
@@ -155,8 +178,8 @@ class HistorianStorage(HistoryStorageInterface):
         page = min(nb_values or HISTORY_PAGE, HISTORY_PAGE)
         rows = read_tag(self.historian_path, building, tag, low, high, page + 1, back_from_end or backwards)
         following = utc(rows[page][0]) if len(rows) > page and not back_from_end else None
-        return [ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=utc(time),
-                             ServerTimestamp=utc(time)) for time, value in rows[:page] if value is not None], following
+        eu_range = self.ranges.get(node_id, UNBOUNDED)
+        return [tag_value(value, eu_range, utc(time), utc(time)) for time, value in rows[:page]], following
 
 
 class TagServer:
@@ -186,6 +209,7 @@ class TagServer:
         self._kpi_folders: set[ua.NodeId] = set()
         self._kpi_nodes: set[ua.NodeId] = set()
         self._value_slots: dict[ua.NodeId, AttributeValue] = {}
+        self._ranges: dict[ua.NodeId, tuple[float, float]] = {}  # EURange of each analog tag
 
     async def init(self) -> None:
         """Prepare the address space; nothing is served until ``listen``."""
@@ -265,6 +289,7 @@ class TagServer:
         node = self.server.get_node(self._id(path))
         await node.write_value(ua.DataValue(ua.Variant(value, ua.VariantType.Double), SourceTimestamp=self.start_time))
         await node.add_property(self._id(f"{path}.EURange"), ua.QualifiedName("EURange", 0), ua.Range(low, high))
+        self._ranges[node.nodeid] = self.history.ranges[node.nodeid] = (low, high)
         await node.add_property(self._id(f"{path}.EngineeringUnits"), ua.QualifiedName("EngineeringUnits", 0),
                                 engineering_units(unit))
         return node
@@ -290,11 +315,13 @@ class TagServer:
                                     _method(name, methods[name]), [], [ua.VariantType.String])
         self.controls[key] = nodes
 
-    async def add_campus_nodes(self, methods: Mapping[str, Callable[[], Awaitable[str]]]) -> None:
+    async def add_campus_nodes(self, methods: Mapping[str, Callable[[], Awaitable[str]]],
+                               total_power_kw: float = 1e6) -> None:
+        """The campus Control folder and its TotalElectricPower output, EURange 0 to ``total_power_kw``."""
         await self._control(self._root, self.campus, None, methods, handshake=False)
         outputs = await self._folder(self._root, f"{self.campus}.Outputs", "Outputs")
         path = f"{self.campus}.Outputs.TotalElectricPower"
-        await self._analog(outputs, path, "TotalElectricPower", "kW", 0.0, 1e6, 0.0, False,
+        await self._analog(outputs, path, "TotalElectricPower", "kW", 0.0, total_power_kw, 0.0, False,
                            "Sum of the electric demand of all running buildings", historized=False)
         self.outputs[self.campus] = {"TotalElectricPower": self._id(path)}
 
@@ -317,8 +344,7 @@ class TagServer:
             self.history.tags[self._id(path)] = (name, item.tag)
         for item in tagmap.outputs:
             path = f"{prefix}.Outputs.{item.tag}"
-            low = item.min if item.min is not None else -1e9
-            high = item.max if item.max is not None else 1e9
+            low, high = tagmap.output_range(item)
             await self._analog(outputs, path, item.tag, item.unit, low, high, 0.0, False, item.description)
             self.outputs[name][item.tag] = self._id(path)
             self.history.tags[self._id(path)] = (name, item.tag)
@@ -516,12 +542,18 @@ class TagServer:
         await self._set(node_id, ua.DataValue(ua.Variant(value, variant), SourceTimestamp=utc(time) if time else now,
                                               ServerTimestamp=now))
 
-    async def publish_outputs(self, building: str, outputs: Mapping[str, float], time: dt.datetime) -> None:
+    async def publish_outputs(self, building: str, outputs: Mapping[str, float], time: dt.datetime) -> dict[str, str]:
+        """Put ``outputs`` (tag -> value) on the building's output tags, each with its ``quality``; return the
+        tags whose value is not Good, with the name of their status."""
         now, source = dt.datetime.now(dt.timezone.utc), utc(time)
+        flagged = {}
         for tag, node_id in self.outputs[building].items():
             if tag in outputs:
-                await self._set(node_id, ua.DataValue(ua.Variant(float(outputs[tag]), ua.VariantType.Double),
-                                                      SourceTimestamp=source, ServerTimestamp=now))
+                data = tag_value(outputs[tag], self._ranges[node_id], source, now)
+                await self._set(node_id, data)
+                if data.StatusCode is not GOOD:
+                    flagged[tag] = data.StatusCode.name
+        return flagged
 
     async def _set(self, node_id: ua.NodeId, data: ua.DataValue) -> None:
         """Store ``data`` in the node's Value attribute and call its data-change callbacks (subscriptions).

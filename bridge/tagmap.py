@@ -42,6 +42,13 @@ from bridge.tomlfile import read_toml
 
 TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ROLES = {"electric_power", "hvac_electric_power", "zone_temperature", "outdoor_temperature"}
+# EURange of an output without min/max (docs/bridge.md, "Output ranges"): electric power from the floor area,
+# temperatures from their role, else from the unit; without any of these, practically unbounded.
+POWER_DENSITY_W_PER_M2 = 100.0  # peak electric demand per floor area (commercial buildings: about 20-80)
+POWER_UNITS = {"W": 1.0, "kW": 1e-3}  # tag unit per W
+ROLE_RANGES = {("zone_temperature", "degC"): (0.0, 50.0), ("outdoor_temperature", "degC"): (-50.0, 60.0)}
+UNIT_RANGES = {"degC": (-50.0, 150.0), "K": (223.15, 423.15), "%": (0.0, 100.0)}
+UNBOUNDED = (-1e9, 1e9)
 
 
 class TagMapError(TwinbridgeError, ValueError):
@@ -135,6 +142,20 @@ class TagMap:
     def output(self, tag: str) -> OutputTag:
         return next(o for o in self.outputs if o.tag == tag)
 
+    def output_range(self, item: OutputTag) -> tuple[float, float]:
+        """EURange (low, high) of output ``item``, in its unit: its ``min`` and ``max``, each one not given
+        taken from ``default_range``."""
+        low, high = self.default_range(item)
+        return (low if item.min is None else item.min, high if item.max is None else item.max)
+
+    def default_range(self, item: OutputTag) -> tuple[float, float]:
+        """An output's range when the tag map gives none: 0 to POWER_DENSITY_W_PER_M2 times the floor area for
+        an electric power role (W or kW, with ``floor_area_m2``), else ROLE_RANGES by role and unit, else
+        UNIT_RANGES by unit, else UNBOUNDED."""
+        if item.role in ("electric_power", "hvac_electric_power") and item.unit in POWER_UNITS and self.floor_area_m2:
+            return 0.0, POWER_DENSITY_W_PER_M2 * self.floor_area_m2 * POWER_UNITS[item.unit]
+        return ROLE_RANGES.get((item.role, item.unit)) or UNIT_RANGES.get(item.unit, UNBOUNDED)
+
     @property
     def defaults(self) -> dict[str, float]:
         return {i.tag: i.default for i in self.inputs}
@@ -175,7 +196,17 @@ def load_tagmap(path: str | Path) -> TagMap:
     area = data.get("floor_area_m2")
     tagmap = TagMap(str(data.get("name", path.stem)), inputs, outputs, float(area) if area else None, str(path))
     _check_orders(tagmap)
+    _check_ranges(tagmap)
     return tagmap
+
+
+def _check_ranges(tagmap: TagMap) -> None:
+    """Each output's EURange (given or default) has its low end below its high end."""
+    for item in tagmap.outputs:
+        low, high = tagmap.output_range(item)
+        if not low < high:
+            given = "" if item.min is not None and item.max is not None else " (a bound not given is the default)"
+            raise TagMapError(f"{item.where}: 'min' must be below 'max', the range is [{low:g}, {high:g}]{given}")
 
 
 def _check_orders(tagmap: TagMap) -> None:

@@ -153,7 +153,7 @@ def test_unknown_schedule_is_a_model_error(tmp_path):
 def test_packets():
     assert decode_packet(b"2 0 2 0 0 6.0e+02 1.5e+00 2.0e+01\n") == (0, 600.0, [1.5, 20.0])
     assert decode_packet(b"\xe6c\x11A5V2 -10 \n")[0] == -10  # stray bytes before an error packet
-    with pytest.raises(EngineFault, match="unexpected packet"):
+    with pytest.raises(EngineFault, match="malformed packet"):
         decode_packet(b"hello\n")
     flag, time_s, values = decode_packet(encode_inputs([24.0, 21.5], 1200.0))
     assert (flag, time_s, values) == (0, 1200.0, [24.0, 21.5])

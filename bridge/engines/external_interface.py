@@ -13,7 +13,9 @@ import asyncio
 import collections
 import contextlib
 import logging
+import math
 import os
+import re
 import socket
 import sys
 import time
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 FLAG_MESSAGES = {1: "finished", -1: "unspecified error", -10: "initialisation error", -20: "time-integration error"}
 BCVTB_HOME = str(Path(pyEp.__file__).parent / "bcvtb")
 FINAL_PACKET = b"2 1 0 0 0 0\n"
+# A packet field: a decimal number as C's printf writes it, or nan / inf (what it writes for those).
+NUMBER = re.compile(rb"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)", re.IGNORECASE)
+COUNT = re.compile(rb"[0-9]{1,9}")  # nReal, nInt, nBool
+SHOWN_BYTES = 120  # of a packet quoted in a fault
 
 
 def encode_inputs(values: list[float], sim_time_s: float) -> bytes:
@@ -41,17 +47,47 @@ def encode_inputs(values: list[float], sim_time_s: float) -> bytes:
 
 
 def decode_packet(line: bytes) -> tuple[int, float, list[float]]:
-    """(flag, simulation time in s, real values) of one packet line from EnergyPlus."""
+    """(flag, simulation time in s, real values) of one packet line from EnergyPlus; for a flag other
+    than 0 (finished, or an error) only the flag counts: (flag, 0.0, []). Raises EngineFault (naming
+    no building: the engine adds its name) for anything but a well-formed packet. A real value may be
+    NaN or infinite (EnergyPlus's printf writes them as nan, inf): the bridge publishes it with a Bad
+    status; the time must be finite."""
     # EnergyPlus may put stray bytes before an error packet: start at the version field.
     start = line.find(b"2 ")
     parts = line[max(start, 0):].split()
     if len(parts) < 2 or parts[0] != b"2":
-        raise EngineFault(f"unexpected packet from EnergyPlus: {line[:120]!r}")
-    flag = int(float(parts[1]))
+        raise _malformed("it does not start with the version, 2", line)
+    flag = _number(parts[1], "flag", line)
+    if not (math.isfinite(flag) and flag == int(flag)):
+        raise _malformed(f"flag {_shown(parts[1])} is not an integer", line)
     if flag != 0:
-        return flag, float(parts[5]) if len(parts) > 5 else 0.0, []
-    n_real = int(parts[2])
-    return flag, float(parts[5]), [float(v) for v in parts[6 : 6 + n_real]]
+        return int(flag), 0.0, []
+    if len(parts) < 6 or not all(COUNT.fullmatch(p) for p in parts[2:5]):
+        raise _malformed("flag 0 needs nReal nInt nBool (whole numbers) and simTime", line)
+    n_real, n_int, n_bool = (int(p) for p in parts[2:5])
+    if len(parts) != 6 + n_real + n_int + n_bool:
+        raise _malformed(f"{n_real}+{n_int}+{n_bool} values announced, {len(parts) - 6} sent", line)
+    sim_time_s = _number(parts[5], "simTime", line)
+    if not math.isfinite(sim_time_s):
+        raise _malformed(f"simTime {_shown(parts[5])} is not finite", line)
+    values = [_number(v, f"value {i + 1}", line) for i, v in enumerate(parts[6:])]
+    return 0, sim_time_s, values[:n_real]
+
+
+def _shown(data: bytes) -> str:
+    """``data`` for a message, cut to SHOWN_BYTES."""
+    return repr(data[:SHOWN_BYTES]) + (" ..." if len(data) > SHOWN_BYTES else "")
+
+
+def _malformed(reason: str, line: bytes) -> EngineFault:
+    return EngineFault(f"malformed packet ({reason}): {_shown(line)}")
+
+
+def _number(field: bytes, what: str, line: bytes) -> float:
+    """A packet field as a number (``NUMBER``)."""
+    if not NUMBER.fullmatch(field):
+        raise _malformed(f"{what} {_shown(field)} is not a number", line)
+    return float(field)
 
 
 class PacketLines(asyncio.Protocol):
@@ -212,7 +248,10 @@ class ExternalInterfaceEngine(EnergyPlusEngine):
             raise await self._fault(late) from None
         if not line.endswith(b"\n"):
             raise await self._fault("connection closed (process died?)")
-        flag, sim_time_s, values = decode_packet(line)
+        try:
+            flag, sim_time_s, values = decode_packet(line)
+        except EngineFault as exc:
+            raise await self._fault(f"sent a {exc}") from None
         if flag == 1:
             await self._finish()
             return None
@@ -220,6 +259,10 @@ class ExternalInterfaceEngine(EnergyPlusEngine):
             raise await self._fault(f"sent flag {flag} ({FLAG_MESSAGES.get(flag, 'unknown')})")
         if len(values) != len(self.tagmap.outputs):
             raise await self._fault(f"sent {len(values)} values, expected {len(self.tagmap.outputs)}")
+        end_s = self.period.steps * self.period.step_s
+        if not 0.0 <= sim_time_s <= end_s:
+            raise await self._fault(f"sent simTime {sim_time_s:g} s, outside the run period (0 to {end_s:g} s): "
+                                    f"{_shown(line)}")
         self._sim_time_s = sim_time_s
         outputs = {item.tag: item.convert(v) for item, v in zip(self.tagmap.outputs, values)}
         return Sample(sim_time_s, outputs)
