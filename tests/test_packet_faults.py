@@ -22,7 +22,7 @@ from bridge.config import load_config
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet
 from bridge.historian import load_history
-from bridge.launcher import free_port
+from devtools.launcher import free_port
 from bridge.server import TagServer
 from bridge.tagmap import UNBOUNDED, TagMapError, load_tagmap
 from conftest import SIMS, TAGMAPS
