@@ -635,7 +635,7 @@ def test_exchange_says_whether_its_inputs_drove_the_answered_step(tmp_path):
                 await campus.server._write_inputs("SmallOffice", values)
 
             await asyncio.sleep(before_s)
-            step, _, applied = await exchange(write)
+            step, _, applied = await exchange(write, "controller")
             answers.append((step, applied))
         await campus.stop()
         return answers
