@@ -91,7 +91,8 @@ class Pace:
 
     A step still computing when its slot ends overruns it: a warning names the buildings not done yet, and
     the first step in time again logs how long the campus was behind. At most one overrun a minute is
-    warned about; the others are counted into the next warning. Without ``catch_up`` the schedule moves
+    warned about; the others are counted into the next warning (seconds behind: from the end of the first
+    late slot to the publication of the last late step). Without ``catch_up`` the schedule moves
     later by each overrun (as after a pause): the next step starts at once and the ones after it a slot
     apart, no burst. With ``catch_up`` the steps run back to back until the schedule is met again."""
 
@@ -147,14 +148,15 @@ class Pace:
         """The slot of ``step`` is over before all its outputs are in: an overrun begins (if none is going)."""
         if self._behind_since is not None:
             return
-        self._behind_since, self._late_steps, self._moved_s = self.turn(step + 1), 0, 0.0
+        self._behind_since = self._behind_until = self.turn(step + 1)
+        self._late_steps, self._moved_s = 0, 0.0
         now = time.monotonic()
         self._warned = now - self._last_warning >= self.WARNING_INTERVAL_S
         if not self._warned:
             return
         count, behind_s = self._unwarned
         waiting = f", waiting for {', '.join(sorted(self.computing))}" if self.computing else ""
-        earlier = f" ({count} shorter overrun(s) since the last warning, {behind_s:.1f} s in all)" if count else ""
+        earlier = f" ({count} more overrun(s) since the last warning, {behind_s:.1f} s behind in all)" if count else ""
         policy = "the steps after it catch up" if self.catch_up else "the schedule moves later by the overrun"
         log.warning("paced clock: step %d overruns its %.3g s wall slot%s; %s%s", step, self.slot_s, waiting,
                     policy, earlier)
