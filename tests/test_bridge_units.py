@@ -97,6 +97,7 @@ SECOND_BUILDING = '[[buildings]]\nname = "smalloffice"\ntagmap = "../tagmaps/sma
     (("[run]", '[run]\nyear = "x"'), "[run]: 'year' must be an integer, got 'x'"),
     (("[run]", '[run]\nspeed = "fast"'), "[run]: 'speed' must be a number, got 'fast'"),
     (("[run]", '[run]\nhistorian = "no"'), "[run]: 'historian' must be true or false, got 'no'"),
+    (("[run]", '[run]\ncatch_up = 1'), "[run]: 'catch_up' must be true or false, got 1"),
     (("timesteps_per_hour = 6", "timestep_per_hour = 4"), "[run]: unknown keys ['timestep_per_hour']"),
     (('model = "ref:small_office"', 'model = "ref:small_office"\nwether = "x.epw"'),
      "buildings[0]: unknown keys ['wether']"),
