@@ -6,7 +6,8 @@ No building starts step k+1 before every running building has finished step k. C
   building's controller to raise InputReady, then advance. A silent controller is logged and its
   building advances with the inputs its tags hold (the last written values, or the tag-map defaults).
 - ``paced``: simulated time runs ``speed`` times faster than wall time; inputs are whatever the
-  tags hold when a step starts.
+  tags hold when a step starts. A step that overruns its wall slot is logged (``Pace``), and the
+  schedule moves later by the overrun unless the config asks to catch up.
 - ``fast``: as fast as the engines go. The next step is sent to the engines before the outputs of
   the last one are published and recorded, so that work overlaps the engines' computation.
 
@@ -23,7 +24,9 @@ import datetime as dt
 import functools
 import importlib
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +90,140 @@ def campus_outcome(statuses: list[str]) -> str:
     return "Finished" if "Finished" in statuses else "Stopped"
 
 
+class Pace:
+    """Wall-clock schedule of a paced run: step k is handed to the engines at ``turn(k)`` = anchor + k *
+    ``slot_s`` (the step length over the speed) and is due on the tags by ``turn(k + 1)``, the end of its slot.
+
+    A step still computing when its slot ends overruns it: a warning names the buildings not done yet, and
+    the first step in time again logs how long the campus was behind. At most one overrun a minute is
+    warned about; the others are counted into the next warning (seconds behind: from the end of the first
+    late slot to the publication of the last late step). Without ``catch_up`` the schedule moves
+    later by each overrun (as after a pause): the next step starts at once and the ones after it a slot
+    apart, no burst. With ``catch_up`` the steps run back to back until the schedule is met again."""
+
+    WARNING_INTERVAL_S = 60.0
+
+    def __init__(self, slot_s: float, catch_up: bool):
+        self.slot_s, self.catch_up = slot_s, catch_up
+        self.anchor = 0.0  # monotonic wall time (s) of step 0's turn
+        self.computing: set[str] = set()  # buildings whose step is in flight
+        self._behind_since: float | None = None  # end of the slot the current overrun began with
+        self._behind_until = 0.0  # when its last late step was published
+        self._late_steps = 0  # steps published after their slot in the current overrun
+        self._moved_s = 0.0  # how much later the current overrun moved the schedule
+        self._warned = False  # the current overrun was warned about
+        self._last_warning = -math.inf
+        self._unwarned = (0, 0.0)  # overruns since the last warning that were not warned about, seconds behind
+
+    def start(self, now: float) -> None:
+        """Step 0 is at ``now`` (monotonic s); nothing in flight, no overrun going."""
+        self.anchor, self._behind_since = now, None
+        self.computing.clear()
+
+    def shift(self, seconds: float) -> None:
+        """Move the schedule ``seconds`` later (a pause)."""
+        self.anchor += seconds
+
+    def turn(self, step: int) -> float:
+        """Monotonic wall time (s) at which ``step`` is handed to the engines."""
+        return self.anchor + step * self.slot_s
+
+    async def wait_for_turn(self, step: int) -> None:
+        delay = self.turn(step) - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    def watch(self, building: str, outputs: Awaitable[Sample | None]) -> Awaitable[Sample | None]:
+        """``outputs`` of ``building``'s step, counted in ``computing`` until they are in."""
+        self.computing.add(building)
+        return self._computed(building, outputs)
+
+    async def _computed(self, building: str, outputs: Awaitable[Sample | None]) -> Sample | None:
+        try:
+            return await outputs
+        finally:
+            self.computing.discard(building)
+
+    def alarm(self, step: int) -> asyncio.TimerHandle:
+        """Report an overrun if ``step`` is not in when its slot ends (cancel the handle when it is)."""
+        return asyncio.get_running_loop().call_later(max(self.turn(step + 1) - time.monotonic(), 0),
+                                                     self._overrun, step)
+
+    def _overrun(self, step: int) -> None:
+        """The slot of ``step`` is over before all its outputs are in: an overrun begins (if none is going)."""
+        if self._behind_since is not None:
+            return
+        self._behind_since = self._behind_until = self.turn(step + 1)
+        self._late_steps, self._moved_s = 0, 0.0
+        now = time.monotonic()
+        self._warned = now - self._last_warning >= self.WARNING_INTERVAL_S
+        if not self._warned:
+            return
+        count, behind_s = self._unwarned
+        waiting = f", waiting for {', '.join(sorted(self.computing))}" if self.computing else ""
+        earlier = f" ({count} more overrun(s) since the last warning, {behind_s:.1f} s behind in all)" if count else ""
+        policy = "the steps after it catch up" if self.catch_up else "the schedule moves later by the overrun"
+        log.warning("paced clock: step %d overruns its %.3g s wall slot%s; %s%s", step, self.slot_s, waiting,
+                    policy, earlier)
+        self._last_warning, self._unwarned = now, (0, 0.0)
+
+    def published(self, step: int) -> None:
+        """``step`` is on the tags: an overrun goes on (and, without catch_up, the schedule moves later) if it
+        is past its slot, else the overrun going on ends."""
+        now, due = time.monotonic(), self.turn(step + 1)
+        if now <= due:
+            if self._behind_since is not None:
+                self._back_on_pace(step)
+            return
+        self._overrun(step)
+        self._late_steps += 1
+        self._behind_until = now
+        if not self.catch_up:
+            self.anchor += now - due
+            self._moved_s += now - due
+
+    def _back_on_pace(self, step: int) -> None:
+        behind_s = self._behind_until - self._behind_since
+        if self._warned:
+            moved = f"; the schedule moved {self._moved_s:.1f} s later" if self._moved_s else ""
+            log.warning("paced clock: back on pace at step %d after %.1f s behind (%d late step(s))%s", step,
+                        behind_s, self._late_steps, moved)
+        else:
+            count, total_s = self._unwarned
+            self._unwarned = (count + 1, total_s + behind_s)
+        self._behind_since = None
+
+
+class StepRate:
+    """Steps per wall second over the last ``window_s`` (at least over the last two samples)."""
+
+    def __init__(self, window_s: float = 60.0):
+        self.window_s = window_s
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def restart(self, now: float, step: int) -> None:
+        """Count from ``step`` at ``now`` (the run starts or resumes)."""
+        self.samples.clear()
+        self.samples.append((now, step))
+
+    def add(self, now: float, step: int) -> float:
+        """Note ``step`` done at ``now``; the rate since the oldest sample of the window (0 with none yet)."""
+        self.samples.append((now, step))
+        while len(self.samples) > 2 and self.samples[1][0] <= now - self.window_s:
+            self.samples.popleft()
+        then, first = self.samples[0]
+        return (step - first) / (now - then) if now > then else 0.0
+
+
+def eta(remaining_steps: int, rate: float) -> str:
+    """Wall time left at ``rate`` steps/s, as H:MM:SS ("unknown" when nothing advances)."""
+    if remaining_steps <= 0:
+        return "0:00:00"
+    if rate <= 0:
+        return "unknown"
+    return str(dt.timedelta(seconds=round(remaining_steps / rate)))
+
+
 @dataclass
 class BuildingState:
     config: BuildingConfig
@@ -99,6 +236,7 @@ class BuildingState:
     published: Sample | None = None  # the outputs on the tags
     published_step: int = -1  # the step of ``published``
     exchanged_step: int = -1  # the step the last Control.Exchange call answered with
+    exchange_caller: object = None  # the client session that made that call
     launched_step: int = -1  # the step the engine computes (or last computed) from the input tags it was handed
     input_ready: asyncio.Event = field(default_factory=asyncio.Event)
     awaiting_step: int = -1  # lockstep: the step whose controller answer the bridge is waiting for
@@ -143,6 +281,7 @@ class BuildingState:
         """Back to Idle for a new run."""
         self.status, self.sample, self.published, self.applied = "Idle", None, None, {}
         self.sample_step = self.published_step = self.exchanged_step = self.launched_step = self.awaiting_step = -1
+        self.exchange_caller = None
 
     def notify(self) -> None:
         """Wake everyone waiting for a change of this building (a turn, new outputs, the end of its run)."""
@@ -182,6 +321,8 @@ class Campus:
         self._wall_start = 0.0
         self._pause_wall = 0.0
         self._last_progress = 0.0
+        self._rate = StepRate()  # of the progress line
+        self.pace = Pace(config.period.step_s / config.speed, config.catch_up)  # paced clock only
         self._unrecorded: list = []  # historian rows of the last published step
         self._reported: set[tuple[str, str, str]] = set()  # (building, tag, status) of this run, logged
 
@@ -191,9 +332,11 @@ class Campus:
         """Serve the campus through ``server`` (initialized, not necessarily listening yet)."""
         self.server = server
         await self.server.add_campus_nodes(self._methods(None), self._total_power_high_kw())
+        await self._set_control(None, Clock=self.config.clock)
         for building in self.buildings:
             await self.server.add_building(building.name, building.tagmap, self._methods(building),
                                            building.answer, self._exchange(building))
+            await self._set_control(building.name, Clock=self.config.clock)
         self.address_space_ready.set()
 
     def _total_power_high_kw(self) -> float:
@@ -207,18 +350,21 @@ class Campus:
         caller's previous call answered with; if the bridge has moved past that step (its controller was
         later than the lockstep timeout) they are not written and the call answers at once with the newest
         step, whose outputs the caller then decides on. The answer says whether the inputs drove its step:
-        not for a late call, nor when the engine was handed the step's inputs before the write ended."""
+        not for a late call, nor when the engine was handed the step's inputs before the write ended.
+        ``caller`` identifies the client session: the first call of a session (a controller that replaces
+        one that died, say) is taken for the step the bridge is at, not as late for its predecessor's."""
 
-        async def exchange(write_inputs: Callable[[], Awaitable[None]]) -> tuple[int, list[float], bool]:
+        async def exchange(write_inputs: Callable[[], Awaitable[None]], caller: object) -> tuple[int, list[float], bool]:
             await building.until(lambda: building.published_step >= 0 or not building.live,
                                  self.config.engine_start_timeout_s)  # the first outputs
             lockstep = self.config.clock == "lockstep"
-            seen = building.exchanged_step if lockstep and building.exchanged_step >= 0 else building.published_step
+            follows = lockstep and building.exchanged_step >= 0 and caller is building.exchange_caller
+            seen = building.exchanged_step if follows else building.published_step
             timeout_s = self.config.lockstep_timeout_s + self.config.engine_step_timeout_s
             if lockstep and not await self._turn_after(building, seen, timeout_s):
                 log.warning("%s: Exchange inputs for the step after %d came when the bridge was at step %d "
                             "(lockstep timeout): not applied", building.name, seen, building.published_step)
-                return self._exchange_answer(building, False)
+                return self._exchange_answer(building, caller, False)
             if not building.running:
                 raise ValueError(f"{building.name} is {building.status}")
             await write_inputs()
@@ -228,7 +374,7 @@ class Campus:
             await building.until(lambda: building.published_step > seen or not building.running, timeout_s)
             if building.published_step <= seen:
                 raise ValueError(f"{building.name} is {building.status}")
-            return self._exchange_answer(building, building.published_step > written)
+            return self._exchange_answer(building, caller, building.published_step > written)
 
         return exchange
 
@@ -241,8 +387,8 @@ class Campus:
         return building.published_step <= step
 
     @staticmethod
-    def _exchange_answer(building: BuildingState, applied: bool) -> tuple[int, list[float], bool]:
-        building.exchanged_step = building.published_step
+    def _exchange_answer(building: BuildingState, caller: object, applied: bool) -> tuple[int, list[float], bool]:
+        building.exchanged_step, building.exchange_caller = building.published_step, caller
         outputs = building.published.outputs
         return building.published_step, [float(outputs[o.tag]) for o in building.tagmap.outputs], applied
 
@@ -285,7 +431,10 @@ class Campus:
     async def resume(self) -> str:
         if self.status != "Paused":
             raise ValueError(f"cannot resume: campus is {self.status}")
-        self._wall_start += time.monotonic() - self._pause_wall
+        now = time.monotonic()
+        self._wall_start += now - self._pause_wall
+        self.pace.shift(now - self._pause_wall)
+        self._rate.restart(now, self.step)
         await self._set_status("Running")
         self._resume.set()
         log.info("resumed at step %d", self.step)
@@ -433,9 +582,11 @@ class Campus:
         self.server.history.historian_path = self.run_path
         await self._set_status(self.status)
         self._wall_start = time.monotonic()
+        self.pace.start(self._wall_start)
+        self._rate.restart(self._wall_start, 0)
         await self._publish(0)
         published = 0
-        fast = self.config.clock == "fast"
+        fast, paced = self.config.clock == "fast", self.config.clock == "paced"
         while any(b.running for b in self.buildings):
             await self._resume.wait()
             if not fast:
@@ -444,13 +595,16 @@ class Campus:
             if fast and published < self.step:
                 await self._publish(self.step)  # overlaps with the engines computing the next step
                 published = self.step
-            self._record()  # the last published step, while the engines compute the next one
+            self._record()  # fast: the last published step, while the engines compute the next one
             if not await self._collect(pending, self.step + 1):
                 continue  # every engine finished, faulted or was stopped
             self.step += 1
             if not fast:
                 await self._publish(self.step)
                 published = self.step
+                self._record()  # before the step is handed over: HistoryRead has every step on the tags
+            if paced:
+                self.pace.published(self.step)
             self._progress()
         if published < self.step:
             await self._publish(self.step)
@@ -490,16 +644,24 @@ class Campus:
                     outputs = building.engine.step(inputs)
                 except Exception as exc:  # faults this building alone, in ``_collect``
                     inputs, outputs = {}, _raise(exc)
+                if self.config.clock == "paced":
+                    outputs = self.pace.watch(building.name, outputs)
                 pending.append((building, outputs, inputs))
                 building.launched_step = self.step + 1
         return pending
 
     async def _collect(self, pending, step: int) -> bool:
-        """Wait for the engines' outputs of ``step``; True if any building produced them."""
-        if len(pending) == 1:  # awaited inline: outputs already received cost no event-loop turn
-            results = [await _outcome(pending[0][1])]
-        else:
-            results = await asyncio.gather(*(outputs for _, outputs, _ in pending), return_exceptions=True)
+        """Wait for the engines' outputs of ``step``; True if any building produced them. Paced: an
+        overrun of the step's wall slot is reported when the slot ends."""
+        alarm = self.pace.alarm(step) if self.config.clock == "paced" else None
+        try:
+            if len(pending) == 1:  # awaited inline: outputs already received cost no event-loop turn
+                results = [await _outcome(pending[0][1])]
+            else:
+                results = await asyncio.gather(*(outputs for _, outputs, _ in pending), return_exceptions=True)
+        finally:
+            if alarm is not None:
+                alarm.cancel()
         produced = False
         for (building, _, inputs), result in zip(pending, results):
             if not building.running:
@@ -579,10 +741,7 @@ class Campus:
         """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers. A building
         paused during the wait is not launched (``_launch``)."""
         if self.config.clock == "paced":
-            target = self._wall_start + (self.step + 1) * self.config.period.step_s / self.config.speed
-            delay = target - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await self.pace.wait_for_turn(self.step + 1)
             return
         await self._handshake()
         await self._resume.wait()  # paused during the handshake: the answers stand, the step waits for Resume
@@ -609,8 +768,9 @@ class Campus:
         if now - self._last_progress < 2.0 and self.step < self.config.period.steps:
             return
         self._last_progress = now
-        elapsed = max(now - self._wall_start, 1e-9)
+        rate = self._rate.add(now, self.step)
+        steps = self.config.period.steps
         sim = self.config.period.time_of(self.step * self.config.period.step_s)
-        log.info("step %d/%d  sim %s  %.0f steps/s  %s", self.step, self.config.period.steps,
-                 sim.strftime("%Y-%m-%d %H:%M"), self.step / elapsed,
+        log.info("step %d/%d  sim %s  %s steps/s  ETA %s  %s", self.step, steps, sim.strftime("%Y-%m-%d %H:%M"),
+                 f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}", eta(steps - self.step, rate),
                  " ".join(f"{b.name}={b.status}" for b in self.buildings))

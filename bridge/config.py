@@ -25,7 +25,7 @@ from bridge.tagmap import TagMap, load_tagmap
 from bridge.tomlfile import read_toml
 
 TABLES = ("campus", "server", "run", "buildings", "kpi", "tracking")
-RUN_KEYS = ("start", "end", "year", "timesteps_per_hour", "clock", "speed", "lockstep_timeout_s",
+RUN_KEYS = ("start", "end", "year", "timesteps_per_hour", "clock", "speed", "catch_up", "lockstep_timeout_s",
             "engine_start_timeout_s", "engine_step_timeout_s", "run_dir", "historian")
 BUILDING_KEYS = ("name", "model", "weather", "tagmap", "engine", "twin_model")
 CLOCK_MODES = ("lockstep", "paced", "fast")
@@ -84,6 +84,7 @@ class CampusConfig:
     endpoint: str = "opc.tcp://127.0.0.1:4840"
     clock: str = "fast"
     speed: float = 60.0  # paced mode: simulated seconds per wall second
+    catch_up: bool = False  # paced mode: after a step overran its wall slot, run back to back until on schedule
     lockstep_timeout_s: float = 10.0
     engine_start_timeout_s: float = 300.0
     engine_step_timeout_s: float = 60.0
@@ -202,6 +203,7 @@ def load_config(path: str | Path) -> CampusConfig:
         endpoint=server.text("endpoint", "opc.tcp://127.0.0.1:4840"),
         clock=run.text("clock", "fast"),
         speed=run.number("speed", 60.0),
+        catch_up=run.flag("catch_up", False),
         lockstep_timeout_s=run.number("lockstep_timeout_s", 10.0),
         engine_start_timeout_s=run.number("engine_start_timeout_s", 300.0),
         engine_step_timeout_s=run.number("engine_step_timeout_s", 60.0),

@@ -2,7 +2,7 @@
 
 Address space, namespace ``urn:twinbridge``, string node ids that read well in a tag browser::
 
-    Objects/<Campus>/Control/{Status, StatusCode, SimTime, Step, Fault, Start(), Pause(), ...}
+    Objects/<Campus>/Control/{Status, StatusCode, SimTime, Step, Fault, Clock, Start(), Pause(), ...}
     Objects/<Campus>/Outputs/TotalElectricPower
     Objects/<Campus>/<Building>/Inputs/<Tag>      AnalogItemType, writable, EURange enforced, HistoryRead
     Objects/<Campus>/<Building>/Outputs/<Tag>     AnalogItemType, read-only, HistoryRead
@@ -56,10 +56,10 @@ UNIT_CODES = {"degC": "CEL", "K": "KEL", "kW": "KWT", "W": "WTT", "kWh": "KWH", 
 STATUS_CODES = {"Idle": 0, "Running": 1, "Finished": 2, "Reset": 3, "Stopped": 4, "Paused": 5, "Faulted": -1}
 METHODS = ("Start", "Pause", "Resume", "Reset", "Stop")
 HISTORY_PAGE = 10_000  # most values of one tag in one HistoryRead answer; a continuation point gives the rest
-# Control.Exchange on the campus side: given the coroutine function that writes the call's inputs, it
-# decides when (and whether) to write them, and returns (step, outputs, applied) of the step to answer with
-# (applied: the call's inputs drove that step).
-Exchange = Callable[[Callable[[], Awaitable[None]]], Awaitable[tuple[int, list[float], bool]]]
+# Control.Exchange on the campus side: given the coroutine function that writes the call's inputs and
+# the calling session (any object that identifies it), it decides when (and whether) to write them, and
+# returns (step, outputs, applied) of the step to answer with (applied: the call's inputs drove that step).
+Exchange = Callable[[Callable[[], Awaitable[None]], object], Awaitable[tuple[int, list[float], bool]]]
 NUMBER_VARIANTS = {ua.VariantType.Double, ua.VariantType.Float, ua.VariantType.SByte, ua.VariantType.Byte,
                    ua.VariantType.Int16, ua.VariantType.UInt16, ua.VariantType.Int32, ua.VariantType.UInt32,
                    ua.VariantType.Int64, ua.VariantType.UInt64}
@@ -301,7 +301,7 @@ class TagServer:
         initial = {"Status": ("Idle", ua.VariantType.String), "StatusCode": (0, ua.VariantType.Int32),
                    "SimTime": (dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc), ua.VariantType.DateTime),
                    "SimTimeSeconds": (0.0, ua.VariantType.Double), "Step": (0, ua.VariantType.Int64),
-                   "Fault": ("", ua.VariantType.String)}
+                   "Fault": ("", ua.VariantType.String), "Clock": ("", ua.VariantType.String)}
         if handshake:
             initial |= {"OutputReady": (False, ua.VariantType.Boolean), "InputReady": (False, ua.VariantType.Boolean)}
         for name, (value, variant) in initial.items():
@@ -371,7 +371,8 @@ class TagServer:
                 log.warning("refused Exchange on %s: %s", name, refused)
                 return ua.StatusCode(refused.code)
             try:
-                step, outputs, applied = await exchange(functools.partial(self._write_inputs, name, values))
+                step, outputs, applied = await exchange(functools.partial(self._write_inputs, name, values),
+                                                        _calling_session())
             except TimeoutError:
                 return ua.StatusCode(ua.StatusCodes.BadTimeout)
             except ValueError:
@@ -591,7 +592,8 @@ class TagServer:
         variants = {"Status": ua.VariantType.String, "StatusCode": ua.VariantType.Int32,
                     "SimTime": ua.VariantType.DateTime, "SimTimeSeconds": ua.VariantType.Double,
                     "Step": ua.VariantType.Int64, "Fault": ua.VariantType.String,
-                    "OutputReady": ua.VariantType.Boolean, "InputReady": ua.VariantType.Boolean}
+                    "OutputReady": ua.VariantType.Boolean, "InputReady": ua.VariantType.Boolean,
+                    "Clock": ua.VariantType.String}
         if key not in self.controls:  # the address space is not built (start-up failed)
             return
         nodes = self.controls[key].ids
@@ -655,6 +657,13 @@ def _unsupported_write(item: ua.WriteValue) -> str | None:
     if data.ServerTimestamp is not None or data.ServerPicoseconds:
         return "a ServerTimestamp (the server stamps the time it takes a value)"
     return None
+
+
+def _calling_session() -> object:
+    """What identifies the client session of the method call being served: asyncua serves each
+    connection's requests one at a time in a task of its own (one session per connection), which
+    lives as long as the connection."""
+    return asyncio.current_task()
 
 
 def _method(name: str, action: Callable[[], Awaitable[str]]):

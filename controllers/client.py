@@ -60,6 +60,7 @@ class BridgeClient:
         self.security = security
         self.request_timeout_s = request_timeout_s
         self.inputs: dict[str, InputRange] = {}
+        self.clock: str | None = None  # the bridge's clock mode (lockstep, paced, fast); None: not shown
         self.ns = 0  # index of urn:twinbridge on this server (may change when the bridge restarts)
         self._client: Client | None = None
         self._input_nodes: dict[str, Node] = {}
@@ -129,6 +130,7 @@ class BridgeClient:
         self._input_ready = control["InputReady"]
         self._control_folder = folders["Control"]
         self._exchange = control.get("Exchange")
+        self.clock = str(await control["Clock"].read_value()) if "Clock" in control else None  # older bridges lack it
         if self._exchange is not None:
             self._exchange_inputs, self._exchange_outputs = await client.read_values(
                 [control["InputTags"], control["OutputTags"]])

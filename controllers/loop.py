@@ -97,6 +97,7 @@ async def run_controller(controller: Controller, endpoint: str, building: str, c
     while True:
         await _connect(client, options)
         try:
+            _check_clock(client, options.mode)
             controller.check(client.inputs)
             loop = {"lockstep": _lockstep, "exchange": _exchange, "paced": _paced}[options.mode]
             report.final_status = await loop(client, controller, options, report)
@@ -134,6 +135,20 @@ async def _connect(client: BridgeClient, options: LoopOptions) -> None:
             log.info("bridge not reachable (%s: %s); retrying in %.1f s", type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, options.backoff_max_s)
+
+
+def _check_clock(client: BridgeClient, mode: str) -> None:
+    """Refuse a loop that cannot work with the bridge's clock (a lockstep loop would wait for an OutputReady
+    that a paced or fast bridge never raises); warn about one that works badly."""
+    clock = client.clock
+    if mode == "lockstep" and clock in ("paced", "fast"):
+        raise ControllerError(f"{client.building}: the bridge at {client.endpoint} runs a {clock} clock, which hands "
+                              f"no step to controllers (OutputReady stays False): use --mode paced or exchange "
+                              f"with it, or run the bridge with --clock lockstep")
+    if mode == "paced" and clock == "lockstep":
+        log.warning("%s: the bridge runs a lockstep clock and waits at every step for an InputReady that a paced "
+                    "loop never raises (each step takes the lockstep timeout): use --mode lockstep or exchange",
+                    client.building)
 
 
 async def _lockstep(client: BridgeClient, controller: Controller, options: LoopOptions, report: LoopReport) -> str:

@@ -611,3 +611,32 @@ def test_a_late_exchange_does_not_drive_the_next_step(tmp_path):
     for step, value in frame["CoolingSetpoint"].items():
         assert value == held or value == setpoint(step - 1), (step, value)  # held over a timeout, or decided on step - 1
         held = value
+
+
+def test_a_replacement_controllers_first_exchange_is_taken_for_the_current_step(tmp_path):
+    """A controller dies after three Exchange calls; the bridge goes on over lockstep timeouts; the
+    controller that replaces it (a new session) has its first call taken for the step the bridge is at
+    (Applied true, as docs/protocol.md says), not refused as late for its predecessor's step."""
+
+    async def calls(endpoint: str, count: int) -> list[tuple[int, bool]]:
+        async with Client(endpoint, timeout=30, watchdog_intervall=60) as client:
+            control = await node(client, "TestSite.SmallOffice.Control")
+            exchange = await node(client, "TestSite.SmallOffice.Control.Exchange")
+            answers = []
+            for _ in range(count):
+                step, _, applied = await control.call_method(exchange, double([25.0, 15.0]))
+                answers.append((step, applied))
+            return answers
+
+    async def scenario(endpoint: str) -> tuple[list, list]:
+        first = await calls(endpoint, 3)
+        await asyncio.sleep(2.5)  # the bridge times out on the dead controller at least twice
+        return first, await calls(endpoint, 2)
+
+    with run_bridge(one_day(tmp_path), tmp_path, "--clock", "lockstep", "--lockstep-timeout", "1") as bridge:
+        first, second = asyncio.run(scenario(bridge.endpoint))
+        log = bridge.log
+    assert [applied for _, applied in first] == [True] * 3
+    assert second[0][0] >= first[-1][0] + 2  # the bridge went on without a controller
+    assert [applied for _, applied in second] == [True, True], (first, second, log[-2000:])
+    assert "not applied" not in log

@@ -12,6 +12,7 @@ import datetime as dt
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -329,3 +330,20 @@ def test_missing_controller_does_not_starve_the_other_building(tmp_path, control
     expected = [schedule.setpoints((time - half_hour).to_pydatetime()) for time in frame.index]
     assert frame[["CoolingSetpoint", "HeatingSetpoint"]].to_dict("records") == expected
     assert (warehouse["CoolingSetpoint"] == 24.0).all()  # the tag-map default, held throughout
+
+
+def test_a_lockstep_controller_against_a_paced_bridge_says_what_to_do_at_once(small_office_config, tmp_path):
+    """A paced bridge never raises OutputReady: a lockstep controller used to wait silently until its step
+    timeout and then blame 'no new step'; it now reads Control.Clock at connect and says what to do."""
+    from controllers.base import ControllerError
+    from controllers.loop import LoopOptions, run_controller
+    from controllers.schedule import ScheduleController
+
+    controller = ScheduleController(load_schedule(EXAMPLES / "small_office_schedule.toml"))
+    with run_bridge(small_office_config, tmp_path, "--clock", "paced", "--wait-for-start") as bridge:
+        began = time.monotonic()
+        with pytest.raises(ControllerError, match=r"SmallOffice: the bridge at .* runs a paced clock, which hands no "
+                                                  r"step to controllers .*: use --mode paced or exchange"):
+            asyncio.run(run_controller(controller, bridge.endpoint, "SmallOffice",
+                                       options=LoopOptions(mode="lockstep", step_timeout_s=20)))
+    assert time.monotonic() - began < 10

@@ -147,3 +147,22 @@ def test_paced_loop_gives_up_when_a_bridge_that_is_not_running_shows_no_new_step
     with pytest.raises(ControllerError, match=rf"simulation did not advance within 0.2 s \(status {status}, step 7\)"):
         asyncio.run(asyncio.wait_for(_paced(StuckBridge(), Hold(), options, LoopReport()), 5.0))
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("mode, clock, outcome", [
+    ("lockstep", "paced", "refused"), ("lockstep", "fast", "refused"), ("lockstep", "lockstep", "quiet"),
+    ("exchange", "paced", "quiet"), ("paced", "paced", "quiet"), ("paced", "lockstep", "warned"),
+    ("lockstep", None, "quiet")])  # None: a bridge without Control.Clock
+def test_the_loop_checks_the_bridges_clock_at_connect(mode, clock, outcome, caplog):
+    from types import SimpleNamespace
+
+    from controllers.loop import _check_clock
+
+    client = SimpleNamespace(building="SmallOffice", endpoint="opc.tcp://127.0.0.1:1", clock=clock)
+    if outcome == "refused":
+        with pytest.raises(ControllerError, match=f"runs a {clock} clock.*use --mode paced or exchange"):
+            _check_clock(client, mode)
+        return
+    with caplog.at_level("WARNING", logger="controllers.loop"):
+        _check_clock(client, mode)
+    assert bool(caplog.records) == (outcome == "warned")
