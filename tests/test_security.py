@@ -372,7 +372,8 @@ def _user_manager(monkeypatch, clock, **policy):
     import bridge.security.server as server_module
     from bridge.security.settings import LoginPolicy, ServerSecurity
 
-    users = {name: User(name, "operator", hash_password(pw, FAST_HASH)) for name, pw in (("op", "pw"), ("eye", "eye-pw"))}
+    users = {name: User(name, "operator", hash_password(pw, FAST_HASH))
+             for name, pw in (("op", "pw"), ("eye", "eye-pw"))}
     security = ServerSecurity(("Basic256Sha256_SignAndEncrypt",), users=users, anonymous="none",
                               login=LoginPolicy(**policy))
     checks: list[str] = []

@@ -196,8 +196,8 @@ class BridgeUserManager(UserManager):
             if account is not None and token in self._verified:
                 return True
             hashed = account.password_hash if account else self._dummy_hash
-            if await asyncio.get_running_loop().run_in_executor(_PASSWORD_CHECKS, verify_password, password, hashed) \
-                    and account is not None:
+            loop = asyncio.get_running_loop()
+            if await loop.run_in_executor(_PASSWORD_CHECKS, verify_password, password, hashed) and account is not None:
                 self._verified.add(token)
                 return True
             self.throttle.failed(source)
@@ -244,7 +244,8 @@ class BridgeUserManager(UserManager):
         refusals = self._refusals.pop(source)
         if not refusals.wrong and not refusals.throttled:
             return
-        users = ", ".join(repr(user) for user in sorted(refusals.users)[:5]) + (", ..." if len(refusals.users) > 5 else "")
+        users = ", ".join(repr(user) for user in sorted(refusals.users)[:5])
+        users += ", ..." if len(refusals.users) > 5 else ""
         log.warning("refused %d more sessions from %s in %.0f s: %d wrong user name or password, %d throttled without "
                     "a check (users %s); %d failures in the last %.0f s, next check in %.1f s at the earliest",
                     refusals.wrong + refusals.throttled, source, self.REPORT_EVERY_S, refusals.wrong,
@@ -290,8 +291,8 @@ def _user_name_login(processor: UaProcessor, requesthdr: ua.RequestHeader, body:
     try:
         token = struct_from_binary(ua.ActivateSessionParameters, body).UserIdentityToken
         session = processor.session or processor.iserver.lookup_external_session(requesthdr.AuthenticationToken)
-        if not isinstance(token, ua.UserNameIdentityToken) or not isinstance(token, processor.iserver.supported_tokens) \
-                or session is None:
+        taken = isinstance(token, ua.UserNameIdentityToken) and isinstance(token, processor.iserver.supported_tokens)
+        if not taken or session is None:
             return None
         username, password = processor.iserver.decrypt_user_token(session, token)
     except Exception:  # asyncua's own handling of the request answers it
