@@ -11,7 +11,7 @@ from asyncua import Client, ua
 
 from conftest import FAST_HASH, SIMS, run_bridge, run_cli, secured_config, wait_until, write_users
 from bridge.config import ConfigError, load_config
-from bridge.security import SecurityError, hash_password, load_users, verify_password
+from bridge.security import SecurityError, User, hash_password, load_users, verify_password
 from bridge.security.client import configure_client
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from controllers.client import BridgeClient
@@ -53,6 +53,10 @@ def test_bad_users_file_is_refused_naming_the_entry(tmp_path, text, message):
     ('users = "missing.toml"', "missing.toml: file not found"),
     ('certificat = "server.der"', "unknown keys ['certificat']"),
     ('users = "users.toml"', "users need a secure policy"),
+    ('login_backoff_s = 0', "login_backoff_s must be a positive number of seconds"),
+    ('login_window_s = "10"', "login_window_s must be a positive number of seconds"),
+    ('login_max_failures = 2.5', "login_max_failures must be a whole number of at least 1"),
+    ('login_backoff_max_s = 0.5', "login_backoff_max_s (0.5) must not be below login_backoff_s (1.0)"),
 ])
 def test_bad_server_security_is_a_config_error(tmp_path, server, message):
     write_users(tmp_path / "users.toml", {"op": ("operator", "pw")})
@@ -101,7 +105,9 @@ def test_secured_bridge_end_to_end(tmp_path, monkeypatch):
     config = secured_config(tmp_path, "\n".join([
         'security_policies = ["Basic256Sha256_SignAndEncrypt"]',
         'certificate = "pki/own/server.der"', 'private_key = "pki/own/server_key.pem"',
-        'trusted_clients = "pki/trusted"', 'users = "users.toml"']))
+        'trusted_clients = "pki/trusted"', 'users = "users.toml"',
+        # a short backoff, so that the unknown user right after the wrong password is checked, not throttled
+        'login_backoff_s = 0.01', 'login_backoff_max_s = 0.01']))
     client_pki = tmp_path / "client"
     secure = f"Basic256Sha256,SignAndEncrypt,{client_pki / 'ctl.der'},{client_pki / 'ctl_key.pem'}"
     prefix = "TestSite.SmallOffice"
@@ -295,3 +301,191 @@ def test_controller_with_a_viewer_account_stops_with_the_refusal(tmp_path):
         with pytest.raises(ControllerError, match="BadUserAccessDenied") as refused:
             asyncio.run(asyncio.wait_for(run_controller(controller, bridge.endpoint, "SmallOffice", options=options), 120))
     assert "SmallOffice" in str(refused.value)
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_login_policy_is_read_from_the_server_table(tmp_path):
+    from bridge.security.settings import LoginPolicy
+
+    write_users(tmp_path / "users.toml", {"op": ("operator", "pw")})
+    security = load_config(secured_config(tmp_path, "\n".join([
+        'security_policies = ["Basic256Sha256_SignAndEncrypt"]', 'certificate = "s.der"', 'private_key = "s.pem"',
+        'users = "users.toml"', "login_backoff_s = 0.5", "login_backoff_max_s = 8", "login_max_failures = 4",
+        "login_window_s = 120"]))).security
+    assert security.login == LoginPolicy(backoff_s=0.5, backoff_max_s=8, max_failures=4, window_s=120)
+    assert load_config(SIMS / "small_office.toml").security.login == LoginPolicy()
+
+
+def test_login_throttle_backs_off_exponentially_up_to_its_cap():
+    from bridge.security.server import LoginThrottle
+    from bridge.security.settings import LoginPolicy
+
+    clock = FakeClock()
+    throttle = LoginThrottle(LoginPolicy(backoff_s=1.0, backoff_max_s=5.0, max_failures=100, window_s=1000.0), clock)
+    assert throttle.wait_s("10.0.0.1") == 0.0
+    waits = []
+    for _ in range(5):
+        throttle.failed("10.0.0.1")
+        waits.append(throttle.wait_s("10.0.0.1"))
+        clock.now += waits[-1]
+        assert throttle.wait_s("10.0.0.1") == 0.0  # once the backoff is over, the next password is checked
+    assert waits == [1.0, 2.0, 4.0, 5.0, 5.0]
+    assert throttle.wait_s("10.0.0.2") == 0.0  # per address
+    clock.now += 1000.0  # every failure has left the window: the count starts again
+    throttle.failed("10.0.0.1")
+    assert throttle.wait_s("10.0.0.1") == 1.0 and throttle.failures("10.0.0.1") == 1
+
+
+def test_login_throttle_limits_failures_per_window():
+    from bridge.security.server import LoginThrottle
+    from bridge.security.settings import LoginPolicy
+
+    clock = FakeClock()
+    throttle = LoginThrottle(LoginPolicy(backoff_s=0.1, backoff_max_s=0.1, max_failures=3, window_s=60.0), clock)
+    first = clock.now
+    for _ in range(3):
+        throttle.failed("10.0.0.1")
+        clock.now += 1.0
+    assert throttle.wait_s("10.0.0.1") == pytest.approx(first + 60.0 - clock.now)  # until the oldest ages out
+    clock.now = first + 60.0
+    assert throttle.wait_s("10.0.0.1") == 0.0 and throttle.failures("10.0.0.1") == 2
+    throttle.failed("10.0.0.1")
+    assert throttle.wait_s("10.0.0.1") == pytest.approx(1.0)  # three again: until the one at first + 1 ages out
+    clock.now += 1000.0
+    throttle.failed("10.0.0.9")  # a failure once a window has passed sweeps the addresses without recent ones
+    assert set(throttle._failures) == {"10.0.0.9"}
+
+
+def _user_manager(monkeypatch, clock, **policy):
+    """A BridgeUserManager for users op (pw) and eye (eye-pw), and the list of threads its PBKDF2 checks ran in."""
+    import threading
+
+    import bridge.security.server as server_module
+    from bridge.security.settings import LoginPolicy, ServerSecurity
+
+    users = {name: User(name, "operator", hash_password(pw, FAST_HASH))
+             for name, pw in (("op", "pw"), ("eye", "eye-pw"))}
+    security = ServerSecurity(("Basic256Sha256_SignAndEncrypt",), users=users, anonymous="none",
+                              login=LoginPolicy(**policy))
+    checks: list[str] = []
+
+    def counted(password: str, password_hash: str) -> bool:
+        checks.append(threading.current_thread().name)
+        return verify_password(password, password_hash)
+
+    monkeypatch.setattr(server_module, "verify_password", counted)
+    return server_module.BridgeUserManager(security, clock=clock), checks
+
+
+def test_a_throttled_address_is_refused_without_a_password_check(monkeypatch):
+    """Failed logins are throttled per address: while throttled, a password (even the right one) is
+    refused without PBKDF2; other addresses are checked as usual; checks run off the event loop."""
+    clock = FakeClock()
+    manager, checks = _user_manager(monkeypatch, clock, backoff_s=2.0, backoff_max_s=60.0)
+
+    async def scenario() -> list:
+        return [await manager.check_password("10.0.0.1", "op", "wrong"),
+                await manager.check_password("10.0.0.1", "op", "wrong again"),
+                await manager.check_password("10.0.0.1", "op", "pw"),
+                await manager.check_password("10.0.0.2", "op", "pw"),
+                await manager.check_password("10.0.0.2", "op", "pw")]
+
+    assert asyncio.run(scenario()) == [False, False, False, True, True]
+    assert len(checks) == 2  # the first wrong one, and the right one from 10.0.0.2 once (then remembered)
+    assert all(name.startswith("twinbridge-password") for name in checks)
+    clock.now += 2.0
+    assert asyncio.run(manager.check_password("10.0.0.1", "op", "pw")) and len(checks) == 2  # remembered
+    assert manager.get_user(None, "op", "pw", certificate=b"der").twinbridge_role == "operator"
+    assert manager.get_user(None, "op", "wrong", certificate=b"der") is None
+
+
+def test_concurrent_wrong_logins_cost_one_check_and_few_log_lines(monkeypatch, caplog):
+    """40 wrong passwords at once from one address: one PBKDF2 (one check at a time per address; the
+    others then find the address throttled); the refusals logged in one line, then summed up."""
+    manager, checks = _user_manager(monkeypatch, FakeClock())
+    manager.REPORT_EVERY_S = 0.2
+
+    async def storm() -> list[bool]:
+        results = await asyncio.gather(*(manager.check_password("10.0.0.1", "op", f"guess{i}") for i in range(40)))
+        others = await asyncio.gather(manager.check_password("10.0.0.3", "eye", "eye-pw"))
+        await asyncio.sleep(0.5)  # the summary line is due
+        return [*results, *others]
+
+    with caplog.at_level("WARNING", logger="bridge.security.server"):
+        results = asyncio.run(storm())
+    assert results == [False] * 40 + [True] and len(checks) == 2
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == 2, lines
+    assert "wrong user name or password" in lines[0] and "10.0.0.1" in lines[0]
+    assert "refused 39 more sessions from 10.0.0.1" in lines[1] and "39 throttled" in lines[1]
+    assert "guess" not in " ".join(lines)  # passwords are never logged
+
+
+def test_login_storm_does_not_stall_the_server(tmp_path, monkeypatch):
+    """A real secured server on loopback (PBKDF2 at its full 600,000 iterations): 40 concurrent
+    wrong-password logins (from another process, bench/bench_login_storm.py's) leave a connected
+    client's reads fast and its connection up, are all refused with BadUserAccessDenied, and cost
+    one password check (the address is then throttled)."""
+    import time
+
+    import bridge.security.server as server_module
+    from bench.bench_login_storm import run_storm_process, security_string
+    from bridge.launcher import free_port
+    from bridge.security.settings import ServerSecurity
+    from bridge.server import TagServer
+
+    users = {"bench": User("bench", "operator", hash_password("bench-pw"))}
+    security = ServerSecurity(("Basic256Sha256_SignAndEncrypt",), tmp_path / "server.der", tmp_path / "server_key.pem",
+                              users=users, anonymous="none")
+    checks: list[str] = []
+
+    def counted(password: str, password_hash: str) -> bool:
+        checks.append(password)
+        return verify_password(password, password_hash)
+
+    monkeypatch.setattr(server_module, "verify_password", counted)
+    monkeypatch.setenv(PASSWORD_VARIABLE, "bench-pw")
+    pki = tmp_path / "client_pki"
+
+    async def scenario(endpoint: str) -> dict:
+        server = TagServer(endpoint, "Campus", security=security)
+        await server.init()
+        await server.listen()
+        try:
+            reader = await connect(endpoint, security_string(pki), "bench")  # asyncua's defaults: 1 s probes
+            lost = []
+
+            async def on_lost(exc: Exception) -> None:
+                lost.append(exc)
+
+            reader.connection_lost_callback = on_lost
+            storm = asyncio.create_task(run_storm_process(endpoint, pki, 40))
+            latencies = []
+            while not storm.done():
+                began = time.monotonic()
+                await reader.nodes.server_state.read_value()
+                latencies.append(time.monotonic() - began)
+                await asyncio.sleep(0.02)
+            answers = [answer for answer, _ in (await storm)["answers"]]
+            await asyncio.sleep(1.5)  # one more watchdog probe
+            state = await reader.nodes.server_state.read_value()
+            await reader.disconnect()
+            return {"answers": answers, "max_latency": max(latencies), "lost": lost, "state": state}
+        finally:
+            await server.stop()
+
+    seen = asyncio.run(scenario(f"opc.tcp://127.0.0.1:{free_port()}"))
+    assert seen["answers"] == ["BadUserAccessDenied"] * 40
+    assert checks.count("wrong-pw") == 1, checks  # one check; then the address is throttled
+    assert seen["lost"] == [] and seen["state"] == ua.ServerState.Running
+    # within asyncua's 1 s connection probe (40 checks on the event loop stalled it 8 s or more)
+    assert seen["max_latency"] < 1.0, seen["max_latency"]

@@ -14,7 +14,12 @@ Configured in the ``[server]`` table of a building or campus file (``ServerSecur
 - ``users``: a users file (bridge.security.users): user name and password, role viewer or operator;
 - ``anonymous``: what a client without user name gets: ``"operator"``, ``"viewer"`` or ``"none"``
   (refused). Default ``"operator"`` without a users file (an open test bench, as before),
-  ``"none"`` with one.
+  ``"none"`` with one;
+- ``login_backoff_s``, ``login_backoff_max_s``, ``login_max_failures``, ``login_window_s``: how
+  failed logins are throttled per client address (``LoginPolicy``, ``LoginThrottle``).
+
+Passwords are checked off the event loop, in one thread, one check at a time per client address
+(``BridgeUserManager.check_password``, awaited before asyncua activates a session).
 
 Roles: a viewer may read, browse, subscribe and read history; an operator may also write inputs and
 call the control methods (Start, Pause, Reset, Exchange, ...). Anything else (adding or deleting
@@ -23,12 +28,19 @@ nodes) is refused to every network client.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
 import logging
 import os
 import socket
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,14 +49,16 @@ from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset
 from asyncua.crypto.permission_rules import User as UaUser
 from asyncua.crypto.permission_rules import UserRole
+from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
-from asyncua.common.utils import ServiceError
+from asyncua.common.utils import Buffer, ServiceError
+from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from bridge.security.settings import ServerSecurity
+from bridge.security.settings import LoginPolicy, ServerSecurity
 from bridge.security.users import SecurityError, hash_password, verify_password
 
 log = logging.getLogger(__name__)
@@ -68,6 +82,63 @@ class RoleRuleset(PermissionRuleset):
 _SESSION_SERVICES = {ua.NodeId(type_id) for type_id in USER_TYPES}
 
 
+class LoginThrottle:
+    """Failed logins per client address, and how long an address waits before its next password is
+    checked (``LoginPolicy``: backoff doubling from ``backoff_s`` up to ``backoff_max_s``, at most
+    ``max_failures`` per ``window_s``). A success resets nothing: an attacker holding one account
+    must not clear the count of guesses at another. Times in seconds from ``clock`` (monotonic)."""
+
+    def __init__(self, policy: LoginPolicy, clock: Callable[[], float] = time.monotonic):
+        self.policy, self.clock = policy, clock
+        self._failures: dict[str, deque[float]] = {}  # the latest max_failures times per address
+        self._swept = clock()
+
+    def wait_s(self, source: str) -> float:
+        """Seconds until a password from ``source`` is checked again; 0 when it is checked now."""
+        recent = self._recent(source)
+        if not recent:
+            return 0.0
+        until = recent[-1] + self.policy.delay_s(len(recent))
+        if len(recent) >= self.policy.max_failures:
+            until = max(until, recent[0] + self.policy.window_s)
+        return max(0.0, until - self.clock())
+
+    def failures(self, source: str) -> int:
+        """Failed logins of ``source`` within the window (at most ``max_failures``)."""
+        return len(self._recent(source))
+
+    def failed(self, source: str) -> None:
+        """Count a failed login of ``source`` now; addresses without a failure in the window are
+        forgotten (swept once per window, so that many addresses cost no more than a pass each)."""
+        now = self.clock()
+        self._failures.setdefault(source, deque(maxlen=self.policy.max_failures)).append(now)
+        if now - self._swept > self.policy.window_s:
+            self._swept = now
+            for address in [a for a, times in self._failures.items() if times[-1] <= now - self.policy.window_s]:
+                del self._failures[address]
+
+    def _recent(self, source: str) -> deque[float]:
+        times = self._failures.get(source, deque())
+        horizon = self.clock() - self.policy.window_s
+        while times and times[0] <= horizon:
+            times.popleft()
+        return times
+
+
+@dataclass
+class _Refusals:
+    """Refused logins from one address since its last log line."""
+
+    wrong: int = 0
+    throttled: int = 0
+    users: set[str] = field(default_factory=set)
+
+
+# PBKDF2 runs here, off the event loop (hashlib releases the GIL): one check at a time in the process,
+# so that a storm of logins takes one core at most.
+_PASSWORD_CHECKS = ThreadPoolExecutor(1, thread_name_prefix="twinbridge-password")
+
+
 class BridgeUserManager(UserManager):
     """Admits a session at its activation: over the channel the server offers, from a trusted client
     application, with a valid user name and password (or anonymously, as configured).
@@ -75,15 +146,21 @@ class BridgeUserManager(UserManager):
     The channel and trust checks are made here, on the certificate of the secure channel itself,
     because asyncua 2.1 keeps an unsecured channel when a client asks for policy None and the
     server does not offer it, and validates client certificates only when CreateSession carries
-    one. A successful password check is remembered (as an HMAC under a key of this process, never
-    the password) so that reconnecting clients do not cost another 0.2 s PBKDF2 each; an unknown
-    user name costs the same PBKDF2 as a wrong password, so timing does not tell which names exist."""
+    one. The password itself is checked before, by ``check_password`` (awaited by the ActivateSession
+    hook, see ``_check_passwords_before_activation``): asyncua calls ``get_user`` synchronously on the
+    event loop, where a 0.2 s PBKDF2 would stop the whole server."""
 
-    def __init__(self, security: ServerSecurity, trusted: "TrustedFolder | None" = None):
+    REPORT_EVERY_S = 60.0  # refused logins from one address: the first logged at once, the others summed up
+
+    def __init__(self, security: ServerSecurity, trusted: "TrustedFolder | None" = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.security, self.trusted = security, trusted
+        self.throttle = LoginThrottle(security.login, clock)
         self._key = os.urandom(32)
         self._verified: set[bytes] = set()
         self._dummy_hash = hash_password(os.urandom(16).hex()) if security.users else ""
+        self._turns: dict[str, list] = {}  # address -> [lock, attempts holding or awaiting it]
+        self._refusals: dict[str, _Refusals] = {}
 
     def get_user(self, iserver: object, username: str | None = None, password: str | None = None,
                  certificate: bytes | None = None) -> UaUser | None:
@@ -98,16 +175,134 @@ class BridgeUserManager(UserManager):
                 return None
             return _ua_user("anonymous", self.security.anonymous)
         account = self.security.users.get(username)
-        token = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
-        if account is not None and token in self._verified:
+        if account is not None and self._token(username, password or "") in self._verified:
             return _ua_user(username, account.role)
-        # an unknown name is checked against a dummy hash: every refusal costs the same PBKDF2
-        matches = verify_password(password or "", account.password_hash if account else self._dummy_hash)
-        if account is not None and matches:
-            self._verified.add(token)
-            return _ua_user(username, account.role)
-        log.warning("refused a session: wrong user name or password for %r", username)
+        log.warning("refused a session for %r: its password was not checked before activation", username)
         return None
+
+    async def check_password(self, source: str, username: str, password: str) -> bool:
+        """Whether ``password`` is ``username``'s: PBKDF2 in a thread, one check at a time per client
+        address ``source``; False without a check while ``source`` is throttled. A success is
+        remembered for ``get_user`` (as an HMAC under a key of this process, never the password), so
+        that a reconnecting client pays no PBKDF2 again; an unknown user name costs the same PBKDF2 as
+        a wrong password (against a dummy hash), so timing does not tell which names exist."""
+        if self.throttle.wait_s(source):
+            return self._refused(source, username, throttled=True)
+        async with self._turn(source):
+            if self.throttle.wait_s(source):  # the check before this one failed
+                return self._refused(source, username, throttled=True)
+            account = self.security.users.get(username)
+            token = self._token(username, password)
+            if account is not None and token in self._verified:
+                return True
+            hashed = account.password_hash if account else self._dummy_hash
+            loop = asyncio.get_running_loop()
+            if await loop.run_in_executor(_PASSWORD_CHECKS, verify_password, password, hashed) and account is not None:
+                self._verified.add(token)
+                return True
+            self.throttle.failed(source)
+            return self._refused(source, username, throttled=False)
+
+    def _token(self, username: str, password: str) -> bytes:
+        return hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+
+    @contextlib.asynccontextmanager
+    async def _turn(self, source: str) -> AsyncIterator[None]:
+        """Hold ``source``'s turn: one password check at a time per address (the others wait, then
+        find it throttled when the check failed)."""
+        turn = self._turns.setdefault(source, [asyncio.Lock(), 0])
+        turn[1] += 1
+        try:
+            async with turn[0]:
+                yield
+        finally:
+            turn[1] -= 1
+            if not turn[1]:
+                del self._turns[source]
+
+    def _refused(self, source: str, username: str, throttled: bool) -> bool:
+        """Log a refused login (False): the first from ``source`` at once, the next ones summed up
+        every ``REPORT_EVERY_S`` seconds while they go on."""
+        refusals = self._refusals.get(source)
+        if refusals is None:
+            why = (f"throttled, {self.throttle.wait_s(source):.1f} s before its next password is checked" if throttled
+                   else "wrong user name or password")
+            log.warning("refused a session for %r from %s: %s (further refusals from %s are summed up every %.0f s)",
+                        username, source, why, source, self.REPORT_EVERY_S)
+            self._refusals[source] = _Refusals()
+            asyncio.get_running_loop().call_later(self.REPORT_EVERY_S, self._report, source)
+            return False
+        refusals.users.add(username)
+        if throttled:
+            refusals.throttled += 1
+        else:
+            refusals.wrong += 1
+        return False
+
+    def _report(self, source: str) -> None:
+        """One log line for the refusals from ``source`` since the last; goes on while there are any."""
+        refusals = self._refusals.pop(source)
+        if not refusals.wrong and not refusals.throttled:
+            return
+        users = ", ".join(repr(user) for user in sorted(refusals.users)[:5])
+        users += ", ..." if len(refusals.users) > 5 else ""
+        log.warning("refused %d more sessions from %s in %.0f s: %d wrong user name or password, %d throttled without "
+                    "a check (users %s); %d failures in the last %.0f s, next check in %.1f s at the earliest",
+                    refusals.wrong + refusals.throttled, source, self.REPORT_EVERY_S, refusals.wrong,
+                    refusals.throttled, users, self.throttle.failures(source), self.security.login.window_s,
+                    self.throttle.wait_s(source))
+        self._refusals[source] = _Refusals()
+        asyncio.get_running_loop().call_later(self.REPORT_EVERY_S, self._report, source)
+
+
+ACTIVATE_SESSION = ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)
+
+
+def _check_passwords_before_activation() -> None:
+    """Have asyncua's servers await ``BridgeUserManager.check_password`` before they activate a
+    session with a user name (once per process; servers with another user manager are left as they are).
+
+    asyncua 2.1 asks its user manager synchronously (``get_user`` inside
+    ``InternalSession.activate_session``) and has no asynchronous hook, so the processing of
+    requests (``UaProcessor._process_message``, one task per connection) is wrapped: an
+    ActivateSession carrying a user name first has its password checked, awaited off the event
+    loop; a refused one is answered BadUserAccessDenied, as get_user's refusal would be."""
+    original = UaProcessor._process_message
+    if getattr(original, "twinbridge_checks_passwords", False):
+        return
+
+    async def process_message(processor: UaProcessor, typeid: ua.NodeId, requesthdr: ua.RequestHeader,
+                              seqhdr: object, body: Buffer) -> object:
+        manager = processor.iserver.user_manager
+        if typeid == ACTIVATE_SESSION and isinstance(manager, BridgeUserManager):
+            login = _user_name_login(processor, requesthdr, body.copy())
+            if login is not None and not await manager.check_password(_address(processor.name), *login):
+                raise ServiceError(ua.StatusCodes.BadUserAccessDenied)
+        return await original(processor, typeid, requesthdr, seqhdr, body)
+
+    process_message.twinbridge_checks_passwords = True
+    UaProcessor._process_message = process_message
+
+
+def _user_name_login(processor: UaProcessor, requesthdr: ua.RequestHeader, body: Buffer) -> tuple[str, str] | None:
+    """(user name, password) of an ActivateSession request, decrypted as asyncua will; None when it
+    carries no user name, or anything asyncua will refuse by itself (no such session, a token it
+    does not take or cannot decrypt)."""
+    try:
+        token = struct_from_binary(ua.ActivateSessionParameters, body).UserIdentityToken
+        session = processor.session or processor.iserver.lookup_external_session(requesthdr.AuthenticationToken)
+        taken = isinstance(token, ua.UserNameIdentityToken) and isinstance(token, processor.iserver.supported_tokens)
+        if not taken or session is None:
+            return None
+        username, password = processor.iserver.decrypt_user_token(session, token)
+    except Exception:  # asyncua's own handling of the request answers it
+        return None
+    return (username, password or "") if username else None
+
+
+def _address(peer: object) -> str:
+    """The client's IP address from a transport's peer name ((host, port, ...) for TCP)."""
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
 
 
 def may_write(user: UaUser | None) -> bool:
@@ -245,6 +440,7 @@ async def secure_server(server: Server, security: ServerSecurity, application_ur
     server.set_identity_tokens(tokens)
     trusted = TrustedFolder(security.trusted_clients) if security.trusted_clients is not None else None
     server.iserver.set_user_manager(BridgeUserManager(security, trusted))
+    _check_passwords_before_activation()
     server.set_security_policy([_policy_type(policy) for policy in security.policies], permission_ruleset=RoleRuleset())
     if security.secure:
         host = urlparse(endpoint).hostname

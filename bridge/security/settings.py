@@ -3,6 +3,7 @@ so that reading a configuration stays fast). Applied by bridge.security.server a
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,9 @@ POLICIES = ("None", "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt", "Aes
             "Aes128Sha256RsaOaep_SignAndEncrypt", "Aes256Sha256RsaPss_Sign", "Aes256Sha256RsaPss_SignAndEncrypt")
 ANONYMOUS = ("operator", "viewer", "none")
 PASSWORD_VARIABLE = "TWINBRIDGE_OPCUA_PASSWORD"
-SERVER_KEYS = {"security_policies", "certificate", "private_key", "trusted_clients", "users", "anonymous"}
+LOGIN_KEYS = {"login_backoff_s": "backoff_s", "login_backoff_max_s": "backoff_max_s",
+              "login_max_failures": "max_failures", "login_window_s": "window_s"}
+SERVER_KEYS = {"security_policies", "certificate", "private_key", "trusted_clients", "users", "anonymous", *LOGIN_KEYS}
 
 
 def _check_policies(policies: tuple[str, ...], where: str) -> None:
@@ -23,6 +26,45 @@ def _check_policies(policies: tuple[str, ...], where: str) -> None:
     if unknown or not policies:
         raise SecurityError(f"{where}: security policies must be a non-empty list of {list(POLICIES)}, got "
                             f"{unknown or list(policies)}")
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """Throttling of failed logins per client address (``[server]`` keys ``login_*``; docs/security.md).
+
+    After the n-th failed login within ``window_s`` seconds, the address is refused for
+    ``min(backoff_s * 2**(n-1), backoff_max_s)`` seconds; after ``max_failures`` within the window,
+    until the oldest of them is ``window_s`` old."""
+
+    backoff_s: float = 1.0
+    backoff_max_s: float = 30.0
+    max_failures: int = 10
+    window_s: float = 600.0
+
+    def delay_s(self, failures: int) -> float:
+        """Seconds an address is refused after its ``failures``-th failure within the window (0 for none)."""
+        doublings = min(failures - 1, 64)  # beyond 2**64 the cap has long been reached (and 2.0**1100 overflows)
+        return 0.0 if failures <= 0 else min(self.backoff_s * 2.0 ** doublings, self.backoff_max_s)
+
+
+def login_policy(table: dict, where: str) -> LoginPolicy:
+    """``LoginPolicy`` from the ``login_*`` keys of a ``[server]`` table; SecurityError naming ``where`` and the key."""
+    values = {}
+    for key, name in LOGIN_KEYS.items():
+        if key not in table:
+            continue
+        value = table[key]
+        if name == "max_failures":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise SecurityError(f"{where}: {key} must be a whole number of at least 1, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise SecurityError(f"{where}: {key} must be a positive number of seconds, got {value!r}")
+        values[name] = value
+    policy = LoginPolicy(**values)
+    if policy.backoff_max_s < policy.backoff_s:
+        raise SecurityError(f"{where}: login_backoff_max_s ({policy.backoff_max_s}) must not be below login_backoff_s "
+                            f"({policy.backoff_s})")
+    return policy
 
 
 @dataclass(frozen=True)
@@ -35,6 +77,7 @@ class ServerSecurity:
     trusted_clients: Path | None = None
     users: dict[str, User] = field(default_factory=dict)
     anonymous: str = "operator"
+    login: LoginPolicy = field(default_factory=LoginPolicy)
 
     @property
     def secure(self) -> bool:
@@ -69,7 +112,7 @@ def server_security(table: dict, base: Path, where: str) -> ServerSecurity:
     users = load_users(path("users")) if "users" in table else {}
     security = ServerSecurity(tuple(str(p) for p in policies), path("certificate"), path("private_key"),
                               path("trusted_clients"), users,
-                              str(table.get("anonymous", "none" if users else "operator")))
+                              str(table.get("anonymous", "none" if users else "operator")), login_policy(table, where))
     security.check(where)
     return security
 
