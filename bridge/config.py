@@ -124,8 +124,11 @@ def reference_weather(name: str) -> Path:
 def resolve_file(value: str, base: Path, lookup, where: str) -> Path:
     """A file named in a configuration: ``ref:<name>`` through ``lookup`` (reference_model,
     reference_weather), else a path relative to ``base`` that must exist (ConfigError naming ``where``)."""
-    if value.startswith("ref:"):
-        return lookup(value[4:])
+    if value.startswith("ref:") and lookup is not None:
+        try:
+            return lookup(value[4:])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     path = file_path(value, base, ConfigError, where)
     if not path.is_file():
         raise ConfigError(f"{where}: file not found: {path}")

@@ -48,7 +48,7 @@ from scipy.stats import norm
 
 from bridge.config import ConfigError, reference_weather, resolve_file
 from bridge.tagmap import TagMap, TagMapError, load_tagmap
-from bridge.tomlfile import read_toml
+from bridge.tomlfile import file_path, read_toml
 from bridge.twin.gp import TwinModel
 from bridge.twin.persist import ModelFileError, check_compatible, load_model
 from bridge.twin.weather import WeatherError, weather_series
@@ -413,9 +413,11 @@ def load_mpc(path: str | Path) -> MpcConfig:
     for key in ("schedule", "model", "tagmap"):
         if key not in data:
             raise ControllerConfigError(f"{where}: missing {key!r}")
+    tagmap_path, model_path, schedule_path = (file_path(data[key], base, ControllerConfigError, f"{where}: {key}")
+                                              for key in ("tagmap", "model", "schedule"))
     try:
-        tagmap = load_tagmap((base / data["tagmap"]).resolve())
-        twin = load_model((base / data["model"]).resolve())
+        tagmap = load_tagmap(tagmap_path)
+        twin = load_model(model_path)
         check_compatible(twin, tagmap, data["model"])
     except (TagMapError, ModelFileError) as exc:
         raise ControllerConfigError(f"{where}: {exc}") from None
@@ -445,7 +447,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
     if unmodelled or power not in twin.models:
         raise ControllerConfigError(f"{where}: the twin {data['model']} models {twin.targets}; it has no model of "
                                     f"{unmodelled or [power]} (comfort tags and the power tag need one)")
-    schedule = load_schedule((base / data["schedule"]).resolve())
+    schedule = load_schedule(schedule_path)
     events = tuple(_event(entry, f"{where}: events[{i}]", schedule) for i, entry in enumerate(data.get("events", [])))
     try:
         config = MpcConfig(schedule, twin, tagmap, weather, decide, bounds, events, comfort, power, objective, int(mpc.get("horizon_steps", 12)),
