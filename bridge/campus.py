@@ -167,7 +167,7 @@ class Campus:
         self.run_path: Path | None = None
         self.started = asyncio.Event()
         self.launched = asyncio.Event()  # the engines of the run are launching (or the run is over)
-        self.address_space_ready = asyncio.Event()
+        self.serving = asyncio.Event()  # set once the server listens: no step is taken before clients can connect
         self.done = asyncio.Event()  # the run is over and no new one was started: the daemon may end
         self._resume = asyncio.Event()
         self._resume.set()
@@ -182,13 +182,13 @@ class Campus:
     # ----- address space and methods -------------------------------------------------------
 
     async def build_address_space(self, server: TagServer) -> None:
-        """Serve the campus through ``server`` (initialized, not necessarily listening yet)."""
+        """Serve the campus through ``server`` (initialized, not necessarily listening yet); the engines step
+        once ``serving`` is set, when it listens."""
         self.server = server
         await self.server.add_campus_nodes(self._methods(None))
         for building in self.buildings:
             await self.server.add_building(building.name, building.tagmap, self._methods(building),
                                            building.answer, self._exchange(building))
-        self.address_space_ready.set()
 
     def _exchange(self, building: BuildingState) -> Exchange:
         """Control.Exchange of ``building``: write the caller's inputs when the bridge asks for them, raise
@@ -451,8 +451,8 @@ class Campus:
             building.sample = await building.engine.start()
         except EngineFault as exc:
             fault = exc
-        # the tags to report on: built in well under a second, normally long before the engine is up
-        await asyncio.wait_for(self.address_space_ready.wait(), self.config.engine_start_timeout_s)
+        # the tags to report on, served: built in well under a second, normally long before the engine is up
+        await asyncio.wait_for(self.serving.wait(), self.config.engine_start_timeout_s)
         if fault is not None:
             await self._fault(building, fault)
             return

@@ -521,7 +521,7 @@ class GatedEngine(Engine):
 
 
 async def started_campus(config, engine: Engine):
-    """A campus of one building on ``engine``, its server built but not listening, started."""
+    """A campus of one building on ``engine``, its server built (not listening, marked serving), started."""
     from bridge.campus import Campus
     from bridge.server import TagServer
 
@@ -529,6 +529,7 @@ async def started_campus(config, engine: Engine):
     server = TagServer("opc.tcp://127.0.0.1:4840", config.name, config.period.time_of(0))
     await server.init()
     await campus.build_address_space(server)
+    campus.serving.set()
     await campus.start()
     return campus
 
