@@ -18,6 +18,7 @@ from conftest import REPO, SIMS, TAGMAPS
 from controllers.csv_trajectory import load_trajectory
 from controllers.gp_mpc import load_mpc
 from controllers.schedule import load_schedule
+from test_twin_model import small_office, small_office_db, trained  # noqa: F401 (session fixtures)
 
 EXAMPLES = REPO / "controllers" / "examples"
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -163,3 +164,19 @@ def test_a_nul_in_a_file_named_by_a_campus_file_is_refused_naming_it(key, tmp_pa
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*buildings.0.") as caught:
         load_config(path)
     assert project_error(caught.value)
+
+
+@pytest.mark.engine
+def test_a_gp_mpc_file_with_a_trained_twin_loads_or_is_refused(trained, tmp_path):  # noqa: F811
+    """The GP-MPC file of tests/test_gp_mpc.py, which loads (its twin exists), mutated past the model."""
+    from test_gp_mpc import mpc_file
+
+    original = mpc_file(tmp_path, trained[1]).read_bytes()
+    load_mpc(tmp_path / "mpc.toml")
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(data=mutated(original))
+    def check(data):
+        loads_or_refuses(load_mpc, tmp_path / "mpc.toml", data)
+
+    check()
