@@ -43,11 +43,15 @@ def read_records(path: Path) -> tuple[list[list[str]], list[Record]]:
     except FileNotFoundError:
         raise WeatherError(f"EPW weather file not found: {path}") from None
     except (OSError, ValueError) as exc:  # a folder, no permission, a NUL in the path
-        raise WeatherError(f"{path!r}: cannot read the EPW weather file: {getattr(exc, 'strerror', None) or exc}") from None
+        reason = getattr(exc, "strerror", None) or exc
+        raise WeatherError(f"{path!r}: cannot read the EPW weather file: {reason}") from None
     if b"\0" in data:
         line = data[:data.index(b"\0")].count(b"\n") + 1
         raise WeatherError(f"{path}: line {line}: a NUL byte: a binary file, not an EPW weather file (text)")
-    lines = list(enumerate(csv.reader(data.decode("latin-1").splitlines()), start=1))
+    try:
+        lines = list(enumerate(csv.reader(data.decode("latin-1").splitlines()), start=1))
+    except csv.Error as exc:  # a line longer than the csv module takes
+        raise WeatherError(f"{path}: not an EPW weather file: {exc}") from None
     if len(lines) < HEADER_LINES:
         raise WeatherError(f"{path}: {len(lines)} lines, fewer than the {HEADER_LINES} header lines of an EPW file")
     return [fields for _, fields in lines[:HEADER_LINES]], [(n, fields) for n, fields in lines[HEADER_LINES:] if fields]
@@ -76,7 +80,7 @@ def _check_version(path: Path, _version: tuple[int, int] | None) -> None:
     _check_location(path, header[0])
     per_hour, days = _data_periods(path, header[HEADER_LINES - 1])
     for index, (number, fields) in enumerate(records):
-        _check_record(path, number, fields, per_hour, numbers=index < CHECKED_RECORDS)
+        _check_record(path, number, fields, numbers=index < CHECKED_RECORDS)
     if len(records) not in {d * 24 * per_hour for d in days}:
         raise WeatherError(f"{path}: {len(records)} data records; DATA PERIODS ({','.join(header[-1][1:])}) needs "
                            f"{' or '.join(str(d * 24 * per_hour) for d in sorted(days))} ({per_hour} a hour)")
@@ -129,10 +133,11 @@ def _date(path: Path, text: str, year: int) -> dt.date:
         month, day, year = (parts + [year])[:3] if len(parts) in (2, 3) else (0, 0, 0)
         return dt.date(year, month, day)
     except ValueError:
-        raise WeatherError(f"{path}: line {HEADER_LINES}: DATA PERIODS date {text!r} is not 'M/D' or 'M/D/YYYY'") from None
+        raise WeatherError(f"{path}: line {HEADER_LINES}: DATA PERIODS date {text!r} is not 'M/D' or "
+                           "'M/D/YYYY'") from None
 
 
-def _check_record(path: Path, line: int, fields: list[str], per_hour: int, numbers: bool) -> None:
+def _check_record(path: Path, line: int, fields: list[str], numbers: bool) -> None:
     if len(fields) != DATA_FIELDS:
         raise WeatherError(f"{path}: line {line}: {len(fields)} fields; an EPW data record has {DATA_FIELDS}")
     month = int(_number(path, line, fields[1], "month", 1, 12))
