@@ -1,6 +1,6 @@
 """A login storm against a paced, secured bridge: do stepping and the other clients notice?
 
-A real ``twinbridge run`` daemon (bridge/launcher.py) paces the DOE Small Office at one simulated
+A real ``twinbridge run`` daemon (devtools/launcher.py) paces the DOE Small Office at one simulated
 step (10 min) per wall second, over Basic256Sha256 SignAndEncrypt with a users file (PBKDF2,
 600,000 iterations, as `twinbridge hash-password` makes them). A SCADA reader, logged in before the
 storm, reads Step and two outputs every 50 ms (request timeout and connection probe 120 s, so that
@@ -38,7 +38,7 @@ from pathlib import Path
 from asyncua import Client, ua
 
 from bench.results_io import figure, write_results
-from bridge.launcher import run_bridge
+from devtools.launcher import run_bridge
 from bridge.security import hash_password
 from bridge.security.client import configure_client
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity

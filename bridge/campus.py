@@ -311,7 +311,7 @@ class Campus:
         self.run_path: Path | None = None
         self.started = asyncio.Event()
         self.launched = asyncio.Event()  # the engines of the run are launching (or the run is over)
-        self.address_space_ready = asyncio.Event()
+        self.serving = asyncio.Event()  # set once the server listens: no step is taken before clients can connect
         self.done = asyncio.Event()  # the run is over and no new one was started: the daemon may end
         self._resume = asyncio.Event()
         self._resume.set()
@@ -329,7 +329,8 @@ class Campus:
     # ----- address space and methods -------------------------------------------------------
 
     async def build_address_space(self, server: TagServer) -> None:
-        """Serve the campus through ``server`` (initialized, not necessarily listening yet)."""
+        """Serve the campus through ``server`` (initialized, not necessarily listening yet); the engines step
+        once ``serving`` is set, when it listens."""
         self.server = server
         await self.server.add_campus_nodes(self._methods(None), self._total_power_high_kw())
         await self._set_control(None, Clock=self.config.clock)
@@ -337,7 +338,6 @@ class Campus:
             await self.server.add_building(building.name, building.tagmap, self._methods(building),
                                            building.answer, self._exchange(building))
             await self._set_control(building.name, Clock=self.config.clock)
-        self.address_space_ready.set()
 
     def _total_power_high_kw(self) -> float:
         """High end of TotalElectricPower's EURange: the sum of the buildings' electric power ranges."""
@@ -617,8 +617,8 @@ class Campus:
             building.sample = await building.engine.start()
         except Exception as exc:  # the building faults (``_fault``), the others start
             fault = exc
-        # the tags to report on: built in well under a second, normally long before the engine is up
-        await asyncio.wait_for(self.address_space_ready.wait(), self.config.engine_start_timeout_s)
+        # the tags to report on, served: built in well under a second, normally long before the engine is up
+        await asyncio.wait_for(self.serving.wait(), self.config.engine_start_timeout_s)
         if fault is not None:
             await self._fault(building, fault)
             return

@@ -14,10 +14,11 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from bridge.campus import Campus
 from bridge.config import CLOCK_MODES, CampusConfig, ConfigError, load_config
-from bridge.historian import HistorianError, buildings_in, load_history
+from bridge.historian import HistorianError, buildings_in, load_history, tag_units
 from bridge.security.users import SecurityError
 from bridge.tagmap import TagMapError
 from bridge.twin.errors import ModelFileError
@@ -71,11 +72,24 @@ async def _validate_unless_stopped(config: CampusConfig) -> bool:
 async def serve_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool = False) -> Campus | None:
     """Validate, start the campus and the OPC UA server; return when the run ends (or on a signal).
     None if a signal came during the validation, before anything was started."""
+    await _check_port_free(config.endpoint)
     with _stop_on_signals() as stop_requested:
         if not await _unless_stopped(validate_campus(config), stop_requested):
             log.info("signal received during validation: stopping")
             return None
         return await _serve(config, stop_requested, autostart, keep_serving)
+
+
+async def _check_port_free(endpoint: str) -> None:
+    """Refuse a run whose OPC UA port is taken before anything starts (OSError naming the endpoint): the
+    port is bound as the server will bind it, then let go."""
+    url = urlsplit(endpoint)
+    try:
+        probe = await asyncio.get_running_loop().create_server(asyncio.Protocol, url.hostname, url.port)
+    except OSError as exc:
+        raise OSError(f"cannot serve OPC UA at {endpoint}: {exc.strerror or exc}") from None
+    probe.close()
+    await probe.wait_closed()
 
 
 async def _serve(config: CampusConfig, stop_requested: asyncio.Event, autostart: bool, keep_serving: bool) -> Campus:
@@ -96,6 +110,7 @@ async def _serve(config: CampusConfig, stop_requested: asyncio.Event, autostart:
         for building, path in config.tracking:
             tracking.append(await _attach_tracking(server, config, building, path))
         await server.listen()
+        campus.serving.set()
         if not autostart:
             log.info("waiting for a client to call %s.Control.Start", config.name)
         if keep_serving:
@@ -180,6 +195,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         frame = load_history(args.historian, name)
+        units = tag_units(args.historian, name)
+        frame = frame.rename(columns=lambda column: f"{column} [{units[column]}]" if units.get(column) else column)
         target = out / f"{name}.{args.format}"
         if args.format == "csv":
             frame.to_csv(target)
@@ -211,25 +228,37 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     run.add_argument("config", help="building or campus TOML file (see sims/)")
     run.add_argument("--endpoint", help="OPC UA endpoint, default from the file or opc.tcp://127.0.0.1:4840")
     run.add_argument("--clock", choices=CLOCK_MODES, help="clock mode (overrides the file)")
-    run.add_argument("--speed", type=float, help="paced clock: simulated seconds per wall second")
-    run.add_argument("--lockstep-timeout", type=float, help="lockstep: seconds to wait for a controller")
+    run.add_argument("--speed", type=float, help="paced clock: simulated seconds per wall second "
+                     f"(default from the file, else {CampusConfig.speed:g})")
+    run.add_argument("--lockstep-timeout", type=float, help="lockstep: seconds to wait for a controller "
+                     f"(default from the file, else {CampusConfig.lockstep_timeout_s:g})")
     run.add_argument("--run-dir", help="folder for run outputs and the historian")
     run.add_argument("--wait-for-start", action="store_true", help="stay Idle until a client calls Start")
     run.add_argument("--keep-serving", action="store_true", help="keep serving tags after the run ends")
     run.set_defaults(func=_cmd_run)
 
-    validate = commands.add_parser("validate", help="check a building or campus file and its tag maps")
-    validate.add_argument("config")
+    validate = commands.add_parser(
+        "validate", help="check a building or campus file and its tag maps",
+        description="Check a building or campus file without serving it: the file, endpoint, weather files and tag "
+                    "maps, and every tag-map name against its model (the first check of a model runs EnergyPlus "
+                    "for one day to list its variables; cached). Exit 2 on a problem.")
+    validate.add_argument("config", help="building or campus TOML file (see sims/)")
     validate.set_defaults(func=_cmd_validate)
 
     export = commands.add_parser("export", help="export a run's historian to CSV or Parquet")
     export.add_argument("historian", help="historian.sqlite of a run")
     export.add_argument("--building", help="only this building (default: all)")
-    export.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    export.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                        help="file format, one file per building; column names carry units, e.g. "
+                             "'FacilityPower [kW]' (default: %(default)s)")
     export.add_argument("--out", help="output folder (default: beside the historian)")
     export.set_defaults(func=_cmd_export)
 
-    hashing = commands.add_parser("hash-password", help="hash a password for a users file (OPC UA user names)")
+    hashing = commands.add_parser(
+        "hash-password", help="hash a password for a users file (OPC UA user names)",
+        description="Print the PBKDF2 hash of a password for a users file (docs/security.md). The password is read "
+                    "from the terminal without echo, or from the first line of standard input when that is not a "
+                    "terminal.")
     hashing.set_defaults(func=_cmd_hash_password)
     _add_command_groups(commands, argv or [])
     return parser

@@ -12,17 +12,17 @@ import datetime as dt
 import math
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlsplit
 
+from bridge.epw import WeatherError, check_epw
 from bridge.errors import TwinbridgeError
 from bridge.names import building_name_problem, first_repeat
 from bridge.security.settings import SERVER_KEYS, ServerSecurity, server_security
 from bridge.security.users import SecurityError
 from bridge.tagmap import TagMap, load_tagmap
-from bridge.tomlfile import read_toml
+from bridge.tomlfile import Table, file_path, read_toml
 
 TABLES = ("campus", "server", "run", "buildings", "kpi", "tracking")
 RUN_KEYS = ("start", "end", "year", "timesteps_per_hour", "clock", "speed", "catch_up", "lockstep_timeout_s",
@@ -126,9 +126,12 @@ def reference_weather(name: str) -> Path:
 def resolve_file(value: str, base: Path, lookup, where: str) -> Path:
     """A file named in a configuration: ``ref:<name>`` through ``lookup`` (reference_model,
     reference_weather), else a path relative to ``base`` that must exist (ConfigError naming ``where``)."""
-    if value.startswith("ref:"):
-        return lookup(value[4:])
-    path = (base / value).resolve()
+    if value.startswith("ref:") and lookup is not None:
+        try:
+            return lookup(value[4:])
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+    path = file_path(value, base, ConfigError, where)
     if not path.is_file():
         raise ConfigError(f"{where}: file not found: {path}")
     return path
@@ -143,54 +146,10 @@ def month_day(value: str, year: int, where: str) -> dt.date:
         raise ConfigError(f"{where}: expected a date as 'MM-DD', got {value!r}") from None
 
 
-class _Table:
-    """One table of a configuration file, read key by key with the type each must have; a value of
-    another type, a missing required key or an unknown key is a ConfigError naming file and key."""
-
-    def __init__(self, values: object, where: str):
-        if not isinstance(values, dict):
-            raise ConfigError(f"{where}: must be a table, got {values!r}")
-        self.values, self.where = values, where
-
-    def check_keys(self, allowed: Iterable[str]) -> None:
-        unknown = set(self.values) - set(allowed)
-        if unknown:
-            raise ConfigError(f"{self.where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
-
-    def table(self, key: str) -> _Table:
-        return _Table(self.values.get(key, {}), f"{self.where}: [{key}]")
-
-    def tables(self, key: str) -> list[_Table]:
-        entries = self.values.get(key, [])
-        if not isinstance(entries, list):
-            raise ConfigError(f"{self.where}: {key!r} must be a list of tables ([[{key}]]), got {entries!r}")
-        return [_Table(entry, f"{self.where}: {key}[{i}]") for i, entry in enumerate(entries)]
-
-    def text(self, key: str, default: str | None = None) -> str:
-        return self._get(key, default, str, "text")
-
-    def integer(self, key: str, default: int) -> int:
-        return self._get(key, default, int, "an integer")
-
-    def number(self, key: str, default: float) -> float:
-        return float(self._get(key, default, (int, float), "a number"))
-
-    def flag(self, key: str, default: bool) -> bool:
-        return self._get(key, default, bool, "true or false")
-
-    def _get(self, key: str, default: object, types: type | tuple[type, ...], what: str) -> Any:
-        if key not in self.values and default is None:
-            raise ConfigError(f"{self.where}: missing {key!r}")
-        value = self.values.get(key, default)
-        if isinstance(value, bool) != (types is bool) or not isinstance(value, types):
-            raise ConfigError(f"{self.where}: {key!r} must be {what}, got {value!r}")
-        return value
-
-
 def load_config(path: str | Path) -> CampusConfig:
     """Read a building or campus file; raise ConfigError (or TagMapError) naming what is wrong."""
-    path = Path(path).resolve()
-    data = _Table(read_toml(path, ConfigError), str(path))
+    path = file_path(str(path), Path.cwd(), ConfigError, "campus file")
+    data = Table(read_toml(path, ConfigError, "campus file"), str(path), ConfigError)
     data.check_keys(TABLES)
     campus, run, server = data.table("campus"), data.table("run"), data.table("server")
     campus.check_keys({"name"})
@@ -218,7 +177,7 @@ def load_config(path: str | Path) -> CampusConfig:
     return config
 
 
-def _period(run: _Table) -> RunPeriod:
+def _period(run: Table) -> RunPeriod:
     year = run.integer("year", 2025)
     if not dt.MINYEAR <= year <= dt.MAXYEAR:
         raise ConfigError(f"{run.where}: 'year' must be a year, got {year}")
@@ -227,20 +186,25 @@ def _period(run: _Table) -> RunPeriod:
                      timesteps_per_hour=run.integer("timesteps_per_hour", 6))
 
 
-def _building(entry: _Table, base: Path) -> BuildingConfig:
+def _building(entry: Table, base: Path) -> BuildingConfig:
     entry.check_keys(BUILDING_KEYS)
     twin_model = entry.text("twin_model", "")
+    weather = resolve_file(entry.text("weather", "ref:usa_il_chicago"), base, reference_weather, entry.where)
+    try:
+        check_epw(weather)  # EnergyPlus itself would spin on a wrong file for minutes, then blame the model
+    except WeatherError as exc:
+        raise ConfigError(f"{entry.where}: weather: {exc}") from None
     return BuildingConfig(
         name=entry.text("name"),
         model=resolve_file(entry.text("model", "ref:small_office"), base, reference_model, entry.where),
-        weather=resolve_file(entry.text("weather", "ref:usa_il_chicago"), base, reference_weather, entry.where),
+        weather=weather,
         tagmap=load_tagmap(resolve_file(entry.text("tagmap"), base, None, entry.where)),
         engine=entry.text("engine", "energyplus"),
         twin_model=resolve_file(twin_model, base, None, entry.where) if twin_model else None,
     )
 
 
-def _tracking(entry: _Table, base: Path) -> tuple[str, Path]:
+def _tracking(entry: Table, base: Path) -> tuple[str, Path]:
     if set(entry.values) != {"building", "config"}:
         raise ConfigError(f"{entry.where}: a [[tracking]] entry needs exactly 'building' and 'config'")
     return entry.text("building"), resolve_file(entry.text("config"), base, None, entry.where)
@@ -256,7 +220,7 @@ def _security(section: dict, base: Path, where: str) -> ServerSecurity:
         raise ConfigError(str(exc)) from None
 
 
-def _kpi(section: _Table) -> KpiConfig:
+def _kpi(section: Table) -> KpiConfig:
     section.check_keys({"price_usd_per_kwh", "price_periods", "emissions_kgco2_per_kwh"})
     try:
         periods = tuple((float(a), float(b), float(rate)) for a, b, rate in section.values.get("price_periods", []))
@@ -267,8 +231,28 @@ def _kpi(section: _Table) -> KpiConfig:
                      section.number("emissions_kgco2_per_kwh", 0.40))
 
 
+def endpoint_problem(endpoint: str) -> str | None:
+    """What keeps ``endpoint`` from being an OPC UA endpoint a server can bind (opc.tcp, a host, a port
+    1-65535), or None."""
+    try:
+        url = urlsplit(endpoint)
+        port = url.port
+    except ValueError as exc:
+        return f"is not an opc.tcp://host:port URL ({exc})"
+    if url.scheme != "opc.tcp":
+        return "must start with opc.tcp:// (OPC UA binary over TCP)"
+    if not url.hostname:
+        return "names no host"
+    if not port:
+        return "needs a port 1-65535 after the host (opc.tcp://host:4840)"
+    return None
+
+
 def _check_campus(config: CampusConfig) -> None:
     where = config.path or "campus"
+    problem = endpoint_problem(config.endpoint)
+    if problem:
+        raise ConfigError(f"{where}: [server] endpoint {config.endpoint!r} {problem}")
     if not config.buildings:
         raise ConfigError(f"{where}: no [[buildings]] listed")
     names = [b.name for b in config.buildings]

@@ -135,6 +135,12 @@ def recorded_tagmap(path: str | Path, building: str | None = None) -> dict | Non
     return recorded
 
 
+def tag_units(path: str | Path, building: str) -> dict[str, str]:
+    """{tag: engineering unit} of a building's recorded tags (an empty text for a tag without one)."""
+    with sqlite3.connect(_existing(path)) as db:
+        return dict(db.execute("SELECT tag, unit FROM tags WHERE building = ?", (building,)))
+
+
 def read_tag(path: str | Path, building: str, tag: str, start: dt.datetime | None = None,
              end: dt.datetime | None = None, limit: int = 0,
              reverse: bool = False) -> list[tuple[dt.datetime, float]]:

@@ -231,10 +231,15 @@ class TagServer:
         self._root = await self._folder(self.server.nodes.objects, self.campus, self.campus)
 
     async def listen(self) -> None:
+        asyncua_log = logging.getLogger("asyncua.server.server")
+        level = asyncua_log.level
+        asyncua_log.setLevel(logging.CRITICAL)  # it logs a failed bind with a traceback before raising it
         try:
             await self.server.start()
         except OSError as exc:
-            raise OSError(f"cannot serve OPC UA at {self.endpoint}: {exc}") from None
+            raise OSError(f"cannot serve OPC UA at {self.endpoint}: {exc.strerror or exc}") from None
+        finally:
+            asyncua_log.setLevel(level)
         log.info("OPC UA server listening at %s (namespace %s)", self.endpoint, NAMESPACE)
 
     async def stop(self, linger_s: float = 0.0) -> None:

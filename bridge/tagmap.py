@@ -38,7 +38,7 @@ from pathlib import Path
 
 from bridge.errors import TwinbridgeError
 from bridge.names import first_repeat, tag_name_problem
-from bridge.tomlfile import read_toml
+from bridge.tomlfile import Table, read_toml
 
 TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ROLES = {"electric_power", "hvac_electric_power", "zone_temperature", "outdoor_temperature"}
@@ -184,8 +184,9 @@ def load_tagmap(path: str | Path) -> TagMap:
     unknown = set(data) - {"name", "floor_area_m2", "inputs", "outputs"}
     if unknown:
         raise TagMapError(f"{path}: unknown top-level keys {sorted(unknown)}")
-    inputs = tuple(_input(entry, f"{path}: inputs[{i}]") for i, entry in enumerate(data.get("inputs", [])))
-    outputs = tuple(_output(entry, f"{path}: outputs[{i}]") for i, entry in enumerate(data.get("outputs", [])))
+    file = Table(data, str(path), TagMapError)
+    inputs = tuple(_input(entry.values, entry.where) for entry in file.tables("inputs"))
+    outputs = tuple(_output(entry.values, entry.where) for entry in file.tables("outputs"))
     if not outputs:
         raise TagMapError(f"{path}: a tag map needs at least one [[outputs]] entry")
     items = (*inputs, *outputs)
@@ -193,8 +194,8 @@ def load_tagmap(path: str | Path) -> TagMap:
     if repeat:
         earlier, later = (items[i] for i in repeat)
         raise TagMapError(f"{later.where}: tag {later.tag!r} is already used by {earlier.where} (case does not matter)")
-    area = data.get("floor_area_m2")
-    tagmap = TagMap(str(data.get("name", path.stem)), inputs, outputs, float(area) if area else None, str(path))
+    area = file.number("floor_area_m2", 0.0)
+    tagmap = TagMap(file.text("name", path.stem), inputs, outputs, area or None, str(path))
     _check_orders(tagmap)
     _check_ranges(tagmap)
     return tagmap
@@ -295,11 +296,13 @@ def _output(entry: dict, where: str) -> OutputTag:
     if is_variable and "key" not in entry:
         raise TagMapError(f"{where}: an output variable needs a 'key' (zone, node or 'Environment')")
     role = entry.get("role")
-    if role is not None and role not in ROLES:
+    if role is not None and (not isinstance(role, str) or role not in ROLES):
         raise TagMapError(f"{where}: unknown role {role!r} (known: {sorted(ROLES)})")
     comfort = entry.get("comfort")
     if comfort is not None:
-        if not (isinstance(comfort, list) and len(comfort) == 2 and comfort[0] < comfort[1]):
+        numbers = isinstance(comfort, list) and len(comfort) == 2 and all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) for value in comfort)
+        if not (numbers and comfort[0] < comfort[1]):
             raise TagMapError(f"{where}: 'comfort' must be [low, high] with low < high")
         comfort = (float(comfort[0]), float(comfort[1]))
     return OutputTag(

@@ -71,7 +71,7 @@ def _cmd_gp_mpc(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
     """Exit code 0 when the building finished (or its run ended and the bridge closed), 1 when it stopped or
-    faulted or the loop gave up, 2 on a configuration error."""
+    faulted or the loop gave up, 2 on a configuration error, 130 when interrupted (Ctrl-C)."""
     if not getattr(args, "verbose", False):
         # asyncua logs tracebacks when it closes a session the bridge already dropped; the loop reports drops itself.
         logging.getLogger("asyncua").setLevel(logging.CRITICAL)
@@ -88,4 +88,7 @@ def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
     except ControllerError as exc:
         print(f"twinbridge controller: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # asyncio.run cancelled the loop, which closed its connection on the way out
+        print("twinbridge controller: interrupted: stopped", file=sys.stderr)
+        return 130
     return 0 if report.final_status in ("Finished", ENDED) else 1

@@ -95,6 +95,11 @@ def load_trajectory(path: str | Path, interpolation: str = "step") -> Trajectory
     except UnicodeDecodeError as exc:
         raise ControllerConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as "
                                     f"CSV UTF-8") from None
+    except csv.Error as exc:  # a NUL character, a field longer than the csv module takes
+        raise ControllerConfigError(f"{path}: not a CSV file: {exc}") from None
+    except (OSError, ValueError) as exc:  # a folder, no permission, a NUL in the path
+        raise ControllerConfigError(f"{path!r}: cannot read the trajectory file: "
+                                    f"{getattr(exc, 'strerror', None) or exc}") from None
     if TIME_COLUMN not in header:
         raise ControllerConfigError(f"{path}: row 1 (header): no {TIME_COLUMN!r} column (header is {header})")
     duplicates = sorted({name for name in header if header.count(name) > 1})

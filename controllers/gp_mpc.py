@@ -48,7 +48,7 @@ from scipy.stats import norm
 
 from bridge.config import ConfigError, reference_weather, resolve_file
 from bridge.tagmap import TagMap, TagMapError, load_tagmap
-from bridge.tomlfile import read_toml
+from bridge.tomlfile import Table, file_path, read_toml
 from bridge.twin.gp import TwinModel
 from bridge.twin.persist import ModelFileError, check_compatible, load_model
 from bridge.twin.weather import WeatherError, weather_series
@@ -405,55 +405,51 @@ def load_mpc(path: str | Path) -> MpcConfig:
     """Read a GP-MPC file (controllers/examples/large_office_gp_mpc.toml); ControllerConfigError naming file and key."""
     path = Path(path)
     base = path.parent
-    data = read_toml(path, ControllerConfigError, "GP-MPC file")
-    where = str(path)
-    unknown = set(data) - {"schedule", "model", "tagmap", "weather", "mpc", "events"}
-    if unknown:
-        raise ControllerConfigError(f"{where}: unknown keys {sorted(unknown)}")
-    for key in ("schedule", "model", "tagmap"):
-        if key not in data:
-            raise ControllerConfigError(f"{where}: missing {key!r}")
+    file = Table(read_toml(path, ControllerConfigError, "GP-MPC file"), str(path), ControllerConfigError)
+    where = file.where
+    file.check_keys({"schedule", "model", "tagmap", "weather", "mpc", "events"})
+    tagmap_path, model_path, schedule_path = (file_path(file.text(key), base, ControllerConfigError, f"{where}: {key}")
+                                              for key in ("tagmap", "model", "schedule"))
     try:
-        tagmap = load_tagmap((base / data["tagmap"]).resolve())
-        twin = load_model((base / data["model"]).resolve())
-        check_compatible(twin, tagmap, data["model"])
+        tagmap = load_tagmap(tagmap_path)
+        twin = load_model(model_path)
+        check_compatible(twin, tagmap, file.text("model"))
     except (TagMapError, ModelFileError) as exc:
         raise ControllerConfigError(f"{where}: {exc}") from None
     try:
-        weather = resolve_file(str(data.get("weather", "ref:usa_il_chicago")), base, reference_weather, f"{where}: weather")
+        weather = resolve_file(file.text("weather", "ref:usa_il_chicago"), base, reference_weather, f"{where}: weather")
     except ConfigError as exc:
         raise ControllerConfigError(str(exc)) from None
-    mpc = data.get("mpc", {})
-    known = {"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
-             "outside_weight", "max_iter", "max_seconds", "power"}
-    if set(mpc) - known:
-        raise ControllerConfigError(f"{where}: [mpc] unknown keys {sorted(set(mpc) - known)}")
-    objective = str(mpc.get("objective", "tracking"))
+    mpc = file.table("mpc")
+    mpc.check_keys({"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
+                    "outside_weight", "max_iter", "max_seconds", "power"})
+    objective = mpc.text("objective", "tracking")
     if objective not in OBJECTIVES:
         raise ControllerConfigError(f"{where}: [mpc] objective must be one of {OBJECTIVES}, got {objective!r}")
     inputs = {item.tag for item in tagmap.inputs}
-    decide = tuple(mpc.get("decide", []))
-    if not decide or set(decide) - inputs:
+    decide = mpc.values.get("decide", [])
+    if not isinstance(decide, list) or not decide or not all(isinstance(tag, str) for tag in decide) or set(decide) - inputs:
         raise ControllerConfigError(f"{where}: [mpc] decide must list input tags of {tagmap.name} ({sorted(inputs)}), "
-                                    f"got {list(decide)}")
-    bounds = {str(tag): _pair(value, f"{where}: [mpc] bounds.{tag}") for tag, value in mpc.get("bounds", {}).items()}
+                                    f"got {decide!r}")
+    decide = tuple(decide)
+    bounds = {tag: _pair(value, f"{where}: [mpc] bounds.{tag}") for tag, value in mpc.table("bounds").values.items()}
     if set(bounds) - set(decide):
         raise ControllerConfigError(f"{where}: [mpc] bounds given for {sorted(set(bounds) - set(decide))}, not decided")
-    comfort = {str(tag): _pair(value, f"{where}: [mpc] comfort.{tag}") for tag, value in mpc.get("comfort", {}).items()}
+    comfort = {tag: _pair(value, f"{where}: [mpc] comfort.{tag}") for tag, value in mpc.table("comfort").values.items()}
     unmodelled = [tag for tag in comfort if tag not in twin.models]
-    power = str(mpc.get("power", next((o.tag for o in tagmap.outputs if o.role == "electric_power"), "")))
+    power = mpc.text("power", next((o.tag for o in tagmap.outputs if o.role == "electric_power"), ""))
     if unmodelled or power not in twin.models:
-        raise ControllerConfigError(f"{where}: the twin {data['model']} models {twin.targets}; it has no model of "
+        raise ControllerConfigError(f"{where}: the twin {file.text('model')} models {twin.targets}; it has no model of "
                                     f"{unmodelled or [power]} (comfort tags and the power tag need one)")
-    schedule = load_schedule((base / data["schedule"]).resolve())
-    events = tuple(_event(entry, f"{where}: events[{i}]", schedule) for i, entry in enumerate(data.get("events", [])))
     try:
-        config = MpcConfig(schedule, twin, tagmap, weather, decide, bounds, events, comfort, power, objective, int(mpc.get("horizon_steps", 12)),
-                           int(mpc.get("blocks", 3)), float(mpc.get("confidence", 0.95)),
-                           float(mpc.get("move_weight", 0.1)), float(mpc.get("outside_weight", 0.1)),
-                           int(mpc.get("max_iter", 50)), _max_seconds(mpc.get("max_seconds"), where), where)
-    except (TypeError, ValueError) as exc:
-        raise ControllerConfigError(f"{where}: [mpc] {exc}") from None
+        schedule = load_schedule(schedule_path)
+    except ControllerConfigError as exc:
+        raise ControllerConfigError(f"{where}: schedule: {exc}") from None
+    events = tuple(_event(entry.values, entry.where, schedule) for entry in file.tables("events"))
+    config = MpcConfig(schedule, twin, tagmap, weather, decide, bounds, events, comfort, power, objective,
+                       mpc.integer("horizon_steps", 12), mpc.integer("blocks", 3), mpc.number("confidence", 0.95),
+                       mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
+                       mpc.integer("max_iter", 50), _max_seconds(mpc.values.get("max_seconds"), where), where)
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
         raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
     try:
@@ -490,7 +486,7 @@ def _event(entry: dict, where: str, schedule: Schedule) -> CurtailmentEvent:
         day = dt.date.fromisoformat(str(entry["date"]))
         begin, end = (dt.datetime.combine(day, dt.time.fromisoformat(str(entry[key]))) for key in ("start", "end"))
         event = CurtailmentEvent(schedule.simulation_time(begin), schedule.simulation_time(end), float(entry["curtail_kw"]))
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise ControllerConfigError(f"{where}: {exc}") from None
     if event.end <= event.begin or event.curtail_kw < 0:
         raise ControllerConfigError(f"{where}: end must be after start and curtail_kw >= 0")

@@ -299,7 +299,7 @@ def test_export_csv_and_parquet(small_office_config, tmp_path):
     csv = pd.read_csv(tmp_path / "csv" / "SmallOffice.csv", index_col="time", parse_dates=True)
     parquet = pd.read_parquet(tmp_path / "parquet" / "SmallOffice.parquet")
     assert len(csv) == len(parquet) == 432
-    assert csv["FacilityPower"].to_numpy() == pytest.approx(parquet["FacilityPower"].to_numpy())
+    assert csv["FacilityPower [kW]"].to_numpy() == pytest.approx(parquet["FacilityPower [kW]"].to_numpy())
 
 
 def test_exchange_method_drives_a_lockstep_building(small_office_config, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import socket
 import sqlite3
 import sys
 import time
@@ -20,7 +21,7 @@ from bridge.engines.external_interface import ExternalInterfaceEngine, decode_pa
 from bridge.historian import Historian, HistorianError, load_history, read_tag
 from bridge.idf import Idf
 from bridge.tagmap import TagMapError, load_tagmap
-from conftest import SIMS, TAGMAPS
+from conftest import SIMS, TAGMAPS, free_port
 
 GOOD_INPUT = 'tag = "Sp"\nschedule = "S"\nunit = "degC"\nmin = 10.0\nmax = 30.0\ndefault = 20.0\n'
 GOOD_OUTPUT = 'tag = "T"\nkey = "Z"\nvariable = "Zone Mean Air Temperature"\nunit = "degC"\n'
@@ -372,7 +373,7 @@ def test_the_server_is_stopped_when_stopping_the_campus_fails(monkeypatch, caplo
         status, buildings = "Finished", []
 
         def __init__(self, config):
-            self.started, self.done = asyncio.Event(), asyncio.Event()
+            self.started, self.done, self.serving = asyncio.Event(), asyncio.Event(), asyncio.Event()
             self.started.set()
             self.done.set()
 
@@ -402,7 +403,8 @@ def test_the_server_is_stopped_when_stopping_the_campus_fails(monkeypatch, caplo
     monkeypatch.setattr(cli, "Campus", BrokenCampus)
     monkeypatch.setattr(bridge.server, "TagServer", Server)
     with caplog.at_level("ERROR", logger="twinbridge"):
-        asyncio.run(cli.serve_campus(load_config(SIMS / "small_office.toml"), autostart=False))
+        config = load_config(SIMS / "small_office.toml").with_overrides(endpoint=f"opc.tcp://127.0.0.1:{free_port()}")
+        asyncio.run(cli.serve_campus(config, autostart=False))
     assert stopped == [cli.CLIENT_LINGER_S]
     assert any("stopping the campus failed" in r.getMessage() for r in caplog.records)
 
@@ -524,7 +526,7 @@ class GatedEngine(Engine):
 
 
 async def started_campus(config, engine: Engine):
-    """A campus of one building on ``engine``, its server built but not listening, started."""
+    """A campus of one building on ``engine``, its server built (not listening, marked serving), started."""
     from bridge.campus import Campus
     from bridge.server import TagServer
 
@@ -532,8 +534,35 @@ async def started_campus(config, engine: Engine):
     server = TagServer("opc.tcp://127.0.0.1:4840", config.name, config.period.time_of(0))
     await server.init()
     await campus.build_address_space(server)
+    campus.serving.set()
     await campus.start()
     return campus
+
+
+def test_a_server_that_cannot_listen_leaves_no_step_behind(tmp_path, monkeypatch):
+    """The engines step only once the server listens (issue 13, defect 8): a port taken after the
+    start-up check (a race) ends the run before its first step, with no historian row."""
+    from bridge import cli
+    from bridge.campus import Campus
+
+    async def nothing(*_) -> None:
+        pass
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        endpoint = f"opc.tcp://127.0.0.1:{busy.getsockname()[1]}"
+        config = load_config(SIMS / "small_office.toml").with_overrides(clock="fast", run_dir=tmp_path, endpoint=endpoint)
+        engine = GatedEngine(config.buildings[0].tagmap, hold_at=10**6)  # steps as fast as it is asked to
+        monkeypatch.setattr(cli, "Campus", lambda config: Campus(config, engine_factory=lambda *_: engine))
+        monkeypatch.setattr(cli, "validate_campus", nothing)
+        monkeypatch.setattr(cli, "_check_port_free", nothing)  # the port is taken after the check
+        with pytest.raises(OSError, match=f"cannot serve OPC UA at {endpoint}: .*address already in use"):
+            asyncio.run(cli.serve_campus(config))
+    assert engine.steps == 0
+    (historian,) = tmp_path.glob("*/historian.sqlite")
+    with sqlite3.connect(historian) as db:
+        assert db.execute('SELECT COUNT(*) FROM "SmallOffice"').fetchone() == (0,)
 
 
 def test_a_stopped_building_publishes_no_step_in_flight(tmp_path):

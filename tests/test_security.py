@@ -439,7 +439,7 @@ def test_login_storm_does_not_stall_the_server(tmp_path, monkeypatch):
 
     import bridge.security.server as server_module
     from bench.bench_login_storm import run_storm_process, security_string
-    from bridge.launcher import free_port
+    from devtools.launcher import free_port
     from bridge.security.settings import ServerSecurity
     from bridge.server import TagServer
 

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -43,8 +44,12 @@ class RunFileError(TwinbridgeError, ValueError):
 ERRORS = (TrackingConfigError, AnomalyLogError, RegistryError, FaultError, MetricsError, SavingsError, RunFileError)
 
 
+UNIT_SUFFIX = re.compile(r" \[[^\]]*\]$")  # "FacilityPower [kW]": a column of `twinbridge export`
+
+
 def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
-    """A run's rows indexed by time: a historian SQLite file or a CSV whose first column is the time (``_times``)."""
+    """A run's rows indexed by time: a historian SQLite file or a CSV whose first column is the time (``_times``);
+    a column named with its unit (``twinbridge export``) is read under the tag's name."""
     path = Path(path)
     if path.suffix.lower() in (".sqlite", ".db", ".sqlite3"):
         from bridge.historian import load_history
@@ -56,7 +61,7 @@ def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
         except ValueError as exc:  # not CSV text (pandas' parser and decoding errors are ValueErrors)
             raise RunFileError(f"{path}: {exc}") from None
         frame.index = _times(frame.index, path)
-        return frame
+        return frame.rename(columns=lambda column: UNIT_SUFFIX.sub("", str(column)))
     raise RunFileError(f"{path}: expected a historian .sqlite/.db file or a .csv file")
 
 

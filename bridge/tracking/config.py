@@ -46,7 +46,7 @@ from pathlib import Path
 from bridge.errors import TwinbridgeError
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
-from bridge.tomlfile import read_toml
+from bridge.tomlfile import file_path, read_toml
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
 
 
@@ -159,8 +159,8 @@ def _endpoint(data: dict, key: str, where: str) -> Endpoint:
 
 def load_tracking_config(path: str | Path) -> TrackingConfig:
     """Read a tracking TOML file; raise TrackingConfigError naming the file and what is wrong."""
-    path = Path(path).resolve()
-    data = read_toml(path, TrackingConfigError)
+    path = file_path(str(path), Path.cwd(), TrackingConfigError, "tracking file")
+    data = read_toml(path, TrackingConfigError, "tracking file")
     where = str(path)
     _unknown(data, {"tracking", "thresholds", "live", "twin", "pairs"}, where)
     options = _options(_table(data, "tracking", where), f"{where}: [tracking]")

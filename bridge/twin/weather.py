@@ -1,7 +1,7 @@
 """The twin's disturbances: outdoor dry-bulb temperature and relative humidity from an EPW file.
 
-An EPW file has 8 header lines, then one row per hour; 0-based column 6 is dry bulb (degC) and 8
-relative humidity (%). The row of hour h (1..24) holds the value at h:00, the end of that hour;
+An EPW file (bridge/epw.py) has 8 header lines, then one row per hour; 0-based column 6 is dry bulb
+(degC) and 8 relative humidity (%). The row of hour h (1..24) holds the value at h:00, the end of that hour;
 EnergyPlus interpolates linearly between hours to its timestep, and so does ``weather_series``.
 
 Leap years. A typical-year file (TMY: all 365 days, no 29 February) is read by EnergyPlus 25.2
@@ -15,25 +15,19 @@ same; other files (with 29 February, or covering part of a year) are read by cal
 from __future__ import annotations
 
 import calendar
-import csv
 import datetime as dt
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bridge.errors import TwinbridgeError
+from bridge.epw import HEADER_LINES, WeatherError, read_records
 
-HEADER_LINES = 8
 # EnergyPlus output variable -> 0-based EPW column of the same quantity
 EPW_COLUMNS = {
     "Site Outdoor Air Drybulb Temperature": 6,
     "Site Outdoor Air Relative Humidity": 8,
 }
-
-
-class WeatherError(TwinbridgeError, ValueError):
-    """An EPW file that cannot be read; the message names the file and line."""
 
 
 def read_epw(path: Path, year: int) -> pd.DataFrame:
@@ -75,20 +69,14 @@ def _read_rows(path: Path) -> list[Row]:
     """The data rows of an EPW file; a row whose date is not a calendar date (in a leap year)
     raises WeatherError naming the file and line."""
     rows = []
-    try:
-        with open(path, newline="", encoding="latin-1") as handle:
-            for number, fields in enumerate(csv.reader(handle), start=1):
-                if number <= HEADER_LINES or not fields:
-                    continue
-                try:
-                    month, day, hour = int(fields[1]), int(fields[2]), int(fields[3])
-                    values = [float(fields[column]) for column in EPW_COLUMNS.values()]
-                    dt.datetime(2000, month, day)  # a leap year: 29 February is a date
-                except (IndexError, ValueError) as exc:
-                    raise WeatherError(f"{path}: line {number}: not an EPW data row ({exc})") from None
-                rows.append((month, day, hour, values))
-    except FileNotFoundError:
-        raise WeatherError(f"EPW weather file not found: {path}") from None
+    for number, fields in read_records(path)[1]:
+        try:
+            month, day, hour = int(fields[1]), int(fields[2]), int(fields[3])
+            values = [float(fields[column]) for column in EPW_COLUMNS.values()]
+            dt.datetime(2000, month, day)  # a leap year: 29 February is a date
+        except (IndexError, ValueError) as exc:
+            raise WeatherError(f"{path}: line {number}: not an EPW data row ({exc})") from None
+        rows.append((month, day, hour, values))
     if not rows:
         raise WeatherError(f"{path}: no hourly data rows after the {HEADER_LINES} header lines")
     return rows
