@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bridge.campus import Campus
-from bridge.config import CLOCK_MODES, CampusConfig, ConfigError, load_config
+from bridge.config import CampusConfig, ConfigError, load_config
 from bridge.historian import HistorianError, buildings_in, load_history, tag_units
+from bridge.protocol import CLOCK_MODES
 from bridge.security.users import SecurityError
 from bridge.tagmap import TagMapError
 from bridge.twin.errors import ModelFileError

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from bridge.epw import WeatherError, check_epw
 from bridge.errors import TwinbridgeError
 from bridge.names import building_name_problem, first_repeat
+from bridge.protocol import CLOCK_MODES, ENGINE_KINDS
 from bridge.security.settings import SERVER_KEYS, ServerSecurity, server_security
 from bridge.security.users import SecurityError
 from bridge.tagmap import TagMap, load_tagmap
@@ -28,8 +29,6 @@ TABLES = ("campus", "server", "run", "buildings", "kpi", "tracking")
 RUN_KEYS = ("start", "end", "year", "timesteps_per_hour", "clock", "speed", "catch_up", "lockstep_timeout_s",
             "engine_start_timeout_s", "engine_step_timeout_s", "run_dir", "historian")
 BUILDING_KEYS = ("name", "model", "weather", "tagmap", "engine", "twin_model")
-CLOCK_MODES = ("lockstep", "paced", "fast")
-ENGINES = ("energyplus", "energyplus-api", "twin")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -274,8 +273,8 @@ def _check_campus(config: CampusConfig) -> None:
         if building_name not in names:
             raise ConfigError(f"{where}: [[tracking]] names building {building_name!r}, not one of {names}")
     for building in config.buildings:
-        if building.engine not in ENGINES:
-            raise ConfigError(f"{where}: building {building.name}: engine must be one of {ENGINES}, "
+        if building.engine not in ENGINE_KINDS:
+            raise ConfigError(f"{where}: building {building.name}: engine must be one of {ENGINE_KINDS}, "
                               f"got {building.engine!r}")
         if building.engine == "twin" and building.twin_model is None:
             raise ConfigError(f"{where}: building {building.name}: engine 'twin' needs 'twin_model'")

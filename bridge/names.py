@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bridge.protocol import CAMPUS_FOLDERS
+
 HISTORIAN_TABLES = ("meta", "tags")  # beside one table per building (bridge/historian.py)
 ROW_COLUMNS = ("step", "sim_time_s", "time")  # the first columns of a building's table, before its tags
-CAMPUS_FOLDERS = ("Control", "Outputs", "KPIs")  # beside the buildings in Objects/<Campus> (bridge/server.py)
 SQLITE_PREFIX = "sqlite_"  # SQLite keeps table names with this prefix for itself
 
 

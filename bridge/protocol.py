@@ -49,7 +49,7 @@ class Status(StrEnum):
 
 _STATUS_CODES = {Status.IDLE: 0, Status.RUNNING: 1, Status.FINISHED: 2, Status.RESET: 3, Status.STOPPED: 4,
                  Status.PAUSED: 5, Status.FAULTED: -1}
-TERMINAL_STATUSES = tuple(s for s in Status if s.terminal)
+TERMINAL_STATUSES = tuple(s.value for s in Status if s.terminal)
 
 
 class Clock(StrEnum):
@@ -68,8 +68,8 @@ class EngineKind(StrEnum):
     TWIN = "twin"  # the Gaussian-process twin (bridge/twin)
 
 
-CLOCK_MODES = tuple(Clock)
-ENGINE_KINDS = tuple(EngineKind)
+CLOCK_MODES = tuple(c.value for c in Clock)  # plain strings, as they read in a file or an error message
+ENGINE_KINDS = tuple(e.value for e in EngineKind)
 
 
 def node_path(campus: str, *parts: str) -> str:
