@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bridge.campus import Campus
-from bridge.config import CampusConfig, ConfigError, load_config
-from bridge.historian import HistorianError, buildings_in, load_history, tag_units
+from bridge.config import CampusConfig, load_config
+from bridge.errors import TwinbridgeError
+from bridge.historian import buildings_in, load_history, tag_units
 from bridge.protocol import CLOCK_MODES
-from bridge.security.users import SecurityError
-from bridge.tagmap import TagMapError
-from bridge.twin.errors import ModelFileError
-from bridge.validate import ValidationError, validate_campus
+from bridge.validate import validate_campus
 
 if TYPE_CHECKING:
     from bridge.server import TagServer
@@ -222,7 +220,6 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twinbridge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.set_defaults(errors=())  # a command group's own errors of bad input, reported like the ones below
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a building or campus file and serve it over OPC UA")
@@ -299,10 +296,15 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("asyncua").setLevel(logging.WARNING)
     try:
         return args.func(args)
-    except (ConfigError, TagMapError, ValidationError, HistorianError, SecurityError, ModelFileError, OSError,
-            *args.errors) as exc:
+    except TwinbridgeError as exc:  # every command group's errors of bad input or a failed run: one line
+        print(f"twinbridge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:  # a file or a port the system refused
         print(f"twinbridge: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside ``run`` (which stops on signals itself)
+        print("twinbridge: interrupted", file=sys.stderr)
+        return 130
 
 
 def console_main() -> None:

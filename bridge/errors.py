@@ -12,4 +12,6 @@ from __future__ import annotations
 
 class TwinbridgeError(Exception):
     """Something twinbridge refused or could not do, with a message that names the file, tag or
-    building concerned."""
+    building concerned. The command line prints it in one line and exits with ``exit_code``."""
+
+    exit_code = 2  # bad input (a file, an option, a model): as argparse exits on a bad option

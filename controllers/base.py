@@ -17,6 +17,8 @@ class ControllerConfigError(TwinbridgeError, ValueError):
 class ControllerError(TwinbridgeError, RuntimeError):
     """The control loop cannot go on (bridge refused a write, no step within the timeout, bridge unreachable)."""
 
+    exit_code = 1  # the run went wrong, not the input
+
 
 @dataclass(frozen=True)
 class InputRange:

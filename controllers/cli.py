@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 from collections.abc import Callable
 
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
-from controllers.base import Controller, ControllerConfigError, ControllerError
+from controllers.base import Controller
 from controllers.csv_trajectory import INTERPOLATIONS, CsvController, load_trajectory
 from controllers.loop import ENDED, MODES, LoopOptions, run_controller
 from controllers.schedule import ScheduleController, load_schedule
@@ -71,24 +70,16 @@ def _cmd_gp_mpc(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
     """Exit code 0 when the building finished (or its run ended and the bridge closed), 1 when it stopped or
-    faulted or the loop gave up, 2 on a configuration error, 130 when interrupted (Ctrl-C)."""
+    faulted. A loop that gave up (ControllerError, exit 1), a configuration error (exit 2) and Ctrl-C (130)
+    are reported by bridge/cli.py's ``main`` in one line, as for every command."""
     if not getattr(args, "verbose", False):
         # asyncua logs tracebacks when it closes a session the bridge already dropped; the loop reports drops itself.
         logging.getLogger("asyncua").setLevel(logging.CRITICAL)
-    try:
-        controller = make()
-        options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll, poll_max_s=args.poll_max,
-                              step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
-        security = ClientSecurity(args.security, args.user)
-        security.check()  # a configuration error, before any connection
-        report = asyncio.run(run_controller(controller, args.endpoint, args.building, args.campus, options, security))
-    except (ControllerConfigError, ValueError) as exc:
-        print(f"twinbridge controller: configuration error: {exc}", file=sys.stderr)
-        return 2
-    except ControllerError as exc:
-        print(f"twinbridge controller: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # asyncio.run cancelled the loop, which closed its connection on the way out
-        print("twinbridge controller: interrupted: stopped", file=sys.stderr)
-        return 130
+    controller = make()
+    options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll, poll_max_s=args.poll_max,
+                          step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
+    security = ClientSecurity(args.security, args.user)
+    security.check()  # a configuration error, before any connection
+    # Ctrl-C: asyncio.run cancels the loop, which closes its connection on the way out (bridge/cli.py reports it)
+    report = asyncio.run(run_controller(controller, args.endpoint, args.building, args.campus, options, security))
     return 0 if report.final_status in ("Finished", ENDED) else 1

@@ -87,9 +87,8 @@ def test_ctrl_c_stops_a_controller_in_one_line(tmp_path):
             process.wait(10)
     assert process.returncode == 130
     assert "Traceback" not in rest
-    assert rest.strip().splitlines()[-1] == "twinbridge controller: interrupted: stopped"
-    assert [line for line in rest.splitlines() if "controllers.loop" not in line] == [
-        "twinbridge controller: interrupted: stopped"]
+    assert rest.strip().splitlines()[-1] == "twinbridge: interrupted"
+    assert [line for line in rest.splitlines() if "controllers.loop" not in line] == ["twinbridge: interrupted"]
 
 
 @pytest.mark.parametrize("form", ["csv", "parquet"])

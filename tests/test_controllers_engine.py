@@ -270,7 +270,7 @@ def test_bad_configs_fail_before_the_run(small_office_config, tmp_path, controll
         for i, (kind, config, message) in enumerate(cases):
             process = controllers(kind, bridge.endpoint, "SmallOffice", config, tmp_path / f"bad{i}.log")
             assert process.wait(60) == 2, process.log
-            assert "configuration error" in process.log and message in process.log, process.log
+            assert "twinbridge: error: " in process.log and message in process.log, process.log
 
         async def inputs() -> dict:
             client = BridgeClient(bridge.endpoint, "SmallOffice")

@@ -1,4 +1,4 @@
-"""The ``twin`` commands on bad input: one line ``twinbridge ...: error: ...`` and exit code 2, never a
+"""The ``twin`` commands on bad input: one line ``twinbridge: error: ...`` and exit code 2, never a
 traceback or figures that are not what they say (synthetic historian, no EnergyPlus)."""
 
 import ast
@@ -44,10 +44,10 @@ def twinbridge(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def assert_one_line_error(code: int, err: str, command: str, *words: str) -> None:
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
     assert code == 2, err
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"twinbridge{command}: error: "), err
+    assert len(lines) == 1 and lines[0].startswith("twinbridge: error: "), err
     for word in words:
         assert word in lines[0], (word, lines[0])
 
@@ -77,7 +77,7 @@ def test_evaluate_after_the_training_window_reports_out_of_sample_figures(capsys
 
 def test_window_after_the_data_is_refused_in_one_line(capsys, small_office):
     code, _, err = evaluate(capsys, small_office, "--from", "2025-08-01")
-    assert_one_line_error(code, err, " twin evaluate", "no forecast origin", "2025-07-04 00:00:00, 433 rows")
+    assert_one_line_error(code, err, "no forecast origin", "2025-07-04 00:00:00, 433 rows")
 
 
 @pytest.mark.parametrize("option, value, words", [
@@ -91,7 +91,7 @@ def test_window_after_the_data_is_refused_in_one_line(capsys, small_office):
 def test_unreadable_time_or_window_is_refused_in_one_line(capsys, small_office, tmp_path, option, value, words):
     args = {"--from": UNTIL, "--plot": str(tmp_path / "day.png"), option: value}
     code, _, err = evaluate(capsys, small_office, *[item for pair in args.items() for item in pair])
-    assert_one_line_error(code, err, " twin evaluate", *words)
+    assert_one_line_error(code, err, *words)
 
 
 @pytest.mark.parametrize("start", ["2025-06-01", "2025-07-02 12:00"])
@@ -99,7 +99,7 @@ def test_window_reaching_into_the_training_rows_is_refused(capsys, small_office,
     """Starting before the data (or inside the training span) would evaluate the rows the model
     learnt and report in-sample figures as test figures."""
     code, _, err = evaluate(capsys, small_office, "--from", start)
-    assert_one_line_error(code, err, " twin evaluate", "trained on (2025-07-01T00:10:00 .. 2025-07-02T23:50:00)",
+    assert_one_line_error(code, err, "trained on (2025-07-01T00:10:00 .. 2025-07-02T23:50:00)",
                           "--allow-overlap")
     code, out, err = evaluate(capsys, small_office, "--from", start, "--allow-overlap")
     assert code == 0, err
@@ -109,7 +109,7 @@ def test_window_reaching_into_the_training_rows_is_refused(capsys, small_office,
 def test_plot_of_a_training_day_is_refused(capsys, small_office, tmp_path):
     code, _, err = evaluate(capsys, small_office, "--from", UNTIL, "--plot", tmp_path / "day.png",
                             "--plot-day", "2025-07-02")
-    assert_one_line_error(code, err, " twin evaluate", "forecasts of 2025-07-02", "trained on")
+    assert_one_line_error(code, err, "forecasts of 2025-07-02", "trained on")
     assert not list(tmp_path.glob("*.png"))
 
 
@@ -118,10 +118,10 @@ def test_model_of_another_building_is_refused(capsys, small_office, tmp_path):
     tagmap = load_tagmap(TAGMAPS / "small_office.toml")
     other = write_history(tmp_path / "other.db", dataclasses.replace(tagmap, name="Small office B"))
     code, _, err = evaluate(capsys, small_office, "--from", UNTIL, history=other)
-    assert_one_line_error(code, err, " twin evaluate", "model learnt building 'Small office'", "'Small office B'")
+    assert_one_line_error(code, err, "model learnt building 'Small office'", "'Small office B'")
     code, _, err = twinbridge(capsys, "twin", "fit", other, "--tagmap", TAGMAPS / "small_office.toml",
                               "-o", tmp_path / "x.npz")
-    assert_one_line_error(code, err, "", "tag map 'Small office'", "recorded for its building: 'Small office B'")
+    assert_one_line_error(code, err, "tag map 'Small office'", "recorded for its building: 'Small office B'")
     assert not (tmp_path / "x.npz").exists()
 
 
@@ -145,7 +145,7 @@ def test_file_that_is_not_a_model_is_named_in_one_line(capsys, small_office, tmp
     path = tmp_path / "model.npz"
     NOT_MODELS[kind](path)
     code, _, err = evaluate(capsys, small_office, "--from", UNTIL, model=path)
-    assert_one_line_error(code, err, " twin evaluate", str(path))
+    assert_one_line_error(code, err, str(path))
     assert "allow_pickle" not in err
 
 
@@ -153,7 +153,7 @@ def test_historian_that_is_not_one_is_named(capsys, small_office, tmp_path):
     path = tmp_path / "history.db"
     path.write_text("not a database\n")
     code, _, err = evaluate(capsys, small_office, "--from", UNTIL, history=path)
-    assert_one_line_error(code, err, "", f"{path}: not a historian file")
+    assert_one_line_error(code, err, f"{path}: not a historian file")
 
 
 @pytest.mark.parametrize("args, words", [
@@ -165,7 +165,7 @@ def test_historian_that_is_not_one_is_named(capsys, small_office, tmp_path):
 def test_fit_refuses_bad_times_and_empty_windows(capsys, small_office, tmp_path, args, words):
     code, _, err = twinbridge(capsys, "twin", "fit", small_office[0], "--tagmap", TAGMAPS / "small_office.toml",
                               "--targets", "FacilityPower", "-o", tmp_path / "x.npz", *args)
-    assert_one_line_error(code, err, " twin fit", *words)
+    assert_one_line_error(code, err, *words)
 
 
 @pytest.mark.parametrize("args, words", [
@@ -175,7 +175,7 @@ def test_fit_refuses_bad_times_and_empty_windows(capsys, small_office, tmp_path,
 ])
 def test_collect_refuses_bad_days_before_starting_an_engine(capsys, tmp_path, args, words):
     code, _, err = twinbridge(capsys, "twin", "collect", SIMS / "small_office.toml", "-o", tmp_path / "c.db", *args)
-    assert_one_line_error(code, err, "", *words)
+    assert_one_line_error(code, err, *words)
     assert not (tmp_path / "c.db").exists()
 
 

@@ -27,21 +27,15 @@ import numpy as np
 import pandas as pd
 
 from bridge.errors import TwinbridgeError
-from bridge.tracking.anomalies import AnomalyLog, AnomalyLogError
-from bridge.tracking.config import TrackingConfigError
-from bridge.tracking.faults import FaultError
-from bridge.tracking.guideline14 import MetricsError, calibration
-from bridge.tracking.registry import ROLES, ModelRegistry, RegistryError
-from bridge.tracking.savings import (BaselineFit, SavingsError, TowtModel, avoided_energy, hourly_energy_kwh,
+from bridge.tracking.anomalies import AnomalyLog
+from bridge.tracking.guideline14 import calibration
+from bridge.tracking.registry import ROLES, ModelRegistry
+from bridge.tracking.savings import (BaselineFit, TowtModel, avoided_energy, hourly_energy_kwh,
                                      hourly_mean, simulated_baseline)
 
 
 class RunFileError(TwinbridgeError, ValueError):
     """A data file ``load_run`` cannot read; the message names the file."""
-
-
-#: The errors of bad input to these commands: bridge/cli.py reports them in one line, exit code 2.
-ERRORS = (TrackingConfigError, AnomalyLogError, RegistryError, FaultError, MetricsError, SavingsError, RunFileError)
 
 
 UNIT_SUFFIX = re.compile(r" \[[^\]]*\]$")  # "FacilityPower [kW]": a column of `twinbridge export`
@@ -92,9 +86,9 @@ def _times(column: pd.Index, path: Path) -> pd.DatetimeIndex:
 
 
 def add_tracking_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``track``, ``registry`` and ``mv`` on the main parser's subparsers; each sets ``errors`` (ERRORS)."""
+    """Register ``track``, ``registry`` and ``mv`` on the main parser's subparsers."""
     for add in (_add_track, _add_registry, _add_mv):
-        add(subparsers).set_defaults(errors=ERRORS)
+        add(subparsers)
 
 
 # --- track -------------------------------------------------------------------------------------

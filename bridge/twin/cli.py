@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     collect.add_argument("--seed", type=int, default=0, help="seed of the random setpoint schedules")
     collect.add_argument("--hold-hours", type=int, nargs=2, default=(1, 4), metavar=("MIN", "MAX"),
                          help="each random level is held MIN..MAX hours (default 1 4)")
-    collect.set_defaults(func=_reported(_collect))
+    collect.set_defaults(func=_collect)
 
     fit = commands.add_parser("fit", help="train a GP twin on a historian")
     fit.add_argument("history", type=Path, help="historian file (.db)")
@@ -54,7 +53,7 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--max-exact", type=int, default=4000, help="exact GP up to this many rows (default 4000)")
     fit.add_argument("--inducing", type=int, default=1000,
                      help="inducing points of the sparse GP beyond --max-exact rows (default 1000)")
-    fit.set_defaults(func=_reported(_fit))
+    fit.set_defaults(func=_fit)
 
     evaluate = commands.add_parser("evaluate", help="rolling multi-step forecasts of a twin on held-out data")
     evaluate.add_argument("model", type=Path, help="model file (.npz)")
@@ -68,32 +67,13 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--allow-overlap", action="store_true",
                           help="evaluate forecasts of rows inside the model's training window too (for another run "
                                "over the same dates; on the training historian they are in-sample figures)")
-    evaluate.set_defaults(func=_reported(_evaluate))
+    evaluate.set_defaults(func=_evaluate)
 
     serve = commands.add_parser("serve", help="serve a trained twin over OPC UA like the EnergyPlus building")
     serve.add_argument("config", type=Path, help="building or campus TOML file (run period, endpoint, tag map)")
     serve.add_argument("model", type=Path, help="model file (.npz)")
     serve.add_argument("--building", help="building of the file to replace by the twin (default: the first)")
-    serve.set_defaults(func=_reported(_serve))
-
-
-def _reported(command):
-    """``command`` with the twin's own errors (bad data, model file, features, weather, a failed
-    engine) reported in one line and exit code 2, like the bridge's configuration errors."""
-    def run(args: argparse.Namespace) -> int:
-        from bridge.engines.base import EngineFault
-        from bridge.twin.collect import ExcitationError
-        from bridge.twin.features import FeatureError
-        from bridge.twin.gp import ModelError
-        from bridge.twin.persist import ModelFileError
-        from bridge.twin.weather import WeatherError
-
-        try:
-            return command(args)
-        except (FeatureError, ModelError, ModelFileError, WeatherError, ExcitationError, EngineFault) as exc:
-            print(f"twinbridge twin {args.twin_command}: error: {exc}", file=sys.stderr)
-            return 2
-    return run
+    serve.set_defaults(func=_serve)
 
 
 def _building(config, name: str | None):
