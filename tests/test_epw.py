@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, SIMS, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.config import ConfigError, load_config, reference_weather
 from bridge.epw import WeatherError, check_epw
-from conftest import REPO, SIMS, run_cli
+from devtools.fuzz import examples
 
 CHICAGO = reference_weather("usa_il_chicago")
 
@@ -88,7 +89,8 @@ def test_a_changed_file_is_checked_again(tmp_path):
         check_epw(path)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.property
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(at=st.integers(0, 4000), inserted=st.binary(max_size=3), deleted=st.integers(0, 3))
 def test_a_mutated_header_gives_a_weather_error_or_passes(tmp_path, at, inserted, deleted):
     data = bytearray(CHICAGO.read_bytes())

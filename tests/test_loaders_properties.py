@@ -10,20 +10,21 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO, SIMS, TAGMAPS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_twin_model import small_office, small_office_db, trained  # noqa: F401 (session fixtures)
 
 from bridge.config import load_config
 from bridge.tagmap import load_tagmap
 from bridge.tracking.config import load_tracking_config
-from conftest import REPO, SIMS, TAGMAPS
 from controllers.csv_trajectory import load_trajectory
 from controllers.gp_mpc import load_mpc
 from controllers.schedule import load_schedule
-from test_twin_model import small_office, small_office_db, trained  # noqa: F401 (session fixtures)
+from devtools.fuzz import examples
 
 EXAMPLES = REPO / "controllers" / "examples"
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 VALUE = re.compile(rb"^(\s*[A-Za-z0-9_.\"]+\s*=\s*)(.*)$", re.MULTILINE)
 TRACKING = b"""
 [tracking]
@@ -120,6 +121,7 @@ LOADERS = {
 }
 
 
+@pytest.mark.property
 @pytest.mark.parametrize("name", sorted(LOADERS))
 def test_a_shipped_file_loads_or_is_refused_with_the_projects_error(name, tmp_path):
     load, example = LOADERS[name]
@@ -133,6 +135,7 @@ def test_a_shipped_file_loads_or_is_refused_with_the_projects_error(name, tmp_pa
     check()
 
 
+@pytest.mark.property
 @SETTINGS
 @given(data=mutated(TRACKING))
 def test_a_tracking_file_loads_or_is_refused_with_the_projects_error(tmp_path, data):
@@ -173,6 +176,7 @@ def test_a_nul_in_a_file_named_by_a_campus_file_is_refused_naming_it(key, tmp_pa
     assert project_error(caught.value)
 
 
+@pytest.mark.property
 @pytest.mark.engine
 def test_a_gp_mpc_file_with_a_trained_twin_loads_or_is_refused(trained, tmp_path):  # noqa: F811
     """The GP-MPC file of tests/test_gp_mpc.py, which loads (its twin exists), mutated past the model."""
@@ -181,7 +185,7 @@ def test_a_gp_mpc_file_with_a_trained_twin_loads_or_is_refused(trained, tmp_path
     original = mpc_file(tmp_path, trained[1]).read_bytes()
     load_mpc(tmp_path / "mpc.toml")
 
-    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(data=mutated(original))
     def check(data):
         loads_or_refuses(load_mpc, tmp_path / "mpc.toml", data)

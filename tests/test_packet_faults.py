@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from asyncua import Client, ua
+from conftest import SIMS, TAGMAPS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,10 +23,10 @@ from bridge.config import load_config
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet
 from bridge.historian import load_history
-from devtools.launcher import free_port
 from bridge.server import TagServer
 from bridge.tagmap import UNBOUNDED, TagMapError, load_tagmap
-from conftest import SIMS, TAGMAPS
+from devtools.fuzz import examples
+from devtools.launcher import free_port
 
 # Packets the issue found raising ValueError / IndexError / OverflowError, and their kin.
 MALFORMED = [b"2 0\n", b"2 -inf 0 0 0 0\n", b"2 0 1 0 0 0.0 x\n", b"2 0 1 0 0 0.0 0x10\n", b"2 nan 0 0 0 0\n",
@@ -89,13 +90,14 @@ def test_a_malformed_packet_faults_its_building_by_name(tmp_path, monkeypatch, p
     assert engine.process.returncode is not None  # the peer is stopped
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(
     st.binary(max_size=80),
     st.lists(st.sampled_from([b"2", b"0", b"1", b"-10", b"3", b"0.5", b"-1", b"nan", b"-inf", b"1e999", b"x",
                               b"0x10", b"1e3", b"+2", b"", b"\x00", b"\xff", b"99999999999", b"6.0e+02"]),
              max_size=12).map(lambda parts: b" ".join(parts) + b"\n"),
 ))
+@pytest.mark.property
 def test_decode_packet_gives_a_packet_or_an_engine_fault(line):
     """Random bytes and random lines of packet-like fields: a valid decode or EngineFault, nothing else."""
     try:

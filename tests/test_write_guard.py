@@ -10,6 +10,7 @@ import math
 
 import pytest
 from asyncua import ua
+from conftest import TAGMAPS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from bridge.security.server import BridgeUserManager
 from bridge.security.settings import ServerSecurity
 from bridge.server import METHODS, REFUSALS_LOGGED, TagServer
 from bridge.tagmap import load_tagmap
-from conftest import TAGMAPS
+from devtools.fuzz import examples
 
 CAMPUS, BUILDING = "Campus", "Office"
 START = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
@@ -301,7 +302,8 @@ def write_values(draw) -> ua.WriteValue:
 STATUS_NAMES = {value for name, value in vars(ua.StatusCodes).items() if not name.startswith("_")}
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.property
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(write_values(), max_size=6))
 def test_any_write_request_gets_a_status_per_item_and_leaves_numbers(bench, items):
     codes = bench.write(*items)
