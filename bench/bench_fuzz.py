@@ -3,8 +3,9 @@
 CI runs each property with a small example count (tests/, ``devtools.fuzz.examples``); this runs the
 same properties (``pytest -m property``) with ``TWINBRIDGE_FUZZ_SCALE`` times as many examples (default
 50): the ExternalInterface packet decoder, the write guard, the EPW reader, the TOML loaders (campus,
-tag map, schedule, GP-MPC, tracking) and the CSV trajectory reader. A property holds when no example raised anything but the
-project's own errors. Figures: examples asked for, properties failed (target 0), wall time.
+tag map, schedule, GP-MPC, tracking) and the CSV trajectory reader. A property holds when no example
+raised anything but the project's own errors. Figures: passing examples per property, property tests
+failed (target 0), wall time.
 
     python bench/bench_fuzz.py [--scale 50]
 """
