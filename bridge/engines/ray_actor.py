@@ -96,7 +96,8 @@ async def connect(executor: ExecutorConfig) -> None:
     """Join Ray once per process (every building's launch awaits the same attempt); ExecutorError if
     it fails or takes more than CONNECT_TIMEOUT_S."""
     global _connection
-    if _connection is None or (_connection.done() and _connection.exception() is not None):
+    if (_connection is None or _connection.get_loop() is not asyncio.get_running_loop()
+            or (_connection.done() and _connection.exception() is not None)):
         _connection = asyncio.ensure_future(asyncio.to_thread(_join, executor))
     try:
         await asyncio.wait_for(asyncio.shield(_connection), CONNECT_TIMEOUT_S)
