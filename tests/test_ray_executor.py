@@ -142,3 +142,27 @@ def test_an_unreachable_ray_address_faults_the_run_in_one_clear_line(tmp_path):
     assert "B1 faulted: B1: Ray cluster at 127.0.0.1:" in result.stderr and "unreachable" in result.stderr
     assert time.monotonic() - began < 90
 
+
+
+def test_past_max_restarts_a_lost_actor_faults_its_building(cluster, tmp_path):
+    """Policy: one relaunch (max_restarts = 1) answers the step; the next loss is a fault naming it."""
+    config = load_config(campus_file(tmp_path, ray_executor(cluster) + "\nmax_restarts = 1"))
+    building = config.buildings[0]
+
+    async def run() -> str:
+        engine = make_engine(building, config, tmp_path / building.name)
+        try:
+            await engine.start()
+            defaults = building.tagmap.defaults
+            outputs = [await engine.step(defaults) for _ in range(3)]
+            ray.kill(engine._actor)
+            assert (await engine.step(defaults)).sim_time_s == outputs[-1].sim_time_s + 600
+            ray.kill(engine._actor)
+            with pytest.raises(EngineFault) as fault:
+                await engine.step(defaults)
+            return str(fault.value)
+        finally:
+            await engine.stop()
+
+    message = asyncio.run(asyncio.wait_for(run(), 120))
+    assert message.startswith("B1: its Ray actor was lost during step 5, after 1 relaunch(es) (max_restarts 1)")
