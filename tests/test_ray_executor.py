@@ -166,3 +166,29 @@ def test_past_max_restarts_a_lost_actor_faults_its_building(cluster, tmp_path):
 
     message = asyncio.run(asyncio.wait_for(run(), 120))
     assert message.startswith("B1: its Ray actor was lost during step 5, after 1 relaunch(es) (max_restarts 1)")
+
+
+def test_stopping_a_building_during_its_replay_ends_the_replay_and_leaves_no_actor(cluster, tmp_path):
+    config = load_config(campus_file(tmp_path, ray_executor(cluster)))
+    building = config.buildings[0]
+
+    def actors() -> list[str]:
+        return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if ".B1." in a["name"]]
+
+    async def run() -> str:
+        engine = make_engine(building, config, tmp_path / building.name)
+        await engine.start()
+        for _ in range(3):
+            await engine.step(building.tagmap.defaults)
+        ray.kill(engine._actor)
+        step = asyncio.ensure_future(engine.step(building.tagmap.defaults))
+        await asyncio.sleep(0.5)  # the relaunched actor is starting
+        await engine.stop()
+        with pytest.raises(EngineFault) as fault:
+            await step
+        return str(fault.value)
+
+    before = set(actors())
+    message = asyncio.run(asyncio.wait_for(run(), 60))
+    assert message.startswith("B1: stopped while its Ray actor was being relaunched"), message
+    assert set(actors()) <= before

@@ -192,6 +192,7 @@ class RayEngine(Engine):
         self.inputs: list[dict[str, float]] = []  # inputs of steps 1, 2, ... as handed to ``step``
         self.answered: Sample | None = None  # outputs of the last step answered (0: the start)
         self.restarts = 0
+        self.stopped = False
         self._actor = None
         self._started: asyncio.Future | None = None  # the first actor's start call
         self._launch_error: EngineFault | None = None
@@ -266,6 +267,8 @@ class RayEngine(Engine):
         """Relaunch and replay until the step in flight is answered, within the documented policy."""
         step = len(self.inputs)
         while True:
+            if self.stopped:
+                raise EngineFault(f"{self.name}: stopped while its Ray actor was being relaunched")
             if self.restarts >= self.executor.max_restarts:
                 raise _lost(self.name, f"step {step}, after {self.restarts} relaunch(es) (max_restarts "
                                        f"{self.executor.max_restarts})", cause)
@@ -277,7 +280,7 @@ class RayEngine(Engine):
             try:
                 async with asyncio.timeout(self.executor.replay_timeout_s):
                     sample = await self._replay()
-                    where = await self._actor.where.remote()
+                    where = await self._actor.where.remote() if self._actor is not None else "(stopped)"
             except LOST as exc:
                 cause = exc
                 continue
@@ -291,13 +294,15 @@ class RayEngine(Engine):
     async def _replay(self) -> Sample | None:
         """A new actor, started and stepped through the recorded inputs; the answer of the step in flight."""
         self._kill()
-        first = await self._call(self._new_actor(), "start")
-        replayed = await self._call(self._actor.replay.remote(self.inputs[:-1]), "replay") if len(self.inputs) > 1 \
+        started = self._new_actor()
+        actor = self._actor  # not self._actor, which ``stop`` clears: calls to a killed actor raise LOST
+        first = await self._call(started, "start")
+        replayed = await self._call(actor.replay.remote(self.inputs[:-1]), "replay") if len(self.inputs) > 1 \
             else first
         if not same_sample(replayed, self.answered):
             log.error("%s: replayed outputs of step %d differ from those published: %s vs %s", self.name,
                       len(self.inputs) - 1, replayed, self.answered)
-        return await self._call(self._actor.step.remote(self.inputs[-1]), "step")
+        return await self._call(actor.step.remote(self.inputs[-1]), "step")
 
     def _kill(self) -> None:
         actor, self._actor = self._actor, None
@@ -307,6 +312,7 @@ class RayEngine(Engine):
 
     async def stop(self) -> None:
         """Stop the engine in its actor (up to STOP_TIMEOUT_S), then end the actor; safe at any time."""
+        self.stopped = True
         if self._started is not None and not self._started.done():
             self._started.cancel()
         actor = self._actor
