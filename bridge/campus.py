@@ -45,7 +45,12 @@ log = logging.getLogger(__name__)
 
 
 def make_engine(building: BuildingConfig, config: CampusConfig, workdir: Path) -> Engine:
-    """The engine a building's config asks for."""
+    """The engine a building's config asks for; with ``[campus] executor = "ray"``, one that runs it in a
+    Ray actor (bridge/engines/ray_actor.py)."""
+    if config.executor.kind == "ray":
+        from bridge.engines.ray_actor import RayEngine
+
+        return RayEngine(building, config, workdir)
     if building.engine == "twin":
         from bridge.engines.twin import TwinEngine
 

@@ -265,6 +265,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 # Command groups of the other packages, imported only when used: they pull in scipy, scikit-learn
 # and matplotlib, which would otherwise add seconds to every `twinbridge run`.
 COMMAND_GROUPS = {
+    "campus": ("bridge.generate", "add_campus_commands", "generate a campus file of N reference buildings"),
     "controller": ("controllers.cli", "add_controller_commands", "run a schedule, CSV or GP-MPC controller process"),
     "twin": ("bridge.twin.cli", "add_twin_commands", "Gaussian-process twin: collect, fit, evaluate, serve"),
     "track": ("bridge.tracking.cli", "add_tracking_commands", "track a twin against a live building"),

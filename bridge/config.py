@@ -9,9 +9,11 @@ and ``weather = "ref:usa_il_chicago"`` a TMY3 file, both shipped with ``pyenergy
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import math
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,7 +30,9 @@ from bridge.tomlfile import Table, file_path, read_toml
 TABLES = ("campus", "server", "run", "buildings", "kpi", "tracking")
 RUN_KEYS = ("start", "end", "year", "timesteps_per_hour", "clock", "speed", "catch_up", "lockstep_timeout_s",
             "engine_start_timeout_s", "engine_step_timeout_s", "run_dir", "historian")
-BUILDING_KEYS = ("name", "model", "weather", "tagmap", "engine", "twin_model")
+BUILDING_KEYS = ("name", "model", "weather", "tagmap", "engine", "twin_model", "num_cpus", "memory_mb")
+CAMPUS_KEYS = ("name", "executor", "ray_address", "num_cpus", "memory_mb", "max_restarts", "replay_timeout_s")
+EXECUTORS = ("local", "ray")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -64,6 +68,29 @@ class BuildingConfig:
     tagmap: TagMap
     engine: str = "energyplus"  # ExternalInterface; "energyplus-api" in-process; "twin" (see bridge.twin)
     twin_model: Path | None = None
+    num_cpus: float | None = None  # Ray executor: CPUs its actor needs; None: the campus default
+    memory_mb: float | None = None  # Ray executor: memory its actor needs (MB); None: the campus default
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where the buildings' engines run (``[campus] executor``, docs/scale.md): ``local``, in and beside
+    the bridge process, or ``ray``, each in a Ray actor of the cluster at ``ray_address`` (empty: a
+    local Ray started for the run). Resource needs are per building (defaults here, overridable in
+    ``[[buildings]]``); a dead actor is relaunched and replayed at most ``max_restarts`` times per run,
+    each time within ``replay_timeout_s`` seconds, else its building faults."""
+
+    kind: str = "local"
+    ray_address: str = ""
+    num_cpus: float = 1.0
+    memory_mb: float = 300.0
+    max_restarts: int = 3
+    replay_timeout_s: float = 600.0
+
+    def resources(self, building: BuildingConfig) -> tuple[float, float]:
+        """(CPUs, memory in MB) that ``building``'s actor declares."""
+        return (self.num_cpus if building.num_cpus is None else building.num_cpus,
+                self.memory_mb if building.memory_mb is None else building.memory_mb)
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,7 @@ class CampusConfig:
     kpi: "KpiConfig" = field(default_factory=lambda: KpiConfig())
     tracking: tuple[tuple[str, Path], ...] = ()  # (building, tracking file): docs/tracking.md
     security: ServerSecurity = field(default_factory=ServerSecurity)  # [server] security: docs/security.md
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     path: str = ""
 
     def with_overrides(self, **changes) -> "CampusConfig":
@@ -151,7 +179,7 @@ def load_config(path: str | Path) -> CampusConfig:
     data = Table(read_toml(path, ConfigError, "campus file"), str(path), ConfigError)
     data.check_keys(TABLES)
     campus, run, server = data.table("campus"), data.table("run"), data.table("server")
-    campus.check_keys({"name"})
+    campus.check_keys(CAMPUS_KEYS)
     run.check_keys(RUN_KEYS)
     base = path.parent
     config = CampusConfig(
@@ -170,6 +198,7 @@ def load_config(path: str | Path) -> CampusConfig:
         kpi=_kpi(data.table("kpi")),
         tracking=tuple(_tracking(entry, base) for entry in data.tables("tracking")),
         security=_security(server.values, base, server.where),
+        executor=_executor(campus),
         path=str(path),
     )
     _check_campus(config)
@@ -200,7 +229,27 @@ def _building(entry: Table, base: Path) -> BuildingConfig:
         tagmap=load_tagmap(resolve_file(entry.text("tagmap"), base, None, entry.where)),
         engine=entry.text("engine", "energyplus"),
         twin_model=resolve_file(twin_model, base, None, entry.where) if twin_model else None,
+        num_cpus=entry.number("num_cpus", 0.0) if "num_cpus" in entry.values else None,
+        memory_mb=entry.number("memory_mb", 0.0) if "memory_mb" in entry.values else None,
     )
+
+
+def _executor(campus: Table) -> ExecutorConfig:
+    defaults = ExecutorConfig()
+    return ExecutorConfig(kind=campus.text("executor", defaults.kind),
+                          ray_address=campus.text("ray_address", defaults.ray_address),
+                          num_cpus=campus.number("num_cpus", defaults.num_cpus),
+                          memory_mb=campus.number("memory_mb", defaults.memory_mb),
+                          max_restarts=campus.integer("max_restarts", defaults.max_restarts),
+                          replay_timeout_s=campus.number("replay_timeout_s", defaults.replay_timeout_s))
+
+
+def ray_installed() -> bool:
+    """Whether the optional Ray extra is importable (without importing it: that takes a second)."""
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except ValueError:  # sys.modules["ray"] is None: import blocked
+        return False
 
 
 def _tracking(entry: Table, base: Path) -> tuple[str, Path]:
@@ -278,11 +327,26 @@ def _check_campus(config: CampusConfig) -> None:
                               f"got {building.engine!r}")
         if building.engine == "twin" and building.twin_model is None:
             raise ConfigError(f"{where}: building {building.name}: engine 'twin' needs 'twin_model'")
+    _check_executor(config.executor, config.buildings, where)
     in_process = [b.name for b in config.buildings if b.engine == "energyplus-api"]
-    if len(in_process) > 1:
+    if len(in_process) > 1 and config.executor.kind == "local":
         raise ConfigError(f"{where}: only one building of a campus can use engine 'energyplus-api', got {in_process}: "
                           "EnergyPlus simulations in threads of one process are not independent (docs/bridge.md); "
                           "use engine 'energyplus' for the others")
+
+
+def _check_executor(executor: ExecutorConfig, buildings: Iterable[BuildingConfig], where: str) -> None:
+    if executor.kind not in EXECUTORS:
+        raise ConfigError(f"{where}: [campus] executor must be one of {EXECUTORS}, got {executor.kind!r}")
+    if executor.kind == "ray" and not ray_installed():
+        raise ConfigError(f"{where}: [campus] executor \"ray\" needs Ray: pip install -e .[ray]")
+    if executor.max_restarts < 0 or not 0 < executor.replay_timeout_s < math.inf:
+        raise ConfigError(f"{where}: [campus] max_restarts must be >= 0 and replay_timeout_s positive and finite")
+    for building in buildings:
+        cpus, memory_mb = executor.resources(building)
+        if not (0 <= cpus < math.inf and 0 <= memory_mb < math.inf):
+            raise ConfigError(f"{where}: building {building.name}: num_cpus and memory_mb must be finite "
+                              f"numbers >= 0, got {cpus} and {memory_mb}")
 
 
 def _check_building_names(names: list[str], where: str) -> None:

@@ -1,0 +1,194 @@
+"""The Ray executor (docs/scale.md): buildings in Ray actors on a two-node local cluster, in lockstep,
+with the same historian as the local executor; a killed actor relaunched and replayed; clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from asyncua import Client, ua  # noqa: E402
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from bridge.campus import make_engine  # noqa: E402
+from bridge.config import load_config, reference_model  # noqa: E402
+from bridge.engines.base import EngineFault  # noqa: E402
+from bridge.historian import buildings_in, load_history  # noqa: E402
+from conftest import TAGMAPS, free_port, run_bridge, run_cli, wait_until  # noqa: E402
+
+pytestmark = [pytest.mark.engine, pytest.mark.ray]
+BUILDINGS = ("B1", "B2", "B3", "B4")
+
+
+def campus_file(tmp_path: Path, executor: str = "", clock: str = "fast", speed: float = 60.0,
+                model: str = "ref:small_office", name: str = "campus.toml") -> Path:
+    """Four small offices, one July day (144 steps); ``executor`` is the extra ``[campus]`` lines."""
+    buildings = "".join(f'[[buildings]]\nname = "{b}"\nmodel = "{model}"\ntagmap = "{TAGMAPS}/small_office.toml"\n\n'
+                        for b in BUILDINGS)
+    path = tmp_path / name
+    path.write_text(f'[campus]\nname = "RayCampus"\n{executor}\n\n[run]\nstart = "07-01"\nend = "07-01"\n'
+                    f'clock = "{clock}"\nspeed = {speed}\nengine_start_timeout_s = 120\n\n{buildings}')
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two Ray nodes on this machine (2 logical CPUs each); this process joins as a driver."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    cluster.add_node(num_cpus=2)
+    cluster.wait_for_nodes(timeout=60)
+    ray.init(address=cluster.address, namespace="twinbridge")
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def ray_executor(cluster: Cluster) -> str:
+    return f'executor = "ray"\nray_address = "{cluster.address}"\nnum_cpus = 0.5\nmemory_mb = 200'
+
+
+def historians(bridge) -> dict:
+    path = bridge.historian()
+    return {name: load_history(path, name) for name in buildings_in(path)}
+
+
+def run_to_end(config: Path, tmp_path: Path) -> tuple[dict, str]:
+    with run_bridge(config, tmp_path, keep_serving=False) as bridge:
+        assert bridge.wait(timeout_s=180) == 0, bridge.log
+        return historians(bridge), bridge.log
+
+
+@pytest.fixture(scope="module")
+def local_history(tmp_path_factory) -> dict:
+    tmp_path = tmp_path_factory.mktemp("local")
+    return run_to_end(campus_file(tmp_path), tmp_path)[0]
+
+
+def assert_same(history: dict, expected: dict) -> None:
+    assert set(history) == set(expected) == set(BUILDINGS)
+    for name, frame in expected.items():
+        assert len(frame) == 144
+        assert history[name].equals(frame), name
+
+
+def test_campus_on_two_ray_nodes_records_what_the_local_executor_records(cluster, local_history, tmp_path):
+    history, log = run_to_end(campus_file(tmp_path, ray_executor(cluster)), tmp_path)
+    assert_same(history, local_history)
+    assert log.count("engine started in Ray actor on node") == 4
+    nodes = {line.split("on node ")[1].split()[0] for line in log.splitlines() if "started in Ray actor" in line}
+    assert len(nodes) == 2, log  # spread over both nodes
+
+
+def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, local_history, tmp_path):
+    config = campus_file(tmp_path, ray_executor(cluster), clock="paced", speed=600 * 144 / 12)  # about 12 s
+
+    async def kill_mid_run(endpoint: str) -> None:
+        async with Client(endpoint, timeout=10) as client:
+            idx = await client.get_namespace_index("urn:twinbridge")
+            step = client.get_node(ua.NodeId("RayCampus.Control.Step", idx))
+
+            async def past_40():
+                return await step.read_value() >= 40
+
+            await wait_until(past_40, timeout_s=120)
+        (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if ".B2." in a["name"]]
+        ray.kill(ray.get_actor(name, namespace="twinbridge"))
+
+    with run_bridge(config, tmp_path, keep_serving=False) as bridge:
+        asyncio.run(kill_mid_run(bridge.endpoint))
+        assert bridge.wait(timeout_s=180) == 0, bridge.log
+        history, log = historians(bridge), bridge.log
+    assert_same(history, local_history)
+    assert "B2: Ray actor lost at step" in log and "relaunching it (restart 1 of 3)" in log, log
+    assert "B2: replayed" in log and "rejoined lockstep at step" in log, log
+    assert "differ from those published" not in log
+
+
+def test_an_actor_that_cannot_start_is_a_fault_of_its_building(cluster, tmp_path):
+    """A model EnergyPlus refuses, and resource needs no node has: an EngineFault naming the building."""
+    bad = tmp_path / "bad.idf"
+    bad.write_text(reference_model("small_office").read_text() + "\nNotAnObject,1;\n")
+    config = load_config(campus_file(tmp_path, ray_executor(cluster)))
+    building = dataclasses.replace(config.buildings[0], model=bad)
+
+    async def start(building, config) -> str:
+        engine = make_engine(building, config, tmp_path / building.name)
+        began = time.monotonic()
+        try:
+            with pytest.raises(EngineFault) as fault:
+                await engine.start()
+        finally:
+            await engine.stop()
+        return str(fault.value), time.monotonic() - began
+
+    message, _ = asyncio.run(start(building, config))
+    assert message.startswith("B1: EnergyPlus") and "Severe" in message, message
+    greedy = dataclasses.replace(config.buildings[0], num_cpus=64.0)
+    message, waited = asyncio.run(start(greedy, config.with_overrides(engine_start_timeout_s=3.0)))
+    assert "B1: its Ray actor did not start within 3 s (needs num_cpus=64" in message
+    assert waited < 20
+
+
+def test_an_unreachable_ray_address_faults_the_run_in_one_clear_line(tmp_path):
+    config = campus_file(tmp_path, f'executor = "ray"\nray_address = "127.0.0.1:{free_port()}"')
+    began = time.monotonic()
+    result = run_cli("run", str(config), "--endpoint", f"opc.tcp://127.0.0.1:{free_port()}",
+                     "--run-dir", str(tmp_path / "runs"), timeout_s=120)
+    assert result.returncode == 1, result.stderr
+    assert "B1 faulted: B1: Ray cluster at 127.0.0.1:" in result.stderr and "unreachable" in result.stderr
+    assert time.monotonic() - began < 90
+
+
+
+def test_past_max_restarts_a_lost_actor_faults_its_building(cluster, tmp_path):
+    """Policy: one relaunch (max_restarts = 1) answers the step; the next loss is a fault naming it."""
+    config = load_config(campus_file(tmp_path, ray_executor(cluster) + "\nmax_restarts = 1"))
+    building = config.buildings[0]
+
+    async def run() -> str:
+        engine = make_engine(building, config, tmp_path / building.name)
+        try:
+            await engine.start()
+            defaults = building.tagmap.defaults
+            outputs = [await engine.step(defaults) for _ in range(3)]
+            ray.kill(engine._actor)
+            assert (await engine.step(defaults)).sim_time_s == outputs[-1].sim_time_s + 600
+            ray.kill(engine._actor)
+            with pytest.raises(EngineFault) as fault:
+                await engine.step(defaults)
+            return str(fault.value)
+        finally:
+            await engine.stop()
+
+    message = asyncio.run(asyncio.wait_for(run(), 120))
+    assert message.startswith("B1: its Ray actor was lost during step 5, after 1 relaunch(es) (max_restarts 1)")
+
+
+def test_stopping_a_building_during_its_replay_ends_the_replay_and_leaves_no_actor(cluster, tmp_path):
+    config = load_config(campus_file(tmp_path, ray_executor(cluster)))
+    building = config.buildings[0]
+
+    def actors() -> list[str]:
+        return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if ".B1." in a["name"]]
+
+    async def run() -> str:
+        engine = make_engine(building, config, tmp_path / building.name)
+        await engine.start()
+        for _ in range(3):
+            await engine.step(building.tagmap.defaults)
+        ray.kill(engine._actor)
+        step = asyncio.ensure_future(engine.step(building.tagmap.defaults))
+        await asyncio.sleep(0.5)  # the relaunched actor is starting
+        await engine.stop()
+        with pytest.raises(EngineFault) as fault:
+            await step
+        return str(fault.value)
+
+    before = set(actors())
+    message = asyncio.run(asyncio.wait_for(run(), 60))
+    assert message.startswith("B1: stopped while its Ray actor was being relaunched"), message
+    assert set(actors()) <= before

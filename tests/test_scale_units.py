@@ -1,0 +1,79 @@
+"""Scale without Ray: ``twinbridge campus generate``, the [campus] executor keys, the Ray extra missing."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bridge.cli import main
+from bridge.config import ConfigError, load_config, reference_model
+from bridge.generate import BUILDING_TYPES, campus_toml
+from bridge.validate import validate_campus
+
+
+def write(tmp_path, text: str, name: str = "campus.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@settings(max_examples=40, deadline=None)
+@given(count=st.integers(1, 120), seed=st.integers(0, 2**32))
+def test_a_generated_campus_loads_with_count_buildings_of_known_types(tmp_path_factory, count, seed):
+    text = campus_toml(count, seed)
+    assert text == campus_toml(count, seed)  # the seed decides
+    config = load_config(write(tmp_path_factory.mktemp("gen"), text))
+    assert len(config.buildings) == count
+    kinds = {(reference_model(model[4:]).name, tagmap) for model, tagmap, _ in BUILDING_TYPES}
+    assert {(b.model.name, Path(b.tagmap.path).name) for b in config.buildings} <= kinds
+    assert config.executor.kind == "local"
+
+
+@pytest.mark.engine
+def test_twinbridge_validate_accepts_a_generated_campus_of_every_type(tmp_path):
+    path = tmp_path / "campus.toml"
+    assert main(["campus", "generate", "12", "--seed", "1", "--out", str(path), "--executor", "local"]) == 0
+    config = load_config(path)
+    assert {b.model.name for b in config.buildings} == {reference_model(m[4:]).name for m, _, _ in BUILDING_TYPES}
+    asyncio.run(asyncio.wait_for(validate_campus(config), 600))
+    assert main(["validate", str(path)]) == 0
+
+
+def test_campus_generate_writes_standard_output_and_refuses_zero(capsys):
+    assert main(["campus", "generate", "2", "--executor", "ray"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("[[buildings]]") == 2 and 'executor = "ray"' in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["campus", "generate", "0"])
+    assert exit_.value.code == 2
+    assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_executor_keys_are_read_and_checked(tmp_path):
+    text = campus_toml(2).replace("[campus]", "[campus]\nnum_cpus = 2\nmax_restarts = 5\nreplay_timeout_s = 30")
+    text = text.replace("[[buildings]]\n", "[[buildings]]\nmemory_mb = 900\n", 1)
+    config = load_config(write(tmp_path, text))
+    assert (config.executor.num_cpus, config.executor.max_restarts, config.executor.replay_timeout_s) == (2.0, 5, 30.0)
+    assert [config.executor.resources(b) for b in config.buildings] == [(2.0, 900.0), (2.0, 300.0)]
+    for bad, message in [('executor = "slurm"', "executor must be one of"),
+                         ("num_cpus = -1", "num_cpus and memory_mb must be finite numbers >= 0"),
+                         ("max_restarts = -1", "max_restarts must be >= 0"),
+                         ('ray_address = 5', "'ray_address' must be text"),
+                         ("replicas = 2", r"unknown keys \[.replicas.\]")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(tmp_path, campus_toml(1).replace("[campus]", f"[campus]\n{bad}"), "bad.toml"))
+
+
+def test_without_ray_the_ray_executor_is_a_one_line_config_error(tmp_path, monkeypatch, capsys):
+    path = write(tmp_path, campus_toml(1, executor="ray"))
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(ConfigError, match=r"executor \"ray\" needs Ray: pip install -e \.\[ray\]"):
+        load_config(path)
+    assert main(["validate", str(path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "pip install -e .[ray]" in error
