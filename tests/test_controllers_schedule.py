@@ -117,7 +117,8 @@ def test_event_offset_beyond_range_is_named(tmp_path):
     ('[setback]\nCoolingSetpoint = 28.0\n[[occupied]]\ndays = ["mon"]\nstart = "18:00"\nend = "06:00"\n'
      'setpoints = { CoolingSetpoint = 24.0 }\n', r"occupied\[0\]: end '06:00' must be after start"),
     ('[setback]\nCoolingSetpoint = 28.0\nHeatingSetpoint = 15.0\n[[occupied]]\ndays = ["mon"]\nstart = "06:00"\n'
-     'end = "18:00"\nsetpoints = { CoolingSetpoint = 24.0 }\n', r"occupied\[0\]: \[setpoints\]: must name the same tags"),
+     'end = "18:00"\nsetpoints = { CoolingSetpoint = 24.0 }\n',
+     r"occupied\[0\]: \[setpoints\]: must name the same tags"),
     ('[setback]\nCoolingSetpoint = "cold"\n', r"\[setback\]: 'CoolingSetpoint' must be a number, got 'cold'"),
     ('[setback]\nCoolingSetpoint = 28.0\n[[events]]\nstart = "15:00"\nend = "17:00"\n'
      'offsets = { FanSpeed = 1.0 }\n', r"events\[0\]: \[offsets\]: tags \['FanSpeed'\] are not in \[setback\]"),
