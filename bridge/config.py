@@ -197,7 +197,7 @@ def load_config(path: str | Path) -> CampusConfig:
         historian=run.flag("historian", True),
         kpi=_kpi(data.table("kpi")),
         tracking=tuple(_tracking(entry, base) for entry in data.tables("tracking")),
-        security=_security(server.values, base, server.where),
+        security=_security(server, base),
         executor=_executor(campus),
         path=str(path),
     )
@@ -258,12 +258,10 @@ def _tracking(entry: Table, base: Path) -> tuple[str, Path]:
     return entry.text("building"), resolve_file(entry.text("config"), base, None, entry.where)
 
 
-def _security(section: dict, base: Path, where: str) -> ServerSecurity:
-    unknown = set(section) - SERVER_KEYS - {"endpoint"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+def _security(server: Table, base: Path) -> ServerSecurity:
+    server.check_keys(SERVER_KEYS | {"endpoint"})
     try:
-        return server_security(section, base, where)
+        return server_security(server, base)
     except SecurityError as exc:
         raise ConfigError(str(exc)) from None
 

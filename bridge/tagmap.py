@@ -180,13 +180,10 @@ def same_building(recorded: Mapping, other: Mapping) -> bool:
 def load_tagmap(path: str | Path) -> TagMap:
     """Read and check a tag map file; raise TagMapError naming the file and entry on any problem."""
     path = Path(path)
-    data = read_toml(path, TagMapError, "tag map file")
-    unknown = set(data) - {"name", "floor_area_m2", "inputs", "outputs"}
-    if unknown:
-        raise TagMapError(f"{path}: unknown top-level keys {sorted(unknown)}")
-    file = Table(data, str(path), TagMapError)
-    inputs = tuple(_input(entry.values, entry.where) for entry in file.tables("inputs"))
-    outputs = tuple(_output(entry.values, entry.where) for entry in file.tables("outputs"))
+    file = Table(read_toml(path, TagMapError, "tag map file"), str(path), TagMapError)
+    file.check_keys({"name", "floor_area_m2", "inputs", "outputs"})
+    inputs = tuple(_input(entry) for entry in file.tables("inputs"))
+    outputs = tuple(_output(entry) for entry in file.tables("outputs"))
     if not outputs:
         raise TagMapError(f"{path}: a tag map needs at least one [[outputs]] entry")
     items = (*inputs, *outputs)
@@ -225,80 +222,66 @@ def _check_orders(tagmap: TagMap) -> None:
             raise TagMapError(f"{where}: the defaults break 'below': {order.explain(defaults)}")
 
 
-def _check_keys(entry: dict, allowed: set[str], where: str) -> None:
-    unknown = set(entry) - allowed
-    if unknown:
-        raise TagMapError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
-
-
-def _tag_name(entry: dict, where: str) -> str:
-    tag = entry.get("tag")
+def _tagged(entry: Table) -> tuple[str, Table]:
+    """The entry's tag name, and the entry named by it in messages (``inputs[0] (CoolingSetpoint)``)."""
+    tag = entry.values.get("tag")
     if not isinstance(tag, str) or not TAG_NAME.match(tag):
-        raise TagMapError(f"{where}: 'tag' must be a name of letters, digits and '_' (got {tag!r})")
+        raise TagMapError(f"{entry.where}: 'tag' must be a name of letters, digits and '_' (got {tag!r})")
     problem = tag_name_problem(tag)
     if problem:
-        raise TagMapError(f"{where}: {problem}")
-    return tag
+        raise TagMapError(f"{entry.where}: {problem}")
+    return tag, Table(entry.values, f"{entry.where} ({tag})", TagMapError)
 
 
-def _number(entry: dict, key: str, where: str, default: float | None = None) -> float:
-    value = entry.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TagMapError(f"{where}: {key!r} must be a number (got {value!r})")
-    return float(value)
-
-
-def _input(entry: dict, where: str) -> InputTag:
-    _check_keys(entry, {"tag", "unit", "min", "max", "default", "schedule", "actuator", "description", "below",
-                        "margin"}, where)
-    tag = _tag_name(entry, where)
-    where = f"{where} ({tag})"
-    low, high = _number(entry, "min", where), _number(entry, "max", where)
-    default = _number(entry, "default", where)
+def _input(entry: Table) -> InputTag:
+    entry.check_keys({"tag", "unit", "min", "max", "default", "schedule", "actuator", "description", "below",
+                      "margin"})
+    tag, entry = _tagged(entry)
+    where = entry.where
+    low, high, default = entry.number("min"), entry.number("max"), entry.number("default")
     if not low <= default <= high:
         raise TagMapError(f"{where}: default {default} is outside [min, max] = [{low}, {high}]")
-    common = dict(tag=tag, unit=str(entry.get("unit", "")), min=low, max=high, default=default,
-                  description=str(entry.get("description", "")), where=where, **_order_keys(entry, where))
-    if ("schedule" in entry) == ("actuator" in entry):
+    values = entry.values
+    common = dict(tag=tag, unit=str(values.get("unit", "")), min=low, max=high, default=default,
+                  description=str(values.get("description", "")), where=where, **_order_keys(entry))
+    if ("schedule" in values) == ("actuator" in values):
         raise TagMapError(f"{where}: give exactly one of 'schedule' or 'actuator'")
-    if "schedule" in entry:
-        return InputTag(schedule=str(entry["schedule"]), **common)
-    actuator = entry["actuator"]
+    if "schedule" in values:
+        return InputTag(schedule=str(values["schedule"]), **common)
+    actuator = values["actuator"]
     if not isinstance(actuator, dict) or set(actuator) != {"component_type", "control_type", "key"}:
         raise TagMapError(f"{where}: 'actuator' needs exactly component_type, control_type and key")
     return InputTag(component_type=str(actuator["component_type"]), control_type=str(actuator["control_type"]),
                     key=str(actuator["key"]), **common)
 
 
-def _order_keys(entry: dict, where: str) -> dict:
+def _order_keys(entry: Table) -> dict:
     """``below`` (an input tag) and ``margin`` (a number >= 0, only with ``below``)."""
-    if "below" not in entry:
-        if "margin" in entry:
+    where = entry.where
+    if "below" not in entry.values:
+        if "margin" in entry.values:
             raise TagMapError(f"{where}: 'margin' needs 'below' (the input this one must stay under)")
         return {}
-    below, margin = entry["below"], _number(entry, "margin", where, 0.0)
-    if not isinstance(below, str):
-        raise TagMapError(f"{where}: 'below' must be an input tag name (got {below!r})")
+    below, margin = entry.text("below"), entry.number("margin", 0.0)
     if margin < 0:
         raise TagMapError(f"{where}: 'margin' must be >= 0 (got {margin})")
     return {"below": below, "margin": margin}
 
 
-def _output(entry: dict, where: str) -> OutputTag:
-    allowed = {"tag", "unit", "key", "variable", "meter", "scale", "offset", "role", "comfort", "min", "max",
-               "description"}
-    _check_keys(entry, allowed, where)
-    tag = _tag_name(entry, where)
-    where = f"{where} ({tag})"
-    is_variable = "variable" in entry
-    if is_variable == ("meter" in entry):
+def _output(entry: Table) -> OutputTag:
+    entry.check_keys({"tag", "unit", "key", "variable", "meter", "scale", "offset", "role", "comfort", "min", "max",
+                      "description"})
+    tag, entry = _tagged(entry)
+    where, values = entry.where, entry.values
+    is_variable = "variable" in values
+    if is_variable == ("meter" in values):
         raise TagMapError(f"{where}: give exactly one of 'variable' (with 'key') or 'meter'")
-    if is_variable and "key" not in entry:
+    if is_variable and "key" not in values:
         raise TagMapError(f"{where}: an output variable needs a 'key' (zone, node or 'Environment')")
-    role = entry.get("role")
+    role = values.get("role")
     if role is not None and (not isinstance(role, str) or role not in ROLES):
         raise TagMapError(f"{where}: unknown role {role!r} (known: {sorted(ROLES)})")
-    comfort = entry.get("comfort")
+    comfort = values.get("comfort")
     if comfort is not None:
         numbers = isinstance(comfort, list) and len(comfort) == 2 and all(
             isinstance(value, (int, float)) and not isinstance(value, bool) for value in comfort)
@@ -307,16 +290,16 @@ def _output(entry: dict, where: str) -> OutputTag:
         comfort = (float(comfort[0]), float(comfort[1]))
     return OutputTag(
         tag=tag,
-        unit=str(entry.get("unit", "")),
-        key=str(entry["key"]) if is_variable else None,
-        variable=str(entry["variable"]) if is_variable else None,
-        meter=None if is_variable else str(entry["meter"]),
-        scale=_number(entry, "scale", where, 1.0),
-        offset=_number(entry, "offset", where, 0.0),
+        unit=str(values.get("unit", "")),
+        key=str(values["key"]) if is_variable else None,
+        variable=str(values["variable"]) if is_variable else None,
+        meter=None if is_variable else str(values["meter"]),
+        scale=entry.number("scale", 1.0),
+        offset=entry.number("offset", 0.0),
         role=role,
         comfort=comfort,
-        min=_number(entry, "min", where) if "min" in entry else None,
-        max=_number(entry, "max", where) if "max" in entry else None,
-        description=str(entry.get("description", "")),
+        min=entry.number("min") if "min" in values else None,
+        max=entry.number("max") if "max" in values else None,
+        description=str(values.get("description", "")),
         where=where,
     )

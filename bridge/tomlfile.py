@@ -46,7 +46,8 @@ def file_path(value: object, base: Path, error: type[Exception], where: str) -> 
 
 class Table:
     """One table of a configuration file, read key by key with the type each must have; a value of
-    another type, a missing required key or an unknown key is ``error`` naming file and key."""
+    another type, a missing required key or an unknown key is ``error`` naming file and key. A key
+    read without a default (``None``) is required."""
 
     def __init__(self, values: object, where: str, error: type[Exception]):
         if not isinstance(values, dict):
@@ -70,14 +71,18 @@ class Table:
     def text(self, key: str, default: str | None = None) -> str:
         return self._get(key, default, str, "text")
 
-    def integer(self, key: str, default: int) -> int:
+    def integer(self, key: str, default: int | None = None) -> int:
         return self._get(key, default, int, "an integer")
 
-    def number(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float | None = None) -> float:
         return float(self._get(key, default, (int, float), "a number"))
 
-    def flag(self, key: str, default: bool) -> bool:
+    def flag(self, key: str, default: bool | None = None) -> bool:
         return self._get(key, default, bool, "true or false")
+
+    def array(self, key: str, default: list | None = None) -> list:
+        """A TOML array (its items are the caller's to check)."""
+        return self._get(key, default, list, "a list")
 
     def _get(self, key: str, default: object, types: type | tuple[type, ...], what: str) -> Any:
         if key not in self.values and default is None:

@@ -449,7 +449,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
     config = MpcConfig(schedule, twin, tagmap, weather, decide, bounds, events, comfort, power, objective,
                        mpc.integer("horizon_steps", 12), mpc.integer("blocks", 3), mpc.number("confidence", 0.95),
                        mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
-                       mpc.integer("max_iter", 50), _max_seconds(mpc.values.get("max_seconds"), where), where)
+                       mpc.integer("max_iter", 50), _max_seconds(mpc), where)
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
         raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
     try:
@@ -459,12 +459,14 @@ def load_mpc(path: str | Path) -> MpcConfig:
     return config
 
 
-def _max_seconds(value, where: str) -> float | None:
-    if value is None:
+def _max_seconds(mpc: Table) -> float | None:
+    """The optimiser's time limit per decision in seconds (None: no limit)."""
+    if "max_seconds" not in mpc.values:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ControllerConfigError(f"{where}: [mpc] max_seconds must be a positive number of seconds, got {value!r}")
-    return float(value)
+    value = mpc.number("max_seconds")
+    if not 0 < value < float("inf"):
+        raise ControllerConfigError(f"{mpc.where}: max_seconds must be a positive number of seconds, got {value!r}")
+    return value
 
 
 def _pair(value, where: str) -> tuple[float, float]:

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.daylight import clock_time, period_in, simulation_time
-from bridge.tomlfile import read_toml
+from bridge.tomlfile import Table, read_toml
 from controllers.base import ControllerConfigError, InputRange
 
 log = logging.getLogger(__name__)
@@ -173,108 +173,92 @@ class ScheduleController:
 def load_schedule(path: str | Path) -> Schedule:
     """Read and check a schedule file; raise ControllerConfigError naming the file and key."""
     path = Path(path)
-    data = read_toml(path, ControllerConfigError, "schedule file")
-    _check_keys(data, {"holidays", "setback", "occupied", "events", "daylight_saving"}, f"{path}")
-    setback = _setpoints(data.get("setback"), f"{path}: [setback]")
+    data = Table(read_toml(path, ControllerConfigError, "schedule file"), str(path), ControllerConfigError)
+    data.check_keys({"holidays", "setback", "occupied", "events", "daylight_saving"})
+    setback = _setpoints(data.table("setback"))
     if not setback:
         raise ControllerConfigError(f"{path}: [setback] must give a value for every controlled tag")
-    occupied = tuple(_occupied(entry, set(setback), f"occupied[{i}]", path)
-                     for i, entry in enumerate(_tables(data, "occupied", path)))
-    events = tuple(_event(entry, set(setback), f"events[{i}]", path)
-                   for i, entry in enumerate(_tables(data, "events", path)))
-    holidays = _dates(data.get("holidays", []), f"{path}: holidays")
-    return Schedule(setback, occupied, holidays, events, str(path), _daylight_saving(data, path))
+    tags = set(setback)
+    occupied = tuple(_occupied(entry, tags, f"occupied[{i}]") for i, entry in enumerate(data.tables("occupied")))
+    events = tuple(_event(entry, tags, f"events[{i}]") for i, entry in enumerate(data.tables("events")))
+    holidays = _dates(data.array("holidays", []), f"{path}: holidays")
+    return Schedule(setback, occupied, holidays, events, str(path), _daylight_saving(data))
 
 
-def _daylight_saving(data: dict, path: Path) -> tuple[str, str] | None:
-    value = data.get("daylight_saving")
+def _daylight_saving(data: Table) -> tuple[str, str] | None:
+    value = data.values.get("daylight_saving")
     if value is None:
         return None
     if not isinstance(value, list) or len(value) != 2 or not all(isinstance(text, str) for text in value):
-        raise ControllerConfigError(f"{path}: daylight_saving: expected [first day, last day] like "
+        raise ControllerConfigError(f"{data.where}: daylight_saving: expected [first day, last day] like "
                                     f"['2nd Sunday in March', '1st Sunday in November'], got {value!r}")
     try:
         period_in((value[0], value[1]), 2025)
     except ValueError as exc:
-        raise ControllerConfigError(f"{path}: daylight_saving: {exc}") from None
+        raise ControllerConfigError(f"{data.where}: daylight_saving: {exc}") from None
     return value[0], value[1]
 
 
-def _tables(data: dict, key: str, path: Path) -> list[dict]:
-    entries = data.get(key, [])
-    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise ControllerConfigError(f"{path}: '{key}' must be a list of tables ([[{key}]])")
-    return entries
-
-
-def _window(entry: dict, required: tuple[str, ...], where: str) -> tuple[int, int]:
+def _window(entry: Table, required: tuple[str, ...]) -> tuple[int, int]:
     """Check the required keys are there; (start, end) of the entry's time window, end after start."""
     for key in required:
-        if key not in entry:
-            raise ControllerConfigError(f"{where}: missing '{key}'")
-    start, end = _clock(entry["start"], f"{where}.start"), _clock(entry["end"], f"{where}.end")
+        if key not in entry.values:
+            raise ControllerConfigError(f"{entry.where}: missing {key!r}")
+    start, end = (_clock(entry.text(key), f"{entry.where}.{key}") for key in ("start", "end"))
     if end <= start:
-        raise ControllerConfigError(f"{where}: end {entry['end']!r} must be after start {entry['start']!r}")
+        raise ControllerConfigError(f"{entry.where}: end {entry.values['end']!r} must be after start "
+                                    f"{entry.values['start']!r}")
     return start, end
 
 
-def _occupied(entry: dict, tags: set[str], name: str, path: Path) -> OccupiedPeriod:
-    where = f"{path}: {name}"
-    _check_keys(entry, {"days", "start", "end", "ramp_minutes", "setpoints"}, where)
-    start, end = _window(entry, ("days", "start", "end", "setpoints"), where)
-    ramp = _minutes(entry.get("ramp_minutes", 0), f"{where}.ramp_minutes")
+def _occupied(entry: Table, tags: set[str], name: str) -> OccupiedPeriod:
+    entry.check_keys({"days", "start", "end", "ramp_minutes", "setpoints"})
+    start, end = _window(entry, ("days", "start", "end", "setpoints"))
+    ramp = _minutes(entry, "ramp_minutes")
     if ramp > start:
-        raise ControllerConfigError(f"{where}: ramp_minutes {ramp} reaches back past midnight (start {entry['start']})")
-    setpoints = _setpoints(entry["setpoints"], f"{where}.setpoints")
+        raise ControllerConfigError(f"{entry.where}: ramp_minutes {ramp} reaches back past midnight "
+                                    f"(start {entry.values['start']})")
+    table = entry.table("setpoints")
+    setpoints = _setpoints(table)
     if set(setpoints) != tags:
-        raise ControllerConfigError(f"{where}.setpoints: must name the same tags as [setback] {sorted(tags)}, "
+        raise ControllerConfigError(f"{table.where}: must name the same tags as [setback] {sorted(tags)}, "
                                     f"got {sorted(setpoints)}")
-    return OccupiedPeriod(_days(entry["days"], f"{where}.days"), start, end, ramp, setpoints, name)
+    return OccupiedPeriod(_days(entry.array("days"), f"{entry.where}.days"), start, end, ramp, setpoints, name)
 
 
-def _event(entry: dict, tags: set[str], name: str, path: Path) -> DemandResponseEvent:
-    where = f"{path}: {name}"
-    _check_keys(entry, {"name", "dates", "days", "start", "end", "offsets", "precool_minutes", "precool_offsets"},
-                where)
-    if "dates" in entry and "days" in entry:
-        raise ControllerConfigError(f"{where}: give 'dates' or 'days', not both")
-    start, end = _window(entry, ("start", "end", "offsets"), where)
-    precool = _minutes(entry.get("precool_minutes", 0), f"{where}.precool_minutes")
+def _event(entry: Table, tags: set[str], name: str) -> DemandResponseEvent:
+    entry.check_keys({"name", "dates", "days", "start", "end", "offsets", "precool_minutes", "precool_offsets"})
+    if "dates" in entry.values and "days" in entry.values:
+        raise ControllerConfigError(f"{entry.where}: give 'dates' or 'days', not both")
+    start, end = _window(entry, ("start", "end", "offsets"))
+    precool = _minutes(entry, "precool_minutes")
     if precool > start:
-        raise ControllerConfigError(f"{where}: precool_minutes {precool} reaches back past midnight")
-    offsets = _setpoints(entry["offsets"], f"{where}.offsets")
-    precool_offsets = _setpoints(entry.get("precool_offsets", {}), f"{where}.precool_offsets")
+        raise ControllerConfigError(f"{entry.where}: precool_minutes {precool} reaches back past midnight")
+    offsets, precool_offsets = (_offsets(entry.table(key), tags) for key in ("offsets", "precool_offsets"))
     if precool_offsets and not precool:
-        raise ControllerConfigError(f"{where}: precool_offsets given but precool_minutes is 0")
-    for key, values in (("offsets", offsets), ("precool_offsets", precool_offsets)):
-        unknown = set(values) - tags
-        if unknown:
-            raise ControllerConfigError(f"{where}.{key}: tags {sorted(unknown)} are not in [setback] {sorted(tags)}")
-    return DemandResponseEvent(str(entry.get("name", name)), _dates(entry.get("dates", []), f"{where}.dates"),
-                               _days(entry.get("days", []), f"{where}.days"), start, end, offsets, precool,
+        raise ControllerConfigError(f"{entry.where}: precool_offsets given but precool_minutes is 0")
+    return DemandResponseEvent(entry.text("name", name), _dates(entry.array("dates", []), f"{entry.where}.dates"),
+                               _days(entry.array("days", []), f"{entry.where}.days"), start, end, offsets, precool,
                                precool_offsets, name)
 
 
-def _check_keys(entry: dict, allowed: set[str], where: str) -> None:
-    unknown = set(entry) - allowed
+def _setpoints(table: Table) -> dict[str, float]:
+    """The table's ``tag = value`` entries (every value a number)."""
+    return {tag: table.number(tag) for tag in table.values}
+
+
+def _offsets(table: Table, tags: set[str]) -> dict[str, float]:
+    """An event's ``tag = offset`` table (kelvin), every tag one of ``tags`` (those of [setback])."""
+    offsets = _setpoints(table)
+    unknown = set(offsets) - tags
     if unknown:
-        raise ControllerConfigError(f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})")
+        raise ControllerConfigError(f"{table.where}: tags {sorted(unknown)} are not in [setback] {sorted(tags)}")
+    return offsets
 
 
-def _setpoints(table: object, where: str) -> dict[str, float]:
-    if not isinstance(table, dict):
-        raise ControllerConfigError(f"{where}: expected a table of tag = value")
-    values = {}
-    for tag, value in table.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ControllerConfigError(f"{where}: {tag} must be a number (got {value!r})")
-        values[tag] = float(value)
-    return values
-
-
-def _clock(value: object, where: str) -> int:
-    match = CLOCK.match(str(value))
-    if not isinstance(value, str) or not match:
+def _clock(value: str, where: str) -> int:
+    match = CLOCK.match(value)
+    if not match:
         raise ControllerConfigError(f"{where}: expected a time of day 'HH:MM', got {value!r}")
     hours, minutes = int(match[1]), int(match[2])
     if minutes > 59 or hours > 24 or (hours == 24 and minutes):
@@ -282,15 +266,15 @@ def _clock(value: object, where: str) -> int:
     return hours * 60 + minutes
 
 
-def _minutes(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ControllerConfigError(f"{where}: expected a whole number of minutes >= 0, got {value!r}")
+def _minutes(entry: Table, key: str) -> int:
+    """The entry's whole number of minutes ``key`` (0 if not given)."""
+    value = entry.integer(key, 0)
+    if value < 0:
+        raise ControllerConfigError(f"{entry.where}.{key}: expected a whole number of minutes >= 0, got {value!r}")
     return value
 
 
-def _days(value: object, where: str) -> frozenset[int]:
-    if not isinstance(value, list):
-        raise ControllerConfigError(f"{where}: expected a list of days like ['mon', 'tue'], got {value!r}")
+def _days(value: list, where: str) -> frozenset[int]:
     days = set()
     for day in value:
         name = str(day).lower()[:3]
@@ -300,9 +284,7 @@ def _days(value: object, where: str) -> frozenset[int]:
     return frozenset(days)
 
 
-def _dates(value: object, where: str) -> frozenset[str]:
-    if not isinstance(value, list):
-        raise ControllerConfigError(f"{where}: expected a list of dates 'MM-DD' or 'YYYY-MM-DD', got {value!r}")
+def _dates(value: list, where: str) -> frozenset[str]:
     for item in value:
         text = str(item)
         try:

@@ -117,11 +117,12 @@ def test_event_offset_beyond_range_is_named(tmp_path):
     ('[setback]\nCoolingSetpoint = 28.0\n[[occupied]]\ndays = ["mon"]\nstart = "18:00"\nend = "06:00"\n'
      'setpoints = { CoolingSetpoint = 24.0 }\n', r"occupied\[0\]: end '06:00' must be after start"),
     ('[setback]\nCoolingSetpoint = 28.0\nHeatingSetpoint = 15.0\n[[occupied]]\ndays = ["mon"]\nstart = "06:00"\n'
-     'end = "18:00"\nsetpoints = { CoolingSetpoint = 24.0 }\n', r"occupied\[0\]\.setpoints: must name the same tags"),
-    ('[setback]\nCoolingSetpoint = "cold"\n', r"\[setback\]: CoolingSetpoint must be a number"),
+     'end = "18:00"\nsetpoints = { CoolingSetpoint = 24.0 }\n',
+     r"occupied\[0\]: \[setpoints\]: must name the same tags"),
+    ('[setback]\nCoolingSetpoint = "cold"\n', r"\[setback\]: 'CoolingSetpoint' must be a number, got 'cold'"),
     ('[setback]\nCoolingSetpoint = 28.0\n[[events]]\nstart = "15:00"\nend = "17:00"\n'
-     'offsets = { FanSpeed = 1.0 }\n', r"events\[0\]\.offsets: tags \['FanSpeed'\] are not in \[setback\]"),
-    ('[setback]\nCoolingSetpoint = 28.0\nholidays = ["07-32"]\n', r"\[setback\]: holidays must be a number"),
+     'offsets = { FanSpeed = 1.0 }\n', r"events\[0\]: \[offsets\]: tags \['FanSpeed'\] are not in \[setback\]"),
+    ('[setback]\nCoolingSetpoint = 28.0\nholidays = ["07-32"]\n', r"\[setback\]: 'holidays' must be a number"),
     ('holidays = ["07-32"]\n[setback]\nCoolingSetpoint = 28.0\n', r"holidays: '07-32' is not a date"),
     ('[setback]\nCoolingSetpoint = 28.0\n[[occupied]]\ndays = ["mon"]\nstart = "00:30"\nend = "06:00"\n'
      'ramp_minutes = 60\nsetpoints = { CoolingSetpoint = 24.0 }\n', r"ramp_minutes 60 reaches back past midnight"),

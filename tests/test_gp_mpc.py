@@ -87,7 +87,8 @@ def test_move_blocks_give_the_first_step_its_own_block():
     ({"decide": '["FanSpeed"]'}, "decide must list input tags"),
     ({"comfort": "{ PerimeterZone1Temp = [20.0, 27.0] }"}, "has no model of ['PerimeterZone1Temp']"),
     ({"bounds": "{ CoolingSetpoint = [27.0, 22.0] }"}, "low 27.0 must be below high 22.0"),
-    ({"max_seconds": '"5"'}, "max_seconds must be a positive number of seconds, got '5'"),
+    ({"max_seconds": '"5"'}, "[mpc]: 'max_seconds' must be a number, got '5'"),
+    ({"max_seconds": "0"}, "[mpc]: max_seconds must be a positive number of seconds, got 0.0"),
 ])
 def test_bad_gp_mpc_file_is_a_configuration_error(trained, tmp_path, change, message):  # noqa: F811
     _, model_path = trained

@@ -10,12 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, SIMS, TAGMAPS
+from conftest import REPO, SIMS, TAGMAPS, secured_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_twin_model import small_office, small_office_db, trained  # noqa: F401 (session fixtures)
 
 from bridge.config import load_config
+from bridge.security.users import load_users
 from bridge.tagmap import load_tagmap
 from bridge.tracking.config import load_tracking_config
 from controllers.csv_trajectory import load_trajectory
@@ -175,6 +176,37 @@ def test_a_nul_in_a_file_named_by_a_campus_file_is_refused_naming_it(key, tmp_pa
         load_config(path)
     assert project_error(caught.value)
 
+
+
+@pytest.mark.parametrize("load, text, message", [
+    (load_tracking_config, b"pairs = 5\n" + TRACKING.split(b"[[pairs]]")[0],
+     "'pairs' must be a list of tables ([[pairs]]), got 5"),
+    (load_tracking_config, TRACKING.replace(b'"anomalies.sqlite"', b'"a\\u0000b"'),
+     "[tracking]: anomaly_db: expected a file name, got 'a\\x00b'"),
+    (load_users, b"user = 5\n", "'user' must be a list of tables ([[user]]), got 5"),
+    (load_users, b"[user]\nname = 'a'\n", "'user' must be a list of tables ([[user]])"),
+])
+def test_a_value_of_the_wrong_kind_is_refused_naming_file_and_key(load, text, message, tmp_path):
+    """A list, table or file name of the wrong kind: the loader's error naming file and key, not a TypeError
+    or the ValueError of a NUL in a path (tracking ``pairs``, ``anomaly_db``; users file ``user``)."""
+    path = tmp_path / "file.toml"
+    path.write_bytes(text)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")) as caught:
+        load(path)
+    assert project_error(caught.value)
+
+
+@pytest.mark.parametrize("server, message", [
+    ('certificate = "a\\u0000b"', "[server]: certificate: expected a file name, got 'a\\x00b'"),
+    ('users = "x\\u0000"', "[server]: users: expected a file name, got 'x\\x00'"),
+    ('certificate = 5', "[server]: 'certificate' must be text, got 5"),
+])
+def test_a_server_file_name_of_the_wrong_kind_is_refused_naming_it(server, message, tmp_path):
+    secure = 'security_policies = ["Basic256Sha256_SignAndEncrypt"]\nprivate_key = "k.pem"'
+    path = secured_config(tmp_path, f"{secure}\n{server}")
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {message}")) as caught:
+        load_config(path)
+    assert project_error(caught.value)
 
 @pytest.mark.property
 @pytest.mark.engine

@@ -54,8 +54,9 @@ def test_bad_users_file_is_refused_naming_the_entry(tmp_path, text, message):
     ('certificat = "server.der"', "unknown keys ['certificat']"),
     ('users = "users.toml"', "users need a secure policy"),
     ('login_backoff_s = 0', "login_backoff_s must be a positive number of seconds"),
-    ('login_window_s = "10"', "login_window_s must be a positive number of seconds"),
-    ('login_max_failures = 2.5', "login_max_failures must be a whole number of at least 1"),
+    ('login_window_s = "10"', "'login_window_s' must be a number, got '10'"),
+    ('login_max_failures = 2.5', "'login_max_failures' must be an integer, got 2.5"),
+    ('login_max_failures = 0', "login_max_failures must be a whole number of at least 1, got 0"),
     ('login_backoff_max_s = 0.5', "login_backoff_max_s (0.5) must not be below login_backoff_s (1.0)"),
 ])
 def test_bad_server_security_is_a_config_error(tmp_path, server, message):

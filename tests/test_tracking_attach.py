@@ -105,14 +105,15 @@ def test_attach_tracking_serves_status_under_the_building(tmp_path):
 
 
 @pytest.mark.parametrize("old, new, message", [
-    ("[thresholds]\n", "[thresholds.hour]\n", "[thresholds]: unknown table 'hour' (known: daily, hourly, monthly)"),
-    ("[live]\n", "[tracker]\nstale_after_s = 5\n\n[live]\n", "unknown table 'tracker'"),
+    ("[thresholds]\n", "[thresholds.hour]\n",
+     "[thresholds]: unknown keys ['hour'] (allowed: ['alert_pct', 'alert_steps', 'clear_steps', 'daily'"),
+    ("[live]\n", "[tracker]\nstale_after_s = 5\n\n[live]\n", "unknown keys ['tracker']"),
     ("publishing_interval_ms = 20\n\n[twin]", "publishing_intervall_ms = 20\n\n[twin]",
-     "[live]: unknown key 'publishing_intervall_ms'"),
-    ("stale_after_s = 60", 'stale_after_s = "60"', "[tracking]: stale_after_s must be a number, got '60'"),
-    ('unit = "kW"', 'unit = "kW"\nscale = "0.001"', "pairs[0]: scale must be a number, got '0.001'"),
-    ("warning_steps = 2", "warning_steps = 2.5", "[thresholds]: warning_steps must be an integer, got 2.5"),
-    ('anomaly_db = "anomalies.sqlite"', "anomaly_db = 1", "[tracking]: anomaly_db must be a string, got 1"),
+     "[live]: unknown keys ['publishing_intervall_ms']"),
+    ("stale_after_s = 60", 'stale_after_s = "60"', "[tracking]: 'stale_after_s' must be a number, got '60'"),
+    ('unit = "kW"', 'unit = "kW"\nscale = "0.001"', "pairs[0]: 'scale' must be a number, got '0.001'"),
+    ("warning_steps = 2", "warning_steps = 2.5", "[thresholds]: 'warning_steps' must be an integer, got 2.5"),
+    ('anomaly_db = "anomalies.sqlite"', "anomaly_db = 1", "[tracking]: 'anomaly_db' must be text, got 1"),
     ("publishing_interval_ms = 20\n\n[twin]", "publishing_interval_ms = 20\nutc_offset_h = -60\n\n[twin]",
      "[live]: utc_offset_h must be within -14 .. 14 hours, got -60"),
 ])

@@ -95,7 +95,7 @@ def test_track_commands_report_bad_input_in_one_line_and_create_nothing(tmp_path
                    '[[pairs]]\nname = "a"\ntwin = "x"\nlive = "y"\n')
     db, missing = tmp_path / "anomalies.sqlite", tmp_path / "no" / "such" / "typo.sqlite"
     AnomalyLog(db).close()
-    for argv, message in [(["track", "run", str(bad)], "[live] endpoint must start with opc.tcp://"),
+    for argv, message in [(["track", "run", str(bad)], "[live]: endpoint must start with opc.tcp://"),
                           (["track", "anomalies", str(missing)], f"{missing}: no such anomaly log"),
                           (["track", "investigate", str(missing), "1"], f"{missing}: no such anomaly log"),
                           (["track", "anomalies", str(bad)], f"{bad}: cannot use as an anomaly log"),

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.security.users import SecurityError, User, load_users
+from bridge.tomlfile import Table, file_path
 
 # OPC UA security policies offered; Basic128Rsa15 and Basic256 are deprecated by the OPC Foundation
 # (SHA-1) and refused.
@@ -47,23 +48,26 @@ class LoginPolicy:
         return 0.0 if failures <= 0 else min(self.backoff_s * 2.0 ** doublings, self.backoff_max_s)
 
 
-def login_policy(table: dict, where: str) -> LoginPolicy:
-    """``LoginPolicy`` from the ``login_*`` keys of a ``[server]`` table; SecurityError naming ``where`` and the key."""
+def login_policy(table: Table) -> LoginPolicy:
+    """``LoginPolicy`` from the ``login_*`` keys of a ``[server]`` table; SecurityError (the table's error for a
+    value of the wrong type) naming the table and the key."""
     values = {}
     for key, name in LOGIN_KEYS.items():
-        if key not in table:
+        if key not in table.values:
             continue
-        value = table[key]
         if name == "max_failures":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise SecurityError(f"{where}: {key} must be a whole number of at least 1, got {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise SecurityError(f"{where}: {key} must be a positive number of seconds, got {value!r}")
+            value = table.integer(key)
+            if value < 1:
+                raise SecurityError(f"{table.where}: {key} must be a whole number of at least 1, got {value!r}")
+        else:
+            value = table.number(key)
+            if not 0 < value < math.inf:
+                raise SecurityError(f"{table.where}: {key} must be a positive number of seconds, got {value!r}")
         values[name] = value
     policy = LoginPolicy(**values)
     if policy.backoff_max_s < policy.backoff_s:
-        raise SecurityError(f"{where}: login_backoff_max_s ({policy.backoff_max_s}) must not be below login_backoff_s "
-                            f"({policy.backoff_s})")
+        raise SecurityError(f"{table.where}: login_backoff_max_s ({policy.backoff_max_s}) must not be below "
+                            f"login_backoff_s ({policy.backoff_s})")
     return policy
 
 
@@ -101,19 +105,17 @@ class ServerSecurity:
                                 "no certificate)")
 
 
-def server_security(table: dict, base: Path, where: str) -> ServerSecurity:
-    """``ServerSecurity`` from a ``[server]`` table (paths relative to ``base``); SecurityError naming ``where``."""
+def server_security(table: Table, base: Path) -> ServerSecurity:
+    """``ServerSecurity`` from a ``[server]`` table (paths relative to ``base``); SecurityError (the table's error
+    for a value of the wrong type) naming the table."""
     def path(key: str) -> Path | None:
-        return (base / str(table[key])).resolve() if key in table else None
+        return file_path(table.text(key), base, table.error, f"{table.where}: {key}") if key in table.values else None
 
-    policies = table.get("security_policies", ["None"])
-    if not isinstance(policies, list):
-        raise SecurityError(f"{where}: security_policies must be a list, e.g. [\"Basic256Sha256_SignAndEncrypt\"]")
-    users = load_users(path("users")) if "users" in table else {}
-    security = ServerSecurity(tuple(str(p) for p in policies), path("certificate"), path("private_key"),
-                              path("trusted_clients"), users,
-                              str(table.get("anonymous", "none" if users else "operator")), login_policy(table, where))
-    security.check(where)
+    users = load_users(path("users")) if "users" in table.values else {}
+    security = ServerSecurity(tuple(str(p) for p in table.array("security_policies", ["None"])), path("certificate"),
+                              path("private_key"), path("trusted_clients"), users,
+                              table.text("anonymous", "none" if users else "operator"), login_policy(table))
+    security.check(table.where)
     return security
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import TwinbridgeError
-from bridge.tomlfile import read_toml
+from bridge.tomlfile import Table, read_toml
 
 ROLES = ("viewer", "operator")
 SCHEME = "pbkdf2_sha256"
@@ -61,21 +61,21 @@ def verify_password(password: str, password_hash: str) -> bool:
 
 def load_users(path: Path) -> dict[str, User]:
     """The accounts of a users file by name; SecurityError naming the file and entry when one is wrong."""
-    data = read_toml(path, SecurityError)
-    unknown = set(data) - {"user"}
-    if unknown:
-        raise SecurityError(f"{path}: unknown tables {sorted(unknown)}; list accounts as [[user]]")
+    data = Table(read_toml(path, SecurityError), str(path), SecurityError)
+    data.check_keys({"user"})
     users: dict[str, User] = {}
-    for i, entry in enumerate(data.get("user", [])):
-        where = f"{path}: user[{i}]"
-        if set(entry) != {"name", "role", "password_hash"}:
-            raise SecurityError(f"{where}: needs exactly 'name', 'role' and 'password_hash', got {sorted(entry)}")
-        user = User(str(entry["name"]), str(entry["role"]), str(entry["password_hash"]))
+    for entry in data.tables("user"):
+        where = entry.where
+        if set(entry.values) != {"name", "role", "password_hash"}:
+            raise SecurityError(f"{where}: needs exactly 'name', 'role' and 'password_hash', "
+                                f"got {sorted(entry.values)}")
+        user = User(entry.text("name"), entry.text("role"), entry.text("password_hash"))
         if user.role not in ROLES:
             raise SecurityError(f"{where}: role must be one of {ROLES}, got {user.role!r}")
         parts = user.password_hash.split("$")
         if len(parts) != 4 or parts[0] != SCHEME or not parts[1].isdigit():
-            raise SecurityError(f"{where}: password_hash must be a '{SCHEME}$...' string from `twinbridge hash-password`")
+            raise SecurityError(f"{where}: password_hash must be a '{SCHEME}$...' string from "
+                                "`twinbridge hash-password`")
         if user.name in users:
             raise SecurityError(f"{where}: user {user.name!r} is listed twice")
         users[user.name] = user

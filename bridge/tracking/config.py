@@ -46,7 +46,7 @@ from pathlib import Path
 from bridge.errors import TwinbridgeError
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
-from bridge.tomlfile import file_path, read_toml
+from bridge.tomlfile import Table, file_path, read_toml
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
 
 
@@ -104,99 +104,79 @@ class TrackingConfig:
     resample: str = "mean"
 
 
-def _table(data: dict, key: str, where: str) -> dict:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise TrackingConfigError(f"{where}: [{key}] must be a table")
+def _setting(table: Table, key: str, kind: str) -> float | int | str:
+    """The ``float``, ``int`` or ``str`` setting ``key`` of ``table``; a float must be finite."""
+    if kind == "str":
+        return table.text(key)
+    if kind == "int":
+        return table.integer(key)
+    value = table.number(key)
+    if not math.isfinite(value):
+        raise TrackingConfigError(f"{table.where}: {key!r} must be a finite number, got {value!r}")
     return value
 
 
-def _unknown(table: dict, known: set[str], where: str) -> None:
-    """Refuse a key or table that nothing reads: a typo must not be silently ignored."""
-    unknown = sorted(set(table) - known)
-    if unknown:
-        kind = "table" if isinstance(table[unknown[0]], dict) else "key"
-        raise TrackingConfigError(f"{where}: unknown {kind} {unknown[0]!r} (known: {', '.join(sorted(known))})")
-
-
-KINDS = {"float": ((int, float), "a number"), "int": ((int,), "an integer"), "str": ((str,), "a string")}
-
-
-def _typed(value, kind: str, where: str, key: str) -> float | int | str:
-    """``value`` of a ``float``, ``int`` or ``str`` setting; a quoted number, a table or a bool is an error."""
-    types, name = KINDS[kind]
-    if isinstance(value, bool) or not isinstance(value, types) or (kind == "float" and not math.isfinite(value)):
-        raise TrackingConfigError(f"{where}: {key} must be {name}, got {value!r}")
-    return float(value) if kind == "float" else value
-
-
-def _build(cls, values: dict, where: str, renames: dict[str, str] | None = None):
-    renames = renames or {}
-    kinds = {f.name: f.type for f in dataclasses.fields(cls)}
-    _unknown(values, set(kinds) - set(renames.values()) | set(renames), where)
-    kwargs = {renames.get(key, key): _typed(value, kinds[renames.get(key, key)], where, key)
-              for key, value in values.items()}
+def _build(cls, table: Table, key_of: dict[str, str] | None = None, tables: tuple[str, ...] = ()):
+    """``cls`` from ``table``, each key read with the type of its field (``key_of``: field name -> key where
+    they differ); a field without a default is required. ``tables``: keys of ``table`` left to the caller."""
+    fields = {(key_of or {}).get(f.name, f.name): f for f in dataclasses.fields(cls)}
+    table.check_keys([*fields, *tables])
+    kwargs = {field.name: _setting(table, key, field.type) for key, field in fields.items()
+              if key in table.values or field.default is dataclasses.MISSING}
     try:
         return cls(**kwargs)
     except ValueError as exc:  # a check of the class (Thresholds: warning below alert)
-        raise TrackingConfigError(f"{where}: {exc}") from None
+        raise TrackingConfigError(f"{table.where}: {exc}") from None
 
 
-def _endpoint(data: dict, key: str, where: str) -> Endpoint:
-    table = _table(data, key, where)
-    if "endpoint" not in table:
-        raise TrackingConfigError(f"{where}: [{key}] needs 'endpoint' (an opc.tcp:// URL)")
-    if not str(table["endpoint"]).startswith("opc.tcp://"):
-        raise TrackingConfigError(f"{where}: [{key}] endpoint must start with opc.tcp://, got {table['endpoint']!r}")
-    endpoint = _build(Endpoint, table, f"{where}: [{key}]", {"endpoint": "url"})
+def _endpoint(data: Table, key: str) -> Endpoint:
+    table = data.table(key)
+    if "endpoint" not in table.values:
+        raise TrackingConfigError(f"{table.where}: needs 'endpoint' (an opc.tcp:// URL)")
+    endpoint = _build(Endpoint, table, {"url": "endpoint"})
+    if not endpoint.url.startswith("opc.tcp://"):
+        raise TrackingConfigError(f"{table.where}: endpoint must start with opc.tcp://, got {endpoint.url!r}")
     security = ClientSecurity(endpoint.security, endpoint.username, endpoint.password_env or PASSWORD_VARIABLE)
     try:
         security.check()  # a missing password is a configuration error, not a connection to retry
     except SecurityError as exc:
-        raise TrackingConfigError(f"{where}: [{key}] {exc}") from None
+        raise TrackingConfigError(f"{table.where}: {exc}") from None
     return endpoint
 
 
 def load_tracking_config(path: str | Path) -> TrackingConfig:
     """Read a tracking TOML file; raise TrackingConfigError naming the file and what is wrong."""
     path = file_path(str(path), Path.cwd(), TrackingConfigError, "tracking file")
-    data = read_toml(path, TrackingConfigError, "tracking file")
-    where = str(path)
-    _unknown(data, {"tracking", "thresholds", "live", "twin", "pairs"}, where)
-    options = _options(_table(data, "tracking", where), f"{where}: [tracking]")
-    thresholds_table = _table(data, "thresholds", where)
-    tables = {key: value for key, value in thresholds_table.items() if isinstance(value, dict)}
-    _unknown(tables, set(GRANULARITIES[1:]), f"{where}: [thresholds]")
-    thresholds = {"step": _build(Thresholds, {k: v for k, v in thresholds_table.items() if k not in tables},
-                                 f"{where}: [thresholds]")}
-    for granularity, table in tables.items():
-        thresholds[granularity] = _build(Thresholds, table, f"{where}: [thresholds.{granularity}]")
-    pairs = []
-    for i, entry in enumerate(data.get("pairs", [])):
-        if not isinstance(entry, dict):
-            raise TrackingConfigError(f"{where}: pairs must be [[pairs]] tables, got {entry!r}")
-        for key in ("name", "twin", "live"):
-            if key not in entry:
-                raise TrackingConfigError(f"{where}: pairs[{i}] missing {key!r}")
-        pairs.append(_build(Pair, entry, f"{where}: pairs[{i}]"))
+    data = Table(read_toml(path, TrackingConfigError, "tracking file"), str(path), TrackingConfigError)
+    data.check_keys({"tracking", "thresholds", "live", "twin", "pairs"})
+    tracking = data.table("tracking")
+    options = _options(tracking)
+    thresholds_table = data.table("thresholds")
+    thresholds = {"step": _build(Thresholds, thresholds_table, tables=GRANULARITIES[1:])}
+    for granularity in GRANULARITIES[1:]:
+        if granularity in thresholds_table.values:
+            thresholds[granularity] = _build(Thresholds, thresholds_table.table(granularity))
+    pairs = [_build(Pair, entry) for entry in data.tables("pairs")]
     if not pairs:
-        raise TrackingConfigError(f"{where}: no [[pairs]] listed")
+        raise TrackingConfigError(f"{path}: no [[pairs]] listed")
     if len({p.name for p in pairs}) != len(pairs):
-        raise TrackingConfigError(f"{where}: pair names must be unique")
-    anomaly_db = options.pop("anomaly_db", "tracking.sqlite")
+        raise TrackingConfigError(f"{path}: pair names must be unique")
+    anomaly_db = file_path(options.pop("anomaly_db", "tracking.sqlite"), path.parent, TrackingConfigError,
+                           f"{tracking.where}: anomaly_db")
     return TrackingConfig(
-        live=_endpoint(data, "live", where), twin=_endpoint(data, "twin", where), pairs=tuple(pairs),
-        thresholds=thresholds, anomaly_db=(path.parent / anomaly_db).resolve(), **options)
+        live=_endpoint(data, "live"), twin=_endpoint(data, "twin"), pairs=tuple(pairs),
+        thresholds=thresholds, anomaly_db=anomaly_db, **options)
 
 
 TRACKING_KEYS = {"anomaly_db": "str", "stale_after_s": "float", "pair_timeout_s": "float", "max_gap_s": "float",
                  "resample": "str"}
 
 
-def _options(tracking: dict, where: str) -> dict:
+def _options(tracking: Table) -> dict:
     """The [tracking] table, checked: value types, resample method, positive durations."""
-    _unknown(tracking, set(TRACKING_KEYS), where)
-    options = {key: _typed(value, TRACKING_KEYS[key], where, key) for key, value in tracking.items()}
+    tracking.check_keys(TRACKING_KEYS)
+    options = {key: _setting(tracking, key, TRACKING_KEYS[key]) for key in tracking.values}
+    where = tracking.where
     if options.get("resample", "mean") not in ("mean", "last"):
         raise TrackingConfigError(f"{where}: resample must be 'mean' or 'last', got {options['resample']!r}")
     for key in ("stale_after_s", "pair_timeout_s", "max_gap_s"):
