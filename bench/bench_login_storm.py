@@ -37,11 +37,13 @@ from pathlib import Path
 
 from asyncua import Client, ua
 
-from bench.results_io import figure, write_results
-from devtools.launcher import run_bridge
-from bridge.security import hash_password
-from bridge.security.client import configure_client
-from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script (also by tests/test_security.py)
+
+from bench.results_io import figure, write_results  # noqa: E402
+from bridge.security import hash_password  # noqa: E402
+from bridge.security.client import configure_client  # noqa: E402
+from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity  # noqa: E402
+from devtools.launcher import run_bridge  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOMINAL_STEP_S = 1.0  # speed 600 s/s, 6 steps per hour
