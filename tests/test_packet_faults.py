@@ -216,7 +216,7 @@ def test_non_finite_outputs_are_published_bad_stored_null_and_logged_once(tmp_pa
                 ua.NodeId("TestCampus.Outputs.TotalElectricPower", idx)).read_data_value(raise_on_bad_status=False)
             seen["history"] = await node.read_raw_history(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1))
 
-    with caplog.at_level(logging.WARNING, logger="bridge.campus"):
+    with caplog.at_level(logging.WARNING, logger="bridge.clock"):
         campus = asyncio.run(run_campus(config, engines, f"opc.tcp://127.0.0.1:{port}", read))
     assert [b.status for b in campus.buildings] == ["Finished"] * 3
     assert seen["nan"].StatusCode.name == "BadOutOfRange" and seen["nan"].Value.Value is None
