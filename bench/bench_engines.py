@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.results_io import figure, write_results  # noqa: E402
-from bridge.campus import make_engine  # noqa: E402
+from bridge.engines.factory import make_engine  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from devtools.launcher import free_port  # noqa: E402
 

@@ -20,7 +20,7 @@ from bridge.campus import Campus
 from bridge.config import CampusConfig, load_config
 from bridge.errors import TwinbridgeError
 from bridge.historian import buildings_in, load_history, tag_units
-from bridge.protocol import CLOCK_MODES
+from bridge.protocol import CLOCK_MODES, Status
 from bridge.validate import validate_campus
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ async def _shut_down(campus: Campus, server: TagServer | None, tracking: list[as
             task.cancel()
         await asyncio.gather(*tracking, return_exceptions=True)
 
-    final_status = "Stopped" if campus.status in ("Running", "Paused") else campus.status
+    final_status = Status.STOPPED if campus.status in (Status.RUNNING, Status.PAUSED) else campus.status
     steps: list[tuple[str, Callable[[], Awaitable[object]]]] = [
         ("tracking", stop_tracking), ("campus", lambda: campus.stop(final_status=final_status))]
     if server is not None:
@@ -164,7 +164,7 @@ def run_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool 
         return 1
     statuses = {b.name: b.status for b in campus.buildings}
     log.info("building status: %s; historian: %s", statuses, campus.run_path)
-    return 1 if "Faulted" in statuses.values() else 0
+    return 1 if Status.FAULTED in statuses.values() else 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

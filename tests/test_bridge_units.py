@@ -257,7 +257,7 @@ def test_warm_up_counts_against_the_start_timeout_not_the_step_timeout(tmp_path,
 
 
 def test_a_late_input_ready_does_not_release_the_next_step():
-    from bridge.campus import BuildingState
+    from bridge.building import BuildingState
 
     config = load_config(SIMS / "small_office.toml")
 
@@ -656,9 +656,11 @@ def test_exchange_says_whether_its_inputs_drove_the_answered_step(tmp_path):
     calls = [(25.0, 0.0, 0.0), (26.0, 0.75, 0.0), (27.0, 0.0, 0.0), (28.0, 0.0, 0.75), (29.0, 0.1, 0.0),
              (None, 0.0, 0.0)]  # (cooling setpoint or None: empty Inputs, seconds before the call, write time)
 
+    from bridge.handshake import exchange as exchange_of
+
     async def scenario():
         campus = await started_campus(config, engine)
-        exchange = campus._exchange(campus.buildings[0])
+        exchange = exchange_of(campus.buildings[0], campus.config)
         answers = []
         for cooling, before_s, write_s in calls:
             async def write(cooling=cooling, write_s=write_s) -> None:
@@ -716,7 +718,7 @@ def test_a_paced_step_that_overruns_its_slot_is_warned_and_the_pace_resumes_with
         await building.until(lambda: building.published_step >= 14, 30)
         await campus.stop()
 
-    with caplog.at_level("INFO", logger="bridge.campus"):
+    with caplog.at_level("INFO", logger="bridge.pace"):
         asyncio.run(scenario())
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert [r.getMessage()[:30] for r in warnings] == ["paced clock: step 5 overruns i", "paced clock: back on pace at s"]
@@ -757,16 +759,14 @@ def test_history_read_includes_the_newest_published_step(tmp_path, clock):
 
 def test_the_progress_line_gives_the_recent_rate_and_an_eta(caplog):
     """A paced campus at 60x does 0.1 steps/s: the line said '0 steps/s' and had no ETA."""
-    from bridge.campus import Campus
+    from bridge.progress import Progress
 
-    campus = Campus(load_config(SIMS / "small_office.toml"))
-    now = time.monotonic()
-    campus._wall_start = now - 40.0
-    campus._rate.restart(now - 40.0, 0)
-    campus.step = 4
-    with caplog.at_level("INFO", logger="bridge.campus"):
-        campus._progress()
+    period = load_config(SIMS / "small_office.toml").period
+    progress = Progress(period)
+    progress.restart(time.monotonic() - 40.0, 0)
+    with caplog.at_level("INFO", logger="bridge.progress"):
+        progress.step_done(4, [])
     line = caplog.records[-1].getMessage()
-    remaining = config_steps = campus.config.period.steps - 4
+    remaining = config_steps = period.steps - 4
     assert "  0.1 steps/s  ETA " in line and str(dt.timedelta(seconds=remaining * 10)) in line, line
     assert config_steps > 0

@@ -159,6 +159,7 @@ async def run_campus(config, engines: dict[str, Engine], endpoint: str = "opc.tc
     await campus.build_address_space(server)
     if during is not None:
         await server.listen()
+    campus.serving.set()  # the engines step once the campus is served (listening or not)
     try:
         await campus.start()
         await asyncio.wait_for(campus.done.wait(), 60)
@@ -218,7 +219,7 @@ def test_non_finite_outputs_are_published_bad_stored_null_and_logged_once(tmp_pa
                 ua.NodeId("TestCampus.Outputs.TotalElectricPower", idx)).read_data_value(raise_on_bad_status=False)
             seen["history"] = await node.read_raw_history(dt.datetime(2000, 1, 1), dt.datetime(2100, 1, 1))
 
-    with caplog.at_level(logging.WARNING, logger="bridge.campus"):
+    with caplog.at_level(logging.WARNING, logger="bridge.clock"):
         campus = asyncio.run(run_campus(config, engines, f"opc.tcp://127.0.0.1:{port}", read))
     assert [b.status for b in campus.buildings] == ["Finished"] * 3
     assert seen["nan"].StatusCode.name == "BadOutOfRange" and seen["nan"].Value.Value is None
@@ -363,6 +364,7 @@ def test_a_malformed_packet_faults_one_building_of_three_the_others_finish(tmp_p
         server = TagServer(f"opc.tcp://127.0.0.1:{free_port()}", config.name, config.period.time_of(0))
         await server.init()
         await campus.build_address_space(server)
+        campus.serving.set()  # not listening: the engines may step
         await campus.start()
         await asyncio.wait_for(campus.done.wait(), 400)
         await after(campus, server)

@@ -14,7 +14,7 @@ ray = pytest.importorskip("ray")
 from asyncua import Client, ua  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from bridge.campus import make_engine  # noqa: E402
+from bridge.engines.factory import make_engine  # noqa: E402
 from bridge.config import load_config, reference_model  # noqa: E402
 from bridge.engines.base import EngineFault  # noqa: E402
 from bridge.historian import buildings_in, load_history  # noqa: E402

@@ -123,7 +123,7 @@ class BuildingActor:
     """Runs in a Ray worker (``ray.remote`` of it, ``_actor_class``): the building's real engine."""
 
     def __init__(self, building: BuildingConfig, config: CampusConfig, workdir: Path):
-        from bridge.campus import make_engine
+        from bridge.engines.factory import make_engine
 
         self.engine = make_engine(building, config, _writable(workdir))
 

@@ -88,7 +88,7 @@ def _building(config, name: str | None):
 def engines_for(config, workdir: Path):
     """The engine factory of ``bridge.twin.collect``: a building's engine as a campus run of
     ``config`` makes it (its engine kind and timeouts), over the period asked, working in ``workdir``."""
-    from bridge.campus import make_engine
+    from bridge.engines.factory import make_engine
 
     return lambda building, period: make_engine(building, dataclasses.replace(config, period=period), workdir)
 

@@ -1,0 +1,107 @@
+"""One building of a running campus: its run status, the outputs it computed and published, its
+controller's turn (lockstep), the events its waiters wake on, and the end of its run."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bridge.config import BuildingConfig
+from bridge.controltags import ControlTags
+from bridge.engines.base import Engine, EngineFault, Sample
+from bridge.protocol import Status
+from bridge.tagmap import TagMap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BuildingState:
+    config: BuildingConfig
+    tagmap: TagMap  # what the server, historian and KPIs see (served_tagmap)
+    engine: Engine | None = None
+    status: str = Status.IDLE
+    sample: Sample | None = None
+    applied: dict[str, float] = field(default_factory=dict)  # inputs of the step that produced ``sample``
+    sample_step: int = -1  # step whose outputs ``sample`` holds
+    published: Sample | None = None  # the outputs on the tags
+    published_step: int = -1  # the step of ``published``
+    exchanged_step: int = -1  # the step the last Control.Exchange call answered with
+    exchange_caller: object = None  # the client session that made that call
+    launched_step: int = -1  # the step the engine computes (or last computed) from the input tags it was handed
+    input_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    awaiting_step: int = -1  # lockstep: the step whose controller answer the bridge is waiting for
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) by ``notify``
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @functools.cached_property
+    def power_tags(self) -> tuple[str, ...]:
+        """Outputs summed into the campus TotalElectricPower."""
+        return tuple(o.tag for o in self.tagmap.outputs if o.role == "electric_power")
+
+    @property
+    def running(self) -> bool:
+        return self.status in (Status.RUNNING, Status.PAUSED)
+
+    @property
+    def live(self) -> bool:
+        """Its run is starting or going."""
+        return self.status in (Status.IDLE, Status.RUNNING, Status.PAUSED)
+
+    def answer(self) -> None:
+        """A controller raised InputReady: it counts only while the bridge waits for this building, so a
+        late answer to a step that already timed out cannot release the next step unseen."""
+        if self.awaiting_step >= 0:
+            self.input_ready.set()
+
+    def begin_turn(self, step: int) -> None:
+        self.input_ready.clear()
+        self.awaiting_step = step
+        self.notify()
+
+    def end(self, status: str) -> None:
+        """Its run is over: release the bridge's wait for its controller and wake every waiter."""
+        self.status = status
+        self.input_ready.set()
+        self.notify()
+
+    def restart(self) -> None:
+        """Back to Idle for a new run."""
+        self.status, self.sample, self.published, self.applied = Status.IDLE, None, None, {}
+        self.sample_step = self.published_step = self.exchanged_step = self.launched_step = self.awaiting_step = -1
+        self.exchange_caller = None
+
+    def notify(self) -> None:
+        """Wake everyone waiting for a change of this building (a turn, new outputs, the end of its run)."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def until(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Wait until ``condition()`` holds, checked at each change; TimeoutError after ``timeout_s`` in all."""
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                await self.changed.wait()
+
+
+async def end_building(building: BuildingState, control: ControlTags, status: str, fault: str = "") -> None:
+    """End ``building``'s run. The status comes first: the step it may have in flight (which stopping
+    its engine makes fail) no longer counts."""
+    building.end(status)
+    await control.set(building.name, Status=status, OutputReady=False, **({"Fault": fault} if fault else {}))
+    if building.engine is not None:
+        await building.engine.stop()
+
+
+async def fault_building(building: BuildingState, control: ControlTags, exc: Exception) -> None:
+    """Fault ``building`` alone. An EngineFault names its building; any other exception is a bug or an
+    engine breaking its contract: logged with its traceback and named after the building."""
+    fault = exc if isinstance(exc, EngineFault) else EngineFault(
+        f"{building.name}: unexpected {type(exc).__name__} from its engine: {exc}")
+    log.error("%s faulted: %s", building.name, fault, exc_info=None if fault is exc else exc)
+    await end_building(building, control, Status.FAULTED, fault=str(fault))

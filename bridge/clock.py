@@ -1,0 +1,199 @@
+"""The stepping loop of a campus run: each step's inputs handed to the engines, their outputs
+collected, published to the tags and recorded, in the order the clock mode asks for (docs/bridge.md):
+
+- ``lockstep``: each step waits for the controllers (``bridge.handshake``);
+- ``paced``: each step waits for its wall-clock turn (``bridge.pace``);
+- ``fast``: the next step is sent to the engines before the outputs of the last one are published and
+  recorded, so that work overlaps the engines' computation.
+
+No step starts while the campus is paused; a building whose step fails faults alone."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING
+
+from bridge.building import BuildingState, fault_building
+from bridge.config import CampusConfig
+from bridge.controltags import ControlTags
+from bridge.engines.base import Sample
+from bridge.handshake import take_turns
+from bridge.pace import Pace
+from bridge.progress import Progress
+from bridge.protocol import TOTAL_POWER, Clock, Status
+from bridge.runrecord import RunRecord
+
+if TYPE_CHECKING:
+    from bridge.server import TagServer
+
+log = logging.getLogger(__name__)
+
+Launched = tuple[BuildingState, Awaitable[Sample | None], dict[str, float]]  # building, its outputs, its inputs
+
+
+async def _outcome(awaitable: Awaitable):
+    """The result of ``awaitable``, or the exception it raised (as ``gather(return_exceptions=True)``)."""
+    try:
+        return await awaitable
+    except Exception as exc:
+        return exc
+
+
+async def _raise(exc: Exception):
+    """An awaitable that raises ``exc``: a step that failed before it began."""
+    raise exc
+
+
+class CampusClock:
+    """Steps ``buildings`` together until none is running; ``step`` is the last step computed."""
+
+    def __init__(self, config: CampusConfig, buildings: list[BuildingState], control: ControlTags,
+                 record: RunRecord):
+        self.config, self.buildings, self.control, self.record = config, buildings, control, record
+        self.server: TagServer | None = None  # given by ``run``
+        self.step = 0
+        self.go = asyncio.Event()  # clear while the campus is paused
+        self.go.set()
+        self.wall_start = 0.0  # monotonic wall time (s) the run started, moved later by each pause
+        self._paused_at = 0.0
+        self.pace = Pace(config.period.step_s / config.speed, config.catch_up)  # paced clock only
+        self.progress = Progress(config.period)
+        self._reported: set[tuple[str, str, str]] = set()  # (building, tag, status) of this run, logged
+
+    @property
+    def wall_s(self) -> float:
+        """Wall time (s) of the run, pauses included."""
+        return time.monotonic() - self.wall_start
+
+    def pause(self) -> None:
+        """No step starts until ``go`` is set again (after ``shift_schedule``)."""
+        self.go.clear()
+        self._paused_at = time.monotonic()
+
+    def shift_schedule(self) -> None:
+        """The pause is over: the wall-clock schedule moves later by its length, the rate counts afresh."""
+        now = time.monotonic()
+        self.wall_start += now - self._paused_at
+        self.pace.shift(now - self._paused_at)
+        self.progress.restart(now, self.step)
+
+    async def run(self, server: TagServer) -> None:
+        """Publish the first outputs (step 0) and step until no building is running."""
+        self.server = server
+        self._reported.clear()
+        self.wall_start = time.monotonic()
+        self.pace.start(self.wall_start)
+        self.progress.restart(self.wall_start, 0)
+        await self._publish(0)
+        published = 0
+        fast, paced = self.config.clock == Clock.FAST, self.config.clock == Clock.PACED
+        while any(b.running for b in self.buildings):
+            await self.go.wait()
+            if not fast:
+                await self._wait_for_turn()
+            pending = self._launch()
+            if fast and published < self.step:
+                await self._publish(self.step)  # overlaps with the engines computing the next step
+                published = self.step
+            self.record.write()  # fast: the last published step, while the engines compute the next one
+            if not await self._collect(pending, self.step + 1):
+                continue  # every engine finished, faulted or was stopped
+            self.step += 1
+            if not fast:
+                await self._publish(self.step)
+                published = self.step
+                self.record.write()  # before the step is handed over: HistoryRead has every step on the tags
+            if paced:
+                self.pace.published(self.step)
+            self.progress.step_done(self.step, self.buildings)
+        if published < self.step:
+            await self._publish(self.step)
+        self.record.write()
+
+    async def _wait_for_turn(self) -> None:
+        """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers. A building
+        paused during the wait is not launched (``_launch``)."""
+        if self.config.clock == Clock.PACED:
+            await self.pace.wait_for_turn(self.step + 1)
+            return
+        await take_turns(self.buildings, self.step, self.config.lockstep_timeout_s, self.control)
+        await self.go.wait()  # paused during the handshake: the answers stand, the step waits for Resume
+
+    def _launch(self) -> list[Launched]:
+        """Hand each running building's current input tag values to its engine (which may send them at once)."""
+        pending = []
+        for building in self.buildings:
+            if building.status == Status.RUNNING:
+                try:
+                    inputs = self.server.read_inputs(building.name)
+                    outputs = building.engine.step(inputs)
+                except Exception as exc:  # faults this building alone, in ``_collect``
+                    inputs, outputs = {}, _raise(exc)
+                if self.config.clock == Clock.PACED:
+                    outputs = self.pace.watch(building.name, outputs)
+                pending.append((building, outputs, inputs))
+                building.launched_step = self.step + 1
+        return pending
+
+    async def _collect(self, pending: list[Launched], step: int) -> bool:
+        """Wait for the engines' outputs of ``step``; True if any building produced them. Paced: an
+        overrun of the step's wall slot is reported when the slot ends."""
+        alarm = self.pace.alarm(step) if self.config.clock == Clock.PACED else None
+        try:
+            if len(pending) == 1:  # awaited inline: outputs already received cost no event-loop turn
+                results = [await _outcome(pending[0][1])]
+            else:
+                results = await asyncio.gather(*(outputs for _, outputs, _ in pending), return_exceptions=True)
+        finally:
+            if alarm is not None:
+                alarm.cancel()
+        produced = False
+        for (building, _, inputs), result in zip(pending, results):
+            if not building.running:
+                continue  # stopped while computing the step: its outputs, or the failure the stop caused, do not count
+            if isinstance(result, Exception):
+                await fault_building(building, self.control, result)
+            elif isinstance(result, BaseException):
+                raise result  # cancelled: the run is being stopped
+            elif result is None:
+                building.end(Status.FINISHED)
+                await self.control.set(building.name, Status=Status.FINISHED, OutputReady=False)
+            else:
+                building.sample, building.applied, building.sample_step = result, inputs, step
+                produced = True
+        return produced
+
+    async def _publish(self, step: int) -> None:
+        """Outputs of ``step`` to the tags, and (for steps after the start) to the historian."""
+        fresh = [b for b in self.buildings if b.running and b.sample_step == step]
+        if not fresh:
+            return
+        rows, total_kw = [], 0.0
+        for building in fresh:
+            sample = building.sample
+            sim_time = self.config.period.time_of(sample.sim_time_s)
+            self._report_quality(building.name, step, sample.outputs,
+                                 await self.server.publish_outputs(building.name, sample.outputs, sim_time))
+            await self.control.set(building.name, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
+            total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
+            if step > 0:
+                rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
+            building.published, building.published_step = sample, step
+            building.notify()
+        total = {TOTAL_POWER: total_kw}
+        self._report_quality(self.config.name, step, total,
+                             await self.server.publish_outputs(self.config.name, total, sim_time))
+        await self.control.set(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
+        self.record.add(rows)
+
+    def _report_quality(self, where: str, step: int, outputs: Mapping[str, float], flagged: Mapping[str, str]) -> None:
+        """Log the outputs published with a status other than Good (``TagServer.publish_outputs``), once per
+        tag and status in a run."""
+        for tag, status in flagged.items():
+            if (where, tag, status) not in self._reported:
+                self._reported.add((where, tag, status))
+                log.warning("%s.%s = %r at step %d, published as %s (said once per tag and status in a run)",
+                            where, tag, outputs[tag], step, status)
