@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bridge.config import BuildingConfig
@@ -35,6 +35,8 @@ class BuildingState:
     input_ready: asyncio.Event = field(default_factory=asyncio.Event)
     awaiting_step: int = -1  # lockstep: the step whose controller answer the bridge is waiting for
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) by ``notify``
+    # its live mirror's (bridge.live.mirror): puts the live values back on the mirrored inputs after an Exchange
+    restore_mirrored: Callable[[], Awaitable[None]] | None = None
 
     @property
     def name(self) -> str:

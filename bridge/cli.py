@@ -108,6 +108,7 @@ async def _serve(config: CampusConfig, stop_requested: asyncio.Event, autostart:
         gc.freeze()  # the address space lives as long as the server: keep it out of every garbage collection
         for building, path in config.tracking:
             tracking.append(await _attach_tracking(server, config, building, path))
+        tracking += await _attach_mirrors(server, config, campus)  # stopped with the tracking tasks
         await server.listen()
         campus.serving.set()
         if not autostart:
@@ -149,6 +150,14 @@ async def _attach_tracking(server: TagServer, config: CampusConfig, building: st
 
     log.info("tracking %s against the live building of %s", building, path)
     return await attach_tracking(server, config.name, building, path, config.period.step_s)
+
+
+async def _attach_mirrors(server: TagServer, config: CampusConfig, campus: Campus) -> list[asyncio.Task]:
+    """Mirror the live inputs of each building with a ``[buildings.live]`` table (docs/live.md)."""
+    from bridge.live.mirror import start_mirror
+
+    return [await start_mirror(server, building, [path for name, path in config.tracking if name == building.name])
+            for building in campus.buildings if building.config.live is not None]
 
 
 async def _run_ended(campus: Campus) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from bridge.epw import WeatherError, check_epw
 from bridge.errors import TwinbridgeError
+from bridge.live.config import LiveConfig, live_config
 from bridge.names import building_name_problem, first_repeat
 from bridge.protocol import CLOCK_MODES, ENGINE_KINDS
 from bridge.security.settings import SERVER_KEYS, ServerSecurity, server_security
@@ -30,7 +31,7 @@ from bridge.tomlfile import Table, file_path, read_toml
 TABLES = ("campus", "server", "run", "buildings", "kpi", "tracking")
 RUN_KEYS = ("start", "end", "year", "timesteps_per_hour", "clock", "speed", "catch_up", "lockstep_timeout_s",
             "engine_start_timeout_s", "engine_step_timeout_s", "run_dir", "historian")
-BUILDING_KEYS = ("name", "model", "weather", "tagmap", "engine", "twin_model", "num_cpus", "memory_mb")
+BUILDING_KEYS = ("name", "model", "weather", "tagmap", "engine", "twin_model", "num_cpus", "memory_mb", "live")
 CAMPUS_KEYS = ("name", "executor", "ray_address", "num_cpus", "memory_mb", "max_restarts", "replay_timeout_s")
 EXECUTORS = ("local", "ray")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -70,6 +71,7 @@ class BuildingConfig:
     twin_model: Path | None = None
     num_cpus: float | None = None  # Ray executor: CPUs its actor needs; None: the campus default
     memory_mb: float | None = None  # Ray executor: memory its actor needs (MB); None: the campus default
+    live: LiveConfig | None = None  # [buildings.live]: inputs mirrored from the live building (docs/live.md)
 
 
 @dataclass(frozen=True)
@@ -222,15 +224,17 @@ def _building(entry: Table, base: Path) -> BuildingConfig:
         check_epw(weather)  # EnergyPlus itself would spin on a wrong file for minutes, then blame the model
     except WeatherError as exc:
         raise ConfigError(f"{entry.where}: weather: {exc}") from None
+    tagmap = load_tagmap(resolve_file(entry.text("tagmap"), base, None, entry.where))
     return BuildingConfig(
         name=entry.text("name"),
         model=resolve_file(entry.text("model", "ref:small_office"), base, reference_model, entry.where),
         weather=weather,
-        tagmap=load_tagmap(resolve_file(entry.text("tagmap"), base, None, entry.where)),
+        tagmap=tagmap,
         engine=entry.text("engine", "energyplus"),
         twin_model=resolve_file(twin_model, base, None, entry.where) if twin_model else None,
         num_cpus=entry.number("num_cpus", 0.0) if "num_cpus" in entry.values else None,
         memory_mb=entry.number("memory_mb", 0.0) if "memory_mb" in entry.values else None,
+        live=live_config(entry.table("live"), tagmap) if "live" in entry.values else None,
     )
 
 

@@ -63,6 +63,8 @@ def exchange(building: BuildingState, config: CampusConfig) -> Exchange:
         if not building.running:
             raise ValueError(f"{building.name} is {building.status}")
         await write_inputs()
+        if building.restore_mirrored is not None:  # mirrored inputs take the live values, not the call's
+            await building.restore_mirrored()
         written = building.launched_step  # steps after it are computed from the written inputs
         if building.awaiting_step == seen:  # lockstep: a write outlasting its turn must not release the next
             building.answer()

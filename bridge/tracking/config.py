@@ -130,10 +130,16 @@ def _build(cls, table: Table, key_of: dict[str, str] | None = None, tables: tupl
 
 
 def _endpoint(data: Table, key: str) -> Endpoint:
-    table = data.table(key)
+    return read_endpoint(data.table(key))
+
+
+def read_endpoint(table: Table, other_keys: tuple[str, ...] = ()) -> Endpoint:
+    """The ``Endpoint`` a table describes (``endpoint``, ``namespace``, ``security``, ``username``, timeouts
+    and backoff, as ``[live]`` here); ``other_keys``: keys of ``table`` left to the caller. Raises
+    TrackingConfigError (or the table's error for a value of the wrong type) naming the table and key."""
     if "endpoint" not in table.values:
         raise TrackingConfigError(f"{table.where}: needs 'endpoint' (an opc.tcp:// URL)")
-    endpoint = _build(Endpoint, table, {"url": "endpoint"})
+    endpoint = _build(Endpoint, table, {"url": "endpoint"}, other_keys)
     if not endpoint.url.startswith("opc.tcp://"):
         raise TrackingConfigError(f"{table.where}: endpoint must start with opc.tcp://, got {endpoint.url!r}")
     security = ClientSecurity(endpoint.security, endpoint.username, endpoint.password_env or PASSWORD_VARIABLE)

@@ -22,6 +22,7 @@ import asyncio
 import bisect
 import datetime as dt
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -112,6 +113,9 @@ class TagSubscriber:
         log.info("%s: subscribed to %d nodes on %s", self.label, len(nodes), self.endpoint.url)
 
     async def _resolve(self, client: Client) -> dict[str, ua.NodeId]:
+        """Node ids of ``nodes``: a node id text ("ns=2;s=...", "i=..."); a browse path from the Objects
+        folder ("/Site/Office/2:ClgSP": each name in ``namespace`` unless it has an "<index>:" prefix); else
+        a string node id in ``namespace``. A browse path that leads nowhere is a LookupError."""
         index = None
         resolved = {}
         for key, text in self.nodes.items():
@@ -120,7 +124,7 @@ class TagSubscriber:
                 continue
             if index is None:
                 index = await client.get_namespace_index(self.endpoint.namespace)
-            resolved[key] = ua.NodeId(text, index)
+            resolved[key] = await _browse(client, text, index) if text.startswith("/") else ua.NodeId(text, index)
         return resolved
 
     async def _watch(self, client: Client) -> None:
@@ -133,6 +137,16 @@ class TagSubscriber:
                 if self._lost.is_set():
                     raise ConnectionError("the server reported the subscription lost")
                 await asyncio.wait_for(state.read_value(), self.endpoint.request_timeout_s)
+
+
+async def _browse(client: Client, path: str, index: int) -> ua.NodeId:
+    """The node at browse path ``path`` ("/A/B/3:C") below the Objects folder; names without an index are
+    in namespace ``index``."""
+    names = [name if re.match(r"^\d+:", name) else f"{index}:{name}" for name in path.strip("/").split("/")]
+    try:
+        return (await client.nodes.objects.get_child(names)).nodeid
+    except ua.UaStatusCodeError as exc:
+        raise LookupError(f"no node at browse path {path!r} on {client.server_url.geturl()}: {exc}") from None
 
 
 class _Handler:

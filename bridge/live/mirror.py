@@ -1,0 +1,200 @@
+"""The mirror of one twin building: live values written into its input tags as they arrive.
+
+An asyncua subscription (``TagSubscriber``, as tracking uses: bounded connect, a liveness read every
+second, reconnection with exponential backoff) delivers the live nodes' values as they change; a
+subscription rather than polling, so that a new setpoint reaches the twin within the publishing
+interval (100 ms by default) and an unchanged one costs no traffic. Each value is converted to the
+twin input's unit and written through the server's in-process write path at once, so the value that
+drives a step is the latest one that arrived before the step read its inputs.
+
+A converted value outside the input's EURange, or one breaking an order between inputs (a heating
+setpoint above the cooling one), is refused: the input holds its last good value and the building is
+flagged stale until a good one comes. Values count as current while the link is up; once it is down
+they age, and after ``max_age_s`` (or while any input has had no value, as at start) the building's
+``Control.LiveStale`` is true, ``Control.LiveAge`` says how old the oldest held value is, and an alarm
+goes to the log and the sinks (the tracking's anomaly log, when the building is tracked). Mirrored
+inputs are read-only for clients (Write: BadNotWritable); the values a Control.Exchange call gives for
+them are replaced by the live ones before any step can use them (``restore``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from asyncua import ua
+
+from bridge.building import BuildingState
+from bridge.live.config import LiveConfig, MirroredInput
+from bridge.server import TagServer
+from bridge.tagmap import TagMap
+from bridge.tracking.anomalies import AnomalyLog
+from bridge.tracking.config import load_tracking_config
+from bridge.tracking.deviation import Alert
+from bridge.tracking.live import TagSubscriber, naive_utc
+from bridge.tracking.sinks import AlertSink, LoggingSink, publish_all
+
+log = logging.getLogger(__name__)
+
+CONTROL_TAGS = {"LiveStale": (True, ua.VariantType.Boolean), "LiveAge": (0.0, ua.VariantType.Double)}
+
+
+class Mirror:
+    """Mirrors ``live.inputs`` of ``building`` (served by ``tag_server`` with ``tagmap``)."""
+
+    def __init__(self, tag_server: TagServer, building: str, tagmap: TagMap, live: LiveConfig,
+                 sinks: Sequence[AlertSink] = ()):
+        self.server, self.building, self.tagmap, self.live = tag_server, building, tagmap, live
+        self.sinks = [LoggingSink(), *sinks]
+        self.mirrored = {m.input: m for m in live.inputs}
+        self.values: dict[str, float] = {}  # input -> the last good live value, converted
+        self.current_s: dict[str, float] = {}  # input -> monotonic time its value was last known current
+        self.refused: dict[str, str] = {}  # input -> why its latest live value was not taken
+        self.stale = True  # no live value yet
+        self.age_s = 0.0
+        self._alarmed = False
+        self._started_s = time.monotonic()
+        self._arrived: dict[str, float] = {}  # converted values received and not yet written
+        self._wake = asyncio.Event()
+        self._control: dict[str, ua.NodeId] = {}
+        self.subscriber = TagSubscriber(f"live inputs of {building}", live.endpoint,
+                                        {m.input: m.node for m in live.inputs}, self._on_value)
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.server.campus}.{self.building}"
+
+    async def setup(self) -> None:
+        """``Control.LiveStale`` and ``Control.LiveAge`` of the building, and its mirrored inputs made
+        read-only for clients. Call after ``add_building``, before the server listens."""
+        control = self.server.server.get_node(ua.NodeId(f"{self.prefix}.Control", self.server.idx))
+        for name, (value, variant) in CONTROL_TAGS.items():
+            node = await control.add_variable(ua.NodeId(f"{self.prefix}.Control.{name}", self.server.idx),
+                                              ua.QualifiedName(name, self.server.idx), ua.Variant(value, variant))
+            self._control[name] = node.nodeid
+        for mirrored in self.live.inputs:
+            await self._make_read_only(mirrored)
+        log.info("%s: mirroring %s from %s (max age %g s); clients may not write them (BadNotWritable)",
+                 self.building, ", ".join(self.mirrored), self.live.endpoint.url, self.live.max_age_s)
+
+    async def _make_read_only(self, mirrored: MirroredInput) -> None:
+        node = self.server.server.get_node(self.server.inputs[self.building][mirrored.input])
+        access = await node.read_attribute(ua.AttributeIds.AccessLevel)
+        level = access.Value.Value & ~ua.AccessLevel.CurrentWrite.mask
+        for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
+            await node.write_attribute(attribute, ua.DataValue(ua.Variant(level, ua.VariantType.Byte)))
+        description = (await node.read_description()).Text or ""
+        note = f"mirrored from {mirrored.node} on {self.live.endpoint.url}: read-only"
+        await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(
+            ua.LocalizedText("; ".join(filter(None, [description, note]))), ua.VariantType.LocalizedText)))
+
+    def _on_value(self, name: str, stamp, value: float) -> None:
+        self._arrived[name] = self.mirrored[name].convert(value)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Mirror until cancelled; the subscriber is stopped on the way out."""
+        self._started_s = time.monotonic()
+        subscriber = asyncio.create_task(self.subscriber.run(), name=f"live link {self.prefix}")
+        try:
+            while True:
+                self._wake.clear()
+                await self._write_arrived()
+                await self._check_age()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._tick_s())
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            self.subscriber.stop()
+            await asyncio.wait_for(asyncio.gather(subscriber, return_exceptions=True), 15)
+
+    def _tick_s(self) -> float:
+        return max(0.05, min(1.0, self.live.max_age_s / 4))
+
+    async def _write_arrived(self) -> None:
+        """Write the values that arrived, checked against their inputs' EURange and orders together."""
+        arrived, self._arrived = self._arrived, {}
+        problems = {name: self._range_problem(name, value) for name, value in arrived.items()}
+        taken = {name: value for name, value in arrived.items() if problems[name] is None}
+        values = self.server.read_inputs(self.building) | taken
+        for order in self.tagmap.orders:
+            if not order.holds(values):
+                for name in {order.lower, order.upper} & set(taken):
+                    problems[name] = order.explain(values)
+        now = time.monotonic()
+        for name, value in arrived.items():
+            if problems[name]:
+                self._refuse(name, problems[name])
+                continue
+            if self.refused.pop(name, None):
+                log.info("%s.%s: live values taken again (%g)", self.building, name, value)
+            self.values[name], self.current_s[name] = value, now
+            await self.server.write_value(self.server.inputs[self.building][name], value, ua.VariantType.Double)
+
+    def _range_problem(self, name: str, value: float) -> str | None:
+        """Why converted live ``value`` may not drive input ``name`` (not finite, outside EURange), or None."""
+        item = self.tagmap.input(name)
+        if math.isfinite(value) and item.min <= value <= item.max:
+            return None
+        return f"{value:g} {item.unit} outside EURange [{item.min:g}, {item.max:g}]"
+
+    def _refuse(self, name: str, problem: str) -> None:
+        """The input holds its last good value; said once per reason."""
+        if self.refused.get(name) != problem:
+            held = f"{self.values[name]:g}" if name in self.values else "its default"
+            log.warning("%s.%s: live value refused (%s); holding %s", self.building, name, problem, held)
+        self.refused[name] = problem
+
+    async def restore(self) -> None:
+        """Put the live values back on the mirrored inputs (after a Control.Exchange wrote all inputs)."""
+        for name, value in self.values.items():
+            await self.server.write_value(self.server.inputs[self.building][name], value, ua.VariantType.Double)
+
+    async def _check_age(self) -> None:
+        """Values are current while the link is up; update LiveAge and LiveStale, alarm on a change."""
+        now = time.monotonic()
+        if self.subscriber.connected.is_set():
+            for name in self.values:
+                self.current_s[name] = now
+        oldest = min((self.current_s.get(name, self._started_s) for name in self.mirrored), default=now)
+        self.age_s = now - oldest
+        missing = [name for name in self.mirrored if name not in self.values]
+        stale = bool(missing or self.refused) or self.age_s > self.live.max_age_s
+        await self.server.write_value(self._control["LiveAge"], self.age_s, ua.VariantType.Double)
+        if stale != self.stale:
+            self.stale = stale
+            await self.server.write_value(self._control["LiveStale"], stale, ua.VariantType.Boolean)
+        # At start the first values normally come within the publishing interval: alarm after max_age_s.
+        if stale and not self._alarmed and (self.age_s > self.live.max_age_s or self.refused):
+            await self._alarm(True, self._why_stale(missing))
+        elif not stale and self._alarmed:
+            await self._alarm(False, f"{self.building}: live inputs current again from {self.live.endpoint.url}")
+
+    def _why_stale(self, missing: list[str]) -> str:
+        reasons = [f"no live value for {', '.join(missing)}"] if missing else []
+        if self.age_s > self.live.max_age_s:
+            reasons.append(f"link to {self.live.endpoint.url} down: values {self.age_s:.0f} s old "
+                           f"(max_age_s {self.live.max_age_s:g})")
+        reasons += [f"{name}: {why}" for name, why in self.refused.items()]
+        return f"{self.building}: live inputs stale, holding the last values: {'; '.join(reasons)}"
+
+    async def _alarm(self, raised: bool, message: str) -> None:
+        self._alarmed = raised
+        alert = Alert(time=naive_utc(None), signal=f"{self.building} live inputs", granularity="live",
+                      severity="stale" if raised else "ok", raised=raised, message=message)
+        await publish_all(self.sinks, [alert])
+
+
+async def start_mirror(tag_server: TagServer, building: BuildingState, tracking_files: Sequence[Path]) -> asyncio.Task:
+    """Set up and start the mirror of ``building`` (its config has a ``live`` table); its alarms also go to
+    the anomaly logs of ``tracking_files`` (the building's tracking). The caller cancels the task."""
+    sinks = [AnomalyLog(load_tracking_config(path).anomaly_db) for path in tracking_files]
+    mirror = Mirror(tag_server, building.name, building.tagmap, building.config.live, sinks)
+    await mirror.setup()
+    building.restore_mirrored = mirror.restore
+    return asyncio.create_task(mirror.run(), name=f"mirror {mirror.prefix}")
