@@ -70,9 +70,10 @@ class BridgeProcess:
 
 
 @contextmanager
-def run_bridge(config: Path, tmp_path: Path, *extra: str, keep_serving: bool = True) -> Iterator[BridgeProcess]:
-    """Start ``twinbridge run config`` on a free port; stop it (SIGTERM, then kill) on exit."""
-    port = free_port()
+def run_bridge(config: Path, tmp_path: Path, *extra: str, keep_serving: bool = True,
+               port: int | None = None) -> Iterator[BridgeProcess]:
+    """Start ``twinbridge run config`` on ``port`` (default: a free one); stop it (SIGTERM, then kill) on exit."""
+    port = port or free_port()
     endpoint = f"opc.tcp://127.0.0.1:{port}"
     run_dir = tmp_path / f"runs-{port}"
     log_path = tmp_path / f"bridge-{port}.log"
