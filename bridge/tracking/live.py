@@ -48,6 +48,20 @@ def naive_utc(stamp: dt.datetime | None) -> dt.datetime:
     return stamp.astimezone(dt.timezone.utc).replace(tzinfo=None) if stamp.tzinfo else stamp
 
 
+class _LostConnectionTraceback(logging.Filter):
+    """asyncua logs a server that went away with the traceback of the ConnectionError in its publish loop; the
+    subscriber reports the loss itself (and reconnects), so the record keeps its line and loses the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], ConnectionError):
+            record.msg = f"{record.msg} ({record.exc_info[1]})"
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+LOST_CONNECTION_TRACEBACK = _LostConnectionTraceback()
+
+
 class TagSubscriber:
     """One OPC UA server, a set of nodes, values pushed to ``on_value(key, time, value)``."""
 
@@ -58,6 +72,7 @@ class TagSubscriber:
         self.connections = 0
         self._stop = asyncio.Event()
         self._lost = asyncio.Event()
+        logging.getLogger("asyncua.client.ua_session.UaSession").addFilter(LOST_CONNECTION_TRACEBACK)
 
     def stop(self) -> None:
         self._stop.set()
