@@ -192,6 +192,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         tagmap = building.tagmap
         print(f"{building.name}: {building.model.name}, {len(tagmap.inputs)} inputs, "
               f"{len(tagmap.outputs)} outputs: OK")
+        if building.live is not None:
+            print(f"  mirrors {', '.join(m.input for m in building.live.inputs)} from {building.live.endpoint.url}")
     print(f"{config.name}: {len(config.buildings)} building(s), {config.period.steps} steps "
           f"({config.period.start} .. {config.period.end}), clock {config.clock}: valid")
     return 0
