@@ -287,3 +287,33 @@ def test_clients_cannot_write_mirrored_inputs_but_others():
             await live.stop()
 
     asyncio.run(main())
+
+
+def test_exchange_values_for_mirrored_inputs_give_way_to_the_live_ones(tmp_path):
+    """Control.Exchange writes every input: the mirrored one takes the live value again before the step
+    it drives reads it (lockstep campus, recording engine); the other input keeps the call's value."""
+    from bridge.handshake import exchange as exchange_of
+    from test_bridge_units import RecordingEngine, started_campus
+
+    config = load_config(SIMS / "small_office.toml").with_overrides(clock="lockstep", lockstep_timeout_s=2.0,
+                                                                    run_dir=tmp_path)
+    engine = RecordingEngine(config.buildings[0].tagmap)
+
+    async def scenario():
+        campus = await started_campus(config, engine)
+        building = campus.buildings[0]
+        mirror = Mirror(campus.server, "SmallOffice", building.tagmap, live_config("opc.tcp://127.0.0.1:1"))
+        await mirror.setup()
+        building.restore_mirrored = mirror.restore
+        mirror.values["CoolingSetpoint"] = 26.0  # the latest live value (the mirror is not run here)
+
+        async def write() -> None:
+            await campus.server._write_inputs("SmallOffice", {"CoolingSetpoint": 25.0, "HeatingSetpoint": 20.0})
+
+        step, _, applied = await exchange_of(building, campus.config)(write, "controller")
+        heating = campus.server.read_inputs("SmallOffice")["HeatingSetpoint"]
+        await campus.stop()
+        return step, applied, heating
+
+    step, applied, heating = asyncio.run(scenario())
+    assert applied and engine.cooling[step] == 26.0 and heating == 20.0
