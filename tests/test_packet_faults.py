@@ -158,6 +158,7 @@ async def run_campus(config, engines: dict[str, Engine], endpoint: str = "opc.tc
     await campus.build_address_space(server)
     if during is not None:
         await server.listen()
+    campus.serving.set()  # the clock steps once the server is served (listening or not), as the CLI sets it
     try:
         await campus.start()
         await asyncio.wait_for(campus.done.wait(), 60)
@@ -362,6 +363,7 @@ def test_a_malformed_packet_faults_one_building_of_three_the_others_finish(tmp_p
         server = TagServer(f"opc.tcp://127.0.0.1:{free_port()}", config.name, config.period.time_of(0))
         await server.init()
         await campus.build_address_space(server)
+        campus.serving.set()
         await campus.start()
         await asyncio.wait_for(campus.done.wait(), 400)
         await after(campus, server)
