@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.results_io import write_results  # noqa: E402
 from bridge.config import BuildingConfig, RunPeriod, load_config  # noqa: E402
-from bridge.server import NAMESPACE  # noqa: E402
+from bridge.protocol import NAMESPACE  # noqa: E402
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig  # noqa: E402
 from bridge.tracking.deviation import Alert, DeviationTracker  # noqa: E402
 from bridge.tracking.live import LiveLink  # noqa: E402

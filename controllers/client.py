@@ -1,7 +1,7 @@
 """OPC UA access to one building of a twinbridge campus: browse its tags, read a step, write inputs.
 
 Nothing here hard-codes a node id. ``connect`` browses Objects -> <campus> -> <building> ->
-Inputs / Outputs / Control by browse name, in the namespace ``urn:twinbridge``, and reads each
+Inputs / Outputs / Control by browse name, in the namespace ``urn:twinbridge`` (bridge/protocol.py), and reads each
 input's EURange and EngineeringUnits. See docs/protocol.md for the address space and handshake.
 """
 
@@ -13,13 +13,12 @@ from dataclasses import dataclass
 
 from asyncua import Client, Node, ua
 
+from bridge.protocol import CAMPUS_FOLDERS, CONTROL, EXCHANGE, INPUTS, NAMESPACE, OUTPUTS, TERMINAL_STATUSES
 from bridge.security.client import configure_client
 from bridge.security.settings import ClientSecurity
 from controllers.base import ControllerError, InputRange
 
-NAMESPACE = "urn:twinbridge"
 CONTROL_TAGS = ("Status", "Step", "SimTime", "OutputReady")
-TERMINAL_STATUSES = ("Finished", "Stopped", "Faulted")
 
 
 class BrowseError(ControllerError):
@@ -107,7 +106,7 @@ class BridgeClient:
         found: list[str] = []
         for campus_name, campus_node in campuses.items():
             buildings = await _children(campus_node, ns)
-            found += [f"{campus_name}/{b}" for b in buildings if b not in ("Control", "Outputs")]
+            found += [f"{campus_name}/{b}" for b in buildings if b not in CAMPUS_FOLDERS]
             if self.building in buildings:
                 self.campus = campus_name
                 await self._browse_building(client, buildings[self.building], ns)
@@ -117,19 +116,19 @@ class BridgeClient:
 
     async def _browse_building(self, client: Client, building: Node, ns: int) -> None:
         folders = await _children(building, ns)
-        missing = {"Inputs", "Outputs", "Control"} - set(folders)
+        missing = {INPUTS, OUTPUTS, CONTROL} - set(folders)
         if missing:
             raise BrowseError(f"{self.endpoint}: building {self.building!r} lacks folders {sorted(missing)}")
-        self._input_nodes = await _children(folders["Inputs"], ns)
-        self._output_nodes = await _children(folders["Outputs"], ns)
-        control = await _children(folders["Control"], ns)
+        self._input_nodes = await _children(folders[INPUTS], ns)
+        self._output_nodes = await _children(folders[OUTPUTS], ns)
+        control = await _children(folders[CONTROL], ns)
         absent = set(CONTROL_TAGS + ("InputReady",)) - set(control)
         if absent:
             raise BrowseError(f"{self.endpoint}: {self.building}/Control lacks {sorted(absent)}")
         self._control = {name: control[name] for name in CONTROL_TAGS}
         self._input_ready = control["InputReady"]
-        self._control_folder = folders["Control"]
-        self._exchange = control.get("Exchange")
+        self._control_folder = folders[CONTROL]
+        self._exchange = control.get(EXCHANGE)
         self.clock = str(await control["Clock"].read_value()) if "Clock" in control else None  # older bridges lack it
         if self._exchange is not None:
             self._exchange_inputs, self._exchange_outputs = await client.read_values(

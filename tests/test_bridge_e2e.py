@@ -18,13 +18,13 @@ from asyncua import Client, ua
 
 from conftest import REPO, SIMS, TAGMAPS, free_port, run_bridge, run_cli, wait_until
 from bridge.historian import buildings_in, load_history
+from bridge.protocol import NAMESPACE
 
 pytestmark = pytest.mark.engine
-NS = "urn:twinbridge"
 
 
 async def node(client: Client, path: str):
-    idx = await client.get_namespace_index(NS)
+    idx = await client.get_namespace_index(NAMESPACE)
     return client.get_node(ua.NodeId(path, idx))
 
 
@@ -59,7 +59,7 @@ def test_browse_watch_and_control_the_small_office(small_office_config, tmp_path
 
     async def scenario(endpoint: str) -> dict[str, list[float]]:
         async with Client(endpoint, timeout=10) as client:
-            idx = await client.get_namespace_index(NS)
+            idx = await client.get_namespace_index(NAMESPACE)
             campus = await client.nodes.objects.get_child([f"{idx}:TestSite"])
             building = await campus.get_child([f"{idx}:SmallOffice"])
             folders = {(await c.read_browse_name()).Name for c in await building.get_children()}

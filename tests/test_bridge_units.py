@@ -280,7 +280,8 @@ def test_server_builds_the_standard_address_space_once_then_reads_it_from_the_ca
     import asyncua
     from asyncua import ua
 
-    from bridge.server import NAMESPACE, TagServer
+    from bridge.protocol import NAMESPACE
+    from bridge.server import TagServer
 
     monkeypatch.setenv("TWINBRIDGE_CACHE", str(tmp_path))
     shelf = tmp_path / f"opcua-standard-nodes-asyncua-{asyncua.__version__}"
@@ -300,7 +301,7 @@ def test_server_builds_the_standard_address_space_once_then_reads_it_from_the_ca
 
 
 def test_only_one_server_writes_the_address_space_cache(tmp_path):
-    from bridge.server import _write_shelf
+    from bridge.opcua_adapter import write_shelf
 
     written = []
 
@@ -311,8 +312,8 @@ def test_only_one_server_writes_the_address_space_cache(tmp_path):
             Path(f"{path}.dir").write_text("index")
 
     shelf = tmp_path / "nodes"
-    _write_shelf(AddressSpace(), shelf)
-    _write_shelf(AddressSpace(), shelf)  # another server: finds the lock, writes nothing
+    write_shelf(AddressSpace(), shelf)
+    write_shelf(AddressSpace(), shelf)  # another server: finds the lock, writes nothing
     assert len(written) == 1
     assert (tmp_path / "nodes.dat").read_text() == "nodes" and shelf.is_file()
 
@@ -413,13 +414,13 @@ def history_storage(tmp_path: Path):
     """A HistorianStorage over 144 ten-minute steps of B.FacilityPower (value = step, step 1 at 00:10)."""
     from asyncua import ua
 
-    from bridge import server
+    from bridge import opcua_history
 
     historian = Historian(tmp_path / "h.sqlite", {"B": load_tagmap(TAGMAPS / "small_office.toml")})
     for step in range(1, 145):
         historian.record([("B", step, step * 600.0, step_time(step), {"FacilityPower": step})])
     historian.close()
-    storage = server.HistorianStorage()
+    storage = opcua_history.HistorianStorage()
     storage.historian_path, node_id = tmp_path / "h.sqlite", ua.NodeId("T.B.Outputs.FacilityPower", 2)
     storage.tags[node_id] = ("B", "FacilityPower")
     return storage, node_id
@@ -447,13 +448,13 @@ def read_pages(storage, node_id, begin: dt.datetime, end: dt.datetime, per_reque
 def test_history_read_pages_through_every_value_with_continuation_points(tmp_path, monkeypatch):
     from asyncua import ua
 
-    from bridge import server
+    from bridge import opcua_history
 
     storage, node_id = history_storage(tmp_path)
     every, begin, unspecified = [float(step) for step in range(1, 145)], dt.datetime(2025, 7, 1), ua.get_win_epoch()
     assert read_pages(storage, node_id, begin, unspecified, 10) == (every, 15)
     assert read_pages(storage, node_id, begin, unspecified, 144) == (every, 1)
-    monkeypatch.setattr(server, "HISTORY_PAGE", 100)  # "all values" is answered in pages too
+    monkeypatch.setattr(opcua_history, "HISTORY_PAGE", 100)  # "all values" is answered in pages too
     assert read_pages(storage, node_id, begin, unspecified, 0) == (every, 2)
 
 
@@ -462,7 +463,7 @@ def test_history_read_backwards_gives_newest_first(tmp_path, monkeypatch):
     the continuation points page back through every value once."""
     from asyncua import ua
 
-    from bridge import server
+    from bridge import opcua_history
 
     storage, node_id = history_storage(tmp_path)
     newest_first, later, earlier = [float(step) for step in range(144, 0, -1)], dt.datetime(2025, 7, 3), step_time(0)
@@ -470,9 +471,10 @@ def test_history_read_backwards_gives_newest_first(tmp_path, monkeypatch):
     assert read_pages(storage, node_id, later, earlier, 144) == (newest_first, 1)
     assert read_pages(storage, node_id, step_time(144), step_time(1), 11) == (newest_first, 14)  # last: start == end
     assert read_pages(storage, node_id, step_time(100), step_time(91), 0) == ([float(s) for s in range(100, 90, -1)], 1)
-    monkeypatch.setattr(server, "HISTORY_PAGE", 100)
+    monkeypatch.setattr(opcua_history, "HISTORY_PAGE", 100)
     assert read_pages(storage, node_id, later, earlier, 0) == (newest_first, 2)
-    page, following = asyncio.run(storage.read_node_history(node_id, ua.get_win_epoch(), server.utc(step_time(50)), 5))
+    end = opcua_history.utc(step_time(50))
+    page, following = asyncio.run(storage.read_node_history(node_id, ua.get_win_epoch(), end, 5))
     assert [value.Value.Value for value in page] == [50.0, 49.0, 48.0, 47.0, 46.0] and following is None
 
 

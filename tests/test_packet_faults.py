@@ -23,6 +23,7 @@ from bridge.config import load_config
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.engines.external_interface import ExternalInterfaceEngine, decode_packet
 from bridge.historian import load_history
+from bridge.protocol import NAMESPACE
 from bridge.server import TagServer
 from bridge.tagmap import UNBOUNDED, TagMapError, load_tagmap
 from devtools.fuzz import examples
@@ -208,7 +209,7 @@ def test_non_finite_outputs_are_published_bad_stored_null_and_logged_once(tmp_pa
 
     async def read(campus, server):
         async with Client(f"opc.tcp://127.0.0.1:{port}", timeout=10) as client:
-            idx = await client.get_namespace_index("urn:twinbridge")
+            idx = await client.get_namespace_index(NAMESPACE)
             node = client.get_node(ua.NodeId("TestCampus.SmallOffice.Outputs.CoreZoneTemp", idx))
             seen["nan"] = await node.read_data_value(raise_on_bad_status=False)
             seen["uncertain"] = await client.get_node(

@@ -11,12 +11,12 @@ from asyncua import Client, ua
 
 from conftest import FAST_HASH, SIMS, run_bridge, run_cli, secured_config, wait_until, write_users
 from bridge.config import ConfigError, load_config
+from bridge.protocol import NAMESPACE
 from bridge.security import SecurityError, User, hash_password, load_users, verify_password
 from bridge.security.client import configure_client
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from controllers.client import BridgeClient
 
-NS = "urn:twinbridge"
 
 
 def test_password_hash_round_trip():
@@ -92,7 +92,7 @@ async def connect(endpoint: str, security: str = "", user: str = "") -> Client:
 
 
 async def node(client: Client, path: str):
-    return client.get_node(ua.NodeId(path, await client.get_namespace_index(NS)))
+    return client.get_node(ua.NodeId(path, await client.get_namespace_index(NAMESPACE)))
 
 
 @pytest.mark.engine

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from asyncua import Client, ua
 
-from bridge.server import METHODS, NAMESPACE, TagServer
+from bridge.protocol import METHODS, NAMESPACE
+from bridge.server import TagServer
 from bridge.tagmap import load_tagmap
 from bridge.tracking.attach import attach_tracking
 from bridge.tracking.config import TrackingConfigError, load_tracking_config

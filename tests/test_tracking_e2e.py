@@ -11,7 +11,7 @@ import datetime as dt
 from asyncua import Client, ua
 
 from bridge.config import load_config
-from bridge.server import NAMESPACE
+from bridge.protocol import NAMESPACE
 from bridge.tracking.anomalies import AnomalyLog
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig
 from bridge.tracking.deviation import Alert, Thresholds

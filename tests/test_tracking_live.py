@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 import pytest
 from asyncua import Server, ua
 
+from bridge.protocol import NAMESPACE
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig
 from bridge.tracking.deviation import Alert, Thresholds
 from bridge.tracking.live import LiveBuffer, LiveLink
 from bridge.tracking.sinks import AsyncuaAlertSink
 from devtools.launcher import free_port
 
-NS = "urn:twinbridge"
 START = dt.datetime(2025, 7, 1, tzinfo=dt.timezone.utc)
 
 
@@ -31,7 +31,7 @@ async def start_server() -> tuple[Server, str, dict]:
     server = Server()
     await server.init()
     server.set_endpoint(url)
-    idx = await server.register_namespace(NS)
+    idx = await server.register_namespace(NAMESPACE)
     nodes = {}
     for name in ("Twin.Outputs.FacilityPower", "Live.Outputs.FacilityPower"):
         nodes[name] = await server.nodes.objects.add_variable(ua.NodeId(name, idx), name, 0.0)
@@ -42,7 +42,7 @@ async def start_server() -> tuple[Server, str, dict]:
 
 
 def config(url: str, stale_after_s: float, live_utc_offset_h: float = 0.0) -> TrackingConfig:
-    endpoint = Endpoint(url, NS, connect_timeout_s=5, publishing_interval_ms=20, backoff_min_s=0.1)
+    endpoint = Endpoint(url, NAMESPACE, connect_timeout_s=5, publishing_interval_ms=20, backoff_min_s=0.1)
     pair = Pair("FacilityPower", twin="Twin.Outputs.FacilityPower", live="Live.Outputs.FacilityPower",
                 scale=0.001, unit="kW")  # the live meter reports W, the twin kW
     return TrackingConfig(live=dataclasses.replace(endpoint, utc_offset_h=live_utc_offset_h), twin=endpoint,
@@ -136,7 +136,7 @@ def test_asyncua_sink_sets_status_variables_and_fires_events():
     async def main():
         server, url, _ = await start_server()
         try:
-            idx = await server.get_namespace_index(NS)
+            idx = await server.get_namespace_index(NAMESPACE)
             parent = await server.nodes.objects.add_object(ua.NodeId("Site.Office.Tracking", idx), "Tracking")
             sink = AsyncuaAlertSink(server, parent, idx)
             await sink.setup()

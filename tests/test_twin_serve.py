@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from asyncua import Client, ua
 
-from bridge.server import NAMESPACE
+from bridge.protocol import NAMESPACE
 from conftest import TAGMAPS, run_bridge
 # session fixtures: a short excited run (historian file, loaded), a twin trained on it
 from test_twin_model import small_office, small_office_db, trained  # noqa: F401

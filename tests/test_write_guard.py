@@ -1,5 +1,5 @@
-"""The OPC UA write guard (bridge.server.TagServer) against a server built in-process, not listening:
-what a client may write, what is refused with which status code, and that nothing refused changes a tag."""
+"""The OPC UA write guard (bridge.writeguard, as bridge.server.TagServer runs it) against a server built
+in-process, not listening: what a client may write, what is refused with which status code, and that nothing refused changes a tag."""
 
 from __future__ import annotations
 
@@ -14,19 +14,21 @@ from conftest import TAGMAPS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.protocol import CONTROL, INPUTS, METHODS, OUTPUTS, node_path
 from bridge.ratelimit import RateLimit, ThrottledLog
 from bridge.security.server import BridgeUserManager
 from bridge.security.settings import ServerSecurity
-from bridge.server import METHODS, REFUSALS_LOGGED, TagServer
+from bridge.server import TagServer
 from bridge.tagmap import load_tagmap
+from bridge.writeguard import REFUSALS_LOGGED
 from devtools.fuzz import examples
 
 CAMPUS, BUILDING = "Campus", "Office"
 START = dt.datetime(2024, 7, 1, tzinfo=dt.timezone.utc)
-COOLING = f"{CAMPUS}.{BUILDING}.Inputs.CoolingSetpoint"
-HEATING = f"{CAMPUS}.{BUILDING}.Inputs.HeatingSetpoint"
-INPUT_READY = f"{CAMPUS}.{BUILDING}.Control.InputReady"
-OUTPUT = f"{CAMPUS}.{BUILDING}.Outputs.FacilityPower"
+COOLING = node_path(CAMPUS, BUILDING, INPUTS, "CoolingSetpoint")
+HEATING = node_path(CAMPUS, BUILDING, INPUTS, "HeatingSetpoint")
+INPUT_READY = node_path(CAMPUS, BUILDING, CONTROL, "InputReady")
+OUTPUT = node_path(CAMPUS, BUILDING, OUTPUTS, "FacilityPower")
 
 
 class Bench:
@@ -66,12 +68,11 @@ class Bench:
 
     def write(self, *items: ua.WriteValue, user=None) -> list[int]:
         """Status code values, one per item."""
-        params = ua.WriteParameters(NodesToWrite=list(items))
-        codes = self.run(self.server.server.iserver.attribute_service.write(params, user=user or self.operator))
+        codes = self.run(self.server.internals.write(items, user or self.operator))
         return [code.value for code in codes]
 
     def data_value(self, path: str) -> ua.DataValue:
-        return self.server.server.iserver.aspace.read_attribute_value(self.id(path), ua.AttributeIds.Value)
+        return self.server.internals.read_attribute(self.id(path))
 
     def value(self, path: str):
         return self.data_value(path).Value.Value
@@ -91,7 +92,7 @@ def bench():
 def fresh_refusal_counts(request):
     """Each test sees the first refusals of its own logged (the log counts them per client and reason)."""
     if "bench" in request.fixturenames:
-        request.getfixturevalue("bench").server._refusals.flush(everything=True)
+        request.getfixturevalue("bench").server.guard.refusals.flush(everything=True)
 
 
 def value_write(node_id: ua.NodeId, value, variant=ua.VariantType.Double, **data) -> ua.WriteValue:
@@ -135,7 +136,7 @@ def test_a_tag_holding_no_number_gives_its_last_number_and_an_error(bench, caplo
     assert bench.write(value_write(bench.id(COOLING), 27.0)) == [ua.StatusCodes.Good]
     assert bench.server.read_inputs(BUILDING)["CoolingSetpoint"] == 27.0
     for nothing in (ua.Variant(None, ua.VariantType.Null), ua.Variant(math.nan, ua.VariantType.Double)):
-        bench.run(bench.server._set(bench.id(COOLING), ua.DataValue(nothing)))  # past the guard
+        bench.run(bench.server.internals.set_value(bench.id(COOLING), ua.DataValue(nothing)))  # past the guard
         assert bench.server.read_inputs(BUILDING)["CoolingSetpoint"] == 27.0
     assert "Office.CoolingSetpoint holds Variant(Value=None" in caplog.text and "its last value 27 is used" in caplog.text
     assert bench.write(value_write(bench.id(COOLING), 24.0)) == [ua.StatusCodes.Good]
@@ -174,9 +175,9 @@ def test_other_attributes_are_answered_each_on_its_own(bench, attribute, variant
     (f"{CAMPUS}.{BUILDING}.Inputs.Nothing", 1.0, ua.VariantType.Double, ua.StatusCodes.BadNodeIdUnknown),
 ])
 def test_only_inputs_and_input_ready_take_values(bench, path, value, variant, code):
-    before = bench.server.server.iserver.aspace.read_attribute_value(bench.id(path), ua.AttributeIds.Value)
+    before = bench.data_value(path)
     assert bench.write(value_write(bench.id(path), value, variant)) == [code]
-    after = bench.server.server.iserver.aspace.read_attribute_value(bench.id(path), ua.AttributeIds.Value)
+    after = bench.data_value(path)
     assert after == before
 
 
@@ -217,10 +218,10 @@ def test_input_ready_raised_by_a_client_is_noticed(bench):
 def test_refused_writes_are_logged_a_few_then_counted(bench, caplog):
     """Issue 13 defect 10: 10,000 refused writes logged 10,000 lines. Now the first few per client and
     reason, then one line naming how many more."""
-    with caplog.at_level(logging.WARNING, logger="bridge.server"):
+    with caplog.at_level(logging.WARNING, logger="bridge.writeguard"):
         for _ in range(1000):
             bench.write(value_write(bench.id(COOLING), 45.0))
-        bench.server._refusals.flush(everything=True)
+        bench.server.guard.refusals.flush(everything=True)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == REFUSALS_LOGGED + 1, lines[:10]
     assert lines[-1] == f"refused writes by anonymous (BadOutOfRange): {1000 - REFUSALS_LOGGED} more in 10 s, " \

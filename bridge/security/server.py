@@ -45,19 +45,17 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from asyncua import Server, ua
+from asyncua.common.utils import ServiceError
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
-from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset
+from asyncua.crypto.permission_rules import USER_TYPES, PermissionRuleset, UserRole
 from asyncua.crypto.permission_rules import User as UaUser
-from asyncua.crypto.permission_rules import UserRole
-from asyncua.server.uaprocessor import UaProcessor
 from asyncua.server.user_managers import UserManager
-from asyncua.common.utils import Buffer, ServiceError
-from asyncua.ua.ua_binary import struct_from_binary
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from bridge.opcua_adapter import AsyncuaInternals, check_passwords_before_activation
 from bridge.security.settings import LoginPolicy, ServerSecurity
 from bridge.security.users import SecurityError, hash_password, verify_password
 
@@ -147,8 +145,8 @@ class BridgeUserManager(UserManager):
     because asyncua 2.1 keeps an unsecured channel when a client asks for policy None and the
     server does not offer it, and validates client certificates only when CreateSession carries
     one. The password itself is checked before, by ``check_password`` (awaited by the ActivateSession
-    hook, see ``_check_passwords_before_activation``): asyncua calls ``get_user`` synchronously on the
-    event loop, where a 0.2 s PBKDF2 would stop the whole server."""
+    hook, ``bridge.opcua_adapter.check_passwords_before_activation``): asyncua calls ``get_user``
+    synchronously on the event loop, where a 0.2 s PBKDF2 would stop the whole server."""
 
     REPORT_EVERY_S = 60.0  # refused logins from one address: the first logged at once, the others summed up
 
@@ -255,56 +253,6 @@ class BridgeUserManager(UserManager):
         asyncio.get_running_loop().call_later(self.REPORT_EVERY_S, self._report, source)
 
 
-ACTIVATE_SESSION = ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)
-
-
-def _check_passwords_before_activation() -> None:
-    """Have asyncua's servers await ``BridgeUserManager.check_password`` before they activate a
-    session with a user name (once per process; servers with another user manager are left as they are).
-
-    asyncua 2.1 asks its user manager synchronously (``get_user`` inside
-    ``InternalSession.activate_session``) and has no asynchronous hook, so the processing of
-    requests (``UaProcessor._process_message``, one task per connection) is wrapped: an
-    ActivateSession carrying a user name first has its password checked, awaited off the event
-    loop; a refused one is answered BadUserAccessDenied, as get_user's refusal would be."""
-    original = UaProcessor._process_message
-    if getattr(original, "twinbridge_checks_passwords", False):
-        return
-
-    async def process_message(processor: UaProcessor, typeid: ua.NodeId, requesthdr: ua.RequestHeader,
-                              seqhdr: object, body: Buffer) -> object:
-        manager = processor.iserver.user_manager
-        if typeid == ACTIVATE_SESSION and isinstance(manager, BridgeUserManager):
-            login = _user_name_login(processor, requesthdr, body.copy())
-            if login is not None and not await manager.check_password(_address(processor.name), *login):
-                raise ServiceError(ua.StatusCodes.BadUserAccessDenied)
-        return await original(processor, typeid, requesthdr, seqhdr, body)
-
-    process_message.twinbridge_checks_passwords = True
-    UaProcessor._process_message = process_message
-
-
-def _user_name_login(processor: UaProcessor, requesthdr: ua.RequestHeader, body: Buffer) -> tuple[str, str] | None:
-    """(user name, password) of an ActivateSession request, decrypted as asyncua will; None when it
-    carries no user name, or anything asyncua will refuse by itself (no such session, a token it
-    does not take or cannot decrypt)."""
-    try:
-        token = struct_from_binary(ua.ActivateSessionParameters, body).UserIdentityToken
-        session = processor.session or processor.iserver.lookup_external_session(requesthdr.AuthenticationToken)
-        taken = isinstance(token, ua.UserNameIdentityToken) and isinstance(token, processor.iserver.supported_tokens)
-        if not taken or session is None:
-            return None
-        username, password = processor.iserver.decrypt_user_token(session, token)
-    except Exception:  # asyncua's own handling of the request answers it
-        return None
-    return (username, password or "") if username else None
-
-
-def _address(peer: object) -> str:
-    """The client's IP address from a transport's peer name ((host, port, ...) for TCP)."""
-    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
-
-
 def may_write(user: UaUser | None) -> bool:
     """Whether a session's user may write values: server-internal writes and operators. A second
     check beside RoleRuleset, which asyncua applies only on channels it built from the policies."""
@@ -360,7 +308,8 @@ class TrustedFolder:
                 log.warning("refused client %s: certificate not trusted; %s is full (%d files), not stored", uri,
                             self.rejected, self.MAX_REJECTED)
         except OSError as exc:
-            log.warning("refused client %s: certificate not trusted; cannot store it in %s (%s)", uri, self.rejected, exc)
+            log.warning("refused client %s: certificate not trusted; cannot store it in %s (%s)", uri, self.rejected,
+                        exc)
         return ua.StatusCodes.BadCertificateUntrusted
 
     async def __call__(self, certificate: x509.Certificate, description: ua.ApplicationDescription) -> None:
@@ -394,7 +343,9 @@ def file_format(path: Path) -> str:
 def load_certificate(path: Path) -> x509.Certificate:
     """An X.509 certificate from a PEM or DER file."""
     data = path.read_bytes()
-    return x509.load_pem_x509_certificate(data) if data.lstrip().startswith(b"-----") else x509.load_der_x509_certificate(data)
+    if data.lstrip().startswith(b"-----"):
+        return x509.load_pem_x509_certificate(data)
+    return x509.load_der_x509_certificate(data)
 
 
 def _safe(text: str) -> str:
@@ -439,8 +390,9 @@ async def secure_server(server: Server, security: ServerSecurity, application_ur
         tokens.insert(0, ua.AnonymousIdentityToken)
     server.set_identity_tokens(tokens)
     trusted = TrustedFolder(security.trusted_clients) if security.trusted_clients is not None else None
-    server.iserver.set_user_manager(BridgeUserManager(security, trusted))
-    _check_passwords_before_activation()
+    internals = AsyncuaInternals(server)
+    internals.set_user_manager(BridgeUserManager(security, trusted))
+    check_passwords_before_activation(BridgeUserManager)
     server.set_security_policy([_policy_type(policy) for policy in security.policies], permission_ruleset=RoleRuleset())
     if security.secure:
         host = urlparse(endpoint).hostname
@@ -452,7 +404,7 @@ async def secure_server(server: Server, security: ServerSecurity, application_ur
         except (OSError, ValueError) as exc:
             raise SecurityError(f"cannot load the server certificate {security.certificate} or key "
                                 f"{security.private_key}: {exc}") from None
-        fingerprint = server.iserver.certificate.fingerprint(hashes.SHA1())
+        fingerprint = internals.certificate().fingerprint(hashes.SHA1())
         log.info("OPC UA security: policies %s, certificate %s (SHA-1 thumbprint %s)", ", ".join(security.policies),
                  security.certificate, fingerprint.hex())
     if trusted is not None:

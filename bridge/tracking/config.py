@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import TwinbridgeError
+from bridge.protocol import NAMESPACE
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
 from bridge.tomlfile import Table, file_path, read_toml
@@ -59,7 +60,7 @@ class Endpoint:
     """One OPC UA server to subscribe to."""
 
     url: str
-    namespace: str = "urn:twinbridge"
+    namespace: str = NAMESPACE
     security: str = ""
     username: str = ""
     password_env: str = ""  # name of the environment variable holding the password

@@ -1,0 +1,206 @@
+"""Every use the bridge makes of asyncua's internals, in one place.
+
+Written against asyncua 2.1. Nothing here is asyncua's public API (``Server``'s methods, ``Node``, the
+``ua`` types, the user-manager and crypto modules); each function says what it reaches and why the
+public API does not do. An upgrade of asyncua is checked here (and by tests/test_write_guard.py,
+tests/test_security.py and tests/test_bridge_units.py, which run through every one of them).
+
+- ``AsyncuaInternals``: one server's ``iserver`` (the internal server behind ``Server``):
+  - ``intercept_writes``: the Write service (``iserver.attribute_service.write``), wrapped so the
+    bridge's write guard answers each item before asyncua writes the rest (asyncua has per-node write
+    callbacks only, which cannot refuse one item of a request and keep the others);
+  - ``attribute_ids``, ``read_attribute``: the address space (``iserver.aspace``) read directly, as
+    the guard does for each written item and the campus for each step's inputs;
+  - ``set_value``: a node's value slot (``AttributeValue``), set and its ``datachange_callbacks``
+    called: ``write_attribute_value`` minus its per-call lookup and type check (~1.5 us against ~5 us
+    per value, ~25 values per step);
+  - ``add_nodes``: nodes added in one call through the internal session (``iserver.isession``), with
+    their attributes as given (``Node.add_variable`` cannot set a type definition without
+    instantiating it, ~10 ms per tag);
+  - ``set_history_storage``: the history manager's storage (``iserver.history_manager``), which
+    HistoryRead is answered from; ``Server.historize_node_data_change`` would record values itself
+    (a storage is a ``HistoryStorageInterface``, from asyncua's server package, imported here);
+  - ``cache_standard_nodes``: the standard address space saved as a shelf (``aspace.make_aspace_shelf``),
+    which ``Server.init(shelf_file=...)`` reads at later starts (~1 s of CPU saved);
+  - ``stop_clock``: the server-clock task (``iserver.time_task``) ended at once; ``Server.stop``
+    waits up to 1 s for it;
+  - ``connected_clients``: the binary server's connections (``bserver.clients``);
+  - ``set_user_manager``, ``certificate``: the user manager and certificate of ``iserver`` (``Server``
+    takes a user manager only when it is constructed, and has no getter for its certificate).
+- ``check_passwords_before_activation``: ``UaProcessor._process_message`` wrapped so a password is
+  checked off the event loop before asyncua activates a session (asyncua asks its user manager
+  synchronously and has no asynchronous hook).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.common.utils import Buffer, ServiceError
+from asyncua.server.address_space import AddressSpace, AttributeValue
+from asyncua.server.history import HistoryStorageInterface
+from asyncua.server.uaprocessor import UaProcessor
+from asyncua.ua.ua_binary import struct_from_binary
+
+log = logging.getLogger(__name__)
+
+# What a Write is answered with: given the items, the writing session's user (None: the server itself)
+# and the function writing a subset of the items through asyncua, one status code per item.
+Forward = Callable[[list[ua.WriteValue]], Awaitable[list[ua.StatusCode]]]
+WriteHandler = Callable[[list[ua.WriteValue], Any, Forward], Awaitable[list[ua.StatusCode]]]
+
+
+class AsyncuaInternals:
+    """What the bridge does through the internals of one asyncua ``Server`` (module docstring)."""
+
+    def __init__(self, server: Server):
+        self.server = server
+        self._value_slots: dict[ua.NodeId, AttributeValue] = {}
+
+    def intercept_writes(self, handler: WriteHandler) -> None:
+        """Have ``handler`` answer every Write request, network clients' and the server's own."""
+        service = self.server.iserver.attribute_service
+        forward = service.write
+
+        async def write(params: ua.WriteParameters, user=None, **kwargs) -> list[ua.StatusCode]:
+            async def through_asyncua(items: list[ua.WriteValue]) -> list[ua.StatusCode]:
+                subset = ua.WriteParameters(NodesToWrite=items)
+                return await (forward(subset, user=user) if user is not None else forward(subset))
+
+            return await handler(params.NodesToWrite, user, through_asyncua)
+
+        service.write = write
+
+    async def write(self, items: Sequence[ua.WriteValue], user) -> list[ua.StatusCode]:
+        """A Write request as a session of ``user`` sends it (tests: what a network client gets)."""
+        params = ua.WriteParameters(NodesToWrite=list(items))
+        return await self.server.iserver.attribute_service.write(params, user=user)
+
+    def attribute_ids(self, node_id: ua.NodeId) -> Collection[int] | None:
+        """The attributes node ``node_id`` has, or None when there is no such node."""
+        node = self.server.iserver.aspace.get(node_id)
+        return None if node is None else node.attributes
+
+    def read_attribute(self, node_id: ua.NodeId, attribute: int = ua.AttributeIds.Value) -> ua.DataValue:
+        return self.server.iserver.aspace.read_attribute_value(node_id, attribute)
+
+    async def set_value(self, node_id: ua.NodeId, data: ua.DataValue) -> None:
+        """Store ``data`` in the node's Value attribute and call its data-change callbacks (subscriptions)."""
+        slot = self._value_slots.get(node_id)
+        if slot is None:
+            slot = self._value_slots[node_id] = self.server.iserver.aspace[node_id].attributes[ua.AttributeIds.Value]
+        slot.value = data
+        for handle, callback in slot.datachange_callbacks.items():
+            try:
+                await callback(handle, data)
+            except Exception:
+                log.exception("data-change callback of %s failed", node_id)
+
+    async def add_nodes(self, items: list[ua.AddNodesItem]) -> None:
+        """Add nodes as the server itself; raise the status of the first one refused."""
+        for result in await self.server.iserver.isession.add_nodes(items):
+            result.StatusCode.check()
+
+    def set_history_storage(self, storage: HistoryStorageInterface) -> None:
+        self.server.iserver.history_manager.set_storage(storage)
+
+    async def cache_standard_nodes(self, shelf: Path) -> None:
+        """Save the standard address space of an initialised server in ``shelf`` (``write_shelf``),
+        in a thread; raise OSError."""
+        await asyncio.to_thread(write_shelf, self.server.iserver.aspace, shelf)
+
+    async def stop_clock(self) -> None:
+        """End asyncua's server-clock task now: it sleeps 1 s between updates and ``Server.stop`` waits for it."""
+        clock = getattr(self.server.iserver, "time_task", None)
+        if clock is not None:
+            clock.cancel()
+            self.server.iserver.time_task = None
+            with contextlib.suppress(asyncio.CancelledError):
+                await clock
+
+    def connected_clients(self) -> int:
+        return len(self.server.bserver.clients) if self.server.bserver is not None else 0
+
+    def set_user_manager(self, manager: object) -> None:
+        self.server.iserver.set_user_manager(manager)
+
+    def certificate(self):
+        """The server's certificate (cryptography's x509.Certificate), once loaded; else None."""
+        return self.server.iserver.certificate
+
+
+def write_shelf(aspace: AddressSpace, shelf: Path) -> None:
+    """Keep OPC UA's standard address space (~1 s of CPU to build) as an asyncua shelf for later starts.
+
+    One process writes it (the one that creates the lock file; servers starting together just go
+    without it this time), under a private name, then renames it into place; ``shelf`` itself is
+    written last, as the marker asyncua looks for (``dbm.dumb`` keeps the data in ``<name>.dat``
+    and ``<name>.dir``), so no server ever reads half a shelf."""
+    shelf.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(shelf.with_name(shelf.name + ".lock"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    private = shelf.with_name(f"{shelf.name}.{os.getpid()}")
+    aspace.make_aspace_shelf(private)
+    for part in shelf.parent.glob(f"{private.name}*"):
+        part.replace(shelf.with_name(shelf.name + part.name[len(private.name):]))
+    shelf.touch()
+
+
+ACTIVATE_SESSION = ua.NodeId(ua.ObjectIds.ActivateSessionRequest_Encoding_DefaultBinary)
+
+
+def check_passwords_before_activation(manager_type: type) -> None:
+    """Have asyncua's servers whose user manager is a ``manager_type`` await its
+    ``check_password(address, user name, password) -> bool`` before they activate a session with a
+    user name (once per process; servers with another user manager are left as they are).
+
+    asyncua 2.1 asks its user manager synchronously (``get_user`` inside
+    ``InternalSession.activate_session``) and has no asynchronous hook, so the processing of
+    requests (``UaProcessor._process_message``, one task per connection) is wrapped: an
+    ActivateSession carrying a user name first has its password checked, awaited off the event
+    loop; a refused one is answered BadUserAccessDenied, as get_user's refusal would be."""
+    original = UaProcessor._process_message
+    if getattr(original, "twinbridge_checks_passwords", False):
+        return
+
+    async def process_message(processor: UaProcessor, typeid: ua.NodeId, requesthdr: ua.RequestHeader,
+                              seqhdr: object, body: Buffer) -> object:
+        manager = processor.iserver.user_manager
+        if typeid == ACTIVATE_SESSION and isinstance(manager, manager_type):
+            login = _user_name_login(processor, requesthdr, body.copy())
+            if login is not None and not await manager.check_password(_address(processor.name), *login):
+                raise ServiceError(ua.StatusCodes.BadUserAccessDenied)
+        return await original(processor, typeid, requesthdr, seqhdr, body)
+
+    process_message.twinbridge_checks_passwords = True
+    UaProcessor._process_message = process_message
+
+
+def _user_name_login(processor: UaProcessor, requesthdr: ua.RequestHeader, body: Buffer) -> tuple[str, str] | None:
+    """(user name, password) of an ActivateSession request, decrypted as asyncua will; None when it
+    carries no user name, or anything asyncua will refuse by itself (no such session, a token it
+    does not take or cannot decrypt)."""
+    try:
+        token = struct_from_binary(ua.ActivateSessionParameters, body).UserIdentityToken
+        session = processor.session or processor.iserver.lookup_external_session(requesthdr.AuthenticationToken)
+        taken = isinstance(token, ua.UserNameIdentityToken) and isinstance(token, processor.iserver.supported_tokens)
+        if not taken or session is None:
+            return None
+        username, password = processor.iserver.decrypt_user_token(session, token)
+    except Exception:  # asyncua's own handling of the request answers it
+        return None
+    return (username, password or "") if username else None
+
+
+def _address(peer: object) -> str:
+    """The client's IP address from a transport's peer name ((host, port, ...) for TCP)."""
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
