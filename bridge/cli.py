@@ -171,7 +171,7 @@ def run_campus(config: CampusConfig, autostart: bool = True, keep_serving: bool 
     campus = asyncio.run(serve_campus(config, autostart, keep_serving))
     if campus is None:
         return 1
-    statuses = {b.name: b.status for b in campus.buildings}
+    statuses = {b.name: str(b.status) for b in campus.buildings}
     log.info("building status: %s; historian: %s", statuses, campus.run_path)
     return 1 if Status.FAULTED in statuses.values() else 0
 

@@ -65,6 +65,7 @@ class ControlNodes:
 
     prefix: str
     ids: dict[str, ua.NodeId] = field(default_factory=dict)
+    variants: dict[str, ua.VariantType] = field(default_factory=dict)  # the type each value is written as
 
 
 class TagServer:
@@ -189,16 +190,40 @@ class TagServer:
                    "Fault": ("", ua.VariantType.String), "Clock": ("", ua.VariantType.String)}
         if handshake:
             initial |= {"OutputReady": (False, ua.VariantType.Boolean), "InputReady": (False, ua.VariantType.Boolean)}
-        for name, (value, variant) in initial.items():
-            node = await folder.add_variable(self._id(*where, CONTROL, name), ua.QualifiedName(name, self.idx),
-                                             ua.Variant(value, variant))
-            if name == "InputReady":
-                await node.set_writable()
-            nodes.ids[name] = node.nodeid
+        self.controls[key] = nodes
+        await self.add_control_tags(key, initial)
+        if handshake:
+            await self.server.get_node(nodes.ids["InputReady"]).set_writable()
         for name in METHODS:
             await folder.add_method(self._id(*where, CONTROL, name), ua.QualifiedName(name, self.idx),
                                     _method(name, methods[name]), [], [ua.VariantType.String])
-        self.controls[key] = nodes
+
+    async def add_control_tags(self, key: str | None, tags: Mapping[str, tuple[object, ua.VariantType]]) -> None:
+        """Variables of the Control folder of building ``key`` (None: the campus), name -> (initial value,
+        type); read-only for clients, set with ``set_control``."""
+        nodes = self.controls[key]
+        where = () if key is None else (key,)
+        folder = self.server.get_node(self._id(*where, CONTROL))
+        for name, (value, variant) in tags.items():
+            node = await folder.add_variable(self._id(*where, CONTROL, name), ua.QualifiedName(name, self.idx),
+                                             ua.Variant(value, variant))
+            nodes.ids[name], nodes.variants[name] = node.nodeid, variant
+
+    def input_node(self, building: str, tag: str) -> ua.NodeId:
+        """The node id of input ``tag`` of ``building``."""
+        return self.guard.inputs[building][tag]
+
+    async def make_input_read_only(self, building: str, tag: str, why: str) -> None:
+        """Clients may no longer write input ``tag`` of ``building`` (their writes: BadNotWritable); ``why``
+        is appended to its Description. The bridge itself still writes it (``write_value``)."""
+        node = self.server.get_node(self.input_node(building, tag))
+        access = await node.read_attribute(ua.AttributeIds.AccessLevel)
+        level = access.Value.Value & ~ua.AccessLevel.CurrentWrite.mask
+        for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
+            await node.write_attribute(attribute, ua.DataValue(ua.Variant(level, ua.VariantType.Byte)))
+        description = (await node.read_description()).Text or ""
+        await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(
+            ua.LocalizedText("; ".join(filter(None, [description, why]))), ua.VariantType.LocalizedText)))
 
     async def add_campus_nodes(self, methods: Mapping[str, Callable[[], Awaitable[str]]],
                                total_power_kw: float = 1e6) -> None:
@@ -275,7 +300,7 @@ class TagServer:
     async def _write_inputs(self, building: str, values: Mapping[str, float]) -> None:
         async with self.guard.lock:
             for tag, value in values.items():
-                await self.write_value(self.guard.inputs[building][tag], value, ua.VariantType.Double)
+                await self.write_value(self.input_node(building, tag), value, ua.VariantType.Double)
 
     # In-process updates, bypassing the session layer.
 
@@ -305,20 +330,16 @@ class TagServer:
         return self.guard.read_inputs(building)
 
     async def set_control(self, key: str | None, **values) -> None:
-        variants = {"Status": ua.VariantType.String, "StatusCode": ua.VariantType.Int32,
-                    "SimTime": ua.VariantType.DateTime, "SimTimeSeconds": ua.VariantType.Double,
-                    "Step": ua.VariantType.Int64, "Fault": ua.VariantType.String,
-                    "OutputReady": ua.VariantType.Boolean, "InputReady": ua.VariantType.Boolean,
-                    "Clock": ua.VariantType.String}
+        """Set Control tags of building ``key`` (None: the campus) by name; Status also sets StatusCode."""
         if key not in self.controls:  # the address space is not built (start-up failed)
             return
-        nodes = self.controls[key].ids
+        nodes = self.controls[key]
         for name, value in values.items():
             if name == "SimTime":
                 value = utc(value)
-            await self.write_value(nodes[name], value, variants[name])
+            await self.write_value(nodes.ids[name], value, nodes.variants[name])
         if "Status" in values:
-            await self.write_value(nodes["StatusCode"], Status(values["Status"]).code, ua.VariantType.Int32)
+            await self.write_value(nodes.ids["StatusCode"], Status(values["Status"]).code, ua.VariantType.Int32)
 
     async def publish_kpis(self, building: str | None, kpis: Mapping[str, object]) -> None:
         """Numeric KPIs as read-only Double tags under ``<Campus>[.<Building>].KPIs`` (created on first use)."""

@@ -276,7 +276,7 @@ def test_clients_cannot_write_mirrored_inputs_but_others():
                     assert "mirrored from /Bms/ClgSP" in (await cooling.read_description()).Text
                 assert inputs(server) == pytest.approx({"CoolingSetpoint": 26.0, "HeatingSetpoint": 20.0})
                 # Control.Exchange writes every input: the mirrored one is put back before a step reads it
-                await server.write_value(server.inputs["SmallOffice"]["CoolingSetpoint"], 30.0, ua.VariantType.Double)
+                await server.write_value(server.input_node("SmallOffice", "CoolingSetpoint"), 30.0, ua.VariantType.Double)
                 await mirror.restore()
                 assert inputs(server)["CoolingSetpoint"] == pytest.approx(26.0)
             finally:

@@ -29,7 +29,7 @@ from pathlib import Path
 from asyncua import ua
 
 from bridge.building import BuildingState
-from bridge.live.config import LiveConfig, MirroredInput
+from bridge.live.config import LiveConfig
 from bridge.server import TagServer
 from bridge.tagmap import TagMap
 from bridge.tracking.anomalies import AnomalyLog
@@ -60,7 +60,6 @@ class Mirror:
         self._started_s = time.monotonic()
         self._arrived: dict[str, float] = {}  # converted values received and not yet written
         self._wake = asyncio.Event()
-        self._control: dict[str, ua.NodeId] = {}
         self.subscriber = TagSubscriber(f"live inputs of {building}", live.endpoint,
                                         {m.input: m.node for m in live.inputs}, self._on_value)
 
@@ -71,26 +70,12 @@ class Mirror:
     async def setup(self) -> None:
         """``Control.LiveStale`` and ``Control.LiveAge`` of the building, and its mirrored inputs made
         read-only for clients. Call after ``add_building``, before the server listens."""
-        control = self.server.server.get_node(ua.NodeId(f"{self.prefix}.Control", self.server.idx))
-        for name, (value, variant) in CONTROL_TAGS.items():
-            node = await control.add_variable(ua.NodeId(f"{self.prefix}.Control.{name}", self.server.idx),
-                                              ua.QualifiedName(name, self.server.idx), ua.Variant(value, variant))
-            self._control[name] = node.nodeid
+        await self.server.add_control_tags(self.building, CONTROL_TAGS)
         for mirrored in self.live.inputs:
-            await self._make_read_only(mirrored)
+            why = f"mirrored from {mirrored.node} on {self.live.endpoint.url}: read-only"
+            await self.server.make_input_read_only(self.building, mirrored.input, why)
         log.info("%s: mirroring %s from %s (max age %g s); clients may not write them (BadNotWritable)",
                  self.building, ", ".join(self.mirrored), self.live.endpoint.url, self.live.max_age_s)
-
-    async def _make_read_only(self, mirrored: MirroredInput) -> None:
-        node = self.server.server.get_node(self.server.inputs[self.building][mirrored.input])
-        access = await node.read_attribute(ua.AttributeIds.AccessLevel)
-        level = access.Value.Value & ~ua.AccessLevel.CurrentWrite.mask
-        for attribute in (ua.AttributeIds.AccessLevel, ua.AttributeIds.UserAccessLevel):
-            await node.write_attribute(attribute, ua.DataValue(ua.Variant(level, ua.VariantType.Byte)))
-        description = (await node.read_description()).Text or ""
-        note = f"mirrored from {mirrored.node} on {self.live.endpoint.url}: read-only"
-        await node.write_attribute(ua.AttributeIds.Description, ua.DataValue(ua.Variant(
-            ua.LocalizedText("; ".join(filter(None, [description, note]))), ua.VariantType.LocalizedText)))
 
     def _on_value(self, name: str, stamp, value: float) -> None:
         self._arrived[name] = self.mirrored[name].convert(value)
@@ -134,7 +119,7 @@ class Mirror:
             if self.refused.pop(name, None):
                 log.info("%s.%s: live values taken again (%g)", self.building, name, value)
             self.values[name], self.current_s[name] = value, now
-            await self.server.write_value(self.server.inputs[self.building][name], value, ua.VariantType.Double)
+            await self.server.write_value(self.server.input_node(self.building, name), value, ua.VariantType.Double)
 
     def _range_problem(self, name: str, value: float) -> str | None:
         """Why converted live ``value`` may not drive input ``name`` (not finite, outside EURange), or None."""
@@ -153,7 +138,7 @@ class Mirror:
     async def restore(self) -> None:
         """Put the live values back on the mirrored inputs (after a Control.Exchange wrote all inputs)."""
         for name, value in self.values.items():
-            await self.server.write_value(self.server.inputs[self.building][name], value, ua.VariantType.Double)
+            await self.server.write_value(self.server.input_node(self.building, name), value, ua.VariantType.Double)
 
     async def _check_age(self) -> None:
         """Values are current while the link is up; update LiveAge and LiveStale, alarm on a change."""
@@ -165,10 +150,10 @@ class Mirror:
         self.age_s = now - oldest
         missing = [name for name in self.mirrored if name not in self.values]
         stale = bool(missing or self.refused) or self.age_s > self.live.max_age_s
-        await self.server.write_value(self._control["LiveAge"], self.age_s, ua.VariantType.Double)
+        await self.server.set_control(self.building, LiveAge=self.age_s)
         if stale != self.stale:
             self.stale = stale
-            await self.server.write_value(self._control["LiveStale"], stale, ua.VariantType.Boolean)
+            await self.server.set_control(self.building, LiveStale=stale)
         # At start the first values normally come within the publishing interval: alarm after max_age_s.
         if stale and not self._alarmed and (self.age_s > self.live.max_age_s or self.refused):
             await self._alarm(True, self._why_stale(missing))
