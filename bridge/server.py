@@ -306,7 +306,8 @@ class TagServer:
         initial = {"Status": ("Idle", ua.VariantType.String), "StatusCode": (0, ua.VariantType.Int32),
                    "SimTime": (dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc), ua.VariantType.DateTime),
                    "SimTimeSeconds": (0.0, ua.VariantType.Double), "Step": (0, ua.VariantType.Int64),
-                   "Fault": ("", ua.VariantType.String), "Clock": ("", ua.VariantType.String)}
+                   "Fault": ("", ua.VariantType.String), "Clock": ("", ua.VariantType.String),
+                   "SimTimeLocal": ("", ua.VariantType.String), "UtcOffset": (0.0, ua.VariantType.Double)}
         if handshake:
             initial |= {"OutputReady": (False, ua.VariantType.Boolean), "InputReady": (False, ua.VariantType.Boolean)}
         for name, (value, variant) in initial.items():
@@ -598,7 +599,8 @@ class TagServer:
                     "SimTime": ua.VariantType.DateTime, "SimTimeSeconds": ua.VariantType.Double,
                     "Step": ua.VariantType.Int64, "Fault": ua.VariantType.String,
                     "OutputReady": ua.VariantType.Boolean, "InputReady": ua.VariantType.Boolean,
-                    "Clock": ua.VariantType.String}
+                    "Clock": ua.VariantType.String, "SimTimeLocal": ua.VariantType.String,
+                    "UtcOffset": ua.VariantType.Double}
         if key not in self.controls:  # the address space is not built (start-up failed)
             return
         nodes = self.controls[key].ids
