@@ -255,11 +255,12 @@ class Campus:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = self.config.run_dir / f"{self.config.name}-{stamp}-{self.run_index}"
         self.record.open(run_dir, self.buildings, stamp)
+        config = self.clock.run_config()
         log.info("starting %d engine(s) for %s .. %s, %d steps of %.0f s, clock %s",
-                 len(self.buildings), self.config.period.start, self.config.period.end,
-                 self.config.period.steps, self.config.period.step_s, self.config.clock)
+                 len(self.buildings), config.period.start, config.period.end,
+                 config.period.steps, config.period.step_s, config.clock)
         for building in self.buildings:
-            building.engine = self.engine_factory(building.config, self.config, run_dir / building.name)
+            building.engine = self.engine_factory(building.config, config, run_dir / building.name)
             building.applied = building.tagmap.defaults
         try:
             await asyncio.gather(*(b.engine.launch() for b in self.buildings))

@@ -4,16 +4,21 @@ collected, published to the tags and recorded, in the order the clock mode asks 
 - ``lockstep``: each step waits for the controllers (``bridge.handshake``);
 - ``paced``: each step waits for its wall-clock turn (``bridge.pace``);
 - ``fast``: the next step is sent to the engines before the outputs of the last one are published and
-  recorded, so that work overlaps the engines' computation.
+  recorded, so that work overlaps the engines' computation;
+- ``realtime``: each step is handed to the engines as soon as the last one is published (the inputs the
+  tags hold as its simulated interval begins) and its outputs are held until its simulated end is reached
+  on the wall clock (``bridge.realtime``; a paced schedule on the epoch clock that always catches up).
 
 No step starts while the campus is paused; a building whose step fails faults alone."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import time
 from collections.abc import Awaitable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from bridge.building import BuildingState, fault_building
@@ -24,6 +29,7 @@ from bridge.handshake import take_turns
 from bridge.pace import Pace
 from bridge.progress import Progress
 from bridge.protocol import TOTAL_POWER, Clock, Status
+from bridge.realtime import RealtimeSchedule
 from bridge.runrecord import RunRecord
 
 if TYPE_CHECKING:
@@ -50,6 +56,8 @@ async def _raise(exc: Exception):
 class CampusClock:
     """Steps ``buildings`` together until none is running; ``step`` is the last step computed."""
 
+    REALTIME_GRACE_S = 0.1  # realtime: a step published this long after its simulated end is still on time
+
     def __init__(self, config: CampusConfig, buildings: list[BuildingState], control: ControlTags,
                  record: RunRecord):
         self.config, self.buildings, self.control, self.record = config, buildings, control, record
@@ -59,7 +67,12 @@ class CampusClock:
         self.go.set()
         self.wall_start = 0.0  # monotonic wall time (s) the run started, moved later by each pause
         self._paused_at = 0.0
-        self.pace = Pace(config.period.step_s / config.speed, config.catch_up)  # paced clock only
+        self.realtime = RealtimeSchedule(config) if config.clock == Clock.REALTIME else None
+        if self.realtime is None:
+            self.pace = Pace(config.period.step_s / config.speed, config.catch_up)  # paced clock only
+        else:  # simulated time IS wall time: a stall is always caught up
+            self.pace = Pace(config.period.step_s / config.speed, True, time.time, self.REALTIME_GRACE_S)
+        self.period = config.period  # of the current run (realtime: of years, from its start's day)
         self.progress = Progress(config.period)
         self._reported: set[tuple[str, str, str]] = set()  # (building, tag, status) of this run, logged
 
@@ -74,22 +87,35 @@ class CampusClock:
         self._paused_at = time.monotonic()
 
     def shift_schedule(self) -> None:
-        """The pause is over: the wall-clock schedule moves later by its length, the rate counts afresh."""
+        """The pause is over: the wall-clock schedule moves later by its length (realtime: it stays, and the
+        steps missed are computed back to back), the rate counts afresh."""
         now = time.monotonic()
         self.wall_start += now - self._paused_at
-        self.pace.shift(now - self._paused_at)
+        if self.realtime is None:
+            self.pace.shift(now - self._paused_at)
         self.progress.restart(now, self.step)
+
+    def run_config(self) -> CampusConfig:
+        """The config the engines of the next run get: realtime, with its run period of years from the
+        start's day (``RealtimeSchedule.run_period``)."""
+        if self.realtime is None:
+            return self.config
+        self.period = self.progress.period = self.realtime.run_period(dt.datetime.now(dt.timezone.utc))
+        return replace(self.config, period=self.period)
 
     async def run(self, server: TagServer) -> None:
         """Publish the first outputs (step 0) and step until no building is running."""
         self.server = server
         self._reported.clear()
         self.wall_start = time.monotonic()
-        self.pace.start(self.wall_start)
+        if self.realtime is None:
+            self.pace.start(self.wall_start)
+        else:
+            await self._fast_forward()
         self.progress.restart(self.wall_start, 0)
         await self._publish(0)
         published = 0
-        fast, paced = self.config.clock == Clock.FAST, self.config.clock == Clock.PACED
+        fast, paced = self.config.clock == Clock.FAST, self.config.clock in (Clock.PACED, Clock.REALTIME)
         while any(b.running for b in self.buildings):
             await self.go.wait()
             if not fast:
@@ -102,6 +128,8 @@ class CampusClock:
             if not await self._collect(pending, self.step + 1):
                 continue  # every engine finished, faulted or was stopped
             self.step += 1
+            if self.realtime is not None:
+                await self.pace.wait_for_turn(self.step + 1)  # the end of the step's simulated interval
             if not fast:
                 await self._publish(self.step)
                 published = self.step
@@ -116,8 +144,8 @@ class CampusClock:
     async def _wait_for_turn(self) -> None:
         """Paced: wait for wall time to catch up; lockstep: hand the step to the controllers. A building
         paused during the wait is not launched (``_launch``)."""
-        if self.config.clock == Clock.PACED:
-            await self.pace.wait_for_turn(self.step + 1)
+        if self.config.clock in (Clock.PACED, Clock.REALTIME):
+            await self.pace.wait_for_turn(self.step + 1)  # realtime: the step before was published at this turn
             return
         await take_turns(self.buildings, self.step, self.config.lockstep_timeout_s, self.control)
         await self.go.wait()  # paused during the handshake: the answers stand, the step waits for Resume
@@ -141,7 +169,7 @@ class CampusClock:
     async def _collect(self, pending: list[Launched], step: int) -> bool:
         """Wait for the engines' outputs of ``step``; True if any building produced them. Paced: an
         overrun of the step's wall slot is reported when the slot ends."""
-        alarm = self.pace.alarm(step) if self.config.clock == Clock.PACED else None
+        alarm = self.pace.alarm(step) if self.config.clock in (Clock.PACED, Clock.REALTIME) else None
         try:
             if len(pending) == 1:  # awaited inline: outputs already received cost no event-loop turn
                 results = [await _outcome(pending[0][1])]
@@ -166,6 +194,44 @@ class CampusClock:
                 produced = True
         return produced
 
+    async def _fast_forward(self) -> None:
+        """Realtime: step every running building from the period's first midnight to the start, on the
+        tag-map defaults, unpublished; then anchor the schedule so that step k is due at the start + k steps
+        (over ``speed``) on the wall clock (``RealtimeSchedule.anchor``)."""
+        now = dt.datetime.now(dt.timezone.utc)
+        start = self.realtime.start(now)
+        skip = self.realtime.skip_steps(start)
+        local = self.realtime.zone.local(start)
+        log.info("realtime: step 0 at %s UTC (%s local); %d step(s) from the period's midnight first, on the "
+                 "tag-map defaults, unpublished", self.realtime.zone.utc(start).isoformat(timespec="seconds"),
+                 local.isoformat(timespec="seconds"), skip)
+        began = time.monotonic()
+        await asyncio.gather(*(self._skip(b, skip) for b in self.buildings if b.running))
+        log.info("realtime: %d step(s) skipped in %.2f s", skip, time.monotonic() - began)
+        self.progress.step0_s = skip * self.period.step_s
+        self.pace.start(self.realtime.anchor(start, time.time()) - self.pace.slot_s)  # turn(1): step 0 due
+
+    async def _skip(self, building: BuildingState, steps: int) -> None:
+        """Step ``building`` ``steps`` times on its tag-map defaults; its last sample becomes step 0's."""
+        try:
+            for _ in range(steps):
+                sample = await building.engine.step(building.tagmap.defaults)
+                if sample is None:
+                    raise RuntimeError("the engine finished before the realtime start")
+                building.sample = sample
+        except Exception as exc:
+            await fault_building(building, self.control, exc)
+
+    def _times(self, sim_time_s: float) -> tuple[dt.datetime, dt.datetime, dict]:
+        """(tag time, historian time, local-time Control values) of a simulation time: realtime, aware UTC,
+        naive UTC and SimTimeLocal / UtcOffset; else the calendar time of the run period (naive) twice."""
+        if self.realtime is None:
+            time_ = self.period.time_of(sim_time_s)
+            return time_, time_, {}
+        instant, local = self.realtime.utc(sim_time_s), self.realtime.local(sim_time_s)
+        return instant, instant.replace(tzinfo=None), {
+            "SimTimeLocal": local.isoformat(), "UtcOffset": local.utcoffset().total_seconds() / 3600}
+
     async def _publish(self, step: int) -> None:
         """Outputs of ``step`` to the tags, and (for steps after the start) to the historian."""
         fresh = [b for b in self.buildings if b.running and b.sample_step == step]
@@ -174,19 +240,21 @@ class CampusClock:
         rows, total_kw = [], 0.0
         for building in fresh:
             sample = building.sample
-            sim_time = self.config.period.time_of(sample.sim_time_s)
+            sim_time, recorded_time, local = self._times(sample.sim_time_s)
             self._report_quality(building.name, step, sample.outputs,
                                  await self.server.publish_outputs(building.name, sample.outputs, sim_time))
-            await self.control.set(building.name, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
+            await self.control.set(building.name, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s,
+                                   **local)
             total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
-                rows.append((building.name, step, sample.sim_time_s, sim_time, {**building.applied, **sample.outputs}))
+                rows.append((building.name, step, sample.sim_time_s, recorded_time,
+                             {**building.applied, **sample.outputs}))
             building.published, building.published_step = sample, step
             building.notify()
         total = {TOTAL_POWER: total_kw}
         self._report_quality(self.config.name, step, total,
                              await self.server.publish_outputs(self.config.name, total, sim_time))
-        await self.control.set(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s)
+        await self.control.set(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s, **local)
         self.record.add(rows)
 
     def _report_quality(self, where: str, step: int, outputs: Mapping[str, float], flagged: Mapping[str, str]) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bridge.epw import WeatherError, check_epw
+from bridge.epw import WeatherError, check_epw, time_zone_hours
 from bridge.errors import TwinbridgeError
 from bridge.live.config import LiveConfig, live_config
 from bridge.names import building_name_problem, first_repeat
@@ -30,7 +30,9 @@ from bridge.tomlfile import Table, file_path, read_toml
 
 TABLES = ("campus", "server", "run", "buildings", "kpi", "tracking")
 RUN_KEYS = ("start", "end", "year", "timesteps_per_hour", "clock", "speed", "catch_up", "lockstep_timeout_s",
-            "engine_start_timeout_s", "engine_step_timeout_s", "run_dir", "historian")
+            "engine_start_timeout_s", "engine_step_timeout_s", "run_dir", "historian", "start_time", "realtime_years",
+            "historian_rotate", "historian_keep_days")
+HISTORIAN_ROTATIONS = ("", "daily", "monthly")
 BUILDING_KEYS = ("name", "model", "weather", "tagmap", "engine", "twin_model", "num_cpus", "memory_mb", "live")
 CAMPUS_KEYS = ("name", "executor", "ray_address", "num_cpus", "memory_mb", "max_restarts", "replay_timeout_s")
 EXECUTORS = ("local", "ray")
@@ -46,6 +48,7 @@ class RunPeriod:
     start: dt.date
     end: dt.date  # inclusive, as in an EnergyPlus RunPeriod
     timesteps_per_hour: int = 6
+    open_ended: bool = False  # a realtime run's period of years: engines keep no per-step state, write no output files
 
     @property
     def step_s(self) -> float:
@@ -118,6 +121,10 @@ class CampusConfig:
     engine_step_timeout_s: float = 60.0
     run_dir: Path = field(default_factory=lambda: Path("runs"))
     historian: bool = True
+    historian_rotate: str = ""  # "daily" or "monthly": a new historian file per day or month of simulated time
+    historian_keep_days: float = 0.0  # with rotation: delete files older than this (simulated days); 0 keeps all
+    start_time: dt.datetime | None = None  # realtime: first step's time (naive: the building's clock); None: now
+    realtime_years: int = 20  # realtime: length of the EnergyPlus run period
     kpi: "KpiConfig" = field(default_factory=lambda: KpiConfig())
     tracking: tuple[tuple[str, Path], ...] = ()  # (building, tracking file): docs/tracking.md
     security: ServerSecurity = field(default_factory=ServerSecurity)  # [server] security: docs/security.md
@@ -197,6 +204,10 @@ def load_config(path: str | Path) -> CampusConfig:
         engine_step_timeout_s=run.number("engine_step_timeout_s", 60.0),
         run_dir=(base / run.text("run_dir", "../runs")).resolve(),
         historian=run.flag("historian", True),
+        historian_rotate=run.text("historian_rotate", ""),
+        historian_keep_days=run.number("historian_keep_days", 0.0),
+        start_time=_start_time(run),
+        realtime_years=run.integer("realtime_years", 20),
         kpi=_kpi(data.table("kpi")),
         tracking=tuple(_tracking(entry, base) for entry in data.tables("tracking")),
         security=_security(server, base),
@@ -214,6 +225,19 @@ def _period(run: Table) -> RunPeriod:
     return RunPeriod(start=month_day(run.text("start", "01-01"), year, f"{run.where} start"),
                      end=month_day(run.text("end", "01-03"), year, f"{run.where} end"),
                      timesteps_per_hour=run.integer("timesteps_per_hour", 6))
+
+
+def _start_time(run: Table) -> dt.datetime | None:
+    """``[run] start_time``: a TOML date-time or an ISO 8601 text; without an offset it is the building's
+    local clock time (daylight saving included)."""
+    value = run.values.get("start_time")
+    if value is None or isinstance(value, dt.datetime):
+        return value
+    try:
+        return dt.datetime.fromisoformat(run.text("start_time"))
+    except ValueError:
+        raise ConfigError(f"{run.where}: 'start_time' must be an ISO date-time like 2025-12-31T23:00, "
+                          f"got {value!r}") from None
 
 
 def _building(entry: Table, base: Path) -> BuildingConfig:
@@ -320,6 +344,7 @@ def _check_campus(config: CampusConfig) -> None:
     for key in ("speed", "lockstep_timeout_s", "engine_start_timeout_s", "engine_step_timeout_s"):
         if not 0 < getattr(config, key) < math.inf:
             raise ConfigError(f"{where}: [run] {key} must be a positive finite number, got {getattr(config, key)}")
+    _check_realtime(config, where)
     for building_name, _ in config.tracking:
         if building_name not in names:
             raise ConfigError(f"{where}: [[tracking]] names building {building_name!r}, not one of {names}")
@@ -335,6 +360,26 @@ def _check_campus(config: CampusConfig) -> None:
         raise ConfigError(f"{where}: only one building of a campus can use engine 'energyplus-api', got {in_process}: "
                           "EnergyPlus simulations in threads of one process are not independent (docs/bridge.md); "
                           "use engine 'energyplus' for the others")
+
+
+def _check_realtime(config: CampusConfig, where: str) -> None:
+    """Realtime settings and historian rotation; a realtime campus's buildings share one time zone (their
+    EnergyPlus runs keep local standard time, which must be one for all to step together)."""
+    if config.historian_rotate not in HISTORIAN_ROTATIONS:
+        raise ConfigError(f"{where}: [run] historian_rotate must be one of {HISTORIAN_ROTATIONS[1:]} (or absent), "
+                          f"got {config.historian_rotate!r}")
+    if not 0 <= config.historian_keep_days < math.inf:
+        raise ConfigError(f"{where}: [run] historian_keep_days must be >= 0, got {config.historian_keep_days}")
+    if config.historian_keep_days and not config.historian_rotate:
+        raise ConfigError(f"{where}: [run] historian_keep_days needs historian_rotate (whole files are deleted)")
+    if not 1 <= config.realtime_years <= 100:
+        raise ConfigError(f"{where}: [run] realtime_years must be 1..100, got {config.realtime_years}")
+    if config.clock != "realtime":
+        return
+    zones = {b.name: time_zone_hours(b.weather) for b in config.buildings}
+    if len(set(zones.values())) > 1:
+        raise ConfigError(f"{where}: clock 'realtime' needs the buildings' weather files in one time zone, got "
+                          + ", ".join(f"{name} UTC{hours:+g}" for name, hours in zones.items()))
 
 
 def _check_executor(executor: ExecutorConfig, buildings: Iterable[BuildingConfig], where: str) -> None:

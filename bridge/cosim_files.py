@@ -57,6 +57,10 @@ def prepare_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
             period.end.month, period.end.day, period.end.year, "", "Yes", "Yes", "No", "Yes", "Yes")
     idf.remove_class("Timestep")
     idf.add("Timestep", period.timesteps_per_hour)
+    if period.open_ended:  # a realtime run of years: no output file may grow with it (docs/bridge.md)
+        idf.remove_class("Output:SQLite")
+        idf.remove_class("OutputControl:Files")
+        idf.add("OutputControl:Files", "No", "No", "No")  # CSV, MTR, ESO; the tag map's outputs still exchange
     for cls in ("ExternalInterface", "ExternalInterface:Schedule", "ExternalInterface:Actuator",
                 "ExternalInterface:Variable"):
         idf.remove_class(cls)

@@ -88,6 +88,12 @@ def _check_version(path: Path, _version: tuple[int, int] | None) -> None:
                            f"{' or '.join(str(d * 24 * per_hour) for d in sorted(days))} ({per_hour} a hour)")
 
 
+def time_zone_hours(path: Path) -> float:
+    """The time zone of an EPW file's LOCATION record: hours from UTC of local standard time (Chicago: -6)."""
+    header, _ = read_records(path)
+    return _number(path, 1, header[0][8] if len(header[0]) > 8 else "", "LOCATION time zone", *LOCATION_FIELDS[2][1:])
+
+
 def _number(path: Path, line: int, text: str, what: str, low: float = -math.inf, high: float = math.inf) -> float:
     try:
         value = float(text)

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from bridge.engines.base import Sample
 
@@ -23,13 +23,18 @@ class Pace:
     warned about; the others are counted into the next warning (seconds behind: from the end of the first
     late slot to the publication of the last late step). Without ``catch_up`` the schedule moves
     later by each overrun (as after a pause): the next step starts at once and the ones after it a slot
-    apart, no burst. With ``catch_up`` the steps run back to back until the schedule is met again."""
+    apart, no burst. With ``catch_up`` the steps run back to back until the schedule is met again.
+
+    Times are read from ``now`` (monotonic by default; the realtime clock uses the epoch, ``time.time``);
+    a step published up to ``grace_s`` after its slot ends is in time (the realtime clock publishes each
+    step as its slot ends, a sleep's wake-up later)."""
 
     WARNING_INTERVAL_S = 60.0
 
-    def __init__(self, slot_s: float, catch_up: bool):
-        self.slot_s, self.catch_up = slot_s, catch_up
-        self.anchor = 0.0  # monotonic wall time (s) of step 0's turn
+    def __init__(self, slot_s: float, catch_up: bool, now: Callable[[], float] = time.monotonic,
+                 grace_s: float = 0.0):
+        self.slot_s, self.catch_up, self.now, self.grace_s = slot_s, catch_up, now, grace_s
+        self.anchor = 0.0  # wall time (s, of ``now``) of step 0's turn
         self.computing: set[str] = set()  # buildings whose step is in flight
         self._behind_since: float | None = None  # end of the slot the current overrun began with
         self._behind_until = 0.0  # when its last late step was published
@@ -40,7 +45,7 @@ class Pace:
         self._unwarned = (0, 0.0)  # overruns since the last warning that were not warned about, seconds behind
 
     def start(self, now: float) -> None:
-        """Step 0 is at ``now`` (monotonic s); nothing in flight, no overrun going."""
+        """Step 0 is at ``now`` (s, of the ``now`` clock); nothing in flight, no overrun going."""
         self.anchor, self._behind_since = now, None
         self.computing.clear()
 
@@ -49,11 +54,11 @@ class Pace:
         self.anchor += seconds
 
     def turn(self, step: int) -> float:
-        """Monotonic wall time (s) at which ``step`` is handed to the engines."""
+        """Wall time (s, of the ``now`` clock) at which ``step`` is handed to the engines."""
         return self.anchor + step * self.slot_s
 
     async def wait_for_turn(self, step: int) -> None:
-        delay = self.turn(step) - time.monotonic()
+        delay = self.turn(step) - self.now()
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -70,7 +75,7 @@ class Pace:
 
     def alarm(self, step: int) -> asyncio.TimerHandle:
         """Report an overrun if ``step`` is not in when its slot ends (cancel the handle when it is)."""
-        return asyncio.get_running_loop().call_later(max(self.turn(step + 1) - time.monotonic(), 0),
+        return asyncio.get_running_loop().call_later(max(self.turn(step + 1) - self.now(), 0),
                                                      self._overrun, step)
 
     def _overrun(self, step: int) -> None:
@@ -79,7 +84,7 @@ class Pace:
             return
         self._behind_since = self._behind_until = self.turn(step + 1)
         self._late_steps, self._moved_s = 0, 0.0
-        now = time.monotonic()
+        now = self.now()
         self._warned = now - self._last_warning >= self.WARNING_INTERVAL_S
         if not self._warned:
             return
@@ -94,8 +99,8 @@ class Pace:
     def published(self, step: int) -> None:
         """``step`` is on the tags: an overrun goes on (and, without catch_up, the schedule moves later) if it
         is past its slot, else the overrun going on ends."""
-        now, due = time.monotonic(), self.turn(step + 1)
-        if now <= due:
+        now, due = self.now(), self.turn(step + 1)
+        if now <= due + self.grace_s:
             if self._behind_since is not None:
                 self._back_on_pace(step)
             return

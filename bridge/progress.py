@@ -53,6 +53,7 @@ class Progress:
     def __init__(self, period: RunPeriod):
         self.period = period
         self.rate = StepRate()
+        self.step0_s = 0.0  # simulation time (s) of step 0: realtime, the steps skipped to the start
         self._last_line = 0.0  # monotonic wall time (s) of the last line
 
     def restart(self, now: float, step: int) -> None:
@@ -67,7 +68,7 @@ class Progress:
         self._last_line = now
         rate = self.rate.add(now, step)
         steps = self.period.steps
-        sim = self.period.time_of(step * self.period.step_s)
+        sim = self.period.time_of(self.step0_s + step * self.period.step_s)
         log.info("step %d/%d  sim %s  %s steps/s  ETA %s  %s", step, steps, sim.strftime("%Y-%m-%d %H:%M"),
                  f"{rate:.0f}" if rate >= 10 else f"{rate:.2g}", eta(steps - step, rate),
                  " ".join(f"{b.name}={b.status}" for b in buildings))

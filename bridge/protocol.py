@@ -58,6 +58,7 @@ class Clock(StrEnum):
     LOCKSTEP = "lockstep"  # each step waits for the controllers' InputReady (or Exchange)
     PACED = "paced"  # simulated time runs ``speed`` times faster than wall time
     FAST = "fast"  # as fast as the engines go
+    REALTIME = "realtime"  # simulated time is wall-clock time (at ``speed`` 1), in true UTC (bridge.realtime)
 
 
 class EngineKind(StrEnum):

@@ -1,11 +1,19 @@
 """The record of one campus run: its historian file, written as steps are published (a failed write
-keeps its rows for the next), closed at the end of the run, and the run's KPIs beside it."""
+keeps its rows for the next), closed at the end of the run, and the run's KPIs beside it.
+
+Rotation (``[run] historian_rotate``, for long realtime runs): the historian being written is always
+``historian.sqlite``; when a step's time (its ``time`` column: UTC in realtime runs) enters a new day
+("daily") or month ("monthly"), that file is closed and renamed ``historian-<YYYY-MM-DD | YYYY-MM>.sqlite``
+and a new one begun, and with ``historian_keep_days`` the renamed files whose period ended more than
+that many days before the new step are deleted."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import importlib
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +27,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Row = tuple[str, int, float, object, dict[str, float]]  # (building, step, sim time s, sim time, tag values)
+Row = tuple[str, int, float, dt.datetime, dict[str, float]]  # (building, step, sim time s, sim time, tag values)
+SEGMENT_FORMATS = {"daily": "%Y-%m-%d", "monthly": "%Y-%m"}
+ROTATED = re.compile(r"^historian-(\d{4}-\d{2}(?:-\d{2})?)\.sqlite$")
+
+
+def segment_of(time: dt.datetime, rotate: str) -> str:
+    """The historian file (day or month of ``time``) that a row at ``time`` goes to under ``rotate``."""
+    return time.strftime(SEGMENT_FORMATS[rotate])
+
+
+def segment_end(segment: str) -> dt.datetime:
+    """The time a rotated file's period ends: the next day or the next month."""
+    if len(segment) == 10:
+        return dt.datetime.fromisoformat(segment) + dt.timedelta(days=1)
+    year, month = (int(part) for part in segment.split("-"))
+    return dt.datetime(year + month // 12, month % 12 + 1, 1)
+
+
+def expired(names: Iterable[str], now: dt.datetime, keep_days: float) -> list[str]:
+    """The rotated historian files among ``names`` whose period ended more than ``keep_days`` before ``now``."""
+    limit = now - dt.timedelta(days=keep_days)
+    return sorted(name for name in names if (match := ROTATED.match(name)) and segment_end(match.group(1)) < limit)
 
 
 class RunRecord:
@@ -30,6 +59,8 @@ class RunRecord:
         self.historian: Historian | None = None
         self.path: Path | None = None  # the historian file of the last run that has one
         self._unrecorded: list[Row] = []  # historian rows of the last published step
+        self._opening: tuple[dict, dict] = ({}, {})  # the historian's tag maps and metadata, for a rotated file
+        self._segment: str | None = None  # rotation: the day or month the historian being written holds
         self._kpi_module: asyncio.Future | None = None
 
     def import_kpi(self) -> None:
@@ -42,14 +73,34 @@ class RunRecord:
         if not self.config.historian:
             return
         self.path = run_dir / "historian.sqlite"
-        self.historian = Historian(self.path, {b.name: b.tagmap for b in buildings},
-                                   {"campus": self.config.name, "config": self.config.path,
-                                    "clock": self.config.clock, "started": stamp})
+        self._opening = ({b.name: b.tagmap for b in buildings},
+                         {"campus": self.config.name, "config": self.config.path, "clock": self.config.clock,
+                          "started": stamp, "time": "UTC" if self.config.clock == "realtime" else "simulation"})
+        self._segment = None
+        self.historian = Historian(self.path, *self._opening)
         log.info("historian: %s", self.path)
 
     def add(self, rows: list[Row]) -> None:
-        """Rows of a published step, recorded at the next ``write``."""
+        """Rows of a published step, recorded at the next ``write`` (into a new file if they begin a new
+        day or month under rotation)."""
+        if rows and self.config.historian_rotate and self.historian is not None:
+            segment = segment_of(rows[0][3], self.config.historian_rotate)
+            if self._segment is not None and segment != self._segment:
+                self._rotate(rows[0][3])
+            self._segment = segment
         self._unrecorded.extend(rows)
+
+    def _rotate(self, now: dt.datetime) -> None:
+        """Close the historian, keep it as ``historian-<segment>.sqlite``, begin a new one, delete expired files."""
+        self.close()
+        kept = self.path.with_name(f"historian-{self._segment}.sqlite")
+        self.path.rename(kept)
+        self.historian = Historian(self.path, *self._opening)
+        log.info("historian: %s kept; a new %s begun", kept.name, self.path.name)
+        if self.config.historian_keep_days:
+            for name in expired((p.name for p in self.path.parent.iterdir()), now, self.config.historian_keep_days):
+                (self.path.parent / name).unlink(missing_ok=True)
+                log.info("historian: %s deleted (older than %g days)", name, self.config.historian_keep_days)
 
     def write(self) -> None:
         """Append the published but unrecorded steps to the historian (a crash loses at most these). A

@@ -187,7 +187,8 @@ class TagServer:
                    "StatusCode": (Status.IDLE.code, ua.VariantType.Int32),
                    "SimTime": (dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc), ua.VariantType.DateTime),
                    "SimTimeSeconds": (0.0, ua.VariantType.Double), "Step": (0, ua.VariantType.Int64),
-                   "Fault": ("", ua.VariantType.String), "Clock": ("", ua.VariantType.String)}
+                   "Fault": ("", ua.VariantType.String), "Clock": ("", ua.VariantType.String),
+                   "SimTimeLocal": ("", ua.VariantType.String), "UtcOffset": (0.0, ua.VariantType.Double)}
         if handshake:
             initial |= {"OutputReady": (False, ua.VariantType.Boolean), "InputReady": (False, ua.VariantType.Boolean)}
         self.controls[key] = nodes

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from bridge.config import load_config
+from bridge.engines import twin as twin_engine
 from bridge.engines.twin import TwinEngine, std_tag
+from bridge.realtime import open_period
 from bridge.historian import load_history
 from bridge.tagmap import load_tagmap
 from bridge.twin.cli import engines_for
@@ -257,3 +259,38 @@ def test_scenario_forecasts_equal_forecasts_on_the_joined_frame(trained, small_o
     np.testing.assert_allclose(mean[0], expected_mean[0], rtol=1e-12)
     np.testing.assert_allclose(std[0], expected_std[0], rtol=1e-9)  # batched solves: last-bit differences
     assert not np.allclose(mean[1], mean[0])  # the second scenario is its own
+
+
+def test_twin_engine_window_slides_without_changing_a_forecast(trained, small_office, monkeypatch):
+    """A twin holds a window of steps at a time (a realtime run of years stays small); sliding it every
+    10 steps gives the forecasts of one window over the whole day, across New Year."""
+    _, path = trained
+    config, _, _ = small_office
+    days = dataclasses.replace(config.period, start=dt.date(2025, 12, 31), end=dt.date(2026, 1, 1))
+    _, whole = run_twin(path, config, days, 24.0)
+    monkeypatch.setattr(twin_engine, "WINDOW_STEPS", 10)
+    _, slid = run_twin(path, config, days, 24.0)
+    assert len(slid) == len(whole) == days.steps
+    assert [s.outputs for s in slid] == [s.outputs for s in whole]
+    assert [s.sim_time_s for s in slid] == [s.sim_time_s for s in whole]
+
+
+def test_twin_engine_runs_open_ended_with_a_small_table(trained, small_office):
+    """A realtime period of 20 years: the engine's table stays one window long."""
+    _, path = trained
+    config, _, _ = small_office
+    building = config.buildings[0]
+    period = open_period(dt.date(2025, 12, 31), 20, 6)
+
+    async def run():
+        engine = TwinEngine("Twin", path, building.weather, building.tagmap, period)
+        await engine.start()
+        sizes = []
+        for _ in range(200):
+            sample = await engine.step(building.tagmap.defaults)
+            sizes.append(len(engine._table))
+        return sample, sizes
+
+    sample, sizes = asyncio.run(run())
+    assert sample.sim_time_s == 200 * period.step_s and np.isfinite(sample.outputs["FacilityPower"])
+    assert max(sizes) <= twin_engine.WINDOW_STEPS + 10

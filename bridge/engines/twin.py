@@ -11,7 +11,9 @@ back as the output lags (zero-variance method, as for forecasts). Outputs of a s
   EnergyPlus 25.2's EMS meter sensors lag one zone timestep, docs/bridge.md);
 - NaN for any other output of the tag map (the model does not know it).
 Before the first step the model needs ``max_lag`` rows of history: inputs at their defaults,
-outputs at the model's daily profile (or its training mean).
+outputs at the model's daily profile (or its training mean). The engine holds a day of steps at a
+time (``WINDOW_STEPS`` at most) and the rows of history before it, so that a realtime run of years
+keeps its memory flat.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bridge.twin.weather import EPW_COLUMNS, weather_series
 
 log = logging.getLogger(__name__)
 DAY_TYPE_VARIABLE = "Site Day Type Index"
+WINDOW_STEPS = 1440  # steps of the table held at a time: a day at 1-minute steps
 
 
 def std_tag(tag: str) -> str:
@@ -53,8 +56,9 @@ class TwinEngine(Engine):
         self.max_lag = max(1, *(model.features.max_lag for model in self.twin.models.values()))
         self._disturbances = sorted({tag for model in self.twin.models.values() for tag in model.features.disturbances})
         self._step = 0
-        # the whole run as one table (rows: max_lag of history, then the start and every step), filled
-        # as the run goes; row ``max_lag + _step`` is the current one
+        self._dropped = 0  # steps whose rows were dropped from the front of the table
+        # a window of the run as one table (rows: max_lag of history, then the start and the steps after it),
+        # filled as the run goes; row ``_row`` is the current one
         self._times: pd.DatetimeIndex | None = None
         self._columns = [*(item.tag for item in tagmap.inputs), *self._disturbances, *self.twin.targets]
         self._table: np.ndarray | None = None
@@ -79,24 +83,46 @@ class TwinEngine(Engine):
                       for target in self.twin.targets)
         return dataclasses.replace(self.tagmap, outputs=self.tagmap.outputs + extra)
 
+    @property
+    def _row(self) -> int:
+        """The table row of the current step."""
+        return self.max_lag + self._step - self._dropped
+
     async def start(self) -> Sample:
         step = pd.Timedelta(seconds=self.period.step_s)
         start = pd.Timestamp(self.period.time_of(0.0))
-        times = pd.date_range(start - self.max_lag * step, start + self.period.steps * step, freq=step)
+        self._step, self._dropped = 0, 0
+        self._fill_window(pd.date_range(start - self.max_lag * step, start, freq=step), np.empty((0, len(self._columns))))
+        history = slice(0, self.max_lag + 1)
+        for item in self.tagmap.inputs:
+            self._table[history, self._columns.index(item.tag)] = item.default
+        for target, model in self.twin.models.items():
+            self._table[history, self._columns.index(target)] = self._initial_output(model, self._times[history])
+        return self._sample(self._predict())
+
+    def _fill_window(self, kept_times: pd.DatetimeIndex, kept_rows: np.ndarray) -> None:
+        """A new table: ``kept_rows`` (at ``kept_times``), then up to ``WINDOW_STEPS`` steps after them (not
+        beyond the period), their weather read from the EPW file."""
+        step = pd.Timedelta(seconds=self.period.step_s)
+        steps = min(WINDOW_STEPS, self.period.steps - (self._dropped + len(kept_times) - self.max_lag - 1))
+        times = kept_times.append(pd.date_range(kept_times[-1] + step, periods=max(steps, 0), freq=step))
         try:
             self._weather = weather_series(self.weather, times, run_start=self.period.start)
         except ValueError as exc:
             raise EngineFault(f"{self.name}: twin cannot read weather: {exc}") from None
         table = np.full((len(times), len(self._columns)), np.nan)
-        history = slice(0, self.max_lag + 1)
-        for item in self.tagmap.inputs:
-            table[history, self._columns.index(item.tag)] = item.default
+        table[:len(kept_rows)] = kept_rows
         for tag in self._disturbances:
             table[:, self._columns.index(tag)] = self._weather[self.tagmap.output(tag).variable].to_numpy(float)
-        for target, model in self.twin.models.items():
-            table[history, self._columns.index(target)] = self._initial_output(model, times[history])
-        self._times, self._table, self._step = times, table, 0
-        return self._sample(self._predict())
+        self._times, self._table = times, table
+
+    def _slide_window(self) -> None:
+        """The table is full: keep its current row and the ``max_lag`` before it, add the next steps."""
+        row = self._row
+        kept = slice(row - self.max_lag, row + 1)
+        rows, times = self._table[kept].copy(), self._times[kept]
+        self._dropped += row - self.max_lag
+        self._fill_window(times, rows)
 
     async def step(self, inputs: Mapping[str, float]) -> Sample | None:
         if self._table is None:
@@ -104,8 +130,10 @@ class TwinEngine(Engine):
         if self._step >= self.period.steps:
             return None
         values = self._checked(inputs)
+        if self._row + 1 >= len(self._times):
+            self._slide_window()
         self._step += 1
-        row = self.max_lag + self._step
+        row = self._row
         for tag, value in values.items():
             self._table[row, self._columns.index(tag)] = value
         return self._sample(self._predict())
@@ -130,7 +158,7 @@ class TwinEngine(Engine):
 
     def _predict(self) -> dict[str, tuple[float, float]]:
         """(mean, std) of every target at the current row; means are written back as lags."""
-        row = self.max_lag + self._step
+        row = self._row
         window = slice(row - self.max_lag - 1 if row > self.max_lag else 0, row + 1)
         frame = pd.DataFrame(self._table[window], index=self._times[window], columns=self._columns, copy=False)
         predictions = {}
@@ -142,14 +170,14 @@ class TwinEngine(Engine):
         return predictions
 
     def _sample(self, predictions: dict[str, tuple[float, float]]) -> Sample:
-        time = self._times[self.max_lag + self._step]
+        time = self._times[self._row]
         step_h = self.period.step_s / 3600
         outputs: dict[str, float] = {}
         for item in self.tagmap.outputs:
             if item.tag in predictions:
                 outputs[item.tag], outputs[std_tag(item.tag)] = predictions[item.tag]
             elif item.variable in EPW_COLUMNS:
-                outputs[item.tag] = float(self._weather[item.variable].iat[self.max_lag + self._step])
+                outputs[item.tag] = float(self._weather[item.variable].iat[self._row])
             elif item.variable == DAY_TYPE_VARIABLE:
                 outputs[item.tag] = self._day_type(time)
             elif item.meter == "Electricity:Facility" and item.unit == "kWh":
