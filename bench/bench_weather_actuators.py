@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.results_io import write_results
+from bench.results_io import figure, write_results
 from bridge.config import RunPeriod, month_day, reference_model, reference_weather
 from bridge.cosim_files import prepare_model
 from bridge.idf import Idf
@@ -167,13 +167,13 @@ def main() -> None:
                 findings[season][f"{point} / {control}"] = result
                 print(season, point, control, "site", result["first_site_step"], "zone", result["first_zone_step"],
                       flush=True)
-                if control == "Outdoor Dry Bulb":
+                if control == "Outdoor Dry Bulb" and result["first_zone_step"] is not None:
                     name = f"{season} {point.removeprefix('callback_')} dry-bulb steps late"
-                    late = None if result["first_zone_step"] is None else result["first_zone_step"] - FROM_STEP
-                    figures[name] = {"value": late, "unit": "steps", "target": 0}
+                    figures[name] = figure(result["first_zone_step"] - FROM_STEP, "steps", "0")
     out = Path(__file__).parent / "results" / "weather_actuators_details.json"
     out.write_text(json.dumps(findings, indent=1))
-    write_results("weather_actuators", figures)
+    write_results("weather_actuators", figures, "steps from the step an Outdoor Dry Bulb override is set for to the "
+                  "first step whose zone quantities it changes; details in weather_actuators_details.json")
 
 
 if __name__ == "__main__":
