@@ -8,13 +8,18 @@ Interface Application Guide (BCVTB), section "variables.cfg".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
 from bridge.config import RunPeriod
 from bridge.errors import TwinbridgeError
 from bridge.idf import Idf
-from bridge.tagmap import InputTag, OutputTag, TagMap
+from bridge.tagmap import InputTag, OutputTag, TagMap, follows_weather_file
+
+# The EMS calling point at which a weather override acts in the same zone timestep (docs/bridge.md,
+# "Weather inputs": measured by bench/bench_weather_actuators.py; later points act one step late)
+WEATHER_CALLING_POINT = "BeginZoneTimestepBeforeSetCurrentWeather"
 
 
 class ModelError(TwinbridgeError, ValueError):
@@ -42,6 +47,39 @@ def output_variable(item: OutputTag) -> tuple[str, str]:
     if item.meter is not None:
         return "EMS", meter_variable(item)
     return item.key, item.variable
+
+
+def weather_variables(item: InputTag) -> tuple[str, str]:
+    """Names of the two ``ExternalInterface:Variable`` objects carrying a weather input: its value, and
+    1 when that value overrides the weather file (0: the weather file's value stays)."""
+    return f"tb_weather_{item.tag}", f"tb_weather_{item.tag}_on"
+
+
+def input_values(tagmap: TagMap, inputs: Mapping[str, float]) -> list[float]:
+    """The reals of an ExternalInterface packet for ``inputs`` (tag -> value), in ``variables_cfg`` order:
+    one per input; a weather input gives (value, 1), or (0, 0) while it follows the weather file (NaN)."""
+    values = []
+    for item in tagmap.inputs:
+        value = float(inputs[item.tag])
+        if item.weather is None:
+            values.append(value)
+        else:
+            values += [0.0, 0.0] if follows_weather_file(value) else [value, 1.0]
+    return values
+
+
+def add_weather_input(idf: Idf, item: InputTag) -> None:
+    """The ExternalInterface variables and the EMS program that set a weather input's actuator at
+    WEATHER_CALLING_POINT while it overrides the weather file, and release it (Null) otherwise. Both
+    variables start at 0: sizing and warm-up keep the weather file and the design days."""
+    value, on = weather_variables(item)
+    actuator, program = f"{value}_actuator", f"{value}_program"
+    idf.add("ExternalInterface:Variable", value, 0)
+    idf.add("ExternalInterface:Variable", on, 0)
+    idf.add("EnergyManagementSystem:Actuator", actuator, *item.actuator)
+    idf.add("EnergyManagementSystem:Program", program, f"IF {on} > 0.5", f"SET {actuator} = {value}", "ELSE",
+            f"SET {actuator} = Null", "ENDIF")
+    idf.add("EnergyManagementSystem:ProgramCallingManager", f"{value}_manager", WEATHER_CALLING_POINT, program)
 
 
 def prepare_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
@@ -85,6 +123,9 @@ def patch_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
     prepare_model(idf, tagmap, period)
     idf.add("ExternalInterface", "PtolemyServer")
     for item in tagmap.inputs:
+        if item.weather is not None:
+            add_weather_input(idf, item)
+            continue
         name, component_type, control_type = actuator_of(idf, item)
         idf.add("ExternalInterface:Actuator", item.tag, name, component_type, control_type, item.default)
     return idf
@@ -102,7 +143,9 @@ def variables_cfg(tagmap: TagMap) -> str:
         element = f"<EnergyPlus name={quoteattr(key)} type={quoteattr(variable)}/>"
         lines.append(f'  <variable source="EnergyPlus">{element}</variable>')
     for item in tagmap.inputs:
-        lines.append(f'  <variable source="Ptolemy"><EnergyPlus actuator={quoteattr(item.tag)}/></variable>')
+        elements = ([f"actuator={quoteattr(item.tag)}"] if item.weather is None else
+                    [f"variable={quoteattr(name)}" for name in weather_variables(item)])
+        lines += [f'  <variable source="Ptolemy"><EnergyPlus {element}/></variable>' for element in elements]
     lines.append("</BCVTB-variables>")
     return "\n".join(lines) + "\n"
 

@@ -19,8 +19,11 @@ A tag map is a TOML file (see ``tagmaps/*.toml`` and docs/tagmaps.md)::
     role = "electric_power"          # summed into the campus total
 
 An input names either ``schedule`` (an existing ``Schedule:*`` object, overridden through an
-``ExternalInterface:Actuator`` with control type "Schedule Value") or ``actuator`` (a table with
-``component_type``, ``control_type`` and ``key`` of any EnergyPlus EMS actuator). An output names
+``ExternalInterface:Actuator`` with control type "Schedule Value"), ``actuator`` (a table with
+``component_type``, ``control_type`` and ``key`` of any EnergyPlus EMS actuator) or ``weather`` (a
+control type of EnergyPlus's ``Weather Data`` actuator, one of WEATHER_CONTROLS). A weather input's
+``default`` may be ``nan`` (the default when it is not given): the weather file's value then stays,
+until a client writes a number. An output names
 either ``key`` + ``variable`` (an output variable) or ``meter``.
 
 An input may have to stay below another one: ``below = "CoolingSetpoint"`` with ``margin = 1.0``
@@ -31,6 +34,7 @@ writes that would break such an order (``InputOrder``).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,6 +53,9 @@ POWER_UNITS = {"W": 1.0, "kW": 1e-3}  # tag unit per W
 ROLE_RANGES = {("zone_temperature", "degC"): (0.0, 50.0), ("outdoor_temperature", "degC"): (-50.0, 60.0)}
 UNIT_RANGES = {"degC": (-50.0, 150.0), "K": (223.15, 423.15), "%": (0.0, 100.0)}
 UNBOUNDED = (-1e9, 1e9)
+# Control types of the "Weather Data" actuator (component "Environment"), EnergyPlus 25.2
+WEATHER_CONTROLS = ("Outdoor Dry Bulb", "Outdoor Dew Point", "Outdoor Relative Humidity", "Direct Solar",
+                    "Diffuse Solar", "Wind Speed", "Wind Direction")
 
 
 class TagMapError(TwinbridgeError, ValueError):
@@ -66,6 +73,7 @@ class InputTag:
     component_type: str | None = None
     control_type: str | None = None
     key: str | None = None
+    weather: str | None = None  # control type of the "Weather Data" actuator
     description: str = ""
     where: str = ""  # "file: inputs[i]" for error messages
     below: str | None = None  # another input this one must stay under, by at least ``margin``
@@ -76,6 +84,8 @@ class InputTag:
         """(component key, component type, control type) of the EnergyPlus actuator."""
         if self.schedule is not None:
             return self.schedule, "Schedule:Compact", "Schedule Value"
+        if self.weather is not None:
+            return "Environment", "Weather Data", self.weather
         return self.key or "", self.component_type or "", self.control_type or ""
 
 
@@ -212,7 +222,7 @@ def _check_orders(tagmap: TagMap) -> None:
     for item in tagmap.inputs:
         if item.below is None:
             continue
-        others = [i.tag for i in tagmap.inputs if i is not item]
+        others = [i.tag for i in tagmap.inputs if i is not item and i.weather is None]
         if item.below not in others:
             raise TagMapError(f"{item.where}: 'below' must name another input (one of {others}), got {item.below!r}")
     defaults = tagmap.defaults
@@ -233,19 +243,27 @@ def _tagged(entry: Table) -> tuple[str, Table]:
     return tag, Table(entry.values, f"{entry.where} ({tag})", TagMapError)
 
 
+def follows_weather_file(value: float) -> bool:
+    """Whether a weather input's value (NaN) leaves the weather file's value in place."""
+    return math.isnan(value)
+
+
 def _input(entry: Table) -> InputTag:
-    entry.check_keys({"tag", "unit", "min", "max", "default", "schedule", "actuator", "description", "below",
-                      "margin"})
+    entry.check_keys({"tag", "unit", "min", "max", "default", "schedule", "actuator", "weather", "description",
+                      "below", "margin"})
     tag, entry = _tagged(entry)
-    where = entry.where
-    low, high, default = entry.number("min"), entry.number("max"), entry.number("default")
-    if not low <= default <= high:
+    where, values = entry.where, entry.values
+    weather = "weather" in values
+    low, high = entry.number("min"), entry.number("max")
+    default = entry.number("default", math.nan if weather else None)
+    if not (low <= default <= high or weather and follows_weather_file(default)):
         raise TagMapError(f"{where}: default {default} is outside [min, max] = [{low}, {high}]")
-    values = entry.values
     common = dict(tag=tag, unit=str(values.get("unit", "")), min=low, max=high, default=default,
                   description=str(values.get("description", "")), where=where, **_order_keys(entry))
-    if ("schedule" in values) == ("actuator" in values):
-        raise TagMapError(f"{where}: give exactly one of 'schedule' or 'actuator'")
+    if sum(kind in values for kind in ("schedule", "actuator", "weather")) != 1:
+        raise TagMapError(f"{where}: give exactly one of 'schedule', 'actuator' or 'weather'")
+    if weather:
+        return _weather_input(entry, common)
     if "schedule" in values:
         return InputTag(schedule=str(values["schedule"]), **common)
     actuator = values["actuator"]
@@ -253,6 +271,16 @@ def _input(entry: Table) -> InputTag:
         raise TagMapError(f"{where}: 'actuator' needs exactly component_type, control_type and key")
     return InputTag(component_type=str(actuator["component_type"]), control_type=str(actuator["control_type"]),
                     key=str(actuator["key"]), **common)
+
+
+def _weather_input(entry: Table, common: dict) -> InputTag:
+    """An input on the "Weather Data" actuator; it keeps no order with other inputs (its value may be NaN)."""
+    control = entry.text("weather")
+    if control not in WEATHER_CONTROLS:
+        raise TagMapError(f"{entry.where}: unknown 'weather' {control!r} (known: {list(WEATHER_CONTROLS)})")
+    if "below" in entry.values:
+        raise TagMapError(f"{entry.where}: a weather input cannot have 'below'")
+    return InputTag(weather=control, **common)
 
 
 def _order_keys(entry: Table) -> dict:

@@ -97,7 +97,7 @@ async def building_problems(building: BuildingConfig) -> list[str]:
         except ModelError as exc:
             problems.append(str(exc))
             continue
-        if item.schedule is None and key.upper() not in names:
+        if item.schedule is None and item.weather is None and key.upper() not in names:
             problems.append(f"{item.where}: actuator key {key!r} is not an object or node of the model")
     variables, meters = await variable_dictionary(building.model, building.weather)
     for item in building.tagmap.outputs:

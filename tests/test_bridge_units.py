@@ -36,7 +36,7 @@ def write_tagmap(tmp_path: Path, inputs: str = GOOD_INPUT, outputs: str = GOOD_O
 
 @pytest.mark.parametrize("inputs, outputs, message", [
     (GOOD_INPUT.replace("default = 20.0", "default = 40.0"), GOOD_OUTPUT, "inputs[0] (Sp): default 40.0 is outside"),
-    (GOOD_INPUT.replace('schedule = "S"\n', ""), GOOD_OUTPUT, "give exactly one of 'schedule' or 'actuator'"),
+    (GOOD_INPUT.replace('schedule = "S"\n', ""), GOOD_OUTPUT, "give exactly one of 'schedule', 'actuator' or 'weather'"),
     (GOOD_INPUT.replace('tag = "Sp"', 'tag = "bad name"'), GOOD_OUTPUT, "inputs[0]: 'tag' must be a name"),
     (GOOD_INPUT + "colour = 1\n", GOOD_OUTPUT, "inputs[0]: unknown keys ['colour']"),
     (GOOD_INPUT, GOOD_OUTPUT.replace('key = "Z"\n', ""), "outputs[0] (T): an output variable needs a 'key'"),

@@ -3,8 +3,10 @@
 ``run_energyplus`` runs in a worker thread; EnergyPlus calls back into Python at fixed points of
 every timestep, and two queues hand the work over between that thread and the event loop:
 
-- before the weather of a run-period timestep is set (where ExternalInterface exchanges), the
-  callback takes that step's inputs from a ``queue.Queue`` and sets the actuators;
+- before the weather of a run-period timestep is set (where ExternalInterface exchanges, and the only
+  calling point where a ``Weather Data`` override acts in the same step), the callback takes that
+  step's inputs from a ``queue.Queue`` and sets the actuators (a weather input holding NaN releases
+  its actuator: the weather file's value stays);
 - at the end of every zone timestep it reads the outputs and puts a ``Sample`` on an
   ``asyncio.Queue`` of the event loop.
 
@@ -32,7 +34,7 @@ from bridge.cosim_files import ModelError, actuator_of, output_variable, prepare
 from bridge.engines.base import EngineFault, Sample
 from bridge.engines.energyplus import EnergyPlusEngine, severe_lines
 from bridge.idf import Idf
-from bridge.tagmap import TagMap
+from bridge.tagmap import TagMap, follows_weather_file
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +237,8 @@ class EnergyPlusApiEngine(EnergyPlusEngine):
         if self._stopping or self._in_run_period(state) or not self._resolve_actuators(state):
             return
         for handle, item in zip(self._actuator_handles, self.tagmap.inputs):
-            self._api.exchange.set_actuator_value(state, handle, item.default)
+            if item.weather is None:  # weather inputs act in the run period only, as over ExternalInterface
+                self._api.exchange.set_actuator_value(state, handle, item.default)
 
     def _begin_step(self, state) -> None:
         if self._stopping or not self._in_run_period(state):
@@ -248,8 +251,11 @@ class EnergyPlusApiEngine(EnergyPlusEngine):
         values = self._inputs.get()
         if values is _STOP:
             return
-        for handle, value in zip(self._actuator_handles, values):
-            self._api.exchange.set_actuator_value(state, handle, value)
+        for handle, item, value in zip(self._actuator_handles, self.tagmap.inputs, values):
+            if item.weather is not None and follows_weather_file(value):
+                self._api.exchange.reset_actuator(state, handle)  # the weather file's value stays
+            else:
+                self._api.exchange.set_actuator_value(state, handle, value)
 
     def _after_system_step(self, state) -> None:
         if self._stopping or not self._resolve_outputs(state):

@@ -25,7 +25,7 @@ from pathlib import Path
 from pyEp import pyEp
 
 from bridge.config import RunPeriod
-from bridge.cosim_files import write_cosim_files
+from bridge.cosim_files import input_values, write_cosim_files
 from bridge.engines.base import EngineFault, Sample
 from bridge.engines.energyplus import EnergyPlusEngine, severe_lines
 from bridge.tagmap import TagMap
@@ -230,7 +230,7 @@ class ExternalInterfaceEngine(EnergyPlusEngine):
         """Send the inputs now (EnergyPlus starts computing at once); the returned coroutine gives the outputs."""
         if self._connection is None:
             return self._failed("is not running")
-        values = [float(inputs[item.tag]) for item in self.tagmap.inputs]
+        values = input_values(self.tagmap, inputs)
         try:
             self._connection.send(encode_inputs(values, self._sim_time_s))
         except ConnectionError as exc:
