@@ -27,7 +27,7 @@ from bridge.errors import TwinbridgeError
 from bridge.opcua_adapter import Forward
 from bridge.ratelimit import ThrottledLog
 from bridge.security.server import may_write
-from bridge.tagmap import InputOrder, InputTag
+from bridge.tagmap import InputOrder, InputTag, follows_weather_file
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class WriteGuard:
         for tag, node_id in self.inputs[building].items():
             variant = self.nodes.read_attribute(node_id, ua.AttributeIds.Value).Value
             value = variant.Value if variant is not None else None
-            if is_number(value) and math.isfinite(value):
+            if is_number(value) and (math.isfinite(value) or self._follows_weather_file(node_id, value)):
                 self._held[node_id] = value = float(value)
             else:
                 value = self._held[node_id]
@@ -158,11 +158,17 @@ class WriteGuard:
         return values
 
     def _range_problem(self, node_id: ua.NodeId, value) -> str | None:
-        """Why ``value`` may not be written to input ``node_id`` (not a number, outside EURange), or None."""
+        """Why ``value`` may not be written to input ``node_id`` (not a number, outside EURange), or None.
+        A weather input also takes NaN: the weather file's value again (bridge/tagmap.py)."""
         building, item = self._items[node_id]
-        if is_number(value) and item.min <= value <= item.max:
+        if is_number(value) and (item.min <= value <= item.max or self._follows_weather_file(node_id, value)):
             return None
         return f"{building}.{item.tag}: outside EURange [{item.min:g}, {item.max:g}]"
+
+    def _follows_weather_file(self, node_id: ua.NodeId, value: float) -> bool:
+        """``value`` hands weather input ``node_id`` back to the weather file (NaN on a weather input)."""
+        item = self._items[node_id][1]
+        return item.weather is not None and follows_weather_file(value)
 
     def _disordered_writes(self, items: list[ua.WriteValue], candidates: list[int], source: str) -> set[int]:
         """Indices of the input writes among ``candidates`` that would break a ``below`` order of their

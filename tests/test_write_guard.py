@@ -35,13 +35,13 @@ class Bench:
     """A TagServer with the small office's building, on an event loop of its own; writes as a network
     client would (anonymous operator of the default server unless told), through the server's Write."""
 
-    def __init__(self):
+    def __init__(self, tagmap: str = "small_office.toml"):
         self.loop = asyncio.new_event_loop()
         self.input_ready_raised = 0
-        self.server = self.run(self._build())
+        self.server = self.run(self._build(tagmap))
         self.operator = BridgeUserManager(ServerSecurity()).get_user(None)
 
-    async def _build(self) -> TagServer:
+    async def _build(self, tagmap: str) -> TagServer:
         server = TagServer("opc.tcp://127.0.0.1:4840", CAMPUS, START)
         await server.init()
 
@@ -53,7 +53,7 @@ class Bench:
 
         methods = {name: method for name in METHODS}
         await server.add_campus_nodes(methods)
-        await server.add_building(BUILDING, load_tagmap(TAGMAPS / "small_office.toml"), methods,
+        await server.add_building(BUILDING, load_tagmap(TAGMAPS / tagmap), methods,
                                   self._on_input_ready, exchange)
         return server
 
@@ -319,3 +319,23 @@ def test_any_write_request_gets_a_status_per_item_and_leaves_numbers(bench, item
     inputs = bench.server.read_inputs(BUILDING)
     assert inputs["HeatingSetpoint"] + 1.0 <= inputs["CoolingSetpoint"] + 1e-9
     assert isinstance(bench.value(INPUT_READY), bool)
+
+
+def test_a_weather_input_takes_nan_to_follow_the_weather_file_and_no_other_input_does(caplog):
+    """NaN on a weather input hands it back to the weather file (bridge/tagmap.py): written by a client and
+    read for a step without a warning; a setpoint still refuses NaN, and a weather input a number outside
+    its EURange."""
+    bench = Bench("small_office_live.toml")
+    try:
+        dry_bulb = bench.id(node_path(CAMPUS, BUILDING, INPUTS, "OutdoorDryBulb"))
+        assert math.isnan(bench.server.read_inputs(BUILDING)["OutdoorDryBulb"])  # its default: the file
+        assert bench.write(value_write(dry_bulb, 35.0)) == [ua.StatusCodes.Good]
+        assert bench.server.read_inputs(BUILDING)["OutdoorDryBulb"] == 35.0
+        with caplog.at_level(logging.WARNING):
+            assert bench.write(value_write(dry_bulb, math.nan)) == [ua.StatusCodes.Good]
+            assert math.isnan(bench.server.read_inputs(BUILDING)["OutdoorDryBulb"])
+        assert not [r for r in caplog.records if "OutdoorDryBulb" in r.getMessage()]
+        assert bench.write(value_write(dry_bulb, 70.0), value_write(bench.id(COOLING), math.nan)) == [
+            ua.StatusCodes.BadOutOfRange, ua.StatusCodes.BadOutOfRange]
+    finally:
+        bench.close()
