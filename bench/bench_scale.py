@@ -61,6 +61,7 @@ async def run_campus(config) -> tuple[float, float, int]:
         await campus.start()
         await campus.build_address_space(server)
         await server.listen()
+        campus.serving.set()  # the engines step once the server listens (as ``twinbridge run`` does)
         while campus.step < 1 and not campus.done.is_set():
             await asyncio.sleep(0.001)
         wall, cpu, first = time.perf_counter(), time.process_time(), campus.step
