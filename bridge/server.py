@@ -304,21 +304,29 @@ class TagServer:
         """The values the input tags of ``building`` hold (``WriteGuard.read_inputs``: never a null)."""
         return self.guard.read_inputs(building)
 
+    CONTROL_VARIANTS = {"Status": ua.VariantType.String, "StatusCode": ua.VariantType.Int32,
+                        "SimTime": ua.VariantType.DateTime, "SimTimeSeconds": ua.VariantType.Double,
+                        "Step": ua.VariantType.Int64, "Fault": ua.VariantType.String,
+                        "OutputReady": ua.VariantType.Boolean, "InputReady": ua.VariantType.Boolean,
+                        "Clock": ua.VariantType.String}
+
     async def set_control(self, key: str | None, **values) -> None:
-        variants = {"Status": ua.VariantType.String, "StatusCode": ua.VariantType.Int32,
-                    "SimTime": ua.VariantType.DateTime, "SimTimeSeconds": ua.VariantType.Double,
-                    "Step": ua.VariantType.Int64, "Fault": ua.VariantType.String,
-                    "OutputReady": ua.VariantType.Boolean, "InputReady": ua.VariantType.Boolean,
-                    "Clock": ua.VariantType.String}
-        if key not in self.controls:  # the address space is not built (start-up failed)
+        await self.set_controls([key], **values)
+
+    async def set_controls(self, keys: list[str | None], **values) -> None:
+        """The same ``values`` on the Control tags of every building in ``keys`` (None: the campus's):
+        each value made once (one DataValue shared by all the tags it goes to)."""
+        keys = [key for key in keys if key in self.controls]  # absent: the address space is not built
+        if not keys:
             return
-        nodes = self.controls[key].ids
-        for name, value in values.items():
-            if name == "SimTime":
-                value = utc(value)
-            await self.write_value(nodes[name], value, variants[name])
         if "Status" in values:
-            await self.write_value(nodes["StatusCode"], Status(values["Status"]).code, ua.VariantType.Int32)
+            values["StatusCode"] = Status(values["Status"]).code
+        now = dt.datetime.now(dt.timezone.utc)
+        for name, value in values.items():
+            data = ua.DataValue(ua.Variant(utc(value) if name == "SimTime" else value, self.CONTROL_VARIANTS[name]),
+                                SourceTimestamp=now, ServerTimestamp=now)
+            for key in keys:
+                await self.internals.set_value(self.controls[key].ids[name], data)
 
     async def publish_kpis(self, building: str | None, kpis: Mapping[str, object]) -> None:
         """Numeric KPIs as read-only Double tags under ``<Campus>[.<Building>].KPIs`` (created on first use)."""
