@@ -61,6 +61,7 @@ async def run_campus(config) -> tuple[float, float, int]:
         await campus.start()
         await campus.build_address_space(server)
         await server.listen()
+        campus.serving.set()  # the engines step once the server listens (as ``twinbridge run`` does)
         while campus.step < 1 and not campus.done.is_set():
             await asyncio.sleep(0.001)
         wall, cpu, first = time.perf_counter(), time.process_time(), campus.step
@@ -146,8 +147,9 @@ def main() -> None:
     write_results("scale", figures, notes=(
         "Small offices, 3 July days in fast mode (432 steps), on a 2-core machine shared with other jobs: "
         "local and Ray executors compete with EnergyPlus for the same 2 cores. Ray: a local single-node Ray "
-        "started per run, actors of 0.1 logical CPU. 64 buildings not run here (memory ~16 GB of 23 GB shared, "
-        "sizing time). Recovery: kill of a Small Office actor after N steps, until the step in flight is answered."))
+        "started per run, buildings of 0.1 logical CPU each, all in the one node's actor (one Ray call per "
+        "step). 64 buildings not run here (memory ~16 GB of 23 GB shared, sizing time). Recovery: kill of a "
+        "Small Office actor after N steps, until the step in flight is answered."))
 
 
 if __name__ == "__main__":

@@ -243,18 +243,19 @@ class CampusClock:
             sim_time, recorded_time, local = self._times(sample.sim_time_s)
             self._report_quality(building.name, step, sample.outputs,
                                  await self.server.publish_outputs(building.name, sample.outputs, sim_time))
-            await self.control.set(building.name, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s,
-                                   **local)
             total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, recorded_time,
                              {**building.applied, **sample.outputs}))
             building.published, building.published_step = sample, step
-            building.notify()
         total = {TOTAL_POWER: total_kw}
         self._report_quality(self.config.name, step, total,
                              await self.server.publish_outputs(self.config.name, total, sim_time))
-        await self.control.set(None, Step=step, SimTime=sim_time, SimTimeSeconds=sample.sim_time_s, **local)
+        # one step, one simulated time: each Control value made once for every building and the campus
+        await self.control.set_many([b.name for b in fresh] + [None], Step=step, SimTime=sim_time,
+                                    SimTimeSeconds=sample.sim_time_s, **local)
+        for building in fresh:
+            building.notify()
         self.record.add(rows)
 
     def _report_quality(self, where: str, step: int, outputs: Mapping[str, float], flagged: Mapping[str, str]) -> None:

@@ -19,3 +19,8 @@ class ControlTags:
         """Write ``values`` to the Control folder of building ``key`` (the campus's when None)."""
         if self.server is not None:  # before the address space is built there are no tags to update
             await self.server.set_control(key, **values)
+
+    async def set_many(self, keys: list[str | None], **values) -> None:
+        """The same ``values`` on the Control folders of every building in ``keys`` (None: the campus's)."""
+        if self.server is not None:
+            await self.server.set_controls(keys, **values)

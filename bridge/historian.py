@@ -163,6 +163,28 @@ def read_tag(path: str | Path, building: str, tag: str, start: dt.datetime | Non
     return [(dt.datetime.fromisoformat(t), v) for t, v in rows]
 
 
+def last_step(path: str | Path, building: str) -> int:
+    """The last step recorded for ``building`` (0: none yet); HistorianError if it has no table."""
+    with sqlite3.connect(_existing(path)) as db:
+        try:
+            return db.execute(f"SELECT MAX(step) FROM {_quote(building)}").fetchone()[0] or 0
+        except sqlite3.OperationalError as exc:
+            raise HistorianError(f"{path}: cannot read {building}: {exc}") from None
+
+
+def recorded_inputs(path: str | Path, building: str, tags: list[str], last: int) -> dict[int, dict[str, float]]:
+    """{step: {input tag: value}} of ``building``'s recorded steps 1..``last`` (what a replay needs); a
+    value stored as NULL is left out (the engine's default applies)."""
+    columns = "".join(f", {_quote(tag)}" for tag in tags)
+    with sqlite3.connect(_existing(path)) as db:
+        try:
+            rows = db.execute(f"SELECT step{columns} FROM {_quote(building)} WHERE step <= ? ORDER BY step",
+                              (last,)).fetchall()
+        except sqlite3.OperationalError as exc:
+            raise HistorianError(f"{path}: cannot read the inputs of {building}: {exc}") from None
+    return {row[0]: {tag: value for tag, value in zip(tags, row[1:]) if value is not None} for row in rows}
+
+
 def load_history(path: str | Path, building: str | None = None) -> "pd.DataFrame":
     """One building's recorded steps as a DataFrame indexed by calendar time (column per tag,
     plus ``step`` and ``sim_time_s``). ``building`` may be omitted when the run has only one."""

@@ -332,15 +332,22 @@ class TagServer:
 
     async def set_control(self, key: str | None, **values) -> None:
         """Set Control tags of building ``key`` (None: the campus) by name; Status also sets StatusCode."""
-        if key not in self.controls:  # the address space is not built (start-up failed)
+        await self.set_controls([key], **values)
+
+    async def set_controls(self, keys: list[str | None], **values) -> None:
+        """The same ``values`` on the Control tags of every building in ``keys`` (None: the campus's):
+        each value made once (one DataValue shared by all the tags it goes to); Status also sets StatusCode."""
+        keys = [key for key in keys if key in self.controls]  # absent: the address space is not built
+        if not keys:
             return
-        nodes = self.controls[key]
-        for name, value in values.items():
-            if name == "SimTime":
-                value = utc(value)
-            await self.write_value(nodes.ids[name], value, nodes.variants[name])
         if "Status" in values:
-            await self.write_value(nodes.ids["StatusCode"], Status(values["Status"]).code, ua.VariantType.Int32)
+            values["StatusCode"] = Status(values["Status"]).code
+        now, variants = dt.datetime.now(dt.timezone.utc), self.controls[keys[0]].variants
+        for name, value in values.items():
+            data = ua.DataValue(ua.Variant(utc(value) if name == "SimTime" else value, variants[name]),
+                                SourceTimestamp=now, ServerTimestamp=now)
+            for key in keys:
+                await self.internals.set_value(self.controls[key].ids[name], data)
 
     async def publish_kpis(self, building: str | None, kpis: Mapping[str, object]) -> None:
         """Numeric KPIs as read-only Double tags under ``<Campus>[.<Building>].KPIs`` (created on first use)."""

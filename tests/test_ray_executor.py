@@ -84,6 +84,7 @@ def test_campus_on_two_ray_nodes_records_what_the_local_executor_records(cluster
 
 
 def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, local_history, tmp_path):
+    """The actor of B2's node (B2 and B4) killed at step 40 or later: both replayed from the historian."""
     config = campus_file(tmp_path, ray_executor(cluster), clock="paced", speed=600 * 144 / 12)  # about 12 s
 
     async def kill_mid_run(endpoint: str) -> None:
@@ -105,6 +106,12 @@ def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, loc
     assert_same(history, local_history)
     assert "B2: Ray actor lost at step" in log and "relaunching it (restart 1 of 3)" in log, log
     assert "B2: replayed" in log and "rejoined lockstep at step" in log, log
+    # B2's node-mate (buildings are dealt round-robin over the two nodes) is relaunched and replayed with it
+    assert "B4: replayed" in log, log
+    # its inputs are read back from the historian, not kept in memory (all but the steps not recorded yet)
+    replayed = next(line for line in log.splitlines() if "B2: replayed" in line)
+    steps, recorded = (int(word.strip("(")) for word in replayed.split("replayed ")[1].split()[:3:2])
+    assert steps >= 39 and steps - 2 <= recorded <= steps, replayed
     assert "differ from those published" not in log
 
 

@@ -77,3 +77,28 @@ def test_without_ray_the_ray_executor_is_a_one_line_config_error(tmp_path, monke
     assert main(["validate", str(path)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "pip install -e .[ray]" in error
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(st.floats(allow_nan=True, allow_infinity=True, width=64),
+                                st.floats(-1e300, 1e300)), min_size=0, max_size=12),
+       last=st.integers(0, 14))
+def test_a_replay_reads_back_the_recorded_inputs_bit_for_bit(tmp_path_factory, steps, last):
+    """What a relaunched Ray building replays (``recorded_inputs``): each recorded step's inputs as
+    given, up to ``last``; a value the historian keeps as NULL (no finite number) is left out."""
+    import datetime as dt
+
+    from bridge.historian import Historian, last_step, recorded_inputs
+    from bridge.tagmap import load_tagmap
+
+    tagmap = load_tagmap(Path(__file__).resolve().parent.parent / "tagmaps" / "small_office.toml")
+    tags = [i.tag for i in tagmap.inputs]
+    path = tmp_path_factory.mktemp("replay") / "historian.sqlite"
+    historian = Historian(path, {"B1": tagmap})
+    for step, values in enumerate(steps, start=1):
+        historian.record([("B1", step, step * 600.0, dt.datetime(2024, 7, 1), dict(zip(tags, values)))])
+    historian.close()
+    assert last_step(path, "B1") == len(steps)
+    expected = {step: {tag: value for tag, value in zip(tags, values) if value == value and abs(value) != float("inf")}
+                for step, values in enumerate(steps, start=1) if step <= last}
+    assert recorded_inputs(path, "B1", tags, last) == expected

@@ -1,16 +1,20 @@
-"""A building's engine in a Ray actor: ``[campus] executor = "ray"`` (docs/scale.md).
+"""Buildings' engines in Ray actors: ``[campus] executor = "ray"`` (docs/scale.md).
 
-``RayEngine`` is the Engine the campus clock sees in the head process; it forwards each call to a
-``BuildingActor`` placed by Ray on any node of the cluster, which builds the real engine (any kind)
-with ``make_engine`` and runs it in the actor's own event loop. The OPC UA server, the historian and
-the clock stay in the head; lockstep is unchanged (one remote call per building and step).
+The buildings of a campus run are dealt over the cluster's nodes; the buildings of one node run in one
+``NodeActor`` there, which builds each real engine (any kind) with ``make_engine`` and steps them all
+in its own event loop. In the head, a ``RayNodeGroup`` stands for each node actor, and each building
+has a ``RayEngine``, the Engine the campus clock sees: its ``step`` joins the group's batch of the step,
+which goes out as one Ray call per node and step (every member's inputs) and comes back as one
+message (every member's outputs, or its own EngineFault). The OPC UA server, the historian and the
+clock stay in the head; lockstep is unchanged.
 
-Recovery: ``RayEngine`` keeps the inputs of every step it was handed. When its actor dies (killed,
-out of memory, its node lost) it launches a new one (Ray places it on any live node), replays the
-recorded inputs up to the step in flight (EnergyPlus replays bit-identically), checks that the
-replayed outputs of the last answered step equal what was answered, and answers the step: the
-campus sees one slow step. At most ``max_restarts`` relaunches per run, each within
-``replay_timeout_s``; past that, or on any other remote failure, an EngineFault of the building.
+Recovery: when a node actor dies (killed, out of memory, its node lost) its group launches a new one
+(on the same node if it lives, else anywhere), starts each of its buildings there and replays the
+inputs of the steps each one answered, read from the run's historian (the few steps not recorded yet
+from memory: each ``RayEngine`` keeps only those), checks that the replayed outputs of the last
+answered step equal what was answered, and answers the step in flight: the campus sees one slow step.
+At most ``max_restarts`` relaunches per node actor and run, each within ``replay_timeout_s``; past
+that, or on any other remote failure, an EngineFault of each building concerned.
 """
 
 from __future__ import annotations
@@ -29,9 +33,11 @@ from pathlib import Path
 
 import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bridge.config import BuildingConfig, CampusConfig, ExecutorConfig
 from bridge.engines.base import Engine, EngineFault, Sample
+from bridge.historian import HistorianError, last_step, recorded_inputs
 from bridge.security.settings import ServerSecurity
 
 log = logging.getLogger(__name__)
@@ -119,34 +125,56 @@ def _writable(workdir: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"twinbridge-{workdir.name}-"))
 
 
-class BuildingActor:
-    """Runs in a Ray worker (``ray.remote`` of it, ``_actor_class``): the building's real engine."""
+class NodeActor:
+    """Runs in a Ray worker (``ray.remote`` of it, ``_actor_class``), one per node and campus run: the
+    real engines of the buildings placed on that node, stepped together by one call per step."""
 
-    def __init__(self, building: BuildingConfig, config: CampusConfig, workdir: Path):
+    def __init__(self, config: CampusConfig):
+        self.config = config
+        self.engines: dict[str, Engine] = {}
+
+    async def start(self, building: BuildingConfig, workdir: Path) -> Sample:
         from bridge.engines.factory import make_engine
 
-        self.engine = make_engine(building, config, _writable(workdir))
+        engine = self.engines[building.name] = make_engine(building, self.config, _writable(workdir))
+        return await engine.start()
 
-    async def start(self) -> Sample:
-        return await self.engine.start()
+    async def step(self, inputs: dict[str, dict[str, float]]) -> dict[str, Sample | None | EngineFault]:
+        """One step of the buildings named in ``inputs`` (building -> its inputs), computed together;
+        each building's outputs, or its own EngineFault (the others' outputs stand)."""
+        names = list(inputs)
+        results = await asyncio.gather(*(self.engines[name].step(inputs[name]) for name in names),
+                                       return_exceptions=True)
+        return {name: _portable(name, result) for name, result in zip(names, results)}
 
-    async def step(self, inputs: Mapping[str, float]) -> Sample | None:
-        return await self.engine.step(inputs)
-
-    async def replay(self, steps: list[dict[str, float]]) -> Sample | None:
-        """Step through ``steps`` (inputs of steps 1..n); the outputs of the last one."""
+    async def replay(self, name: str, steps: list[dict[str, float]]) -> Sample | None:
+        """Step building ``name`` through ``steps`` (inputs of steps 1..n); the outputs of the last one."""
         sample = None
         for inputs in steps:
-            sample = await self.engine.step(inputs)
+            sample = await self.engines[name].step(inputs)
             if sample is None:
                 break
         return sample
 
-    async def stop(self) -> None:
-        await self.engine.stop()
+    async def stop(self, name: str) -> None:
+        engine = self.engines.pop(name, None)
+        if engine is not None:
+            await engine.stop()
 
-    def where(self) -> str:
+    async def where(self) -> str:
         return f"node {ray.get_runtime_context().get_node_id()[:12]} pid {os.getpid()}"
+
+
+def _portable(name: str, result: object) -> Sample | None | EngineFault:
+    """What the head receives of one building's step: its outputs (plain floats), or an EngineFault
+    naming it (any other exception is an engine breaking its contract); a cancellation is raised."""
+    if isinstance(result, Sample):
+        return Sample(float(result.sim_time_s), {tag: float(value) for tag, value in result.outputs.items()})
+    if result is None or isinstance(result, EngineFault):
+        return result
+    if isinstance(result, Exception):
+        return EngineFault(f"{name}: unexpected {type(result).__name__} from its engine: {result}")
+    raise result
 
 
 _remote_class = None
@@ -154,8 +182,8 @@ _remote_class = None
 
 def _actor_class():
     global _remote_class
-    if _remote_class is None:  # max_concurrency 2: stop may run while a step is in flight
-        _remote_class = ray.remote(max_concurrency=2)(BuildingActor)
+    if _remote_class is None:  # an async actor: starts, steps and stops of its buildings run concurrently
+        _remote_class = ray.remote(NodeActor)
     return _remote_class
 
 
@@ -178,36 +206,247 @@ def same_sample(a: Sample | None, b: Sample | None) -> bool:
                       and dict(a.outputs) == dict(b.outputs))
 
 
+async def _call(name: str, ref, what: str):
+    """The result of a remote call; the engine's EngineFault raised as such; a lost actor raised as
+    LOST (for the caller to recover from or to fault on)."""
+    try:
+        return await ref
+    except RayTaskError as exc:
+        raise _fault(name, what, exc) from None
+
+
+_groups: dict[tuple[Path, str], "RayNodeGroup"] = {}  # (run folder, node id) -> the group of that node's buildings
+_nodes: dict[Path, list[str]] = {}  # run folder -> the ids of the nodes alive when its first building launched
+
+
+def _group_for(engine: "RayEngine") -> "RayNodeGroup":
+    """The group of ``engine``'s node: the buildings of a campus run are dealt round-robin (in campus
+    order) over the nodes alive when the first of them launched; one group, one actor per node."""
+    run = engine.workdir.parent
+    nodes = _nodes.get(run)
+    if nodes is None:
+        nodes = _nodes[run] = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"]) or [""]
+    buildings = {b.name: b for b in engine.config.buildings}
+    buildings[engine.name] = engine.building
+    order = list(buildings)
+    node = nodes[order.index(engine.name) % len(nodes)]
+    group = _groups.get((run, node))
+    if group is None:
+        placed = [b for i, b in enumerate(buildings.values()) if nodes[i % len(nodes)] == node]
+        group = _groups[(run, node)] = RayNodeGroup(engine.remote_config, engine.executor, run, node, placed)
+    return group
+
+
+class RayNodeGroup:
+    """In the head: the buildings placed on one node, whose engines run in one ``NodeActor`` there.
+    Each building's ``RayEngine.step`` joins the group's batch of the step; the batch goes out as one
+    Ray call when every running member has joined (or at the next turn of the event loop), and its
+    answer, every member's outputs in one message, resolves each member's step. A lost actor is
+    relaunched and each member replayed (``_recover``); each member's fault stays its own."""
+
+    def __init__(self, config: CampusConfig, executor: ExecutorConfig, run: Path, node: str,
+                 placed: list[BuildingConfig]):
+        self.config, self.executor, self.run, self.node = config, executor, run, node
+        self.placed = [b.name for b in placed]
+        self.cpus = sum(executor.resources(b)[0] for b in placed)
+        self.memory_mb = sum(executor.resources(b)[1] for b in placed)
+        self.members: dict[str, RayEngine] = {}
+        self.actor = None
+        self.restarts = 0
+        self.step_timeout_s = config.engine_step_timeout_s + STEP_MARGIN_S
+        self._batch: dict[str, tuple[dict[str, float], asyncio.Future]] = {}
+        self._flush: asyncio.Handle | None = None
+        self._calls: set[asyncio.Task] = set()
+        self.replayed: dict[str, tuple[int, int]] = {}  # of the last relaunch: member -> (steps, from the historian)
+
+    def _new_actor(self) -> None:
+        """A new actor for the members, pinned to the group's node while it lives (else anywhere)."""
+        self.actor = _actor_class().options(
+            name=f"{self.config.name}.{'.'.join(self.placed)}.{os.getpid()}.{next(_names)}", namespace=NAMESPACE,
+            num_cpus=self.cpus, memory=int(self.memory_mb * 2**20) or None, max_restarts=0, max_task_retries=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(self.node, soft=True) if self.node else "SPREAD",
+        ).remote(self.config)
+
+    def start(self, engine: "RayEngine", workdir: Path):
+        """Start ``engine``'s building in the group's actor (created by the first member); its ObjectRef."""
+        self.members[engine.name] = engine
+        if self.actor is None:
+            self._new_actor()
+        return self.actor.start.remote(engine.building, workdir)
+
+    def _waiting_for(self) -> int:
+        return sum(1 for m in self.members.values() if m.running)
+
+    def submit(self, engine: "RayEngine", inputs: dict[str, float]) -> asyncio.Future:
+        """Join ``engine``'s step to the batch; a future of its outputs. The batch goes out once every
+        running member joined, or at the next turn of the event loop."""
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        self._batch[engine.name] = (inputs, answer)
+        if len(self._batch) >= self._waiting_for():
+            self._send()
+        elif self._flush is None:
+            self._flush = loop.call_soon(self._send)
+        return answer
+
+    def _send(self) -> None:
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        batch, self._batch = self._batch, {}
+        if batch:
+            task = asyncio.ensure_future(self._answer(batch))
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
+
+    async def _answer(self, batch: dict[str, tuple[dict[str, float], asyncio.Future]]) -> None:
+        """One Ray call for the batch; each member's future resolved with its outputs or its fault."""
+        try:
+            if self.actor is None:
+                raise EngineFault("engine is not running")
+            ref = self.actor.step.remote({name: inputs for name, (inputs, _) in batch.items()})
+            results = await asyncio.wait_for(_call(self.config.name, ref, "step"), self.step_timeout_s)
+        except asyncio.TimeoutError:
+            results = {name: EngineFault(f"{name}: its Ray actor did not answer step {self.members[name].steps} "
+                                         f"within {self.step_timeout_s:.0f} s") for name in batch}
+        except LOST as exc:
+            results = await self._recover(exc, batch)
+        except Exception as exc:
+            results = {name: EngineFault(f"{name}: {exc}") for name in batch}
+        except asyncio.CancelledError:
+            for _, answer in batch.values():
+                answer.cancel()
+            raise
+        for name, (_, answer) in batch.items():
+            result = results[name]
+            if answer.done():
+                continue
+            if isinstance(result, BaseException):
+                answer.set_exception(result)
+            else:
+                self.members[name].answered = result
+                answer.set_result(result)
+
+    async def _recover(self, cause: Exception, batch: dict) -> dict[str, Sample | None | EngineFault]:
+        """Relaunch and replay every member until the batch in flight is answered, within the policy."""
+        while True:
+            if all(self.members[name].stopped for name in batch):
+                return {name: EngineFault(f"{name}: stopped while its Ray actor was being relaunched")
+                        for name in batch}
+            if self.restarts >= self.executor.max_restarts:
+                return {name: _lost(name, f"step {self.members[name].steps}, after {self.restarts} relaunch(es) "
+                                          f"(max_restarts {self.executor.max_restarts})", cause) for name in batch}
+            self.restarts += 1
+            for member in self.members.values():
+                if member.running:
+                    log.warning("%s: Ray actor lost at step %d (%s); relaunching it (restart %d of %d) and "
+                                "replaying %d step(s)", member.name, member.steps, type(cause).__name__,
+                                self.restarts, self.executor.max_restarts, member.steps - (member.name in batch))
+            began = time.monotonic()
+            try:
+                async with asyncio.timeout(self.executor.replay_timeout_s):
+                    results = await self._replay(batch)
+                    where = await self.actor.where.remote() if self.actor is not None else "(stopped)"
+            except LOST as exc:
+                cause = exc
+                continue
+            except TimeoutError:
+                return {name: EngineFault(f"{name}: relaunch and replay of {self.members[name].steps - 1} step(s) "
+                                          f"took more than replay_timeout_s = {self.executor.replay_timeout_s:g} s")
+                        for name in batch}
+            for name, (steps, recorded) in self.replayed.items():
+                log.warning("%s: replayed %d step(s) (%d read from the historian) in %.2f s on %s; rejoined "
+                            "lockstep at step %d", name, steps, recorded, time.monotonic() - began, where,
+                            self.members[name].steps)
+            return results
+
+    async def _replay(self, batch: dict) -> dict[str, Sample | None | EngineFault]:
+        """A new actor; each running member started in it and stepped through its inputs up to the step
+        in flight (from the historian, the rest from memory); then the batch in flight."""
+        self._kill()
+        self._new_actor()
+        actor = self.actor  # not self.actor, which ``stop`` clears: calls to a killed actor raise LOST
+        members = [m for m in self.members.values() if m.running]
+        faults: dict[str, EngineFault] = {}
+        self.replayed = {}
+
+        async def relaunch(member: RayEngine) -> None:
+            last = member.steps - (member.name in batch)  # the steps it answered
+            try:
+                first = await _call(member.name, actor.start.remote(member.building, member.restart_folder(self.restarts)),
+                                    "start")
+                steps, recorded = await asyncio.to_thread(member.inputs_until, last)
+                self.replayed[member.name] = (len(steps), recorded)
+                replayed = await _call(member.name, actor.replay.remote(member.name, steps), "replay") if steps \
+                    else first
+            except EngineFault as exc:
+                faults[member.name] = exc
+                return
+            if not same_sample(replayed, member.answered):
+                log.error("%s: replayed outputs of step %d differ from those published: %s vs %s", member.name,
+                          last, replayed, member.answered)
+
+        await asyncio.gather(*(relaunch(m) for m in members))
+        going = {name: inputs for name, (inputs, _) in batch.items() if name not in faults
+                 and not self.members[name].stopped}
+        results = await _call(self.config.name, actor.step.remote(going), "step") if going else {}
+        return {**results, **faults, **{name: EngineFault(f"{name}: stopped while its Ray actor was being relaunched")
+                                         for name in batch if name not in results and name not in faults}}
+
+    def _kill(self) -> None:
+        actor, self.actor = self.actor, None
+        if actor is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+
+    async def leave(self, engine: "RayEngine") -> None:
+        """``engine`` stops: its engine in the actor stopped (up to STOP_TIMEOUT_S); the actor ended with
+        the last member."""
+        actor = self.actor
+        if actor is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(actor.stop.remote(engine.name), STOP_TIMEOUT_S)
+        if not any(m.running for m in self.members.values()):
+            self._kill()
+            if _groups.get((self.run, self.node)) is self:
+                del _groups[(self.run, self.node)]
+            if not any(run == self.run for run, _ in _groups):
+                _nodes.pop(self.run, None)
+
+
 class RayEngine(Engine):
-    """One building whose engine runs in a Ray actor; see the module docstring."""
+    """One building whose engine runs in its node's Ray actor (``RayNodeGroup``); see the module docstring."""
+
+    TRIM_EVERY = 256  # steps between two trims of the in-memory inputs to the steps the historian lacks
 
     def __init__(self, building: BuildingConfig, config: CampusConfig, workdir: Path):
         self.building, self.name, self.workdir = building, building.name, Path(workdir).resolve()
-        self.executor = config.executor
-        # what the actor needs: no executor (it builds the engine itself), no server secrets
+        self.config, self.executor = config, config.executor
+        # what the actor needs: no executor (it builds the engines itself), no server secrets
         self.remote_config = dataclasses.replace(config, executor=ExecutorConfig(), security=ServerSecurity(),
                                                  tracking=())
         self.start_timeout_s = config.engine_start_timeout_s
-        self.step_timeout_s = config.engine_step_timeout_s + STEP_MARGIN_S
-        self.inputs: list[dict[str, float]] = []  # inputs of steps 1, 2, ... as handed to ``step``
+        self.historian = self.workdir.parent / "historian.sqlite" if config.historian else None
+        self.input_tags = [i.tag for i in building.tagmap.inputs]
+        self.steps = 0  # steps handed to ``step`` (the last one may be in flight)
+        self.tail: dict[int, dict[str, float]] = {}  # inputs of the steps the historian may not hold yet
         self.answered: Sample | None = None  # outputs of the last step answered (0: the start)
-        self.restarts = 0
         self.stopped = False
-        self._actor = None
-        self._started: asyncio.Future | None = None  # the first actor's start call
+        self.group: RayNodeGroup | None = None
+        self._started: asyncio.Future | None = None  # the start call
         self._launch_error: EngineFault | None = None
 
-    def _new_actor(self):
-        """A new actor (placed by Ray, spread over the nodes) whose start call is under way; its
-        ObjectRef. Restarts work in a folder of their own."""
-        cpus, memory_mb = self.executor.resources(self.building)
-        workdir = self.workdir if not self.restarts else self.workdir.with_name(f"{self.name}.restart{self.restarts}")
-        self._actor = _actor_class().options(
-            name=f"{self.remote_config.name}.{self.name}.{os.getpid()}.{next(_names)}", namespace=NAMESPACE,
-            num_cpus=cpus, memory=int(memory_mb * 2**20) or None, scheduling_strategy="SPREAD",
-            max_restarts=0, max_task_retries=0,
-        ).remote(self.building, self.remote_config, workdir)
-        return self._actor.start.remote()
+    @property
+    def running(self) -> bool:
+        """Started (or starting), not stopped, and its run not over."""
+        return not self.stopped and not (self.steps and self.answered is None)
+
+    @property
+    def _actor(self):
+        return self.group.actor if self.group is not None else None
+
+    def restart_folder(self, restart: int) -> Path:
+        return self.workdir.with_name(f"{self.name}.restart{restart}")
 
     async def launch(self) -> None:
         if self._started is not None or self._launch_error is not None:
@@ -218,7 +457,8 @@ class RayEngine(Engine):
             self._launch_error = exc
             return
         _engines.add(self)
-        self._started = asyncio.ensure_future(self._new_actor())
+        self.group = _group_for(self)
+        self._started = asyncio.ensure_future(_call(self.name, self.group.start(self, self.workdir), "start"))
 
     async def start(self) -> Sample:
         await self.launch()
@@ -226,10 +466,10 @@ class RayEngine(Engine):
             raise EngineFault(f"{self.name}: {self._launch_error}")
         try:
             async with asyncio.timeout(self.start_timeout_s):
-                self.answered = await self._call(self._started, "start")
+                self.answered = await self._started
                 log.info("%s: engine started in Ray actor on %s", self.name, await self._actor.where.remote())
         except TimeoutError:
-            cpus, memory_mb = self.executor.resources(self.building)
+            cpus, memory_mb = self.group.cpus, self.group.memory_mb
             raise EngineFault(f"{self.name}: its Ray actor did not start within {self.start_timeout_s:.0f} s "
                               f"(needs num_cpus={cpus:g}, memory_mb={memory_mb:g}; cluster has "
                               f"{ray.available_resources()})") from None
@@ -238,86 +478,52 @@ class RayEngine(Engine):
         return self.answered
 
     def step(self, inputs: Mapping[str, float]) -> Awaitable[Sample | None]:
-        """Record the inputs and send them to the actor at once; the awaitable answers the step."""
-        self.inputs.append(dict(inputs))
-        return self._answer(self._actor.step.remote(self.inputs[-1]) if self._actor is not None else None)
+        """Record the inputs and join the group's batch of this step; the awaitable answers the step."""
+        self.steps += 1
+        self.tail[self.steps] = inputs = dict(inputs)
+        if self.steps % self.TRIM_EVERY == 0:
+            self._trim()
+        if self.group is None or self.stopped:
+            answer = asyncio.get_running_loop().create_future()
+            answer.set_exception(EngineFault(f"{self.name}: engine is not running"))
+            return answer
+        return self.group.submit(self, inputs)
 
-    async def _answer(self, ref) -> Sample | None:
-        if ref is None:
-            raise EngineFault(f"{self.name}: engine is not running")
+    def _recorded_until(self) -> int:
+        """The last step of this building the historian holds (0: none, or no historian)."""
+        if self.historian is None or not self.historian.is_file():
+            return 0
         try:
-            sample = await asyncio.wait_for(self._call(ref, "step"), self.step_timeout_s)
-        except asyncio.TimeoutError:
-            raise EngineFault(f"{self.name}: its Ray actor did not answer step {len(self.inputs)} "
-                              f"within {self.step_timeout_s:.0f} s") from None
-        except LOST as exc:
-            sample = await self._recover(exc)
-        self.answered = sample
-        return sample
+            return last_step(self.historian, self.name)
+        except HistorianError:
+            return 0
 
-    async def _call(self, ref, what: str):
-        """The result of a remote call; the engine's EngineFault raised as such; a lost actor raised
-        as LOST (for the caller to recover from or to fault on)."""
-        try:
-            return await ref
-        except RayTaskError as exc:
-            raise _fault(self.name, what, exc) from None
+    def _trim(self) -> None:
+        """Forget the inputs of the steps the historian holds: memory stays flat on long runs."""
+        recorded = self._recorded_until()
+        for step in [s for s in self.tail if s <= recorded]:
+            del self.tail[step]
 
-    async def _recover(self, cause: Exception) -> Sample | None:
-        """Relaunch and replay until the step in flight is answered, within the documented policy."""
-        step = len(self.inputs)
-        while True:
-            if self.stopped:
-                raise EngineFault(f"{self.name}: stopped while its Ray actor was being relaunched")
-            if self.restarts >= self.executor.max_restarts:
-                raise _lost(self.name, f"step {step}, after {self.restarts} relaunch(es) (max_restarts "
-                                       f"{self.executor.max_restarts})", cause)
-            self.restarts += 1
-            log.warning("%s: Ray actor lost at step %d (%s); relaunching it (restart %d of %d) and replaying "
-                        "%d step(s)", self.name, step, type(cause).__name__, self.restarts,
-                        self.executor.max_restarts, step - 1)
-            began = time.monotonic()
-            try:
-                async with asyncio.timeout(self.executor.replay_timeout_s):
-                    sample = await self._replay()
-                    where = await self._actor.where.remote() if self._actor is not None else "(stopped)"
-            except LOST as exc:
-                cause = exc
-                continue
-            except TimeoutError:
-                raise EngineFault(f"{self.name}: relaunch and replay of {step - 1} step(s) took more than "
-                                  f"replay_timeout_s = {self.executor.replay_timeout_s:g} s") from None
-            log.warning("%s: replayed %d step(s) in %.2f s on %s; rejoined lockstep at step %d",
-                        self.name, step - 1, time.monotonic() - began, where, step)
-            return sample
-
-    async def _replay(self) -> Sample | None:
-        """A new actor, started and stepped through the recorded inputs; the answer of the step in flight."""
-        self._kill()
-        started = self._new_actor()
-        actor = self._actor  # not self._actor, which ``stop`` clears: calls to a killed actor raise LOST
-        first = await self._call(started, "start")
-        replayed = await self._call(actor.replay.remote(self.inputs[:-1]), "replay") if len(self.inputs) > 1 \
-            else first
-        if not same_sample(replayed, self.answered):
-            log.error("%s: replayed outputs of step %d differ from those published: %s vs %s", self.name,
-                      len(self.inputs) - 1, replayed, self.answered)
-        return await self._call(actor.step.remote(self.inputs[-1]), "step")
-
-    def _kill(self) -> None:
-        actor, self._actor = self._actor, None
-        if actor is not None:
-            with contextlib.suppress(Exception):
-                ray.kill(actor)
+    def inputs_until(self, last: int) -> tuple[list[dict[str, float]], int]:
+        """Inputs of steps 1..``last``: from the historian, those it lacks (not recorded yet) from memory; and how many came
+        from the historian. EngineFault if a step is in neither (its historian rows lost)."""
+        recorded = recorded_inputs(self.historian, self.name, self.input_tags, last) \
+            if self.historian is not None and self.historian.is_file() else {}
+        missing = [s for s in range(1, last + 1) if s not in self.tail and s not in recorded]
+        if missing:
+            raise EngineFault(f"{self.name}: cannot replay: the inputs of {len(missing)} step(s) "
+                              f"({missing[0]}..{missing[-1]}) are neither in the historian nor in memory")
+        return [recorded[s] if s in recorded else self.tail[s] for s in range(1, last + 1)], \
+            sum(1 for s in range(1, last + 1) if s in recorded)
 
     async def stop(self) -> None:
-        """Stop the engine in its actor (up to STOP_TIMEOUT_S), then end the actor; safe at any time."""
+        """Stop the engine in its actor (up to STOP_TIMEOUT_S); the actor ends with its last building;
+        safe at any time."""
+        if self.stopped:
+            return
         self.stopped = True
         if self._started is not None and not self._started.done():
             self._started.cancel()
-        actor = self._actor
-        if actor is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(actor.stop.remote(), STOP_TIMEOUT_S)
-            self._kill()
+        if self.group is not None:
+            await self.group.leave(self)
         await _release(self)
