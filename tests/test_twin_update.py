@@ -150,3 +150,22 @@ def test_bad_update_input_is_one_line(shifted, tmp_path, capsys):
         code = main(["twin", "update", str(model_path), str(path), "-o", str(tmp_path / "x.npz"), *args])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1 and err[0].startswith("twinbridge: error: "), (args, err)
+
+
+def test_scheduled_update_writes_and_registers_the_newest_model(shifted, tmp_path):
+    import asyncio
+
+    from bridge.twin.update import update_every
+
+    path, frame, model_path, _ = shifted
+    stop = asyncio.Event()
+
+    def load():  # the daemon's historian read; stop after this round
+        stop.set()
+        return frame[frame.index < UPDATE_UNTIL]
+
+    registry = ModelRegistry(tmp_path / "reg")
+    asyncio.run(asyncio.wait_for(update_every(model_path, load, tmp_path / "out", 3600, stop, registry), 60))
+    written, = (tmp_path / "out").glob("*.npz")
+    assert written.name == "model-20250707T0000.npz"
+    assert ModelRegistry(tmp_path / "reg").current("Operational").version == "1.0.0"
