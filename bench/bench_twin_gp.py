@@ -46,12 +46,12 @@ ZONE_LAGS = dict(output_lags=0, input_lags=1, disturbance_lags=1)
 GP = dict(n_hyper=500, max_exact=4000, n_inducing=1000)
 
 
-def history(path: Path, seed: int = 0, start: dt.date = dt.date(2025, 7, 1)):
-    """The historian from ``start`` to Jul 28 excited with ``seed``; recorded with EnergyPlus if
-    ``path`` does not exist yet."""
+def history(path: Path, seed: int = 0, start: dt.date = dt.date(2025, 7, 1), end: dt.date = dt.date(2025, 7, 28)):
+    """The historian from ``start`` to ``end`` (inclusive) excited with ``seed``; recorded with
+    EnergyPlus if ``path`` does not exist yet."""
     if not path.exists():
         config = load_config(ROOT / "sims/large_office.toml")
-        period = dataclasses.replace(config.period, start=start, end=dt.date(2025, 7, 28))
+        period = dataclasses.replace(config.period, start=start, end=end)
         building = config.buildings[0]
         started = time.perf_counter()
         collect_history(building, period, path, engines_for(config, path.parent / f"work_{path.stem}"),

@@ -108,6 +108,15 @@ class ModelRegistry:
             kind = FrozenModelError if version.status == "frozen" else RegistryError
             raise kind(f"{role} {version.version}: model file {version.model_file} was modified on disk")
 
+    def refuse_if_frozen_file(self, model: str | Path, action: str = "update") -> None:
+        """FrozenModelError if ``model`` is, byte for byte, the model file of a frozen version (a
+        copy of the frozen Baseline handed to an update, say): the reference for savings never changes."""
+        digest = _sha256(Path(model))
+        for version in self.versions:
+            if version.status == "frozen" and version.model_sha256 == digest:
+                raise FrozenModelError(f"cannot {action} {model}: it is {version.role} {version.version}, frozen on "
+                                       f"{version.frozen_at} as the reference for savings")
+
     # --- changes -------------------------------------------------------------------------------
     def register(self, role: str, model: str | Path, weather: str | Path, version: str | None = None,
                  calibration: dict | None = None, calibration_start: str = "", calibration_end: str = "",

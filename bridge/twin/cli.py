@@ -3,6 +3,7 @@
     twinbridge twin collect sims/large_office.toml --start 07-01 --end 07-28 -o runs/large.db
     twinbridge twin fit runs/large.db --tagmap tagmaps/large_office.toml --until 2025-07-22 -o large.npz
     twinbridge twin evaluate large.npz runs/large.db --from 2025-07-22 --horizon 72 --plot day.png
+    twinbridge twin update large.npz runs/live.db --until 2025-07-29 --days 21 -o large-0729.npz --registry reg
     twinbridge twin serve sims/large_office.toml large.npz
 
 ``bridge.cli`` registers them with ``add_twin_commands(subparsers)``; each sets ``func``, which
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``twin collect|fit|evaluate|serve`` on an argparse subparsers object."""
+    """Register ``twin collect|fit|evaluate|update|serve`` on an argparse subparsers object."""
     twin = subparsers.add_parser("twin", help="data-driven GP twin of a building (see docs/twin.md)")
     commands = twin.add_subparsers(dest="twin_command", required=True)
 
@@ -68,6 +69,24 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
                           help="evaluate forecasts of rows inside the model's training window too (for another run "
                                "over the same dates; on the training historian they are in-sample figures)")
     evaluate.set_defaults(func=_evaluate)
+
+    update = commands.add_parser("update", help="re-condition a twin on the recent rows of a historian "
+                                                "(sliding window, level bias), register it as Operational")
+    update.add_argument("model", type=Path, help="model file to update (.npz)")
+    update.add_argument("history", type=Path, help="historian file (.db) of the live building")
+    update.add_argument("-o", "--output", type=Path, help="model file to write (.npz); with --every: a folder")
+    update.add_argument("--building", help="building name in the historian (default: the only one)")
+    update.add_argument("--until", help="update on rows before this time (ISO; default: every row)")
+    update.add_argument("--days", type=float, help="sliding window in days (default: the model's, 21)")
+    update.add_argument("--bias-hours", type=float,
+                        help="hours of recent forecasts the level bias is the mean error of (default: the model's, "
+                             "24; 0: no bias correction)")
+    update.add_argument("--refit", action="store_true",
+                        help="fit hyperparameters, profile and calibration again on the window (default: keep them)")
+    update.add_argument("--registry", type=Path, help="registry folder: register the update as an Operational version")
+    update.add_argument("--every", help="run as a daemon: update every period (24h, 30m, 1d) on every row so far, "
+                                        "writing <model>-<until>.npz into the -o folder")
+    update.set_defaults(func=_update)
 
     serve = commands.add_parser("serve", help="serve a trained twin over OPC UA like the EnergyPlus building")
     serve.add_argument("config", type=Path, help="building or campus TOML file (run period, endpoint, tag map)")
@@ -174,6 +193,34 @@ def _evaluate(args: argparse.Namespace) -> int:
             plot_day(model, history, day, args.horizon, args.plot.with_name(f"{args.plot.stem}_{target}.png"),
                      allow_overlap=args.allow_overlap)
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _update(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bridge.historian import load_history
+    from bridge.tracking.registry import ModelRegistry
+    from bridge.twin.gp import ModelError
+    from bridge.twin.update import next_until, parse_every, update_every, update_model_file
+
+    if args.output is None:
+        raise ModelError("twin update needs -o: the model file to write (with --every, a folder)")
+    registry = ModelRegistry(args.registry) if args.registry else None
+    options = {"days": args.days, "bias_hours": args.bias_hours, "refit": args.refit, "source": str(args.history)}
+    load = lambda: load_history(args.history, args.building)
+    if args.every:
+        every_s = parse_every(args.every)
+        if registry is not None:
+            registry.refuse_if_frozen_file(args.model)
+        asyncio.run(update_every(args.model, load, args.output, every_s, asyncio.Event(), registry, **options))
+        return 0
+    frame = load()
+    until = args.until if args.until else next_until(frame)
+    _, figures = update_model_file(args.model, frame, until, args.output, registry, **options)
+    print(json.dumps(figures, indent=2))
+    print(f"wrote {args.output}" + (f", registered as Operational {registry.current('Operational').version}"
+                                    if registry is not None else ""))
     return 0
 
 

@@ -34,7 +34,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Kernel
 from threadpoolctl import threadpool_limits
@@ -61,8 +61,12 @@ class GPModel(BaseEstimator):
 
     def __init__(self, features: FeatureSet, n_hyper: int = 500, max_exact: int = 4000, n_inducing: int = 1000,
                  linear: bool = True, n_restarts: int = 0, max_iter: int = 100, calibrate: bool = True,
-                 random_state: int = 0, blas_threads: int | None = 1):
+                 random_state: int = 0, blas_threads: int | None = 1, update_days: float = 21.0,
+                 bias_hours: float = 24.0, bias_horizon: int = 72):
         self.features = features
+        self.update_days = update_days
+        self.bias_hours = bias_hours
+        self.bias_horizon = bias_horizon
         self.calibrate = calibrate
         self.n_hyper = n_hyper
         self.max_iter = max_iter
@@ -83,9 +87,8 @@ class GPModel(BaseEstimator):
 
     def _fit(self, frame: pd.DataFrame) -> None:
         self.profile_ = self.features.daily_profile(frame) if self.features.profile else None
-        X, y = self.features.design(frame, self.profile_)
-        if len(X) < 10:
-            raise FeatureError(f"only {len(X)} complete rows to learn {self.features.target!r} from; need >= 10")
+        self.bias_ = 0.0
+        X, y = self._design(frame)
         x = X.to_numpy(float)
         self.x_mean_ = x.mean(axis=0)
         self.x_scale_ = np.where(x.std(axis=0) > 1e-9, x.std(axis=0), 1.0)
@@ -103,6 +106,71 @@ class GPModel(BaseEstimator):
                                         x_mean=self.x_mean_, x_scale=self.x_scale_)
         self.training_period_ = (X.index[0].isoformat(), X.index[-1].isoformat())
         self.n_rows_ = len(x)
+
+    def _design(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
+        """Training rows (features, target) of ``frame``; FeatureError for fewer than 10."""
+        X, y = self.features.design(frame, self.profile_)
+        if len(X) < 10:
+            raise FeatureError(f"only {len(X)} complete rows to learn {self.features.target!r} from; need >= 10")
+        return X, y
+
+    def update(self, frame: pd.DataFrame, until: pd.Timestamp | str, refit: bool = False) -> "GPModel":
+        """A new model conditioned on the last ``update_days`` days of ``frame`` before ``until``
+        (the sliding window), with its level bias re-estimated (``level_bias``); this one is unchanged.
+
+        ``refit=False`` (default) keeps the fitted hyperparameters, feature scaling, daily profile and
+        std calibration and only re-conditions the GP on the window (one Cholesky: about a second
+        for 3 weeks of 10-minute rows, deterministic); ``refit=True`` fits everything again on the
+        window (about 10-20 s, and the random hyperparameter subset moves with the data)."""
+        from bridge.twin.evaluate import parse_time  # evaluate imports this module
+
+        self._check_fitted()
+        until = parse_time(until, "update until")
+        window = frame[(frame.index >= until - pd.Timedelta(days=self.update_days)) & (frame.index < until)]
+        new = clone(self)
+        if refit:
+            new.fit(window)
+        else:
+            started = time.perf_counter()
+            with threadpool_limits(self.blas_threads, user_api="blas"):
+                new._recondition(self, window)
+            new.fit_time_s_ = time.perf_counter() - started
+        new.bias_ = new.level_bias(window)
+        return new
+
+    def _recondition(self, fitted: "GPModel", window: pd.DataFrame) -> None:
+        """Take ``fitted``'s hyperparameters, scaling, profile and calibration; condition on ``window``."""
+        self.profile_, self.std_scale_ = fitted.profile_, fitted.std_scale_
+        self.x_mean_, self.x_scale_ = fitted.x_mean_, fitted.x_scale_
+        self.bias_ = 0.0
+        X, y = self._design(window)
+        self._set_posterior(fitted.kernel_, (X.to_numpy(float) - self.x_mean_) / self.x_scale_, y.to_numpy())
+        self.training_period_ = (X.index[0].isoformat(), X.index[-1].isoformat())
+        self.n_rows_ = len(X)
+
+    def level_bias(self, window: pd.DataFrame) -> float:
+        """The latest level error, in the target's unit: the mean of measured - forecast over the last
+        ``bias_hours`` hours of ``window``, forecast ``bias_horizon`` steps ahead (zero-variance, from
+        every row of those hours whose forecast ends inside the window) by this model re-conditioned
+        on the window *without* those hours: the error the twin made on its newest data before seeing
+        it. 0 when ``bias_hours`` is 0 or no forecast fits. ``predict`` and ``forecast`` add it to their
+        mean: a GP without a date feature follows a level shift in its newest rows only as far as they
+        outweigh older rows that look alike."""
+        cut = window.index[-1] - pd.Timedelta(hours=self.bias_hours) if len(window) else None
+        if self.bias_hours <= 0 or cut is None:
+            return 0.0
+        first = max(int(np.searchsorted(window.index, cut, side="right")) - 1, self.features.max_lag)
+        origins = np.arange(first, len(window) - self.bias_horizon)
+        head = window[window.index <= cut]
+        if origins.size == 0 or len(head) <= self.features.max_lag + 10:
+            return 0.0
+        probe = clone(self)
+        with threadpool_limits(self.blas_threads, user_api="blas"):
+            probe._recondition(self, head)
+        mean, _ = probe.forecast(window, origins, self.bias_horizon, with_std=False)
+        rows = origins[:, None] + np.arange(1, self.bias_horizon + 1)[None, :]
+        error = window[self.features.target].to_numpy(float)[rows] - mean
+        return float(np.nanmean(error)) if np.isfinite(error).any() else 0.0
 
     def _condition(self, kernel: Kernel, x: np.ndarray, y: np.ndarray, x_inducing: np.ndarray | None = None):
         """The posterior with fixed hyperparameters on standardized rows: exact up to ``max_exact``
@@ -139,9 +207,10 @@ class GPModel(BaseEstimator):
         if ok.any():
             rows = (x[ok] - self.x_mean_) / self.x_scale_
             if not with_std:
-                mean[ok] = self.gp_.predict(rows)
+                mean[ok] = self.gp_.predict(rows) + self.bias_
                 return mean, std
             mean[ok], std[ok] = self.gp_.predict(rows, return_std=True)
+            mean[ok] += self.bias_
             if self.std_scale_ is not None:
                 std[ok] *= self.std_scale_[int(fed_back)][regimes(x[ok], self.features.columns)]
         return mean, std
@@ -230,6 +299,17 @@ class TwinModel:
     def predict(self, frame: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """One-step (mean, std) of every target for every row of ``frame``."""
         return {target: model.predict(frame) for target, model in self.models.items()}
+
+    def update(self, frame: pd.DataFrame, until: pd.Timestamp | str, refit: bool = False) -> "TwinModel":
+        """A new twin: every model re-conditioned on its sliding window of ``frame`` before ``until``
+        and its level bias re-estimated (``GPModel.update``); this one is unchanged. The metadata
+        keeps the building record and says what was updated (``update``)."""
+        models = {target: model.update(frame, until, refit) for target, model in self.models.items()}
+        record = {"until": pd.Timestamp(until).isoformat(), "refit": refit,
+                  "windows": {t: list(m.training_period_) for t, m in models.items()},
+                  "bias": {t: m.bias_ for t, m in models.items()}}
+        kept = {key: self.metadata[key] for key in ("building",) if key in self.metadata}
+        return TwinModel(models, {**kept, "update": record})
 
 
 def _subset(n: int, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -35,7 +35,7 @@ FORMAT = "twinbridge-gp-twin/2"  # 2: std calibration tables [one-step, rollout]
 READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # first bytes of a zip archive (an .npz file), as numpy.load tells them
 GP_PARAMS = ("n_hyper", "max_exact", "n_inducing", "linear", "n_restarts", "max_iter", "calibrate", "random_state",
-             "blas_threads")
+             "blas_threads", "update_days", "bias_hours", "bias_horizon")
 
 
 def library_versions() -> dict[str, str]:
@@ -74,6 +74,7 @@ def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: 
             "n_rows": model.n_rows_,
             "training_period": list(model.training_period_),
             "fit_time_s": model.fit_time_s_,
+            "bias": model.bias_,
         }
     meta = {"format": FORMAT, "created": dt.datetime.now().isoformat(timespec="seconds"),
             "versions": library_versions(), "targets": targets, "metrics": metrics or {}, **(extra or {})}
@@ -114,6 +115,7 @@ def _load_gp(data, path: Path, target: str, entry: dict) -> GPModel:
         prefix = str(entry["prefix"])
         model.n_rows_, model.fit_time_s_ = int(entry["n_rows"]), float(entry["fit_time_s"])
         model.training_period_ = tuple(entry["training_period"])
+        model.bias_ = float(entry.get("bias", 0.0))  # files written before updates have none
     except KeyError as exc:
         raise ModelFileError(f"{path}: model of {target!r}: metadata entry lacks {exc}") from None
     except (TypeError, ValueError, AttributeError) as exc:
