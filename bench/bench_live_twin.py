@@ -19,7 +19,7 @@ historians. ``--transport offline``: the engines run directly, the twin fed the 
 same step; it adds the ablation (each mirrored input left to the file in turn, and a one-step lag).
 
 Run: PYTHONPATH=$PWD python bench/bench_live_twin.py [--days 30] [--fault-day 3] [--transport opcua]
-Writes bench/results/live_twin.json and live_twin.png.
+Writes bench/results/live_twin.json and live_twin.png (offline: live_twin_offline.*).
 """
 
 from __future__ import annotations
@@ -153,13 +153,13 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
     skip = SPIN_UP_DAYS * 24 * period.timesteps_per_hour
     pairs = tuple(Pair(case, twin=f"Twin.Mirrored.Outputs.{SIGNAL}", live=f"Live.{case}.Outputs.{SIGNAL}")
                   for case in models)
-    pairs += (Pair("control", twin=f"Twin.Control.Outputs.{SIGNAL}", live=f"Live.{FAULT_FREE}.Outputs.{SIGNAL}"),)
+    pairs += (Pair("control", twin=f"Twin.Unmirrored.Outputs.{SIGNAL}", live=f"Live.{FAULT_FREE}.Outputs.{SIGNAL}"),)
     rng = np.random.default_rng(7)
     with run_bridge(live_toml, workdir, "--wait-for-start") as live_bridge:
         twin_toml = campus_file(workdir / "twin.toml", "Twin", period, [
             building_entry("Mirrored", "ref:small_office", TWIN_WEATHER,
                            live_table(live_bridge.endpoint, "Live", FAULT_FREE)),
-            building_entry("Control", "ref:small_office", TWIN_WEATHER)])
+            building_entry("Unmirrored", "ref:small_office", TWIN_WEATHER)])
         with run_bridge(twin_toml, workdir, "--wait-for-start") as twin_bridge:
             config = TrackingConfig(live=Endpoint(live_bridge.endpoint, NAMESPACE),
                                     twin=Endpoint(twin_bridge.endpoint, NAMESPACE), pairs=pairs, thresholds={},
@@ -171,7 +171,7 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
                 key, stamp, value * (1 + rng.normal(0, NOISE)) if key != "control" else value)
             await asyncio.gather(start_campus(live_bridge.endpoint, "Live"), start_campus(twin_bridge.endpoint, "Twin"))
             drive = functools.partial(drive_lockstep, live_bridge.endpoint, twin_bridge.endpoint,
-                                      [f"Live.{case}" for case in models], ["Twin.Mirrored", "Twin.Control"],
+                                      [f"Live.{case}" for case in models], ["Twin.Mirrored", "Twin.Unmirrored"],
                                       {"Twin.Mirrored": f"Live.{FAULT_FREE}"})
             await drive(skip)
             task = asyncio.create_task(link.run())
@@ -190,7 +190,7 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
         live_history = live_bridge.historian()
     power = {f"live_{case}": historian_series(live_history, case) for case in models}
     power |= {"twin_mirrored": historian_series(twin_history, "Mirrored"),
-              "twin_control": historian_series(twin_history, "Control")}
+              "twin_control": historian_series(twin_history, "Unmirrored")}
     alerts = {pair.name: [a for a in sink.alerts if a.signal == pair.name] for pair in pairs}
     timing["stale_alarms"] = sum(a.severity == "stale" for a in sink.alerts)
     return power, alerts, timing
@@ -244,6 +244,10 @@ def plot(power: dict, onset: dt.datetime, path: Path) -> Path:
     return save_plot(fig, path)
 
 
+def result_name(transport: str) -> str:
+    return "live_twin" if transport == "opcua" else f"live_twin_{transport}"
+
+
 async def main(days: int, fault_day: int, transport: str) -> tuple[dict, str]:
     period = RunPeriod(START, START + dt.timedelta(days=days - 1), 6)
     onset_day, onset = onset_of(period, fault_day)
@@ -274,7 +278,7 @@ async def main(days: int, fault_day: int, transport: str) -> tuple[dict, str]:
             figures[f"ablation_{variant}_hourly_nmbe_pct"] = figure(result["nmbe_pct"], "%", "")
             if "alerts" in result:
                 figures[f"ablation_{variant}_alerts"] = figure(result["alerts"], "alerts", "")
-    plot(power, onset, RESULTS / "live_twin.png")
+    plot(power, onset, RESULTS / f"{result_name(transport)}.png")
     notes = (f"{how}. Live: DOE Small Office on {LIVE_WEATHER}'s weather data at Chicago's site (the EPW's "
              f"LOCATION line replaced), twin: on {TWIN_WEATHER} mirroring "
              f"{', '.join(MIRRORED)}; from {START} for {days} days, 10-min steps, faults from {onset_day} (onset "
@@ -291,4 +295,4 @@ if __name__ == "__main__":
     parser.add_argument("--transport", choices=("opcua", "offline"), default="opcua")
     args = parser.parse_args()
     figures, notes = asyncio.run(main(args.days, args.fault_day, args.transport))
-    write_results("live_twin", figures, notes)
+    write_results(result_name(args.transport), figures, notes)

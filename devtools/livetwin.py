@@ -68,12 +68,12 @@ def building_entry(name: str, model: Path | str, weather: str, live: str = "") -
 def live_table(live_url: str, live_campus: str, live_building: str, inputs: Sequence[str] = tuple(MIRRORED),
                max_age_s: float = 30.0) -> str:
     """``[buildings.live]`` mirroring ``inputs`` from ``live_building`` of the live bridge at ``live_url``."""
-    text = (f'[buildings.live]\nendpoint = "{live_url}"\nmax_age_s = {max_age_s}\n'
+    text = (f'[buildings.live]\nendpoint = "{live_url}"\nnamespace = "{NAMESPACE}"\nmax_age_s = {max_age_s}\n'
             "publishing_interval_ms = 20\nbackoff_min_s = 0.2\nbackoff_max_s = 1\n")
     for name in inputs:
         folder, tag = MIRRORED[name]
         text += (f'\n[[buildings.live.inputs]]\ninput = "{name}"\n'
-                 f'node = "nsu={NAMESPACE};s={live_campus}.{live_building}.{folder}.{tag}"\n'
+                 f'node = "{live_campus}.{live_building}.{folder}.{tag}"\n'
                  f'unit = "{UNITS[name]}->{UNITS[name]}"\n')
     return text
 
