@@ -1,0 +1,156 @@
+"""A twin beside a "live building" on another weather file: campus files and the lockstep driver.
+
+Used by ``tests/test_live_twin.py`` and ``bench/bench_live_twin.py`` (docs/live.md, "A twin under
+the live building's weather"). The live bridge runs the DOE Small Office on one city's TMY3 (and
+faulted copies of it); the twin bridge runs the nominal Small Office on Chicago TMY3 with
+``tagmaps/small_office_live.toml`` and mirrors the live building's site weather outputs and setpoints
+into its inputs through ``[buildings.live]``.
+
+Timing: the live weather of step k is an output of the live step k, so it exists only once that step
+is computed. ``drive_lockstep`` runs both bridges in lockstep and, per step, steps the live campus,
+waits until the twin's mirrored inputs hold the live values just published, then steps the twin: the
+twin's step k runs on the live weather of step k (no lag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+from asyncua import Client, ua
+
+from bridge.config import RunPeriod
+from bridge.protocol import NAMESPACE
+
+LIVE_TAGMAP = Path(__file__).resolve().parent.parent / "tagmaps" / "small_office_live.toml"
+TWIN_WEATHER = "ref:usa_il_chicago"
+LIVE_WEATHER = "ref:usa_nv_las_vegas"  # July: hot and dry where Chicago is mild and humid
+SPIN_UP_DAYS = 1  # each run warms up on its own file's first day: the building's thermal state differs at first
+
+#: twin input -> (folder, tag) of the live building whose value it mirrors (same units: "X->X")
+MIRRORED: dict[str, tuple[str, str]] = {
+    "OutdoorDryBulb": ("Outputs", "OutdoorTemp"),
+    "OutdoorRelativeHumidity": ("Outputs", "OutdoorHumidity"),  # EnergyPlus keeps the file's RH otherwise
+    "WindSpeed": ("Outputs", "SiteWindSpeed"),
+    "DirectSolar": ("Outputs", "SiteDirectSolar"),
+    "DiffuseSolar": ("Outputs", "SiteDiffuseSolar"),
+    "CoolingSetpoint": ("Inputs", "CoolingSetpoint"),
+    "HeatingSetpoint": ("Inputs", "HeatingSetpoint"),
+}
+UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": "m/s", "DirectSolar": "W/m2",
+         "DiffuseSolar": "W/m2", "CoolingSetpoint": "degC", "HeatingSetpoint": "degC"}
+
+
+def relocated_weather(source: Path, site: Path, out: Path) -> Path:
+    """``source``'s weather data at ``site``'s location: its EPW with the LOCATION line of ``site``.
+
+    The "live building" stands at the twin's site under another weather: the same sun path, time zone
+    and elevation (air pressure), so that only the weather differs. With the other city's own location,
+    sunset comes 35 min apart and the daylighting switches the lights at different times (measured,
+    docs/live.md)."""
+    location = next(line for line in site.read_text(errors="replace").splitlines() if line.startswith("LOCATION,"))
+    lines = source.read_text(errors="replace").splitlines(keepends=True)
+    out.write_text("".join(location + "\n" if line.startswith("LOCATION,") else line for line in lines))
+    return out
+
+
+def building_entry(name: str, model: Path | str, weather: str, live: str = "") -> str:
+    """One ``[[buildings]]`` entry on the live tag map; ``live``: its ``[buildings.live]`` table, if any."""
+    return (f'[[buildings]]\nname = "{name}"\nmodel = "{model}"\nweather = "{weather}"\n'
+            f'tagmap = "{LIVE_TAGMAP}"\n{live}\n')
+
+
+def live_table(live_url: str, live_campus: str, live_building: str, inputs: Sequence[str] = tuple(MIRRORED),
+               max_age_s: float = 30.0) -> str:
+    """``[buildings.live]`` mirroring ``inputs`` from ``live_building`` of the live bridge at ``live_url``."""
+    text = (f'[buildings.live]\nendpoint = "{live_url}"\nnamespace = "{NAMESPACE}"\nmax_age_s = {max_age_s}\n'
+            "publishing_interval_ms = 20\nbackoff_min_s = 0.2\nbackoff_max_s = 1\n")
+    for name in inputs:
+        folder, tag = MIRRORED[name]
+        text += (f'\n[[buildings.live.inputs]]\ninput = "{name}"\n'
+                 f'node = "{live_campus}.{live_building}.{folder}.{tag}"\n'
+                 f'unit = "{UNITS[name]}->{UNITS[name]}"\n')
+    return text
+
+
+def campus_file(path: Path, campus: str, period: RunPeriod, entries: Sequence[str]) -> Path:
+    """A lockstep campus TOML over ``period`` with the given ``[[buildings]]`` entries."""
+    head = (f'[campus]\nname = "{campus}"\n\n[run]\nstart = "{period.start:%m-%d}"\nend = "{period.end:%m-%d}"\n'
+            f'year = {period.start.year}\ntimesteps_per_hour = {period.timesteps_per_hour}\nclock = "lockstep"\n'
+            "lockstep_timeout_s = 60\n\n")
+    path.write_text(head + "\n".join(entries))
+    return path
+
+
+class Stepper:
+    """One building's controller: a client of its own (Exchange blocks its connection) calling Exchange."""
+
+    def __init__(self, client: Client, idx: int, path: str):
+        self.client, self.idx, self.path = client, idx, path
+        self.control = client.get_node(ua.NodeId(f"{path}.Control", idx))
+        self.method = ua.NodeId(f"{path}.Control.Exchange", idx)
+
+    async def step(self) -> tuple[int, list[float]]:
+        """One lockstep step with the inputs the tags hold: (step, outputs in OutputTags order)."""
+        step, outputs, _applied = await self.control.call_method(self.method, ua.Variant([], ua.VariantType.Double))
+        return step, outputs
+
+
+async def _stepper(stack: AsyncExitStack, url: str, path: str) -> Stepper:
+    client = await stack.enter_async_context(Client(url, timeout=60, watchdog_intervall=120))
+    return Stepper(client, await client.get_namespace_index(NAMESPACE), path)
+
+
+async def drive_lockstep(live_url: str, twin_url: str, live: Sequence[str], twin: Sequence[str],
+                         mirrored: Mapping[str, str], steps: int, timeout_s: float = 30.0) -> dict:
+    """Step ``steps`` times: the live buildings (``"Campus.Building"`` paths), then, once every twin of
+    ``mirrored`` (twin path -> live path) holds the live values just published, the twin buildings.
+
+    Returns timing figures: wall seconds per step and the mean wait for the mirror (s)."""
+    async with AsyncExitStack() as stack:
+        live_steppers = [await _stepper(stack, live_url, path) for path in live]
+        twin_steppers = [await _stepper(stack, twin_url, path) for path in twin]
+        live_reader = await stack.enter_async_context(Client(live_url, timeout=30))
+        twin_reader = await stack.enter_async_context(Client(twin_url, timeout=30))
+        live_idx = await live_reader.get_namespace_index(NAMESPACE)
+        twin_idx = await twin_reader.get_namespace_index(NAMESPACE)
+        pairs = []
+        for twin_path, live_path in mirrored.items():
+            pairs.append(([live_reader.get_node(ua.NodeId(f"{live_path}.{folder}.{tag}", live_idx))
+                           for folder, tag in MIRRORED.values()],
+                          [twin_reader.get_node(ua.NodeId(f"{twin_path}.Inputs.{name}", twin_idx)) for name in MIRRORED]))
+        started, waited = time.monotonic(), 0.0
+        for _ in range(steps):
+            await asyncio.gather(*(s.step() for s in live_steppers))
+            before = time.monotonic()
+            for live_nodes, twin_nodes in pairs:
+                await _until_mirrored(live_reader, twin_reader, live_nodes, twin_nodes, timeout_s)
+            waited += time.monotonic() - before
+            await asyncio.gather(*(s.step() for s in twin_steppers))
+        elapsed = time.monotonic() - started
+    return {"wall_s_per_step": elapsed / max(steps, 1), "mirror_wait_s_per_step": waited / max(steps, 1)}
+
+
+async def _until_mirrored(live_reader: Client, twin_reader: Client, live_nodes: list, twin_nodes: list,
+                          timeout_s: float) -> None:
+    """Wait until the twin inputs equal the live values (converted identically), or TimeoutError."""
+    wanted = await live_reader.read_values(live_nodes)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        held = await twin_reader.read_values(twin_nodes)
+        if all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9) for a, b in zip(wanted, held)):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"twin inputs {held} did not take the live values {wanted} within {timeout_s} s")
+        await asyncio.sleep(0.005)
+
+
+def onset_of(period: RunPeriod, fault_day: int) -> tuple[dt.date, dt.datetime]:
+    """(first faulted day, onset): 23:00 standard time the evening before (schedules follow daylight saving)."""
+    day = period.start + dt.timedelta(days=fault_day - 1)
+    return day, dt.datetime.combine(day, dt.time()) - dt.timedelta(hours=1)

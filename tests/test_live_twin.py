@@ -1,0 +1,47 @@
+"""A twin follows a live building under another weather (issue 14, docs/live.md "A twin under the live
+building's weather"). Two real bridges on loopback in lockstep: the "live" bridge runs the DOE Small Office
+on Las Vegas TMY3 weather (at Chicago's site), fault-free and with 30 % more plug load from day 3; the twin
+bridge runs the nominal Small Office on Chicago TMY3, one copy mirroring the live weather and setpoints
+through ``[buildings.live]``, one not (the control). A driver steps live step k, then the twin's step k
+once the mirror delivered the live values of step k. A LiveLink tracks every pair from the end of the
+spin-up day; Guideline 14 from the historians."""
+
+import asyncio
+import datetime as dt
+
+from bench.bench_live_twin import energy_kwh, g14, over_opcua, scored
+from bench.bench_tracking import FAULT_FREE, START, fault_edits, period_end
+from bridge.config import RunPeriod, reference_model, reference_weather
+from bridge.tracking.scenario import edited_model
+from devtools.livetwin import LIVE_WEATHER, TWIN_WEATHER, onset_of, relocated_weather
+
+FAULT = "equipment_plus_30pct"
+STEP = dt.timedelta(minutes=10)
+
+
+def test_mirrored_twin_follows_the_live_building_and_catches_its_fault(tmp_path):
+    period = RunPeriod(START, START + dt.timedelta(days=2), 6)  # day 1 spin-up, day 2 clean, day 3 faulted
+    onset_day, onset = onset_of(period, 3)
+    nominal = reference_model("small_office")
+    models = {FAULT_FREE: nominal,
+              FAULT: edited_model(nominal, [fault_edits(onset_day)[FAULT]], tmp_path / "faulty.idf")}
+    live_weather = relocated_weather(reference_weather(LIVE_WEATHER.removeprefix("ref:")),
+                                     reference_weather(TWIN_WEATHER.removeprefix("ref:")), tmp_path / "live.epw")
+    power, alerts, timing = asyncio.run(over_opcua(models, live_weather, period, tmp_path))
+
+    live = scored(energy_kwh(*zip(*power[f"live_{FAULT_FREE}"]), period.step_s), period)
+    assert len(live) == (period.steps - 144), "every step of the live building recorded"
+    before = live[live.index < onset]
+    mirrored = g14(before, energy_kwh(*zip(*power["twin_mirrored"]), period.step_s))
+    assert mirrored["hours"] >= 23
+    assert mirrored["cv_rmse_pct"] <= 5.0 and abs(mirrored["nmbe_pct"]) <= 2.0, mirrored
+    control = g14(before, energy_kwh(*zip(*power["twin_control"]), period.step_s))
+    assert control["cv_rmse_pct"] > 10.0 or abs(control["nmbe_pct"]) > 10.0, control  # beyond the alert threshold
+
+    raised = {pair: [a for a in found if a.raised] for pair, found in alerts.items()}
+    assert not [a for a in raised[FAULT_FREE]], raised[FAULT_FREE]  # nothing on the fault-free pair, all run
+    assert not [a for a in raised[FAULT] if period_end(a) <= onset], "nothing about a period before the fault"
+    first = next(a for a in raised[FAULT] if a.granularity == "step" and a.severity == "alert")
+    assert (first.time - onset) / STEP <= 60, first
+    assert any(a.severity == "alert" for a in raised["control"]), "the unmirrored twin is alerted on"
+    assert timing["stale_alarms"] == 0
