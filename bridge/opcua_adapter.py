@@ -30,6 +30,9 @@ tests/test_security.py and tests/test_bridge_units.py, which run through every o
 - ``check_passwords_before_activation``: ``UaProcessor._process_message`` wrapped so a password is
   checked off the event loop before asyncua activates a session (asyncua asks its user manager
   synchronously and has no asynchronous hook).
+- ``subscribe_every_sample`` (client side): ``Subscription._subscribe`` with a data-change filter that
+  triggers on the timestamp too, so that a step repeating the previous value is still reported
+  (``Subscription.subscribe_data_change`` takes no filter).
 """
 
 from __future__ import annotations
@@ -204,3 +207,11 @@ def _user_name_login(processor: UaProcessor, requesthdr: ua.RequestHeader, body:
 def _address(peer: object) -> str:
     """The client's IP address from a transport's peer name ((host, port, ...) for TCP)."""
     return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+
+
+async def subscribe_every_sample(subscription, nodes: list, queue_size: int) -> list:
+    """Monitor the Value of ``nodes`` in ``subscription`` (an asyncua client ``Subscription``), reporting
+    every new sample, a repeated value with a new timestamp included; per node the monitored-item
+    handle, or the ``ua.StatusCode`` the server refused it with."""
+    trigger = ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp)
+    return await subscription._subscribe(nodes, ua.AttributeIds.Value, mfilter=trigger, queuesize=queue_size)

@@ -164,3 +164,28 @@ def test_a_late_sample_in_a_full_buffer_drops_the_oldest_and_keeps_order():
     buffer.add(t0 + dt.timedelta(seconds=15), 99.0)
     assert list(buffer.times) == [t0 + dt.timedelta(seconds=s) for s in (10, 15, 20, 30, 40)]
     assert list(buffer.values) == [1.0, 99.0, 2.0, 3.0, 4.0]
+
+
+def test_a_node_id_given_with_its_namespace_uri_is_subscribed():
+    """``nsu=<uri>;s=...`` (the form docs/live.md names) is resolved to the server's index of that
+    namespace; asyncua would otherwise subscribe to namespace 0 and find no such node."""
+    from bridge.tracking.live import TagSubscriber
+
+    async def scenario() -> list[float]:
+        server, url, nodes = await start_server()
+        seen: list[float] = []
+        endpoint = Endpoint(url, "urn:some:other:namespace", connect_timeout_s=5, publishing_interval_ms=20)
+        subscriber = TagSubscriber("test", endpoint, {"power": f"nsu={NAMESPACE};s=Live.Outputs.FacilityPower"},
+                                   lambda key, stamp, value: seen.append(value))
+        task = asyncio.create_task(subscriber.run())
+        try:
+            await asyncio.wait_for(subscriber.connected.wait(), 10)
+            await write(nodes["Live.Outputs.FacilityPower"], 42.0, START + dt.timedelta(minutes=10))
+            await wait_until(lambda: 42.0 in seen)
+            return seen
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await server.stop()
+
+    assert 42.0 in asyncio.run(scenario())

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 
 from asyncua import Client, ua
 
+from bridge.opcua_adapter import subscribe_every_sample
 from bridge.security.client import configure_client
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.tracking.anomalies import AnomalyLog
@@ -115,10 +116,7 @@ class TagSubscriber:
         nodes = [client.get_node(node_id) for node_id in keys]
         subscription = await client.create_subscription(self.endpoint.publishing_interval_ms, _Handler(self, keys))
         # A step that repeats the previous value must still be reported: trigger on the timestamp too.
-        # asyncua 2.x only takes a filter through Subscription._subscribe (subscribe_data_change has none).
-        results = await subscription._subscribe(
-            nodes, ua.AttributeIds.Value, mfilter=ua.DataChangeFilter(Trigger=ua.DataChangeTrigger.StatusValueTimestamp),
-            queuesize=self.endpoint.queue_size)
+        results = await subscribe_every_sample(subscription, nodes, self.endpoint.queue_size)
         failed = [node.nodeid.to_string() for node, result in zip(nodes, results) if isinstance(result, ua.StatusCode)]
         if failed:
             raise LookupError(f"could not subscribe to {failed} on {self.endpoint.url}")
@@ -128,14 +126,18 @@ class TagSubscriber:
         log.info("%s: subscribed to %d nodes on %s", self.label, len(nodes), self.endpoint.url)
 
     async def _resolve(self, client: Client) -> dict[str, ua.NodeId]:
-        """Node ids of ``nodes``: a node id text ("ns=2;s=...", "i=..."); a browse path from the Objects
-        folder ("/Site/Office/2:ClgSP": each name in ``namespace`` unless it has an "<index>:" prefix); else
+        """Node ids of ``nodes``: a node id text ("ns=2;s=...", "nsu=<namespace uri>;s=...", "i=..."); a
+        browse path from the Objects folder ("/Site/Office/2:ClgSP": each name in ``namespace`` unless it has an "<index>:" prefix); else
         a string node id in ``namespace``. A browse path that leads nowhere is a LookupError."""
         index = None
         resolved = {}
         for key, text in self.nodes.items():
             if text.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b=")):
-                resolved[key] = ua.NodeId.from_string(text)
+                node_id = ua.NodeId.from_string(text)
+                if node_id.NamespaceUri:  # "nsu=<uri>;...": the server's index of that namespace
+                    uri_index = await client.get_namespace_index(node_id.NamespaceUri)
+                    node_id = ua.NodeId(node_id.Identifier, uri_index, node_id.NodeIdType)
+                resolved[key] = node_id
                 continue
             if index is None:
                 index = await client.get_namespace_index(self.endpoint.namespace)
