@@ -2,6 +2,7 @@
 
 import asyncio
 import datetime as dt
+import math
 import socket
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from asyncua import Client, ua
 from bridge.protocol import METHODS, NAMESPACE
 from bridge.server import TagServer
 from bridge.tagmap import load_tagmap
+from bridge.tracking.anomalies import AnomalyLog
 from bridge.tracking.attach import attach_tracking
 from bridge.tracking.config import TrackingConfigError, load_tracking_config
 from conftest import TAGMAPS, wait_until
@@ -24,7 +26,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def tracking_file(tmp_path, endpoint: str, twin_endpoint: str = "opc.tcp://127.0.0.1:1") -> str:
+def tracking_file(tmp_path, endpoint: str, twin_endpoint: str = "opc.tcp://127.0.0.1:1", tracking_keys: str = "") -> str:
     """Tracking TOML; its [twin] endpoint is a dead one: attach_tracking must use the bridge's own."""
     path = tmp_path / "tracking.toml"
     path.write_text(f"""
@@ -32,6 +34,7 @@ def tracking_file(tmp_path, endpoint: str, twin_endpoint: str = "opc.tcp://127.0
 anomaly_db = "anomalies.sqlite"
 pair_timeout_s = 5
 stale_after_s = 60
+{tracking_keys}
 
 [thresholds]
 warning_steps = 2
@@ -101,6 +104,69 @@ def test_attach_tracking_serves_status_under_the_building(tmp_path):
             await asyncio.gather(task, return_exceptions=True)
             await server.stop()
         assert (tmp_path / "anomalies.sqlite").is_file()
+
+    asyncio.run(main())
+
+
+def test_calibration_view_tags_appear_and_update_each_completed_hour(tmp_path):
+    """Half-hour steps, window 3 h, figures from 2 h: Tracking.FacilityPower.* follow the hand-computed view."""
+    async def main():
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+        server = TagServer(endpoint, "C")
+        await server.init()
+        for name in ("Office", "Meter"):
+            await add_building(server, name)
+        await server.listen()
+        keys = "calibration_window_h = 3\ncalibration_min_hours = 2"
+        task = await attach_tracking(server, "C", "Office", tracking_file(tmp_path, endpoint, tracking_keys=keys), 1800)
+        step = 0
+
+        async def publish_step(meter_kw: float) -> None:  # the twin is 10 kW throughout
+            nonlocal step
+            step += 1
+            stamp = START + dt.timedelta(minutes=30 * step)
+            await server.publish_outputs("Meter", {"FacilityPower": meter_kw}, stamp)
+            await server.publish_outputs("Office", {"FacilityPower": 10.0}, stamp)
+
+        try:
+            async with Client(endpoint, timeout=5) as client:
+                idx = await client.get_namespace_index(NAMESPACE)
+                nodes = {name: client.get_node(ua.NodeId(f"C.Office.Tracking.FacilityPower.{name}", idx))
+                         for name in ("HourlyCvRmsePct", "HourlyNmbePct", "HoursInWindow", "Guideline14Pass")}
+
+                async def view():
+                    return {name: await node.read_value() for name, node in nodes.items()}
+
+                first = await view()
+                assert math.isnan(first["HourlyCvRmsePct"]) and first["HoursInWindow"] == 0
+                assert first["Guideline14Pass"] is False
+                await asyncio.sleep(1.0)  # let the link subscribe to both buildings
+                expected = [  # (hours, CV(RMSE) %, NMBE %, pass) after each completed hour; twin 10 kW
+                    (1, math.nan, math.nan, False),  # meter 11: under the 2 hours needed
+                    (2, 100 * math.sqrt(2) / 10, 0.0, True),  # 11, 9
+                    (3, 100 * math.sqrt(6 / 2) / (32 / 3), 100 * 2 / (2 * 32 / 3), True),  # 11, 9, 12
+                    (3, 100 * math.sqrt(21 / 2) / (35 / 3), 100 * 5 / (2 * 35 / 3), False),  # 9, 12, 14 (11 evicted)
+                ]
+                meters = [11.0, 9.0, 12.0, 14.0, 14.0]  # kW, one per hour
+                await publish_step(meters[0])
+                for hour, (hours, cv, nmbe, passes) in enumerate(expected):
+                    await publish_step(meters[hour])  # the hour's second step
+                    await publish_step(meters[hour + 1])  # the next hour's first step completes the hour
+
+                    async def view_is_expected():
+                        got = await view()
+                        same = (got["HoursInWindow"] == hours and got["Guideline14Pass"] is passes
+                                and math.isclose(got["HourlyCvRmsePct"], cv, rel_tol=1e-9)
+                                and math.isclose(got["HourlyNmbePct"], nmbe, rel_tol=1e-9, abs_tol=1e-9))
+                        return same or (math.isnan(cv) and got["HoursInWindow"] == hours
+                                        and math.isnan(got["HourlyCvRmsePct"]) and math.isnan(got["HourlyNmbePct"]))
+                    await wait_until(view_is_expected, timeout_s=20)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await server.stop()
+        latest = AnomalyLog(tmp_path / "anomalies.sqlite", "ro").latest_calibration()
+        assert [(v.signal, v.hours_in_window, v.passes) for v in latest] == [("FacilityPower", 3, False)]
 
     asyncio.run(main())
 

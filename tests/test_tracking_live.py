@@ -189,3 +189,19 @@ def test_a_node_id_given_with_its_namespace_uri_is_subscribed():
             await server.stop()
 
     assert 42.0 in asyncio.run(scenario())
+
+
+def test_a_cancel_arriving_as_the_link_wakes_stops_it():
+    """Python 3.11's wait_for returns the result of a wait that completes as the task is cancelled and drops
+    the cancel: the link must still stop (attach_tracking's caller cancels it on shutdown)."""
+    async def main():
+        link = LiveLink(config("opc.tcp://127.0.0.1:1/", stale_after_s=60), [], step=dt.timedelta(minutes=10))
+        task = asyncio.create_task(link.run())
+        await asyncio.sleep(0.3)  # in its wait for a value (the endpoints are dead: the subscribers retry)
+        link._wake.set()  # a value arrives ...
+        task.cancel()  # ... just as the link is cancelled
+        done, _ = await asyncio.wait({task}, timeout=20)
+        assert done, "the cancelled link went on running"
+        assert task.cancelled()
+
+    asyncio.run(main())

@@ -4,22 +4,33 @@ Table ``anomalies``: id, time (ISO), signal, granularity, severity, predicted, a
 deviation_pct, message, investigated (0/1), note, investigated_at (ISO). An alert row is the
 investigation record the tracking issue asks for: an operator marks it investigated with a note
 (``twinbridge track investigate``). Rows are never deleted.
+
+Table ``calibration``: one row per pair per completed hour, the rolling calibration view
+(``calibration.CalibrationView``): time (ISO, end of the hour), signal, window_h, hours_in_window,
+incomplete_hours, cv_rmse_pct, nmbe_pct (NULL until published), passes (0/1), reason.
+``latest_calibration()`` gives each pair's latest view (``twinbridge track anomalies`` prints it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.errors import TwinbridgeError
+from bridge.tracking.calibration import CalibrationView
 from bridge.tracking.deviation import Alert
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS anomalies (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, signal TEXT NOT NULL, granularity TEXT NOT NULL,
     severity TEXT NOT NULL, predicted REAL, actual REAL, error REAL, deviation_pct REAL, message TEXT,
     investigated INTEGER NOT NULL DEFAULT 0, note TEXT, investigated_at TEXT)"""
+CALIBRATION_SCHEMA = """CREATE TABLE IF NOT EXISTS calibration (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, signal TEXT NOT NULL, window_h INTEGER NOT NULL,
+    hours_in_window INTEGER NOT NULL, incomplete_hours INTEGER NOT NULL, cv_rmse_pct REAL, nmbe_pct REAL,
+    passes INTEGER NOT NULL, reason TEXT)"""
 
 
 class AnomalyLogError(TwinbridgeError, ValueError):
@@ -65,6 +76,7 @@ class AnomalyLog:
             if mode == "rwc":
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(SCHEMA)
+                self._db.execute(CALIBRATION_SCHEMA)
             if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anomalies'").fetchone():
                 return
         except sqlite3.DatabaseError as exc:  # not a SQLite file
@@ -84,6 +96,25 @@ class AnomalyLog:
     async def publish(self, alert: Alert) -> None:
         if alert.raised:
             self.record(alert)
+
+    async def publish_calibration(self, view: CalibrationView) -> None:
+        self._db.execute(
+            "INSERT INTO calibration (time, signal, window_h, hours_in_window, incomplete_hours, cv_rmse_pct, "
+            "nmbe_pct, passes, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (view.time.isoformat(), view.signal, view.window_h, view.hours_in_window, view.incomplete_hours,
+             _number(view.cv_rmse_pct), _number(view.nmbe_pct), int(view.passes), view.reason))
+
+    def latest_calibration(self) -> list[CalibrationView]:
+        """Each pair's latest calibration view, by pair name; none in a log written before calibration views."""
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'calibration'").fetchone():
+            return []
+        rows = self._db.execute(
+            "SELECT time, signal, window_h, hours_in_window, incomplete_hours, cv_rmse_pct, nmbe_pct, passes, reason "
+            "FROM calibration WHERE id IN (SELECT MAX(id) FROM calibration GROUP BY signal) ORDER BY signal")
+        return [CalibrationView(dt.datetime.fromisoformat(time), signal, window_h, hours, incomplete,
+                                math.nan if cv is None else cv, math.nan if nmbe is None else nmbe, bool(passes),
+                                reason or "")
+                for time, signal, window_h, hours, incomplete, cv, nmbe, passes, reason in rows]
 
     def rows(self, open_only: bool = False, severity: str | None = None) -> list[Anomaly]:
         sql, args = "SELECT * FROM anomalies WHERE 1=1", []

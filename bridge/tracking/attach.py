@@ -2,7 +2,8 @@
 
 ``attach_tracking`` adds ``Objects/<Campus>/<Building>/Tracking`` (node id
 ``<Campus>.<Building>.Tracking``, with ``Severity``, ``DeviationPct``, ``LastAlert`` and
-``StaleData`` below it and OPC UA events fired from it, see ``sinks.AsyncuaAlertSink``) and starts
+``StaleData`` below it, OPC UA events fired from it and each pair's calibration view in
+``Tracking.<Pair>``, see ``sinks.AsyncuaAlertSink``) and starts
 a ``LiveLink`` on the tracking file as an asyncio task. Alerts also go to the log and to the
 anomaly log of the tracking file. The caller cancels the task on shutdown.
 
@@ -56,5 +57,6 @@ async def attach_tracking(tag_server: TagServer, campus_name: str, building: str
                                    ua.QualifiedName("Tracking", tag_server.idx))
     sink = AsyncuaAlertSink(tag_server.server, node, tag_server.idx)
     await sink.setup()
+    await sink.setup_calibration(p.name for p in config.pairs)
     link = LiveLink(config, [*default_sinks(config), sink], dt.timedelta(seconds=step_s))
     return asyncio.create_task(link.run(), name=f"tracking {prefix}")

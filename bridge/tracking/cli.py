@@ -3,7 +3,8 @@
 ``add_tracking_commands(subparsers)`` adds:
 
 - ``track run CONFIG``: compare a live building with its twin over OPC UA (tracking TOML file);
-  ``track anomalies DB`` lists the anomaly log; ``track investigate DB ID --note``.
+  ``track anomalies DB`` lists the anomaly log and each pair's latest calibration view;
+  ``track investigate DB ID --note``.
 - ``registry --dir DIR {list,show,register,freeze,record-ecm,history}``: the model registry.
 - ``mv calibrate``: Guideline 14 CV(RMSE)/NMBE of a model run against meter data.
 - ``mv report``: avoided energy (calibrated simulation or TOWT regression) as JSON, CSV, Markdown+PNG.
@@ -116,6 +117,7 @@ def _add_track(subparsers) -> argparse.ArgumentParser:
 def _track_run(args) -> int:
     from bridge.tracking.config import load_tracking_config
     from bridge.tracking.live import LiveLink, default_sinks
+    from bridge.tracking.sinks import calibration_text
 
     config = load_tracking_config(args.config)
     step = dt.timedelta(seconds=args.step_s) if args.step_s else None
@@ -127,15 +129,26 @@ def _track_run(args) -> int:
     for name, tracker in link.trackers.items():
         print(f"{name}: compared {tracker.compared} steps, {tracker.gaps} gaps, state {tracker.state.name.lower()}, "
               f"latest deviation {json.dumps({k: round(v, 2) for k, v in tracker.latest_pct.items()})}")
+        view = link.calibrations[name].latest
+        if view is not None:
+            print(f"  {calibration_text(view)}")
     return 0
 
 
 def _track_anomalies(args) -> int:
-    for row in AnomalyLog(args.db, "ro").rows(open_only=args.open):
+    from bridge.tracking.sinks import calibration_text
+
+    anomaly_log = AnomalyLog(args.db, "ro")
+    for row in anomaly_log.rows(open_only=args.open):
         flag = "investigated" if row.investigated else "OPEN"
         deviation = "n/a" if row.deviation_pct is None else f"{row.deviation_pct:+.1f} %"  # a stale-data alarm has none
         print(f"{row.id:5d} {row.time} {row.signal}/{row.granularity} {row.severity:7s} "
               f"predicted {row.predicted} actual {row.actual} ({deviation}) {flag} {row.note or ''}")
+    views = anomaly_log.latest_calibration()
+    if views:
+        print("latest calibration view (hourly, Guideline 14, rolling window):")
+    for view in views:
+        print(f"  {view.time} {calibration_text(view)}")
     return 0
 
 

@@ -8,6 +8,9 @@ Example (see docs/tracking.md for every key)::
     pair_timeout_s = 10         # wait this long for live data covering a twin step, then count a gap
     max_gap_s = 900             # a live value older than this at a twin step's time is a gap
     resample = "mean"           # live samples within the twin step: "mean", or "last" value
+    calibration_window_h = 168  # rolling window of the hourly Guideline 14 calibration view, hours
+    calibration_min_hours = 24  # counted hours needed before CV(RMSE) and NMBE are published
+    calibration_min_coverage_pct = 80  # an hour counts when its compared steps cover this much of it
 
     [thresholds]                # step granularity; [thresholds.hourly] etc. override per granularity
     warning_pct = 5
@@ -48,6 +51,7 @@ from bridge.protocol import NAMESPACE
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
 from bridge.tomlfile import Table, file_path, read_toml
+from bridge.tracking.calibration import RollingCalibration
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
 
 
@@ -103,6 +107,9 @@ class TrackingConfig:
     pair_timeout_s: float = 10.0
     max_gap_s: float = 900.0
     resample: str = "mean"
+    calibration_window_h: int = 168
+    calibration_min_hours: int = 24
+    calibration_min_coverage_pct: float = 80.0
 
 
 def _setting(table: Table, key: str, kind: str) -> float | int | str:
@@ -176,11 +183,13 @@ def load_tracking_config(path: str | Path) -> TrackingConfig:
 
 
 TRACKING_KEYS = {"anomaly_db": "str", "stale_after_s": "float", "pair_timeout_s": "float", "max_gap_s": "float",
-                 "resample": "str"}
+                 "resample": "str", "calibration_window_h": "int", "calibration_min_hours": "int",
+                 "calibration_min_coverage_pct": "float"}
+CALIBRATION_KEYS = ("calibration_window_h", "calibration_min_hours", "calibration_min_coverage_pct")
 
 
 def _options(tracking: Table) -> dict:
-    """The [tracking] table, checked: value types, resample method, positive durations."""
+    """The [tracking] table, checked: value types, resample method, positive durations, calibration window."""
     tracking.check_keys(TRACKING_KEYS)
     options = {key: _setting(tracking, key, TRACKING_KEYS[key]) for key in tracking.values}
     where = tracking.where
@@ -189,4 +198,8 @@ def _options(tracking: Table) -> dict:
     for key in ("stale_after_s", "pair_timeout_s", "max_gap_s"):
         if key in options and not options[key] > 0:
             raise TrackingConfigError(f"{where}: {key} must be positive, got {options[key]:g}")
+    try:
+        RollingCalibration("check", *(options.get(key, getattr(TrackingConfig, key)) for key in CALIBRATION_KEYS))
+    except ValueError as exc:
+        raise TrackingConfigError(f"{where}: {exc}") from None
     return options

@@ -14,6 +14,10 @@ time base (simulation time: the building's local standard time, stamped as if UT
 ``pair_timeout_s`` for live data covering its time (a live sample at or up to ``max_gap_s`` after it). When no live value at all arrives for
 ``stale_after_s`` seconds (wall clock), a stale-data alarm is published (and cleared when data
 come back) instead of silently comparing nothing.
+
+Each pair also keeps a rolling Guideline 14 calibration view (``calibration.RollingCalibration``, window
+and minimum hours from the tracking file); each completed hour's view goes to the sinks that take views
+(``publish_calibration``).
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from bridge.opcua_adapter import subscribe_every_sample
 from bridge.security.client import configure_client
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.tracking.anomalies import AnomalyLog
+from bridge.tracking.calibration import CalibrationView, RollingCalibration
 from bridge.tracking.config import Endpoint, TrackingConfig
 from bridge.tracking.deviation import Alert, DeviationTracker
-from bridge.tracking.sinks import AlertSink, LoggingSink, publish_all
+from bridge.tracking.sinks import AlertSink, LoggingSink, publish_all, publish_views
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +238,14 @@ class LiveBuffer:
         return None
 
 
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError when the current task was cancelled but an ``asyncio.wait_for`` dropped the cancel
+    (Python 3.11 returns the awaited result when it completes as the cancel arrives)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class LiveLink:
     """Pairs live values with twin steps, tracks deviation and publishes alerts to sinks."""
 
@@ -241,6 +254,8 @@ class LiveLink:
         self.sinks = list(sinks)
         self.step = step  # twin step length; inferred from the twin timestamps when None
         self.trackers = {p.name: DeviationTracker(p.name, dict(config.thresholds)) for p in config.pairs}
+        self.calibrations = {p.name: RollingCalibration(p.name, config.calibration_window_h, config.calibration_min_hours,
+                                                        config.calibration_min_coverage_pct) for p in config.pairs}
         self.live = {p.name: LiveBuffer() for p in config.pairs}
         self.stale = False
         self.steps_done = 0
@@ -250,6 +265,7 @@ class LiveLink:
         self._last_live_s = time.monotonic()
         self._wake = asyncio.Event()
         self._alerts: list[Alert] = []
+        self._views: list[CalibrationView] = []
         self._pairs = {p.name: p for p in config.pairs}
         self.twin_subscriber = TagSubscriber("twin", config.twin, {p.name: p.twin for p in config.pairs}, self._on_twin)
         self.live_subscriber = TagSubscriber("live", config.live, {p.name: p.live for p in config.pairs}, self._on_live)
@@ -289,6 +305,7 @@ class LiveLink:
                 except asyncio.TimeoutError:
                     pass
                 await self.process()
+                _raise_if_cancelled()
         finally:
             for subscriber in (self.twin_subscriber, self.live_subscriber):
                 subscriber.stop()
@@ -313,7 +330,9 @@ class LiveLink:
             self._compare(stamp, self._pending.pop(stamp))
             self._pending_since.pop(stamp)
         alerts, self._alerts = self._alerts, []
+        views, self._views = self._views, []
         await publish_all(self.sinks, alerts)
+        await publish_views(self.sinks, views)
 
     def _compare(self, stamp: dt.datetime, twin_values: dict[str, float]) -> None:
         step = self.step or (stamp - self._last_done if self._last_done else dt.timedelta(minutes=10))
@@ -321,6 +340,9 @@ class LiveLink:
         for name, predicted in twin_values.items():
             actual = self.live[name].value_at(stamp, step, max_gap, self.config.resample)
             self._alerts += self.trackers[name].update(stamp, predicted, actual)
+            view = self.calibrations[name].update(stamp, predicted, actual, step)
+            if view is not None:
+                self._views.append(view)
         self._last_done = stamp
         self.steps_done += 1
 
