@@ -29,7 +29,6 @@ import datetime as dt
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

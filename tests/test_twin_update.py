@@ -2,7 +2,6 @@
 historian whose level rises by SHIFT after the training window; no EnergyPlus."""
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
