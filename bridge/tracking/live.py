@@ -139,7 +139,7 @@ class TagSubscriber:
         for key, text in self.nodes.items():
             if text.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b=")):
                 node_id = ua.NodeId.from_string(text)
-                if node_id.NamespaceUri:  # "nsu=<uri>;...": the server's index of that namespace
+                if getattr(node_id, "NamespaceUri", None):  # "nsu=<uri>;...": an ExpandedNodeId
                     uri_index = await client.get_namespace_index(node_id.NamespaceUri)
                     node_id = ua.NodeId(node_id.Identifier, uri_index, node_id.NodeIdType)
                 resolved[key] = node_id
