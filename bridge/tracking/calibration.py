@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from bridge.tracking.deviation import _bucket_start
+from bridge.tracking.deviation import _Bucket, _bucket_start
 from bridge.tracking.guideline14 import CRITERIA_PCT, MetricsError, cv_rmse_pct, nmbe_pct
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,9 @@ def guideline14_hourly_pass(cv_rmse: float, nmbe: float) -> bool:
 
 
 @dataclass
-class _Hour:
-    start: dt.datetime
-    predicted: float = 0.0
-    actual: float = 0.0
-    steps: int = 0
+class _Hour(_Bucket):
+    """The deviation tracker's bucket of sums, plus the time its compared steps cover."""
+
     covered: dt.timedelta = dt.timedelta(0)
 
 
@@ -117,14 +115,14 @@ class RollingCalibration:
         if actual is not None and actual == actual:
             self._open.predicted += predicted
             self._open.actual += actual
-            self._open.steps += 1
+            self._open.count += 1
             self._open.covered += step
         return view
 
     def _close(self) -> CalibrationView:
         hour, self._open = self._open, None
-        counted = hour.steps and hour.covered / HOUR >= self.min_coverage - 1e-9
-        self.hours[hour.start] = (hour.predicted / hour.steps, hour.actual / hour.steps) if counted else None
+        counted = hour.count and hour.covered / HOUR >= self.min_coverage - 1e-9
+        self.hours[hour.start] = (hour.predicted / hour.count, hour.actual / hour.count) if counted else None
         end = hour.start + HOUR
         for start in [s for s in self.hours if s < end - self.window_h * HOUR]:
             del self.hours[start]
