@@ -38,6 +38,7 @@ from bench.results_io import write_results  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.cosim_files import patch_model  # noqa: E402
 from bridge.idf import Idf  # noqa: E402
+from bridge.protocol import NAMESPACE  # noqa: E402
 from devtools.launcher import free_port  # noqa: E402
 
 TAGMAP = REPO / "tagmaps" / "large_office.toml"
@@ -95,7 +96,7 @@ async def _connect(endpoint: str, deadline: float) -> Client:
 async def _exchange_steps(client: Client, building: str, deadline: float) -> tuple[int, int]:
     """One Control.Exchange call per step (inputs in, the next step's outputs out).
     Returns (steps handled, OPC UA requests sent)."""
-    idx = await client.get_namespace_index("urn:twinbridge")
+    idx = await client.get_namespace_index(NAMESPACE)
     control = client.get_node(ua.NodeId(f"Bench.{building}.Control", idx))
     exchange = ua.NodeId(f"Bench.{building}.Control.Exchange", idx)
     names = await client.get_node(ua.NodeId(f"Bench.{building}.Control.OutputTags", idx)).read_value()
@@ -121,7 +122,7 @@ async def _tag_steps(client: Client, building: str, deadline: float) -> tuple[in
     changes are pushed at once) reports OutputReady and Status; per step one Read (the zone
     temperature) and one Write (the cooling setpoint and InputReady together).
     Returns (steps handled, Read and Write requests sent)."""
-    idx = await client.get_namespace_index("urn:twinbridge")
+    idx = await client.get_namespace_index(NAMESPACE)
 
     def node(path: str):
         return client.get_node(ua.NodeId(f"Bench.{building}.{path}", idx))

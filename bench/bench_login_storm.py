@@ -40,6 +40,7 @@ from asyncua import Client, ua
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script (also by tests/test_security.py)
 
 from bench.results_io import figure, write_results  # noqa: E402
+from bridge.protocol import NAMESPACE  # noqa: E402
 from bridge.security import hash_password  # noqa: E402
 from bridge.security.client import configure_client  # noqa: E402
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity  # noqa: E402
@@ -159,7 +160,7 @@ async def measure(endpoint: str, pki: Path, logins: int, quiet_s: float, after_s
     lost: set[int] = set()
     reader = await connected(endpoint, pki, "scada", lost, patient=True)  # it keeps watching Step through a stall
     idle = [await connected(endpoint, pki, "scada", lost) for _ in range(IDLE_CLIENTS)]
-    idx = await reader.get_namespace_index("urn:twinbridge")
+    idx = await reader.get_namespace_index(NAMESPACE)
     step_id = ua.NodeId(f"{PREFIX}.Control.Step", idx)
     outputs = [ua.NodeId(f"{PREFIX}.Outputs.{tag}", idx) for tag in ("FacilityPower", "OutdoorTemp")]
     nodes = [reader.get_node(node_id) for node_id in (step_id, *outputs)]

@@ -28,6 +28,7 @@ from asyncua import Client, ua
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.results_io import figure, write_results  # noqa: E402
+from bridge.protocol import NAMESPACE  # noqa: E402
 from devtools.launcher import run_bridge  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ class Drift:
 
 async def measure(endpoint: str, pid: int, minutes: float) -> dict:
     async with Client(endpoint, timeout=30) as client:
-        idx = await client.get_namespace_index("urn:twinbridge")
+        idx = await client.get_namespace_index(NAMESPACE)
         sim_time = client.get_node(ua.NodeId("RT.Control.SimTime", idx))
         local = client.get_node(ua.NodeId("RT.Control.SimTimeLocal", idx))
         deadline = time.monotonic() + 300

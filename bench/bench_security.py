@@ -29,6 +29,7 @@ from asyncua import Client, ua
 
 from bench.results_io import figure, write_results
 from bridge.config import load_config
+from bridge.protocol import NAMESPACE
 from bridge.security import hash_password
 from bridge.security.client import CLIENT_URI, configure_client
 from bridge.security.server import ensure_certificate
@@ -67,7 +68,7 @@ async def session(endpoint: str, security: str, user: str = "") -> tuple[Client,
 
 
 async def poll_cycle_nodes(client: Client, campus: str, building: str, tagmap) -> tuple[list, list]:
-    idx = await client.get_namespace_index("urn:twinbridge")
+    idx = await client.get_namespace_index(NAMESPACE)
     outputs = [client.get_node(ua.NodeId(f"{campus}.{building}.Outputs.{o.tag}", idx)) for o in tagmap.outputs]
     inputs = [client.get_node(ua.NodeId(f"{campus}.{building}.Inputs.{i.tag}", idx)) for i in tagmap.inputs]
     return outputs, inputs

@@ -7,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from bridge.protocol import Status
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from controllers.base import Controller
 from controllers.csv_trajectory import INTERPOLATIONS, CsvController, load_trajectory
@@ -82,4 +83,4 @@ def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
     security.check()  # a configuration error, before any connection
     # Ctrl-C: asyncio.run cancels the loop, which closes its connection on the way out (bridge/cli.py reports it)
     report = asyncio.run(run_controller(controller, args.endpoint, args.building, args.campus, options, security))
-    return 0 if report.final_status in ("Finished", ENDED) else 1
+    return 0 if report.final_status in (Status.FINISHED, ENDED) else 1

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from asyncua import ua
 
+from bridge.protocol import Status
 from bridge.security.settings import ClientSecurity
 from controllers.base import Controller, ControllerError
 from controllers.client import BridgeClient, ExchangeRefused, StepState
@@ -264,7 +265,7 @@ async def _paced(client: BridgeClient, controller: Controller, options: LoopOpti
         if state.step != seen_step:
             seen_step = state.step
             deadline = time.monotonic() + options.step_timeout_s
-        if state.status == "Running":
+        if state.status == Status.RUNNING:
             await _act(client, controller, state)
             report.last_step = state.step
             report.actions += 1
