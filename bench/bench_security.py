@@ -21,20 +21,23 @@ import logging
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from asyncua import Client, ua
 
-from bench.results_io import figure, write_results
-from bridge.config import load_config
-from bridge.protocol import NAMESPACE
-from bridge.security import hash_password
-from bridge.security.client import CLIENT_URI, configure_client
-from bridge.security.server import ensure_certificate
-from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
-from devtools.launcher import run_bridge
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
+
+from bench.results_io import figure, write_results  # noqa: E402
+from bridge.config import load_config  # noqa: E402
+from bridge.protocol import NAMESPACE  # noqa: E402
+from bridge.security import hash_password  # noqa: E402
+from bridge.security.client import CLIENT_URI, configure_client  # noqa: E402
+from bridge.security.server import ensure_certificate  # noqa: E402
+from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity  # noqa: E402
+from devtools.launcher import run_bridge  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICIES = {  # client security string per policy (certificate files are created on first use)
