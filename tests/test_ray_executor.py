@@ -140,6 +140,35 @@ def test_an_actor_that_cannot_start_is_a_fault_of_its_building(cluster, tmp_path
     assert waited < 20
 
 
+def test_a_building_that_faults_in_a_shared_node_actor_leaves_its_node_mates_running(cluster, tmp_path):
+    """Four buildings on two nodes share node actors (two each); B1's model fails: B1 alone is an EngineFault,
+    the three others (its node-mate among them) start and step in lockstep."""
+    bad = tmp_path / "bad.idf"
+    bad.write_text(reference_model("small_office").read_text() + "\nNotAnObject,1;\n")
+    config = load_config(campus_file(tmp_path, ray_executor(cluster)))
+    buildings = [dataclasses.replace(config.buildings[0], model=bad), *config.buildings[1:]]
+
+    async def run() -> tuple[object, dict[str, list]]:
+        engines = [make_engine(b, config, tmp_path / b.name) for b in buildings]
+        try:
+            started = await asyncio.gather(*(e.start() for e in engines), return_exceptions=True)
+            assert any(e.group is engines[0].group for e in engines[1:]), "B1 shares its node actor with none"
+            going = engines[1:]
+            steps = {e.name: [] for e in going}
+            for _ in range(3):
+                samples = await asyncio.gather(*(e.step(b.tagmap.defaults) for e, b in zip(going, buildings[1:])))
+                for engine, sample in zip(going, samples):
+                    steps[engine.name].append(sample.sim_time_s)
+            return started, steps
+        finally:
+            await asyncio.gather(*(e.stop() for e in engines))
+
+    started, steps = asyncio.run(run())
+    assert isinstance(started[0], EngineFault) and str(started[0]).startswith("B1: "), started[0]
+    assert not any(isinstance(result, BaseException) for result in started[1:]), started[1:]
+    assert steps == {name: [600.0, 1200.0, 1800.0] for name in BUILDINGS[1:]}
+
+
 def test_an_unreachable_ray_address_faults_the_run_in_one_clear_line(tmp_path):
     config = campus_file(tmp_path, f'executor = "ray"\nray_address = "127.0.0.1:{free_port()}"')
     began = time.monotonic()
