@@ -129,4 +129,5 @@ def test_summary_shows_kpis_it_could_not_compute_as_na():
     """A run too short for a 15-minute window has no peak: the log says n/a, not 0.0 kW."""
     line = summary({"energy_total_kwh": 12.34, "peak_electric_kw": None, "thermal_discomfort_kh_per_zone": 0.0,
                         "time_ratio": 0.018})
-    assert line == "energy 12.3 kWh, peak n/a kW, discomfort 0.00 K.h/zone, time ratio 0.018"
+    assert line == ("energy 12.3 kWh, peak n/a kW, discomfort 0.00 K.h/zone, time ratio 0.018; "
+                    "BOPTEST tdis_tot n/a K.h/zone, ener_tot n/a kWh/m2, pele_tot n/a kW/m2")
