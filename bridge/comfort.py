@@ -11,6 +11,7 @@ otherwise (``generate_internal_setpoints_data.py``). A tag map declares the same
     weekdays = [6.0, 22.0]          # Monday to Friday, start and end hour
     saturday = [6.0, 18.0]
     sunday = []                     # unoccupied all day
+    daylight_saving = ["2nd Sunday in March", "1st Sunday in November"]   # optional: the model's DST
 
     [[outputs]]
     tag = "CoreZoneTemp"
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bridge.daylight import clock_time, period_in
 from bridge.tomlfile import Table
 
 DAY_TYPES = ("weekdays", "saturday", "sunday")
@@ -36,13 +38,16 @@ DAY_TYPES = ("weekdays", "saturday", "sunday")
 @dataclass(frozen=True)
 class Occupancy:
     """Occupied hours ``(start_h, end_h)`` on weekdays (Monday-Friday), Saturdays and Sundays; None:
-    unoccupied all that day. A time t is occupied when start_h <= hour(t) < end_h."""
+    unoccupied all that day. A simulation (standard) time t is occupied when start_h <= hour < end_h on the
+    building's clock: one hour later than t within the ``daylight_saving`` period (bridge/daylight.py)."""
 
     weekdays: tuple[float, float] | None
     saturday: tuple[float, float] | None
     sunday: tuple[float, float] | None
+    daylight_saving: tuple[str, str] | None = None  # (first, last day) in EnergyPlus's date forms
 
     def occupied(self, time: dt.datetime) -> bool:
+        time = clock_time(time, period_in(self.daylight_saving, time.year))
         hours = (self.weekdays, self.saturday, self.sunday)[min(max(time.weekday() - 4, 0), 2)]
         hour = time.hour + time.minute / 60 + time.second / 3600
         return hours is not None and hours[0] <= hour < hours[1]
@@ -78,8 +83,8 @@ def read_band(entry: Table, key: str) -> tuple[float, float] | None:
 
 def read_occupancy(table: Table) -> Occupancy:
     """An occupancy table: each of DAY_TYPES is ``[start_h, end_h]`` (0 <= start < end <= 24) or ``[]``
-    (unoccupied); a day type not given is unoccupied."""
-    table.check_keys(DAY_TYPES)
+    (unoccupied); a day type not given is unoccupied. ``daylight_saving``: [first day, last day]."""
+    table.check_keys((*DAY_TYPES, "daylight_saving"))
     days = []
     for day in DAY_TYPES:
         hours = table.array(day, [])
@@ -91,4 +96,12 @@ def read_occupancy(table: Table) -> Occupancy:
             raise table.error(f"{table.where}: {day!r} must be [start_hour, end_hour] with 0 <= start < end <= 24, "
                               f"or [] (unoccupied), got {hours!r}")
         days.append((float(hours[0]), float(hours[1])))
-    return Occupancy(*days)
+    rule = table.array("daylight_saving", [])
+    if rule:
+        try:
+            if len(rule) != 2 or not all(isinstance(day, str) for day in rule):
+                raise ValueError(f"expected [first day, last day], got {rule!r}")
+            period_in((rule[0], rule[1]), 2025)
+        except ValueError as exc:
+            raise table.error(f"{table.where}: 'daylight_saving': {exc}") from None
+    return Occupancy(*days, (rule[0], rule[1]) if rule else None)
