@@ -105,6 +105,8 @@ class KpiConfig:
     price_usd_per_kwh: float = 0.12
     price_periods: tuple[tuple[float, float, float], ...] = ()  # (start h, end h, $/kWh) on weekdays
     emissions_kgco2_per_kwh: float = 0.40
+    gas_price_usd_per_kwh: float = 0.024  # BOPTEST's KPIs price every fuel (bridge.kpi.DEFAULT_GAS_PRICE_USD_PER_KWH)
+    gas_emissions_kgco2_per_kwh: float = 0.18108
 
 
 @dataclass(frozen=True)
@@ -295,14 +297,18 @@ def _security(server: Table, base: Path) -> ServerSecurity:
 
 
 def _kpi(section: Table) -> KpiConfig:
-    section.check_keys({"price_usd_per_kwh", "price_periods", "emissions_kgco2_per_kwh"})
+    section.check_keys({"price_usd_per_kwh", "price_periods", "emissions_kgco2_per_kwh", "gas_price_usd_per_kwh",
+                        "gas_emissions_kgco2_per_kwh"})
     try:
         periods = tuple((float(a), float(b), float(rate)) for a, b, rate in section.values.get("price_periods", []))
     except (TypeError, ValueError):
         raise ConfigError(f"{section.where}: prices and factors must be numbers; price_periods a list of "
                           "[start_hour, end_hour, usd_per_kwh]") from None
-    return KpiConfig(section.number("price_usd_per_kwh", 0.12), periods,
-                     section.number("emissions_kgco2_per_kwh", 0.40))
+    default = KpiConfig()
+    return KpiConfig(section.number("price_usd_per_kwh", default.price_usd_per_kwh), periods,
+                     section.number("emissions_kgco2_per_kwh", default.emissions_kgco2_per_kwh),
+                     section.number("gas_price_usd_per_kwh", default.gas_price_usd_per_kwh),
+                     section.number("gas_emissions_kgco2_per_kwh", default.gas_emissions_kgco2_per_kwh))
 
 
 def endpoint_problem(endpoint: str) -> str | None:

@@ -1,8 +1,12 @@
-"""Run KPIs: the core BOPTEST key performance indicators, computed from a run's historian.
+"""Run KPIs from a run's historian: facility-level figures, and BOPTEST's core KPIs under their own names.
 
-Definitions follow BOPTEST (Blum et al. 2021, "Building optimization testing framework (BOPTEST)
-for simulation-based benchmarking of control strategies in buildings", Journal of Building
-Performance Simulation 14(5)); docs/kpis.md gives each formula and how it maps to the historian.
+BOPTEST: Blum et al. 2021, "Building optimization testing framework (BOPTEST) for simulation-based
+benchmarking of control strategies in buildings", Journal of Building Performance Simulation 14(5),
+and its ``kpis/kpi_calculator.py``. The facility-level figures (``energy_total_kwh``, ``peak_electric_kw``,
+``thermal_discomfort_kh_per_zone``, ...) take whole-facility electricity and one fixed comfort band per
+zone; BOPTEST's (``BoptestKpi``: ``tdis_tot``, ``ener_tot``, ...) take HVAC equipment and every fuel,
+time-varying occupied/unoccupied bands over every zone, and a price and an emission factor per energy
+vector. docs/kpis.md gives each formula, how it maps to the historian and every remaining difference.
 
 Integration: a historian row holds, for step k, the outputs at the end of the step. EnergyPlus
 reports zone-timestep averages for the rates the tag maps use, so each row's value is held over
@@ -23,10 +27,13 @@ import numpy as np
 import pandas as pd
 
 from bridge.historian import load_history
+from bridge.protocol import BoptestKpi
 from bridge.tagmap import TagMap
 
 DEFAULT_PRICE_USD_PER_KWH = 0.12  # placeholder flat tariff; pass the site's own
 DEFAULT_EMISSIONS_KG_PER_KWH = 0.40  # placeholder grid factor; pass the site's own
+DEFAULT_GAS_PRICE_USD_PER_KWH = 0.024  # BOPTEST multizone_office_complex_air (Chicago), PriceGasPower
+DEFAULT_GAS_EMISSIONS_KG_PER_KWH = 0.18108  # the same test case's EmissionsGasPower
 PEAK_WINDOW_S = 900.0  # BOPTEST peak demand: 15-minute averages
 
 Profile = float | Callable[[dt.datetime], float]  # $/kWh or kgCO2/kWh, constant or by time
@@ -55,25 +62,50 @@ class TimeOfUse:
                 "weekdays_only": self.weekdays_only}
 
 
+@dataclass(frozen=True)
+class Tariffs:
+    """Price ($/kWh) and emission factor (kgCO2/kWh) of each energy vector: a number or a callable of the
+    (simulation) time, e.g. ``TimeOfUse``. BOPTEST prices every vector; its electricity price scenario
+    (constant, dynamic, highly dynamic) is the kind of ``electricity_price`` (``price_scenario``)."""
+
+    electricity_price: Profile = DEFAULT_PRICE_USD_PER_KWH
+    electricity_emissions: Profile = DEFAULT_EMISSIONS_KG_PER_KWH
+    gas_price: Profile = DEFAULT_GAS_PRICE_USD_PER_KWH
+    gas_emissions: Profile = DEFAULT_GAS_EMISSIONS_KG_PER_KWH
+
+    @property
+    def price_scenario(self) -> str:
+        """BOPTEST's name for the electricity price: constant (a number), dynamic (time of use), highly_dynamic."""
+        if not callable(self.electricity_price):
+            return "constant"
+        return "dynamic" if isinstance(self.electricity_price, TimeOfUse) else "highly_dynamic"
+
+
 def compute_kpis(historian_path: str | Path, tagmaps: Mapping[str, TagMap],
                  price: Profile = DEFAULT_PRICE_USD_PER_KWH, emissions: Profile = DEFAULT_EMISSIONS_KG_PER_KWH,
-                 wall_time_s: float | None = None) -> dict:
+                 wall_time_s: float | None = None, gas_price: Profile = DEFAULT_GAS_PRICE_USD_PER_KWH,
+                 gas_emissions: Profile = DEFAULT_GAS_EMISSIONS_KG_PER_KWH, time_rat: float | None = None) -> dict:
     """KPIs of every building in ``tagmaps`` (keyed by building name) and of the campus as a whole.
 
-    ``price`` in $/kWh and ``emissions`` in kgCO2/kWh: a number or a callable of the (simulation)
-    time, e.g. ``TimeOfUse``. ``wall_time_s``: measured wall seconds of the run (controllers plus
-    exchange plus simulation), for the computational time ratio; None leaves the ratio out.
+    ``price`` and ``gas_price`` in $/kWh, ``emissions`` and ``gas_emissions`` in kgCO2/kWh: a number or
+    a callable of the (simulation) time, e.g. ``TimeOfUse``. ``wall_time_s``: measured wall seconds of
+    the run (controllers plus exchange plus simulation), for twinbridge's time ratio; None leaves it
+    out. ``time_rat``: BOPTEST's time ratio as the controller measured it (``LoopReport.time_rat``):
+    the bridge cannot tell a controller's time from the network's; None leaves it out.
     Per-m2 values are None when a tag map has no ``floor_area_m2``; a KPI whose tags (role or
     comfort band) are absent from the tag map is None.
     """
     if not tagmaps:
         raise ValueError(f"{historian_path}: no buildings given to compute KPIs for")
+    tariffs = Tariffs(price, emissions, gas_price, gas_emissions)
     series = {name: _BuildingSeries.load(historian_path, name, tagmap) for name, tagmap in tagmaps.items()}
-    buildings = {name: s.kpis(price, emissions) for name, s in series.items()}
-    campus = _campus_kpis(list(series.values()), price, emissions)
+    buildings = {name: s.kpis(tariffs) for name, s in series.items()}
+    campus = _campus_kpis(list(series.values()), tariffs)
     longest = max(series.values(), key=lambda s: len(s.end_s))
     simulated_s = float(longest.durations_s.sum())
     campus["time_ratio"] = wall_time_s / simulated_s if wall_time_s is not None and simulated_s > 0 else None
+    for values in (campus, *buildings.values()):
+        values[BoptestKpi.TIME_RAT] = time_rat
     return {
         "reference": "BOPTEST core KPIs (Blum et al. 2021, J. Building Performance Simulation 14(5)); docs/kpis.md",
         "historian": str(historian_path),
@@ -81,6 +113,9 @@ def compute_kpis(historian_path: str | Path, tagmaps: Mapping[str, TagMap],
                    "steps": len(longest.ends), "step_s": float(longest.durations_s[0]), "simulated_s": simulated_s},
         "price_usd_per_kwh": _describe(price),
         "emissions_kgco2_per_kwh": _describe(emissions),
+        "gas_price_usd_per_kwh": _describe(gas_price),
+        "gas_emissions_kgco2_per_kwh": _describe(gas_emissions),
+        "price_scenario": tariffs.price_scenario,
         "wall_time_s": wall_time_s,
         "campus": campus,
         "buildings": buildings,
@@ -93,7 +128,9 @@ def summary(campus: Mapping) -> str:
     shown = lambda key, form: "n/a" if campus.get(key) is None else format(campus[key], form)
     return (f"energy {shown('energy_total_kwh', '.1f')} kWh, peak {shown('peak_electric_kw', '.1f')} kW, "
             f"discomfort {shown('thermal_discomfort_kh_per_zone', '.2f')} K.h/zone, "
-            f"time ratio {shown('time_ratio', '.2g')}")
+            f"time ratio {shown('time_ratio', '.2g')}; BOPTEST {BoptestKpi.TDIS_TOT} "
+            f"{shown(BoptestKpi.TDIS_TOT, '.2f')} K.h/zone, {BoptestKpi.ENER_TOT} {shown(BoptestKpi.ENER_TOT, '.3f')} "
+            f"kWh/m2, {BoptestKpi.PELE_TOT} {shown(BoptestKpi.PELE_TOT, '.4f')} kW/m2")
 
 
 def write_kpis_json(path: str | Path, kpis: Mapping) -> Path:
@@ -106,7 +143,9 @@ def write_kpis_json(path: str | Path, kpis: Mapping) -> Path:
 
 @dataclass(frozen=True)
 class _BuildingSeries:
-    """One building's historian rows as arrays: step intervals, powers (kW) and zone temperatures (degC)."""
+    """One building's historian rows as arrays: step intervals, powers (kW) and zone temperatures (degC):
+    ``zones`` those with a fixed band, ``banded`` BOPTEST's (temperature, lower, upper limit at each step),
+    ``unbanded`` the zone temperatures without BOPTEST's bands."""
 
     name: str
     floor_area_m2: float | None
@@ -116,7 +155,10 @@ class _BuildingSeries:
     durations_s: np.ndarray
     electric_kw: np.ndarray | None
     hvac_kw: np.ndarray | None
+    gas_kw: np.ndarray | None
     zones: dict[str, tuple[np.ndarray, tuple[float, float]]]
+    banded: dict[str, tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]]
+    unbanded: tuple[str, ...]
 
     @classmethod
     def load(cls, historian_path: str | Path, name: str, tagmap: TagMap) -> "_BuildingSeries":
@@ -126,12 +168,16 @@ class _BuildingSeries:
         end_s = frame["sim_time_s"].to_numpy(float)
         step_s = float(np.median(end_s / frame["step"].to_numpy(float)))
         ends = [t.to_pydatetime() for t in frame.index]
-        return cls(name, tagmap.floor_area_m2, [t - dt.timedelta(seconds=step_s) for t in ends], ends, end_s,
+        starts = [t - dt.timedelta(seconds=step_s) for t in ends]
+        zones = [o for o in tagmap.outputs if o.role == "zone_temperature" or o.bands]
+        return cls(name, tagmap.floor_area_m2, starts, ends, end_s,
                    np.full(len(frame), step_s), _power(frame, tagmap, "electric_power"),
-                   _power(frame, tagmap, "hvac_electric_power"),
-                   {o.tag: (frame[o.tag].to_numpy(float), o.comfort) for o in tagmap.outputs if o.comfort})
+                   _power(frame, tagmap, "hvac_electric_power"), _power(frame, tagmap, "hvac_gas_power"),
+                   {o.tag: (frame[o.tag].to_numpy(float), o.comfort) for o in tagmap.outputs if o.comfort},
+                   {o.tag: (frame[o.tag].to_numpy(float), o.bands.limits(starts)) for o in zones if o.bands},
+                   tuple(o.tag for o in zones if not o.bands))
 
-    def kpis(self, price: Profile, emissions: Profile) -> dict:
+    def kpis(self, tariffs: Tariffs) -> dict:
         hours = self.durations_s / 3600.0
         discomfort = {zone: float(np.nansum(_deviation_k(temp, band) * hours))
                       for zone, (temp, band) in self.zones.items()}
@@ -139,12 +185,18 @@ class _BuildingSeries:
             "floor_area_m2": self.floor_area_m2,
             "thermal_discomfort_kh_per_zone": sum(discomfort.values()) / len(discomfort) if discomfort else None,
             "thermal_discomfort_kh": discomfort,
-            **_energy_kpis(self.electric_kw, self.hvac_kw, self.starts, self.end_s, self.durations_s, price, emissions),
+            **_energy_kpis(self.electric_kw, self.hvac_kw, self.starts, self.end_s, self.durations_s,
+                           tariffs.electricity_price, tariffs.electricity_emissions),
         }
-        return _per_m2(values, self.floor_area_m2)
+        return _per_m2(values, self.floor_area_m2) | _boptest_kpis([self], self, tariffs, self.floor_area_m2)
+
+    def boptest_discomfort_kh(self) -> dict[str, float]:
+        """K.h outside BOPTEST's occupied/unoccupied band of each banded zone."""
+        hours = self.durations_s / 3600.0
+        return {zone: float(np.nansum(_deviation_k(temp, limits) * hours)) for zone, (temp, limits) in self.banded.items()}
 
 
-def _campus_kpis(series: list[_BuildingSeries], price: Profile, emissions: Profile) -> dict:
+def _campus_kpis(series: list[_BuildingSeries], tariffs: Tariffs) -> dict:
     """Campus KPIs: discomfort averaged over all zones; energy, peak, cost, emissions of the summed power."""
     longest = max(series, key=lambda s: len(s.end_s))  # a building that faulted early has fewer rows
     zone_kh = [float(np.nansum(_deviation_k(t, band) * s.durations_s / 3600.0))
@@ -156,9 +208,51 @@ def _campus_kpis(series: list[_BuildingSeries], price: Profile, emissions: Profi
     values = {
         "floor_area_m2": area,
         "thermal_discomfort_kh_per_zone": sum(zone_kh) / len(zone_kh) if zone_kh else None,
-        **_energy_kpis(electric, hvac, longest.starts, longest.end_s, longest.durations_s, price, emissions),
+        **_energy_kpis(electric, hvac, longest.starts, longest.end_s, longest.durations_s,
+                       tariffs.electricity_price, tariffs.electricity_emissions),
     }
-    return _per_m2(values, area)
+    return _per_m2(values, area) | _boptest_kpis(series, longest, tariffs, area)
+
+
+def _boptest_kpis(series: list[_BuildingSeries], longest: _BuildingSeries, tariffs: Tariffs,
+                  area_m2: float | None) -> dict:
+    """BOPTEST's core KPIs of ``series`` (one building, or a campus's buildings summed on ``longest``'s steps).
+
+    tdis_tot: K.h outside each zone's occupied/unoccupied band, summed over zones, divided by the number of
+    zones (None unless every zone temperature has BOPTEST's bands). ener_tot, cost_tot, emis_tot: the HVAC
+    electric and gas powers integrated over the run, each vector at its own price and emission factor, per
+    m2 of floor. pele_tot, pgas_tot: the highest clock-aligned 15-minute mean of each vector, per m2.
+    pdih_tot and idis_tot: None (no district heating, no CO2 outputs). Per-zone figures in ``tdis_kh``;
+    the zones left out of tdis_tot in ``tdis_unbanded_zones``.
+    """
+    zones = {f"{s.name}.{zone}" if len(series) > 1 else zone: kh
+             for s in series for zone, kh in s.boptest_discomfort_kh().items()}
+    unbanded = [f"{s.name}.{zone}" if len(series) > 1 else zone for s in series for zone in s.unbanded]
+    values: dict = {BoptestKpi.TDIS_TOT: sum(zones.values()) / len(zones) if zones and not unbanded else None,
+                    BoptestKpi.IDIS_TOT: None, BoptestKpi.PDIH_TOT: None}
+    hvac = _sum_aligned(series, "hvac_kw", longest.end_s)
+    gas = _sum_aligned(series, "gas_kw", longest.end_s)
+    vectors = [(power, price, factor) for power, price, factor in (
+        (hvac, tariffs.electricity_price, tariffs.electricity_emissions),
+        (gas, tariffs.gas_price, tariffs.gas_emissions)) if power is not None]
+    hours = longest.durations_s / 3600.0
+    per_m2 = (lambda value: None if value is None else value / area_m2) if area_m2 and hvac is not None else (
+        lambda value: None)
+    peak = lambda power: None if power is None else peak_demand_kw(power, longest.end_s, longest.durations_s)
+    energy = [np.nan_to_num(power) * hours for power, _, _ in vectors]
+    values |= {
+        BoptestKpi.ENER_TOT: per_m2(sum(float(e.sum()) for e in energy)),
+        BoptestKpi.COST_TOT: per_m2(sum(float(np.sum(e * _rates(price, longest.starts)))
+                                        for e, (_, price, _) in zip(energy, vectors))),
+        BoptestKpi.EMIS_TOT: per_m2(sum(float(np.sum(e * _rates(factor, longest.starts)))
+                                        for e, (_, _, factor) in zip(energy, vectors))),
+        BoptestKpi.PELE_TOT: per_m2(peak(hvac)),
+        BoptestKpi.PGAS_TOT: per_m2(peak(gas)),
+        "energy_hvac_gas_kwh": None if gas is None else float(np.nansum(gas * hours)),
+        "tdis_kh": zones,
+        "tdis_unbanded_zones": unbanded,
+    }
+    return values
 
 
 def _energy_kpis(electric_kw: np.ndarray | None, hvac_kw: np.ndarray | None, starts: list[dt.datetime],
@@ -208,8 +302,8 @@ def _sum_aligned(series: list[_BuildingSeries], field: str, end_s: np.ndarray) -
     return total.reindex(end_s).to_numpy(float)
 
 
-def _deviation_k(temp_c: np.ndarray, band: tuple[float, float]) -> np.ndarray:
-    """Kelvin outside the comfort band [low, high] (0 inside)."""
+def _deviation_k(temp_c: np.ndarray, band: tuple[float | np.ndarray, float | np.ndarray]) -> np.ndarray:
+    """Kelvin outside the comfort band [low, high] (0 inside); low and high fixed or one per step."""
     low, high = band
     return np.maximum(0.0, np.maximum(temp_c - high, low - temp_c))
 

@@ -69,6 +69,22 @@ class EngineKind(StrEnum):
     TWIN = "twin"  # the Gaussian-process twin (bridge/twin)
 
 
+class BoptestKpi(StrEnum):
+    """BOPTEST's core KPIs (Blum et al. 2021, J. Building Performance Simulation 14(5); BOPTEST's
+    ``KPI_Calculator.get_core_kpis``), under BOPTEST's own names: keys of the run KPIs and tags of the
+    KPIs folders, beside the facility-level figures (bridge/kpi.py, docs/kpis.md)."""
+
+    TDIS_TOT = "tdis_tot"  # thermal discomfort, occupied/unoccupied bands, averaged over every zone, K.h/zone
+    IDIS_TOT = "idis_tot"  # indoor-air-quality discomfort (CO2 above a limit), ppm.h/zone
+    ENER_TOT = "ener_tot"  # HVAC energy, every fuel, kWh/m2
+    COST_TOT = "cost_tot"  # HVAC energy cost, every fuel at its price, $/m2
+    EMIS_TOT = "emis_tot"  # HVAC emissions, every fuel at its factor, kgCO2/m2
+    PELE_TOT = "pele_tot"  # peak 15-minute HVAC electric demand, kW/m2
+    PGAS_TOT = "pgas_tot"  # peak 15-minute gas demand, kW/m2
+    PDIH_TOT = "pdih_tot"  # peak 15-minute district-heating demand, kW/m2
+    TIME_RAT = "time_rat"  # controller-plus-exchange time per control step / control step, s/s
+
+
 CLOCK_MODES = tuple(c.value for c in Clock)  # plain strings, as they read in a file or an error message
 ENGINE_KINDS = tuple(e.value for e in EngineKind)
 

@@ -133,7 +133,8 @@ class RunRecord:
                  else settings.price_usd_per_kwh)
         tagmaps = {b.name: b.tagmap for b in buildings if b.published_step > 0}
         kpis = await asyncio.to_thread(kpi.compute_kpis, self.path, tagmaps, price,
-                                       settings.emissions_kgco2_per_kwh, wall_s)
+                                       settings.emissions_kgco2_per_kwh, wall_s, settings.gas_price_usd_per_kwh,
+                                       settings.gas_emissions_kgco2_per_kwh)
         path = kpi.write_kpis_json(self.path.parent / "kpis.json", kpis)
         await server.publish_kpis(None, kpis["campus"])
         for name, values in kpis["buildings"].items():

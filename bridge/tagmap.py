@@ -26,6 +26,11 @@ control type of EnergyPlus's ``Weather Data`` actuator, one of WEATHER_CONTROLS)
 until a client writes a number. An output names
 either ``key`` + ``variable`` (an output variable) or ``meter``.
 
+A zone temperature output may declare BOPTEST's time-varying comfort bands, ``comfort_occupied`` and
+``comfort_unoccupied`` (``[low, high]``, degC), switched by the file's ``[occupancy]`` table or the
+output's own ``occupancy`` (bridge/comfort.py); a gas power output has role ``hvac_gas_power`` (kW).
+Both feed BOPTEST's core KPIs (bridge/kpi.py, docs/kpis.md).
+
 An input may have to stay below another one: ``below = "CoolingSetpoint"`` with ``margin = 1.0``
 on the heating setpoint keeps it at least 1 degC under the cooling setpoint (EnergyPlus stops with
 a fatal error when a zone's heating setpoint exceeds its cooling setpoint). The bridge refuses
@@ -40,12 +45,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.comfort import ComfortBands, Occupancy, read_band, read_occupancy
 from bridge.errors import TwinbridgeError
 from bridge.names import first_repeat, tag_name_problem
 from bridge.tomlfile import Table, read_toml
 
 TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-ROLES = {"electric_power", "hvac_electric_power", "zone_temperature", "outdoor_temperature"}
+# hvac_electric_power and hvac_gas_power: HVAC equipment only (heating, cooling, fans, pumps), BOPTEST's energy scope
+ROLES = {"electric_power", "hvac_electric_power", "hvac_gas_power", "zone_temperature", "outdoor_temperature"}
 # EURange of an output without min/max (docs/bridge.md, "Output ranges"): electric power from the floor area,
 # temperatures from their role, else from the unit; without any of these, practically unbounded.
 POWER_DENSITY_W_PER_M2 = 100.0  # peak electric demand per floor area (commercial buildings: about 20-80)
@@ -128,6 +135,7 @@ class OutputTag:
     offset: float = 0.0
     role: str | None = None
     comfort: tuple[float, float] | None = None  # comfort band of a zone temperature, degC
+    bands: ComfortBands | None = None  # BOPTEST's occupied/unoccupied comfort bands of a zone temperature
     min: float | None = None
     max: float | None = None
     description: str = ""
@@ -191,9 +199,10 @@ def load_tagmap(path: str | Path) -> TagMap:
     """Read and check a tag map file; raise TagMapError naming the file and entry on any problem."""
     path = Path(path)
     file = Table(read_toml(path, TagMapError, "tag map file"), str(path), TagMapError)
-    file.check_keys({"name", "floor_area_m2", "inputs", "outputs"})
+    file.check_keys({"name", "floor_area_m2", "inputs", "outputs", "occupancy"})
     inputs = tuple(_input(entry) for entry in file.tables("inputs"))
-    outputs = tuple(_output(entry) for entry in file.tables("outputs"))
+    occupancy = read_occupancy(file.table("occupancy")) if "occupancy" in file.values else None
+    outputs = tuple(_output(entry, occupancy) for entry in file.tables("outputs"))
     if not outputs:
         raise TagMapError(f"{path}: a tag map needs at least one [[outputs]] entry")
     items = (*inputs, *outputs)
@@ -296,9 +305,9 @@ def _order_keys(entry: Table) -> dict:
     return {"below": below, "margin": margin}
 
 
-def _output(entry: Table) -> OutputTag:
+def _output(entry: Table, occupancy: Occupancy | None = None) -> OutputTag:
     entry.check_keys({"tag", "unit", "key", "variable", "meter", "scale", "offset", "role", "comfort", "min", "max",
-                      "description"})
+                      "description", "comfort_occupied", "comfort_unoccupied", "occupancy"})
     tag, entry = _tagged(entry)
     where, values = entry.where, entry.values
     is_variable = "variable" in values
@@ -309,13 +318,6 @@ def _output(entry: Table) -> OutputTag:
     role = values.get("role")
     if role is not None and (not isinstance(role, str) or role not in ROLES):
         raise TagMapError(f"{where}: unknown role {role!r} (known: {sorted(ROLES)})")
-    comfort = values.get("comfort")
-    if comfort is not None:
-        numbers = isinstance(comfort, list) and len(comfort) == 2 and all(
-            isinstance(value, (int, float)) and not isinstance(value, bool) for value in comfort)
-        if not (numbers and comfort[0] < comfort[1]):
-            raise TagMapError(f"{where}: 'comfort' must be [low, high] with low < high")
-        comfort = (float(comfort[0]), float(comfort[1]))
     return OutputTag(
         tag=tag,
         unit=str(values.get("unit", "")),
@@ -325,9 +327,27 @@ def _output(entry: Table) -> OutputTag:
         scale=entry.number("scale", 1.0),
         offset=entry.number("offset", 0.0),
         role=role,
-        comfort=comfort,
+        comfort=read_band(entry, "comfort"),
+        bands=_bands(entry, occupancy),
         min=entry.number("min") if "min" in values else None,
         max=entry.number("max") if "max" in values else None,
         description=str(values.get("description", "")),
         where=where,
     )
+
+
+def _bands(entry: Table, occupancy: Occupancy | None) -> ComfortBands | None:
+    """BOPTEST's comfort bands of an output: both bands, and an occupancy (its own or the file's), or neither."""
+    occupied, unoccupied = read_band(entry, "comfort_occupied"), read_band(entry, "comfort_unoccupied")
+    if "occupancy" in entry.values:
+        occupancy = read_occupancy(entry.table("occupancy"))
+    if occupied is None and unoccupied is None:
+        if "occupancy" in entry.values:
+            raise TagMapError(f"{entry.where}: 'occupancy' needs 'comfort_occupied' and 'comfort_unoccupied'")
+        return None
+    if occupied is None or unoccupied is None:
+        raise TagMapError(f"{entry.where}: give both 'comfort_occupied' and 'comfort_unoccupied' (BOPTEST's bands)")
+    if occupancy is None:
+        raise TagMapError(f"{entry.where}: comfort bands need an occupancy: an [occupancy] table in the file or "
+                          "this output's own 'occupancy'")
+    return ComfortBands(occupied, unoccupied, occupancy)

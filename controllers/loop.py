@@ -85,6 +85,20 @@ class LoopReport:
     # lockstep: OutputReady seen -> InputReady raised; exchange: the whole Exchange call (the bridge's step included)
     handle_times_s: list[float] = field(default_factory=list)
     step_periods_s: list[float] = field(default_factory=list)  # lockstep, exchange: between two handled steps
+    # BOPTEST's t_c(k), controller plus exchange, the simulation left out: lockstep, OutputReady seen -> InputReady
+    # raised; exchange, the previous Exchange answered -> this one called (the call's own transport is not
+    # separable from the bridge's step it waits for, and is left out)
+    control_times_s: list[float] = field(default_factory=list)
+    step_s: float | None = None  # simulated seconds per step (the control step), from two handled steps
+    last_sim_time: dt.datetime | None = None
+
+    @property
+    def time_rat(self) -> float | None:
+        """BOPTEST's computational time ratio (``time_rat``, Blum et al. 2021; ``get_computational_time_ratio``):
+        the mean over steps of t_c(k) / control step; None before two steps (lockstep and exchange only)."""
+        if not self.control_times_s or not self.step_s:
+            return None
+        return sum(self.control_times_s) / len(self.control_times_s) / self.step_s
 
 
 async def run_controller(controller: Controller, endpoint: str, building: str, campus: str | None = None,
@@ -159,7 +173,7 @@ async def _lockstep(client: BridgeClient, controller: Controller, options: LoopO
             return state.status
         await _act(client, controller, state)
         await client.raise_input_ready()
-        _handled(report, state.step, seen)
+        _handled(report, state.step, seen, state.sim_time)
 
 
 async def _exchange(client: BridgeClient, controller: Controller, options: LoopOptions, report: LoopReport) -> str:
@@ -175,6 +189,7 @@ async def _exchange(client: BridgeClient, controller: Controller, options: LoopO
         step, sim_time, outputs = state.step, state.sim_time, state.outputs
         while True:
             inputs |= controller.decide(sim_time, outputs)
+            calling = time.monotonic()
             try:
                 next_step, outputs, applied = await client.exchange(inputs)
             except ExchangeRefused as exc:
@@ -187,7 +202,7 @@ async def _exchange(client: BridgeClient, controller: Controller, options: LoopO
                 report.not_applied += 1
                 log.warning("%s: the inputs decided on step %d were not applied (the bridge answered with step %d "
                             "without them)", client.building, step, next_step)
-            _handled(report, step, seen)
+            _handled(report, step, seen, sim_time, calling - seen)
             seen, step = time.monotonic(), next_step
             sim_time = clock.time_of(step)
             if sim_time is None:  # not calibrated yet: one extra Read
@@ -228,12 +243,19 @@ async def _next_step(client: BridgeClient, options: LoopOptions, report: LoopRep
             interval = min(2 * interval, options.poll_max_s)
 
 
-def _handled(report: LoopReport, step: int, seen: float) -> None:
+def _handled(report: LoopReport, step: int, seen: float, sim_time: dt.datetime | None,
+             control_s: float | None = None) -> None:
+    """Record a handled step: ``seen`` when its outputs were seen, ``control_s`` BOPTEST's t_c(k) when it is not
+    seen-to-done (exchange)."""
     done = time.monotonic()
     report.handle_times_s.append(done - seen)
+    report.control_times_s.append(done - seen if control_s is None else control_s)
     if report.actions and report.last_done:
         report.step_periods_s.append(done - report.last_done)
-    report.last_done, report.last_step = done, step
+    if sim_time is not None and report.last_sim_time is not None and report.last_step is not None \
+            and step > report.last_step:
+        report.step_s = (sim_time - report.last_sim_time).total_seconds() / (step - report.last_step)
+    report.last_done, report.last_step, report.last_sim_time = done, step, sim_time
     report.actions += 1
 
 

@@ -18,7 +18,7 @@ from asyncua import Client, ua
 
 from conftest import REPO, SIMS, TAGMAPS, free_port, run_bridge, run_cli, wait_until
 from bridge.historian import buildings_in, load_history
-from bridge.protocol import NAMESPACE
+from bridge.protocol import NAMESPACE, BoptestKpi
 
 pytestmark = pytest.mark.engine
 
@@ -180,13 +180,17 @@ def test_campus_lockstep_history_and_history_read(test_campus_config, tmp_path):
             assert total == pytest.approx(sum(last))
             energy = await (await node(client, "TestCampus.KPIs.energy_total_kwh")).read_value()
             peak = await (await node(client, "TestCampus.Warehouse.KPIs.peak_electric_kw")).read_value()
-            return reads, history, (energy, peak)
+            ener_tot = await (await node(client, f"TestCampus.SmallOffice.KPIs.{BoptestKpi.ENER_TOT}")).read_value()
+            return reads, history, (energy, peak, ener_tot)
 
     with run_bridge(test_campus_config, tmp_path, "--clock", "fast") as bridge:
         reads, history, kpi_tags = asyncio.run(scenario(bridge.endpoint))
         historian = bridge.historian()
     kpis = json.loads((historian.parent / "kpis.json").read_text())
-    assert kpi_tags == pytest.approx((kpis["campus"]["energy_total_kwh"], kpis["buildings"]["Warehouse"]["peak_electric_kw"]))
+    assert kpi_tags == pytest.approx((kpis["campus"]["energy_total_kwh"], kpis["buildings"]["Warehouse"]["peak_electric_kw"],
+                                      kpis["buildings"]["SmallOffice"]["ener_tot"]))  # BOPTEST's, under its name
+    office = kpis["buildings"]["SmallOffice"]
+    assert office["ener_tot"] == pytest.approx((office["energy_hvac_kwh"] + office["energy_hvac_gas_kwh"]) / 511.2)
     assert kpis["period"]["steps"] == 288
     assert len(reads) > 10
     assert all(len(set(read)) == 1 for read in reads), [r for r in reads if len(set(r)) > 1][:5]

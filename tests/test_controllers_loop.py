@@ -166,3 +166,46 @@ def test_the_loop_checks_the_bridges_clock_at_connect(mode, clock, outcome, capl
     with caplog.at_level("WARNING", logger="controllers.loop"):
         _check_clock(client, mode)
     assert bool(caplog.records) == (outcome == "warned")
+
+
+def test_time_rat_counts_the_controller_and_leaves_the_bridges_step_out():
+    """BOPTEST's time ratio from the controller's side (LoopReport.time_rat): in exchange mode the time
+    from one Exchange answer to the next call (the controller's decision), per 600-s control step; the
+    Exchange call itself, which waits for the bridge's simulation, is not counted (fake client)."""
+    import datetime as dt
+    import time
+
+    from asyncua import ua
+
+    from controllers.client import ExchangeRefused, StepState
+    from controllers.loop import LoopReport, _exchange
+
+    class SlowBridge:
+        building, has_exchange, step = "SmallOffice", True, 0
+
+        async def read_inputs(self) -> dict[str, float]:
+            return {}
+
+        async def read_state(self) -> StepState:
+            return StepState("Running" if self.step < 4 else "Finished", self.step,
+                             dt.datetime(2026, 1, 5) + self.step * dt.timedelta(minutes=10), True, {})
+
+        async def exchange(self, values):
+            if self.step >= 4:
+                raise ExchangeRefused(self.building, ua.StatusCodes.BadInvalidState, "BadInvalidState")
+            time.sleep(0.06)  # the bridge simulating the step
+            self.step += 1
+            return self.step, {}, True
+
+    class Thinker:
+        def decide(self, sim_time, outputs) -> dict[str, float]:
+            time.sleep(0.02)
+            return {}
+
+    report = LoopReport()
+    asyncio.run(_exchange(SlowBridge(), Thinker(), LoopOptions(mode="exchange"), report))
+    assert report.actions == 4 and report.step_s == 600.0
+    assert all(0.02 <= t < 0.05 for t in report.control_times_s), report.control_times_s
+    assert all(t >= 0.08 for t in report.handle_times_s)  # the whole call, the simulation included
+    assert report.time_rat == pytest.approx(sum(report.control_times_s) / 4 / 600.0)
+    assert LoopReport().time_rat is None

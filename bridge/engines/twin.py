@@ -78,7 +78,7 @@ class TwinEngine(Engine):
         """The building's tag map plus one ``<Tag>Std`` output (same unit) per modelled tag: what an
         OPC UA server should expose for this engine."""
         extra = tuple(dataclasses.replace(self.tagmap.output(target), tag=std_tag(target), role=None, comfort=None,
-                                          min=None, max=None,
+                                          bands=None, min=None, max=None,
                                           description=f"Predictive standard deviation of {target} (GP twin)")
                       for target in self.twin.targets)
         return dataclasses.replace(self.tagmap, outputs=self.tagmap.outputs + extra)
