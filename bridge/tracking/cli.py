@@ -62,7 +62,7 @@ def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
             frame = pd.read_csv(path, index_col=0)
         except ValueError as exc:  # not CSV text (pandas' parser and decoding errors are ValueErrors)
             raise RunFileError(f"{path}: {exc}") from None
-        frame.index = _times(frame.index, path)
+        frame.index = _times(frame.index, path) if len(frame) else pd.DatetimeIndex([], name=frame.index.name)
         return frame.rename(columns=lambda column: UNIT_SUFFIX.sub("", str(column)))
     raise RunFileError(f"{path}: expected a historian .sqlite/.db file or a .csv file")
 
@@ -71,6 +71,7 @@ def load_runs(paths: list[str | Path], building: str | None = None) -> pd.DataFr
     """Several data files of one period (``load_run`` each) as one run in time order. A time in two files with the
     same values is kept once; with different values it is an error naming both files."""
     frames = [(path, load_run(path, building)) for path in paths]
+    frames = [(path, frame) for path, frame in frames if len(frame)] or frames[:1]  # a header-only file adds nothing
     if len(frames) == 1:
         return frames[0][1]
     stamped = pd.concat([frame.assign(_file=str(path)) for path, frame in frames]).sort_index(kind="stable")
