@@ -14,6 +14,8 @@ Modules, one job each:
 - ``faults``: faulted or retrofitted copies of an IDF (fault injection and ECM edits).
 - ``scenario``: edited model copies and campus files that run them (tests, benchmark).
 - ``savings`` and ``report``: avoided energy, weather-regression baseline, JSON/CSV/Markdown+PNG reports.
+- ``caltrack`` (``caltrack_hourly``, ``caltrack_daily``, ``caltrack_data``): CalTRACK 2.0 savings methods and
+  their data-sufficiency rules.
 - ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line.
 
 See docs/tracking.md.

@@ -7,7 +7,8 @@
   ``track investigate DB ID --note``.
 - ``registry --dir DIR {list,show,register,freeze,record-ecm,history}``: the model registry.
 - ``mv calibrate``: Guideline 14 CV(RMSE)/NMBE of a model run against meter data.
-- ``mv report``: avoided energy (calibrated simulation or TOWT regression) as JSON, CSV, Markdown+PNG.
+- ``mv report``: avoided energy (calibrated simulation, TOWT regression or a CalTRACK 2.0 method) as JSON, CSV,
+  Markdown+PNG; the meter data of a period may come in several files (a year per file, ...).
 
 Data files are historian SQLite files (``.sqlite``/``.db``, choose the building with ``--building``)
 or CSV files whose first column is the time (local standard time; see ``load_run`` for UTC offsets).
@@ -29,6 +30,8 @@ import pandas as pd
 
 from bridge.errors import TwinbridgeError
 from bridge.tracking.anomalies import AnomalyLog
+from bridge.tracking.caltrack import METHODS as CALTRACK_METHODS
+from bridge.tracking.caltrack_data import BaselineDisqualified, Sufficiency
 from bridge.tracking.guideline14 import calibration
 from bridge.tracking.registry import ROLES, ModelRegistry
 from bridge.tracking.savings import (BaselineFit, TowtModel, avoided_energy, hourly_energy_kwh,
@@ -37,6 +40,10 @@ from bridge.tracking.savings import (BaselineFit, TowtModel, avoided_energy, hou
 
 class RunFileError(TwinbridgeError, ValueError):
     """A data file ``load_run`` cannot read; the message names the file."""
+
+
+class MvOptionError(TwinbridgeError, ValueError):
+    """An ``mv`` command's options that do not go together; the message names the missing option."""
 
 
 UNIT_SUFFIX = re.compile(r" \[[^\]]*\]$")  # "FacilityPower [kW]": a column of `twinbridge export`
@@ -55,9 +62,36 @@ def load_run(path: str | Path, building: str | None = None) -> pd.DataFrame:
             frame = pd.read_csv(path, index_col=0)
         except ValueError as exc:  # not CSV text (pandas' parser and decoding errors are ValueErrors)
             raise RunFileError(f"{path}: {exc}") from None
-        frame.index = _times(frame.index, path)
+        frame.index = _times(frame.index, path) if len(frame) else pd.DatetimeIndex([], name=frame.index.name)
         return frame.rename(columns=lambda column: UNIT_SUFFIX.sub("", str(column)))
     raise RunFileError(f"{path}: expected a historian .sqlite/.db file or a .csv file")
+
+
+def load_runs(paths: list[str | Path], building: str | None = None) -> pd.DataFrame:
+    """Several data files of one period (``load_run`` each) as one run in time order. A time in two files with the
+    same values is kept once; with different values it is an error naming both files."""
+    frames = [(path, load_run(path, building)) for path in paths]
+    frames = [(path, frame) for path, frame in frames if len(frame)] or frames[:1]  # a header-only file adds nothing
+    if len(frames) == 1:
+        return frames[0][1]
+    stamped = pd.concat([frame.assign(_file=str(path)) for path, frame in frames]).sort_index(kind="stable")
+    repeated = stamped[stamped.index.duplicated(keep=False)]
+    if not repeated.empty:
+        values = repeated.drop(columns="_file")
+        clash = values.groupby(level=0).nunique(dropna=False).gt(1).any(axis=1)
+        if clash.any():
+            time = clash.index[clash.to_numpy()][0]
+            files = sorted(set(repeated.loc[[time], "_file"]))
+            raise RunFileError(f"{' and '.join(files)}: time {time} appears with different values")
+    return stamped[~stamped.index.duplicated(keep="first")].drop(columns="_file")
+
+
+def require_column(frame: pd.DataFrame, column: str, what: str, paths: list[str] | str) -> pd.Series:
+    """A column of loaded data files, or an error naming the files, the option and the columns they have."""
+    if column not in frame.columns:
+        names = paths if isinstance(paths, str) else ", ".join(str(p) for p in paths)
+        raise RunFileError(f"{names}: no column {column!r} ({what}); the data have {list(frame.columns)}")
+    return frame[column]
 
 
 def _times(column: pd.Index, path: Path) -> pd.DatetimeIndex:
@@ -241,21 +275,26 @@ def _add_mv(subparsers) -> argparse.ArgumentParser:
     calibrate.add_argument("--json", help="also write the results to this JSON file")
     calibrate.set_defaults(func=_mv_calibrate)
     report = sub.add_parser("report", help="avoided energy with uncertainty: JSON, CSV, Markdown + PNG")
-    _data_arguments(report)
-    report.add_argument("--method", choices=("simulation", "towt"), default="simulation")
+    _data_arguments(report, several=True)
+    report.add_argument("--method", choices=("simulation", "towt", *CALTRACK_METHODS), default="simulation",
+                        help="caltrack-*: CalTRACK 2.0 hourly, daily or billing (calendar-month bills of the meter "
+                        "data) methods with their data-sufficiency rules (docs/tracking.md)")
     report.add_argument("--baseline-run", help="simulation: the frozen Baseline run with the reporting weather")
-    report.add_argument("--baseline-measured", help="towt: pre-retrofit meter data (energy and temperature); "
+    report.add_argument("--baseline-measured", nargs="+", metavar="FILE",
+                        help="towt, caltrack-*: pre-retrofit meter data (energy and temperature), one or more files; "
                         "simulation: pre-retrofit meter data for the uncertainty (with --baseline-predicted)")
     report.add_argument("--baseline-predicted", help="simulation: Baseline run over the pre-retrofit period")
-    report.add_argument("--temperature-column", default="OutdoorTemp", help="towt: outdoor temperature, degC")
+    report.add_argument("--temperature-column", default="OutdoorTemp",
+                        help="towt, caltrack-*: outdoor temperature, degC")
     report.add_argument("--confidence", type=float, default=0.9)
     report.add_argument("--out", default="mv_report", help="output folder")
     report.set_defaults(func=_mv_report)
     return mv
 
 
-def _data_arguments(parser) -> None:
-    parser.add_argument("--measured", required=True, help="meter data: historian .sqlite or .csv")
+def _data_arguments(parser, several: bool = False) -> None:
+    parser.add_argument("--measured", required=True, nargs="+" if several else None, metavar="FILE",
+                        help="meter data: historian .sqlite or .csv" + (", one or more files" if several else ""))
     parser.add_argument("--column", default="FacilityPower", help="compared column (default FacilityPower)")
     parser.add_argument("--kind", choices=("power_kw", "energy_kwh"), default="power_kw",
                         help="the column holds mean power (kW) or energy per interval (kWh)")
@@ -281,33 +320,67 @@ def _mv_calibrate(args) -> int:
 
 
 def _mv_report(args) -> int:
-    from bridge.tracking.report import write_report
-
-    reporting = load_run(args.measured, args.building)
+    reporting = load_runs(args.measured, args.building)
+    require_column(reporting, args.column, "--column", args.measured)
     measured = hourly_energy_kwh(reporting, args.column, args.kind)
     extra: dict = {}
     if args.method == "simulation":
         if not args.baseline_run:
-            raise SystemExit("mv report --method simulation needs --baseline-run")
+            raise MvOptionError("mv report --method simulation needs --baseline-run")
+        if bool(args.baseline_measured) != bool(args.baseline_predicted):
+            raise MvOptionError("mv report --method simulation: --baseline-measured and --baseline-predicted go "
+                                "together (the Baseline's fit to pre-retrofit meter data, for the uncertainty)")
         adjusted = simulated_baseline(load_run(args.baseline_run, args.building), args.column, args.kind)
         fit = None
-        if args.baseline_measured and args.baseline_predicted:
-            pre_measured = hourly_energy_kwh(load_run(args.baseline_measured, args.building), args.column, args.kind)
+        if args.baseline_measured:
+            pre_measured = hourly_energy_kwh(load_runs(args.baseline_measured, args.building), args.column, args.kind)
             pre_predicted = hourly_energy_kwh(load_run(args.baseline_predicted, args.building), args.column, args.kind)
             fit = BaselineFit.of(pre_measured, pre_predicted)
             extra["baseline_calibration"] = calibration(pre_measured, pre_predicted, "hourly").to_dict()
     else:
         if not args.baseline_measured:
-            raise SystemExit("mv report --method towt needs --baseline-measured")
-        pre = load_run(args.baseline_measured, args.building)
-        model = TowtModel().fit(hourly_energy_kwh(pre, args.column, args.kind), hourly_mean(pre[args.temperature_column]))
-        adjusted = model.predict(hourly_mean(reporting[args.temperature_column]))
-        fit = model.fit_stats
-        extra["towt_fit"] = fit.__dict__ | {"knots_c": model.knots_c}
+            raise MvOptionError(f"mv report --method {args.method} needs --baseline-measured")
+        pre = load_runs(args.baseline_measured, args.building)
+        require_column(pre, args.column, "--column", args.baseline_measured)
+        pre_energy = hourly_energy_kwh(pre, args.column, args.kind)
+        pre_temperature = hourly_mean(require_column(pre, args.temperature_column, "--temperature-column",
+                                                     args.baseline_measured))
+        temperature = hourly_mean(require_column(reporting, args.temperature_column, "--temperature-column",
+                                                 args.measured))
+        if args.method == "towt":
+            model = TowtModel().fit(pre_energy, pre_temperature)
+            adjusted = model.predict(temperature)
+            fit = model.fit_stats
+            extra["towt_fit"] = fit.__dict__ | {"knots_c": model.knots_c}
+        else:
+            return _caltrack_report(args, pre_energy, pre_temperature, measured, temperature)
     result = avoided_energy(adjusted, measured, args.method, fit, args.confidence)
+    return _write(args, result, extra)
+
+
+def _write(args, result, extra: dict) -> int:
+    from bridge.tracking.report import write_report
+
     paths = write_report(result, args.out, f"Savings report ({args.method})", extra)
     print(json.dumps(result.summary(), indent=2, default=str))
     if result.uncertainty_warning:
         print(f"twinbridge: warning: {result.uncertainty_warning}", file=sys.stderr)
     print(f"report: {paths['markdown']}", file=sys.stderr)
     return 0
+
+
+def _caltrack_report(args, pre_energy, pre_temperature, measured, temperature) -> int:
+    """A CalTRACK method's report; a disqualified baseline writes its reasons to savings.json and fails (exit 2)."""
+    from bridge.tracking.caltrack import caltrack_savings
+
+    report = caltrack_savings(args.method, pre_energy, pre_temperature, measured, temperature, args.confidence)
+    for warning in report.warnings:
+        print(f"twinbridge: warning: {warning}", file=sys.stderr)
+    if report.savings is None:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "savings.json").write_text(json.dumps(report.summary(), indent=2, default=str))
+        raise BaselineDisqualified(Sufficiency(args.method, tuple(report.disqualified)))
+    extra = {key: value for key, value in report.summary().items() if key in ("disqualified", "warnings",
+                                                                            "sufficiency", "model", "guideline14")}
+    return _write(args, report.savings, {"caltrack": extra})

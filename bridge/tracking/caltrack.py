@@ -1,0 +1,87 @@
+"""Avoided energy by the CalTRACK 2.0 methods (hourly, daily, billing), or the reason the baseline is disqualified.
+
+``caltrack_savings(method, baseline_kwh, baseline_temperature_c, reporting_kwh, reporting_temperature_c)`` fits
+the method's baseline model (``caltrack_hourly.HourlyModel``, ``caltrack_daily.DailyModel`` or ``BillingModel``,
+the bills being calendar months of the meter data), predicts the reporting period and returns a
+``CaltrackReport``: the savings (``savings.avoided_energy``: adjusted baseline minus measured, with the ASHRAE
+Guideline 14-2014 Annex B fractional savings uncertainty at ``confidence``) or, when CalTRACK's sufficiency rules
+reject the data, no figure and the reasons. Every report carries the model's Guideline 14 CV(RMSE) and NMBE over
+the baseline with pass/fail, and the flags raised (reporting temperatures beyond the baseline's, ...).
+Inputs are hourly series labelled by hour start (``savings.hourly_energy_kwh``, ``savings.hourly_mean``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bridge.tracking.caltrack_daily import BillingModel, DailyModel, monthly_bills
+from bridge.tracking.caltrack_data import BaselineDisqualified, clean_hourly
+from bridge.tracking.caltrack_hourly import HourlyModel
+from bridge.tracking.savings import SavingsError, SavingsResult, avoided_energy
+
+METHODS = ("caltrack-hourly", "caltrack-daily", "caltrack-billing")
+
+
+@dataclass
+class CaltrackReport:
+    method: str
+    savings: SavingsResult | None  # None: disqualified
+    disqualified: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sufficiency: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    guideline14: dict = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        return {"method": self.method, "disqualified": self.disqualified, "warnings": self.warnings,
+                "sufficiency": self.sufficiency, "model": self.model, "guideline14": self.guideline14,
+                "savings": None if self.savings is None else self.savings.summary()}
+
+
+def _model_summary(model) -> dict:
+    if isinstance(model, HourlyModel):
+        return {"segments": len(model.segments_), "whole_year_model": model.whole_year_ is not None,
+                "n_params": model.fit_stats_.n_params if model.fit_stats_ else None}
+    return model.fit_.to_dict() if model.fit_ else {}
+
+
+def caltrack_savings(method: str, baseline_kwh: pd.Series, baseline_temperature_c: pd.Series,
+                     reporting_kwh: pd.Series, reporting_temperature_c: pd.Series,
+                     confidence: float = 0.9) -> CaltrackReport:
+    """Savings by a CalTRACK method over the reporting period, or the disqualification (see module docstring)."""
+    if method not in METHODS:
+        raise SavingsError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    model = {"caltrack-hourly": HourlyModel, "caltrack-daily": DailyModel, "caltrack-billing": BillingModel}[method]()
+    report = CaltrackReport(method, None)
+    try:
+        if method == "caltrack-billing":
+            model.fit(monthly_bills(baseline_kwh), baseline_temperature_c)
+            bills = monthly_bills(reporting_kwh)
+            if bills.empty:
+                raise SavingsError("the reporting meter data hold no whole calendar month (a billing period)")
+            adjusted = model.predict(bills, reporting_temperature_c)
+            measured = pd.Series(bills["kwh"].to_numpy(float), index=pd.DatetimeIndex(bills["start"]))
+        else:
+            model.fit(baseline_kwh, baseline_temperature_c)
+            adjusted = model.predict(reporting_temperature_c)
+            if method == "caltrack-daily":
+                measured = DailyModel.measured(reporting_kwh, reporting_temperature_c)
+            else:
+                measured = clean_hourly(reporting_kwh, reporting_temperature_c)["kwh"]
+    except BaselineDisqualified as exc:
+        report.disqualified = list(exc.sufficiency.disqualifications)
+        report.sufficiency = exc.sufficiency.to_dict()
+        report.warnings = list(exc.sufficiency.warnings)
+        return report
+    report.sufficiency = model.sufficiency_.to_dict()
+    report.warnings = list(model.sufficiency_.warnings)
+    coverage = model.prediction_warning_ if isinstance(model, HourlyModel) else model.coverage_warning(
+        reporting_temperature_c)
+    if coverage:
+        report.warnings.append(coverage)
+    report.model = _model_summary(model)
+    report.guideline14 = model.guideline14_
+    report.savings = avoided_energy(adjusted, measured, method, model.fit_stats_, confidence)
+    return report
