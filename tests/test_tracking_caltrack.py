@@ -172,6 +172,22 @@ def test_mv_report_takes_a_baseline_of_several_files_across_calendar_years(tmp_p
     assert two["avoided_kwh"] == pytest.approx(two["measured_kwh"] / 9, rel=0.02)  # the post file is 90 % of use
 
 
+def test_mv_report_towt_flags_a_short_baseline_and_temperatures_it_never_saw(tmp_path, capsys):
+    """The hand-written TOWT reported a 6-month baseline's figure with no warning; it now says what CalTRACK's
+    sufficiency rules would disqualify, on stderr and in savings.json."""
+    baseline, reporting = meter_csvs(tmp_path)
+    hot = pd.read_csv(reporting, index_col=0)
+    hot["OutdoorTemp [degC]"] += 30.0  # far beyond the baseline's 0-10 degC
+    hot.to_csv(reporting)
+    assert main(["mv", "report", "--method", "towt", "--baseline-measured", *baseline, "--measured", reporting,
+                 "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "twinbridge: warning: towt: baseline spans 21 days, CalTRACK 2.2.1.1 needs 365" in err
+    assert "leave the baseline's" in err
+    flags = json.loads((tmp_path / "r" / "savings.json").read_text())["data_flags"]
+    assert len(flags) == 2
+
+
 def test_mv_report_wrong_temperature_column_is_a_one_line_error(tmp_path, capsys):
     baseline, reporting = meter_csvs(tmp_path)
     code = main(["mv", "report", "--method", "towt", "--baseline-measured", *baseline, "--measured", reporting,
