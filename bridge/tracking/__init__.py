@@ -14,6 +14,8 @@ Modules, one job each:
 - ``faults``: faulted or retrofitted copies of an IDF (fault injection and ECM edits).
 - ``scenario``: edited model copies and campus files that run them (tests, benchmark).
 - ``savings`` and ``report``: avoided energy, weather-regression baseline, JSON/CSV/Markdown+PNG reports.
+- ``dr_baseline``: utility customer baselines for demand response ("X of Y" days, capped day-of adjustment).
+- ``dr_event``: a demand-response event's report: delivered kW, tracking, pre-cooling and rebound, comfort, decision times.
 - ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line.
 
 See docs/tracking.md.
