@@ -11,13 +11,16 @@ Chosen before any run (and not tuned afterwards):
   Large Office's cooling, supply-air and chilled-water setpoints, the others' cooling setpoint;
 - the run: Jul 8-23 (the 10 weekdays before the event day are the utility baseline's days), once
   under the base schedules (the counterfactual) and once with the campus controller.
+Added after the twins' curves were first computed (a forecast capacity of about 118 kW within
+comfort, from the excitation history of Jul 21), before any closed-loop run: the same event asking
+100 kW, a request within that forecast (figures prefixed r100_; the 150 kW request's r150_).
 Figures: the campus total delivered against the base run and against the utility baseline
 ("10 of 10" with the multiplicative day-of adjustment, capped at 20 %), target within 10 % of the
 request; per-building shares (planned and delivered); comfort in every zone with a band.
 
     nice -n 5 python bench/bench_campus_dr.py
 
-Writes bench/results/campus_dr.json and bench/results/campus_dr.png.
+Writes bench/results/campus_dr.json and bench/results/campus_dr_<request>.png.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ ZONE_LAGS = dict(output_lags=0, input_lags=1, disturbance_lags=1)
 GP = dict(n_hyper=500, max_exact=4000, n_inducing=1000)
 TRAIN = (dt.date(2025, 7, 1), dt.date(2025, 7, 21))
 RUN = ("07-08", "07-23")
-REQUEST_KW = 150.0
+REQUESTS_KW = (150.0, 100.0)
 EVENT_CLOCK = ("14:00", "17:00")  # the buildings' clock (daylight saving): 13-16 h simulation time
 EVENT = (pd.Timestamp("2025-07-23 13:00"), pd.Timestamp("2025-07-23 16:00"))
 BASE_SCHEDULE = ROOT / "controllers" / "examples" / "large_office_base_schedule.toml"
@@ -112,7 +115,7 @@ def ensure_twins() -> dict[str, Path]:
     return paths
 
 
-def control_files(twins: dict[str, Path]) -> Path:
+def control_files(twins: dict[str, Path], request_kw: float) -> Path:
     """A GP-MPC file per building (horizon 2 h, the next step and 3 blocks, comfort 20-26 degC at 95 %) and
     the campus request naming them."""
     entries = []
@@ -125,8 +128,8 @@ def control_files(twins: dict[str, Path]) -> Path:
                        f'decide = {list(DECIDE[name])}\nbounds = {{ {bounds} }}\n'
                        f'comfort = {{ {zone} = [20.0, 26.0] }}\nconfidence = 0.95\nmax_seconds = 30\n'.replace("'", '"'))
         entries.append(f'\n[[buildings]]\nname = "{name}"\nmpc = "{mpc}"\n')
-    path = WORK / "campus_dr.toml"
-    path.write_text(f'request_kw = {REQUEST_KW}\ndate = "2025-07-23"\nstart = "{EVENT_CLOCK[0]}"\n'
+    path = WORK / f"campus_dr_{request_kw:g}.toml"
+    path.write_text(f'request_kw = {request_kw}\ndate = "2025-07-23"\nstart = "{EVENT_CLOCK[0]}"\n'
                     f'end = "{EVENT_CLOCK[1]}"\n' + "".join(entries))
     return path
 
@@ -154,66 +157,71 @@ def main() -> None:
     logging.getLogger("controllers.campus_dr").setLevel(logging.INFO)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    config = load_campus_dr(control_files(ensure_twins()))
-    coordinator = CampusCoordinator(config)
+    twins = ensure_twins()
     base = closed_loop(WORK / "base", base_run)
-    dr = closed_loop(WORK / "dr", lambda endpoint: coordinator.run(endpoint, None, LoopOptions(mode="exchange",
-                                                                                                step_timeout_s=300)))
-    split = coordinator.split
+    figures, notes = {}, []
+    for request in REQUESTS_KW:
+        coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request)))
+        dr = closed_loop(WORK / f"dr_{request:g}", lambda endpoint: coordinator.run(
+            endpoint, None, LoopOptions(mode="exchange", step_timeout_s=300)))
+        figures.update(request_figures(request, coordinator, base, dr))
+        notes.append(f"{request:g} kW split {({k: round(v, 1) for k, v in coordinator.split.shares.items()})}")
+    figures["wall_time"] = figure(time.perf_counter() - started, "s, every run")
+    write_results("campus_dr", figures, f"Campus LargeOffice + MediumOffice + RetailStore, Chicago, Jul 8-23, lockstep, "
+                  f"one coordinator process (controllers/campus_dr.py), event Jul 23 14-17 h building clock. "
+                  f"{'; '.join(notes)}. Load average before {load_before}, after {os.getloadavg()}.")
+
+
+def request_figures(request: float, coordinator: CampusCoordinator, base: dict, dr: dict) -> dict[str, dict]:
+    """Figures of one campus request against the base run and the utility baseline; its plot."""
+    split, prefix = coordinator.split, f"r{request:g}_"
     event = lambda frame: frame[(frame.index > EVENT[0]) & (frame.index <= EVENT[1])]
-    figures = {"request": figure(REQUEST_KW, "kW below baseline, Jul 23 14-17 h building clock")}
-    delivered_sum = 0.0
+    figures = {f"{prefix}request": figure(request, "kW below baseline, Jul 23 14-17 h building clock")}
     for name in BUILDINGS:
         delivered = event(base[name])["FacilityPower"].mean() - event(dr[name])["FacilityPower"].mean()
-        delivered_sum += delivered
-        figures[f"{name}_share"] = figure(split.shares[name], "kW asked of the building (split)")
-        figures[f"{name}_forecast_capacity"] = figure(split.capacity_kw[name], "kW, twin forecast within comfort")
-        figures[f"{name}_delivered"] = figure(delivered, "kW below its base run, mean over the event")
-        figures[f"{name}_base_event_power"] = figure(event(base[name])["FacilityPower"].mean(), "kW, base run")
+        figures[f"{prefix}{name}_share"] = figure(split.shares[name], "kW asked of the building (split)")
+        figures[f"{prefix}{name}_forecast_capacity"] = figure(split.capacity_kw[name], "kW, twin forecast within comfort")
+        figures[f"{prefix}{name}_delivered"] = figure(delivered, "kW below its base run, mean over the event")
+        figures[f"{prefix}{name}_base_event_power"] = figure(event(base[name])["FacilityPower"].mean(), "kW, base run")
     total = {key: sum(frame["FacilityPower"] for frame in runs.values()) for key, runs in (("base", base), ("dr", dr))}
-    zones = {}
-    temps = {}
+    zones, temps = {}, {}
     for name, (_, tagmap_file, _) in BUILDINGS.items():
         for output in load_tagmap(ROOT / "tagmaps" / tagmap_file).outputs:
             if output.comfort and output.tag in dr[name]:
                 zones[f"{name}.{output.tag}"] = output.comfort
                 temps[f"{name}.{output.tag}"] = dr[name][output.tag]
+    temps = pd.DataFrame(temps)
     decisions = [d.seconds for share in coordinator.buildings.values() for d in share.all_decisions]
-    report = event_report(total["dr"], *EVENT, REQUEST_KW, total["base"], pd.DataFrame(temps), zones, decisions)
-    figures.update(report.as_figures("campus_vs_base_run_"))
-    figures["campus_delivered_ratio_vs_base_run"]["target"] = "0.9-1.1"
+    report = event_report(total["dr"], *EVENT, request, total["base"], temps, zones, decisions)
+    figures.update(report.as_figures(f"{prefix}campus_vs_base_run_"))
+    figures[f"{prefix}campus_vs_base_run_delivered_ratio"]["target"] = "0.9-1.1"
     utility = x_of_y_baseline(total["dr"], *EVENT, excluded=["2025-07-04"], margin=dt.timedelta(hours=2))
-    against_utility = event_report(total["dr"], *EVENT, REQUEST_KW, utility.kw)
+    against_utility = event_report(total["dr"], *EVENT, request, utility.kw).as_figures()
     for key in ("delivered", "delivered_ratio", "tracking_rmse"):
-        figures[f"campus_vs_10of10_{key}"] = against_utility.as_figures()[key]
-    figures["campus_vs_10of10_delivered_ratio"]["target"] = "0.9-1.1"
-    figures["utility_baseline_adjustment_factor"] = figure(utility.adjustment.factor, "10 of 10 day-of factor (cap 0.8-1.2)")
-    figures["utility_baseline_vs_base_run"] = figure(float((utility.kw - total["base"]).reindex(utility.kw.index)
-                                                           [(utility.kw.index > EVENT[0]) & (utility.kw.index <= EVENT[1])].mean()),
-                                                     "kW, 10 of 10 minus the base run over the event")
-    figures["campus_split_feasible"] = figure(float(split.feasible), "1 = within the forecast capacity")
-    figures["campus_zones_max_event"] = figure(pd.DataFrame(temps)[(pd.DataFrame(temps).index > EVENT[0]) &
-                                                                   (pd.DataFrame(temps).index <= EVENT[1])].max().max(),
-                                               "degC, every zone with a band", "<= 26")
-    figures["wall_time"] = figure(time.perf_counter() - started, "s, both runs")
-    plot(base, dr, total, utility.kw, RESULTS / "campus_dr.png")
-    write_results("campus_dr", figures, f"Campus LargeOffice + MediumOffice + RetailStore, Chicago, Jul 8-23, lockstep, "
-                  f"one coordinator process (controllers/campus_dr.py), event Jul 23 14-17 h building clock asking "
-                  f"{REQUEST_KW:g} kW. Split {({k: round(v, 1) for k, v in split.shares.items()})}. Load average before "
-                  f"{load_before}, after {os.getloadavg()}.")
+        figures[f"{prefix}campus_vs_10of10_{key}"] = against_utility[key]
+    figures[f"{prefix}campus_vs_10of10_delivered_ratio"]["target"] = "0.9-1.1"
+    figures[f"{prefix}utility_baseline_adjustment_factor"] = figure(utility.adjustment.factor,
+                                                                    "10 of 10 day-of factor (cap 0.8-1.2)")
+    figures[f"{prefix}utility_baseline_minus_base_run"] = figure(
+        (utility.kw - total["base"].reindex(utility.kw.index))[lambda d: (d.index > EVENT[0]) & (d.index <= EVENT[1])].mean(),
+        "kW, 10 of 10 (adjusted) minus the base run, mean over the event")
+    figures[f"{prefix}campus_split_feasible"] = figure(float(split.feasible), "1 = within the forecast capacity")
+    figures[f"{prefix}zones_max_in_event"] = figure(event(temps).max().max(), "degC, every zone with a band", "<= 26")
+    plot(request, base, dr, total, utility.kw, RESULTS / f"campus_dr_{request:g}.png")
+    return figures
 
 
-def plot(base, dr, total, utility: pd.Series, path: Path) -> None:
+def plot(request: float, base, dr, total, utility: pd.Series, path: Path) -> None:
     plt = pyplot()
     day = slice("2025-07-23 09:00", "2025-07-23 20:00")
     fig, axes = plt.subplots(len(BUILDINGS) + 1, 1, figsize=(10, 11), sharex=True)
     top = axes[0]
     top.plot(total["base"].loc[day], label="base run")
     top.plot(total["dr"].loc[day], label="campus DR")
-    top.plot((total["base"] - REQUEST_KW).loc[EVENT[0]:EVENT[1]], "k--", lw=1, label=f"base - {REQUEST_KW:g} kW")
+    top.plot((total["base"] - request).loc[EVENT[0]:EVENT[1]], "k--", lw=1, label=f"base - {request:g} kW")
     top.plot(utility, ":", label="10 of 10 (adjusted)")
     top.set_ylabel("campus power [kW]")
-    top.set_title(f"Campus demand response, Jul 23, {REQUEST_KW:g} kW 14-17 h (building clock)")
+    top.set_title(f"Campus demand response, Jul 23, {request:g} kW 14-17 h (building clock)")
     for axis, name in zip(axes[1:], BUILDINGS):
         axis.plot(base[name].loc[day, "FacilityPower"], label=f"{name} base")
         axis.plot(dr[name].loc[day, "FacilityPower"], label=f"{name} DR")
