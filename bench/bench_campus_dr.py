@@ -134,8 +134,12 @@ def control_files(twins: dict[str, Path], request_kw: float) -> Path:
     return path
 
 
-def closed_loop(folder: Path, run) -> dict[str, pd.DataFrame]:
-    """The campus Jul 8-23 in lockstep with ``run(endpoint)`` driving it; each building's historian frame."""
+def closed_loop(folder: Path, run, reuse: bool = False) -> dict[str, pd.DataFrame]:
+    """The campus Jul 8-23 in lockstep with ``run(endpoint)`` driving it; each building's historian frame
+    (``reuse``: a finished run's in ``folder``, if there is one)."""
+    finished = sorted(folder.glob("runs-*/*/kpis.json"))
+    if reuse and finished:
+        return {name: load_history(finished[-1].parent / "historian.sqlite", name) for name in BUILDINGS}
     folder.mkdir(parents=True, exist_ok=True)
     campus = campus_file(folder, *RUN)
     with run_bridge(campus, folder, "--clock", "lockstep", "--lockstep-timeout", "300", keep_serving=False) as bridge:
@@ -158,7 +162,7 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.perf_counter()
     twins = ensure_twins()
-    base = closed_loop(WORK / "base", base_run)
+    base = closed_loop(WORK / "base", base_run, reuse=True)  # the same base schedules every time
     figures, notes = {}, []
     for request in REQUESTS_KW:
         coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request)))

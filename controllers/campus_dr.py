@@ -70,9 +70,12 @@ class CurtailmentCurve:
 
     def segments(self) -> list[tuple[float, float]]:
         """(kW, marginal cost per kW) of the lower convex hull from (0, 0), in order: increasing cost."""
-        points = sorted({(k, c) for k, c in zip(self.kw, self.cost) if k > 0} | {(0.0, 0.0)})
+        cheapest: dict[float, float] = {}  # the least cost of each curtailment
+        for k, c in zip(self.kw, self.cost):
+            if k > 0:
+                cheapest[k] = min(c, cheapest.get(k, c))
         hull = [(0.0, 0.0)]
-        for point in (p for p in points if p[0] > 0):
+        for point in sorted(cheapest.items()):
             while len(hull) >= 2 and _cross(hull[-2], hull[-1], point) <= 0:
                 hull.pop()
             hull.append(point)
@@ -254,7 +257,7 @@ class CampusCoordinator:
     async def run(self, endpoint: str, campus: str | None = None, options: LoopOptions | None = None,
                   security: ClientSecurity | None = None) -> dict[str, LoopReport]:
         """Every building's controller against the bridge at ``endpoint``, concurrently; their reports."""
-        options = options or LoopOptions()
+        options, security = options or LoopOptions(), security or ClientSecurity()
         reports = await asyncio.gather(*(run_controller(share, endpoint, name, campus, options, security)
                                          for name, share in self.buildings.items()))
         return dict(zip(self.buildings, reports))
