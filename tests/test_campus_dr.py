@@ -141,3 +141,22 @@ def test_campus_closed_loop_splits_and_sheds(trained, tmp_path):  # noqa: F811
         assert share.share_kw == split.shares[name]
         if share.share_kw >= 0.5:
             assert share.all_decisions and event(runs["dr"][name])["CoolingSetpoint"].mean() > 24.5
+
+
+toml_values = st.one_of(st.integers(-10, 1000), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12),
+                        st.sampled_from(['"2025-07-07"', '"13:00"', '"25:00"', '"2025-02-30"']).map(lambda s: s.strip('"')))
+
+
+@settings(max_examples=examples(50), deadline=None)
+@given(values=st.fixed_dictionaries({}, optional={key: toml_values for key in ("request_kw", "date", "start", "end",
+                                                                                 "energy_weight", "rebound_hours")}))
+def test_any_campus_file_loads_or_is_refused_naming_the_file(tmp_path_factory, values):
+    """Whatever the values (numbers, text, impossible dates), a bad campus file is a ControllerConfigError
+    naming it, never another exception (here every file ends refused: its building has no twin)."""
+    import json
+
+    path = tmp_path_factory.mktemp("campus") / "campus_dr.toml"
+    path.write_text("".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
+                    + '\n[[buildings]]\nname = "Warehouse"\n')
+    with pytest.raises(ControllerConfigError, match="campus_dr.toml"):
+        load_campus_dr(path)
