@@ -1,4 +1,4 @@
-"""``twinbridge controller schedule|csv|gp-mpc``: run a controller process against a bridge endpoint."""
+"""``twinbridge controller schedule|csv|gp-mpc|campus-dr``: run a controller process against a bridge endpoint."""
 
 from __future__ import annotations
 
@@ -30,11 +30,16 @@ def add_controller_commands(subparsers: argparse._SubParsersAction) -> None:
     mpc = kinds.add_parser("gp-mpc", help="model-predictive demand response on a trained GP twin (docs/controllers.md)")
     _common(mpc, "GP-MPC TOML file (see controllers/examples/large_office_gp_mpc.toml)")
     mpc.set_defaults(func=_cmd_gp_mpc)
+    campus = kinds.add_parser("campus-dr", help="a campus demand-response request split across buildings with GP twins, "
+                                                "one GP-MPC per building (docs/controllers.md)")
+    _common(campus, "campus demand-response TOML file (see controllers/examples/campus_dr.toml)", building=False)
+    campus.set_defaults(func=_cmd_campus_dr)
 
 
-def _common(parser: argparse.ArgumentParser, config_help: str) -> None:
+def _common(parser: argparse.ArgumentParser, config_help: str, building: bool = True) -> None:
     parser.add_argument("--endpoint", required=True, help="bridge endpoint, e.g. opc.tcp://127.0.0.1:4840")
-    parser.add_argument("--building", required=True, help="building name (browse name under the campus)")
+    if building:
+        parser.add_argument("--building", required=True, help="building name (browse name under the campus)")
     parser.add_argument("--campus", help="campus name (default: the campus that has the building)")
     parser.add_argument("--config", required=True, help=config_help)
     parser.add_argument("--mode", choices=MODES, default="lockstep",
@@ -69,16 +74,39 @@ def _cmd_gp_mpc(args: argparse.Namespace) -> int:
     return _run(args, lambda: GpMpcController(load_mpc(args.config)))
 
 
+def _cmd_campus_dr(args: argparse.Namespace) -> int:
+    from controllers.campus_dr import CampusCoordinator, load_campus_dr  # scipy and the twins: only when used
+
+    coordinator = CampusCoordinator(load_campus_dr(args.config))
+    _quiet(args)
+    security = ClientSecurity(args.security, args.user)
+    security.check()
+    reports = asyncio.run(coordinator.run(args.endpoint, args.campus, _options(args), security))
+    if coordinator.split is not None:
+        print(f"campus request {coordinator.split.request_kw:g} kW: "
+              + ", ".join(f"{name} {kw:.1f} kW" for name, kw in coordinator.split.shares.items())
+              + ("" if coordinator.split.feasible else " (beyond the forecast capacity within comfort)"))
+    return 0 if all(r.final_status in (Status.FINISHED, ENDED) for r in reports.values()) else 1
+
+
+def _quiet(args: argparse.Namespace) -> None:
+    if not getattr(args, "verbose", False):
+        # asyncua logs tracebacks when it closes a session the bridge already dropped; the loop reports drops itself.
+        logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+
+
+def _options(args: argparse.Namespace) -> LoopOptions:
+    return LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll, poll_max_s=args.poll_max,
+                       step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
+
+
 def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
     """Exit code 0 when the building finished (or its run ended and the bridge closed), 1 when it stopped or
     faulted. A loop that gave up (ControllerError, exit 1), a configuration error (exit 2) and Ctrl-C (130)
     are reported by bridge/cli.py's ``main`` in one line, as for every command."""
-    if not getattr(args, "verbose", False):
-        # asyncua logs tracebacks when it closes a session the bridge already dropped; the loop reports drops itself.
-        logging.getLogger("asyncua").setLevel(logging.CRITICAL)
+    _quiet(args)
     controller = make()
-    options = LoopOptions(mode=args.mode, period_s=args.period, poll_s=args.poll, poll_max_s=args.poll_max,
-                          step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
+    options = _options(args)
     security = ClientSecurity(args.security, args.user)
     security.check()  # a configuration error, before any connection
     # Ctrl-C: asyncio.run cancels the loop, which closes its connection on the way out (bridge/cli.py reports it)

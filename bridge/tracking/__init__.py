@@ -16,6 +16,8 @@ Modules, one job each:
 - ``savings`` and ``report``: avoided energy, weather-regression baseline, JSON/CSV/Markdown+PNG reports.
 - ``caltrack`` (``caltrack_hourly``, ``caltrack_daily``, ``caltrack_data``): CalTRACK 2.0 savings methods and
   their data-sufficiency rules.
+- ``dr_baseline``: utility customer baselines for demand response ("X of Y" days, capped day-of adjustment).
+- ``dr_event``: a demand-response event's report: delivered kW, tracking, pre-cooling and rebound, comfort, decision times.
 - ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line.
 
 See docs/tracking.md.

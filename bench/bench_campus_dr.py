@@ -1,0 +1,243 @@
+"""Campus demand response: one campus request split across three DOE reference buildings by their GP twins.
+
+Chosen before any run (and not tuned afterwards):
+- campus: DOE Large Office, Medium Office and Stand-alone Retail, Chicago TMY3, 10-minute steps, one
+  lockstep bridge, one coordinator process (controllers/campus_dr.py) over OPC UA (Exchange);
+- twins: one per building, trained on Jul 1-21 of an excitation run (seed 0, bridge.twin.collect):
+  facility power (output lags 4) and one comfort zone (CoreMidTemp, CoreMidTemp, CoreRetailTemp;
+  no output lags), the settings of bench_twin_gp.py;
+- the request: 150 kW below baseline, Jul 23 (Wednesday) 14-17 h on the buildings' clock (13-16 h
+  simulation time); comfort bands 20-26 degC at 95 % on the modelled zones; decided inputs: the
+  Large Office's cooling, supply-air and chilled-water setpoints, the others' cooling setpoint;
+- the run: Jul 8-23 (the 10 weekdays before the event day are the utility baseline's days), once
+  under the base schedules (the counterfactual) and once with the campus controller.
+Added after the twins' curves were first computed (a forecast capacity of about 118 kW within
+comfort, from the excitation history of Jul 21), before any closed-loop run: the same event asking
+100 kW, a request within that forecast (figures prefixed r100_; the 150 kW request's r150_).
+Figures: the campus total delivered against the base run and against the utility baseline
+("10 of 10" with the multiplicative day-of adjustment, capped at 20 %), target within 10 % of the
+request; per-building shares (planned and delivered); comfort in every zone with a band.
+
+    nice -n 5 python bench/bench_campus_dr.py
+
+Writes bench/results/campus_dr.json and bench/results/campus_dr_<request>.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+
+from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results  # noqa: E402
+from bridge.config import load_config  # noqa: E402
+from bridge.historian import load_history  # noqa: E402
+from bridge.tagmap import load_tagmap  # noqa: E402
+from bridge.tracking.dr_baseline import x_of_y_baseline  # noqa: E402
+from bridge.tracking.dr_event import event_report  # noqa: E402
+from controllers.campus_dr import CampusCoordinator, load_campus_dr  # noqa: E402
+from controllers.loop import LoopOptions, run_controller  # noqa: E402
+from controllers.schedule import ScheduleController, load_schedule  # noqa: E402
+from devtools.launcher import run_bridge  # noqa: E402
+
+WORK = ROOT / "runs" / "bench_campus_dr"
+BUILDINGS = {  # name: (model, tag map, comfort zone modelled)
+    "LargeOffice": ("ref:large_office", "large_office.toml", "CoreMidTemp"),
+    "MediumOffice": ("ref:medium_office", "medium_office.toml", "CoreMidTemp"),
+    "RetailStore": ("ref:standalone_retail", "retail.toml", "CoreRetailTemp"),
+}
+LAGS = dict(output_lags=4, input_lags=1, disturbance_lags=1)  # bench_twin_gp.py's power model
+ZONE_LAGS = dict(output_lags=0, input_lags=1, disturbance_lags=1)
+GP = dict(n_hyper=500, max_exact=4000, n_inducing=1000)
+TRAIN = (dt.date(2025, 7, 1), dt.date(2025, 7, 21))
+RUN = ("07-08", "07-23")
+REQUESTS_KW = (150.0, 100.0)
+EVENT_CLOCK = ("14:00", "17:00")  # the buildings' clock (daylight saving): 13-16 h simulation time
+EVENT = (pd.Timestamp("2025-07-23 13:00"), pd.Timestamp("2025-07-23 16:00"))
+BASE_SCHEDULE = ROOT / "controllers" / "examples" / "large_office_base_schedule.toml"
+DECIDE = {  # decided inputs and their bounds (the GP-MPC example's for the Large Office)
+    "LargeOffice": {"CoolingSetpoint": (22.0, 26.0), "SupplyAirTempSetpoint": (11.0, 15.0),
+                    "ChilledWaterSetpoint": (5.5, 9.0)},
+    "MediumOffice": {"CoolingSetpoint": (22.0, 26.0)},
+    "RetailStore": {"CoolingSetpoint": (22.0, 26.0)},
+}
+
+
+def campus_file(folder: Path, start: str, end: str, clock: str = "lockstep") -> Path:
+    """The three buildings in one campus file, run from ``start`` to ``end`` (MM-DD)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"campus_{start}_{end}.toml"
+    entries = "".join(f'\n[[buildings]]\nname = "{name}"\nmodel = "{model}"\nweather = "ref:usa_il_chicago"\n'
+                      f'tagmap = "{ROOT / "tagmaps" / tagmap}"\n' for name, (model, tagmap, _) in BUILDINGS.items())
+    path.write_text(f'[campus]\nname = "BenchCampus"\n\n[run]\nstart = "{start}"\nend = "{end}"\n'
+                    f'timesteps_per_hour = 6\nclock = "{clock}"\n' + entries)
+    return path
+
+
+def ensure_twins() -> dict[str, Path]:
+    """A trained twin per building (power and its comfort zone), collected and fitted if missing."""
+    from bridge.historian import load_history
+    from bridge.twin.cli import engines_for
+    from bridge.twin.collect import collect_history, excitation_for
+    from bridge.twin.features import feature_sets_for
+    from bridge.twin.gp import GPModel, TwinModel
+    from bridge.twin.persist import save_model
+
+    config = load_config(campus_file(WORK, TRAIN[0].strftime("%m-%d"), TRAIN[1].strftime("%m-%d"), "fast"))
+    paths = {}
+    for building in config.buildings:
+        model = WORK / f"{building.name}_twin.npz"
+        paths[building.name] = model
+        if model.exists():
+            continue
+        history = WORK / f"{building.name}_excited.db"
+        started = time.perf_counter()
+        if not history.exists():
+            collect_history(building, config.period, history, engines_for(config, WORK / f"work_{building.name}"),
+                            excitation_for(building, seed=0))
+        frame = load_history(history)
+        power, = feature_sets_for(building.tagmap, ["FacilityPower"], **LAGS)
+        zone, = feature_sets_for(building.tagmap, [BUILDINGS[building.name][2]], **ZONE_LAGS)
+        twin = TwinModel({"FacilityPower": GPModel(power, **GP).fit(frame),
+                          zone.target: GPModel(zone, **GP).fit(frame)})
+        save_model(twin, model, tagmap=building.tagmap)
+        print(f"{building.name}: twin trained in {time.perf_counter() - started:.0f} s", flush=True)
+    return paths
+
+
+def control_files(twins: dict[str, Path], request_kw: float) -> Path:
+    """A GP-MPC file per building (horizon 2 h, the next step and 3 blocks, comfort 20-26 degC at 95 %) and
+    the campus request naming them."""
+    entries = []
+    for name, model in twins.items():
+        _, tagmap, zone = BUILDINGS[name]
+        bounds = ", ".join(f"{tag} = [{low}, {high}]" for tag, (low, high) in DECIDE[name].items())
+        mpc = WORK / f"{name}_gp_mpc.toml"
+        mpc.write_text(f'schedule = "{BASE_SCHEDULE}"\nmodel = "{model}"\ntagmap = "{ROOT / "tagmaps" / tagmap}"\n'
+                       f'weather = "ref:usa_il_chicago"\n\n[mpc]\nhorizon_steps = 12\nblocks = 4\n'
+                       f'decide = {list(DECIDE[name])}\nbounds = {{ {bounds} }}\n'
+                       f'comfort = {{ {zone} = [20.0, 26.0] }}\nconfidence = 0.95\nmax_seconds = 30\n'.replace("'", '"'))
+        entries.append(f'\n[[buildings]]\nname = "{name}"\nmpc = "{mpc}"\n')
+    path = WORK / f"campus_dr_{request_kw:g}.toml"
+    path.write_text(f'request_kw = {request_kw}\ndate = "2025-07-23"\nstart = "{EVENT_CLOCK[0]}"\n'
+                    f'end = "{EVENT_CLOCK[1]}"\n' + "".join(entries))
+    return path
+
+
+def closed_loop(folder: Path, run, reuse: bool = False) -> dict[str, pd.DataFrame]:
+    """The campus Jul 8-23 in lockstep with ``run(endpoint)`` driving it; each building's historian frame
+    (``reuse``: a finished run's in ``folder``, if there is one)."""
+    finished = sorted(folder.glob("runs-*/*/kpis.json"))
+    if reuse and finished:
+        return {name: load_history(finished[-1].parent / "historian.sqlite", name) for name in BUILDINGS}
+    folder.mkdir(parents=True, exist_ok=True)
+    campus = campus_file(folder, *RUN)
+    with run_bridge(campus, folder, "--clock", "lockstep", "--lockstep-timeout", "300", keep_serving=False) as bridge:
+        reports = asyncio.run(run(bridge.endpoint))
+        if bridge.wait(900) != 0 or any(r.final_status != "Finished" for r in reports.values()):
+            raise RuntimeError(f"run did not finish ({reports}):\n{bridge.log[-3000:]}")
+        return {name: load_history(bridge.historian(), name) for name in BUILDINGS}
+
+
+async def base_run(endpoint: str) -> dict:
+    options = LoopOptions(mode="exchange", step_timeout_s=300)
+    reports = await asyncio.gather(*(run_controller(ScheduleController(load_schedule(BASE_SCHEDULE)), endpoint, name,
+                                                    None, options) for name in BUILDINGS))
+    return dict(zip(BUILDINGS, reports))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("controllers.campus_dr").setLevel(logging.INFO)
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    twins = ensure_twins()
+    base = closed_loop(WORK / "base", base_run, reuse=True)  # the same base schedules every time
+    figures, notes = {}, []
+    for request in REQUESTS_KW:
+        coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request)))
+        dr = closed_loop(WORK / f"dr_{request:g}", lambda endpoint: coordinator.run(
+            endpoint, None, LoopOptions(mode="exchange", step_timeout_s=300)))
+        figures.update(request_figures(request, coordinator, base, dr))
+        notes.append(f"{request:g} kW split {({k: round(v, 1) for k, v in coordinator.split.shares.items()})}")
+    figures["wall_time"] = figure(time.perf_counter() - started, "s, every run")
+    write_results("campus_dr", figures, f"Campus LargeOffice + MediumOffice + RetailStore, Chicago, Jul 8-23, lockstep, "
+                  f"one coordinator process (controllers/campus_dr.py), event Jul 23 14-17 h building clock. "
+                  f"{'; '.join(notes)}. Load average before {load_before}, after {os.getloadavg()}.")
+
+
+def request_figures(request: float, coordinator: CampusCoordinator, base: dict, dr: dict) -> dict[str, dict]:
+    """Figures of one campus request against the base run and the utility baseline; its plot."""
+    split, prefix = coordinator.split, f"r{request:g}_"
+    event = lambda frame: frame[(frame.index > EVENT[0]) & (frame.index <= EVENT[1])]
+    figures = {f"{prefix}request": figure(request, "kW below baseline, Jul 23 14-17 h building clock")}
+    for name in BUILDINGS:
+        delivered = event(base[name])["FacilityPower"].mean() - event(dr[name])["FacilityPower"].mean()
+        figures[f"{prefix}{name}_share"] = figure(split.shares[name], "kW asked of the building (split)")
+        figures[f"{prefix}{name}_forecast_capacity"] = figure(split.capacity_kw[name], "kW, twin forecast within comfort")
+        figures[f"{prefix}{name}_delivered"] = figure(delivered, "kW below its base run, mean over the event")
+        figures[f"{prefix}{name}_base_event_power"] = figure(event(base[name])["FacilityPower"].mean(), "kW, base run")
+    total = {key: sum(frame["FacilityPower"] for frame in runs.values()) for key, runs in (("base", base), ("dr", dr))}
+    zones, temps = {}, {}
+    for name, (_, tagmap_file, _) in BUILDINGS.items():
+        for output in load_tagmap(ROOT / "tagmaps" / tagmap_file).outputs:
+            if output.comfort and output.tag in dr[name]:
+                zones[f"{name}.{output.tag}"] = output.comfort
+                temps[f"{name}.{output.tag}"] = dr[name][output.tag]
+    temps = pd.DataFrame(temps)
+    decisions = [d.seconds for share in coordinator.buildings.values() for d in share.all_decisions]
+    report = event_report(total["dr"], *EVENT, request, total["base"], temps, zones, decisions)
+    figures.update(report.as_figures(f"{prefix}campus_vs_base_run_"))
+    figures[f"{prefix}campus_vs_base_run_delivered_ratio"]["target"] = "0.9-1.1"
+    utility = x_of_y_baseline(total["dr"], *EVENT, excluded=["2025-07-04"], margin=dt.timedelta(hours=2))
+    against_utility = event_report(total["dr"], *EVENT, request, utility.kw).as_figures()
+    for key in ("delivered", "delivered_ratio", "tracking_rmse"):
+        figures[f"{prefix}campus_vs_10of10_{key}"] = against_utility[key]
+    figures[f"{prefix}campus_vs_10of10_delivered_ratio"]["target"] = "0.9-1.1"
+    figures[f"{prefix}utility_baseline_adjustment_factor"] = figure(utility.adjustment.factor,
+                                                                    "10 of 10 day-of factor (cap 0.8-1.2)")
+    figures[f"{prefix}utility_baseline_minus_base_run"] = figure(
+        (utility.kw - total["base"].reindex(utility.kw.index))[lambda d: (d.index > EVENT[0]) & (d.index <= EVENT[1])].mean(),
+        "kW, 10 of 10 (adjusted) minus the base run, mean over the event")
+    figures[f"{prefix}campus_split_feasible"] = figure(float(split.feasible), "1 = within the forecast capacity")
+    figures[f"{prefix}zones_max_in_event"] = figure(event(temps).max().max(), "degC, every zone with a band", "<= 26")
+    plot(request, base, dr, total, utility.kw, RESULTS / f"campus_dr_{request:g}.png")
+    return figures
+
+
+def plot(request: float, base, dr, total, utility: pd.Series, path: Path) -> None:
+    plt = pyplot()
+    day = slice("2025-07-23 09:00", "2025-07-23 20:00")
+    fig, axes = plt.subplots(len(BUILDINGS) + 1, 1, figsize=(10, 11), sharex=True)
+    top = axes[0]
+    top.plot(total["base"].loc[day], label="base run")
+    top.plot(total["dr"].loc[day], label="campus DR")
+    top.plot((total["base"] - request).loc[EVENT[0]:EVENT[1]], "k--", lw=1, label=f"base - {request:g} kW")
+    top.plot(utility, ":", label="10 of 10 (adjusted)")
+    top.set_ylabel("campus power [kW]")
+    top.set_title(f"Campus demand response, Jul 23, {request:g} kW 14-17 h (building clock)")
+    for axis, name in zip(axes[1:], BUILDINGS):
+        axis.plot(base[name].loc[day, "FacilityPower"], label=f"{name} base")
+        axis.plot(dr[name].loc[day, "FacilityPower"], label=f"{name} DR")
+        axis.set_ylabel("kW")
+    for axis in axes:
+        axis.axvspan(EVENT[0], EVENT[1], color="0.92")
+        axis.legend(fontsize=7)
+    fig.autofmt_xdate()
+    save_plot(fig, path)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--twins"]:
+        ensure_twins()
+    else:
+        main()
