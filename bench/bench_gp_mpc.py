@@ -94,5 +94,140 @@ def ensure_models() -> dict[str, Path]:
     return MODELS
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["--models"]:
+def files(folder: Path, month: str, request_kw: float) -> tuple[Path, Path]:
+    """(campus file of the month's run, GP-MPC file with its events at ``request_kw``), in ``folder``."""
+    start, end, days = MONTHS[month]
+    campus = folder / f"large_office_{month}.toml"
+    text = (ROOT / "sims/large_office.toml").read_text().replace('"../tagmaps/', f'"{ROOT}/tagmaps/')
+    text = re.sub(r'(?m)^start = ".*"', f'start = "{start}"', text)
+    campus.write_text(re.sub(r'(?m)^end = ".*"', f'end = "{end}"', text))
+    text = ((EXAMPLES / "large_office_gp_mpc.toml").read_text()
+            .replace('"large_office_base_schedule.toml"', f'"{EXAMPLES / "large_office_base_schedule.toml"}"')
+            .replace('"../../runs/large.npz"', f'"{MODELS[month]}"')
+            .replace('"../../tagmaps/large_office.toml"', f'"{ROOT}/tagmaps/large_office.toml"'))
+    text = text[:text.index("[[events]]")] + "".join(
+        f'[[events]]\ndate = "{day}"\nstart = "{EVENT_CLOCK[0]}"\nend = "{EVENT_CLOCK[1]}"\ncurtail_kw = {request_kw:g}\n\n'
+        for day in days)
+    mpc = folder / f"mpc_{month}_{request_kw:g}.toml"
+    mpc.write_text(text)
+    return campus, mpc
+
+
+def closed_loop(campus: Path, folder: Path, controller) -> pd.DataFrame:
+    folder.mkdir(parents=True, exist_ok=True)
+    options = LoopOptions(mode="exchange", step_timeout_s=300)
+    with run_bridge(campus, folder, "--clock", "lockstep", "--lockstep-timeout", "300", keep_serving=False) as bridge:
+        report = asyncio.run(run_controller(controller, bridge.endpoint, "LargeOffice", None, options))
+        if bridge.wait(600) != 0 or report.final_status != "Finished":
+            raise RuntimeError(f"run did not finish ({report.final_status}):\n{bridge.log[-3000:]}")
+        return load_history(bridge.historian(), "LargeOffice")
+
+
+def day_figures(day: str, request_kw: float, base: pd.DataFrame, run: pd.DataFrame,
+                controller: GpMpcController) -> dict[str, float]:
+    """The figures of one event day (module docstring), against the base run."""
+    begin, end = (pd.Timestamp(day) + pd.Timedelta(hours=h) for h in EVENT_SIM_HOURS)
+    event = next(e for e in controller.config.events if e.begin == begin)
+    zones = [c for c in base.columns if c.endswith("Temp") and c != "OutdoorTemp"]
+    near = (run.index > begin - pd.Timedelta(hours=2)) & (run.index <= end + pd.Timedelta(hours=2))
+    seconds = [d.seconds for d in controller.decisions if begin - pd.Timedelta(hours=2) <= d.time < end]
+    out = event_figures(run["FacilityPower"], base["FacilityPower"], begin, end, request_kw,
+                        decision_seconds=seconds)
+    out["kh_above_26"] = float((run.loc[near, zones] - COMFORT_HIGH_C).clip(lower=0).sum().sum() / 6)
+    out["base_kh_above_26"] = float((base.loc[near, zones] - COMFORT_HIGH_C).clip(lower=0).sum().sum() / 6)
+    during = (base.index > begin) & (base.index <= end)
+    own = controller.event_reports.get(event) or controller.report(event)
+    baseline = controller.baselines[event].reindex(base.index[during])
+    out["twin_baseline_error_kw"] = float((baseline - base.loc[during, "FacilityPower"]).mean())
+    out["own_delivered_ratio"] = own["delivered_ratio"]
+    out["solver_failures"] = float(sum(not d.success for d in controller.decisions
+                                       if begin - pd.Timedelta(hours=2) <= d.time < end))
+    return out
+
+
+UNITS = {"delivered_ratio": ("delivered / requested, against the base run", ">= 0.8 each, >= 0.9 mean"),
+         "delivered_kw": ("kW, mean shed over the event against the base run", ""),
+         "tracking_rmse_kw": ("kW, against base run - request, 10-min steps", "<= 15"),
+         "pre_energy_kwh": ("kWh above the base run, 2 h before the event", ""),
+         "pre_peak_kw": ("kW, peak minus the base run's peak, 2 h before", ""),
+         "post_energy_kwh": ("kWh above the base run, 2 h after the event (rebound)", ""),
+         "post_peak_kw": ("kW, peak minus the base run's peak, 2 h after", ""),
+         "kh_above_26": ("K h above 26 degC, 7 zones, 2 h before to 2 h after", "0"),
+         "base_kh_above_26": ("K h above 26 degC in the base run, same window", ""),
+         "twin_baseline_error_kw": ("kW, the controller's corrected twin baseline minus the base run, event mean", ""),
+         "own_delivered_ratio": ("delivered / requested against the controller's own twin baseline", ""),
+         "decision_p50_s": ("s", ""), "decision_p95_s": ("s", "< 2"), "decision_max_s": ("s", "< 5"),
+         "solver_failures": ("decisions not Solve_Succeeded", "0")}
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
     ensure_models()
+    load_before = os.getloadavg()
+    figures, runs, seconds = {}, {}, {request: [] for request in REQUESTS_KW}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for month, (_, _, days) in MONTHS.items():
+            campus, _ = files(folder, month, REQUESTS_KW[0])
+            base = closed_loop(campus, folder / f"base_{month}",
+                               ScheduleController(load_schedule(EXAMPLES / "large_office_base_schedule.toml")))
+            runs[("base", month)] = base
+            for request in REQUESTS_KW:
+                controller = GpMpcController(load_mpc(files(folder, month, request)[1]))
+                run = closed_loop(campus, folder / f"mpc_{month}_{request:g}", controller)
+                runs[(request, month)] = run
+                seconds[request] += [d.seconds for d in controller.decisions]
+                for day in days:
+                    for name, value in day_figures(day, request, base, run, controller).items():
+                        unit, target = UNITS[name]
+                        figures[f"{request:g}kW_{day}_{name}"] = figure(value, unit, target if request == 100 else "")
+    for request in REQUESTS_KW:
+        ratios = [v["value"] for k, v in figures.items() if k.startswith(f"{request:g}kW_") and k.endswith("_delivered_ratio")
+                  and "own" not in k]
+        rmse = [v["value"] for k, v in figures.items() if k.startswith(f"{request:g}kW_") and k.endswith("_tracking_rmse_kw")]
+        heat = [v["value"] for k, v in figures.items() if k.startswith(f"{request:g}kW_") and k.endswith("_kh_above_26")
+                and "base" not in k]
+        ok = request == 100
+        figures[f"{request:g}kW_delivered_ratio_mean"] = figure(np.mean(ratios), "delivered / requested, 6 days", ">= 0.9" if ok else "")
+        figures[f"{request:g}kW_delivered_ratio_min"] = figure(min(ratios), "delivered / requested, worst day", ">= 0.8" if ok else "")
+        figures[f"{request:g}kW_delivered_kw_mean"] = figure(np.mean(ratios) * request, "kW, 6 days", "")
+        figures[f"{request:g}kW_tracking_rmse_max"] = figure(max(rmse), "kW, worst day", "<= 15" if ok else "")
+        figures[f"{request:g}kW_kh_above_26_total"] = figure(sum(heat), "K h, 6 days, 7 zones", "0")
+        figures[f"{request:g}kW_decisions"] = figure(len(seconds[request]), "optimisations")
+        figures[f"{request:g}kW_decision_time_p95"] = figure(np.percentile(seconds[request], 95), "s", "< 2")
+        figures[f"{request:g}kW_decision_time_max"] = figure(max(seconds[request]), "s", "< 5")
+    plot(runs, RESULTS / "gp_mpc.png")
+    write_results("gp_mpc", figures, f"DOE Large Office, Chicago TMY3, events 14-17 h building clock on {', '.join(d for m in MONTHS.values() for d in m[2])}; "
+                  f"lockstep, controller over OPC UA (Exchange); twins as in the docstring. Load average before "
+                  f"{tuple(round(v, 2) for v in load_before)}, after {tuple(round(v, 2) for v in os.getloadavg())} (2 cores, shared).")
+
+
+def plot(runs: dict, path: Path) -> None:
+    """Power and the warmest zone on each event day, 10-20 h simulation time: base, 100 and 150 kW."""
+    plt = pyplot()
+    days = [(month, day) for month, (_, _, ds) in MONTHS.items() for day in ds]
+    fig, axes = plt.subplots(2, len(days), figsize=(4 * len(days), 7), sharey="row")
+    for column, (month, day) in enumerate(days):
+        window = slice(f"{day} 10:00", f"{day} 20:00")
+        base = runs[("base", month)].loc[window]
+        zones = [c for c in base.columns if c.endswith("Temp") and c != "OutdoorTemp"]
+        for key, label in (("base", "base"), (100.0, "GP-MPC 100 kW"), (150.0, "GP-MPC 150 kW")):
+            run = runs[(key, month)].loc[window]
+            axes[0, column].plot(run.index, run["FacilityPower"], label=label)
+            axes[1, column].plot(run.index, run[zones].max(axis=1), label=label)
+        for request in REQUESTS_KW:
+            axes[0, column].plot(base.index, base["FacilityPower"] - request, "k:", lw=0.8)
+        for row in (0, 1):
+            axes[row, column].axvspan(pd.Timestamp(day) + pd.Timedelta(hours=EVENT_SIM_HOURS[0]),
+                                      pd.Timestamp(day) + pd.Timedelta(hours=EVENT_SIM_HOURS[1]), color="0.92")
+            axes[row, column].tick_params(axis="x", labelrotation=45, labelsize=7)
+        axes[1, column].axhline(COMFORT_HIGH_C, color="k", lw=0.8, ls="--")
+        axes[0, column].set_title(f"{day} (event 14-17 h clock)", fontsize=9)
+    axes[0, 0].set_ylabel("facility power [kW] (dotted: base - request)")
+    axes[1, 0].set_ylabel("warmest of 7 zones [degC]")
+    axes[0, 0].legend(fontsize=7)
+    save_plot(fig, path)
+
+
+if __name__ == "__main__":
+    main()

@@ -146,8 +146,9 @@ BaselineSource = Callable[[CurtailmentEvent, pd.DatetimeIndex], np.ndarray]
 
 
 class GpMpcController:
-    """See the module docstring. ``decisions`` keeps one ``Decision`` per optimisation; ``baselines``
-    maps a baseline name of BASELINES other than "twin" to its source."""
+    """See the module docstring. ``decisions`` keeps one ``Decision`` per optimisation, ``baselines``
+    each event's baseline (kW per timestep) and ``event_reports`` each reported event's figures; the
+    ``baselines`` argument maps a baseline name of BASELINES other than "twin" to its source."""
 
     def __init__(self, config: MpcConfig, baselines: Mapping[str, BaselineSource] | None = None):
         self.config = config
@@ -164,7 +165,7 @@ class GpMpcController:
         self._warm: np.ndarray | None = None
         self._weather: pd.DataFrame | None = None
         self._first_day: dt.date | None = None  # the run's first day as far as seen: the EPW's day sequence starts there
-        self._baselines: dict[CurtailmentEvent, pd.Series] = {}
+        self.baselines: dict[CurtailmentEvent, pd.Series] = {}
         self._ranges: dict[str, InputRange] = {}
         self._errors: deque[float] = deque(maxlen=config.feedback_steps)  # one-step power errors (kW)
         self._solver: _Solver | None = None
@@ -215,7 +216,7 @@ class GpMpcController:
                          self.config.path, self._times[-1], sim_time)
                 self._history.clear()
                 self._times.clear()
-                self._baselines.clear()
+                self.baselines.clear()
                 self._errors.clear()
                 self._last_inputs, self._warm = None, None
         # before the first decision the inputs applied are unknown: the base schedule's
@@ -258,7 +259,7 @@ class GpMpcController:
             tags = [self.config.power, *self._bands()]
             self._measured_log[sim_time] = {tag: float(outputs[tag]) for tag in tags if tag in outputs}
         for event in events:
-            if event not in self._reported and sim_time >= event.end + WINDOW and event in self._baselines:
+            if event not in self._reported and sim_time >= event.end + WINDOW and event in self.baselines:
                 self._reported.add(event)
                 self.event_reports[event] = self.report(event)
                 log.info("%s: event %s - %s (%.0f kW, baseline %s): %s", self.config.path, event.begin, event.end,
@@ -267,7 +268,7 @@ class GpMpcController:
     def report(self, event: CurtailmentEvent) -> dict[str, float]:
         """controllers/dr_report.py's figures of ``event`` so far, against the baseline it promised."""
         measured = pd.DataFrame.from_dict(self._measured_log, orient="index").sort_index()
-        baseline = self._baselines.get(event, pd.Series(dtype=float))
+        baseline = self.baselines.get(event, pd.Series(dtype=float))
         seconds = [d.seconds for d in self.decisions if event.begin - self._step * self.config.horizon <= d.time < event.end]
         bands = {tag: band for tag, band in self._bands().items() if tag in measured}
         return event_figures(measured[self.config.power], baseline, event.begin, event.end, event.curtail_kw,
@@ -420,7 +421,7 @@ class GpMpcController:
     def _baseline(self, event: CurtailmentEvent, sim_time: dt.datetime, history: pd.DataFrame) -> pd.Series:
         """The event's baseline (module docstring) from the step after ``sim_time`` to 2 h after its
         end, made when the event first enters the horizon and then held."""
-        if event not in self._baselines:
+        if event not in self.baselines:
             times = pd.DatetimeIndex([sim_time + self._step * h for h in
                                       range(1, int(round((event.end + WINDOW - sim_time) / self._step)) + 1)])
             if event.baseline == "twin":
@@ -429,8 +430,8 @@ class GpMpcController:
                 values = values + self._offset()
             else:
                 values = np.asarray(self.baseline_sources[event.baseline](event, times), float)
-            self._baselines[event] = pd.Series(values, index=times)
-        return self._baselines[event]
+            self.baselines[event] = pd.Series(values, index=times)
+        return self.baselines[event]
 
 
 class _Solver:
