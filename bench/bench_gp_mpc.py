@@ -6,13 +6,13 @@ building's clock = 13-16 h simulation time):
 - August: Tue Aug 5, Thu Aug 7, Wed Aug 13.
 Requests: 100 kW (the paper's) on every day, then the same days with 150 kW.
 
-Runs (lockstep bridge, the controller over OPC UA, one Control.Exchange call per step), one
-continuous run per month holding that month's three events (Jul 24-31, Aug 5-13):
+Runs (lockstep bridge, the controller over OPC UA, one Control.Exchange call per step), one run of
+each event day alone (midnight to midnight, after EnergyPlus's warm-up days):
 - base: the base schedule (controllers/examples/large_office_base_schedule.toml), no event: the
   true baseline every figure is measured against;
 - mpc100, mpc150: controllers/examples/large_office_gp_mpc.toml (cooling, supply-air and
   chilled-water setpoints; comfort as a 95 % chance constraint on the modelled zone CoreMidTemp,
-  20-26 degC; feedback on; baseline = "twin") with the month's events at 100 and 150 kW.
+  20-26 degC; feedback on; baseline = "twin") with the day's event at 100, then 150 kW.
 
 Twins (bench_twin_gp's model settings: power with output lags 4, CoreMidTemp without): an
 excitation run Jul 1 - Aug 4 (seed 0) recorded with EnergyPlus; the July twin is trained on Jul 1-21;
@@ -28,7 +28,7 @@ request), tracking RMSE against base run - request, pre-event and rebound energy
 minus the base run's, K h above 26 degC summed over the 7 zones from 2 h before to 2 h after the event,
 the controller's own corrected twin baseline against the true one (mean error, kW), decision times.
 
-    nice -n 5 python bench/bench_gp_mpc.py        (decision times are timed: keep the machine quiet)
+    python bench/bench_gp_mpc.py        (decision times are timed: no nice, keep the machine quiet)
 
 Writes bench/results/gp_mpc.json and bench/results/gp_mpc.png.
 """
@@ -36,7 +36,6 @@ Writes bench/results/gp_mpc.json and bench/results/gp_mpc.png.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import logging
 import os
@@ -51,21 +50,20 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results  # noqa: E402
-from bridge.historian import load_history  # noqa: E402
-from controllers.dr_report import event_figures  # noqa: E402
-from controllers.gp_mpc import GpMpcController, load_mpc  # noqa: E402
-from controllers.loop import LoopOptions, run_controller  # noqa: E402
-from controllers.schedule import ScheduleController, load_schedule  # noqa: E402
-from devtools.launcher import run_bridge  # noqa: E402
+from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results
+from bridge.historian import load_history
+from controllers.dr_report import event_figures
+from controllers.gp_mpc import GpMpcController, load_mpc
+from controllers.loop import LoopOptions, run_controller
+from controllers.schedule import ScheduleController, load_schedule
+from devtools.launcher import run_bridge
 
 EXAMPLES = ROOT / "controllers" / "examples"
 FOLDER = ROOT / "runs" / "bench_gp_mpc"
 HISTORY = FOLDER / "large_office_jul1_aug4.db"
 MODELS = {"july": FOLDER / "twin_july.npz", "august": FOLDER / "twin_august.npz"}
-# month -> (run start, run end, event days); events 14-17 h on the building's clock
-MONTHS = {"july": ("07-24", "07-31", ("2025-07-24", "2025-07-29", "2025-07-31")),
-          "august": ("08-05", "08-13", ("2025-08-05", "2025-08-07", "2025-08-13"))}
+# month -> event days; events 14-17 h on the building's clock
+MONTHS = {"july": ("2025-07-24", "2025-07-29", "2025-07-31"), "august": ("2025-08-05", "2025-08-07", "2025-08-13")}
 EVENT_CLOCK = ("14:00", "17:00")
 EVENT_SIM_HOURS = (13, 16)  # the same in simulation (standard) time: daylight saving in summer
 REQUESTS_KW = (100.0, 150.0)
@@ -94,21 +92,20 @@ def ensure_models() -> dict[str, Path]:
     return MODELS
 
 
-def files(folder: Path, month: str, request_kw: float) -> tuple[Path, Path]:
-    """(campus file of the month's run, GP-MPC file with its events at ``request_kw``), in ``folder``."""
-    start, end, days = MONTHS[month]
-    campus = folder / f"large_office_{month}.toml"
+def files(folder: Path, month: str, day: str, request_kw: float) -> tuple[Path, Path]:
+    """(campus file of the day's run, GP-MPC file with its event at ``request_kw`` and the month's
+    twin), in ``folder``."""
+    campus = folder / f"large_office_{day}.toml"
     text = (ROOT / "sims/large_office.toml").read_text().replace('"../tagmaps/', f'"{ROOT}/tagmaps/')
-    text = re.sub(r'(?m)^start = ".*"', f'start = "{start}"', text)
-    campus.write_text(re.sub(r'(?m)^end = ".*"', f'end = "{end}"', text))
+    text = re.sub(r'(?m)^start = ".*"', f'start = "{day[5:]}"', text)
+    campus.write_text(re.sub(r'(?m)^end = ".*"', f'end = "{day[5:]}"', text))
     text = ((EXAMPLES / "large_office_gp_mpc.toml").read_text()
             .replace('"large_office_base_schedule.toml"', f'"{EXAMPLES / "large_office_base_schedule.toml"}"')
             .replace('"../../runs/large.npz"', f'"{MODELS[month]}"')
             .replace('"../../tagmaps/large_office.toml"', f'"{ROOT}/tagmaps/large_office.toml"'))
-    text = text[:text.index("[[events]]")] + "".join(
-        f'[[events]]\ndate = "{day}"\nstart = "{EVENT_CLOCK[0]}"\nend = "{EVENT_CLOCK[1]}"\ncurtail_kw = {request_kw:g}\n\n'
-        for day in days)
-    mpc = folder / f"mpc_{month}_{request_kw:g}.toml"
+    text = (text[:text.index("[[events]]")]
+            + f'[[events]]\ndate = "{day}"\nstart = "{EVENT_CLOCK[0]}"\nend = "{EVENT_CLOCK[1]}"\ncurtail_kw = {request_kw:g}\n')
+    mpc = folder / f"mpc_{day}_{request_kw:g}.toml"
     mpc.write_text(text)
     return campus, mpc
 
@@ -167,20 +164,22 @@ def main() -> None:
     figures, runs, seconds = {}, {}, {request: [] for request in REQUESTS_KW}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for month, (_, _, days) in MONTHS.items():
-            campus, _ = files(folder, month, REQUESTS_KW[0])
-            base = closed_loop(campus, folder / f"base_{month}",
-                               ScheduleController(load_schedule(EXAMPLES / "large_office_base_schedule.toml")))
-            runs[("base", month)] = base
-            for request in REQUESTS_KW:
-                controller = GpMpcController(load_mpc(files(folder, month, request)[1]))
-                run = closed_loop(campus, folder / f"mpc_{month}_{request:g}", controller)
-                runs[(request, month)] = run
-                seconds[request] += [d.seconds for d in controller.decisions]
-                for day in days:
-                    for name, value in day_figures(day, request, base, run, controller).items():
+        for month, days in MONTHS.items():
+            for day in days:
+                campus, _ = files(folder, month, day, REQUESTS_KW[0])
+                base = closed_loop(campus, folder / f"base_{day}",
+                                   ScheduleController(load_schedule(EXAMPLES / "large_office_base_schedule.toml")))
+                runs[("base", day)] = base
+                for request in REQUESTS_KW:
+                    controller = GpMpcController(load_mpc(files(folder, month, day, request)[1]))
+                    run = closed_loop(campus, folder / f"mpc_{day}_{request:g}", controller)
+                    runs[(request, day)] = run
+                    seconds[request] += [d.seconds for d in controller.decisions]
+                    result = day_figures(day, request, base, run, controller)
+                    for name, value in result.items():
                         unit, target = UNITS[name]
                         figures[f"{request:g}kW_{day}_{name}"] = figure(value, unit, target if request == 100 else "")
+                    print(day, request, {k: round(v, 2) for k, v in result.items()}, flush=True)
     for request in REQUESTS_KW:
         ratios = [v["value"] for k, v in figures.items() if k.startswith(f"{request:g}kW_") and k.endswith("_delivered_ratio")
                   and "own" not in k]
@@ -197,7 +196,7 @@ def main() -> None:
         figures[f"{request:g}kW_decision_time_p95"] = figure(np.percentile(seconds[request], 95), "s", "< 2")
         figures[f"{request:g}kW_decision_time_max"] = figure(max(seconds[request]), "s", "< 5")
     plot(runs, RESULTS / "gp_mpc.png")
-    write_results("gp_mpc", figures, f"DOE Large Office, Chicago TMY3, events 14-17 h building clock on {', '.join(d for m in MONTHS.values() for d in m[2])}; "
+    write_results("gp_mpc", figures, f"DOE Large Office, Chicago TMY3, events 14-17 h building clock on {', '.join(d for days in MONTHS.values() for d in days)}; "
                   f"lockstep, controller over OPC UA (Exchange); twins as in the docstring. Load average before "
                   f"{tuple(round(v, 2) for v in load_before)}, after {tuple(round(v, 2) for v in os.getloadavg())} (2 cores, shared).")
 
@@ -205,14 +204,14 @@ def main() -> None:
 def plot(runs: dict, path: Path) -> None:
     """Power and the warmest zone on each event day, 10-20 h simulation time: base, 100 and 150 kW."""
     plt = pyplot()
-    days = [(month, day) for month, (_, _, ds) in MONTHS.items() for day in ds]
+    days = [day for days in MONTHS.values() for day in days]
     fig, axes = plt.subplots(2, len(days), figsize=(4 * len(days), 7), sharey="row")
-    for column, (month, day) in enumerate(days):
+    for column, day in enumerate(days):
         window = slice(f"{day} 10:00", f"{day} 20:00")
-        base = runs[("base", month)].loc[window]
+        base = runs[("base", day)].loc[window]
         zones = [c for c in base.columns if c.endswith("Temp") and c != "OutdoorTemp"]
         for key, label in (("base", "base"), (100.0, "GP-MPC 100 kW"), (150.0, "GP-MPC 150 kW")):
-            run = runs[(key, month)].loc[window]
+            run = runs[(key, day)].loc[window]
             axes[0, column].plot(run.index, run["FacilityPower"], label=label)
             axes[1, column].plot(run.index, run[zones].max(axis=1), label=label)
         for request in REQUESTS_KW:

@@ -423,7 +423,7 @@ class GpMpcController:
         end, made when the event first enters the horizon and then held."""
         if event not in self.baselines:
             times = pd.DatetimeIndex([sim_time + self._step * h for h in
-                                      range(1, int(round((event.end + WINDOW - sim_time) / self._step)) + 1)])
+                                      range(1, round((event.end + WINDOW - sim_time) / self._step) + 1)])
             if event.baseline == "twin":
                 model = self.config.twin.models[self.config.power]
                 values = model.forecast_scenarios(history, [self._base_future(list(times))], with_std=False)[0][0]

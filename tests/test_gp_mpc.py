@@ -198,12 +198,11 @@ def test_the_casadi_rollout_is_the_twins_forecast(trained, small_office):  # noq
     import casadi as ca
     import numpy as np
 
-    from bridge.twin.features import feature_sets_for
     from bridge.twin.gp import GPModel
     from controllers.gp_rollout import Rollout, mean_function
 
     twin, _ = trained
-    config, _, history = small_office
+    _, _, history = small_office
     power = twin.models["FacilityPower"]
     exact = GPModel(power.features, n_hyper=100, max_exact=1000, max_iter=20).fit(history.iloc[:300])
     rows = power.features.features(history.iloc[300:320], power.profile_).to_numpy(float)[5:]
@@ -225,7 +224,7 @@ def test_the_casadi_rollout_is_the_twins_forecast(trained, small_office):  # noq
     gradient = np.array(ca.Function("g", [rollout.x, *rollout.tables.values()],
                                     [ca.jacobian(ca.sum1(ca.vertcat(*rollout.means["FacilityPower"])), rollout.x)])(
         x, *tables.values())).ravel()
-    total = lambda v: float(np.array(means(v, 0.0, *tables.values())).sum())  # noqa: E731
+    total = lambda v: float(np.array(means(v, 0.0, *tables.values())).sum())
     central = [(total(x + e) - total(x - e)) / 2e-5 for e in np.eye(2) * 1e-5]
     assert np.allclose(gradient, central, rtol=1e-4, atol=1e-6)
 
