@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 from collections.abc import Callable
 
@@ -69,9 +70,21 @@ def _cmd_csv(args: argparse.Namespace) -> int:
 
 
 def _cmd_gp_mpc(args: argparse.Namespace) -> int:
-    from controllers.gp_mpc import GpMpcController, load_mpc  # scipy and the twin: only when used
+    """As the other controllers; then one JSON line per reported event on stdout (its figures,
+    controllers/dr_report.py, against the baseline it promised)."""
+    from controllers.gp_mpc import GpMpcController, load_mpc  # casadi and the twin: only when used
 
-    return _run(args, lambda: GpMpcController(load_mpc(args.config)))
+    made: list[GpMpcController] = []
+
+    def make() -> GpMpcController:
+        made.append(GpMpcController(load_mpc(args.config)))
+        return made[0]
+
+    code = _run(args, make)
+    for event, figures in made[0].event_reports.items():
+        print(json.dumps({"event": {"begin": event.begin.isoformat(), "end": event.end.isoformat(),
+                                    "curtail_kw": event.curtail_kw, "baseline": event.baseline}, **figures}))
+    return code
 
 
 def _cmd_campus_dr(args: argparse.Namespace) -> int:

@@ -9,14 +9,32 @@ writes the base schedule (a schedule file of controllers/schedule.py).
 Predictions: the trained twin (bridge.twin) from the measured history the controller has seen,
 with the model's own lags, the setpoints of a candidate trajectory and the weather of the EPW
 file as a perfect forecast (as in the paper): zero-variance rollouts of the power model and of
-the comfort models, all candidates of one optimizer iteration in one batch
-(``GPModel.forecast_scenarios``).
+the comfort models, written as CasADi expressions of the decisions (controllers/gp_rollout.py).
+
+Disturbance estimate: at every step, the power model's one-step error (measured power minus the
+twin's prediction of it from the measured lags and the inputs applied) is kept for the last
+``feedback_steps`` steps; their mean ``d`` (kW) is the twin's current level error.
+
+Baseline (what the building would draw without the event; an event's ``baseline``):
+- ``"twin"`` (default): when the event first enters the horizon, the twin's forecast under the
+  base schedule from then to 2 h after the event's end, plus ``d`` at that moment (the level
+  error measured while the building still ran its base schedule); then held. Errors measured
+  during the event are not folded into it: they include the twin's error in its response to the
+  setpoints, and a baseline that moved with them would cancel the feedback below (the shed would
+  again be the twin's idea of it). Utility baselines take their day-of adjustment from hours before
+  the event for the same reason.
+- ``"x_of_y"``: a utility baseline (for example "10 of 10" with a day-of adjustment), from the
+  ``baselines`` source given to the controller (bridge/tracking/dr_baseline.py); the controller
+  refuses such an event without one.
+
+Feedback (``feedback = true``, the default): the power predictions over the horizon are the
+twin's plus ``d``, re-estimated every step (an output-disturbance model: offset-free MPC), so a
+steady model error, in level or in the response to the setpoints, does not become a steady
+shortfall. With ``feedback = false`` the optimiser trusts the twin's predictions as they are.
 
 Objectives (``objective``):
-- ``"tracking"``: follow the reference ``baseline - curtail_kw`` during the event, where the
-  baseline is the twin's forecast of power under the base schedule, made once when the event
-  first enters the horizon and then frozen (the curtailment is measured against what the building
-  would have done); before and after the event, stay near the baseline (weight ``outside_weight``);
+- ``"tracking"``: follow the reference ``baseline - curtail_kw`` during the event; before and
+  after the event, stay near the current base forecast (weight ``outside_weight``);
 - ``"energy"``: minimise the predicted energy over the event steps of the horizon.
 Both add ``move_weight`` times the squared changes between blocks (in units of each input's range).
 
@@ -26,10 +44,16 @@ normal quantile of ``confidence`` (1.645 for 0.95). The std is taken once per de
 warm-start trajectory, and held while optimising (it hardly moves with the setpoints, and its
 O(n^2) cost per predicted row would dominate every iteration).
 
-Solver: SLSQP (scipy) on the decisions scaled to [0, 1], with forward-difference gradients
-computed as one batch of rollouts; at most ``max_iter`` iterations, warm-started from the previous
-decision. A solve that ends infeasible keeps the previous decision (or, at the first, the base
-schedule) and says so in the log.
+Solver: IPOPT through CasADi on the decisions scaled to [0, 1], with exact first and second
+derivatives of the GP rollouts (algorithmic differentiation: about 12 iterations a decision on the
+Large Office, where a limited-memory Hessian took 10-100 and hit the limit); one NLP built once,
+its parameters (feature tables, disturbance, reference, comfort std) set per decision; warm-started
+from the previous decision; at most ``max_iter`` iterations and ``max_seconds`` of wall time.
+A solve that ends infeasible keeps the previous decision (or, at the first, the base schedule) and
+says so in the log.
+
+Per event, once its post-event window is over, the controller logs the figures of
+controllers/dr_report.py against the baseline it promised (``event_reports``).
 """
 
 from __future__ import annotations
@@ -37,13 +61,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import casadi as ca
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.stats import norm
 
 from bridge.config import ConfigError, reference_weather, resolve_file
@@ -53,22 +78,27 @@ from bridge.twin.gp import TwinModel
 from bridge.twin.persist import ModelFileError, check_compatible, load_model
 from bridge.twin.weather import WeatherError, weather_series
 from controllers.base import ControllerConfigError, ControllerError, InputRange
+from controllers.dr_report import WINDOW, event_figures
+from controllers.gp_rollout import Rollout
 from controllers.schedule import Schedule, load_schedule
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("tracking", "energy")
-FD_STEP = 1e-3  # forward-difference step in scaled decision units (a thousandth of an input's range)
+BASELINES = ("twin", "x_of_y")
+TIMED_OUT = ("Maximum_WallTime_Exceeded", "Maximum_CpuTime_Exceeded")  # IPOPT's statuses of a spent budget
 COMFORT_TOL_K = 1e-3  # a comfort margin above -COMFORT_TOL_K counts as met (the solver's own tolerance)
 
 
 @dataclass(frozen=True)
 class CurtailmentEvent:
-    """A demand-response request: from ``begin`` to ``end`` (simulation time), ``curtail_kw`` below baseline."""
+    """A demand-response request: from ``begin`` to ``end`` (simulation time), ``curtail_kw`` below
+    ``baseline`` (one of BASELINES, see the module docstring)."""
 
     begin: dt.datetime
     end: dt.datetime
     curtail_kw: float
+    baseline: str = "twin"
 
     def contains(self, time: dt.datetime) -> bool:
         """Whether the timestep ending at ``time`` (simulation time) lies in the event."""
@@ -92,9 +122,11 @@ class MpcConfig:
     confidence: float = 0.95
     move_weight: float = 0.1
     outside_weight: float = 0.1
-    max_iter: int = 50
+    max_iter: int = 100
     max_seconds: float | None = None  # wall-clock budget of one decision (None: max_iter alone bounds it)
     path: str = ""
+    feedback: bool = True  # measured power corrects the predictions every step (module docstring)
+    feedback_steps: int = 6  # one-step errors averaged into the disturbance estimate
 
 
 @dataclass
@@ -104,19 +136,27 @@ class Decision:
     time: dt.datetime
     values: dict[str, float]
     success: bool
-    iterations: int  # SLSQP iterations; -1 when the time budget (max_seconds) stopped it
+    iterations: int  # IPOPT iterations; -1 when the time budget (max_seconds) stopped it
     seconds: float
+    offset_kw: float = 0.0  # the disturbance estimate added to the power predictions (0 without feedback)
 
 
-class _OutOfTime(Exception):
-    """A decision's time budget (``max_seconds``) is spent: the optimiser is stopped."""
+# An event's utility baseline: (event, the timesteps ending at these times) -> kW per timestep
+BaselineSource = Callable[[CurtailmentEvent, pd.DatetimeIndex], np.ndarray]
 
 
 class GpMpcController:
-    """See the module docstring. ``decisions`` keeps one ``Decision`` per optimisation."""
+    """See the module docstring. ``decisions`` keeps one ``Decision`` per optimisation, ``baselines``
+    each event's baseline (kW per timestep) and ``event_reports`` each reported event's figures; the
+    ``baselines`` argument maps a baseline name of BASELINES other than "twin" to its source."""
 
-    def __init__(self, config: MpcConfig):
+    def __init__(self, config: MpcConfig, baselines: Mapping[str, BaselineSource] | None = None):
         self.config = config
+        self.baseline_sources = dict(baselines or {})
+        unserved = sorted({e.baseline for e in config.events} - {"twin"} - set(self.baseline_sources))
+        if unserved:
+            raise ControllerConfigError(f"{config.path}: events promise curtailment against baseline {unserved}, "
+                                        "which needs its source (bridge/tracking/dr_baseline.py) given to the controller")
         self.decisions: list[Decision] = []
         self._history: list[dict[str, float]] = []
         self._times: list[dt.datetime] = []
@@ -125,8 +165,13 @@ class GpMpcController:
         self._warm: np.ndarray | None = None
         self._weather: pd.DataFrame | None = None
         self._first_day: dt.date | None = None  # the run's first day as far as seen: the EPW's day sequence starts there
-        self._baselines: dict[CurtailmentEvent, pd.Series] = {}
+        self.baselines: dict[CurtailmentEvent, pd.Series] = {}
         self._ranges: dict[str, InputRange] = {}
+        self._errors: deque[float] = deque(maxlen=config.feedback_steps)  # one-step power errors (kW)
+        self._solver: _Solver | None = None
+        self._measured_log: dict[dt.datetime, dict[str, float]] = {}  # event windows: power and zone temperatures
+        self._reported: set[CurtailmentEvent] = set()
+        self.event_reports: dict[CurtailmentEvent, dict[str, float]] = {}
 
     def check(self, inputs: Mapping[str, InputRange]) -> None:
         self.config.schedule.check(inputs)
@@ -171,7 +216,8 @@ class GpMpcController:
                          self.config.path, self._times[-1], sim_time)
                 self._history.clear()
                 self._times.clear()
-                self._baselines.clear()
+                self.baselines.clear()
+                self._errors.clear()
                 self._last_inputs, self._warm = None, None
         # before the first decision the inputs applied are unknown: the base schedule's
         applied = self._last_inputs or self._base_inputs(sim_time - (self._step or dt.timedelta(0)))
@@ -182,6 +228,51 @@ class GpMpcController:
         self._times.append(sim_time)
         keep = self._max_lag() + 2
         del self._history[:-keep], self._times[:-keep]
+        self._record_error()
+        self._record_event_outputs(sim_time, outputs)
+
+    def _record_error(self) -> None:
+        """The power model's one-step error at the newest row (measured minus the twin's prediction
+        from the measured lags and the inputs applied), into the disturbance estimate's window."""
+        model = self.config.twin.models[self.config.power]
+        if len(self._history) < model.features.max_lag + 1 or self.config.power not in self._history[-1]:
+            return
+        rows = self._history_frame().iloc[-(model.features.max_lag + 1):]
+        features = model.features.features(rows, model.profile_).to_numpy(float)[-1:]
+        predicted = model.predict_features(features, fed_back=False, with_std=False)[0][0]
+        if np.isfinite(predicted):
+            self._errors.append(self._history[-1][self.config.power] - predicted)
+
+    def _offset(self) -> float:
+        """The disturbance estimate d (kW): the mean of the recent one-step errors, 0 before any."""
+        return float(np.mean(self._errors)) if self._errors else 0.0
+
+    def _bands(self) -> dict[str, tuple[float, float]]:
+        """Comfort band of every zone the per-event report covers: the tag map's, and the MPC's own."""
+        return {**{o.tag: o.comfort for o in self.config.tagmap.outputs if o.comfort}, **self.config.comfort}
+
+    def _record_event_outputs(self, sim_time: dt.datetime, outputs: Mapping[str, float]) -> None:
+        """Keep power and zone temperatures in every event's report window; report events whose
+        post-event window is over."""
+        events = self.config.events
+        if any(e.begin - WINDOW < sim_time <= e.end + WINDOW for e in events):
+            tags = [self.config.power, *self._bands()]
+            self._measured_log[sim_time] = {tag: float(outputs[tag]) for tag in tags if tag in outputs}
+        for event in events:
+            if event not in self._reported and sim_time >= event.end + WINDOW and event in self.baselines:
+                self._reported.add(event)
+                self.event_reports[event] = self.report(event)
+                log.info("%s: event %s - %s (%.0f kW, baseline %s): %s", self.config.path, event.begin, event.end,
+                         event.curtail_kw, event.baseline, {k: round(v, 3) for k, v in self.event_reports[event].items()})
+
+    def report(self, event: CurtailmentEvent) -> dict[str, float]:
+        """controllers/dr_report.py's figures of ``event`` so far, against the baseline it promised."""
+        measured = pd.DataFrame.from_dict(self._measured_log, orient="index").sort_index()
+        baseline = self.baselines.get(event, pd.Series(dtype=float))
+        seconds = [d.seconds for d in self.decisions if event.begin - self._step * self.config.horizon <= d.time < event.end]
+        bands = {tag: band for tag, band in self._bands().items() if tag in measured}
+        return event_figures(measured[self.config.power], baseline, event.begin, event.end, event.curtail_kw,
+                             measured, bands, seconds)
 
     def _measured(self, outputs: Mapping[str, float]) -> dict[str, float]:
         return {tag: float(outputs[tag]) for tag in self._model_outputs() if tag in outputs}
@@ -262,104 +353,45 @@ class GpMpcController:
         power_model = config.twin.models[config.power]
         in_event = np.array([any(e.contains(t) for e in events) for t in horizon_times])
         base = self._base_future(horizon_times)
-        base_power, _ = power_model.forecast_scenarios(history, [base], with_std=False)
-        reference = self._reference(sim_time, horizon_times, events, history, base_power[0])
+        offset = self._offset()
+        base_power = power_model.forecast_scenarios(history, [base], with_std=False)[0][0] + offset
+        reference = self._reference(sim_time, horizon_times, events, history, base_power)
         start = self._schedule_decisions(horizon_times) if self._warm is None else self._warm.copy()
         # the decided inputs now applied, where the first move starts from (scaled)
-        previous = self._scaled(self._last_inputs or self._base_inputs(sim_time)).reshape(len(config.decide),
-                                                                                           config.blocks)[:, :1]
+        previous = self._scaled(self._last_inputs or self._base_inputs(sim_time))[::config.blocks]
         # comfort: std along the warm start, held during the optimisation
-        z = norm.ppf(config.confidence)
         comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(base, start))[1][0]
                        for tag in config.comfort}
-        cache: dict[bytes, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
-        deadline = [None if config.max_seconds is None else started + config.max_seconds]
-        best: list = [np.inf, None]  # cost and decisions of the best feasible point evaluated
-
-        def rollouts(x: np.ndarray) -> None:
-            """Power and comfort means at x and at x + FD_STEP e_i, one batch, into the cache; the
-            best feasible point so far is kept under a time budget. Raises _OutOfTime once it is spent."""
-            if deadline[0] is not None and time.perf_counter() > deadline[0]:
-                raise _OutOfTime
-            points = np.vstack([x, x + FD_STEP * np.eye(len(x))])
-            futures = self._futures(base, points)
-            power, _ = power_model.forecast_scenarios(history, futures, with_std=False)
-            temps = {tag: config.twin.models[tag].forecast_scenarios(history, futures, with_std=False)[0]
-                     for tag in config.comfort}
-            cache[x.tobytes()] = (power, temps)
-            if deadline[0] is not None:  # only a budget that runs out needs the best point so far
-                value = cost(power[:1], x[None])[0]
-                if value < best[0] and (not config.comfort or margins(temps)[0].min() >= -COMFORT_TOL_K):
-                    best[:] = [value, x.copy()]
-
-        def evaluated(x: np.ndarray):
-            if x.tobytes() not in cache:
-                rollouts(x)
-            return cache[x.tobytes()]
-
-        scale_kw = max(max((e.curtail_kw for e in events), default=0.0), 50.0)
-
-        def cost(power: np.ndarray, x: np.ndarray) -> np.ndarray:
-            """Cost of each row of ``power`` (scenarios x horizon); x: the decisions of each row."""
-            if config.objective == "tracking":
-                error = (power - reference) / scale_kw
-                weights = np.where(in_event, 1.0, config.outside_weight)
-                value = (weights * error ** 2).sum(axis=1)
-            else:
-                value = (power[:, in_event] / scale_kw).sum(axis=1)
-            moves = x.reshape(len(x), len(config.decide), config.blocks)
-            steps = np.diff(np.concatenate([np.broadcast_to(previous, (len(x), *previous.shape)), moves], axis=2), axis=2)
-            return value + config.move_weight * (steps ** 2).sum(axis=(1, 2))
-
-        def objective(x):
-            power, _ = evaluated(x)
-            points = np.vstack([x, x + FD_STEP * np.eye(len(x))])
-            values = cost(power, points)
-            return values[0], (values[1:] - values[0]) / FD_STEP
-
-        def margins(temps: dict[str, np.ndarray]) -> np.ndarray:
-            """Comfort margins (>= 0 when met), per scenario row: high - (mean + z std), (mean - z std) - low."""
-            parts = []
-            for tag, (low, high) in config.comfort.items():
-                parts += [high - (temps[tag] + z * comfort_std[tag]), temps[tag] - z * comfort_std[tag] - low]
-            return np.concatenate(parts, axis=1)
-
-        def constraint(x):
-            return margins(evaluated(x)[1])[0]
-
-        def constraint_jac(x):
-            values = margins(evaluated(x)[1])
-            return ((values[1:] - values[0]) / FD_STEP).T
-
-        constraints = [{"type": "ineq", "fun": constraint, "jac": constraint_jac}] if config.comfort else []
-        try:
-            result = minimize(lambda x: objective(x)[0], start, jac=lambda x: objective(x)[1], method="SLSQP",
-                              bounds=[(0.0, 1.0)] * len(start), constraints=constraints,
-                              options={"maxiter": config.max_iter, "ftol": 1e-6})
-            x, success, message, iterations = np.clip(result.x, 0.0, 1.0), bool(result.success), result.message, result.nit
-        except _OutOfTime:
-            deadline[0] = None
-            x, success, iterations = best[1], False, -1
-            message = f"time budget of {config.max_seconds:g} s spent"
-        feasible = x is not None and (not constraints or constraint(x).min() >= -COMFORT_TOL_K)
-        if not (success or feasible):
+        if self._solver is None:
+            self._solver = _Solver(config, {tag: self._bounds(tag) for tag in config.decide})
+        solver = self._solver
+        params = solver.parameters(solver.rollout.tables_for(history, base), offset if config.feedback else 0.0,
+                                   reference, np.where(in_event, 1.0, config.outside_weight), in_event,
+                                   max(max((e.curtail_kw for e in events), default=0.0), 50.0), previous, comfort_std)
+        x, status, iterations = solver.solve(start, params)
+        success = status == "Solve_Succeeded"
+        predicted, margins = solver.evaluate(x, params)
+        if not (success or margins.min(initial=0.0) >= -COMFORT_TOL_K):
             # the last decision (or the base schedule): a jump back to the base schedule mid-event
             # would undo the curtailment at once
             log.warning("%s: MPC at %s found no feasible trajectory (%s); %s kept", config.path, sim_time,
-                        message, "the last decision" if self._warm is not None else "the base schedule (clipped)")
+                        status, "the last decision" if self._warm is not None else "the base schedule (clipped)")
             x = start
+            predicted, _ = solver.evaluate(x, params)
         elif not success:
-            log.warning("%s: MPC at %s: %s; the best feasible point found is used", config.path, sim_time, message)
+            log.warning("%s: MPC at %s: %s; its last point is feasible and used", config.path, sim_time, status)
         self._warm = x
         values = {}
         for i, tag in enumerate(config.decide):
             low, high = self._bounds(tag)
             values[tag] = float(low + (high - low) * x[i * config.blocks])
         seconds = time.perf_counter() - started
-        self.decisions.append(Decision(sim_time, values, success, int(iterations), seconds))
-        log.info("%s: MPC %s -> %s (predicted power %.0f kW, reference %.0f kW, %d iterations, %.2f s)", sim_time,
-                 "ok" if success else message, {k: round(v, 2) for k, v in values.items()},
-                 evaluated(x)[0][0, 0], reference[0], iterations, seconds)
+        iterations = -1 if status in TIMED_OUT else iterations
+        self.decisions.append(Decision(sim_time, values, success, iterations, seconds,
+                                       offset if config.feedback else 0.0))
+        log.info("%s: MPC %s -> %s (predicted power %.0f kW, reference %.0f kW, d %.1f kW, %d iterations, %.2f s)",
+                 sim_time, "ok" if success else status, {k: round(v, 2) for k, v in values.items()}, predicted[0],
+                 reference[0], offset, iterations, seconds)
         return values
 
     def _schedule_decisions(self, horizon_times: list[dt.datetime]) -> np.ndarray:
@@ -376,21 +408,89 @@ class GpMpcController:
 
     def _reference(self, sim_time: dt.datetime, horizon_times: list[dt.datetime], events: list[CurtailmentEvent],
                    history: pd.DataFrame, base_power: np.ndarray) -> np.ndarray:
-        """Power reference over the horizon: baseline - curtail_kw in events, the current baseline
-        forecast elsewhere. An event's baseline is the power model's forecast under the base
-        schedule, made once, when the event first enters the horizon, from then to its end, and frozen."""
+        """Power reference over the horizon: baseline - curtail_kw in events, the current base
+        forecast (``base_power``, disturbance estimate included) elsewhere."""
         reference = base_power.copy()
-        power_model = self.config.twin.models[self.config.power]
         for event in events:
-            if event not in self._baselines:
-                times = [sim_time + self._step * h for h in range(1, int(round((event.end - sim_time) / self._step)) + 1)]
-                baseline, _ = power_model.forecast_scenarios(history, [self._base_future(times)], with_std=False)
-                self._baselines[event] = pd.Series(baseline[0], index=pd.DatetimeIndex(times))
-            frozen = self._baselines[event]
+            baseline = self._baseline(event, sim_time, history)
             for h, t in enumerate(horizon_times):
-                if event.contains(t) and t in frozen.index:
-                    reference[h] = frozen[t] - event.curtail_kw
+                if event.contains(t) and t in baseline.index:
+                    reference[h] = baseline[t] - event.curtail_kw
         return reference
+
+    def _baseline(self, event: CurtailmentEvent, sim_time: dt.datetime, history: pd.DataFrame) -> pd.Series:
+        """The event's baseline (module docstring) from the step after ``sim_time`` to 2 h after its
+        end, made when the event first enters the horizon and then held."""
+        if event not in self.baselines:
+            times = pd.DatetimeIndex([sim_time + self._step * h for h in
+                                      range(1, round((event.end + WINDOW - sim_time) / self._step) + 1)])
+            if event.baseline == "twin":
+                model = self.config.twin.models[self.config.power]
+                values = model.forecast_scenarios(history, [self._base_future(list(times))], with_std=False)[0][0]
+                values = values + self._offset()
+            else:
+                values = np.asarray(self.baseline_sources[event.baseline](event, times), float)
+            self.baselines[event] = pd.Series(values, index=times)
+        return self.baselines[event]
+
+
+class _Solver:
+    """The MPC's nonlinear program, built once (CasADi, IPOPT): decisions x in [0, 1], parameters
+    set per decision (``parameters``); see the module docstring for cost and constraints."""
+
+    def __init__(self, config: MpcConfig, bounds: Mapping[str, tuple[float, float]]):
+        self.config = config
+        models = {tag: config.twin.models[tag] for tag in (config.power, *config.comfort)}
+        self.rollout = rollout = Rollout(models, config.decide, bounds, block_of_steps(config.horizon, config.blocks),
+                                         config.power)
+        horizon, n_decide = config.horizon, len(config.decide)
+        symbols = {"reference": horizon, "weights": horizon, "in_event": horizon, "scale": 1, "previous": n_decide,
+                   **{f"std_{tag}": horizon for tag in config.comfort}}
+        self.symbols = {name: ca.MX.sym(name, size) for name, size in symbols.items()}
+        tables = [ca.vec(rollout.tables[tag]) for tag in models]
+        self.p = ca.vertcat(*tables, rollout.offset, *self.symbols.values())
+        power = ca.vertcat(*rollout.means[config.power])
+        sym = self.symbols
+        if config.objective == "tracking":
+            cost = ca.sum1(sym["weights"] * ((power - sym["reference"]) / sym["scale"]) ** 2)
+        else:
+            cost = ca.sum1(sym["in_event"] * power) / sym["scale"]
+        moves = ca.reshape(rollout.x, config.blocks, n_decide)  # column i: the blocks of decide[i]
+        steps = ca.vertcat(sym["previous"].T, moves)[1:, :] - ca.vertcat(sym["previous"].T, moves)[:-1, :]
+        cost += config.move_weight * ca.sumsqr(steps)
+        z = norm.ppf(config.confidence)
+        margins = []
+        for tag, (low, high) in config.comfort.items():
+            temps, std = ca.vertcat(*rollout.means[tag]), sym[f"std_{tag}"]
+            margins += [high - (temps + z * std), temps - z * std - low]
+        self.g = ca.vertcat(*margins) if margins else ca.MX(0, 1)
+        options = {"print_level": 0, "sb": "yes", "max_iter": config.max_iter, "tol": 1e-6}
+        if config.max_seconds is not None:
+            options["max_wall_time"] = config.max_seconds
+        self.nlp = ca.nlpsol("gp_mpc", "ipopt", {"x": rollout.x, "p": self.p, "f": cost, "g": self.g},
+                             {"ipopt": options, "print_time": False, "error_on_fail": False})
+        self.outputs = ca.Function("gp_mpc_outputs", [rollout.x, self.p], [power, self.g])
+        self._tags = list(models)
+
+    def parameters(self, tables: Mapping[str, np.ndarray], offset: float, reference: np.ndarray, weights: np.ndarray,
+                   in_event: np.ndarray, scale: float, previous: np.ndarray,
+                   comfort_std: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The parameter vector of one decision (the order of ``self.p``)."""
+        values = {"reference": reference, "weights": weights, "in_event": in_event.astype(float), "scale": [scale],
+                  "previous": previous, **{f"std_{tag}": std for tag, std in comfort_std.items()}}
+        return np.concatenate([*(tables[tag].ravel(order="F") for tag in self._tags), [offset],
+                               *(np.asarray(values[name], float).ravel() for name in self.symbols)])
+
+    def solve(self, start: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, str, int]:
+        """(decisions, IPOPT's return status, iterations) from ``start``."""
+        result = self.nlp(x0=start, p=params, lbx=0.0, ubx=1.0, lbg=0.0, ubg=np.inf)
+        stats = self.nlp.stats()
+        return np.clip(np.array(result["x"]).ravel(), 0.0, 1.0), stats["return_status"], int(stats.get("iter_count", 0))
+
+    def evaluate(self, x: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted power over the horizon, comfort margins) at decisions ``x``."""
+        power, margins = self.outputs(x, params)
+        return np.array(power).ravel(), np.array(margins).ravel()
 
 
 def block_of_steps(horizon: int, blocks: int) -> np.ndarray:
@@ -422,7 +522,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
         raise ControllerConfigError(str(exc)) from None
     mpc = file.table("mpc")
     mpc.check_keys({"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
-                    "outside_weight", "max_iter", "max_seconds", "power"})
+                    "outside_weight", "max_iter", "max_seconds", "power", "feedback", "feedback_steps", "baseline"})
     objective = mpc.text("objective", "tracking")
     if objective not in OBJECTIVES:
         raise ControllerConfigError(f"{where}: [mpc] objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -445,13 +545,17 @@ def load_mpc(path: str | Path) -> MpcConfig:
         schedule = load_schedule(schedule_path)
     except ControllerConfigError as exc:
         raise ControllerConfigError(f"{where}: schedule: {exc}") from None
-    events = tuple(_event(entry.values, entry.where, schedule) for entry in file.tables("events"))
+    baseline = _baseline_name(mpc.text("baseline", "twin"), f"{where}: [mpc] baseline")
+    events = tuple(_event(entry.values, entry.where, schedule, baseline) for entry in file.tables("events"))
     config = MpcConfig(schedule, twin, tagmap, weather, decide, bounds, events, comfort, power, objective,
                        mpc.integer("horizon_steps", 12), mpc.integer("blocks", 3), mpc.number("confidence", 0.95),
                        mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
-                       mpc.integer("max_iter", 50), _max_seconds(mpc), where)
+                       mpc.integer("max_iter", 100), _max_seconds(mpc), where, mpc.flag("feedback", True),
+                       mpc.integer("feedback_steps", 6))
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
         raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
+    if config.feedback_steps < 1 or config.max_iter < 1:
+        raise ControllerConfigError(f"{where}: [mpc] feedback_steps and max_iter must be >= 1")
     try:
         weather_series(weather, pd.DatetimeIndex([dt.datetime(2025, 7, 1)]))
     except WeatherError as exc:
@@ -479,15 +583,24 @@ def _pair(value, where: str) -> tuple[float, float]:
     return low, high
 
 
-def _event(entry: dict, where: str, schedule: Schedule) -> CurtailmentEvent:
-    """An event of the file, its times on the base schedule's clock (``daylight_saving``), kept in simulation time."""
-    if set(entry) != {"date", "start", "end", "curtail_kw"}:
-        raise ControllerConfigError(f"{where}: needs exactly 'date' (YYYY-MM-DD), 'start', 'end' (HH:MM) and "
-                                    f"'curtail_kw', got {sorted(entry)}")
+def _baseline_name(value: object, where: str) -> str:
+    if value not in BASELINES:
+        raise ControllerConfigError(f"{where} must be one of {BASELINES}, got {value!r}")
+    return str(value)
+
+
+def _event(entry: dict, where: str, schedule: Schedule, baseline: str) -> CurtailmentEvent:
+    """An event of the file, its times on the base schedule's clock (``daylight_saving``), kept in
+    simulation time; ``baseline`` unless the event names its own."""
+    if not {"date", "start", "end", "curtail_kw"} <= set(entry) <= {"date", "start", "end", "curtail_kw", "baseline"}:
+        raise ControllerConfigError(f"{where}: needs 'date' (YYYY-MM-DD), 'start', 'end' (HH:MM) and "
+                                    f"'curtail_kw', and may name a 'baseline', got {sorted(entry)}")
+    baseline = _baseline_name(entry.get("baseline", baseline), f"{where}: baseline")
     try:
         day = dt.date.fromisoformat(str(entry["date"]))
         begin, end = (dt.datetime.combine(day, dt.time.fromisoformat(str(entry[key]))) for key in ("start", "end"))
-        event = CurtailmentEvent(schedule.simulation_time(begin), schedule.simulation_time(end), float(entry["curtail_kw"]))
+        event = CurtailmentEvent(schedule.simulation_time(begin), schedule.simulation_time(end), float(entry["curtail_kw"]),
+                                 baseline)
     except (TypeError, ValueError) as exc:
         raise ControllerConfigError(f"{where}: {exc}") from None
     if event.end <= event.begin or event.curtail_kw < 0:
