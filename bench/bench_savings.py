@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results  # noqa: E402
 from bridge.config import RunPeriod, load_config  # noqa: E402
 from bridge.tracking.caltrack import METHODS, caltrack_savings  # noqa: E402
+from bridge.tracking.caltrack_data import sufficiency_flags  # noqa: E402
 from bridge.tracking.savings import SavingsError, TowtModel, avoided_energy  # noqa: E402
 from bridge.tracking.scenario import edited_model  # noqa: E402
 
@@ -118,8 +119,9 @@ def towt(base: pd.DataFrame, rep: pd.DataFrame) -> dict:
         result = avoided_energy(model.predict(rep["temp_c"]), rep["kwh"], "towt", model.fit_stats)
     except SavingsError as exc:
         return {"error": str(exc)}
+    flags = sufficiency_flags(base["kwh"], base["temp_c"], rep["temp_c"])  # what mv report --method towt warns
     return {"avoided_kwh": result.avoided_kwh, "half_width_kwh": result.avoided_uncertainty_kwh,
-            "warnings": [result.uncertainty_warning] if result.uncertainty_warning else []}
+            "warnings": flags + ([result.uncertainty_warning] if result.uncertainty_warning else [])}
 
 
 def ours(method: str, base: pd.DataFrame, rep: pd.DataFrame) -> dict:
@@ -181,6 +183,9 @@ def main(opendsm_python: Path) -> None:
                     error = 100 * (out["avoided_kwh"] - truth) / truth
                     figures[f"{name}_{baseline}_{method}_error_pct"] = figure(
                         error, "% of true avoided energy", "|x| <= 3" if baseline == "12_months" else "flagged")
+                    figures[f"{name}_{baseline}_{method}_error_pct_of_use"] = figure(
+                        100 * (out["avoided_kwh"] - truth) / details[name]["reporting_baseline_kwh"],
+                        "% of the reporting period's counterfactual use", "")
                     half = out.get("half_width_kwh")
                     if half is not None:
                         figures[f"{name}_{baseline}_{method}_true_in_90pct_interval"] = figure(

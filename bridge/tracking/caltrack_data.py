@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from bridge.tracking.savings import SavingsError
@@ -139,6 +138,17 @@ def temperature_out_of_coverage(baseline_c: pd.Series, reporting_c: pd.Series) -
         return (f"reporting temperatures {report.min():.1f} to {report.max():.1f} degC leave the baseline's "
                 f"{low:.1f} to {high:.1f} degC by more than 10 % of its range (CalTRACK 3.7.5.2)")
     return None
+
+
+def sufficiency_flags(baseline_kwh: pd.Series, baseline_temperature_c: pd.Series,
+                      reporting_temperature_c: pd.Series) -> list[str]:
+    """What CalTRACK's data-sufficiency rules (2.2.1, 3.7.5.2) would disqualify or flag in a baseline, as
+    sentences: for methods without rules of their own (the hand-written TOWT), which report with these as
+    warnings."""
+    hourly = clean_hourly(baseline_kwh, baseline_temperature_c)
+    _, sufficiency = daily_sufficiency(daily_frame(hourly), "baseline")
+    coverage = temperature_out_of_coverage(hourly["temp_c"], reporting_temperature_c)
+    return [*sufficiency.disqualifications, *([coverage] if coverage else [])]
 
 
 def guideline14_checks(measured: pd.Series, predicted: pd.Series, n_params: int, native: str) -> dict:

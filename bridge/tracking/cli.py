@@ -31,8 +31,7 @@ import pandas as pd
 from bridge.errors import TwinbridgeError
 from bridge.tracking.anomalies import AnomalyLog
 from bridge.tracking.caltrack import METHODS as CALTRACK_METHODS
-from bridge.tracking.caltrack_data import (BaselineDisqualified, Sufficiency, clean_hourly, daily_frame,
-                                           daily_sufficiency, temperature_out_of_coverage)
+from bridge.tracking.caltrack_data import BaselineDisqualified, Sufficiency, sufficiency_flags
 from bridge.tracking.guideline14 import calibration
 from bridge.tracking.registry import ROLES, ModelRegistry
 from bridge.tracking.savings import (BaselineFit, TowtModel, avoided_energy, hourly_energy_kwh,
@@ -353,23 +352,13 @@ def _mv_report(args) -> int:
             adjusted = model.predict(temperature)
             fit = model.fit_stats
             extra["towt_fit"] = fit.__dict__ | {"knots_c": model.knots_c}
-            extra["data_flags"] = towt_data_flags(pre_energy, pre_temperature, temperature)
+            extra["data_flags"] = sufficiency_flags(pre_energy, pre_temperature, temperature)
             for flag in extra["data_flags"]:
                 print(f"twinbridge: warning: towt: {flag}", file=sys.stderr)
         else:
             return _caltrack_report(args, pre_energy, pre_temperature, measured, temperature)
     result = avoided_energy(adjusted, measured, args.method, fit, args.confidence)
     return _write(args, result, extra)
-
-
-def towt_data_flags(pre_energy: pd.Series, pre_temperature: pd.Series, temperature: pd.Series) -> list[str]:
-    """What CalTRACK's data-sufficiency rules (2.2.1, 3.7.5.2) would disqualify or flag in a TOWT baseline.
-
-    The hand-written TOWT still reports a figure (it is not a CalTRACK method), with these as warnings."""
-    hourly = clean_hourly(pre_energy, pre_temperature)
-    _, sufficiency = daily_sufficiency(daily_frame(hourly), "towt")
-    coverage = temperature_out_of_coverage(hourly["temp_c"], temperature)
-    return [*sufficiency.disqualifications, *([coverage] if coverage else [])]
 
 
 def _write(args, result, extra: dict) -> int:
