@@ -22,7 +22,7 @@ import casadi as ca
 import numpy as np
 import pandas as pd
 
-from bridge.twin.features import _lag_name
+from bridge.twin.features import lag_column
 from bridge.twin.gp import GPModel
 from bridge.twin.sparse import InducingPointGP
 
@@ -74,10 +74,10 @@ class Rollout:
             features, table = model.features, self.tables[tag]
             columns = features.columns
             # column -> (series over the horizon, lag in steps) for the columns the rollout fills in
-            filled = {columns.index(_lag_name(name, lag * features.lag_step)): (inputs[name], lag * features.lag_step)
+            filled = {columns.index(lag_column(name, lag * features.lag_step)): (inputs[name], lag * features.lag_step)
                       for name in features.inputs if name in inputs for lag in range(features.input_lags + 1)}
             means: list[ca.MX] = []
-            filled.update({columns.index(_lag_name(tag, lag)): (means, lag) for lag in range(1, features.output_lags + 1)})
+            filled.update({columns.index(lag_column(tag, lag)): (means, lag) for lag in range(1, features.output_lags + 1)})
             mean = mean_function(model, f"mean_{tag}")
             for h in range(self.horizon):
                 row = []

@@ -100,13 +100,13 @@ class FeatureSet:
         names = list(TIME_FEATURES) if self.time_features else []
         names += ["profile"] if self.profile else []
         step = self.lag_step
-        names += [_lag_name(tag, lag * step) for tag in self.disturbances for lag in range(self.disturbance_lags + 1)]
-        names += [_lag_name(tag, lag * step) for tag in self.inputs for lag in range(self.input_lags + 1)]
+        names += [lag_column(tag, lag * step) for tag in self.disturbances for lag in range(self.disturbance_lags + 1)]
+        names += [lag_column(tag, lag * step) for tag in self.inputs for lag in range(self.input_lags + 1)]
         return names + self.output_lag_columns
 
     @property
     def output_lag_columns(self) -> list[str]:
-        return [_lag_name(self.target, lag) for lag in range(1, self.output_lags + 1)]
+        return [lag_column(self.target, lag) for lag in range(1, self.output_lags + 1)]
 
     def is_holiday(self, day: dt.date) -> bool:
         """Whether ``day`` is one of this feature set's holidays (treated like a Sunday)."""
@@ -311,5 +311,5 @@ def _day_and_slot(index: pd.DatetimeIndex, rule: FeatureSet) -> tuple[np.ndarray
     return times.day_type, times.slot
 
 
-def _lag_name(tag: str, lag: int) -> str:
+def lag_column(tag: str, lag: int) -> str:
     return f"{tag}[t-{lag}]" if lag else f"{tag}[t]"
