@@ -6,6 +6,13 @@ is hot and dry where Chicago is mild and humid), fault-free and with the three f
 ``tagmaps/small_office_live.toml``, mirroring the live site weather (dry bulb, relative humidity, wind
 speed, direct and diffuse solar) and setpoints. Control: the same twin without mirroring.
 
+Periods (each 30 days, 10-minute steps, faults from day 3, the first day spin-up), chosen before any
+result of either was seen: **summer from 2025-07-22** (bench_tracking's start, after the July 21 design
+day) and **winter from 2025-01-15** (Jan 15 - Feb 13: January in Las Vegas is mild, about 8 degC, where
+Chicago's is about -5 degC; no daylight saving, so the onset is the midnight starting day 3). The winter
+period was added after the summer results were known and is not used for any choice: every period run
+is reported, figures suffixed ``_summer`` and ``_winter`` side by side.
+
 Figures (facility power): hourly CV(RMSE) and NMBE of the mirrored twin against the fault-free live
 building over the whole run (targets <= 5 % and |NMBE| <= 2 %; Guideline 14 hourly limits 30 % / 10 %)
 and of the control; false alerts and warnings per 30 days on the fault-free pair (target 0); per fault,

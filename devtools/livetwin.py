@@ -24,7 +24,8 @@ from pathlib import Path
 
 from asyncua import Client, ua
 
-from bridge.config import RunPeriod
+from bridge.config import RunPeriod, reference_model
+from bridge.daylight import daylight_saving_rule, period_in, simulation_time
 from bridge.protocol import NAMESPACE
 
 LIVE_TAGMAP = Path(__file__).resolve().parent.parent / "tagmaps" / "small_office_live.toml"
@@ -150,7 +151,10 @@ async def _until_mirrored(live_reader: Client, twin_reader: Client, live_nodes: 
         await asyncio.sleep(0.005)
 
 
-def onset_of(period: RunPeriod, fault_day: int) -> tuple[dt.date, dt.datetime]:
-    """(first faulted day, onset): 23:00 standard time the evening before (schedules follow daylight saving)."""
+def onset_of(period: RunPeriod, fault_day: int, model: Path | None = None) -> tuple[dt.date, dt.datetime]:
+    """(first faulted day, onset in simulation (standard) time): the building clock's midnight starting that
+    day, under ``model``'s daylight saving rule (the reference Small Office when None): 23:00 the evening
+    before in summer, 00:00 in winter."""
     day = period.start + dt.timedelta(days=fault_day - 1)
-    return day, dt.datetime.combine(day, dt.time()) - dt.timedelta(hours=1)
+    saving = period_in(daylight_saving_rule(model or reference_model("small_office")), day.year)
+    return day, simulation_time(dt.datetime.combine(day, dt.time()), saving)
