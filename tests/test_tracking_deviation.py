@@ -111,7 +111,7 @@ def test_alternating_deviations_of_a_unit_cycling_out_of_phase_are_not_sustained
     weekend night, docs/tracking.md) is no sustained deviation; three on the same side are."""
     classifier = SustainedClassifier(Thresholds())
     assert [classifier.update(d) for d in [11, -9, 13, -12, 11, -10]] == [None] * 6
-    assert [classifier.update(d) for d in [11, 12, 13]] == [None, None, Severity.ALERT]
+    assert [classifier.update(d) for d in np.array([11.0, 12.0, 13.0])] == [None, None, Severity.ALERT]  # numpy too
 
 
 def test_an_hourly_warning_needs_two_hours_on_one_side_an_hourly_alert_one():

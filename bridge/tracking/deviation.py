@@ -112,7 +112,7 @@ class SustainedClassifier:
     def update(self, deviation: float) -> Severity | None:
         """Feed one period's deviation (%); return the new state when it changed, else None."""
         level = self.thresholds.level(deviation)
-        side = (deviation > 0) - (deviation < 0)
+        side = 0 if deviation == 0 else (1 if deviation > 0 else -1)
         if side != self._side:  # a change of sign starts new runs
             self._warn_run = self._alert_run = 0
             self._side = side
