@@ -313,8 +313,8 @@ async def main(days: int, fault_day: int, transport: str, periods: list[str]) ->
                  "step: 3 steps on the same side; hourly: warning 2 hours, alert 1). steps_to_warning/alert: the "
                  "first raised at any granularity, counted to the step whose sample raised it (an hourly one: "
                  "the first step after its hour); steps_to_step_level_*: the step rule alone. Load average "
-                 f"(1 min) at the end: {os.getloadavg()[0]:.1f}.")
-    return figures, " ".join(f"{n}." for n in notes)
+                 f"(1 min) at the end: {os.getloadavg()[0]:.1f}")
+    return figures, ". ".join(notes) + "."
 
 
 if __name__ == "__main__":
