@@ -158,7 +158,16 @@ def period_end(alert: Alert) -> dt.datetime:
                                                                                              dt.timedelta(0))
 
 
-def figures_of(alerts: dict[str, list[Alert]], onset: dt.datetime, days: int) -> dict[str, dict]:
+def raised_at(alert: Alert, step: dt.timedelta) -> dt.datetime:
+    """End of the step whose sample raised ``alert``: its own for a step alert; for an hourly, daily or
+    monthly one the first step after its period (the sample that closes the period)."""
+    return alert.time if alert.granularity == "step" else period_end(alert) + step
+
+
+def figures_of(alerts: dict[str, list[Alert]], onset: dt.datetime, days: int,
+               granularities: tuple[str, ...] = ("step",)) -> dict[str, dict]:
+    """False alerts and warnings per 30 days (any granularity) and, per fault, the steps from ``onset`` to
+    the first warning and alert raised at one of ``granularities`` (counted to the step that raised it)."""
     step = dt.timedelta(minutes=10)
     clean = [a for a in alerts[FAULT_FREE] if a.raised]
     figures = {
@@ -171,12 +180,13 @@ def figures_of(alerts: dict[str, list[Alert]], onset: dt.datetime, days: int) ->
         if case == FAULT_FREE:
             continue
         raised = [a for a in case_alerts if a.raised]
-        after = [a for a in raised if a.granularity == "step" and a.time > onset]
+        after = sorted((a for a in raised if a.granularity in granularities and raised_at(a, step) > onset),
+                       key=lambda a: raised_at(a, step))
         first = {"warning": next((a for a in after), None),  # an alert is also "at least a warning"
                  "alert": next((a for a in after if a.severity == "alert"), None)}
         for severity, alert in first.items():
             figures[f"{case}_steps_to_{severity}"] = {
-                "value": None if alert is None else round((alert.time - onset) / step),
+                "value": None if alert is None else round((raised_at(alert, step) - onset) / step),
                 "unit": "steps (10 min) after the onset (first faulted step = 1)", "target": "<= 60"}
         figures[f"{case}_alerts_before_onset"] = {
             "value": sum(period_end(a) <= onset for a in raised), "unit": "alerts and warnings", "target": 0}

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from asyncua import Client, ua
 
-from bridge.config import RunPeriod
+from bridge.config import RunPeriod, reference_model
+from bridge.daylight import daylight_saving_rule, period_in, simulation_time
 from bridge.protocol import NAMESPACE
 
 LIVE_TAGMAP = Path(__file__).resolve().parent.parent / "tagmaps" / "small_office_live.toml"
@@ -46,17 +47,43 @@ UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": 
          "DiffuseSolar": "W/m2", "CoolingSetpoint": "degC", "HeatingSetpoint": "degC"}
 
 
+def standard_pressure_pa(elevation_m: float) -> float:
+    """Standard-atmosphere air pressure (Pa) at ``elevation_m``: 101325 (1 - 2.25577e-5 z)^5.2559
+    (ASHRAE Handbook of Fundamentals 2017, ch. 1, eq. 3; EnergyPlus's standard barometric pressure)."""
+    return 101325.0 * (1 - 2.25577e-5 * elevation_m) ** 5.2559
+
+
 def relocated_weather(source: Path, site: Path, out: Path) -> Path:
-    """``source``'s weather data at ``site``'s location: its EPW with the LOCATION line of ``site``.
+    """``source``'s weather data at ``site``'s location: its EPW with the LOCATION line of ``site`` and its
+    station pressures brought to ``site``'s elevation.
 
     The "live building" stands at the twin's site under another weather: the same sun path, time zone
-    and elevation (air pressure), so that only the weather differs. With the other city's own location,
-    sunset comes 35 min apart and the daylighting switches the lights at different times (measured,
-    docs/live.md)."""
-    location = next(line for line in site.read_text(errors="replace").splitlines() if line.startswith("LOCATION,"))
+    and elevation, so that only the weather differs. With the other city's own location, sunset comes
+    35 min apart and the daylighting switches the lights at different times (measured, docs/live.md).
+    Air pressure is not a Weather Data actuator, so the twin keeps its file's; the source's pressures
+    (Las Vegas, 648 m: 94 kPa) at the site's elevation (Chicago, 201 m: 99 kPa) would leave the live
+    building 5.5 % thinner air than any building at that site has (fans move 5.5 % less mass, and on
+    low-load days the unit cycling drifts a step out of phase: docs/live.md). Each hour's pressure is
+    scaled by the standard-atmosphere ratio of the two elevations, which keeps the source's weather-driven
+    variation (hour to hour, front to front)."""
+    site_location = next(line for line in site.read_text(errors="replace").splitlines() if line.startswith("LOCATION,"))
     lines = source.read_text(errors="replace").splitlines(keepends=True)
-    out.write_text("".join(location + "\n" if line.startswith("LOCATION,") else line for line in lines))
+    source_location = next(line for line in lines if line.startswith("LOCATION,"))
+    ratio = (standard_pressure_pa(float(site_location.split(",")[9]))
+             / standard_pressure_pa(float(source_location.split(",")[9])))
+    out.write_text("".join(site_location + "\n" if line.startswith("LOCATION,")
+                           else _pressure_scaled(line, ratio) for line in lines))
     return out
+
+
+def _pressure_scaled(line: str, ratio: float) -> str:
+    """An EPW data record with its atmospheric station pressure (field 10, Pa) times ``ratio``; header
+    lines unchanged."""
+    fields = line.split(",")
+    if not line[:1].isdigit() or len(fields) < 10:
+        return line
+    fields[9] = f"{float(fields[9]) * ratio:.0f}"
+    return ",".join(fields)
 
 
 def building_entry(name: str, model: Path | str, weather: str, live: str = "") -> str:
@@ -150,7 +177,10 @@ async def _until_mirrored(live_reader: Client, twin_reader: Client, live_nodes: 
         await asyncio.sleep(0.005)
 
 
-def onset_of(period: RunPeriod, fault_day: int) -> tuple[dt.date, dt.datetime]:
-    """(first faulted day, onset): 23:00 standard time the evening before (schedules follow daylight saving)."""
+def onset_of(period: RunPeriod, fault_day: int, model: Path | None = None) -> tuple[dt.date, dt.datetime]:
+    """(first faulted day, onset in simulation (standard) time): the building clock's midnight starting that
+    day, under ``model``'s daylight saving rule (the reference Small Office when None): 23:00 the evening
+    before in summer, 00:00 in winter."""
     day = period.start + dt.timedelta(days=fault_day - 1)
-    return day, dt.datetime.combine(day, dt.time()) - dt.timedelta(hours=1)
+    saving = period_in(daylight_saving_rule(model or reference_model("small_office")), day.year)
+    return day, simulation_time(dt.datetime.combine(day, dt.time()), saving)

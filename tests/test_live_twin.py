@@ -9,6 +9,8 @@ spin-up day; Guideline 14 from the historians."""
 import asyncio
 import datetime as dt
 
+import pytest
+
 from bench.bench_live_twin import energy_kwh, g14, over_opcua, scored
 from bench.bench_tracking import FAULT_FREE, START, fault_edits, period_end
 from bridge.config import RunPeriod, reference_model, reference_weather
@@ -45,3 +47,20 @@ def test_mirrored_twin_follows_the_live_building_and_catches_its_fault(tmp_path)
     assert (first.time - onset) / STEP <= 60, first
     assert any(a.severity == "alert" for a in raised["control"]), "the unmirrored twin is alerted on"
     assert timing["stale_alarms"] == 0
+
+
+def test_relocated_weather_takes_the_site_location_and_its_elevation_pressure(tmp_path):
+    """The live building at the twin's site breathes air at the site's elevation: Las Vegas's station
+    pressures (648 m) scaled by the standard-atmosphere ratio to Chicago's 201 m (+5.5 %), the rest of
+    each record unchanged; and a fault's onset is the building clock's midnight (daylight saving)."""
+    source = reference_weather(LIVE_WEATHER.removeprefix("ref:"))
+    out = relocated_weather(source, reference_weather(TWIN_WEATHER.removeprefix("ref:")), tmp_path / "live.epw")
+    before, after = source.read_text(errors="replace").splitlines(), out.read_text().splitlines()
+    assert after[0].startswith("LOCATION,Chicago") and after[1:8] == before[1:8] and len(after) == len(before)
+    for old, new in zip(before[8::500], after[8::500]):
+        old_fields, new_fields = old.split(","), new.split(",")
+        assert float(new_fields[9]) / float(old_fields[9]) == pytest.approx(1.0550, abs=2e-4)
+        assert new_fields[:9] + new_fields[10:] == old_fields[:9] + old_fields[10:]
+    summer = RunPeriod(dt.date(2025, 7, 22), dt.date(2025, 7, 31), 6)
+    winter = RunPeriod(dt.date(2025, 1, 15), dt.date(2025, 1, 31), 6)
+    assert onset_of(summer, 3)[1] == dt.datetime(2025, 7, 23, 23) and onset_of(winter, 3)[1] == dt.datetime(2025, 1, 17)

@@ -104,3 +104,21 @@ def test_track_commands_report_bad_input_in_one_line_and_create_nothing(tmp_path
         error = capsys.readouterr().err
         assert error.startswith("twinbridge: error: ") and message in error and error.count("\n") == 1, error
     assert not (tmp_path / "no").exists()
+
+
+def test_alternating_deviations_of_a_unit_cycling_out_of_phase_are_not_sustained():
+    """A compressor running a step earlier or later than the twin's: +11 %, -9 %, +13 % (measured on a
+    weekend night, docs/tracking.md) is no sustained deviation; three on the same side are."""
+    classifier = SustainedClassifier(Thresholds())
+    assert [classifier.update(d) for d in [11, -9, 13, -12, 11, -10]] == [None] * 6
+    assert [classifier.update(d) for d in np.array([11.0, 12.0, 13.0])] == [None, None, Severity.ALERT]  # numpy too
+
+
+def test_an_hourly_warning_needs_two_hours_on_one_side_an_hourly_alert_one():
+    tracker = DeviationTracker("P")
+    hours = [105.5, 96.0, 105.5, 96.0, 106.0, 106.0, 100.0, 112.0]  # aliasing, then a warning, then an alert
+    alerts = [a for h, value in enumerate(hours) for i in range(6)
+              for a in tracker.update(START + (6 * h + i + 1) * STEP, 100.0, value)]
+    alerts += tracker.flush()
+    hourly = [(a.time, a.severity) for a in alerts if a.granularity == "hourly" and a.raised]
+    assert hourly == [(START + dt.timedelta(hours=5), "warning"), (START + dt.timedelta(hours=7), "alert")]

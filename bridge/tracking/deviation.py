@@ -14,6 +14,13 @@ alert. The sustained rule: a warning is raised only after ``warning_steps`` cons
 or above the warning threshold, an alert after ``alert_steps`` consecutive periods at or above the
 alert threshold, and a raised state clears only after ``clear_steps`` consecutive periods below the
 warning threshold (hysteresis, so a noisy signal near a threshold does not chatter).
+"Consecutive" means over the threshold *on the same side*: a run ends when the deviation changes sign.
+A load that cycles on and off (a packaged unit's compressor under its thermostat) and runs a step
+earlier or later than the twin's gives deviations of alternating sign (+11 %, -9 %, +13 %) whose energy
+cancels; they are a phase the twin cannot predict, not a sustained deviation (docs/tracking.md).
+For the same reason an hourly *warning* needs two hours on the same side: a cycle of 1-2 hours moves
+energy between neighbouring hours (+5 %, -4 %, +5 %, ...); an hourly *alert* (>= 10 %) still needs
+one hour.
 Alerts are emitted on changes of state only: raised warning, raised alert, cleared.
 """
 
@@ -60,10 +67,11 @@ class Thresholds:
         return Severity.WARNING if size >= self.warning_pct else Severity.OK
 
 
-#: Coarser periods are already averages: one period over a threshold is enough by default.
+#: Coarser periods are already averages: one period over a threshold is enough by default, except an
+#: hourly warning (two hours on the same side: a 1-2 hour on/off cycle alternates between hours).
 DEFAULT_THRESHOLDS = {
     "step": Thresholds(),
-    "hourly": Thresholds(warning_steps=1, alert_steps=1, clear_steps=1),
+    "hourly": Thresholds(warning_steps=2, alert_steps=1, clear_steps=1),
     "daily": Thresholds(warning_steps=1, alert_steps=1, clear_steps=1),
     "monthly": Thresholds(warning_steps=1, alert_steps=1, clear_steps=1),
 }
@@ -99,10 +107,15 @@ class SustainedClassifier:
     _warn_run: int = 0
     _alert_run: int = 0
     _ok_run: int = 0
+    _side: int = 0  # sign of the current runs' deviations
 
     def update(self, deviation: float) -> Severity | None:
         """Feed one period's deviation (%); return the new state when it changed, else None."""
         level = self.thresholds.level(deviation)
+        side = 0 if deviation == 0 else (1 if deviation > 0 else -1)
+        if side != self._side:  # a change of sign starts new runs
+            self._warn_run = self._alert_run = 0
+            self._side = side
         self._warn_run = self._warn_run + 1 if level >= Severity.WARNING else 0
         self._alert_run = self._alert_run + 1 if level >= Severity.ALERT else 0
         self._ok_run = self._ok_run + 1 if level == Severity.OK else 0
