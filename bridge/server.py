@@ -30,8 +30,8 @@ import asyncua
 from asyncua import Server, ua
 
 from bridge.config import cache_dir
-from bridge.opcua_adapter import AsyncuaInternals
-from bridge.opcua_history import GOOD, HistorianStorage, tag_value, utc
+from bridge.opcua_adapter import AsyncuaInternals, ValueBlock
+from bridge.opcua_history import HistorianStorage, quality, tag_value, utc
 from bridge.protocol import CONTROL, EXCHANGE, INPUTS, KPIS, METHODS, NAMESPACE, OUTPUTS, TOTAL_POWER, Status, node_path
 from bridge.security.server import secure_server
 from bridge.security.settings import ServerSecurity
@@ -39,6 +39,8 @@ from bridge.tagmap import TagMap
 from bridge.writeguard import InputRefused, WriteGuard
 
 log = logging.getLogger(__name__)
+
+_ABSENT = object()  # an output tag a step does not set
 
 UNECE = "http://www.opcfoundation.org/UA/units/un/cefact"
 # UNECE Recommendation 20 common codes of the units the tag maps use.
@@ -90,6 +92,7 @@ class TagServer:
         self._kpi_folders: set[ua.NodeId] = set()
         self._kpi_nodes: set[ua.NodeId] = set()
         self._ranges: dict[ua.NodeId, tuple[float, float]] = {}  # EURange of each analog tag
+        self._blocks: dict[str, tuple[ValueBlock, list[str], list[tuple[float, float]]]] = {}  # ``_output_block``
 
     async def init(self) -> None:
         """Prepare the address space; nothing is served until ``listen``."""
@@ -315,16 +318,36 @@ class TagServer:
 
     async def publish_outputs(self, building: str, outputs: Mapping[str, float], time: dt.datetime) -> dict[str, str]:
         """Put ``outputs`` (tag -> value) on the building's output tags, each with its ``quality``; return the
-        tags whose value is not Good, with the name of their status."""
-        now, source = dt.datetime.now(dt.timezone.utc), utc(time)
+        tags whose value is not Good, with the name of their status.
+
+        One ``ValueBlock`` per building: the values are kept as one row, and a tag's DataValue is made
+        only when it is read or monitored (the same DataValue either way, with the publishing time as its
+        ServerTimestamp)."""
+        block = self._blocks.get(building)
+        if block is None:
+            block = self._blocks[building] = self._output_block(building)
+        block_values, tags, ranges = block
+        values = [outputs.get(tag, _ABSENT) for tag in tags]
+        indices = [i for i, v in enumerate(values) if v is not _ABSENT] if _ABSENT in values else range(len(tags))
         flagged = {}
-        for tag, node_id in self.outputs[building].items():
-            if tag in outputs:
-                data = tag_value(outputs[tag], self._ranges[node_id], source, now)
-                await self.internals.set_value(node_id, data)
-                if data.StatusCode is not GOOD:
-                    flagged[tag] = data.StatusCode.name
+        for i in indices:
+            value, (low, high) = values[i], ranges[i]
+            if value is None or not low <= value <= high:  # NaN too
+                flagged[tags[i]] = quality(value, ranges[i]).name
+        await block_values.publish((values, utc(time), dt.datetime.now(dt.timezone.utc)), indices)
         return flagged
+
+    def _output_block(self, building: str) -> tuple[ValueBlock, list[str], list[tuple[float, float]]]:
+        """The ValueBlock of ``building``'s output tags, their names and EURanges (in the same order)."""
+        tags = list(self.outputs[building])
+        node_ids = [self.outputs[building][tag] for tag in tags]
+        ranges = [self._ranges[node_id] for node_id in node_ids]
+
+        def make(index: int, row: tuple[list[float], dt.datetime, dt.datetime]) -> ua.DataValue:
+            values, source, now = row
+            return tag_value(values[index], ranges[index], source, now)
+
+        return self.internals.value_block(node_ids, make), tags, ranges
 
     def read_inputs(self, building: str) -> dict[str, float]:
         """The values the input tags of ``building`` hold (``WriteGuard.read_inputs``: never a null)."""
@@ -346,8 +369,7 @@ class TagServer:
         for name, value in values.items():
             data = ua.DataValue(ua.Variant(utc(value) if name == "SimTime" else value, variants[name]),
                                 SourceTimestamp=now, ServerTimestamp=now)
-            for key in keys:
-                await self.internals.set_value(self.controls[key].ids[name], data)
+            await self.internals.set_values([self.controls[key].ids[name] for key in keys], data)
 
     async def publish_kpis(self, building: str | None, kpis: Mapping[str, object]) -> None:
         """Numeric KPIs as read-only Double tags under ``<Campus>[.<Building>].KPIs`` (created on first use)."""
