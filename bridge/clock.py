@@ -48,6 +48,29 @@ async def _outcome(awaitable: Awaitable):
         return exc
 
 
+async def _outcomes(awaitables: list[Awaitable]) -> list:
+    """The result of each awaitable, or the exception it raised (a cancelled one's CancelledError too), as
+    ``gather(return_exceptions=True)`` without its callback per awaitable: futures already under way are
+    awaited as they are. Cancelled itself, it cancels them all."""
+    futures = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    results = []
+    try:
+        for future in futures:
+            try:
+                results.append(await future)
+            except Exception as exc:
+                results.append(exc)
+            except asyncio.CancelledError as exc:
+                if asyncio.current_task().cancelling():
+                    raise
+                results.append(exc)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return results
+
+
 async def _raise(exc: Exception):
     """An awaitable that raises ``exc``: a step that failed before it began."""
     raise exc
@@ -174,7 +197,7 @@ class CampusClock:
             if len(pending) == 1:  # awaited inline: outputs already received cost no event-loop turn
                 results = [await _outcome(pending[0][1])]
             else:
-                results = await asyncio.gather(*(outputs for _, outputs, _ in pending), return_exceptions=True)
+                results = await _outcomes([outputs for _, outputs, _ in pending])
         finally:
             if alarm is not None:
                 alarm.cancel()
@@ -237,13 +260,18 @@ class CampusClock:
         fresh = [b for b in self.buildings if b.running and b.sample_step == step]
         if not fresh:
             return
-        rows, total_kw = [], 0.0
+        rows, total_kw, sim_time_s = [], 0.0, None
         for building in fresh:
             sample = building.sample
-            sim_time, recorded_time, local = self._times(sample.sim_time_s)
-            self._report_quality(building.name, step, sample.outputs,
-                                 await self.server.publish_outputs(building.name, sample.outputs, sim_time))
-            total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
+            if sample.sim_time_s != sim_time_s:  # one step, one simulated time: made once
+                sim_time_s = sample.sim_time_s
+                sim_time, recorded_time, local = self._times(sim_time_s)
+            flagged = await self.server.publish_outputs(building.name, sample.outputs, sim_time)
+            if flagged:
+                self._report_quality(building.name, step, sample.outputs, flagged)
+            for tag in building.power_tags:
+                if tag in sample.outputs:
+                    total_kw += sample.outputs[tag]
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, recorded_time,
                              {**building.applied, **sample.outputs}))
