@@ -73,10 +73,18 @@ class Historian:
         If any row fails, none is kept and the historian takes the next step as before."""
         self._db.execute("BEGIN")
         try:
+            recorded, iso = None, ""
             for building, step, sim_time_s, time, values in rows:
-                columns = self._columns[building]
-                self._db.execute(self._insert[building],
-                                 (step, sim_time_s, time.isoformat(), *(_stored(values.get(c)) for c in columns)))
+                if time is not recorded:  # the rows of a step share their time
+                    recorded, iso = time, time.isoformat()
+                stored = [values.get(c) for c in self._columns[building]]
+                try:
+                    finite = math.isfinite(sum(stored))
+                except TypeError:  # a None
+                    finite = False
+                if not finite:
+                    stored = [_stored(value) for value in stored]
+                self._db.execute(self._insert[building], (step, sim_time_s, iso, *stored))
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
