@@ -104,7 +104,7 @@ class AsyncuaInternals:
     async def set_value(self, node_id: ua.NodeId, data: ua.DataValue) -> None:
         """Store ``data`` in the node's Value attribute and call its data-change callbacks (subscriptions)."""
         slot = self._slot(node_id)
-        slot.value = data
+        slot.value, slot.value_callback = data, None  # as asyncua's write: a value served by callback no longer is
         if slot.datachange_callbacks:
             await _changed(node_id, slot, data)
 
@@ -118,7 +118,7 @@ class AsyncuaInternals:
         """``set_value`` of the same ``data`` to every node of ``node_ids``; callbacks only where a node has any."""
         for node_id in node_ids:
             slot = self._slot(node_id)
-            slot.value = data
+            slot.value, slot.value_callback = data, None
             if slot.datachange_callbacks:
                 await _changed(node_id, slot, data)
 
