@@ -25,7 +25,7 @@ from asyncua import ua
 from asyncua.crypto.permission_rules import UserRole
 
 from bridge.errors import TwinbridgeError
-from bridge.opcua_adapter import Forward, ValueReader
+from bridge.opcua_adapter import Forward, ValueSlots
 from bridge.ratelimit import ThrottledLog
 from bridge.security.server import may_write
 from bridge.tagmap import InputOrder, InputTag, follows_weather_file
@@ -55,7 +55,7 @@ class NodeReader(Protocol):
 
     def read_attribute(self, node_id: ua.NodeId, attribute: int = ua.AttributeIds.Value) -> ua.DataValue: ...
 
-    def value_reader(self, node_ids: Sequence[ua.NodeId]) -> ValueReader: ...
+    def value_slots(self, node_ids: Sequence[ua.NodeId]) -> ValueSlots: ...
 
 
 def is_number(value) -> bool:
@@ -75,7 +75,7 @@ class WriteGuard:
         self._orders: dict[str, tuple[InputOrder, ...]] = {}
         self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
         # building -> the reader of its input nodes, and the DataValues and numbers of its last read (all numbers)
-        self._read: dict[str, tuple[ValueReader, list[ua.DataValue] | None, dict[str, float]]] = {}
+        self._read: dict[str, tuple[ValueSlots, list[ua.DataValue] | None, dict[str, float]]] = {}
 
     def add_building(self, building: str, inputs: dict[str, tuple[ua.NodeId, InputTag]], orders: tuple[InputOrder, ...],
                      input_ready: ua.NodeId, on_input_ready: Callable[[], None]) -> None:
@@ -150,7 +150,7 @@ class WriteGuard:
         """The values the input tags of ``building`` hold. A tag holding no finite number (the guard lets
         none through; this is its second line) gives the last number read from it, and an error. When the
         nodes hold the very DataValues of the last read (nothing was written since), its numbers again."""
-        reader, last, numbers = self._read.get(building) or (self.nodes.value_reader(list(self.inputs[building].values())),
+        reader, last, numbers = self._read.get(building) or (self.nodes.value_slots(list(self.inputs[building].values())),
                                                              None, {})
         data = reader.read()
         if last is not None and all(map(operator.is_, data, last)):
