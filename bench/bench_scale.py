@@ -33,6 +33,7 @@ import asyncio
 import dataclasses
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -266,8 +267,10 @@ def main() -> None:
     if args.child:
         print(json.dumps(child_run(int(args.child[0]), args.child[1], args.days)))
         return
+    load = os.getloadavg()[0]
     figures = measure(args.counts, args.local_only, args.replayed, args.before, args.days)
     write_results("scale", figures, notes=(
+        f"Load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. "
         f"Small offices, {args.days} July day(s) in fast mode ({args.days * 144} steps), on a 2-core machine "
         "shared with other jobs: local and Ray executors compete with EnergyPlus for the same 2 cores. Ray: a "
         "local single-node Ray started per run, buildings of 0.1 logical CPU each, all in the one node's actor "
