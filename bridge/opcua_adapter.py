@@ -179,7 +179,7 @@ class ValueBlock:
         for slot, read in zip(slots, self._read_callbacks):
             slot.value_callback, slot.value = read, None
 
-    def _read(self, index: int, node_id: ua.NodeId = None, attribute: int = None) -> ua.DataValue:
+    def _read(self, index: int, node_id: ua.NodeId | None = None, attribute: int | None = None) -> ua.DataValue:
         row = self._rows[index]
         if row is None:
             return self._kept[index]

@@ -211,7 +211,7 @@ def test_fast_mode_writes_the_historian_every_fast_write_s_without_losing_or_rep
     """Fast mode records several steps per write (one commit, one executemany per building): nothing
     before FAST_WRITE_S has passed, then every step published so far; a write the historian refuses keeps
     its rows for the next; closing writes the rest. Each step of each building ends up recorded once."""
-    import bridge.runrecord as runrecord
+    from bridge import runrecord
     from bridge.building import BuildingState
 
     config = load_config(SIMS / "test_campus.toml")

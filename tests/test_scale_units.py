@@ -170,7 +170,7 @@ def test_outputs_read_or_monitored_by_a_client_are_those_each_step_published():
                             continue
                         assert data.StatusCode == expected[tag] and data.SourceTimestamp == utc(time)
                         assert data.Value.Value == (None if math.isnan(outputs[tag]) else outputs[tag])
-                    await wait_until(lambda: reported_count(step + 1), 10)
+                    await wait_until(lambda count=step + 1: reported_count(count), 10)
                     assert reported[-1].SourceTimestamp == utc(time) and reported[-1].StatusCode == expected[tags[0]]
                 await server.write_value(nodes[1].nodeid, 42.0, ua.VariantType.Double)
                 assert (await nodes[1].read_value()) == 42.0
