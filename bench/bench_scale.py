@@ -3,19 +3,27 @@
   throughput   1, 4 and 16 DOE Small Offices in fast mode, local executor and Ray (a local Ray started
                for the run, actors declaring 0.1 CPU so that 16 fit the 2 logical CPUs): building-steps
                per second of the campus clock, and the head's CPU per building-step (time.process_time
-               of this process, which runs the clock, the OPC UA server and the historian; the engines
+               of the process that runs the clock, the OPC UA server and the historian; the engines
                are child processes or Ray workers). Both count only the stepping (from the first
-               step to the end of the run), so engine start-up (sizing) is left out.
+               step to the last one published), so engine start-up (sizing) and the KPIs computed
+               at the end of the run are left out. Each run is a
+               process of its own; with ``--before REV`` the same run is also made with the ``bridge``
+               package of git revision REV, interleaved, so that both see the same machine load.
+  phases       where the head's CPU goes, per building-step (``time.thread_time`` of the event loop's
+               thread): the inputs read and handed to the engines (``CampusClock._launch``), the
+               outputs published to the tags (``CampusClock._publish``), the historian rows written
+               (``RunRecord.write``), the rest of the event loop (answers received, futures, the
+               clock's bookkeeping), and the other threads of the process (Ray's).
   memory       resident memory (VmRSS) of one EnergyPlus process, Small and Large Office, after 10
                steps; and of one Ray actor's worker process (the Python process holding the engine).
   recovery     a Small Office actor killed after N steps: time until the step in flight is answered
                (a new actor, an EnergyPlus start, N replayed steps).
 
-The campus runs in this process with the real TagServer on a loopback port, as ``twinbridge run``
-would. 64 buildings are not run on this machine: 64 EnergyPlus processes take ~16 GB of the 23 GB
-that several jobs share here, and sizing 64 models on 2 cores takes minutes per executor.
+The campus runs with the real TagServer on a loopback port, as ``twinbridge run`` would. ``--local-only``
+counts (e.g. 32 or 64) run on the local executor only (each EnergyPlus process holds ~250 MB).
 
-    python bench/bench_scale.py        # ~6 min; writes bench/results/scale.json
+    python bench/bench_scale.py                      # ~10 min; writes bench/results/scale.json
+    python bench/bench_scale.py --before fba6821     # and the same runs with that revision's bridge
 """
 
 from __future__ import annotations
@@ -23,13 +31,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import importlib
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# --root DIR (a child run of --before): the bridge package measured is the one in DIR
+ROOT = Path(sys.argv[sys.argv.index("--root") + 1]) if "--root" in sys.argv else REPO
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(ROOT))
 
 from bench.results_io import figure, write_results  # noqa: E402
 from bridge.campus import Campus, make_engine  # noqa: E402
@@ -52,8 +67,50 @@ def with_executor(config, kind: str):
     return dataclasses.replace(config, executor=ExecutorConfig(kind=kind, num_cpus=0.1, memory_mb=0))
 
 
-async def run_campus(config) -> tuple[float, float, int]:
-    """(wall s, head CPU s, building-steps) of the stepping of one fast run."""
+# phase -> (module, class, method) of the head whose thread CPU time is added up
+PHASES = {"launch": ("bridge.clock", "CampusClock", "_launch"), "publish": ("bridge.clock", "CampusClock", "_publish"),
+          "historian": ("bridge.runrecord", "RunRecord", "write")}
+
+
+def timed_phases() -> dict[str, float]:
+    """Wrap the methods of PHASES so that each adds its thread CPU time (s) to the dict returned, and
+    ``CampusClock.run`` so that the stepping's end is noted (as "ended": perf_counter, process_time and
+    thread_time): the run's conclusion (KPIs computed in a thread) is no per-step cost."""
+    spent = dict.fromkeys(PHASES, 0.0)
+    clock = importlib.import_module("bridge.clock").CampusClock
+    stepping = clock.run
+
+    async def run(*args, **kwargs):
+        try:
+            return await stepping(*args, **kwargs)
+        finally:
+            spent["ended"] = (time.perf_counter(), time.process_time(), time.thread_time())
+
+    clock.run = run
+    for phase, (module, cls, name) in PHASES.items():
+        owner = getattr(importlib.import_module(module), cls)
+        original = getattr(owner, name)
+        if asyncio.iscoroutinefunction(original):
+            async def timed(*args, _original=original, _phase=phase, **kwargs):
+                began = time.thread_time()
+                try:
+                    return await _original(*args, **kwargs)
+                finally:
+                    spent[_phase] += time.thread_time() - began
+        else:
+            def timed(*args, _original=original, _phase=phase, **kwargs):
+                began = time.thread_time()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    spent[_phase] += time.thread_time() - began
+        setattr(owner, name, timed)
+    return spent
+
+
+async def run_campus(config, phases: dict[str, float] | None = None) -> tuple[float, float, int]:
+    """(wall s, head CPU s, building-steps) of the stepping of one fast run; ``phases`` (``timed_phases``)
+    zeroed when the stepping begins, and the event loop thread's CPU added as "thread"."""
     campus = Campus(config)
     server = TagServer(f"opc.tcp://127.0.0.1:{free_port()}", config.name, config.period.time_of(0))
     await server.init()
@@ -65,8 +122,14 @@ async def run_campus(config) -> tuple[float, float, int]:
         while campus.step < 1 and not campus.done.is_set():
             await asyncio.sleep(0.001)
         wall, cpu, first = time.perf_counter(), time.process_time(), campus.step
+        thread = time.thread_time()
+        for phase in PHASES if phases is not None else ():
+            phases[phase] = 0.0
         await asyncio.wait_for(campus.done.wait(), 1800)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        ended = (phases or {}).pop("ended", (time.perf_counter(), time.process_time(), time.thread_time()))
+        wall, cpu = ended[0] - wall, ended[1] - cpu
+        if phases is not None:
+            phases["thread"] = ended[2] - thread
         assert all(b.status == "Finished" for b in campus.buildings), [b.status for b in campus.buildings]
         return wall, cpu, (campus.step - first) * len(config.buildings)
     finally:
@@ -116,40 +179,104 @@ async def actor_rss_and_recovery(folder: Path, replayed: list[int]) -> tuple[flo
     return actor_mb, seconds
 
 
-async def measure(counts: list[int], replayed: list[int]) -> dict:
+def child_run(count: int, kind: str, days: int) -> dict:
+    """One throughput run (this process): wall s, head CPU s, building-steps and the phases' CPU s."""
+    phases = timed_phases()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = with_executor(load_config(campus_file(Path(tmp), count, days=days)), kind)
+        wall, cpu, steps = asyncio.run(run_campus(config, phases))
+    return {"wall_s": wall, "cpu_s": cpu, "steps": steps, "phases": phases}
+
+
+def throughput(count: int, kind: str, days: int, root: Path | None = None) -> dict:
+    """``child_run`` in a process of its own, with the bridge package of ``root`` (default: this one)."""
+    command = [sys.executable, __file__, "--child", str(count), kind, "--days", str(days)]
+    if root is not None:
+        command += ["--root", str(root)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, cwd=REPO)
+    if done.returncode:
+        raise RuntimeError(f"{count} x {kind} ({root or 'this tree'}) failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def revision_tree(rev: str, folder: Path) -> Path:
+    """The files of git revision ``rev`` of this repository, exported into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def throughput_figures(prefix: str, run: dict) -> dict:
+    """Figures of one ``throughput`` run: building-steps/s, head CPU and each phase per building-step."""
+    steps, ms = run["steps"], lambda s: s / run["steps"] * 1e3
+    phases = run["phases"]
+    figures = {f"{prefix}_building_steps_per_s": figure(steps / run["wall_s"], "building-steps/s"),
+               f"{prefix}_head_cpu_ms_per_building_step": figure(ms(run["cpu_s"]), "ms", "<= 0.03 (issue 15)")}
+    for phase in PHASES:
+        figures[f"{prefix}_{phase}_ms_per_building_step"] = figure(ms(phases[phase]), "ms")
+    figures[f"{prefix}_event_loop_rest_ms_per_building_step"] = figure(
+        ms(phases["thread"] - sum(phases[p] for p in PHASES)), "ms")
+    figures[f"{prefix}_other_threads_ms_per_building_step"] = figure(ms(run["cpu_s"] - phases["thread"]), "ms")
+    return figures
+
+
+def measure(counts: list[int], local_only: list[int], replayed: list[int], before: str | None, days: int) -> dict:
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for count in counts:
-            base = load_config(campus_file(folder, count))
-            for kind in ("local", "ray"):
-                wall, cpu, steps = await run_campus(with_executor(base, kind))
-                print(f"{count:3d} x small office, {kind:5s}: {steps / wall:7.0f} building-steps/s, "
-                      f"head {cpu / steps * 1e3:.4f} ms CPU per building-step", flush=True)
-                figures[f"{kind}_{count}_building_steps_per_s"] = figure(steps / wall, "building-steps/s")
-                figures[f"{kind}_{count}_head_cpu_ms_per_building_step"] = figure(
-                    cpu / steps * 1e3, "ms", "<= 0.03 (issue 15)")
-        for model in ("small_office", "large_office"):
-            figures[f"energyplus_rss_{model}_mb"] = figure(await engine_rss_mb(folder, model), "MB")
-        actor_mb, seconds = await actor_rss_and_recovery(folder, replayed)
-        figures["ray_actor_worker_rss_mb"] = figure(actor_mb, "MB")
-        for steps, value in seconds.items():
-            figures[f"recovery_after_{steps}_steps_s"] = figure(value, "s")
+        old = revision_tree(before, folder / "before") if before else None
+        for count in counts + local_only:
+            for kind in ("local",) if count in local_only else ("local", "ray"):
+                for label, root in ([("before", old)] if old else []) + [("", None)]:
+                    run = throughput(count, kind, days, root)
+                    prefix = f"{kind}_{count}" + (f"_{label}" if label else "")
+                    print(f"{count:3d} x small office, {kind:5s} {label or 'now':6s}: "
+                          f"{run['steps'] / run['wall_s']:7.0f} building-steps/s, head "
+                          f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step; phases (ms): "
+                          + ", ".join(f"{p} {v / run['steps'] * 1e3:.4f}" for p, v in run["phases"].items()),
+                          flush=True)
+                    figures.update(throughput_figures(prefix, run))
+        if replayed:
+            figures.update(asyncio.run(memory_and_recovery(folder, replayed)))
+    return figures
+
+
+async def memory_and_recovery(folder: Path, replayed: list[int]) -> dict:
+    figures = {}
+    for model in ("small_office", "large_office"):
+        figures[f"energyplus_rss_{model}_mb"] = figure(await engine_rss_mb(folder, model), "MB")
+    actor_mb, seconds = await actor_rss_and_recovery(folder, replayed)
+    figures["ray_actor_worker_rss_mb"] = figure(actor_mb, "MB")
+    for steps, value in seconds.items():
+        figures[f"recovery_after_{steps}_steps_s"] = figure(value, "s")
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--replayed", type=int, nargs="+", default=[10, 144, 432, 1000])
+    parser.add_argument("--local-only", type=int, nargs="*", default=[], help="counts run on the local executor only")
+    parser.add_argument("--replayed", type=int, nargs="*", default=[10, 144, 432, 1000],
+                        help="recovery after these numbers of steps (none: no memory or recovery figures)")
+    parser.add_argument("--before", help="git revision whose bridge package is measured too, run by run")
+    parser.add_argument("--days", type=int, default=3, help="July days simulated per throughput run")
+    parser.add_argument("--child", nargs=2, metavar=("COUNT", "KIND"), help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    figures = asyncio.run(measure(args.counts, args.replayed))
+    if args.child:
+        print(json.dumps(child_run(int(args.child[0]), args.child[1], args.days)))
+        return
+    load = os.getloadavg()[0]
+    figures = measure(args.counts, args.local_only, args.replayed, args.before, args.days)
     write_results("scale", figures, notes=(
-        "Small offices, 3 July days in fast mode (432 steps), on a 2-core machine shared with other jobs: "
-        "local and Ray executors compete with EnergyPlus for the same 2 cores. Ray: a local single-node Ray "
-        "started per run, buildings of 0.1 logical CPU each, all in the one node's actor (one Ray call per "
-        "step). 64 buildings not run here (memory ~16 GB of 23 GB shared, sizing time). Recovery: kill of a "
-        "Small Office actor after N steps, until the step in flight is answered."))
+        f"Load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. "
+        f"Small offices, {args.days} July day(s) in fast mode ({args.days * 144} steps), on a 2-core machine "
+        "shared with other jobs: local and Ray executors compete with EnergyPlus for the same 2 cores. Ray: a "
+        "local single-node Ray started per run, buildings of 0.1 logical CPU each, all in the one node's actor "
+        "(one Ray call per step). Each throughput run is a process of its own"
+        + (f"; '_before' figures: the same runs with the bridge of revision {args.before}, interleaved" if args.before
+           else "") + ". Recovery: kill of a Small Office actor after N steps, until the step in flight is answered."))
 
 
 if __name__ == "__main__":

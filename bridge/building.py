@@ -34,7 +34,7 @@ class BuildingState:
     launched_step: int = -1  # the step the engine computes (or last computed) from the input tags it was handed
     input_ready: asyncio.Event = field(default_factory=asyncio.Event)
     awaiting_step: int = -1  # lockstep: the step whose controller answer the bridge is waiting for
-    changed: asyncio.Event = field(default_factory=asyncio.Event)  # set (and replaced) by ``notify``
+    _changed: asyncio.Event | None = field(default=None, repr=False)  # ``changed``, once someone asked for it
     # its live mirror's (bridge.live.mirror): puts the live values back on the mirrored inputs after an Exchange
     restore_mirrored: Callable[[], Awaitable[None]] | None = None
 
@@ -79,10 +79,18 @@ class BuildingState:
         self.sample_step = self.published_step = self.exchanged_step = self.launched_step = self.awaiting_step = -1
         self.exchange_caller = None
 
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set (and replaced) by ``notify``; made when first asked for, so a step nobody waits on makes none."""
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
     def notify(self) -> None:
         """Wake everyone waiting for a change of this building (a turn, new outputs, the end of its run)."""
-        self.changed.set()
-        self.changed = asyncio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def until(self, condition: Callable[[], bool], timeout_s: float) -> None:
         """Wait until ``condition()`` holds, checked at each change; TimeoutError after ``timeout_s`` in all."""

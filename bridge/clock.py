@@ -4,7 +4,8 @@ collected, published to the tags and recorded, in the order the clock mode asks 
 - ``lockstep``: each step waits for the controllers (``bridge.handshake``);
 - ``paced``: each step waits for its wall-clock turn (``bridge.pace``);
 - ``fast``: the next step is sent to the engines before the outputs of the last one are published and
-  recorded, so that work overlaps the engines' computation;
+  recorded, so that work overlaps the engines' computation; the historian is written every
+  ``FAST_WRITE_S`` (bridge/runrecord.py) of wall time, several steps at once;
 - ``realtime``: each step is handed to the engines as soon as the last one is published (the inputs the
   tags hold as its simulated interval begins) and its outputs are held until its simulated end is reached
   on the wall clock (``bridge.realtime``; a paced schedule on the epoch clock that always catches up).
@@ -46,6 +47,29 @@ async def _outcome(awaitable: Awaitable):
         return await awaitable
     except Exception as exc:
         return exc
+
+
+async def _outcomes(awaitables: list[Awaitable]) -> list:
+    """The result of each awaitable, or the exception it raised (a cancelled one's CancelledError too), as
+    ``gather(return_exceptions=True)`` without its callback per awaitable: futures already under way are
+    awaited as they are. Cancelled itself, it cancels them all."""
+    futures = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    results = []
+    try:
+        for future in futures:
+            try:
+                results.append(await future)
+            except Exception as exc:
+                results.append(exc)
+            except asyncio.CancelledError as exc:
+                if asyncio.current_task().cancelling():
+                    raise
+                results.append(exc)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return results
 
 
 async def _raise(exc: Exception):
@@ -124,7 +148,7 @@ class CampusClock:
             if fast and published < self.step:
                 await self._publish(self.step)  # overlaps with the engines computing the next step
                 published = self.step
-            self.record.write()  # fast: the last published step, while the engines compute the next one
+            self.record.write(batched=fast)  # fast: the published steps (every FAST_WRITE_S), while the engines compute
             if not await self._collect(pending, self.step + 1):
                 continue  # every engine finished, faulted or was stopped
             self.step += 1
@@ -174,7 +198,7 @@ class CampusClock:
             if len(pending) == 1:  # awaited inline: outputs already received cost no event-loop turn
                 results = [await _outcome(pending[0][1])]
             else:
-                results = await asyncio.gather(*(outputs for _, outputs, _ in pending), return_exceptions=True)
+                results = await _outcomes([outputs for _, outputs, _ in pending])
         finally:
             if alarm is not None:
                 alarm.cancel()
@@ -237,17 +261,26 @@ class CampusClock:
         fresh = [b for b in self.buildings if b.running and b.sample_step == step]
         if not fresh:
             return
-        rows, total_kw = [], 0.0
-        for building in fresh:
+        rows, total_kw, times = [], 0.0, {}
+        for building in fresh:  # grouped by simulated time (one group: the buildings of a step share it)
             sample = building.sample
-            sim_time, recorded_time, local = self._times(sample.sim_time_s)
-            self._report_quality(building.name, step, sample.outputs,
-                                 await self.server.publish_outputs(building.name, sample.outputs, sim_time))
-            total_kw += sum(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
+            if sample.sim_time_s not in times:
+                times[sample.sim_time_s] = (*self._times(sample.sim_time_s), [])
+            sim_time, recorded_time, local, group = times[sample.sim_time_s]
+            group.append((building.name, sample.outputs))
+            for tag in building.power_tags:
+                if tag in sample.outputs:
+                    total_kw += sample.outputs[tag]
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, recorded_time,
                              {**building.applied, **sample.outputs}))
-            building.published, building.published_step = sample, step
+        for sim_time_, _, _, group in times.values():
+            flagged = await self.server.publish_many(group, sim_time_)
+            for name, outputs in group if flagged else ():
+                if name in flagged:
+                    self._report_quality(name, step, outputs, flagged[name])
+        for building in fresh:
+            building.published, building.published_step = building.sample, step
         total = {TOTAL_POWER: total_kw}
         self._report_quality(self.config.name, step, total,
                              await self.server.publish_outputs(self.config.name, total, sim_time))

@@ -5,8 +5,10 @@ one row per step: ``step, sim_time_s, time`` (ISO calendar time) and one REAL co
 that is no finite number, NaN or an infinity published with a Bad status, is stored as NULL); table
 ``meta`` holds the run's metadata and, under ``tagmap:<building>``, each building's tag map name,
 floor area and file (JSON), which tell a twin model which building the rows are of.
-Rows are only appended. Each step is committed in WAL mode with synchronous=NORMAL, which keeps
-every committed step if the bridge process dies (an OS crash may lose the last few).
+Rows are only appended. Each write (a step; in fast mode, the steps of up to
+``bridge.runrecord.FAST_WRITE_S`` of wall time, one ``executemany`` per building) is committed in WAL mode
+with synchronous=NORMAL, which keeps every committed step if the bridge process dies (an OS crash may
+lose the last few).
 ``load_history`` returns a building's rows as a pandas DataFrame indexed by calendar time.
 """
 
@@ -42,7 +44,9 @@ class Historian:
     def __init__(self, path: Path, tagmaps: Mapping[str, TagMap], meta: Mapping[str, str] | None = None):
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # every building's INSERT stays prepared (sqlite3 keeps 128 statements by default)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
+                                   cached_statements=max(128, 2 * len(tagmaps) + 16))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
@@ -69,14 +73,26 @@ class Historian:
                 self._insert[building] = f"INSERT INTO {_quote(building)} ({names}) VALUES ({marks})"
 
     def record(self, rows: Iterable[tuple[str, int, float, dt.datetime, Mapping[str, float]]]) -> None:
-        """Append one step: rows of (building, step, sim_time_s, time, {tag: value}), committed together.
-        If any row fails, none is kept and the historian takes the next step as before."""
+        """Append one or more steps: rows of (building, step, sim_time_s, time, {tag: value}), committed
+        together (one ``executemany`` per building). If any row fails, none is kept and the historian
+        takes the next rows as before."""
+        tables: dict[str, list[tuple]] = {}
+        recorded, iso = None, ""
+        for building, step, sim_time_s, time, values in rows:
+            if time is not recorded:  # the rows of a step share their time
+                recorded, iso = time, time.isoformat()
+            stored = [values.get(c) for c in self._columns[building]]
+            try:
+                finite = math.isfinite(sum(stored))
+            except TypeError:  # a None
+                finite = False
+            if not finite:
+                stored = [_stored(value) for value in stored]
+            tables.setdefault(building, []).append((step, sim_time_s, iso, *stored))
         self._db.execute("BEGIN")
         try:
-            for building, step, sim_time_s, time, values in rows:
-                columns = self._columns[building]
-                self._db.execute(self._insert[building],
-                                 (step, sim_time_s, time.isoformat(), *(_stored(values.get(c)) for c in columns)))
+            for building, table_rows in tables.items():
+                self._db.executemany(self._insert[building], table_rows)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:

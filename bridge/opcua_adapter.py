@@ -13,7 +13,13 @@ tests/test_security.py and tests/test_bridge_units.py, which run through every o
     the guard does for each written item and the campus for each step's inputs;
   - ``set_value``: a node's value slot (``AttributeValue``), set and its ``datachange_callbacks``
     called: ``write_attribute_value`` minus its per-call lookup and type check (~1.5 us against ~5 us
-    per value, ~25 values per step);
+    per value);
+  - ``value_slots``: the value slots of a group of nodes (a building's inputs, a Control tag of every
+    building), read or set together without a lookup per node (``ValueSlots``, ~0.2 us per node);
+  - ``value_block``: the values of a group of nodes (a building's outputs) served from one row per step
+    (``ValueBlock``): each node's DataValue is made only when read or for a node someone monitors, through
+    the slot's ``value_callback``, which asyncua's Read, monitored-item creation and data-change
+    sampling all go through (``read_attribute_value``);
   - ``add_nodes``: nodes added in one call through the internal session (``iserver.isession``), with
     their attributes as given (``Node.add_variable`` cannot set a type definition without
     instantiating it, ~10 ms per tag);
@@ -39,9 +45,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,15 +103,23 @@ class AsyncuaInternals:
 
     async def set_value(self, node_id: ua.NodeId, data: ua.DataValue) -> None:
         """Store ``data`` in the node's Value attribute and call its data-change callbacks (subscriptions)."""
+        slot = self._slot(node_id)
+        slot.value, slot.value_callback = data, None  # as asyncua's write: a value served by callback no longer is
+        if slot.datachange_callbacks:
+            await _changed(node_id, slot, data)
+
+    def _slot(self, node_id: ua.NodeId) -> AttributeValue:
         slot = self._value_slots.get(node_id)
         if slot is None:
             slot = self._value_slots[node_id] = self.server.iserver.aspace[node_id].attributes[ua.AttributeIds.Value]
-        slot.value = data
-        for handle, callback in slot.datachange_callbacks.items():
-            try:
-                await callback(handle, data)
-            except Exception:
-                log.exception("data-change callback of %s failed", node_id)
+        return slot
+
+    def value_slots(self, node_ids: Sequence[ua.NodeId]) -> "ValueSlots":
+        return ValueSlots([self._slot(n) for n in node_ids], list(node_ids), self.read_attribute)
+
+    def value_block(self, node_ids: Sequence[ua.NodeId], make: Callable[[int, object], ua.DataValue]) -> "ValueBlock":
+        """The nodes of ``node_ids`` served by a ``ValueBlock`` whose DataValues ``make`` builds."""
+        return ValueBlock([self._slot(n) for n in node_ids], list(node_ids), make)
 
     async def add_nodes(self, items: list[ua.AddNodesItem]) -> None:
         """Add nodes as the server itself; raise the status of the first one refused."""
@@ -137,6 +152,72 @@ class AsyncuaInternals:
     def certificate(self):
         """The server's certificate (cryptography's x509.Certificate), once loaded; else None."""
         return self.server.iserver.certificate
+
+
+async def _changed(node_id: ua.NodeId, slot: AttributeValue, data: ua.DataValue) -> None:
+    """Call the data-change callbacks of a node's value slot (its subscriptions' monitored items)."""
+    for handle, callback in list(slot.datachange_callbacks.items()):
+        try:
+            await callback(handle, data)
+        except Exception:
+            log.exception("data-change callback of %s failed", node_id)
+
+
+class ValueBlock:
+    """The Value attributes of a fixed group of nodes (one building's outputs), set together once per step
+    from one row (any object ``make`` understands): ``publish`` only notes the row of each node, and builds
+    the DataValue (``make(index, row)``) of the nodes that have data-change callbacks (someone monitors
+    them), which it calls. Any other node's DataValue is built when first read (the slot's
+    ``value_callback``, which asyncua reads through), then kept until the next row: every read and every
+    notification of a step sees the same DataValue, as if it had been stored in the slot."""
+
+    def __init__(self, slots: list[AttributeValue], node_ids: list[ua.NodeId], make: Callable[[int, object], ua.DataValue]):
+        self._slots, self._node_ids, self._make = slots, node_ids, make
+        self._rows: list[object] = [None] * len(slots)  # per node: its row, or the DataValue built from it
+        self._kept = [slot.value for slot in slots]  # what each node held before its first row
+        self._read_callbacks = [functools.partial(self._read, i) for i in range(len(slots))]
+        for slot, read in zip(slots, self._read_callbacks):
+            slot.value_callback, slot.value = read, None
+
+    def _read(self, index: int, node_id: ua.NodeId | None = None, attribute: int | None = None) -> ua.DataValue:
+        row = self._rows[index]
+        if row is None:
+            return self._kept[index]
+        if not isinstance(row, ua.DataValue):
+            row = self._rows[index] = self._make(index, row)
+        return row
+
+    async def publish(self, row: object, indices: Iterable[int]) -> None:
+        """``row`` is the value of the nodes at ``indices``; their data-change callbacks are called."""
+        rows, slots = self._rows, self._slots
+        for i in indices:
+            rows[i] = row
+            slot = slots[i]
+            if slot.value_callback is not self._read_callbacks[i]:  # written since (asyncua then drops the callback)
+                slot.value_callback, slot.value = self._read_callbacks[i], None
+            if slot.datachange_callbacks:
+                await _changed(self._node_ids[i], slot, self._read(i))
+
+
+class ValueSlots:
+    """The Value attributes of a fixed group of nodes (one building's inputs, one Control tag of every
+    building), read or set without a lookup per node."""
+
+    def __init__(self, slots: list[AttributeValue], node_ids: list[ua.NodeId],
+                 read_attribute: Callable[[ua.NodeId], ua.DataValue]):
+        self._slots, self._node_ids, self._read_attribute = slots, node_ids, read_attribute
+
+    def read(self) -> list[ua.DataValue]:
+        """The current DataValue of each node, in order (through asyncua's read when a slot serves it by callback)."""
+        return [slot.value if slot.value_callback is None else self._read_attribute(node_id)
+                for slot, node_id in zip(self._slots, self._node_ids)]
+
+    async def set(self, data: ua.DataValue) -> None:
+        """``data`` in every node, as ``AsyncuaInternals.set_value`` sets one."""
+        for slot, node_id in zip(self._slots, self._node_ids):
+            slot.value, slot.value_callback = data, None
+            if slot.datachange_callbacks:
+                await _changed(node_id, slot, data)
 
 
 def write_shelf(aspace: AddressSpace, shelf: Path) -> None:

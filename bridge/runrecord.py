@@ -14,6 +14,7 @@ import datetime as dt
 import importlib
 import logging
 import re
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 Row = tuple[str, int, float, dt.datetime, dict[str, float]]  # (building, step, sim time s, sim time, tag values)
 SEGMENT_FORMATS = {"daily": "%Y-%m-%d", "monthly": "%Y-%m"}
+FAST_WRITE_S = 0.2  # fast mode: the historian is written at most this often (s of wall time), several steps at once
 ROTATED = re.compile(r"^historian-(\d{4}-\d{2}(?:-\d{2})?)\.sqlite$")
 
 
@@ -61,6 +63,7 @@ class RunRecord:
         self._unrecorded: list[Row] = []  # historian rows of the last published step
         self._opening: tuple[dict, dict] = ({}, {})  # the historian's tag maps and metadata, for a rotated file
         self._segment: str | None = None  # rotation: the day or month the historian being written holds
+        self._written_at = 0.0  # monotonic time of the last write
         self._kpi_module: asyncio.Future | None = None
 
     def import_kpi(self) -> None:
@@ -102,11 +105,17 @@ class RunRecord:
                 (self.path.parent / name).unlink(missing_ok=True)
                 log.info("historian: %s deleted (older than %g days)", name, self.config.historian_keep_days)
 
-    def write(self) -> None:
+    def write(self, batched: bool = False) -> None:
         """Append the published but unrecorded steps to the historian (a crash loses at most these). A
-        failed write (a full disk) is logged and its rows kept for the next write; the run goes on."""
+        failed write (a full disk) is logged and its rows kept for the next write; the run goes on.
+        ``batched`` (fast mode): only once FAST_WRITE_S of wall time passed since the last write, so that
+        a write holds several steps (one commit, one ``executemany`` per building)."""
         if self.historian is None or not self._unrecorded:
             return
+        now = time.monotonic()
+        if batched and now - self._written_at < FAST_WRITE_S:
+            return
+        self._written_at = now
         try:
             self.historian.record(self._unrecorded)
         except Exception:

@@ -22,16 +22,17 @@ import asyncio
 import datetime as dt
 import functools
 import logging
+import operator
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import asyncua
 from asyncua import Server, ua
 
 from bridge.config import cache_dir
-from bridge.opcua_adapter import AsyncuaInternals
-from bridge.opcua_history import GOOD, HistorianStorage, tag_value, utc
+from bridge.opcua_adapter import AsyncuaInternals, ValueBlock, ValueSlots
+from bridge.opcua_history import GOOD, HistorianStorage, quality, tag_value, utc
 from bridge.protocol import CONTROL, EXCHANGE, INPUTS, KPIS, METHODS, NAMESPACE, OUTPUTS, TOTAL_POWER, Status, node_path
 from bridge.security.server import secure_server
 from bridge.security.settings import ServerSecurity
@@ -39,6 +40,7 @@ from bridge.tagmap import TagMap
 from bridge.writeguard import InputRefused, WriteGuard
 
 log = logging.getLogger(__name__)
+
 
 UNECE = "http://www.opcfoundation.org/UA/units/un/cefact"
 # UNECE Recommendation 20 common codes of the units the tag maps use.
@@ -90,6 +92,8 @@ class TagServer:
         self._kpi_folders: set[ua.NodeId] = set()
         self._kpi_nodes: set[ua.NodeId] = set()
         self._ranges: dict[ua.NodeId, tuple[float, float]] = {}  # EURange of each analog tag
+        self._blocks: dict[str, tuple[ValueBlock, list[str], list[float], list[float]]] = {}  # ``_output_block``
+        self._control_slots: dict[tuple, ValueSlots] = {}  # (tag name, building or None, ...) -> their slots
 
     async def init(self) -> None:
         """Prepare the address space; nothing is served until ``listen``."""
@@ -316,15 +320,48 @@ class TagServer:
     async def publish_outputs(self, building: str, outputs: Mapping[str, float], time: dt.datetime) -> dict[str, str]:
         """Put ``outputs`` (tag -> value) on the building's output tags, each with its ``quality``; return the
         tags whose value is not Good, with the name of their status."""
-        now, source = dt.datetime.now(dt.timezone.utc), utc(time)
-        flagged = {}
-        for tag, node_id in self.outputs[building].items():
-            if tag in outputs:
-                data = tag_value(outputs[tag], self._ranges[node_id], source, now)
-                await self.internals.set_value(node_id, data)
-                if data.StatusCode is not GOOD:
-                    flagged[tag] = data.StatusCode.name
+        return (await self.publish_many([(building, outputs)], time)).get(building, {})
+
+    async def publish_many(self, outputs: Iterable[tuple[str, Mapping[str, float]]],
+                           time: dt.datetime) -> dict[str, dict[str, str]]:
+        """``publish_outputs`` of several buildings' outputs (building, tag -> value) of one simulated
+        ``time``; the flagged tags of the buildings that have any.
+
+        One ``ValueBlock`` per building: the values are kept as one row, and a tag's DataValue is made
+        only when it is read or monitored (the same DataValue either way, with the publishing time as its
+        ServerTimestamp)."""
+        source, now, flagged = utc(time), dt.datetime.now(dt.timezone.utc), {}
+        for building, values in outputs:
+            block = self._blocks.get(building)
+            if block is None:
+                block = self._blocks[building] = self._output_block(building)
+            block_values, tags, lows, highs = block
+            try:
+                row = [values[tag] for tag in tags]
+                indices = range(len(tags))
+                good = all(map(operator.le, lows, row)) and all(map(operator.le, row, highs))  # NaN: False
+            except (KeyError, TypeError):  # a tag left out, a None
+                row = [values.get(tag) for tag in tags]
+                indices, good = [i for i, tag in enumerate(tags) if tag in values], False
+            if not good:
+                statuses = {tags[i]: quality(row[i], (lows[i], highs[i])) for i in indices}
+                flagged[building] = {tag: status.name for tag, status in statuses.items() if status is not GOOD}
+                if not flagged[building]:
+                    del flagged[building]
+            await block_values.publish((row, source, now), indices)
         return flagged
+
+    def _output_block(self, building: str) -> tuple[ValueBlock, list[str], list[float], list[float]]:
+        """The ValueBlock of ``building``'s output tags, their names and EURanges' lows and highs (in order)."""
+        tags = list(self.outputs[building])
+        node_ids = [self.outputs[building][tag] for tag in tags]
+        ranges = [self._ranges[node_id] for node_id in node_ids]
+
+        def make(index: int, row: tuple[list[float], dt.datetime, dt.datetime]) -> ua.DataValue:
+            values, source, now = row
+            return tag_value(values[index], ranges[index], source, now)
+
+        return self.internals.value_block(node_ids, make), tags, [r[0] for r in ranges], [r[1] for r in ranges]
 
     def read_inputs(self, building: str) -> dict[str, float]:
         """The values the input tags of ``building`` hold (``WriteGuard.read_inputs``: never a null)."""
@@ -346,8 +383,11 @@ class TagServer:
         for name, value in values.items():
             data = ua.DataValue(ua.Variant(utc(value) if name == "SimTime" else value, variants[name]),
                                 SourceTimestamp=now, ServerTimestamp=now)
-            for key in keys:
-                await self.internals.set_value(self.controls[key].ids[name], data)
+            group = (name, *keys)
+            slots = self._control_slots.get(group)
+            if slots is None:
+                slots = self._control_slots[group] = self.internals.value_slots([self.controls[k].ids[name] for k in keys])
+            await slots.set(data)
 
     async def publish_kpis(self, building: str | None, kpis: Mapping[str, object]) -> None:
         """Numeric KPIs as read-only Double tags under ``<Campus>[.<Building>].KPIs`` (created on first use)."""

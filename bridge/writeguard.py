@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Collection
+import operator
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from asyncua import ua
 from asyncua.crypto.permission_rules import UserRole
 
 from bridge.errors import TwinbridgeError
-from bridge.opcua_adapter import Forward
+from bridge.opcua_adapter import Forward, ValueSlots
 from bridge.ratelimit import ThrottledLog
 from bridge.security.server import may_write
 from bridge.tagmap import InputOrder, InputTag, follows_weather_file
@@ -54,6 +55,8 @@ class NodeReader(Protocol):
 
     def read_attribute(self, node_id: ua.NodeId, attribute: int = ua.AttributeIds.Value) -> ua.DataValue: ...
 
+    def value_slots(self, node_ids: Sequence[ua.NodeId]) -> ValueSlots: ...
+
 
 def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -71,6 +74,8 @@ class WriteGuard:
         self._held: dict[ua.NodeId, float] = {}  # input node -> the last number read from it
         self._orders: dict[str, tuple[InputOrder, ...]] = {}
         self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
+        # building -> the reader of its input nodes, and the DataValues and numbers of its last read (all numbers)
+        self._read: dict[str, tuple[ValueSlots, list[ua.DataValue] | None, dict[str, float]]] = {}
 
     def add_building(self, building: str, inputs: dict[str, tuple[ua.NodeId, InputTag]], orders: tuple[InputOrder, ...],
                      input_ready: ua.NodeId, on_input_ready: Callable[[], None]) -> None:
@@ -143,19 +148,26 @@ class WriteGuard:
 
     def read_inputs(self, building: str) -> dict[str, float]:
         """The values the input tags of ``building`` hold. A tag holding no finite number (the guard lets
-        none through; this is its second line) gives the last number read from it, and an error."""
-        values = {}
-        for tag, node_id in self.inputs[building].items():
-            variant = self.nodes.read_attribute(node_id, ua.AttributeIds.Value).Value
+        none through; this is its second line) gives the last number read from it, and an error. When the
+        nodes hold the very DataValues of the last read (nothing was written since), its numbers again."""
+        reader, last, numbers = self._read.get(building) or (self.nodes.value_slots(list(self.inputs[building].values())),
+                                                             None, {})
+        data = reader.read()
+        if last is not None and all(map(operator.is_, data, last)):
+            return dict(numbers)
+        values, good = {}, True
+        for (tag, node_id), datavalue in zip(self.inputs[building].items(), data):
+            variant = datavalue.Value
             value = variant.Value if variant is not None else None
             if is_number(value) and (math.isfinite(value) or self._follows_weather_file(node_id, value)):
                 self._held[node_id] = value = float(value)
             else:
-                value = self._held[node_id]
+                value, good = self._held[node_id], False
                 self.refusals.warning(f"{building}.{tag} holding no number", "%s.%s holds %r, not a number: "
                                       "its last value %g is used", building, tag, variant, value)
             values[tag] = value
-        return values
+        self._read[building] = (reader, data if good else None, values)
+        return dict(values)
 
     def _range_problem(self, node_id: ua.NodeId, value) -> str | None:
         """Why ``value`` may not be written to input ``node_id`` (not a number, outside EURange), or None.

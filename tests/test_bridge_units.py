@@ -207,6 +207,55 @@ def test_a_step_the_historian_refuses_is_rolled_back(tmp_path):
     assert list(load_history(tmp_path / "h.sqlite")["step"]) == [1, 2]
 
 
+def test_fast_mode_writes_the_historian_every_fast_write_s_without_losing_or_repeating_a_row(tmp_path, monkeypatch):
+    """Fast mode records several steps per write (one commit, one executemany per building): nothing
+    before FAST_WRITE_S has passed, then every step published so far; a write the historian refuses keeps
+    its rows for the next; closing writes the rest. Each step of each building ends up recorded once."""
+    from bridge import runrecord
+    from bridge.building import BuildingState
+
+    config = load_config(SIMS / "test_campus.toml")
+    buildings = [BuildingState(b, b.tagmap) for b in config.buildings]
+    record = runrecord.RunRecord(config)
+    record.open(tmp_path, buildings, "stamp")
+    now = [1000.0]
+    monkeypatch.setattr(runrecord.time, "monotonic", lambda: now[0])
+    start = dt.datetime(2025, 7, 1)
+
+    def publish(step: int) -> None:
+        record.add([(b.name, step, step * 600.0, start + dt.timedelta(minutes=10 * step),
+                     {o.tag: float(step) for o in b.tagmap.outputs}) for b in buildings])
+
+    def recorded(building: str) -> list[int]:
+        with sqlite3.connect(record.path) as db:
+            return [row[0] for row in db.execute(f'SELECT step FROM "{building}" ORDER BY step')]
+
+    publish(1)
+    record.write(batched=True)  # the first write of the run
+    for step in (2, 3):
+        now[0] += runrecord.FAST_WRITE_S / 4
+        publish(step)
+        record.write(batched=True)
+    assert recorded(buildings[0].name) == [1]
+    now[0] += runrecord.FAST_WRITE_S
+    historian = record.historian
+
+    def full_disk(rows) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    historian.record, keep = full_disk, historian.record
+    record.write(batched=True)
+    historian.record = keep
+    publish(4)
+    record.write(batched=True)  # the failed write counted as one: not yet
+    assert recorded(buildings[0].name) == [1]
+    now[0] += runrecord.FAST_WRITE_S
+    record.write(batched=True)
+    publish(5)
+    record.close()
+    assert all(recorded(b.name) == [1, 2, 3, 4, 5] for b in buildings)
+
+
 @pytest.mark.engine
 def test_engine_that_cannot_start_reports_energyplus_errors(tmp_path, monkeypatch):
     """A broken model (here a weather file that is not one) faults at start with EnergyPlus's own words.

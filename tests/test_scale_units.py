@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import math
 import sys
 from pathlib import Path
 
@@ -102,3 +104,80 @@ def test_a_replay_reads_back_the_recorded_inputs_bit_for_bit(tmp_path_factory, s
     expected = {step: {tag: value for tag, value in zip(tags, values) if value == value and abs(value) != float("inf")}
                 for step, values in enumerate(steps, start=1) if step <= last}
     assert recorded_inputs(path, "B1", tags, last) == expected
+
+
+def test_outputs_read_or_monitored_by_a_client_are_those_each_step_published():
+    """The head makes an output's DataValue only when it is read or monitored (``ValueBlock``): what a
+    client reads and what a subscription reports are still each step's value, quality and simulation
+    time, a tag a step leaves out keeps its last value, and a value the bridge writes itself stands
+    until the next step is published."""
+    from asyncua import Client, ua
+
+    from bridge.opcua_adapter import subscribe_every_sample
+    from bridge.opcua_history import quality, utc
+    from bridge.protocol import METHODS
+    from bridge.server import TagServer
+    from bridge.tagmap import load_tagmap
+    from conftest import TAGMAPS, free_port, wait_until
+
+    start = dt.datetime(2025, 7, 1)
+    tagmap = load_tagmap(TAGMAPS / "small_office.toml")
+    tags = [o.tag for o in tagmap.outputs]
+    low, high = tagmap.output_range(tagmap.outputs[0])
+    reported = []
+    steps = [[1.0] * len(tags), [math.nan, *[2.0] * (len(tags) - 1)], [high + 1.0, *[3.0] * (len(tags) - 1)],
+             [max(low, 0.5), *[4.0] * (len(tags) - 1)]]
+
+    async def method() -> str:
+        return ""
+
+    async def exchange(write, caller):
+        raise ValueError("not used")
+
+    async def reported_count(count: int) -> bool:
+        return len(reported) == count
+
+    async def scenario() -> None:
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+        server = TagServer(endpoint, "C", start)
+        await server.init()
+        await server.add_building("Office", tagmap, {name: method for name in METHODS}, lambda: None, exchange)
+        await server.listen()
+
+        class Handler:
+            def datachange_notification(self, node, value, data) -> None:
+                reported.append(data.monitored_item.Value)
+
+        try:
+            async with Client(endpoint) as client:
+                nodes = [client.get_node(server.outputs["Office"][tag]) for tag in tags]
+                subscription = await client.create_subscription(10, Handler())
+                await subscribe_every_sample(subscription, nodes[:1], 100)
+                await wait_until(lambda: reported_count(1), 10)  # the initial value
+                for step, values in enumerate(steps, 1):
+                    time = start + dt.timedelta(minutes=10 * step)
+                    outputs = dict(zip(tags, values))
+                    if step == 4:
+                        del outputs[tags[-1]]  # left out: keeps step 3's value
+                    flagged = await server.publish_outputs("Office", outputs, time)
+                    expected = {tag: quality(value, tagmap.output_range(tagmap.output(tag)))
+                                for tag, value in outputs.items()}
+                    assert flagged == {tag: status.name for tag, status in expected.items() if not status.is_good()}
+                    for tag, node in zip(tags, nodes):
+                        data = await node.read_data_value(raise_on_bad_status=False)
+                        if tag not in outputs:
+                            assert data.Value.Value == 3.0 and data.SourceTimestamp == utc(time - dt.timedelta(minutes=10))
+                            continue
+                        assert data.StatusCode == expected[tag] and data.SourceTimestamp == utc(time)
+                        assert data.Value.Value == (None if math.isnan(outputs[tag]) else outputs[tag])
+                    await wait_until(lambda count=step + 1: reported_count(count), 10)
+                    assert reported[-1].SourceTimestamp == utc(time) and reported[-1].StatusCode == expected[tags[0]]
+                await server.write_value(nodes[1].nodeid, 42.0, ua.VariantType.Double)
+                assert (await nodes[1].read_value()) == 42.0
+                await server.publish_outputs("Office", dict(zip(tags, steps[0])), start)
+                assert (await nodes[1].read_value()) == 1.0
+                assert [r.Value.Value for r in reported] == [0.0, 1.0, None, high + 1.0, max(low, 0.5)]
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())

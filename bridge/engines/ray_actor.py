@@ -255,6 +255,7 @@ class RayNodeGroup:
         self.restarts = 0
         self.step_timeout_s = config.engine_step_timeout_s + STEP_MARGIN_S
         self._batch: dict[str, tuple[dict[str, float], asyncio.Future]] = {}
+        self._expected = 0  # running members when the batch being joined began
         self._flush: asyncio.Handle | None = None
         self._calls: set[asyncio.Task] = set()
         self.replayed: dict[str, tuple[int, int]] = {}  # of the last relaunch: member -> (steps, from the historian)
@@ -282,8 +283,10 @@ class RayNodeGroup:
         running member joined, or at the next turn of the event loop."""
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
+        if not self._batch:  # the first of the step: how many will join (counted once per step, not per member)
+            self._expected = self._waiting_for()
         self._batch[engine.name] = (inputs, answer)
-        if len(self._batch) >= self._waiting_for():
+        if len(self._batch) >= self._expected:
             self._send()
         elif self._flush is None:
             self._flush = loop.call_soon(self._send)
