@@ -58,6 +58,7 @@ controllers/dr_report.py against the baseline it promised (``event_reports``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -172,6 +173,19 @@ class GpMpcController:
         self._measured_log: dict[dt.datetime, dict[str, float]] = {}  # event windows: power and zone temperatures
         self._reported: set[CurtailmentEvent] = set()
         self.event_reports: dict[CurtailmentEvent, dict[str, float]] = {}
+
+    def revise(self, event: CurtailmentEvent, curtail_kw: float) -> CurtailmentEvent:
+        """``event`` asking ``curtail_kw`` from the next decision on (a campus re-split); its baseline
+        is kept and its report will name the new request. The revised event."""
+        revised = dataclasses.replace(event, curtail_kw=curtail_kw)
+        self.config = dataclasses.replace(self.config, events=tuple(revised if e == event else e
+                                                                    for e in self.config.events))
+        for store in (self.baselines, self.event_reports):
+            if event in store:
+                store[revised] = store.pop(event)
+        if event in self._reported:
+            self._reported = (self._reported - {event}) | {revised}
+        return revised
 
     def check(self, inputs: Mapping[str, InputRange]) -> None:
         self.config.schedule.check(inputs)

@@ -42,9 +42,10 @@ def one_monday(tmp_path):
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base_monday(tmp_path_factory):
-    """The Monday under the base schedule alone: (campus file, historian frame)."""
+    """The Monday under the base schedule alone: (campus file, historian frame); also the base run
+    of test_campus_dr's closed loop."""
     folder = tmp_path_factory.mktemp("base_monday")
     campus = one_monday(folder)
     report, frame = closed_loop(campus, folder / "base", ScheduleController(load_schedule(BASE_SCHEDULE)))
