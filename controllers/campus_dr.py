@@ -25,7 +25,7 @@ per event, before it, and revised during it when the measured sheds fall short:
    own baseline, feedback and comfort), the base schedule before.
 4. Re-split (``resplit``). During the event every building running one reports its measured shed
    at each step (its GP-MPC's baseline minus its measured power). Every ``REVIEW_STEPS`` event
-   steps (and as many after a change), the campus gap is the request minus the sum of the
+   steps (and as many after a change; not at its last step), the campus gap is the request minus the sum of the
    buildings' sheds over those steps; when it exceeds ``RESPLIT_TOLERANCE`` of the request, it is
    added to the shares of the buildings that deliver their share (within 10 %), split on what their
    curves offer beyond their shares at equal marginal cost (the same curves: the cheapest
@@ -302,7 +302,7 @@ class CampusCoordinator:
         if any(time not in self._sheds.get(name, {}) for name in active):
             return
         seen = sorted(t for t in self._sheds[building] if self._reviewed is None or t > self._reviewed)
-        if len(seen) < REVIEW_STEPS:
+        if len(seen) < REVIEW_STEPS or time >= self.buildings[building].event[1]:  # at the last step: too late
             return
         self._reviewed = time
         recent = {name: float(np.mean([self._sheds[name][t] for t in seen])) for name in active}
@@ -419,6 +419,11 @@ class BuildingShare:
                                   self.coordinator.config.energy_weight, self.coordinator.config.rebound_hours)
         log.info("%s: can shed up to %.1f kW in the event within comfort (forecast)", self.building.name, curve.capacity_kw)
         return curve
+
+    @property
+    def event_reports(self) -> dict:
+        """The building's GP-MPC's event reports (bridge.tracking.dr_event.EventReport)."""
+        return self.mpc.event_reports
 
     @property
     def all_decisions(self) -> list:
