@@ -645,7 +645,8 @@ def _x_of_y_days(mpc: Table) -> tuple[int, int]:
     value = mpc.values.get("x_of_y", [10, 10])
     if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
             and 1 <= value[0] <= value[1]):
-        raise ControllerConfigError(f"{mpc.where}: x_of_y must be [X, Y], whole numbers with 1 <= X <= Y, got {value!r}")
+        raise ControllerConfigError(f"{mpc.where}: x_of_y must be [X, Y], whole numbers with 1 <= X <= Y, "
+                                    f"got {value!r}")
     return value[0], value[1]
 
 

@@ -164,13 +164,15 @@ def test_campus_closed_loop_splits_and_sheds(trained, base_monday, tmp_path):  #
     campus.write_text('[campus]\nname = "TestSite"\n\n[run]\nstart = "07-07"\nend = "07-07"\ntimesteps_per_hour = 6\n'
                       + "".join(f'\n[[buildings]]\nname = "{n}"\nmodel = "ref:small_office"\nweather = "ref:usa_il_chicago"\n'
                                 f'tagmap = "{TAGMAPS / "small_office.toml"}"\n' for n in names))
-    config = load_campus_dr(campus_dr_file(tmp_path, {n: mpc_file(tmp_path, model_path, n) for n in names}, end="14:00"))
+    config = load_campus_dr(campus_dr_file(tmp_path, {n: mpc_file(tmp_path, model_path, n) for n in names},
+                                           end="14:00"))
     coordinator = CampusCoordinator(config)
     options = LoopOptions(mode="exchange", step_timeout_s=120)
     with run_bridge(campus, tmp_path, "--clock", "lockstep", "--lockstep-timeout", "60", keep_serving=False) as bridge:
         reports = asyncio.run(coordinator.run(bridge.endpoint, None, options))
         assert bridge.wait() == 0 and all(r.final_status == "Finished" for r in reports.values()), bridge.log
-        runs = {"dr": {n: load_history(bridge.historian(), n) for n in names}, "base": {n: base_monday[1] for n in names}}
+        runs = {"dr": {n: load_history(bridge.historian(), n) for n in names},
+                "base": {n: base_monday[1] for n in names}}
     split = coordinator.split
     assert split is not None and sum(split.shares.values()) == pytest.approx(3.0)
     event = lambda frame: frame[(frame.index > "2025-07-07 12:00") & (frame.index <= "2025-07-07 13:00")]

@@ -85,8 +85,10 @@ class EventReport:
             "pre_event_peak": (self.pre_event_peak_kw, f"kW, largest excess over baseline, {self.pre_hours:g} h before", ""),
             "rebound_energy": (self.rebound_energy_kwh, f"kWh above baseline, {self.post_hours:g} h after", ""),
             "rebound_peak": (self.rebound_peak_kw, f"kW, largest excess over baseline, {self.post_hours:g} h after", ""),
-            "pre_event_peak_rise": (self.pre_event_peak_rise_kw, f"kW, peak minus the baseline's peak, {self.pre_hours:g} h before", ""),
-            "rebound_peak_rise": (self.rebound_peak_rise_kw, f"kW, peak minus the baseline's peak, {self.post_hours:g} h after", ""),
+            "pre_event_peak_rise": (self.pre_event_peak_rise_kw,
+                                    f"kW, peak minus the baseline's peak, {self.pre_hours:g} h before", ""),
+            "rebound_peak_rise": (self.rebound_peak_rise_kw,
+                                  f"kW, peak minus the baseline's peak, {self.post_hours:g} h after", ""),
         }
         for zone, kh in self.comfort_kh.items():
             rows[f"comfort_{zone}"] = (kh, "K h outside the comfort band, pre-event to rebound", "0")
