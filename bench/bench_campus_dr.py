@@ -17,6 +17,9 @@ comfort, from the excitation history of Jul 21), before any closed-loop run: the
 Figures: the campus total delivered against the base run and against the utility baseline
 ("10 of 10" with the multiplicative day-of adjustment, capped at 20 %), target within 10 % of the
 request; per-building shares (planned and delivered); comfort in every zone with a band.
+Added with the re-split during the event (controllers/campus_dr.py, 4.), not tuned on this day: each
+building's share at the event's end, the number of re-splits, and as diagnostics what each building
+delivered against its own GP-MPC baseline and that baseline's error against the base run.
 
     nice -n 5 python bench/bench_campus_dr.py
 
@@ -168,7 +171,9 @@ def main() -> None:
         dr = closed_loop(WORK / f"dr_{request:g}", lambda endpoint: coordinator.run(
             endpoint, None, LoopOptions(mode="exchange", step_timeout_s=300)))
         figures.update(request_figures(request, coordinator, base, dr))
-        notes.append(f"{request:g} kW split {({k: round(v, 1) for k, v in coordinator.split.shares.items()})}")
+        notes.append(f"{request:g} kW split {({k: round(v, 1) for k, v in coordinator.split.shares.items()})}"
+                     + "".join(f", re-split at {t:%H:%M} {({k: round(v, 1) for k, v in shares.items()})}"
+                               for t, shares in coordinator.resplits))
     figures["wall_time"] = figure(time.perf_counter() - started, "s, every run")
     write_results("campus_dr", figures, f"Campus LargeOffice + MediumOffice + RetailStore, Chicago, Jul 8-23, lockstep, "
                   f"one coordinator process (controllers/campus_dr.py), event Jul 23 14-17 h building clock. "
@@ -183,9 +188,19 @@ def request_figures(request: float, coordinator: CampusCoordinator, base: dict, 
     for name in BUILDINGS:
         delivered = event(base[name])["FacilityPower"].mean() - event(dr[name])["FacilityPower"].mean()
         figures[f"{prefix}{name}_share"] = figure(split.shares[name], "kW asked of the building (split)")
+        figures[f"{prefix}{name}_final_share"] = figure(coordinator.buildings[name].share_kw,
+                                                        "kW asked at the event's end (after any re-split)")
         figures[f"{prefix}{name}_forecast_capacity"] = figure(split.capacity_kw[name], "kW, twin forecast within comfort")
         figures[f"{prefix}{name}_delivered"] = figure(delivered, "kW below its base run, mean over the event")
         figures[f"{prefix}{name}_base_event_power"] = figure(event(base[name])["FacilityPower"].mean(), "kW, base run")
+        share = coordinator.buildings[name]
+        if share.current_event is not None and share.current_event in share.mpc.baselines:
+            own = event(share.mpc.baselines[share.current_event].to_frame("kw"))["kw"]
+            figures[f"{prefix}{name}_own_baseline_minus_base_run"] = figure(
+                own.mean() - event(base[name])["FacilityPower"].mean(),
+                "kW, its GP-MPC's twin baseline minus its base run, event mean")
+            figures[f"{prefix}{name}_own_delivered"] = figure(own.mean() - event(dr[name])["FacilityPower"].mean(),
+                                                              "kW below its GP-MPC's own baseline, event mean")
     total = {key: sum(frame["FacilityPower"] for frame in runs.values()) for key, runs in (("base", base), ("dr", dr))}
     zones, temps = {}, {}
     for name, (_, tagmap_file, _) in BUILDINGS.items():
@@ -209,6 +224,7 @@ def request_figures(request: float, coordinator: CampusCoordinator, base: dict, 
         (utility.kw - total["base"].reindex(utility.kw.index))[lambda d: (d.index > EVENT[0]) & (d.index <= EVENT[1])].mean(),
         "kW, 10 of 10 (adjusted) minus the base run, mean over the event")
     figures[f"{prefix}campus_split_feasible"] = figure(float(split.feasible), "1 = within the forecast capacity")
+    figures[f"{prefix}resplits"] = figure(len(coordinator.resplits), "re-splits during the event")
     figures[f"{prefix}zones_max_in_event"] = figure(event(temps).max().max(), "degC, every zone with a band", "<= 26")
     plot(request, base, dr, total, utility.kw, RESULTS / f"campus_dr_{request:g}.png")
     return figures

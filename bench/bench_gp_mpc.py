@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results
 from bridge.historian import load_history
-from controllers.dr_report import event_figures
+from bridge.tracking.dr_event import event_report
 from controllers.gp_mpc import GpMpcController, load_mpc
 from controllers.loop import LoopOptions, run_controller
 from controllers.schedule import ScheduleController, load_schedule
@@ -128,15 +128,21 @@ def day_figures(day: str, request_kw: float, base: pd.DataFrame, run: pd.DataFra
     zones = [c for c in base.columns if c.endswith("Temp") and c != "OutdoorTemp"]
     near = (run.index > begin - pd.Timedelta(hours=2)) & (run.index <= end + pd.Timedelta(hours=2))
     seconds = [d.seconds for d in controller.decisions if begin - pd.Timedelta(hours=2) <= d.time < end]
-    out = event_figures(run["FacilityPower"], base["FacilityPower"], begin, end, request_kw,
-                        decision_seconds=seconds)
+    report = event_report(run["FacilityPower"], begin, end, request_kw, base["FacilityPower"], decision_seconds=seconds,
+                          baseline_name="base run")
+    out = {"delivered_kw": report.delivered_kw, "delivered_ratio": report.delivered_ratio,
+           "tracking_rmse_kw": report.tracking_rmse_kw,
+           "pre_energy_kwh": report.pre_event_energy_kwh, "pre_peak_kw": report.pre_event_peak_rise_kw,
+           "post_energy_kwh": report.rebound_energy_kwh, "post_peak_kw": report.rebound_peak_rise_kw,
+           "decision_p50_s": report.decision_p50_s, "decision_p95_s": report.decision_p95_s,
+           "decision_max_s": report.decision_max_s}
     out["kh_above_26"] = float((run.loc[near, zones] - COMFORT_HIGH_C).clip(lower=0).sum().sum() / 6)
     out["base_kh_above_26"] = float((base.loc[near, zones] - COMFORT_HIGH_C).clip(lower=0).sum().sum() / 6)
     during = (base.index > begin) & (base.index <= end)
     own = controller.event_reports.get(event) or controller.report(event)
     baseline = controller.baselines[event].reindex(base.index[during])
     out["twin_baseline_error_kw"] = float((baseline - base.loc[during, "FacilityPower"]).mean())
-    out["own_delivered_ratio"] = own["delivered_ratio"]
+    out["own_delivered_ratio"] = own.delivered_ratio
     out["solver_failures"] = float(sum(not d.success for d in controller.decisions
                                        if begin - pd.Timedelta(hours=2) <= d.time < end))
     return out

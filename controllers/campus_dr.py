@@ -1,8 +1,8 @@
 """Campus demand response: one request (e.g. 300 kW below baseline, 14-17 h) split across buildings by their twins.
 
 Chosen where issue 16 is silent: one coordinator process, one GP-MPC controller per building in it
-(controllers/gp_mpc.py, each over its own OPC UA session, all in one asyncio loop), coordinated once
-per event, before it:
+(controllers/gp_mpc.py, each over its own OPC UA session, all in one asyncio loop), split once
+per event, before it, and revised during it when the measured sheds fall short:
 
 1. Curves. Shortly before the event (``lead``: the MPC horizon, the twin's lags and 3 steps), each
    building's twin forecasts, from the measured history, the event and the ``rebound_hours`` after
@@ -23,6 +23,17 @@ per event, before it:
    its capacity plus the excess in proportion to it, and the split says it is not feasible.
 3. Control. Each building's GP-MPC then runs with its share as the event's ``curtail_kw`` (its
    own baseline, feedback and comfort), the base schedule before.
+4. Re-split (``resplit``). During the event every building running one reports its measured shed
+   at each step (its GP-MPC's baseline minus its measured power). Every ``REVIEW_STEPS`` event
+   steps (and as many after a change; not at its last step), the campus gap is the request minus the sum of the
+   buildings' sheds over those steps; when it exceeds ``RESPLIT_TOLERANCE`` of the request, it is
+   added to the shares of the buildings that deliver their share (within 10 %), split on what their
+   curves offer beyond their shares at equal marginal cost (the same curves: the cheapest
+   curtailment left first); the buildings short of their share keep it (they are already at what
+   their comfort allows, or getting there). A share only grows: the shares then sum to more than
+   the request, by what the short buildings are measured not to deliver. A building that runs no
+   event (share under ``MIN_SHARE_KW``) takes no part: its GP-MPC has no event baseline to measure
+   a shed against.
 
 A building without a twin cannot forecast what it can shed: the campus file is refused.
 """
@@ -52,6 +63,9 @@ log = logging.getLogger(__name__)
 
 LEVELS = np.linspace(0.0, 1.0, 11)  # relaxation levels of the curves
 MIN_SHARE_KW = 0.5  # a smaller share runs no event (the base schedule)
+REVIEW_STEPS = 3  # event steps between reviews of the measured sheds (30 min at 10-minute steps)
+RESPLIT_TOLERANCE = 0.05  # a campus gap above this fraction of the request is re-split
+SHORT_FRACTION = 0.9  # a building measured below this fraction of its share is short of it
 
 
 @dataclass(frozen=True)
@@ -122,6 +136,28 @@ def split_request(curves: Mapping[str, CurtailmentCurve], request_kw: float) -> 
     if last is not None:  # the parts sum to the request exactly: rounding goes to the last building used
         shares[last] += request_kw - sum(shares.values())
     return CampusSplit(request_kw, shares, capacity, marginal, True)
+
+
+def remaining_curve(curve: CurtailmentCurve, share_kw: float) -> CurtailmentCurve:
+    """What ``curve`` offers beyond ``share_kw``: the segments of its lower convex hull past the
+    share, from (0, 0) (kW, cost of the extra kW)."""
+    kw, cost, used = [0.0], [0.0], share_kw
+    for length, marginal in curve.segments():
+        extra = length - min(length, max(used, 0.0))
+        used -= length
+        if extra > 1e-9:
+            kw.append(kw[-1] + extra)
+            cost.append(cost[-1] + extra * marginal)
+    return CurtailmentCurve(curve.building, tuple(kw), tuple(cost))
+
+
+def resplit(curves: Mapping[str, CurtailmentCurve], shares: Mapping[str, float], gap_kw: float,
+            open_buildings: list[str]) -> tuple[dict[str, float], bool]:
+    """New shares: ``gap_kw`` more, split across ``open_buildings`` at equal marginal cost on what
+    their curves offer beyond their ``shares`` (``split_request`` on ``remaining_curve``s); and
+    whether their curves hold the gap."""
+    extra = split_request({name: remaining_curve(curves[name], shares[name]) for name in open_buildings}, gap_kw)
+    return {name: share + extra.shares.get(name, 0.0) for name, share in shares.items()}, extra.feasible
 
 
 @dataclass(frozen=True)
@@ -236,13 +272,17 @@ def _base_future(config: MpcConfig, times: pd.DatetimeIndex, step: dt.timedelta,
 
 class CampusCoordinator:
     """One campus request, one GP-MPC per building (module docstring). ``controllers()`` gives the
-    per-building controllers to run; ``split`` is set once every building's curve is in."""
+    per-building controllers to run; ``split`` is set once every building's curve is in, ``resplits``
+    lists the changes made during the event."""
 
     def __init__(self, config: CampusDrConfig):
         self.config = config
         self.curves: dict[str, CurtailmentCurve] = {}
         self.split: CampusSplit | None = None
         self.buildings = {b.name: BuildingShare(b, self) for b in config.buildings}
+        self.resplits: list[tuple[dt.datetime, dict[str, float]]] = []  # (time, shares from then on)
+        self._sheds: dict[str, dict[dt.datetime, float]] = {}  # building: measured shed (kW) per event step
+        self._reviewed: dt.datetime | None = None  # the last event step the shares were reviewed or changed at
 
     def offer(self, curve: CurtailmentCurve) -> None:
         """A building's curve; the split is made when the last one comes."""
@@ -253,6 +293,36 @@ class CampusCoordinator:
                      {k: round(v, 1) for k, v in self.split.shares.items()},
                      {k: round(v, 1) for k, v in self.split.capacity_kw.items()},
                      "" if self.split.feasible else ": beyond the campus's forecast capacity within comfort")
+
+    def review(self, building: str, time: dt.datetime, shed_kw: float) -> None:
+        """A building's measured shed (kW) at an event step; once every building running the event
+        has reported the step, the shares are reviewed (module docstring, 4. Re-split)."""
+        self._sheds.setdefault(building, {})[time] = shed_kw
+        active = [name for name, share in self.buildings.items() if share.current_event is not None]
+        if any(time not in self._sheds.get(name, {}) for name in active):
+            return
+        seen = sorted(t for t in self._sheds[building] if self._reviewed is None or t > self._reviewed)
+        if len(seen) < REVIEW_STEPS or time >= self.buildings[building].event[1]:  # at the last step: too late
+            return
+        self._reviewed = time
+        recent = {name: float(np.mean([self._sheds[name][t] for t in seen])) for name in active}
+        shares = {name: self.buildings[name].share_kw for name in active}
+        gap = self.config.request_kw - sum(recent.values())
+        if gap <= RESPLIT_TOLERANCE * self.config.request_kw:
+            return
+        open_buildings = [name for name in active if recent[name] >= SHORT_FRACTION * shares[name]]
+        if not open_buildings:
+            log.info("%s: %s: campus %.1f kW short of the request; every building is short of its share, no re-split",
+                     self.config.path, time, gap)
+            return
+        new, within = resplit(self.curves, shares, gap, open_buildings)
+        log.info("%s: %s: measured sheds %s kW, %.1f kW short of the request: shares %s kW%s", self.config.path, time,
+                 {k: round(v, 1) for k, v in recent.items()}, gap, {k: round(v, 1) for k, v in new.items()},
+                 "" if within else " (beyond the forecast capacity)")
+        for name, share in new.items():
+            if share != shares[name]:
+                self.buildings[name].revise(share)
+        self.resplits.append((time, new))
 
     async def run(self, endpoint: str, campus: str | None = None, options: LoopOptions | None = None,
                   security: ClientSecurity | None = None) -> dict[str, LoopReport]:
@@ -275,6 +345,7 @@ class BuildingShare:
                       config.schedule.simulation_time(coordinator.config.end))
         self.mpc = GpMpcController(dataclasses.replace(config, events=()))
         self.share_kw: float | None = None
+        self.current_event: CurtailmentEvent | None = None  # the GP-MPC's event once it runs one
         self.decisions: list = []  # every optimisation of the building's GP-MPC (gp_mpc.Decision)
         self._inputs: dict[str, InputRange] = {}
         self._rows: list[dict[str, float]] = []
@@ -297,16 +368,28 @@ class BuildingShare:
             split = self.coordinator.split
             if split is not None and self.share_kw is None:
                 self._start_event(split.shares[self.building.name])
+            event = self.current_event
+            power = self.building.mpc.power
+            if event is not None and event.contains(sim_time) and power in outputs:
+                baseline = self.mpc.baselines.get(event)
+                if baseline is not None and sim_time in baseline.index:
+                    self.coordinator.review(self.building.name, sim_time, float(baseline[sim_time] - outputs[power]))
         self._last = self.mpc.decide(sim_time, outputs)
         return dict(self._last)
 
     def _start_event(self, share: float) -> None:
         self.share_kw = share
         self.decisions.extend(self.mpc.decisions)
-        events = (CurtailmentEvent(*self.event, share),) if share >= MIN_SHARE_KW else ()
+        self.current_event = CurtailmentEvent(*self.event, share) if share >= MIN_SHARE_KW else None
+        events = (self.current_event,) if self.current_event else ()
         self.mpc = GpMpcController(dataclasses.replace(self.building.mpc, events=events))
         self.mpc.check(self._inputs)
         log.info("%s: share %.1f kW of the campus request", self.building.name, share)
+
+    def revise(self, share: float) -> None:
+        """A new share of a running event (a re-split): the GP-MPC's event asks it from the next decision on."""
+        self.share_kw = share
+        self.current_event = self.mpc.revise(self.current_event, share)
 
     def _lead(self) -> int:
         return self.building.mpc.horizon + self._max_lag() + 3
@@ -336,6 +419,11 @@ class BuildingShare:
                                   self.coordinator.config.energy_weight, self.coordinator.config.rebound_hours)
         log.info("%s: can shed up to %.1f kW in the event within comfort (forecast)", self.building.name, curve.capacity_kw)
         return curve
+
+    @property
+    def event_reports(self) -> dict:
+        """The building's GP-MPC's event reports (bridge.tracking.dr_event.EventReport)."""
+        return self.mpc.event_reports
 
     @property
     def all_decisions(self) -> list:

@@ -12,7 +12,7 @@ from bridge.protocol import Status
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from controllers.base import Controller
 from controllers.csv_trajectory import INTERPOLATIONS, CsvController, load_trajectory
-from controllers.loop import ENDED, MODES, LoopOptions, run_controller
+from controllers.loop import ENDED, MODES, LoopOptions, LoopReport, run_controller
 from controllers.schedule import ScheduleController, load_schedule
 
 
@@ -70,21 +70,16 @@ def _cmd_csv(args: argparse.Namespace) -> int:
 
 
 def _cmd_gp_mpc(args: argparse.Namespace) -> int:
-    """As the other controllers; then one JSON line per reported event on stdout (its figures,
-    controllers/dr_report.py, against the baseline it promised)."""
+    """As the other controllers; then one JSON line per reported event on stdout (its report,
+    bridge/tracking/dr_event.py, against the baseline it used: ``LoopReport.event_reports``)."""
     from controllers.gp_mpc import GpMpcController, load_mpc  # casadi and the twin: only when used
 
-    made: list[GpMpcController] = []
+    return _run(args, lambda: GpMpcController(load_mpc(args.config)), _print_event_reports)
 
-    def make() -> GpMpcController:
-        made.append(GpMpcController(load_mpc(args.config)))
-        return made[0]
 
-    code = _run(args, make)
-    for event, figures in made[0].event_reports.items():
-        print(json.dumps({"event": {"begin": event.begin.isoformat(), "end": event.end.isoformat(),
-                                    "curtail_kw": event.curtail_kw, "baseline": event.baseline}, **figures}))
-    return code
+def _print_event_reports(report: LoopReport, **keys: str) -> None:
+    for event in report.event_reports:
+        print(json.dumps({**keys, **event.as_record()}), flush=True)
 
 
 def _cmd_campus_dr(args: argparse.Namespace) -> int:
@@ -99,6 +94,10 @@ def _cmd_campus_dr(args: argparse.Namespace) -> int:
         print(f"campus request {coordinator.split.request_kw:g} kW: "
               + ", ".join(f"{name} {kw:.1f} kW" for name, kw in coordinator.split.shares.items())
               + ("" if coordinator.split.feasible else " (beyond the forecast capacity within comfort)"))
+    for time, shares in coordinator.resplits:
+        print(f"re-split at {time:%Y-%m-%d %H:%M}: " + ", ".join(f"{name} {kw:.1f} kW" for name, kw in shares.items()))
+    for name, report in reports.items():
+        _print_event_reports(report, building=name)
     return 0 if all(r.final_status in (Status.FINISHED, ENDED) for r in reports.values()) else 1
 
 
@@ -113,7 +112,8 @@ def _options(args: argparse.Namespace) -> LoopOptions:
                        step_timeout_s=args.step_timeout, reconnect_timeout_s=args.reconnect_timeout)
 
 
-def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
+def _run(args: argparse.Namespace, make: Callable[[], Controller],
+         then: Callable[[LoopReport], None] | None = None) -> int:
     """Exit code 0 when the building finished (or its run ended and the bridge closed), 1 when it stopped or
     faulted. A loop that gave up (ControllerError, exit 1), a configuration error (exit 2) and Ctrl-C (130)
     are reported by bridge/cli.py's ``main`` in one line, as for every command."""
@@ -124,4 +124,6 @@ def _run(args: argparse.Namespace, make: Callable[[], Controller]) -> int:
     security.check()  # a configuration error, before any connection
     # Ctrl-C: asyncio.run cancels the loop, which closes its connection on the way out (bridge/cli.py reports it)
     report = asyncio.run(run_controller(controller, args.endpoint, args.building, args.campus, options, security))
+    if then is not None:
+        then(report)
     return 0 if report.final_status in (Status.FINISHED, ENDED) else 1

@@ -23,9 +23,17 @@ Baseline (what the building would draw without the event; an event's ``baseline`
   setpoints, and a baseline that moved with them would cancel the feedback below (the shed would
   again be the twin's idea of it). Utility baselines take their day-of adjustment from hours before
   the event for the same reason.
-- ``"x_of_y"``: a utility baseline (for example "10 of 10" with a day-of adjustment), from the
-  ``baselines`` source given to the controller (bridge/tracking/dr_baseline.py); the controller
-  refuses such an event without one.
+- ``"x_of_y"``: a utility baseline, bridge/tracking/dr_baseline.py's ``x_of_y_baseline`` ("X of Y"
+  days, ``x_of_y = [X, Y]``, default CAISO's 10 of 10, multiplicative day-of adjustment capped at
+  20 %) on the facility power the controller has measured (it keeps 45 days of it when an event
+  needs this baseline); the base schedule's holidays and the days of the file's other events are
+  excluded. Made when the event enters the horizon; until the adjustment window (the 3 h ending
+  1 h before the event) is measured, the adjustment is taken over the 3 h ending at the newest
+  measurement and the baseline is made again every step; from then on it is held. When it cannot
+  be made (fewer than Y eligible days: a run started too few days before the event), the
+  controller logs the BaselineError and falls back to the twin baseline for that event (its report
+  says "twin (x_of_y refused)"). A ``baselines`` source given to the controller replaces it
+  (for example the utility's own figures), called once and held.
 
 Feedback (``feedback = true``, the default): the power predictions over the horizon are the
 twin's plus ``d``, re-estimated every step (an output-disturbance model: offset-free MPC), so a
@@ -52,12 +60,14 @@ from the previous decision; at most ``max_iter`` iterations and ``max_seconds`` 
 A solve that ends infeasible keeps the previous decision (or, at the first, the base schedule) and
 says so in the log.
 
-Per event, once its post-event window is over, the controller logs the figures of
-controllers/dr_report.py against the baseline it promised (``event_reports``).
+Per event, once its post-event window is over, the controller logs the report of
+bridge/tracking/dr_event.py against the baseline it used (``event_reports``; the pre-event window is
+the 2 h before the event, or the part of them its baseline covers when the horizon is shorter).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -74,11 +84,12 @@ from scipy.stats import norm
 from bridge.config import ConfigError, reference_weather, resolve_file
 from bridge.tagmap import TagMap, TagMapError, load_tagmap
 from bridge.tomlfile import Table, file_path, read_toml
+from bridge.tracking.dr_baseline import BaselineError, x_of_y_baseline
+from bridge.tracking.dr_event import EventReport, EventReportError, event_report
 from bridge.twin.gp import TwinModel
 from bridge.twin.persist import ModelFileError, check_compatible, load_model
 from bridge.twin.weather import WeatherError, weather_series
 from controllers.base import ControllerConfigError, ControllerError, InputRange
-from controllers.dr_report import WINDOW, event_figures
 from controllers.gp_rollout import Rollout
 from controllers.schedule import Schedule, load_schedule
 
@@ -88,6 +99,8 @@ OBJECTIVES = ("tracking", "energy")
 BASELINES = ("twin", "x_of_y")
 TIMED_OUT = ("Maximum_WallTime_Exceeded", "Maximum_CpuTime_Exceeded")  # IPOPT's statuses of a spent budget
 COMFORT_TOL_K = 1e-3  # a comfort margin above -COMFORT_TOL_K counts as met (the solver's own tolerance)
+WINDOW = dt.timedelta(hours=2)  # the pre- and post-event windows of the baseline and the report
+LOOKBACK = dt.timedelta(days=46)  # measured power kept for an x_of_y baseline (dr_baseline's 45-day look-back)
 
 
 @dataclass(frozen=True)
@@ -127,6 +140,7 @@ class MpcConfig:
     path: str = ""
     feedback: bool = True  # measured power corrects the predictions every step (module docstring)
     feedback_steps: int = 6  # one-step errors averaged into the disturbance estimate
+    x_of_y: tuple[int, int] = (10, 10)  # X and Y of the x_of_y baseline
 
 
 @dataclass
@@ -147,16 +161,13 @@ BaselineSource = Callable[[CurtailmentEvent, pd.DatetimeIndex], np.ndarray]
 
 class GpMpcController:
     """See the module docstring. ``decisions`` keeps one ``Decision`` per optimisation, ``baselines``
-    each event's baseline (kW per timestep) and ``event_reports`` each reported event's figures; the
-    ``baselines`` argument maps a baseline name of BASELINES other than "twin" to its source."""
+    each event's baseline (kW per timestep), ``baseline_used`` the baseline each event was tracked
+    against when not the one it names, and ``event_reports`` each reported event's report; the
+    ``baselines`` argument maps "x_of_y" to a source replacing the controller's own."""
 
     def __init__(self, config: MpcConfig, baselines: Mapping[str, BaselineSource] | None = None):
         self.config = config
         self.baseline_sources = dict(baselines or {})
-        unserved = sorted({e.baseline for e in config.events} - {"twin"} - set(self.baseline_sources))
-        if unserved:
-            raise ControllerConfigError(f"{config.path}: events promise curtailment against baseline {unserved}, "
-                                        "which needs its source (bridge/tracking/dr_baseline.py) given to the controller")
         self.decisions: list[Decision] = []
         self._history: list[dict[str, float]] = []
         self._times: list[dt.datetime] = []
@@ -166,12 +177,30 @@ class GpMpcController:
         self._weather: pd.DataFrame | None = None
         self._first_day: dt.date | None = None  # the run's first day as far as seen: the EPW's day sequence starts there
         self.baselines: dict[CurtailmentEvent, pd.Series] = {}
+        self.baseline_used: dict[CurtailmentEvent, str] = {}
+        self._provisional: set[CurtailmentEvent] = set()  # x_of_y baselines made again every step (module docstring)
+        self._power_log: dict[dt.datetime, float] = {}  # measured power of the last LOOKBACK, for x_of_y
         self._ranges: dict[str, InputRange] = {}
         self._errors: deque[float] = deque(maxlen=config.feedback_steps)  # one-step power errors (kW)
         self._solver: _Solver | None = None
         self._measured_log: dict[dt.datetime, dict[str, float]] = {}  # event windows: power and zone temperatures
         self._reported: set[CurtailmentEvent] = set()
-        self.event_reports: dict[CurtailmentEvent, dict[str, float]] = {}
+        self.event_reports: dict[CurtailmentEvent, EventReport] = {}
+
+    def revise(self, event: CurtailmentEvent, curtail_kw: float) -> CurtailmentEvent:
+        """``event`` asking ``curtail_kw`` from the next decision on (a campus re-split); its baseline
+        is kept and its report will name the new request. The revised event."""
+        revised = dataclasses.replace(event, curtail_kw=curtail_kw)
+        self.config = dataclasses.replace(self.config, events=tuple(revised if e == event else e
+                                                                    for e in self.config.events))
+        for store in (self.baselines, self.event_reports, self.baseline_used):
+            if event in store:
+                store[revised] = store.pop(event)
+        for keys in (self._reported, self._provisional):
+            if event in keys:
+                keys.discard(event)
+                keys.add(revised)
+        return revised
 
     def check(self, inputs: Mapping[str, InputRange]) -> None:
         self.config.schedule.check(inputs)
@@ -230,6 +259,13 @@ class GpMpcController:
         del self._history[:-keep], self._times[:-keep]
         self._record_error()
         self._record_event_outputs(sim_time, outputs)
+        if self.config.power in outputs and "x_of_y" not in self.baseline_sources and any(
+                e.baseline == "x_of_y" for e in self.config.events):
+            if self._power_log and sim_time <= next(reversed(self._power_log)):
+                self._power_log.clear()  # time went back: another run
+            self._power_log[sim_time] = float(outputs[self.config.power])
+            while next(iter(self._power_log)) < sim_time - LOOKBACK:
+                del self._power_log[next(iter(self._power_log))]
 
     def _record_error(self) -> None:
         """The power model's one-step error at the newest row (measured minus the twin's prediction
@@ -261,18 +297,24 @@ class GpMpcController:
         for event in events:
             if event not in self._reported and sim_time >= event.end + WINDOW and event in self.baselines:
                 self._reported.add(event)
-                self.event_reports[event] = self.report(event)
-                log.info("%s: event %s - %s (%.0f kW, baseline %s): %s", self.config.path, event.begin, event.end,
-                         event.curtail_kw, event.baseline, {k: round(v, 3) for k, v in self.event_reports[event].items()})
+                try:
+                    self.event_reports[event] = report = self.report(event)
+                except EventReportError as exc:  # a history started again within the windows
+                    log.warning("%s: event %s - %s: no report: %s", self.config.path, event.begin, event.end, exc)
+                    continue
+                log.info("%s: event %s - %s: %s", self.config.path, event.begin, event.end, report.as_record())
 
-    def report(self, event: CurtailmentEvent) -> dict[str, float]:
-        """controllers/dr_report.py's figures of ``event`` so far, against the baseline it promised."""
+    def report(self, event: CurtailmentEvent) -> EventReport:
+        """bridge/tracking/dr_event.py's report of ``event`` so far, against the baseline it used; the
+        pre-event window is the part of the 2 h before the event its baseline covers."""
         measured = pd.DataFrame.from_dict(self._measured_log, orient="index").sort_index()
-        baseline = self.baselines.get(event, pd.Series(dtype=float))
+        baseline = self.baselines[event]
+        pre = min(WINDOW, event.begin - baseline.index[0] + self._step) / dt.timedelta(hours=1)
         seconds = [d.seconds for d in self.decisions if event.begin - self._step * self.config.horizon <= d.time < event.end]
         bands = {tag: band for tag, band in self._bands().items() if tag in measured}
-        return event_figures(measured[self.config.power], baseline, event.begin, event.end, event.curtail_kw,
-                             measured, bands, seconds)
+        return event_report(measured[self.config.power], event.begin, event.end, event.curtail_kw, baseline, measured,
+                            bands, seconds, pre_hours=pre, post_hours=WINDOW / dt.timedelta(hours=1),
+                            baseline_name=self.baseline_used.get(event, event.baseline))
 
     def _measured(self, outputs: Mapping[str, float]) -> dict[str, float]:
         return {tag: float(outputs[tag]) for tag in self._model_outputs() if tag in outputs}
@@ -421,17 +463,41 @@ class GpMpcController:
     def _baseline(self, event: CurtailmentEvent, sim_time: dt.datetime, history: pd.DataFrame) -> pd.Series:
         """The event's baseline (module docstring) from the step after ``sim_time`` to 2 h after its
         end, made when the event first enters the horizon and then held."""
-        if event not in self.baselines:
+        if event not in self.baselines or event in self._provisional:
             times = pd.DatetimeIndex([sim_time + self._step * h for h in
                                       range(1, round((event.end + WINDOW - sim_time) / self._step) + 1)])
-            if event.baseline == "twin":
+            if event.baseline == "x_of_y" and "x_of_y" in self.baseline_sources:
+                values = np.asarray(self.baseline_sources[event.baseline](event, times), float)
+                self.baselines[event] = pd.Series(values, index=times)
+            elif event.baseline == "x_of_y" and event not in self.baseline_used:
+                try:
+                    self.baselines[event] = self._x_of_y(event, sim_time)
+                except BaselineError as exc:
+                    log.warning("%s: event %s - %s: no x_of_y baseline (%s); the twin baseline is used instead",
+                                self.config.path, event.begin, event.end, exc)
+                    self.baseline_used[event] = "twin (x_of_y refused)"
+                    self._provisional.discard(event)
+            if event.baseline == "twin" or event in self.baseline_used:
                 model = self.config.twin.models[self.config.power]
                 values = model.forecast_scenarios(history, [self._base_future(list(times))], with_std=False)[0][0]
-                values = values + self._offset()
-            else:
-                values = np.asarray(self.baseline_sources[event.baseline](event, times), float)
-            self.baselines[event] = pd.Series(values, index=times)
+                self.baselines[event] = pd.Series(values + self._offset(), index=times)
         return self.baselines[event]
+
+    def _x_of_y(self, event: CurtailmentEvent, sim_time: dt.datetime) -> pd.Series:
+        """The event's x_of_y baseline (module docstring) over (begin - 2 h, end + 2 h], from the power
+        measured up to ``sim_time``; provisional (made again next step) until the adjustment window
+        ending 1 h before the event is measured. BaselineError when it cannot be made."""
+        if not self._power_log:
+            raise BaselineError("no measured power")
+        gap = max(1.0, (event.begin - sim_time) / dt.timedelta(hours=1))  # the adjustment window ends by now
+        earlier = {e.begin.date() for e in self.config.events if e.begin.date() < event.begin.date()}
+        days = [event.begin.date() - dt.timedelta(days=k) for k in range(1, LOOKBACK.days + 1)]
+        excluded = earlier | {day for day in days if self.config.schedule.is_holiday(day)}
+        x, y = self.config.x_of_y
+        baseline = x_of_y_baseline(pd.Series(self._power_log), event.begin, event.end, x, y, excluded,
+                                   adjustment_gap_hours=gap, margin=WINDOW)
+        (self._provisional.add if gap > 1.0 else self._provisional.discard)(event)
+        return baseline.kw
 
 
 class _Solver:
@@ -522,7 +588,8 @@ def load_mpc(path: str | Path) -> MpcConfig:
         raise ControllerConfigError(str(exc)) from None
     mpc = file.table("mpc")
     mpc.check_keys({"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
-                    "outside_weight", "max_iter", "max_seconds", "power", "feedback", "feedback_steps", "baseline"})
+                    "outside_weight", "max_iter", "max_seconds", "power", "feedback", "feedback_steps", "baseline",
+                    "x_of_y"})
     objective = mpc.text("objective", "tracking")
     if objective not in OBJECTIVES:
         raise ControllerConfigError(f"{where}: [mpc] objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -551,7 +618,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
                        mpc.integer("horizon_steps", 12), mpc.integer("blocks", 3), mpc.number("confidence", 0.95),
                        mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
                        mpc.integer("max_iter", 100), _max_seconds(mpc), where, mpc.flag("feedback", True),
-                       mpc.integer("feedback_steps", 6))
+                       mpc.integer("feedback_steps", 6), _x_of_y_days(mpc))
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
         raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
     if config.feedback_steps < 1 or config.max_iter < 1:
@@ -571,6 +638,16 @@ def _max_seconds(mpc: Table) -> float | None:
     if not 0 < value < float("inf"):
         raise ControllerConfigError(f"{mpc.where}: max_seconds must be a positive number of seconds, got {value!r}")
     return value
+
+
+def _x_of_y_days(mpc: Table) -> tuple[int, int]:
+    """``x_of_y = [X, Y]``: the days averaged and the eligible days looked at (1 <= X <= Y)."""
+    value = mpc.values.get("x_of_y", [10, 10])
+    if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
+            and 1 <= value[0] <= value[1]):
+        raise ControllerConfigError(f"{mpc.where}: x_of_y must be [X, Y], whole numbers with 1 <= X <= Y, "
+                                    f"got {value!r}")
+    return value[0], value[1]
 
 
 def _pair(value, where: str) -> tuple[float, float]:

@@ -91,6 +91,9 @@ class LoopReport:
     control_times_s: list[float] = field(default_factory=list)
     step_s: float | None = None  # simulated seconds per step (the control step), from two handled steps
     last_sim_time: dt.datetime | None = None
+    # a controller's demand-response event reports (bridge.tracking.dr_event.EventReport), copied from its
+    # ``event_reports`` mapping (the GP-MPC's) when the loop ends
+    event_reports: list = field(default_factory=list)
 
     @property
     def time_rat(self) -> float | None:
@@ -116,6 +119,7 @@ async def run_controller(controller: Controller, endpoint: str, building: str, c
             controller.check(client.inputs)
             loop = {"lockstep": _lockstep, "exchange": _exchange, "paced": _paced}[options.mode]
             report.final_status = await loop(client, controller, options, report)
+            report.event_reports = list(getattr(controller, "event_reports", {}).values())
             log.info("%s is %s after %d actions (%d not applied, %d reconnects)", building, report.final_status,
                      report.actions, report.not_applied, report.reconnects)
             return report

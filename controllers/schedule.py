@@ -109,9 +109,12 @@ class Schedule:
     def tags(self) -> list[str]:
         return list(self.setback)
 
+    def is_holiday(self, day: dt.date) -> bool:
+        return _date_matches(day, self.holidays)
+
     def base_setpoints(self, time: dt.datetime) -> dict[str, float]:
         """Occupied, ramping or setback setpoints at clock time ``time``, before demand-response offsets."""
-        if _date_matches(time.date(), self.holidays):
+        if self.is_holiday(time.date()):
             return dict(self.setback)
         minute = _minute_of_day(time)
         periods = [p for p in self.occupied if time.weekday() in p.days]

@@ -139,6 +139,15 @@ def test_event_report_against_a_hand_computed_event():
     figures = report.as_figures("mpc_")
     assert figures["mpc_delivered_ratio"] == {"value": pytest.approx(1.0), "unit": "delivered / requested", "target": ">= 0.9"}
     assert figures["mpc_comfort_Zone"]["value"] == pytest.approx(2.5) and "mpc_decision_time_p95" in figures
+    # the rise of a window's peak: its peak minus the baseline's peak there (the baseline peaks at 13:00)
+    peaked = baseline.copy()
+    peaked["2025-07-23 13:00"] = 125.0
+    report = event_report(power, *EVENT, 30.0, peaked, baseline_name="twin")
+    assert (report.pre_event_peak_rise_kw, report.pre_event_peak_kw) == pytest.approx((130.0 - 125.0, 30.0))
+    assert report.rebound_peak_rise_kw == pytest.approx(50.0)
+    record = report.as_record()
+    assert record["baseline_name"] == "twin" and record["begin"] == "2025-07-23T14:00:00"
+    assert record["decision_p95_s"] is None  # no decisions: NaN as null
 
 
 def test_event_report_needs_a_baseline_over_every_window():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import pytest
 
@@ -42,9 +43,10 @@ def one_monday(tmp_path):
     return path
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base_monday(tmp_path_factory):
-    """The Monday under the base schedule alone: (campus file, historian frame)."""
+    """The Monday under the base schedule alone: (campus file, historian frame); also the base run
+    of test_campus_dr's closed loop."""
     folder = tmp_path_factory.mktemp("base_monday")
     campus = one_monday(folder)
     report, frame = closed_loop(campus, folder / "base", ScheduleController(load_schedule(BASE_SCHEDULE)))
@@ -66,18 +68,40 @@ def closed_loop(campus, tmp_path, controller):
 def test_gp_mpc_curtails_the_event_within_comfort(trained, base_monday, tmp_path, objective):  # noqa: F811
     """Against the same day under the base schedule: during the event the MPC raises the cooling
     setpoint within its bounds and the comfort constraint, and EnergyPlus's power drops; outside
-    the horizon of the event it writes the base schedule."""
+    the horizon of the event it writes the base schedule. Tracking: in this process, the event's
+    report in the LoopReport; energy: ``twinbridge controller gp-mpc``, which prints the report as
+    one JSON line."""
     _, model_path = trained
     campus, base = base_monday
-    config = load_mpc(mpc_file(tmp_path, model_path, objective=f'"{objective}"'))
+    path = mpc_file(tmp_path, model_path, objective=f'"{objective}"')
+    config = load_mpc(path)
     assert (config.events[0].begin, config.events[0].end) == tuple(
         dt.datetime.combine(dt.date(2025, 7, 7), dt.time.fromisoformat(t)) for t in EVENT_SIM)
-    controller = GpMpcController(config)
-    mpc_report, mpc = closed_loop(campus, tmp_path / "mpc", controller)
-    assert mpc_report.final_status == "Finished"
+    if objective == "tracking":
+        controller = GpMpcController(config)
+        mpc_report, mpc = closed_loop(campus, tmp_path / "mpc", controller)
+        assert mpc_report.final_status == "Finished" and controller.decisions
+        assert mpc_report.event_reports == [controller.event_reports[config.events[0]]]
+        report = mpc_report.event_reports[0].as_record()
+    else:
+        (tmp_path / "mpc").mkdir()
+        with run_bridge(campus, tmp_path / "mpc", "--clock", "lockstep", "--lockstep-timeout", "60",
+                        keep_serving=False) as bridge:
+            done = run_cli("controller", "gp-mpc", "--endpoint", bridge.endpoint, "--building", "SmallOffice",
+                           "--config", str(path), "--mode", "exchange", timeout_s=300)
+            assert done.returncode == 0 and bridge.wait() == 0, done.stderr + bridge.log
+            mpc = load_history(bridge.historian(), "SmallOffice")
+        lines = done.stdout.strip().splitlines()
+        assert len(lines) == 1, done.stdout
+        report = json.loads(lines[0])
+    assert (report["begin"], report["end"], report["requested_kw"], report["baseline_name"]) == (
+        f"2025-07-07T{EVENT_SIM[0]}:00", f"2025-07-07T{EVENT_SIM[1]}:00", 2.0, "twin")
+    assert report["delivered_kw"] > 0.5 and report["decisions"] > 0 and "CoreZoneTemp" in report["comfort_kh"]
+    # the event enters the 6-step horizon 50 min before it: the part of the 2 h before its baseline covers
+    assert report["pre_hours"] == pytest.approx(50 / 60)
 
     event = (mpc.index > f"2025-07-07 {EVENT_SIM[0]}") & (mpc.index <= f"2025-07-07 {EVENT_SIM[1]}")
-    assert controller.decisions and all(22.0 <= d.values["CoolingSetpoint"] <= 27.0 for d in controller.decisions)
+    assert mpc.loc[event, "CoolingSetpoint"].between(22.0, 27.0).all()
     assert mpc.loc[event, "CoolingSetpoint"].mean() > 24.5  # curtailment by a warmer zone
     assert mpc.loc[event, "FacilityPower"].mean() < base.loc[event, "FacilityPower"].mean() - 0.5
     assert mpc.loc[event, "CoreZoneTemp"].max() < 27.5  # comfort band 20-27 degC (95 % chance constraint)
@@ -188,8 +212,7 @@ def test_feedback_meets_an_event_that_a_steady_model_error_misses_without_it(tra
     else:
         assert delivered < 0.5
     report = controller.event_reports[config.events[0]]  # against its own (corrected twin) baseline
-    assert {"delivered_ratio", "tracking_rmse_kw", "pre_energy_kwh", "post_peak_kw", "comfort_CoreZoneTemp_kh",
-            "decision_p95_s"} <= set(report)
+    assert report.baseline_name == "twin" and report.requested_kw == 1.5 and "CoreZoneTemp" in report.comfort_kh
 
 
 def test_the_casadi_rollout_is_the_twins_forecast(trained, small_office):  # noqa: F811
@@ -231,15 +254,51 @@ def test_the_casadi_rollout_is_the_twins_forecast(trained, small_office):  # noq
 
 
 def test_an_event_names_its_baseline(trained, tmp_path):  # noqa: F811
-    """``baseline`` in [mpc] or an event: "twin" (default) or "x_of_y"; an x_of_y event needs its source."""
+    """``baseline`` in [mpc] or an event: "twin" (default) or "x_of_y" (X and Y from ``x_of_y``)."""
     from controllers.base import ControllerConfigError
 
     _, model_path = trained
-    assert load_mpc(mpc_file(tmp_path, model_path)).events[0].baseline == "twin"
-    config = load_mpc(mpc_file(tmp_path, model_path, baseline='"x_of_y"'))
-    assert config.events[0].baseline == "x_of_y"
-    with pytest.raises(ControllerConfigError, match="x_of_y"):
-        GpMpcController(config)
-    GpMpcController(config, baselines={"x_of_y": lambda event, times: [10.0] * len(times)})
+    config = load_mpc(mpc_file(tmp_path, model_path))
+    assert config.events[0].baseline == "twin" and config.x_of_y == (10, 10)
+    config = load_mpc(mpc_file(tmp_path, model_path, baseline='"x_of_y"', x_of_y="[5, 10]"))
+    assert config.events[0].baseline == "x_of_y" and config.x_of_y == (5, 10)
     with pytest.raises(ControllerConfigError, match="baseline must be one of"):
         load_mpc(mpc_file(tmp_path, model_path, baseline='"yesterday"'))
+    with pytest.raises(ControllerConfigError, match=r"mpc.toml: \[mpc\]: x_of_y must be \[X, Y\]"):
+        load_mpc(mpc_file(tmp_path, model_path, x_of_y="[10, 5]"))
+
+
+def test_an_x_of_y_event_tracks_the_measured_days_or_falls_back_to_the_twin(  # noqa: F811
+        trained, small_office, tmp_path, caplog):
+    """The Small Office's measured Jul 1-4 fed to two controllers with a 12-13 h event on Friday
+    Jul 4 promised against x_of_y: with X = Y = 3 the baseline is dr_baseline's "3 of 3" (Jul 1-3,
+    the day-of adjustment on the 3 h ending 1 h before) of the power the controller saw; with the
+    default 10 of 10 there are too few days: the BaselineError is logged and the twin baseline used."""
+    import logging
+
+    from bridge.tracking.dr_baseline import x_of_y_baseline
+    from controllers.base import InputRange
+
+    _, model_path = trained
+    history = small_office[2]
+    made = {}
+    for days in ("[3, 3]", "[10, 10]"):
+        path = mpc_file(tmp_path, model_path, SHORT_EVENT, baseline='"x_of_y"', x_of_y=days)
+        path.write_text(path.read_text().replace('date = "2025-07-07"', 'date = "2025-07-04"'))
+        config = load_mpc(path)
+        made[days] = GpMpcController(config)
+        made[days].check({i.tag: InputRange(i.tag, i.min, i.max, i.unit) for i in config.tagmap.inputs})
+    event = made["[3, 3]"].config.events[0]
+    rows = history[history.index <= event.begin - dt.timedelta(minutes=50)]  # the event enters the 1 h horizon
+    with caplog.at_level(logging.WARNING, logger="controllers.gp_mpc"):
+        for t, row in rows.iterrows():
+            for controller in made.values():
+                controller.decide(t.to_pydatetime(), row.to_dict())
+    three, ten = made["[3, 3]"], made["[10, 10]"]
+    assert len(three.decisions) == len(ten.decisions) == 1
+    expected = x_of_y_baseline(rows["FacilityPower"], event.begin, event.end, 3, 3, margin=dt.timedelta(hours=2))
+    assert expected.days == (dt.date(2025, 7, 1), dt.date(2025, 7, 2), dt.date(2025, 7, 3))
+    assert three.baselines[event].equals(expected.kw) and event not in three.baseline_used
+    assert ten.baseline_used[event] == "twin (x_of_y refused)"
+    assert "needs 10 eligible days" in caplog.text and "the twin baseline is used instead" in caplog.text
+    assert ten.baselines[event].index[0] == rows.index[-1] + dt.timedelta(minutes=10)

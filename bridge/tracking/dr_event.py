@@ -8,8 +8,9 @@ or in simulation the same run without the event) over the event and the windows 
   to the request (programmes settle on this mean, e.g. CAISO's and PJM's hourly averages);
 - tracking RMSE (kW) of the measured power against the target baseline - request, per interval;
 - pre-event window (pre-cooling, default the 2 h before the event) and post-event window (rebound,
-  default the 2 h after): energy above the baseline (kWh, negative when below) and the largest
-  excess over it (kW);
+  default the 2 h after): energy above the baseline (kWh, negative when below), the largest
+  excess over it (kW), and the rise of the window's peak: its peak power minus the baseline's peak
+  there (kW; what a demand charge on the window would see);
 - comfort: degree-hours (K h) outside each zone's band [low, high], per zone, over the whole report
   span (pre-event window, event, post-event window), as bridge/kpi.py's thermal discomfort;
 - decision times (s) of the controller, when given: median, 95th percentile, maximum.
@@ -56,6 +57,20 @@ class EventReport:
     decisions: int = 0
     pre_hours: float = 2.0
     post_hours: float = 2.0
+    pre_event_peak_rise_kw: float = float("nan")  # the window's peak minus the baseline's peak there
+    rebound_peak_rise_kw: float = float("nan")
+    baseline_name: str = ""  # what the baseline is ("twin", "x_of_y", "base run", ...)
+
+    def as_record(self) -> dict:
+        """The report as plain JSON values (times ISO 8601, NaN as None): one line of a run's record."""
+        out = {}
+        for name, value in self.__dict__.items():
+            if isinstance(value, pd.Timestamp):
+                value = value.isoformat()
+            elif isinstance(value, float) and not np.isfinite(value):
+                value = None
+            out[name] = value
+        return out
 
     def as_figures(self, prefix: str = "") -> dict[str, dict]:
         """The figures in bench/results' format, ``{name: {"value", "unit", "target"}}``; targets
@@ -70,6 +85,10 @@ class EventReport:
             "pre_event_peak": (self.pre_event_peak_kw, f"kW, largest excess over baseline, {self.pre_hours:g} h before", ""),
             "rebound_energy": (self.rebound_energy_kwh, f"kWh above baseline, {self.post_hours:g} h after", ""),
             "rebound_peak": (self.rebound_peak_kw, f"kW, largest excess over baseline, {self.post_hours:g} h after", ""),
+            "pre_event_peak_rise": (self.pre_event_peak_rise_kw,
+                                    f"kW, peak minus the baseline's peak, {self.pre_hours:g} h before", ""),
+            "rebound_peak_rise": (self.rebound_peak_rise_kw,
+                                  f"kW, peak minus the baseline's peak, {self.post_hours:g} h after", ""),
         }
         for zone, kh in self.comfort_kh.items():
             rows[f"comfort_{zone}"] = (kh, "K h outside the comfort band, pre-event to rebound", "0")
@@ -84,11 +103,13 @@ class EventReport:
 def event_report(power: pd.Series, begin: dt.datetime | str, end: dt.datetime | str, requested_kw: float,
                  baseline: pd.Series, temperatures: pd.DataFrame | None = None,
                  bands: Mapping[str, tuple[float, float]] | None = None,
-                 decision_seconds: Iterable[float] = (), pre_hours: float = 2.0, post_hours: float = 2.0) -> EventReport:
+                 decision_seconds: Iterable[float] = (), pre_hours: float = 2.0, post_hours: float = 2.0,
+                 baseline_name: str = "") -> EventReport:
     """The report of the event (begin, end] asking ``requested_kw`` below ``baseline`` (kW, indexed
     like ``power``: it must cover the event and, for their figures, the pre- and post-event windows).
     ``temperatures`` (degC, one column per zone) and ``bands`` ({zone: (low, high)}) give the comfort
-    figures; ``decision_seconds`` the decision-time percentiles (module docstring)."""
+    figures; ``decision_seconds`` the decision-time percentiles (module docstring); ``baseline_name``
+    is kept in the report."""
     begin, end = pd.Timestamp(begin), pd.Timestamp(end)
     if end <= begin:
         raise EventReportError(f"event {begin} .. {end}: the end must be after the beginning")
@@ -119,7 +140,10 @@ def event_report(power: pd.Series, begin: dt.datetime | str, end: dt.datetime | 
                        delivered / requested_kw if requested_kw else float("nan"), rmse,
                        float(excess_pre.sum() * hours), float(excess_pre.max()),
                        float(excess_post.sum() * hours), float(excess_post.max()), comfort,
-                       *times, decisions=len(seconds), pre_hours=pre_hours, post_hours=post_hours)
+                       *times, decisions=len(seconds), pre_hours=pre_hours, post_hours=post_hours,
+                       pre_event_peak_rise_kw=float(pre["power"].max() - pre["baseline"].max()),
+                       rebound_peak_rise_kw=float(post["power"].max() - post["baseline"].max()),
+                       baseline_name=baseline_name)
 
 
 def _window(power: pd.Series, baseline: pd.Series, after: pd.Timestamp, until: pd.Timestamp, name: str) -> pd.DataFrame:
