@@ -48,7 +48,7 @@ from pathlib import Path
 from bridge.comfort import ComfortBands, Occupancy, read_band, read_occupancy
 from bridge.errors import TwinbridgeError
 from bridge.names import first_repeat, tag_name_problem
-from bridge.tomlfile import Table, read_toml
+from bridge.tomlfile import Table, file_path, read_toml
 
 TAG_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 # hvac_electric_power and hvac_gas_power: HVAC equipment only (heating, cooling, fans, pumps), BOPTEST's energy scope
@@ -197,12 +197,17 @@ def same_building(recorded: Mapping, other: Mapping) -> bool:
 
 def load_tagmap(path: str | Path) -> TagMap:
     """Read and check a tag map file; raise TagMapError naming the file and entry on any problem."""
-    path = Path(path)
+    return _load_tagmap(Path(path), ())
+
+
+def _load_tagmap(path: Path, extending: tuple[Path, ...]) -> TagMap:
+    """``load_tagmap``; ``extending``: the files whose ``extends`` led here (a cycle is an error)."""
     file = Table(read_toml(path, TagMapError, "tag map file"), str(path), TagMapError)
-    file.check_keys({"name", "floor_area_m2", "inputs", "outputs", "occupancy"})
-    inputs = tuple(_input(entry) for entry in file.tables("inputs"))
+    file.check_keys({"name", "floor_area_m2", "inputs", "outputs", "occupancy", "extends"})
+    base = _extended(file, path, extending) if "extends" in file.values else None
     occupancy = read_occupancy(file.table("occupancy")) if "occupancy" in file.values else None
-    outputs = tuple(_output(entry, occupancy) for entry in file.tables("outputs"))
+    inputs = (*(base.inputs if base else ()), *(_input(entry) for entry in file.tables("inputs")))
+    outputs = (*(base.outputs if base else ()), *(_output(entry, occupancy) for entry in file.tables("outputs")))
     if not outputs:
         raise TagMapError(f"{path}: a tag map needs at least one [[outputs]] entry")
     items = (*inputs, *outputs)
@@ -210,11 +215,22 @@ def load_tagmap(path: str | Path) -> TagMap:
     if repeat:
         earlier, later = (items[i] for i in repeat)
         raise TagMapError(f"{later.where}: tag {later.tag!r} is already used by {earlier.where} (case does not matter)")
-    area = file.number("floor_area_m2", 0.0)
-    tagmap = TagMap(file.text("name", path.stem), inputs, outputs, area or None, str(path))
+    area = file.number("floor_area_m2", 0.0) or (base.floor_area_m2 if base else None)
+    tagmap = TagMap(file.text("name", base.name if base else path.stem), inputs, outputs, area or None, str(path))
     _check_orders(tagmap)
     _check_ranges(tagmap)
     return tagmap
+
+
+def _extended(file: Table, path: Path, extending: tuple[Path, ...]) -> TagMap:
+    """The tag map ``extends`` names (relative to ``path``): its inputs and outputs come first, its name
+    and floor area stand unless this file gives its own."""
+    base = file_path(file.text("extends"), path.parent, TagMapError, f"{path}: 'extends'")
+    if base in (*extending, path.resolve()):
+        raise TagMapError(f"{path}: 'extends' = {file.text('extends')!r} leads back to {base} (a cycle)")
+    if not base.is_file():
+        raise TagMapError(f"{path}: 'extends': file not found: {base}")
+    return _load_tagmap(base, (*extending, path.resolve()))
 
 
 def _check_ranges(tagmap: TagMap) -> None:

@@ -75,6 +75,26 @@ def test_tag_map_is_read(tmp_path):
         load_tagmap(tmp_path / "broken.toml")
 
 
+def test_a_tag_map_extends_another_and_keeps_it_whole(tmp_path):
+    """The live Small Office map extends small_office.toml: every tag of it first, with its bands, then its own."""
+    base, live = load_tagmap(TAGMAPS / "small_office.toml"), load_tagmap(TAGMAPS / "small_office_live.toml")
+    assert live.inputs[:len(base.inputs)] == base.inputs and live.outputs[:len(base.outputs)] == base.outputs
+    assert (live.name, live.floor_area_m2) == (base.name, base.floor_area_m2)
+    assert {i.tag for i in live.inputs[len(base.inputs):]} >= {"OutdoorDryBulb", "DirectSolar"}
+    out = 'tag = "Extra"\nkey = "Environment"\nvariable = "Site Outdoor Air Drybulb Temperature"\nunit = "degC"\n'
+    (tmp_path / "a.toml").write_text(f'extends = "b.toml"\n[[outputs]]\n{out}')
+    (tmp_path / "b.toml").write_text(f'extends = "a.toml"\n[[outputs]]\n{out.replace("Extra", "Other")}')
+    with pytest.raises(TagMapError, match=r"a.toml: 'extends' = 'b.toml' leads back to .*b.toml \(a cycle\)"):
+        load_tagmap(tmp_path / "b.toml")
+    (tmp_path / "c.toml").write_text(f'extends = "missing.toml"\n[[outputs]]\n{out}')
+    with pytest.raises(TagMapError, match=r"c.toml: 'extends': file not found"):
+        load_tagmap(tmp_path / "c.toml")
+    (tmp_path / "d.toml").write_text(f'extends = "{TAGMAPS / "small_office.toml"}"\n[[outputs]]\n'
+                                     f'{out.replace("Extra", "FacilityPower")}')
+    with pytest.raises(TagMapError, match=r"d.toml.*tag 'FacilityPower' is already used by .*small_office.toml"):
+        load_tagmap(tmp_path / "d.toml")
+
+
 SECOND_BUILDING = '[[buildings]]\nname = "smalloffice"\ntagmap = "../tagmaps/small_office.toml"\n\n'
 
 

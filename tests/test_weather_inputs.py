@@ -73,10 +73,16 @@ def test_unwritten_weather_inputs_leave_the_run_bit_identical(kind, tmp_path):
     assert [{tag: s[tag] for tag in plain[0]} for s in live] == plain
 
 
+def live_copy(path: Path, old: str, new: str) -> Path:
+    """The live tag map with ``old`` replaced by ``new``, at ``path`` (still extending small_office.toml)."""
+    text = LIVE.read_text().replace('extends = "small_office.toml"', f'extends = "{TAGMAPS / "small_office.toml"}"')
+    path.write_text(text.replace(old, new))
+    return path
+
+
 def test_unknown_weather_control_type_is_refused(tmp_path):
-    path = tmp_path / "bad.toml"
-    path.write_text(LIVE.read_text().replace('weather = "Wind Direction"', 'weather = "Wind Dirction"'))
-    with pytest.raises(TagMapError, match=r"inputs\[5\] \(WindDirection\): unknown 'weather' 'Wind Dirction'"):
+    path = live_copy(tmp_path / "bad.toml", 'weather = "Wind Direction"', 'weather = "Wind Dirction"')
+    with pytest.raises(TagMapError, match=r"bad.toml: inputs\[3\] \(WindDirection\): unknown 'weather' 'Wind Dirction'"):
         load_tagmap(path)
 
 
@@ -84,10 +90,9 @@ def test_weather_default_is_nan_or_within_range(tmp_path):
     live = load_tagmap(LIVE)
     assert math.isnan(live.defaults["OutdoorDryBulb"]) and live.input("OutdoorDryBulb").actuator == (
         "Environment", "Weather Data", "Outdoor Dry Bulb")
-    path = tmp_path / "fixed.toml"
-    path.write_text(LIVE.read_text().replace('weather = "Wind Speed"', 'weather = "Wind Speed"\ndefault = 3.0'))
+    path = live_copy(tmp_path / "fixed.toml", 'weather = "Wind Speed"', 'weather = "Wind Speed"\ndefault = 3.0')
     assert load_tagmap(path).defaults["WindSpeed"] == 3.0
-    path.write_text(LIVE.read_text().replace('weather = "Wind Speed"', 'weather = "Wind Speed"\ndefault = 50.0'))
+    live_copy(path, 'weather = "Wind Speed"', 'weather = "Wind Speed"\ndefault = 50.0')
     with pytest.raises(TagMapError, match="default 50.0 is outside"):
         load_tagmap(path)
 
