@@ -71,8 +71,12 @@ def fake_peer_engine(tmp_path: Path, monkeypatch, packet: bytes) -> ExternalInte
                                    config.period, tmp_path / "work", start_timeout_s=30, step_timeout_s=5)
 
 
+SMALL_OFFICE_OUTPUTS = len(load_config(SIMS / "small_office.toml").buildings[0].tagmap.outputs)
+OUTSIDE_THE_PERIOD = b"2 0 %d 0 0 1e300 " % SMALL_OFFICE_OUTPUTS + b"1 " * (SMALL_OFFICE_OUTPUTS - 1) + b"1\n"
+
+
 @pytest.mark.parametrize("packet", [b"2 0\n", b"2 -inf 0 0 0 0\n", b"2 0 7 0 0 0.0 x 1 1 1 1 1 1\n",
-                                    b"2 0 7 0 0 0.0 0x10 1 1 1 1 1 1\n", b"2 0 7 0 0 1e300 1 1 1 1 1 1 1\n"])
+                                    b"2 0 7 0 0 0.0 0x10 1 1 1 1 1 1\n", OUTSIDE_THE_PERIOD])
 def test_a_malformed_packet_faults_its_building_by_name(tmp_path, monkeypatch, packet):
     """Through the engine, from a peer process on a real socket: an EngineFault naming the building and
     quoting the packet (the last one: a well-formed packet whose time is outside the run period)."""
@@ -375,7 +379,7 @@ def test_a_malformed_packet_faults_one_building_of_three_the_others_finish(tmp_p
     statuses = {b.name: b.status for b in campus.buildings}
     assert statuses == {"OfficeA": "Finished", "OfficeB": "Faulted", "OfficeC": "Finished"}, faults
     assert faults["OfficeB"].startswith("OfficeB: EnergyPlus sent a malformed packet (value 1 b'0x10' is not a number)")
-    assert "b'2 0 7 0 0 " in faults["OfficeB"] and faults["OfficeA"] == faults["OfficeC"] == ""
+    assert f"b'2 0 {SMALL_OFFICE_OUTPUTS} 0 0 " in faults["OfficeB"] and faults["OfficeA"] == faults["OfficeC"] == ""
     assert campus.step == period.steps == 144
     for name in ("OfficeA", "OfficeC"):
         assert list(load_history(campus.run_path, name)["step"]) == list(range(1, period.steps + 1))
