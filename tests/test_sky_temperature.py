@@ -5,20 +5,23 @@ nothing to the model."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TAGMAPS
+from conftest import SIMS, TAGMAPS
 from devtools.fuzz import examples
 from test_weather_inputs import ENGINES, LIVE, ONE_DAY, run, without_sky
-from bridge.config import reference_model
+from bridge.config import load_config, reference_model
 from bridge.cosim_files import patch_model, prepare_model
 from bridge.idf import Idf
 from bridge.sky_temperature import SkyModelError, add_sky_temperature, cos_tilt, exterior_surfaces, view_factors
 from bridge.tagmap import load_tagmap
+from bridge.validate import building_problems
 
 WRITTEN_FROM, RELEASED_FROM = 60, 70  # steps (10:00 and 11:40 of July 1)
 SEEN = """
@@ -120,3 +123,19 @@ def test_view_factors_follow_the_tilt_of_any_rectangle(tilt, azimuth, width, hei
                         f"AutoCalculate, 4, {', '.join(coordinates)};").objects[0]
     sky, ground = view_factors(surface)
     assert math.isclose(sky + ground, 1.0) and math.isclose(sky, 0.5 * (1 + math.cos(t)), abs_tol=1e-6)
+
+
+@pytest.mark.engine
+def test_validation_names_a_model_that_cannot_take_the_sky(tmp_path):
+    """`twinbridge validate` accepts the live map on the Small Office and names the input and the surface
+    when a surface already has a local environment."""
+    building = load_config(SIMS / "small_office.toml").buildings[0]
+    building = dataclasses.replace(building, tagmap=load_tagmap(LIVE))
+    assert asyncio.run(building_problems(building)) == []
+    model = tmp_path / "model.idf"
+    model.write_text(building.model.read_text(encoding="latin-1")
+                     + "\nSurfaceProperty:LocalEnvironment, mine, Attic_roof_east, , ;\n", encoding="latin-1")
+    problems = asyncio.run(building_problems(dataclasses.replace(building, model=model)))
+    assert len(problems) == 1 and problems[0].endswith(
+        "small_office_live.toml: inputs[8] (SkyTemperature): surface 'Attic_roof_east' already has a "
+        "SurfaceProperty:LocalEnvironment; a sky-temperature input needs its own")
