@@ -4,7 +4,7 @@
 is hot and dry where Chicago is mild and humid), fault-free and with the three faults of
 ``bench_tracking`` from ``--fault-day``. "Twin": the nominal Small Office on Chicago TMY3 with
 ``tagmaps/small_office_live.toml``, mirroring the live site weather (dry bulb, relative humidity, wind
-speed, direct and diffuse solar) and setpoints. Control: the same twin without mirroring.
+speed, direct and diffuse solar, and since 2026-12-04 the sky temperature) and setpoints. Control: the same twin without mirroring.
 
 Periods (each 30 days, 10-minute steps, faults from day 3, the first day spin-up), chosen before any
 result of either was seen: **summer from 2025-07-22** (bench_tracking's start, after the July 21 design

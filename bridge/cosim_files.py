@@ -15,7 +15,8 @@ from xml.sax.saxutils import quoteattr
 from bridge.config import RunPeriod
 from bridge.errors import TwinbridgeError
 from bridge.idf import Idf
-from bridge.tagmap import InputTag, OutputTag, TagMap, follows_weather_file
+from bridge.sky_temperature import add_sky_temperature
+from bridge.tagmap import SKY_TEMPERATURE, InputTag, OutputTag, TagMap, follows_weather_file
 
 # The EMS calling point at which a weather override acts in the same zone timestep (docs/bridge.md,
 # "Weather inputs": measured by bench/bench_weather_actuators.py; later points act one step late)
@@ -71,7 +72,11 @@ def input_values(tagmap: TagMap, inputs: Mapping[str, float]) -> list[float]:
 def add_weather_input(idf: Idf, item: InputTag) -> None:
     """The ExternalInterface variables and the EMS program that set a weather input's actuator at
     WEATHER_CALLING_POINT while it overrides the weather file, and release it (Null) otherwise. Both
-    variables start at 0: sizing and warm-up keep the weather file and the design days."""
+    variables start at 0: sizing and warm-up keep the weather file and the design days. The sky temperature
+    has no actuator of its own: its model objects come from bridge/sky_temperature.py."""
+    if item.weather == SKY_TEMPERATURE:
+        add_sky_temperature(idf, item, weather_variables(item), external_interface=True)
+        return
     value, on = weather_variables(item)
     actuator, program = f"{value}_actuator", f"{value}_program"
     idf.add("ExternalInterface:Variable", value, 0)

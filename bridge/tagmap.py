@@ -21,7 +21,8 @@ A tag map is a TOML file (see ``tagmaps/*.toml`` and docs/tagmaps.md)::
 An input names either ``schedule`` (an existing ``Schedule:*`` object, overridden through an
 ``ExternalInterface:Actuator`` with control type "Schedule Value"), ``actuator`` (a table with
 ``component_type``, ``control_type`` and ``key`` of any EnergyPlus EMS actuator) or ``weather`` (a
-control type of EnergyPlus's ``Weather Data`` actuator, one of WEATHER_CONTROLS). A weather input's
+control type of EnergyPlus's ``Weather Data`` actuator, one of WEATHER_CONTROLS, or ``"Sky Temperature"``:
+the sky temperature the exterior surfaces see, bridge/sky_temperature.py). A weather input's
 ``default`` may be ``nan`` (the default when it is not given): the weather file's value then stays,
 until a client writes a number. An output names
 either ``key`` + ``variable`` (an output variable) or ``meter``.
@@ -63,6 +64,8 @@ UNBOUNDED = (-1e9, 1e9)
 # Control types of the "Weather Data" actuator (component "Environment"), EnergyPlus 25.2
 WEATHER_CONTROLS = ("Outdoor Dry Bulb", "Outdoor Dew Point", "Outdoor Relative Humidity", "Direct Solar",
                     "Diffuse Solar", "Wind Speed", "Wind Direction")
+SKY_TEMPERATURE = "Sky Temperature"  # no Weather Data actuator: set through the model (bridge/sky_temperature.py)
+WEATHER_INPUTS = WEATHER_CONTROLS + (SKY_TEMPERATURE,)
 
 
 class TagMapError(TwinbridgeError, ValueError):
@@ -80,7 +83,7 @@ class InputTag:
     component_type: str | None = None
     control_type: str | None = None
     key: str | None = None
-    weather: str | None = None  # control type of the "Weather Data" actuator
+    weather: str | None = None  # control type of the "Weather Data" actuator, or SKY_TEMPERATURE
     description: str = ""
     where: str = ""  # "file: inputs[i]" for error messages
     below: str | None = None  # another input this one must stay under, by at least ``margin``
@@ -91,6 +94,8 @@ class InputTag:
         """(component key, component type, control type) of the EnergyPlus actuator."""
         if self.schedule is not None:
             return self.schedule, "Schedule:Compact", "Schedule Value"
+        if self.weather == SKY_TEMPERATURE:  # the sky schedule's, set by an EMS program (bridge/sky_temperature.py)
+            return f"tb_sky_{self.tag}", "Schedule:Constant", "Schedule Value"
         if self.weather is not None:
             return "Environment", "Weather Data", self.weather
         return self.key or "", self.component_type or "", self.control_type or ""
@@ -299,10 +304,11 @@ def _input(entry: Table) -> InputTag:
 
 
 def _weather_input(entry: Table, common: dict) -> InputTag:
-    """An input on the "Weather Data" actuator; it keeps no order with other inputs (its value may be NaN)."""
+    """An input on the "Weather Data" actuator or the sky temperature; it keeps no order with other inputs
+    (its value may be NaN)."""
     control = entry.text("weather")
-    if control not in WEATHER_CONTROLS:
-        raise TagMapError(f"{entry.where}: unknown 'weather' {control!r} (known: {list(WEATHER_CONTROLS)})")
+    if control not in WEATHER_INPUTS:
+        raise TagMapError(f"{entry.where}: unknown 'weather' {control!r} (known: {list(WEATHER_INPUTS)})")
     if "below" in entry.values:
         raise TagMapError(f"{entry.where}: a weather input cannot have 'below'")
     return InputTag(weather=control, **common)

@@ -20,6 +20,8 @@ from bridge.cosim_files import ModelError, actuator_of
 from bridge.engines.energyplus import severe_lines
 from bridge.errors import TwinbridgeError
 from bridge.idf import Idf
+from bridge.sky_temperature import SkyModelError, add_sky_temperature
+from bridge.tagmap import SKY_TEMPERATURE
 from bridge.twin.errors import ModelFileError
 
 GLOBAL_KEYS = {"ENVIRONMENT", "WHOLE BUILDING", "*"}
@@ -99,6 +101,11 @@ async def building_problems(building: BuildingConfig) -> list[str]:
             continue
         if item.schedule is None and item.weather is None and key.upper() not in names:
             problems.append(f"{item.where}: actuator key {key!r} is not an object or node of the model")
+        if item.weather == SKY_TEMPERATURE:
+            try:
+                add_sky_temperature(Idf.read(building.model), item, ("value", "on"), external_interface=False)
+            except SkyModelError as exc:
+                problems.append(str(exc))
     variables, meters = await variable_dictionary(building.model, building.weather)
     for item in building.tagmap.outputs:
         if item.meter is not None:

@@ -40,11 +40,12 @@ MIRRORED: dict[str, tuple[str, str]] = {
     "WindSpeed": ("Outputs", "SiteWindSpeed"),
     "DirectSolar": ("Outputs", "SiteDirectSolar"),
     "DiffuseSolar": ("Outputs", "SiteDiffuseSolar"),
+    "SkyTemperature": ("Outputs", "SiteSkyTemperature"),  # the file's sky infrared: no Weather Data actuator
     "CoolingSetpoint": ("Inputs", "CoolingSetpoint"),
     "HeatingSetpoint": ("Inputs", "HeatingSetpoint"),
 }
 UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": "m/s", "DirectSolar": "W/m2",
-         "DiffuseSolar": "W/m2", "CoolingSetpoint": "degC", "HeatingSetpoint": "degC"}
+         "DiffuseSolar": "W/m2", "SkyTemperature": "degC", "CoolingSetpoint": "degC", "HeatingSetpoint": "degC"}
 
 
 def standard_pressure_pa(elevation_m: float) -> float:

@@ -6,7 +6,8 @@ every timestep, and two queues hand the work over between that thread and the ev
 - before the weather of a run-period timestep is set (where ExternalInterface exchanges, and the only
   calling point where a ``Weather Data`` override acts in the same step), the callback takes that
   step's inputs from a ``queue.Queue`` and sets the actuators (a weather input holding NaN releases
-  its actuator: the weather file's value stays);
+  its actuator: the weather file's value stays; a sky-temperature input sets the two EMS global variables
+  its program reads, bridge/sky_temperature.py);
 - at the end of every zone timestep it reads the outputs and puts a ``Sample`` on an
   ``asyncio.Queue`` of the event loop.
 
@@ -30,11 +31,12 @@ from pathlib import Path
 from pyenergyplus.api import EnergyPlusAPI
 
 from bridge.config import RunPeriod
-from bridge.cosim_files import ModelError, actuator_of, output_variable, prepare_model
+from bridge.cosim_files import ModelError, actuator_of, output_variable, prepare_model, weather_variables
 from bridge.engines.base import EngineFault, Sample
 from bridge.engines.energyplus import EnergyPlusEngine, severe_lines
 from bridge.idf import Idf
-from bridge.tagmap import TagMap, follows_weather_file
+from bridge.sky_temperature import SkyModelError, add_sky_temperature
+from bridge.tagmap import SKY_TEMPERATURE, TagMap, follows_weather_file
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ class EnergyPlusApiEngine(EnergyPlusEngine):
         self._loop = asyncio.get_running_loop()
         try:
             idf_path = self._write_model()
-        except ModelError as exc:
+        except (ModelError, SkyModelError) as exc:
             self._launch_fault = EngineFault(f"{self.name}: {exc}")
             return
         if not _one_simulation.acquire(blocking=False):
@@ -115,6 +117,9 @@ class EnergyPlusApiEngine(EnergyPlusEngine):
 
     def _write_model(self) -> Path:
         idf = prepare_model(Idf.read(self.model), self.tagmap, self.period)
+        for item in self.tagmap.inputs:
+            if item.weather == SKY_TEMPERATURE:
+                add_sky_temperature(idf, item, weather_variables(item), external_interface=False)
         self._actuators = [actuator_of(idf, item) for item in self.tagmap.inputs]
         idf.remove_class("Output:VariableDictionary")
         idf.add("Output:VariableDictionary", "Regular")  # eplusout.rdd says which variables are HVAC-timestep
@@ -252,7 +257,10 @@ class EnergyPlusApiEngine(EnergyPlusEngine):
         if values is _STOP:
             return
         for handle, item, value in zip(self._actuator_handles, self.tagmap.inputs, values):
-            if item.weather is not None and follows_weather_file(value):
+            if item.weather == SKY_TEMPERATURE:  # (value, on) of the EMS program that sets the sky schedule
+                for global_handle, number in zip(handle, (0.0, 0.0) if follows_weather_file(value) else (value, 1.0)):
+                    self._api.exchange.set_ems_global_value(state, global_handle, number)
+            elif item.weather is not None and follows_weather_file(value):
                 self._api.exchange.reset_actuator(state, handle)  # the weather file's value stays
             else:
                 self._api.exchange.set_actuator_value(state, handle, value)
@@ -288,10 +296,12 @@ class EnergyPlusApiEngine(EnergyPlusEngine):
         """Actuator handles (once); a name EnergyPlus does not know faults the run."""
         if self._actuator_handles is None:
             exchange = self._api.exchange
-            handles = [exchange.get_actuator_handle(state, component_type, control_type, key)
-                       for key, component_type, control_type in self._actuators]
+            handles = [tuple(exchange.get_ems_global_handle(state, name) for name in weather_variables(item))
+                       if item.weather == SKY_TEMPERATURE else
+                       exchange.get_actuator_handle(state, component_type, control_type, key)
+                       for item, (key, component_type, control_type) in zip(self.tagmap.inputs, self._actuators)]
             for handle, item, (key, component_type, control_type) in zip(handles, self.tagmap.inputs, self._actuators):
-                if handle < 0:
+                if min(handle) < 0 if isinstance(handle, tuple) else handle < 0:
                     self._fail(EngineFault(f"{self.name}: {item.where}: EnergyPlus has no actuator {control_type!r} "
                                            f"of {component_type} {key!r}"))
                     return False
