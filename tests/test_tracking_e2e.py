@@ -36,9 +36,9 @@ class ListSink:
         self.alerts.append(alert)
 
 
-def campus_files(tmp_path) -> tuple:
+def campus_files(tmp_path, fault_day: str = FAULT_DAY) -> tuple:
     reference = load_config(SIMS / "small_office.toml").buildings[0]
-    faulted = edited_model(reference.model, [{"edit": "raise_equipment", "pct": 30, "start": FAULT_DAY}],
+    faulted = edited_model(reference.model, [{"edit": "raise_equipment", "pct": 30, "start": fault_day}],
                            tmp_path / "live.idf")
     twin = write_campus(tmp_path / "twin.toml", "Twin", {"SmallOffice": reference.model}, reference, START, END)
     live = write_campus(tmp_path / "live.toml", "Live", {"SmallOffice": faulted}, reference, START, END)
@@ -105,8 +105,8 @@ def test_fault_in_the_live_bridge_raises_warning_then_alert_after_onset(tmp_path
 
 def test_campus_file_tracking_puts_alerts_on_the_twin_bridge(tmp_path):
     """``[[tracking]]`` in a campus file: the twin bridge itself tracks the live one and shows the
-    result on ``<Campus>.<Building>.Tracking`` tags."""
-    twin_toml, live_toml = campus_files(tmp_path)
+    result on ``<Campus>.<Building>.Tracking`` tags (the fault from the first step: the alert comes with occupancy)."""
+    twin_toml, live_toml = campus_files(tmp_path, fault_day=f"{START:%m-%d}")
     clock = ("--clock", "paced", "--speed", "6000", "--wait-for-start")
     with run_bridge(live_toml, tmp_path, *clock) as live:
         (tmp_path / "tracking.toml").write_text(
