@@ -117,11 +117,11 @@ class Memo:
         self.runs = 0
 
     def __call__(self, runs, workers):
-        todo = [run for run in dict.fromkeys(runs) if run not in self.cache]
+        todo = list({repr(run): run for run in runs if repr(run) not in self.cache}.values())
         for run, series in zip(todo, simulate_many(todo, workers)):
-            self.cache[run] = series
+            self.cache[repr(run)] = series
         self.runs += len(todo)
-        return [self.cache[run] for run in runs]
+        return [self.cache[repr(run)] for run in runs]
 
 
 def main(max_simulations: int, timesteps_per_hour: int) -> None:
