@@ -181,6 +181,9 @@ def main(max_simulations: int, timesteps_per_hour: int) -> None:
 
 
 if __name__ == "__main__":
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-simulations", type=int, default=90)
     parser.add_argument("--timesteps-per-hour", type=int, default=1)

@@ -17,9 +17,10 @@ hold-out periods; hold-out data is never seen by the search, only reported besid
    ``stop_fraction`` of Guideline 14's limits at every granularity the data has (margin), when the
    optimiser converges, or at ``max_simulations``.
 3. **Identifiability** after the fit: the standard error of each fitted parameter from the Jacobian,
-   se = sqrt(diag(s^2 (J'J)^-1)) (s^2 the residual variance); a parameter whose 2 se exceeds a quarter
-   of its range is reported **poorly constrained** (correlated with others, e.g. lighting and plug
-   loads from monthly bills). Hourly residuals are autocorrelated: the se is a lower bound.
+   covariance s^2 (J'J)^-1 (s^2 the residual variance): a parameter whose estimate correlates with
+   another's beyond |r| = 0.95 (the data fixes only their combination, e.g. lighting and plug loads from
+   monthly bills), or whose 2 se exceed 10 % of its range, is reported **poorly constrained**. Hourly
+   residuals are autocorrelated: the se is a lower bound.
 
 Metrics are Guideline 14's (``guideline14``, p = 1): hourly and monthly (calendar months of interval data,
 or billing periods) CV(RMSE) and NMBE with pass/fail, on the calibration and the hold-out periods.
@@ -28,6 +29,7 @@ or billing periods) CV(RMSE) and NMBE with pass/fail, on the calibration and the
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +45,7 @@ from bridge.tracking.guideline14 import CRITERIA_PCT, CalibrationResult, Metrics
 from bridge.tracking.meterdata import Bill
 from bridge.tracking.simulate import Run, simulate_many
 
+log = logging.getLogger(__name__)
 Periods = Sequence[tuple[dt.date, dt.date]]  # inclusive day ranges
 Simulator = Callable[[Sequence[Run], int], list[pd.Series]]
 
@@ -126,7 +129,7 @@ class Target:
         if self.bills is not None:
             return predicted.to_numpy(float)
         index = predicted.index
-        profile = predicted.groupby([index.dayofweek >= 5, index.hour]).mean().to_numpy(float)
+        profile = predicted.groupby([index.day_of_week >= 5, index.hour]).mean().to_numpy(float)
         return np.concatenate([profile, predicted.resample("MS").sum().to_numpy(float)])
 
     def metrics(self, predicted_hourly: pd.Series, held_out: bool = False) -> dict[str, dict]:
@@ -244,6 +247,9 @@ class _Search:
                                     float(np.sum(self.target.residuals(predicted) ** 2)),
                                     self.target.metrics(predicted), self.phase)
             self.history.append(evaluation)
+            log.info("calibration %s run %d (%.0f s): cost %.4g, %s", self.phase, evaluation.simulation, evaluation.wall_s,
+                     evaluation.cost, ", ".join(f"{g} CV(RMSE) {m['cv_rmse_pct']:.1f} % NMBE {m['nmbe_pct']:+.1f} %"
+                                                for g, m in evaluation.metrics.items() if "error" not in m))
             for granularity, m in evaluation.metrics.items():
                 if granularity not in self.first_pass and meets({granularity: m}):
                     self.first_pass[granularity] = {"simulations": evaluation.simulation,
@@ -368,6 +374,21 @@ def _jacobian_at(search: _Search, sensitive: list, values: dict[str, float], tar
     return np.column_stack([(target.residuals(r[1]) - r0) / step for r, step in zip(results[1:], steps)])
 
 
+MAX_CORRELATION = 0.95  # |r| of two fitted parameters' estimates above which neither is reported as found
+MAX_SE_FRACTION = 0.10  # 2 se above this fraction of a parameter's range: not found
+
+
+def _most_correlated(covariance: np.ndarray | None, i: int, sensitive: list) -> tuple[str, float]:
+    """The other fitted parameter whose estimate is most correlated with parameter ``i``'s, and r."""
+    if covariance is None or len(sensitive) < 2:
+        return "", 0.0
+    sd = np.sqrt(np.clip(np.diag(covariance), 1e-300, None))
+    r = covariance[i] / (sd[i] * sd)
+    r[i] = 0.0
+    j = int(np.argmax(np.abs(r)))
+    return sensitive[j].name, float(r[j])
+
+
 def _identifiability(parameters, sensitive, effects, threshold, jacobian, residuals) -> tuple[dict, dict]:
     """Standard error (parameter units) and a status per parameter (module docstring, step 3)."""
     se: dict[str, float] = {}
@@ -388,6 +409,11 @@ def _identifiability(parameters, sensitive, effects, threshold, jacobian, residu
         i = sensitive.index(p)
         unit_se = math.sqrt(covariance[i, i]) if covariance is not None and covariance[i, i] >= 0 else math.inf
         se[p.name] = unit_se * (p.high - p.low)
-        status[p.name] = ("calibrated" if 2 * unit_se <= 0.25 else
-                          f"poorly constrained: 2 se = {2 * se[p.name]:.3g} > a quarter of its range")
+        partner, r = _most_correlated(covariance, i, sensitive)
+        if abs(r) > MAX_CORRELATION:
+            status[p.name] = f"poorly constrained: correlated with {partner} (r = {r:+.3f}), the data fixes only their combination"
+        elif 2 * unit_se > MAX_SE_FRACTION:
+            status[p.name] = f"poorly constrained: 2 se = {2 * se[p.name]:.3g} > {MAX_SE_FRACTION:.0%} of its range"
+        else:
+            status[p.name] = "calibrated"
     return se, status

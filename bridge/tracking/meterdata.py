@@ -83,6 +83,9 @@ def load_bills(path: str | Path) -> list[Bill]:
     for number, row in enumerate(rows[1:], start=2):
         if not any(cell.strip() for cell in row):
             continue
+        if len(row) != len(rows[0]):
+            raise MeterDataError(f"{path}: line {number}: {len(row)} values, the header has {len(rows[0])} "
+                                 "(a thousands separator or a missing value?)")
         bill = _bill(path, number, row, columns)
         if bills:
             expected = bills[-1].end + dt.timedelta(days=1)
@@ -125,10 +128,7 @@ def _bill(path: Path, number: int, row: list[str], columns: dict[str, tuple[int,
     where = f"{path}: line {number}"
 
     def cell(role: str) -> str:
-        index = columns[role][0]
-        if index >= len(row):
-            raise MeterDataError(f"{where}: {len(row)} values, the header has more (no {role!r} value)")
-        return row[index].strip()
+        return row[columns[role][0]].strip()
 
     def day(role: str) -> dt.date:
         try:
