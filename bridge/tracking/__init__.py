@@ -14,7 +14,11 @@ Modules, one job each:
 - ``faults``: faulted or retrofitted copies of an IDF (fault injection and ECM edits).
 - ``scenario``: edited model copies and campus files that run them (tests, benchmark).
 - ``savings`` and ``report``: avoided energy, weather-regression baseline, JSON/CSV/Markdown+PNG reports.
-- ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line.
+- ``calibration_params``, ``meterdata``, ``simulate``, ``calibrate``, ``calibration_output``: calibrating a model
+  to meter data or bills (Guideline 14, hold-out, identifiability) and registering it (docs/calibration.md).
+- ``monthly``: the monthly bill cycle of the Operational model (deviation, anomalies, recalibration).
+- ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line
+  (``calibration_cli``: ``mv calibrate-model`` and ``mv add-bill``).
 
 See docs/tracking.md.
 """
