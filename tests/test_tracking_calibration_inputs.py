@@ -221,3 +221,16 @@ def test_calibration_edits_change_what_they_name(small_office):
 def test_bad_calibration_edit_is_a_fault_error(small_office, edit, message):
     with pytest.raises(FaultError, match=message.replace("(", r"\(").replace(")", r"\)")):
         apply_edit(small_office, edit)
+
+
+def test_calibrate_model_command_refuses_bad_bills_in_one_line(tmp_path):
+    from tests.conftest import run_cli
+
+    params = write(tmp_path / "c.toml", GOOD_PARAMETER)
+    bills = write(tmp_path / "b.csv", BILLS.replace("2025-02-01", "2025-02-03"))
+    done = run_cli("mv", "calibrate-model", "--model", "ref:small_office", "--weather", "ref:usa_il_chicago",
+                   "--params", str(params), "--bills", str(bills), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"twinbridge: error: {bills}: line 3: gap: bill starts 2025-02-03, "
+                                                "the previous one (line 2) ends 2025-01-31; each bill starts the day "
+                                                "after the last"]
