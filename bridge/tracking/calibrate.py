@@ -324,10 +324,7 @@ def calibrate(model: Path, weather: Path, spec: CalibrationFile, target: Target,
 
         if sensitive:
             x0 = np.array([min(max(p.to_unit(best_screen[p.name]), 0.0), 1.0) for p in sensitive])
-            search.evaluate([values_of(x0)])  # the start, run at nominal values of the insensitive ones
-            if meets(search.cache[tuple(round(values_of(x0)[p.name], 9) for p in parameters)][0].metrics,
-                     settings.stop_fraction):
-                raise _Stop("criteria met with margin")
+            residuals(x0)  # the start (the insensitive parameters nominal) may meet the criteria already
             least_squares(residuals, x0, jac=jac, bounds=(0.0, 1.0), method="trf", xtol=1e-3, ftol=1e-4,
                           max_nfev=settings.max_simulations)
         else:
