@@ -89,7 +89,8 @@ def simulate(run: Run, workdir: Path | None = None) -> pd.Series:
 
 
 def hourly_meter(sql: Path, year: int, meter: str = METER) -> pd.Series:
-    """The hourly values of ``meter`` (J -> kWh) from an EnergyPlus SQLite output, indexed by hour start."""
+    """The hourly values of ``meter`` (J -> kWh) from an EnergyPlus SQLite output, indexed by hour start (the run
+    starting in ``year``)."""
     with sqlite3.connect(sql) as db:
         rows = db.execute(
             "SELECT t.Month, t.Day, t.Hour, d.Value FROM ReportData d JOIN Time t ON d.TimeIndex = t.TimeIndex "
@@ -98,8 +99,12 @@ def hourly_meter(sql: Path, year: int, meter: str = METER) -> pd.Series:
             "(SELECT MAX(EnvironmentPeriodIndex) FROM Time) ORDER BY d.TimeIndex", (meter,)).fetchall()
     if not rows:
         raise EngineFault(f"{sql}: no hourly {meter} values", [])
-    index = pd.DatetimeIndex([dt.datetime(year, month, day) + dt.timedelta(hours=hour - 1)
-                              for month, day, hour, _ in rows])
+    times, previous_month = [], rows[0][0]
+    for month, day, hour, _ in rows:
+        year += month < previous_month  # a run across New Year
+        previous_month = month
+        times.append(dt.datetime(year, month, day) + dt.timedelta(hours=hour - 1))
+    index = pd.DatetimeIndex(times)
     return pd.Series([value / J_PER_KWH for *_, value in rows], index=index, name=meter)
 
 
