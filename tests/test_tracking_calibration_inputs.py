@@ -234,3 +234,23 @@ def test_calibrate_model_command_refuses_bad_bills_in_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [f"twinbridge: error: {bills}: line 3: gap: bill starts 2025-02-03, "
                                                 "the previous one (line 2) ends 2025-01-31; each bill starts the day "
                                                 "after the last"]
+
+
+def test_hourly_meter_of_a_run_across_new_year(tmp_path):
+    import sqlite3
+
+    from bridge.tracking.simulate import hourly_meter
+
+    sql = tmp_path / "eplusout.sql"
+    with sqlite3.connect(sql) as db:
+        db.execute("CREATE TABLE Time (TimeIndex INTEGER, Month INTEGER, Day INTEGER, Hour INTEGER, "
+                   "EnvironmentPeriodIndex INTEGER)")
+        db.execute("CREATE TABLE ReportDataDictionary (ReportDataDictionaryIndex INTEGER, Name TEXT, ReportingFrequency TEXT)")
+        db.execute("CREATE TABLE ReportData (TimeIndex INTEGER, ReportDataDictionaryIndex INTEGER, Value REAL)")
+        db.execute("INSERT INTO ReportDataDictionary VALUES (1, 'Electricity:Facility', 'Hourly')")
+        for i, (month, day, hour) in enumerate([(12, 31, 23), (12, 31, 24), (1, 1, 1)]):
+            db.execute("INSERT INTO Time VALUES (?, ?, ?, ?, 3)", (i, month, day, hour))
+            db.execute("INSERT INTO ReportData VALUES (?, 1, ?)", (i, 3.6e6 * (i + 1)))
+    series = hourly_meter(sql, 2025)
+    assert series.index.tolist() == [dt.datetime(2025, 12, 31, 22), dt.datetime(2025, 12, 31, 23), dt.datetime(2026, 1, 1)]
+    assert series.tolist() == [1.0, 2.0, 3.0]
