@@ -17,10 +17,12 @@ hold-out periods; hold-out data is never seen by the search, only reported besid
    ``stop_fraction`` of Guideline 14's limits at every granularity the data has (margin), when the
    optimiser converges, or at ``max_simulations``.
 3. **Identifiability** after the fit: the standard error of each fitted parameter from the Jacobian,
-   covariance s^2 (J'J)^-1 (s^2 the residual variance): a parameter whose estimate correlates with
+   covariance s^2 (J'J)^-1 (s^2 the residual variance, raised by n / n' for the residuals' lag-1
+   autocorrelation as in Guideline 14's Annex B): a parameter whose estimate correlates with
    another's beyond |r| = 0.95 (the data fixes only their combination, e.g. lighting and plug loads from
-   monthly bills), or whose 2 se exceed 10 % of its range, is reported **poorly constrained**. Hourly
-   residuals are autocorrelated: the se is a lower bound.
+   monthly bills), or whose 2 se exceed 10 % of its range, is reported **poorly constrained**. When the
+   search stopped at the margin rather than at the optimum, a "calibrated" parameter says so: its value
+   is part of a combination meeting the criteria, not a converged estimate.
 
 Metrics are Guideline 14's (``guideline14``, p = 1): hourly and monthly (calendar months of interval data,
 or billing periods) CV(RMSE) and NMBE with pass/fail, on the calibration and the hold-out periods.
@@ -41,7 +43,8 @@ import pandas as pd
 
 from bridge.errors import TwinbridgeError
 from bridge.tracking.calibration_params import CalibrationFile
-from bridge.tracking.guideline14 import CRITERIA_PCT, CalibrationResult, MetricsError, calibration, cv_rmse_pct, nmbe_pct
+from bridge.tracking.guideline14 import (CRITERIA_PCT, CalibrationResult, MetricsError, calibration, cv_rmse_pct,
+                                        effective_points, lag1_autocorrelation, nmbe_pct)
 from bridge.tracking.meterdata import Bill
 from bridge.tracking.simulate import Run, simulate_many
 
@@ -203,7 +206,7 @@ class CalibrationOutcome:
         return meets(self.calibration_metrics) and meets(self.holdout_metrics)
 
     def unidentifiable(self) -> list[str]:
-        return [name for name, status in self.status.items() if status != "calibrated"]
+        return [name for name, status in self.status.items() if status.startswith("unidentifiable")]
 
     def to_dict(self) -> dict:
         return {"values": self.values, "edits": self.edits, "status": self.status,
@@ -337,6 +340,9 @@ def calibrate(model: Path, weather: Path, spec: CalibrationFile, target: Target,
     jacobian = _jacobian_at(search, sensitive, values, target) if sensitive else None
     se, status = _identifiability(parameters, sensitive, effects, settings.screening_threshold_pct, jacobian,
                                   target.residuals(predicted))
+    if stopped != "optimiser converged":
+        status = {name: f"calibrated ({stopped}: not a converged estimate)" if text == "calibrated" else text
+                  for name, text in status.items()}
     return CalibrationOutcome(
         values=values, edits=spec.edits(values), status=status, screening_effect_pct=effects, standard_error=se,
         calibration_metrics=target.metrics(predicted), holdout_metrics=target.metrics(predicted, held_out=True),
@@ -391,8 +397,11 @@ def _identifiability(parameters, sensitive, effects, threshold, jacobian, residu
     se: dict[str, float] = {}
     status: dict[str, str] = {}
     covariance = None
-    if jacobian is not None and len(residuals) > len(sensitive):
-        s2 = float(np.sum(residuals ** 2)) / (len(residuals) - len(sensitive))
+    if jacobian is not None and len(residuals) > len(sensitive) + 2:
+        # autocorrelated residuals count as n' = n (1 - rho) / (1 + rho) independent ones (Guideline 14 Annex B)
+        n = len(residuals)
+        rho = min(max(lag1_autocorrelation(residuals), 0.0), 0.99)
+        s2 = float(np.sum(residuals ** 2)) / (n - len(sensitive)) * n / effective_points(n, rho)
         try:
             covariance = s2 * np.linalg.inv(jacobian.T @ jacobian)
         except np.linalg.LinAlgError:
