@@ -231,9 +231,9 @@ def test_calibrate_model_command_refuses_bad_bills_in_one_line(tmp_path):
     done = run_cli("mv", "calibrate-model", "--model", "ref:small_office", "--weather", "ref:usa_il_chicago",
                    "--params", str(params), "--bills", str(bills), "--out", str(tmp_path / "out"))
     assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.strip().splitlines() == [f"twinbridge: error: {bills}: line 3: gap: bill starts 2025-02-03, "
-                                                "the previous one (line 2) ends 2025-01-31; each bill starts the day "
-                                                "after the last"]
+    assert done.stderr.strip().splitlines() == [(f"twinbridge: error: {bills}: line 3: gap: bill starts 2025-02-03, "
+                                                 "the previous one (line 2) ends 2025-01-31; each bill starts the day "
+                                                 "after the last")]
 
 
 def test_hourly_meter_of_a_run_across_new_year(tmp_path):

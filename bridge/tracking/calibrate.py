@@ -127,7 +127,7 @@ class Target:
     def aggregates(self, predicted_hourly: pd.Series) -> np.ndarray:
         """What screening measures effects on: the mean weekday/weekend profile (48) and month sums of the
         calibration hours, or the calibration bills."""
-        measured, predicted = self.observed(predicted_hourly)
+        _, predicted = self.observed(predicted_hourly)
         predicted = predicted[~self._held]
         if self.bills is not None:
             return predicted.to_numpy(float)
@@ -261,7 +261,6 @@ class _Search:
         if any(key not in self.cache for key in keys):
             raise _Stop("max_simulations reached")
         return [self.cache[key] for key in keys]
-
 
 
 def screen(search: _Search) -> tuple[dict[str, float], dict[str, float]]:

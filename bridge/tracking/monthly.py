@@ -52,9 +52,9 @@ class MonthlyCycle:
 
     def __init__(self, registry: ModelRegistry, log: AnomalyLog, weather: Path, sustained_months: int = 3,
                  predictor: Predictor | None = None, recalibrator: Recalibrator | None = None,
-                 thresholds: Thresholds = Thresholds()):
+                 thresholds: Thresholds | None = None):
         self.registry, self.log, self.weather = registry, log, Path(weather)
-        self.sustained_months, self.thresholds = sustained_months, thresholds
+        self.sustained_months, self.thresholds = sustained_months, thresholds or Thresholds()
         self.predictor = predictor or simulated_kwh()
         self.recalibrator = recalibrator
 
