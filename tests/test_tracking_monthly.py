@@ -101,15 +101,16 @@ def test_frozen_baseline_alone_is_not_tracked_nor_recalibrated(tmp_path):
 
 @pytest.mark.engine
 def test_add_bill_runs_the_operational_model_with_energyplus(tmp_path):
-    """Two 3-day bills through the command line: the first as the model predicts it, the second 12 % higher."""
+    """Two 3-day bills through the command line: the first as the model predicts it, the second 20 % higher than
+    the same days of a 6-day run (its own 3-day run, warmed up on Jul 4, differs by a few %)."""
     registry_with_operational(tmp_path / "reg")
     from bridge.tracking.simulate import Run, simulate
 
     model, weather = reference_model("small_office"), reference_weather("usa_il_chicago")
     week = simulate(Run(model, weather, dt.date(2025, 7, 1), dt.date(2025, 7, 6), (), 1))
-    first, second = float(week[:"2025-07-03"].sum()), float(week["2025-07-04":].sum())  # its own run differs a little
+    first, second = float(week[:"2025-07-03"].sum()), float(week["2025-07-04":].sum())
     bills = tmp_path / "bills.csv"
-    bills.write_text(f"start,end,kWh\n2025-07-01,2025-07-03,{first:.3f}\n2025-07-04,2025-07-06,{second * 1.12:.3f}\n")
+    bills.write_text(f"start,end,kWh\n2025-07-01,2025-07-03,{first:.3f}\n2025-07-04,2025-07-06,{second * 1.2:.3f}\n")
     params = tmp_path / "calibration.toml"
     params.write_text('[[parameter]]\nname = "plugs"\nedit = "scale_equipment"\nlow = 0.5\nhigh = 1.5\n'
                       '[search]\ntimesteps_per_hour = 1\n[monthly]\nsustained_months = 1\n')
@@ -119,7 +120,7 @@ def test_add_bill_runs_the_operational_model_with_energyplus(tmp_path):
     lines = done.stdout.splitlines()
     deviations = [float(line.split("(")[1].split(" %")[0]) for line in lines]
     assert lines[0].endswith("): ok") and abs(deviations[0]) < 1.0
-    assert lines[1].endswith("): alert; recalibration proposed") and 11.0 < deviations[1] < 13.0
+    assert lines[1].endswith("): alert; recalibration proposed") and 14.0 < deviations[1] < 26.0
     again = run_cli("mv", "add-bill", "--registry", str(tmp_path / "reg"), "--bills", str(bills), "--weather",
                     "ref:usa_il_chicago", "--log", str(tmp_path / "log.sqlite"), "--params", str(params))
     assert again.returncode == 0 and again.stdout == ""  # both bills already tracked
