@@ -18,7 +18,11 @@ Modules, one job each:
   their data-sufficiency rules.
 - ``dr_baseline``: utility customer baselines for demand response ("X of Y" days, capped day-of adjustment).
 - ``dr_event``: a demand-response event's report: delivered kW, tracking, pre-cooling and rebound, comfort, decision times.
-- ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line.
+- ``calibration_params``, ``meterdata``, ``simulate``, ``calibrate``, ``calibration_output``: calibrating a model
+  to meter data or bills (Guideline 14, hold-out, identifiability) and registering it (docs/calibration.md).
+- ``monthly``: the monthly bill cycle of the Operational model (deviation, anomalies, recalibration).
+- ``cli``: ``track``, ``registry`` and ``mv`` subcommands for the twinbridge command line
+  (``calibration_cli``: ``mv calibrate-model`` and ``mv add-bill``).
 
 See docs/tracking.md.
 """

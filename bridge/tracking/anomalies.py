@@ -9,6 +9,10 @@ Table ``calibration``: one row per pair per completed hour, the rolling calibrat
 (``calibration.CalibrationView``): time (ISO, end of the hour), signal, window_h, hours_in_window,
 incomplete_hours, cv_rmse_pct, nmbe_pct (NULL until published), passes (0/1), reason.
 ``latest_calibration()`` gives each pair's latest view (``twinbridge track anomalies`` prints it).
+
+Table ``bills``: one row per bill checked by the monthly cycle (``monthly.py``): start, end (ISO days),
+measured_kwh, predicted_kwh (the Operational model over the bill's period), deviation_pct, severity,
+model_version, recalibration ("", "proposed" or "registered Operational X.Y.Z").
 """
 
 from __future__ import annotations
@@ -31,6 +35,12 @@ CALIBRATION_SCHEMA = """CREATE TABLE IF NOT EXISTS calibration (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, signal TEXT NOT NULL, window_h INTEGER NOT NULL,
     hours_in_window INTEGER NOT NULL, incomplete_hours INTEGER NOT NULL, cv_rmse_pct REAL, nmbe_pct REAL,
     passes INTEGER NOT NULL, reason TEXT)"""
+BILLS_SCHEMA = """CREATE TABLE IF NOT EXISTS bills (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, start TEXT NOT NULL UNIQUE, end TEXT NOT NULL, measured_kwh REAL NOT NULL,
+    predicted_kwh REAL NOT NULL, deviation_pct REAL NOT NULL, severity TEXT NOT NULL, model_version TEXT NOT NULL,
+    recalibration TEXT NOT NULL DEFAULT '')"""
+BILL_COLUMNS = ("start", "end", "measured_kwh", "predicted_kwh", "deviation_pct", "severity", "model_version",
+                "recalibration")
 
 
 class AnomalyLogError(TwinbridgeError, ValueError):
@@ -77,6 +87,7 @@ class AnomalyLog:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(SCHEMA)
                 self._db.execute(CALIBRATION_SCHEMA)
+                self._db.execute(BILLS_SCHEMA)
             if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'anomalies'").fetchone():
                 return
         except sqlite3.DatabaseError as exc:  # not a SQLite file
@@ -115,6 +126,24 @@ class AnomalyLog:
                                 math.nan if cv is None else cv, math.nan if nmbe is None else nmbe, bool(passes),
                                 reason or "")
                 for time, signal, window_h, hours, incomplete, cv, nmbe, passes, reason in rows]
+
+    def record_bill(self, row: dict) -> None:
+        """Store one checked bill (keys ``BILL_COLUMNS``); a bill whose start is already stored is an error."""
+        try:
+            self._db.execute(f"INSERT INTO bills ({', '.join(BILL_COLUMNS)}) VALUES ({', '.join('?' * len(BILL_COLUMNS))})",
+                             tuple(row[key] for key in BILL_COLUMNS))
+        except sqlite3.IntegrityError:
+            raise AnomalyLogError(f"{self.path}: the bill starting {row['start']} is already tracked") from None
+
+    def set_bill_recalibration(self, start: str, text: str) -> None:
+        self._db.execute("UPDATE bills SET recalibration = ? WHERE start = ?", (text, start))
+
+    def bills(self) -> list[dict]:
+        """Checked bills, oldest first, as dicts of ``BILL_COLUMNS``; none in a log written before bills."""
+        if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'bills'").fetchone():
+            return []
+        return [dict(zip(BILL_COLUMNS, row)) for row in
+                self._db.execute(f"SELECT {', '.join(BILL_COLUMNS)} FROM bills ORDER BY start")]
 
     def rows(self, open_only: bool = False, severity: str | None = None) -> list[Anomaly]:
         sql, args = "SELECT * FROM anomalies WHERE 1=1", []

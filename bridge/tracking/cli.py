@@ -9,6 +9,7 @@
 - ``mv calibrate``: Guideline 14 CV(RMSE)/NMBE of a model run against meter data.
 - ``mv report``: avoided energy (calibrated simulation, TOWT regression or a CalTRACK 2.0 method) as JSON, CSV,
   Markdown+PNG; the meter data of a period may come in several files (a year per file, ...).
+- ``mv calibrate-model`` and ``mv add-bill``: calibration and the monthly cycle (``calibration_cli``).
 
 Data files are historian SQLite files (``.sqlite``/``.db``, choose the building with ``--building``)
 or CSV files whose first column is the time (local standard time; see ``load_run`` for UTC offsets).
@@ -289,6 +290,9 @@ def _add_mv(subparsers) -> argparse.ArgumentParser:
     report.add_argument("--confidence", type=float, default=0.9)
     report.add_argument("--out", default="mv_report", help="output folder")
     report.set_defaults(func=_mv_report)
+    from bridge.tracking.calibration_cli import add_calibration_commands
+
+    add_calibration_commands(sub)
     return mv
 
 

@@ -24,6 +24,12 @@ building had been designed with the fault. Start part-way faults after the desig
 to leave sizing, and the run before ``start``, identical to the unfaulted model.
 ``apply_edit`` applies one edit given as a dict (``{"edit": "scale_lighting", "factor": 0.5}``),
 the form the model registry stores for an ECM.
+
+Whole-run edits that calibration parameters (``calibration_params``) vary, factor 1 or offset 0
+leaving the model as it is: ``scale_lighting`` (no ``start``) and ``scale_equipment`` (lighting and
+plug-load power density), ``scale_schedule`` (a schedule's values, clamped to its type limits),
+``offset_schedule`` (setpoints, or only their setback values), ``scale_infiltration``,
+``scale_cooling_cop`` (DX coils and chillers), ``scale_fan_efficiency``, ``scale_outdoor_air``.
 """
 
 from __future__ import annotations
@@ -159,9 +165,10 @@ def _scale_design_level(obj: IdfObject, factor: float) -> None:
 
 
 def scale_lighting(idf: Idf, factor: float, start: dt.date | None = None) -> int:
-    """Multiply lighting power by ``factor`` (0 < factor <= 1), from ``start`` on when given."""
-    if not 0 < factor <= 1:
-        raise FaultError(f"scale_lighting: factor must be in (0, 1], got {factor}")
+    """Multiply lighting power by ``factor`` (> 0; with ``start``, <= 1 so a Fraction schedule stays one),
+    from ``start`` on when given, else the power density itself."""
+    if not 0 < factor <= (1 if start is not None else float("inf")):
+        raise FaultError(f"scale_lighting: factor must be in (0, 1] with a start day, > 0 without, got {factor}")
     lights = idf.of_class("Lights")
     if not lights:
         raise FaultError("scale_lighting: the model has no Lights objects")
@@ -200,11 +207,123 @@ def disable_economizer(idf: Idf) -> int:
     return changed
 
 
+def _positive(edit: str, factor: float) -> None:
+    if not factor > 0:
+        raise FaultError(f"{edit}: factor must be > 0, got {factor}")
+
+
+def _scale_fields(idf: Idf, fields: dict[str, tuple[int, ...]], factor: float, edit: str,
+                  upper: float = float("inf")) -> int:
+    """Multiply the numeric fields ``fields[class]`` of every object of those classes by ``factor`` (at most
+    ``upper``); blank and AUTOSIZE fields stay. Count the objects; none at all is a FaultError."""
+    _positive(edit, factor)
+    changed = 0
+    for cls, indices in fields.items():
+        for obj in idf.of_class(cls):
+            changed += 1
+            for index in indices:
+                try:
+                    value = float(obj.fields[index])
+                except (IndexError, ValueError):
+                    continue
+                obj.fields[index] = f"{min(value * factor, upper):.6g}"
+    if not changed:
+        raise FaultError(f"{edit}: the model has none of {sorted(fields)}")
+    return changed
+
+
+def scale_equipment(idf: Idf, factor: float) -> int:
+    """Multiply every ElectricEquipment design level (plug-load power density) by ``factor`` (> 0)."""
+    return _scale_fields(idf, {"ElectricEquipment": (4, 5, 6)}, factor, "scale_equipment")
+
+
+def scale_infiltration(idf: Idf, factor: float) -> int:
+    """Multiply every ZoneInfiltration:DesignFlowRate rate (flow, per floor area, per exterior area, ACH)."""
+    return _scale_fields(idf, {"ZoneInfiltration:DesignFlowRate": (4, 5, 6, 7)}, factor, "scale_infiltration")
+
+
+def scale_cooling_cop(idf: Idf, factor: float) -> int:
+    """Multiply the rated COP of DX cooling coils and chillers by ``factor`` (> 1: more efficient)."""
+    return _scale_fields(idf, {"Coil:Cooling:DX:SingleSpeed": (4,), "Coil:Cooling:DX:TwoSpeed": (4, 15),
+                               "Chiller:Electric:EIR": (2,), "Chiller:Electric:ReformulatedEIR": (2,)},
+                         factor, "scale_cooling_cop")
+
+
+def scale_fan_efficiency(idf: Idf, factor: float) -> int:
+    """Multiply fans' total efficiency by ``factor`` (capped at 1): Fan:ConstantVolume/VariableVolume/OnOff
+    field 3, Fan:SystemModel's fan total efficiency."""
+    return _scale_fields(idf, {"Fan:ConstantVolume": (2,), "Fan:VariableVolume": (2,), "Fan:OnOff": (2,),
+                               "Fan:SystemModel": (14,)}, factor, "scale_fan_efficiency", upper=1.0)
+
+
+def scale_outdoor_air(idf: Idf, factor: float) -> int:
+    """Multiply every DesignSpecification:OutdoorAir rate (per person, per area, per zone, ACH)."""
+    return _scale_fields(idf, {"DesignSpecification:OutdoorAir": (2, 3, 4, 5)}, factor, "scale_outdoor_air")
+
+
+def _type_limits(idf: Idf, schedule: IdfObject) -> tuple[float, float]:
+    """(lower, upper) of a schedule's ScheduleTypeLimits (infinite where none is given)."""
+    limits = idf.find("ScheduleTypeLimits", schedule.fields[1]) if len(schedule.fields) > 1 else None
+    bounds = [-float("inf"), float("inf")]
+    for i, index in enumerate((1, 2)):
+        try:
+            bounds[i] = float(limits.fields[index])  # type: ignore[union-attr]
+        except (AttributeError, IndexError, ValueError):
+            pass
+    return bounds[0], bounds[1]
+
+
+def _compact(idf: Idf, name: str, edit: str) -> IdfObject:
+    schedule = idf.schedule(name)
+    if schedule is None or schedule.cls.lower() != "schedule:compact":
+        raise FaultError(f"{edit}: no Schedule:Compact named {name!r} in this model")
+    return schedule
+
+
+def scale_schedule(idf: Idf, name: str, factor: float) -> int:
+    """Multiply every value of Schedule:Compact ``name`` by ``factor`` (> 0), clamped to its type limits
+    (a Fraction schedule's full-load hours stay at 1: scaling raises the part-load hours only)."""
+    _positive("scale_schedule", factor)
+    schedule = _compact(idf, name, "scale_schedule")
+    low, high = _type_limits(idf, schedule)
+    schedule.fields[2:] = _map_values(schedule.fields[2:], lambda v: min(max(v * factor, low), high))
+    return 1
+
+
+def offset_schedule(idf: Idf, name: str, delta: float, values: str = "all") -> int:
+    """Add ``delta`` (the schedule's unit, K for a setpoint) to the values of Schedule:Compact ``name``:
+    ``values`` "all", "max" (only those equal to its largest value: a cooling setback) or "min" (its
+    smallest: a heating setback)."""
+    if values not in ("all", "max", "min"):
+        raise FaultError(f"offset_schedule: values must be 'all', 'max' or 'min', got {values!r}")
+    schedule = _compact(idf, name, "offset_schedule")
+    numbers = [float(token) for token in schedule.fields[2:] if _is_number(token)]
+    target = {"max": max(numbers, default=0.0), "min": min(numbers, default=0.0)}.get(values)
+    schedule.fields[2:] = _map_values(schedule.fields[2:],
+                                      lambda v: v + delta if target is None or v == target else v)
+    return 1
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 EDITS: dict[str, Callable[..., int]] = {
     "raise_equipment": raise_equipment,
     "scale_lighting": scale_lighting,
     "shift_schedule": shift_schedule,
     "disable_economizer": disable_economizer,
+    "scale_equipment": scale_equipment,
+    "scale_infiltration": scale_infiltration,
+    "scale_cooling_cop": scale_cooling_cop,
+    "scale_fan_efficiency": scale_fan_efficiency,
+    "scale_outdoor_air": scale_outdoor_air,
+    "scale_schedule": scale_schedule,
+    "offset_schedule": offset_schedule,
 }
 
 
