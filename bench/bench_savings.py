@@ -9,6 +9,8 @@ Chosen before any result was seen (and not tuned afterwards):
 - Scenarios (pre-retrofit model -> post-retrofit model):
   LED: nominal -> lighting power x 0.5; plug loads: equipment +30 % (left on) -> nominal;
   HVAC schedule: HVAC operation 2 h early -> nominal schedule.
+  Added after the first run (its true HVAC-schedule saving was 60 kWh, 0.09 % of use, below every method's
+  resolution): HVAC 24/7: fans available around the clock -> nominal schedule.
 - Meter: hourly energy of FacilityPower with 2 % Gaussian noise per hour (seed 11), outdoor temperature from the
   run. True avoided energy = pre-retrofit model minus post-retrofit model, both with the reporting weather,
   without noise.
@@ -56,6 +58,8 @@ SCENARIOS = {  # name: (pre-retrofit edits, post-retrofit edits)
     "led": ([], [{"edit": "scale_lighting", "factor": 0.5}]),
     "plug_loads": ([{"edit": "raise_equipment", "pct": 30}], []),
     "hvac_schedule": ([{"edit": "shift_schedule", "name": "HVACOperationSchd", "hours": -2}], []),
+    # added after the first run: hvac_schedule's true saving was 60 kWh, 0.09 % of the year's use
+    "hvac_24_7": ([{"edit": "offset_schedule", "name": "HVACOperationSchd", "delta": 1, "values": "min"}], []),
 }
 BASELINES = {"12_months": dt.date(2025, 1, 1), "6_months": dt.date(2025, 7, 1)}
 
