@@ -265,8 +265,11 @@ class _Search:
 
 def screen(search: _Search) -> tuple[dict[str, float], dict[str, float]]:
     """Morris screening: (effect % per parameter, the best screening run's values)."""
-    from SALib.analyze import morris as morris_analyze
-    from SALib.sample import morris as morris_sample
+    try:
+        from SALib.analyze import morris as morris_analyze
+        from SALib.sample import morris as morris_sample
+    except ImportError:
+        raise CalibrationError("calibration screens with SALib: pip install -e '.[calibrate]'") from None
 
     parameters = search.spec.parameters
     problem = {"num_vars": len(parameters), "names": [p.name for p in parameters],
