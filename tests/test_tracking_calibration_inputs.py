@@ -254,3 +254,16 @@ def test_hourly_meter_of_a_run_across_new_year(tmp_path):
     series = hourly_meter(sql, 2025)
     assert series.index.tolist() == [dt.datetime(2025, 12, 31, 22), dt.datetime(2025, 12, 31, 23), dt.datetime(2026, 1, 1)]
     assert series.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_screening_without_salib_names_the_extra(monkeypatch):
+    """SALib is the optional calibrate extra: without it, screening is one clear error, not an ImportError."""
+    import sys
+
+    from bridge.tracking.calibrate import CalibrationError, screen
+
+    monkeypatch.setitem(sys.modules, "SALib", None)
+    monkeypatch.setitem(sys.modules, "SALib.analyze", None)
+    monkeypatch.setitem(sys.modules, "SALib.sample", None)
+    with pytest.raises(CalibrationError, match=r"pip install -e '\.\[calibrate\]'"):
+        screen(None)
