@@ -43,8 +43,16 @@ import pandas as pd
 
 from bridge.errors import TwinbridgeError
 from bridge.tracking.calibration_params import CalibrationFile
-from bridge.tracking.guideline14 import (CRITERIA_PCT, CalibrationResult, MetricsError, calibration, cv_rmse_pct,
-                                        effective_points, lag1_autocorrelation, nmbe_pct)
+from bridge.tracking.guideline14 import (
+    CRITERIA_PCT,
+    CalibrationResult,
+    MetricsError,
+    calibration,
+    cv_rmse_pct,
+    effective_points,
+    lag1_autocorrelation,
+    nmbe_pct,
+)
 from bridge.tracking.meterdata import Bill
 from bridge.tracking.simulate import Run, simulate_many
 

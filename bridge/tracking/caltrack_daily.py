@@ -21,10 +21,20 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bridge.tracking.caltrack_data import (BILL_DAYS, MIN_BILL_TEMPERATURE_COVERAGE, BaselineDisqualified,
-                                           Sufficiency, clean_hourly, daily_frame, daily_sufficiency,
-                                           fahrenheit_to_celsius, guideline14_checks, temperature_out_of_coverage,
-                                           BASELINE_DAYS, MAX_MISSING_DAYS)
+from bridge.tracking.caltrack_data import (
+    BASELINE_DAYS,
+    BILL_DAYS,
+    MAX_MISSING_DAYS,
+    MIN_BILL_TEMPERATURE_COVERAGE,
+    BaselineDisqualified,
+    Sufficiency,
+    clean_hourly,
+    daily_frame,
+    daily_sufficiency,
+    fahrenheit_to_celsius,
+    guideline14_checks,
+    temperature_out_of_coverage,
+)
 from bridge.tracking.guideline14 import lag1_autocorrelation
 from bridge.tracking.savings import BaselineFit, SavingsError
 

@@ -24,9 +24,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bridge.tracking.caltrack_data import (BASELINE_DAYS, MIN_MONTH_COVERAGE, BaselineDisqualified, Sufficiency,
-                                           clean_hourly, fahrenheit_to_celsius, guideline14_checks,
-                                           temperature_out_of_coverage)
+from bridge.tracking.caltrack_data import (
+    BASELINE_DAYS,
+    MIN_MONTH_COVERAGE,
+    BaselineDisqualified,
+    Sufficiency,
+    clean_hourly,
+    fahrenheit_to_celsius,
+    guideline14_checks,
+    temperature_out_of_coverage,
+)
 from bridge.tracking.guideline14 import lag1_autocorrelation
 from bridge.tracking.savings import HOURS_PER_WEEK, BaselineFit, SavingsError, hour_of_week, slot_names
 

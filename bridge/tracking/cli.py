@@ -35,8 +35,14 @@ from bridge.tracking.caltrack import METHODS as CALTRACK_METHODS
 from bridge.tracking.caltrack_data import BaselineDisqualified, Sufficiency, sufficiency_flags
 from bridge.tracking.guideline14 import calibration
 from bridge.tracking.registry import ROLES, ModelRegistry
-from bridge.tracking.savings import (BaselineFit, TowtModel, avoided_energy, hourly_energy_kwh,
-                                     hourly_mean, simulated_baseline)
+from bridge.tracking.savings import (
+    BaselineFit,
+    TowtModel,
+    avoided_energy,
+    hourly_energy_kwh,
+    hourly_mean,
+    simulated_baseline,
+)
 
 
 class RunFileError(TwinbridgeError, ValueError):

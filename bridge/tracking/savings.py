@@ -27,9 +27,16 @@ import numpy as np
 import pandas as pd
 
 from bridge.errors import TwinbridgeError
-from bridge.tracking.guideline14 import (MetricsError, SavingsUncertainty, TooFewIndependentPoints,
-                                         complete_period_sums, cv_rmse_pct, fractional_savings_uncertainty,
-                                         lag1_autocorrelation, median_step)
+from bridge.tracking.guideline14 import (
+    MetricsError,
+    SavingsUncertainty,
+    TooFewIndependentPoints,
+    complete_period_sums,
+    cv_rmse_pct,
+    fractional_savings_uncertainty,
+    lag1_autocorrelation,
+    median_step,
+)
 
 log = logging.getLogger(__name__)
 HOURS_PER_WEEK = 168

@@ -27,8 +27,8 @@ import pandas as pd
 
 from bridge.config import RunPeriod
 from bridge.cosim_files import prepare_model
-from bridge.engines.energyplus import severe_lines
 from bridge.engines.base import EngineFault
+from bridge.engines.energyplus import severe_lines
 from bridge.idf import Idf
 from bridge.tagmap import TagMap
 from bridge.tracking.faults import FaultError, apply_edit
