@@ -51,7 +51,6 @@ from bridge.protocol import NAMESPACE
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
 from bridge.tomlfile import Table, file_path, read_toml
-from bridge.tracking.calibration import RollingCalibration
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
 
 
@@ -198,6 +197,8 @@ def _options(tracking: Table) -> dict:
     for key in ("stale_after_s", "pair_timeout_s", "max_gap_s"):
         if key in options and not options[key] > 0:
             raise TrackingConfigError(f"{where}: {key} must be positive, got {options[key]:g}")
+    from bridge.tracking.calibration import RollingCalibration  # pandas: not at the bridge's start-up
+
     try:
         RollingCalibration("check", *(options.get(key, getattr(TrackingConfig, key)) for key in CALIBRATION_KEYS))
     except ValueError as exc:

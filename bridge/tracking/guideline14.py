@@ -32,7 +32,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from pandas.tseries.frequencies import to_offset
-from scipy import stats
 
 from bridge.errors import TwinbridgeError
 
@@ -230,6 +229,8 @@ def fractional_savings_uncertainty(cv_rmse: float, savings_fraction: float, n_ba
             f"n' - p = {dof:.2f} <= 0: the {n_baseline} baseline points, with lag-1 autocorrelation {rho:.2f} of "
             f"the residuals, count as n' = {n_eff:.1f} independent points, no more than the model's {n_params} "
             "parameters; an uncertainty needs more baseline data or a model with fewer parameters")
+    from scipy import stats  # here: importing scipy.stats costs ~0.4 s, and the bridge imports this module at start-up
+
     t_stat = float(stats.t.ppf(0.5 + confidence / 2, dof))
     fsu = 1.26 * t_stat * cv_rmse * math.sqrt((n_baseline / n_eff) * (1 + 2 / n_eff) / m_reporting) / savings_fraction
     return SavingsUncertainty(confidence, n_baseline, n_eff, m_reporting, rho, t_stat, cv_rmse,
