@@ -155,3 +155,13 @@ def test_energyplus_calibration_of_the_small_office(tmp_path):
     registry = ModelRegistry(tmp_path / "reg")
     version = register_calibrated(registry, "Baseline", model, weather, outcome, tmp_path / "out")
     assert version.calibration["values"] == outcome.values and version.calibration["edits"] == outcome.edits
+
+
+def test_a_simulation_that_does_not_finish_in_time_is_killed_and_named():
+    """Every calibration run has a time limit: EnergyPlus past it is killed, an EngineFault names the run."""
+    from bridge.engines.base import EngineFault
+
+    run = Run(reference_model("small_office"), reference_weather("usa_il_chicago"), dt.date(2025, 1, 1),
+              dt.date(2025, 1, 31))
+    with pytest.raises(EngineFault, match=r"EnergyPlus did not finish .* within 0.5 s"):
+        simulate(run, timeout_s=0.5)

@@ -35,6 +35,7 @@ from bridge.tracking.faults import FaultError, apply_edit
 
 J_PER_KWH = 3.6e6
 METER = "Electricity:Facility"
+SIMULATION_TIMEOUT_S = 3600.0  # one run of a calibration; a year of the Large Office takes minutes here
 
 
 @dataclass(frozen=True)
@@ -73,15 +74,21 @@ def _run_idf(run: Run, workdir: Path) -> Path:
     return path
 
 
-def simulate(run: Run, workdir: Path | None = None) -> pd.Series:
-    """Hourly facility electricity (kWh, indexed by the start of each hour) of one run."""
+def simulate(run: Run, workdir: Path | None = None, timeout_s: float = SIMULATION_TIMEOUT_S) -> pd.Series:
+    """Hourly facility electricity (kWh, indexed by the start of each hour) of one run; EngineFault if EnergyPlus
+    fails or has not finished within ``timeout_s`` (it is killed then)."""
     with tempfile.TemporaryDirectory(prefix="tb-sim-") as scratch:
         folder = Path(workdir or scratch)
         folder.mkdir(parents=True, exist_ok=True)
         idf = _run_idf(run, folder)
         out = folder / "out"
-        done = subprocess.run([sys.executable, "-m", "bridge.engines.eplus_child", "-w", str(Path(run.weather).resolve()),
-                               "-d", str(out), str(idf)], capture_output=True, text=True, cwd=folder, check=False)
+        try:
+            done = subprocess.run([sys.executable, "-m", "bridge.engines.eplus_child", "-w",
+                                   str(Path(run.weather).resolve()), "-d", str(out), str(idf)],
+                                  capture_output=True, text=True, cwd=folder, check=False, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise EngineFault(f"EnergyPlus did not finish {run.model.name} with edits {list(run.edits)} within "
+                              f"{timeout_s:g} s") from None
         if done.returncode != 0:
             raise EngineFault(f"EnergyPlus failed on {run.model.name} with edits {list(run.edits)}",
                               severe_lines(out / "eplusout.err"))
