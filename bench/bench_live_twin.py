@@ -83,10 +83,10 @@ def g14(live: pd.Series, twin: pd.Series) -> dict:
 
 
 def tracked(live: list[tuple[dt.datetime, float]], twin: list[tuple[dt.datetime, float]], name: str,
-            skip: int, seed: int = 7) -> list[Alert]:
-    """Alerts of a DeviationTracker fed the pair after ``skip`` steps (the spin-up), 1 % meter noise on the
-    live values (as bench_tracking)."""
-    rng, tracker = np.random.default_rng(seed), DeviationTracker(name)
+            skip: int, seed: int = 7, thresholds: dict | None = None) -> list[Alert]:
+    """Alerts of a DeviationTracker (default ``thresholds``) fed the pair after ``skip`` steps (the spin-up),
+    1 % meter noise on the live values (as bench_tracking)."""
+    rng, tracker = np.random.default_rng(seed), DeviationTracker(name, thresholds or {})
     return [a for (t, predicted), (_, actual) in zip(twin[skip:], live[skip:])
             for a in tracker.update(t, predicted, actual * (1 + rng.normal(0, NOISE)))]
 

@@ -1,0 +1,117 @@
+"""Study: which sustained rule lets the live twin's tracking raise no false alert or warning in 30 fault-free
+days while still catching bench_tracking's three faults within 60 steps (docs/tracking.md, "Deviation and
+alerts"; issue 14's benchmark targets).
+
+Same pair as ``bench_live_twin --transport offline``: the live building is the DOE Small Office on Las Vegas
+TMY3 weather at Chicago's site (fault-free, and each of the three faults from day 3), the twin the nominal
+Small Office on Chicago TMY3 mirroring the live site weather and setpoints; 10-minute steps, 30 days, the
+first day spin-up, 1 % meter noise (seed 7). Each rule is scored on the same simulated series.
+
+Periods, fixed before any result of this study was seen:
+- **rule-setting**: summer from 2025-07-22 and winter from 2025-01-15 (bench_live_twin's two periods; their
+  results with the default rule are known: winter raises false alerts and warnings);
+- **validation**: spring from 2025-04-09 and autumn from 2025-09-24 (never run before this study; no DST
+  change inside either). A rule is chosen on the rule-setting periods only, then reported on all four.
+
+Rules (``RULES``): the default, and variants written down before scoring: longer step-level persistence
+(6 steps = 1 h; 9), an hourly warning after 3 hours, and both.
+
+    PYTHONPATH=$PWD python bench/bench_alert_rules.py [--periods summer winter spring autumn]
+
+Writes bench/results/alert_rules.json; simulated series are cached in runs/alert_rules/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bench.bench_live_twin import series, simulate, tracked  # noqa: E402
+from bench.bench_tracking import FAULT_FREE, fault_edits, figures_of  # noqa: E402
+from bench.results_io import figure, write_results  # noqa: E402
+from bridge.config import RunPeriod, reference_model, reference_weather  # noqa: E402
+from bridge.tracking.deviation import DEFAULT_THRESHOLDS, GRANULARITIES, Thresholds  # noqa: E402
+from bridge.tracking.scenario import edited_model  # noqa: E402
+from devtools.livetwin import LIVE_WEATHER, SPIN_UP_DAYS, TWIN_WEATHER, onset_of, relocated_weather  # noqa: E402
+
+PERIODS = {"summer": dt.date(2025, 7, 22), "winter": dt.date(2025, 1, 15),  # rule-setting
+           "spring": dt.date(2025, 4, 9), "autumn": dt.date(2025, 9, 24)}  # validation
+DAYS, FAULT_DAY = 30, 3
+CACHE = REPO / "runs" / "alert_rules"
+RULES = {
+    "default": {},
+    "step_6": {"step": Thresholds(warning_steps=6, alert_steps=6, clear_steps=3)},
+    "step_9": {"step": Thresholds(warning_steps=9, alert_steps=9, clear_steps=3)},
+    "hourly_warning_3": {"hourly": Thresholds(warning_steps=3, alert_steps=1, clear_steps=1)},
+    "step_6_hourly_warning_3": {"step": Thresholds(warning_steps=6, alert_steps=6, clear_steps=3),
+                                "hourly": Thresholds(warning_steps=3, alert_steps=1, clear_steps=1)},
+}
+
+
+def period_of(name: str) -> RunPeriod:
+    return RunPeriod(PERIODS[name], PERIODS[name] + dt.timedelta(days=DAYS - 1), 6)
+
+
+async def simulated(name: str) -> dict[str, list]:
+    """Power series (end-of-step time, kW) of the live cases and of the mirrored twin, cached."""
+    path = CACHE / f"{name}.pickle"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    period = period_of(name)
+    onset_day, _ = onset_of(period, FAULT_DAY)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        nominal = reference_model("small_office")
+        weather = relocated_weather(reference_weather(LIVE_WEATHER.removeprefix("ref:")),
+                                    reference_weather(TWIN_WEATHER.removeprefix("ref:")), workdir / "live.epw")
+        models = {FAULT_FREE: nominal} | {case: edited_model(nominal, [edit], workdir / f"{case}.idf")
+                                          for case, edit in fault_edits(onset_day).items()}
+        lives = {case: await simulate(model, weather, period, workdir / case) for case, model in models.items()}
+        twin = await simulate(nominal, reference_weather(TWIN_WEATHER.removeprefix("ref:")), period,
+                              workdir / "twin", lives[FAULT_FREE])
+    out = {f"live_{case}": series(s, period) for case, s in lives.items()} | {"twin": series(twin, period)}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(out))
+    return out
+
+
+def scored(power: dict[str, list], name: str, rule: dict[str, Thresholds]) -> dict[str, dict]:
+    """bench_live_twin's figures (any granularity) for one rule."""
+    period = period_of(name)
+    _, onset = onset_of(period, FAULT_DAY)
+    skip = SPIN_UP_DAYS * 24 * period.timesteps_per_hour
+    thresholds = {**DEFAULT_THRESHOLDS, **rule}
+    alerts = {case.removeprefix("live_"): tracked(values, power["twin"], case, skip, thresholds=thresholds)
+              for case, values in power.items() if case.startswith("live_")}
+    return figures_of(alerts, onset, DAYS - SPIN_UP_DAYS, GRANULARITIES)
+
+
+async def main(periods: list[str]) -> None:
+    figures = {}
+    for name in periods:
+        power = await simulated(name)
+        for rule_name, rule in RULES.items():
+            for key, value in scored(power, name, rule).items():
+                if "before_onset" in key:
+                    continue
+                figures[f"{name}.{rule_name}.{key}"] = figure(value["value"], value["unit"], value["target"])
+                print(f"{name:7s} {rule_name:24s} {key:48s} {value['value']:.2f}")
+    write_results("alert_rules", figures, notes=(
+        f"Periods {', '.join(periods)} ({DAYS} days from {', '.join(str(PERIODS[p]) for p in periods)}); "
+        "summer and winter set the rule, spring and autumn validate it (fixed before the first run). Load "
+        f"average at the end {os.getloadavg()[0]:.1f}."))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--periods", nargs="+", choices=tuple(PERIODS), default=list(PERIODS))
+    asyncio.run(main(parser.parse_args().periods))
