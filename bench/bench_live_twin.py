@@ -62,7 +62,7 @@ from bridge.tracking.guideline14 import calibration  # noqa: E402
 from bridge.tracking.live import LiveLink  # noqa: E402
 from bridge.tracking.scenario import edited_model  # noqa: E402
 from devtools.launcher import run_bridge  # noqa: E402
-from devtools.livetwin import (LIVE_TAGMAP, LIVE_WEATHER, MIRRORED, SPIN_UP_DAYS, TWIN_WEATHER,  # noqa: E402
+from devtools.livetwin import (LIVE_BUILDING_TAGMAP, LIVE_TAGMAP, LIVE_WEATHER, MIRRORED, SPIN_UP_DAYS, TWIN_WEATHER,  # noqa: E402
                                building_entry, campus_file, drive_lockstep, live_table, onset_of, relocated_weather)
 
 SIGNAL = "FacilityPower"
@@ -93,12 +93,13 @@ def tracked(live: list[tuple[dt.datetime, float]], twin: list[tuple[dt.datetime,
 
 # --- engines run directly ----------------------------------------------------------------------
 async def simulate(model: Path, weather: Path, period: RunPeriod, workdir: Path, feed: list[Sample] | None = None,
-                   inputs: tuple[str, ...] = tuple(MIRRORED), lag: int = 0) -> list[Sample]:
-    """Samples of one run; with ``feed`` (a live run's samples) the mirrored ``inputs`` of step k take the
-    live values of step k - ``lag`` (setpoints: the live defaults, which the live run used)."""
+                   inputs: tuple[str, ...] = tuple(MIRRORED), lag: int = 0, tagmap: Path = LIVE_TAGMAP) -> list[Sample]:
+    """Samples of one run on ``tagmap`` (the twin's: dry, snow-free; ``LIVE_BUILDING_TAGMAP`` for the live
+    building: rain and snow from its file); with ``feed`` (a live run's samples) the mirrored ``inputs`` of
+    step k take the live values of step k - ``lag`` (setpoints: the live defaults, which the live run used)."""
     from bridge.engines.external_interface import ExternalInterfaceEngine
 
-    tagmap = load_tagmap(LIVE_TAGMAP)
+    tagmap = load_tagmap(tagmap)
     engine = ExternalInterfaceEngine("SmallOffice", model, weather, tagmap, period, workdir)
     samples = [await engine.start()]
     try:
@@ -124,7 +125,8 @@ async def offline(models: dict[str, Path], live_weather: Path, period: RunPeriod
     """(power series per case, alerts per case, ablation G14 figures) from engines run one after the other."""
     twin_weather = reference_weather(TWIN_WEATHER.removeprefix("ref:"))
     nominal, skip = reference_model("small_office"), SPIN_UP_DAYS * 24 * period.timesteps_per_hour
-    lives = {case: await simulate(model, live_weather, period, workdir / case) for case, model in models.items()}
+    lives = {case: await simulate(model, live_weather, period, workdir / case, tagmap=LIVE_BUILDING_TAGMAP)
+             for case, model in models.items()}
     mirrored = await simulate(nominal, twin_weather, period, workdir / "mirrored", lives[FAULT_FREE])
     control = await simulate(nominal, twin_weather, period, workdir / "control")
     power = {f"live_{case}": series(s, period) for case, s in lives.items()}
@@ -140,7 +142,7 @@ async def offline(models: dict[str, Path], live_weather: Path, period: RunPeriod
         ablation[variant] = g14(live_kwh, energy_kwh(*zip(*series(twin, period)), period.step_s))
     # the live building at the other city's own site (sun path, time zone, elevation), the twin in Chicago
     elsewhere = await simulate(nominal, reference_weather(LIVE_WEATHER.removeprefix("ref:")), period,
-                               workdir / "elsewhere")
+                               workdir / "elsewhere", tagmap=LIVE_BUILDING_TAGMAP)
     twin = await simulate(nominal, twin_weather, period, workdir / "elsewhere_twin", elsewhere)
     ablation["live_at_its_own_site"] = g14(scored(energy_kwh(*zip(*series(elsewhere, period)), period.step_s), period),
                                            energy_kwh(*zip(*series(twin, period)), period.step_s))
@@ -160,7 +162,8 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
     """(power series per case from the historians, alerts per case from a LiveLink started after the
     spin-up, driver timing)."""
     live_toml = campus_file(workdir / "live.toml", "Live", period,
-                            [building_entry(case, model, str(live_weather)) for case, model in models.items()])
+                            [building_entry(case, model, str(live_weather), tagmap=LIVE_BUILDING_TAGMAP)
+                             for case, model in models.items()])
     skip = SPIN_UP_DAYS * 24 * period.timesteps_per_hour
     pairs = tuple(Pair(case, twin=f"Twin.Mirrored.Outputs.{SIGNAL}", live=f"Live.{case}.Outputs.{SIGNAL}")
                   for case in models)

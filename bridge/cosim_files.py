@@ -96,8 +96,9 @@ def prepare_model(idf: Idf, tagmap: TagMap, period: RunPeriod) -> Idf:
     idf.set_field("SimulationControl", 3, "No")  # run simulation for sizing periods
     idf.set_field("SimulationControl", 4, "Yes")  # run simulation for weather file run periods
     idf.remove_class("RunPeriod")
+    precipitation = "Yes" if tagmap.weather_file_precipitation else "No"  # rain and snow indicators
     idf.add("RunPeriod", "twinbridge", period.start.month, period.start.day, period.start.year,
-            period.end.month, period.end.day, period.end.year, "", "Yes", "Yes", "No", "Yes", "Yes")
+            period.end.month, period.end.day, period.end.year, "", "Yes", "Yes", "No", precipitation, precipitation)
     idf.remove_class("Timestep")
     idf.add("Timestep", period.timesteps_per_hour)
     if period.open_ended:  # a realtime run of years: no output file may grow with it (docs/bridge.md)

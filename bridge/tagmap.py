@@ -158,6 +158,7 @@ class TagMap:
     outputs: tuple[OutputTag, ...]
     floor_area_m2: float | None = None
     path: str = ""
+    weather_file_precipitation: bool = True  # rain and snow from the weather file (docs/bridge.md, "Weather inputs")
 
     def input(self, tag: str) -> InputTag:
         return next(i for i in self.inputs if i.tag == tag)
@@ -208,7 +209,7 @@ def load_tagmap(path: str | Path) -> TagMap:
 def _load_tagmap(path: Path, extending: tuple[Path, ...]) -> TagMap:
     """``load_tagmap``; ``extending``: the files whose ``extends`` led here (a cycle is an error)."""
     file = Table(read_toml(path, TagMapError, "tag map file"), str(path), TagMapError)
-    file.check_keys({"name", "floor_area_m2", "inputs", "outputs", "occupancy", "extends"})
+    file.check_keys({"name", "floor_area_m2", "inputs", "outputs", "occupancy", "extends", "weather_file_precipitation"})
     base = _extended(file, path, extending) if "extends" in file.values else None
     occupancy = read_occupancy(file.table("occupancy")) if "occupancy" in file.values else None
     inputs = (*(base.inputs if base else ()), *(_input(entry) for entry in file.tables("inputs")))
@@ -221,7 +222,9 @@ def _load_tagmap(path: Path, extending: tuple[Path, ...]) -> TagMap:
         earlier, later = (items[i] for i in repeat)
         raise TagMapError(f"{later.where}: tag {later.tag!r} is already used by {earlier.where} (case does not matter)")
     area = file.number("floor_area_m2", 0.0) or (base.floor_area_m2 if base else None)
-    tagmap = TagMap(file.text("name", base.name if base else path.stem), inputs, outputs, area or None, str(path))
+    precipitation = file.flag("weather_file_precipitation", base.weather_file_precipitation if base else True)
+    tagmap = TagMap(file.text("name", base.name if base else path.stem), inputs, outputs, area or None, str(path),
+                    precipitation)
     _check_orders(tagmap)
     _check_ranges(tagmap)
     return tagmap

@@ -28,7 +28,8 @@ from bridge.config import RunPeriod, reference_model
 from bridge.daylight import daylight_saving_rule, period_in, simulation_time
 from bridge.protocol import NAMESPACE
 
-LIVE_TAGMAP = Path(__file__).resolve().parent.parent / "tagmaps" / "small_office_live.toml"
+LIVE_TAGMAP = Path(__file__).resolve().parent.parent / "tagmaps" / "small_office_live.toml"  # the twin's
+LIVE_BUILDING_TAGMAP = Path(__file__).resolve().parent / "live_building.toml"  # the live building's: rain from its file
 TWIN_WEATHER = "ref:usa_il_chicago"
 LIVE_WEATHER = "ref:usa_nv_las_vegas"  # July: hot and dry where Chicago is mild and humid
 SPIN_UP_DAYS = 1  # each run warms up on its own file's first day: the building's thermal state differs at first
@@ -87,10 +88,11 @@ def _pressure_scaled(line: str, ratio: float) -> str:
     return ",".join(fields)
 
 
-def building_entry(name: str, model: Path | str, weather: str, live: str = "") -> str:
-    """One ``[[buildings]]`` entry on the live tag map; ``live``: its ``[buildings.live]`` table, if any."""
+def building_entry(name: str, model: Path | str, weather: str, live: str = "", tagmap: Path = LIVE_TAGMAP) -> str:
+    """One ``[[buildings]]`` entry on ``tagmap`` (the twin's by default); ``live``: its ``[buildings.live]``
+    table, if any."""
     return (f'[[buildings]]\nname = "{name}"\nmodel = "{model}"\nweather = "{weather}"\n'
-            f'tagmap = "{LIVE_TAGMAP}"\n{live}\n')
+            f'tagmap = "{tagmap}"\n{live}\n')
 
 
 def live_table(live_url: str, live_campus: str, live_building: str, inputs: Sequence[str] = tuple(MIRRORED),

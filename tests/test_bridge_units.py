@@ -161,11 +161,28 @@ def test_patched_model_and_variables_cfg():
                                                 "Schedule Value", "24.0"]
     assert idf.of_class("SimulationControl")[0].fields[3:5] == ["No", "Yes"]
     assert idf.of_class("RunPeriod")[0].fields[1:7] == ["7", "1", "2025", "7", "3", "2025"]
+    assert idf.of_class("RunPeriod")[0].fields[11:13] == ["Yes", "Yes"]  # rain and snow from the weather file
     assert idf.of_class("Timestep")[0].fields == ["6"]
     cfg = variables_cfg(building.tagmap)
     assert cfg.index('name="Whole Building" type="Facility Total Electricity Demand Rate"') < cfg.index(
         'actuator="CoolingSetpoint"')
     assert 'name="EMS" type="twinbridge meter ElectricityEnergy"' in cfg
+
+
+def test_a_mirrored_twins_tag_map_keeps_rain_and_snow_of_the_weather_file_out(tmp_path):
+    """small_office_live.toml sets weather_file_precipitation = false: the run period's rain and snow
+    indicators are No; a map extending it inherits that; a value that is not true/false is refused."""
+    config = load_config(SIMS / "small_office.toml")
+    live = load_tagmap(TAGMAPS / "small_office_live.toml")
+    assert not live.weather_file_precipitation and load_tagmap(TAGMAPS / "small_office.toml").weather_file_precipitation
+    idf = patch_model(Idf.read(config.buildings[0].model), live, config.period)
+    assert idf.of_class("RunPeriod")[0].fields[11:13] == ["No", "No"]
+    out = '[[outputs]]\ntag = "Extra"\nkey = "Environment"\nvariable = "Site Outdoor Air Drybulb Temperature"\n'
+    (tmp_path / "child.toml").write_text(f'extends = "{TAGMAPS / "small_office_live.toml"}"\n{out}')
+    assert not load_tagmap(tmp_path / "child.toml").weather_file_precipitation
+    (tmp_path / "bad.toml").write_text(f'weather_file_precipitation = "no"\n{out}')
+    with pytest.raises(TagMapError, match=r"bad.toml.*weather_file_precipitation.*true or false"):
+        load_tagmap(tmp_path / "bad.toml")
 
 
 def test_unknown_schedule_is_a_model_error(tmp_path):
