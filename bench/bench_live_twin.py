@@ -313,7 +313,7 @@ async def main(days: int, fault_day: int, transport: str, periods: list[str]) ->
                  f"{TWIN_WEATHER} mirroring {', '.join(MIRRORED)}; 10-min steps; hourly CV(RMSE)/NMBE over the "
                  f"whole run, fault-free pair; the first {SPIN_UP_DAYS} day(s) are spin-up, left out of every "
                  "figure; tracking: 1 % Gaussian meter noise on the live power, default thresholds (5 %/10 %; "
-                 "step: 3 steps on the same side; hourly: warning 2 hours, alert 1). steps_to_warning/alert: the "
+                 "step: 6 steps on the same side; hourly: warning 3 hours, alert 1). steps_to_warning/alert: the "
                  "first raised at any granularity, counted to the step whose sample raised it (an hourly one: "
                  "the first step after its hour); steps_to_step_level_*: the step rule alone. Load average "
                  f"(1 min) at the end: {os.getloadavg()[0]:.1f}")

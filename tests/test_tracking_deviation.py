@@ -34,7 +34,7 @@ def test_warning_then_alert_after_the_fault_and_none_before():
     actual = np.concatenate([fault_free, np.full(12, 107.0), np.full(12, 115.0)])
     tracker, alerts = run(actual)
     step_alerts = [(i, a) for i, a in alerts if a.granularity == "step"]
-    assert [(i, a.severity) for i, a in step_alerts] == [(102, "warning"), (114, "alert")]
+    assert [(i, a.severity) for i, a in step_alerts] == [(105, "warning"), (117, "alert")]  # the 6th step over each
     assert all(i >= 100 for i, _ in alerts)  # nothing at any granularity before the fault
     warning = step_alerts[0][1]
     assert warning.raised and warning.deviation_pct == pytest.approx(7.0) and warning.error == pytest.approx(7.0)
@@ -114,11 +114,12 @@ def test_alternating_deviations_of_a_unit_cycling_out_of_phase_are_not_sustained
     assert [classifier.update(d) for d in np.array([11.0, 12.0, 13.0])] == [None, None, Severity.ALERT]  # numpy too
 
 
-def test_an_hourly_warning_needs_two_hours_on_one_side_an_hourly_alert_one():
+def test_an_hourly_warning_needs_three_hours_on_one_side_an_hourly_alert_one():
     tracker = DeviationTracker("P")
-    hours = [105.5, 96.0, 105.5, 96.0, 106.0, 106.0, 100.0, 112.0]  # aliasing, then a warning, then an alert
+    hours = [105.5, 96.0, 105.5, 96.0, 106.0, 106.0, 100.0, 106.0, 106.0, 106.0, 100.0, 112.0]
+    # aliasing, two hours over (no warning), three hours (a warning), then an alert
     alerts = [a for h, value in enumerate(hours) for i in range(6)
               for a in tracker.update(START + (6 * h + i + 1) * STEP, 100.0, value)]
     alerts += tracker.flush()
     hourly = [(a.time, a.severity) for a in alerts if a.granularity == "hourly" and a.raised]
-    assert hourly == [(START + dt.timedelta(hours=5), "warning"), (START + dt.timedelta(hours=7), "alert")]
+    assert hourly == [(START + dt.timedelta(hours=9), "warning"), (START + dt.timedelta(hours=11), "alert")]

@@ -15,8 +15,8 @@ Example (see docs/tracking.md for every key)::
     [thresholds]                # step granularity; [thresholds.hourly] etc. override per granularity
     warning_pct = 5
     alert_pct = 10
-    warning_steps = 3
-    alert_steps = 3
+    warning_steps = 6           # defaults: step 6/6/3, hourly 3/1/1 (bridge/tracking/deviation.py)
+    alert_steps = 6
 
     [live]                      # the real building (or a second bridge standing in for it)
     endpoint = "opc.tcp://127.0.0.1:4841"

@@ -18,9 +18,9 @@ warning threshold (hysteresis, so a noisy signal near a threshold does not chatt
 A load that cycles on and off (a packaged unit's compressor under its thermostat) and runs a step
 earlier or later than the twin's gives deviations of alternating sign (+11 %, -9 %, +13 %) whose energy
 cancels; they are a phase the twin cannot predict, not a sustained deviation (docs/tracking.md).
-For the same reason an hourly *warning* needs two hours on the same side: a cycle of 1-2 hours moves
+For the same reason an hourly *warning* needs three hours on the same side: a cycle of 1-2 hours moves
 energy between neighbouring hours (+5 %, -4 %, +5 %, ...); an hourly *alert* (>= 10 %) still needs
-one hour.
+one hour. At step level both need 6 steps on the same side (an hour at 10-minute steps).
 Alerts are emitted on changes of state only: raised warning, raised alert, cleared.
 """
 
@@ -67,11 +67,13 @@ class Thresholds:
         return Severity.WARNING if size >= self.warning_pct else Severity.OK
 
 
-#: Coarser periods are already averages: one period over a threshold is enough by default, except an
-#: hourly warning (two hours on the same side: a 1-2 hour on/off cycle alternates between hours).
+#: Step level: 6 steps on the same side (an hour at 10-minute steps) to warn or alert. Coarser periods are
+#: already averages: one period over a threshold is enough by default, except an hourly warning (three
+#: hours on the same side: a 1-2 hour on/off cycle alternates between hours). Chosen on the live twin's
+#: summer and winter runs and checked on four other seasons (bench/bench_alert_rules.py, docs/tracking.md).
 DEFAULT_THRESHOLDS = {
-    "step": Thresholds(),
-    "hourly": Thresholds(warning_steps=2, alert_steps=1, clear_steps=1),
+    "step": Thresholds(warning_steps=6, alert_steps=6),
+    "hourly": Thresholds(warning_steps=3, alert_steps=1, clear_steps=1),
     "daily": Thresholds(warning_steps=1, alert_steps=1, clear_steps=1),
     "monthly": Thresholds(warning_steps=1, alert_steps=1, clear_steps=1),
 }
