@@ -10,6 +10,20 @@ the original training, so the exact GP and the same amount of data; the level bi
 hours, forecast 12 hours ahead, the horizon the twin is judged at). Jul 22-28 was already the test
 week of bench_twin_gp (so its static figures were known); Jul 29 - Aug 4 had never been run.
 
+**Test periods of the revised update (fixed 2026-12-04 23:05, before any update of the revision
+was run on them and before any data of them was collected):** seeds 0, 1, 2 in each of
+
+- ``jan``: train Jan 2-22, test Jan 23-29 and Jan 30 - Feb 5 (winter; historian Jan 2 - Feb 6);
+- ``sep``: train Sep 1-21, test Sep 22-28 and Sep 29 - Oct 5 (autumn; historian Sep 1 - Oct 6);
+- ``jul``: train Jul 1-21, test Jul 22-28 and Jul 29 - Aug 4, **already seen** (the results of the
+  first version above chose nothing of the revision, but they were known): reported, not counted as
+  unseen.
+
+Every period and seed run is reported. The revision of the update (bias, window, refit) is decided
+only on validation periods that overlap no test week: ``val_jul`` train Jun 10-30, daily updates
+Jul 1-21 (the jul period's training weeks; historian Jun 10 - Jul 22) and ``val_mar`` train Feb 8-28,
+daily updates Mar 1-7 (historian Feb 8 - Mar 8), in ``bench/diagnose_twin_update.py``.
+
 Protocol, per excitation seed: one historian Jul 1 - Aug 5 (collected with EnergyPlus if missing,
 ``bench_twin_gp.history``); the static model is fitted on Jul 1-21; each test day D at 00:00 the
 updated model is ``static.update(frame, D)`` (rows of the 21 days before D, hyperparameters kept, level
