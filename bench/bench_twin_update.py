@@ -136,10 +136,14 @@ def main() -> None:
             print(json.dumps(seed_figures, indent=2), flush=True)
         (first, last), test_start, weeks = PERIODS[period]
         PARTS.mkdir(parents=True, exist_ok=True)
-        (PARTS / f"figures_{period}.json").write_text(json.dumps({"figures": figures, "notes": {
-            "seeds": args.seeds, "historian": [first.isoformat(), last.isoformat()], "test_start": test_start,
-            "test_weeks": weeks, "already_seen": period in ALREADY_SEEN, "wall_s": round(time.perf_counter() - started),
-            "load_average_1_5_15min": {"start": load_before, "end": os.getloadavg()}, "days": days}}, indent=1))
+        path = PARTS / f"figures_{period}.json"
+        runs = json.loads(path.read_text())["notes"]["runs"] if path.exists() else []  # earlier runs, other seeds
+        runs = [run for run in runs if not set(run["seeds"]) & set(args.seeds)]
+        runs.append({"seeds": args.seeds, "figures": figures, "wall_s": round(time.perf_counter() - started),
+                     "load_average_1_5_15min": {"start": load_before, "end": os.getloadavg()}, "days": days})
+        path.write_text(json.dumps({"figures": {k: v for run in runs for k, v in run["figures"].items()}, "notes": {
+            "historian": [first.isoformat(), last.isoformat()], "test_start": test_start, "test_weeks": weeks,
+            "already_seen": period in ALREADY_SEEN, "runs": runs}}, indent=1))
     figures, notes = {}, {"update": "daily at 00:00, 21-day window, hyperparameters kept, no level bias (the "
                                     "revision's defaults)", "periods": {}}
     for path in sorted(PARTS.glob("figures_*.json")):
