@@ -13,7 +13,7 @@ from bridge.historian import Historian, load_history
 from bridge.tagmap import load_tagmap
 from bridge.tracking.registry import FrozenModelError, ModelRegistry
 from bridge.twin.features import feature_sets_for
-from bridge.twin.gp import TwinModel
+from bridge.twin.gp import TwinModel, shrunk_mean
 from bridge.twin.persist import load_model, save_model
 from bridge.twin.update import parse_every, update_model_file
 from conftest import TAGMAPS
@@ -51,7 +51,7 @@ def shifted(tmp_path_factory):
     path = write_history(folder / "history.db", tagmap)
     frame = load_history(path)
     feature_sets = feature_sets_for(tagmap, ["FacilityPower"], output_lags=0, input_lags=0)
-    twin = TwinModel.from_feature_sets(feature_sets, n_hyper=100, bias_horizon=HORIZON)
+    twin = TwinModel.from_feature_sets(feature_sets, n_hyper=100, bias_hours=48, bias_horizon=HORIZON)
     twin.fit(frame[frame.index < TRAINED_UNTIL])
     return path, frame, save_model(twin, folder / "model.npz", tagmap=tagmap), tagmap
 
@@ -88,11 +88,30 @@ def test_level_bias_corrects_what_conditioning_on_a_mixed_window_leaves(shifted)
     twin = load_model(model_path)
     without = twin.models["FacilityPower"].set_params(bias_hours=0)
     unbiased = without.update(frame, UPDATE_UNTIL)
-    biased = without.set_params(bias_hours=24).update(frame, UPDATE_UNTIL)
+    biased = without.set_params(bias_hours=48).update(frame, UPDATE_UNTIL)
     assert unbiased.kernel_.theta == pytest.approx(without.kernel_.theta)  # hyperparameters kept
     assert mean_error(unbiased, frame) > 0.2 * SHIFT  # averages old and new days
-    assert 0.2 * SHIFT < biased.bias_ < SHIFT
+    assert 0.5 * SHIFT < biased.bias_ < 1.5 * SHIFT  # both shifted days agree: kept whole
     assert abs(mean_error(biased, frame)) < 0.5 * abs(mean_error(unbiased, frame))
+
+
+def test_level_bias_of_days_that_disagree_is_dropped(shifted):
+    """A level that jumps +SHIFT on Jul 5 and -SHIFT on Jul 6 is day-to-day scatter, not a shift: the
+    bias is 0 (the mean of the last day alone, the first version's bias, would be -SHIFT), and one day
+    alone has no standard error to trust it by."""
+    _, frame, model_path, _ = shifted
+    model = load_model(model_path).models["FacilityPower"]
+    scattered = frame.copy()
+    scattered.loc[scattered.index.normalize() == pd.Timestamp("2025-07-06"), "FacilityPower"] -= 2 * SHIFT
+    assert model.set_params(bias_hours=24).update(frame, UPDATE_UNTIL).bias_ == 0.0
+    assert model.set_params(bias_hours=48).update(scattered, UPDATE_UNTIL).bias_ == 0.0
+
+
+def test_shrunk_mean_keeps_what_stands_out_of_the_scatter():
+    assert shrunk_mean(np.array([5.0, 5.2, 4.8])) == pytest.approx(5.0, rel=0.01)
+    assert shrunk_mean(np.array([6.0, -6.0, 4.0])) == 0.0  # mean 1.3, standard error 3.7
+    assert shrunk_mean(np.array([6.0])) == 0.0 and shrunk_mean(np.array([])) == 0.0
+    assert shrunk_mean(np.array([2.0, 4.0])) == pytest.approx(3.0 * (1 - 1 / 9))  # se^2 = 1, mean 3
 
 
 def test_bias_survives_save_and_load(shifted, tmp_path):

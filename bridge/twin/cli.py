@@ -79,8 +79,8 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     update.add_argument("--until", help="update on rows before this time (ISO; default: every row)")
     update.add_argument("--days", type=float, help="sliding window in days (default: the model's, 21)")
     update.add_argument("--bias-hours", type=float,
-                        help="hours of recent forecasts the level bias is the mean error of (default: the model's, "
-                             "24; 0: no bias correction)")
+                        help="hours of recent forecasts the level bias is estimated from (whole days, shrunk by "
+                             "their day-to-day scatter; default: the model's, 0: no bias correction)")
     update.add_argument("--refit", action="store_true",
                         help="fit hyperparameters, profile and calibration again on the window (default: keep them)")
     update.add_argument("--registry", type=Path, help="registry folder: register the update as an Operational version")

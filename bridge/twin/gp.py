@@ -62,7 +62,7 @@ class GPModel(BaseEstimator):
     def __init__(self, features: FeatureSet, n_hyper: int = 500, max_exact: int = 4000, n_inducing: int = 1000,
                  linear: bool = True, n_restarts: int = 0, max_iter: int = 100, calibrate: bool = True,
                  random_state: int = 0, blas_threads: int | None = 1, update_days: float = 21.0,
-                 bias_hours: float = 24.0, bias_horizon: int = 72):
+                 bias_hours: float = 0.0, bias_horizon: int = 72):
         self.features = features
         self.update_days = update_days
         self.bias_hours = bias_hours
@@ -149,16 +149,23 @@ class GPModel(BaseEstimator):
         self.n_rows_ = len(X)
 
     def level_bias(self, window: pd.DataFrame) -> float:
-        """The latest level error, in the target's unit: the mean of measured - forecast over the last
-        ``bias_hours`` hours of ``window``, forecast ``bias_horizon`` steps ahead (zero-variance, from
-        every row of those hours whose forecast ends inside the window) by this model re-conditioned
-        on the window *without* those hours: the error the twin made on its newest data before seeing
-        it. 0 when ``bias_hours`` is 0 or no forecast fits. ``predict`` and ``forecast`` add it to their
-        mean: a GP without a date feature follows a level shift in its newest rows only as far as they
-        outweigh older rows that look alike."""
-        cut = window.index[-1] - pd.Timedelta(hours=self.bias_hours) if len(window) else None
-        if self.bias_hours <= 0 or cut is None:
+        """The latest level error, in the target's unit, shrunk toward 0 by its standard error; 0 when
+        ``bias_hours`` is 0 (the default) or no forecast fits. ``predict`` and ``forecast`` add it to
+        their mean: a GP without a date feature follows a level shift in its newest rows only as far as
+        they outweigh older rows that look alike.
+
+        The errors are those this model, re-conditioned on ``window`` *without* its last ``bias_hours``
+        hours, makes on those hours forecasting ``bias_horizon`` steps ahead (zero-variance, from every
+        row whose forecast ends inside the window): measured - forecast. Each day's errors (24-hour
+        blocks counted back from the window's end, so ``bias_hours`` = 24 is one day) are averaged with
+        weights 1 / (calibrated rollout std scale of the row's (day type, hour) cell)^2,
+        so the hours the model forecasts well (occupied hours) count and the HVAC cycling of nights and
+        weekends hardly does (the precision-weighted mean of a constant offset); the day means, the
+        independent samples (errors within a day are correlated), give the estimate and its standard
+        error, and ``shrunk_mean`` keeps only what stands out of their day-to-day scatter."""
+        if self.bias_hours <= 0 or not len(window):
             return 0.0
+        cut = window.index[-1] - pd.Timedelta(hours=self.bias_hours)
         first = max(int(np.searchsorted(window.index, cut, side="right")) - 1, self.features.max_lag)
         origins = np.arange(first, len(window) - self.bias_horizon)
         head = window[window.index <= cut]
@@ -168,9 +175,17 @@ class GPModel(BaseEstimator):
         with threadpool_limits(self.blas_threads, user_api="blas"):
             probe._recondition(self, head)
         mean, _ = probe.forecast(window, origins, self.bias_horizon, with_std=False)
-        rows = origins[:, None] + np.arange(1, self.bias_horizon + 1)[None, :]
-        error = window[self.features.target].to_numpy(float)[rows] - mean
-        return float(np.nanmean(error)) if np.isfinite(error).any() else 0.0
+        rows = (origins[:, None] + np.arange(1, self.bias_horizon + 1)[None, :]).ravel()
+        error = window[self.features.target].to_numpy(float)[rows] - mean.ravel()
+        weight = np.ones(rows.size)
+        if self.std_scale_ is not None:
+            x = self.features.features(window, self.profile_).to_numpy(float)[rows]
+            weight = 1.0 / self.std_scale_[1][regimes(x, self.features.columns)] ** 2
+        ok = np.isfinite(error)
+        days = ((window.index[-1] - window.index[rows][ok]) // pd.Timedelta(days=1)).to_numpy()
+        weighted = np.bincount(days, weight[ok] * error[ok])
+        total = np.bincount(days, weight[ok])
+        return shrunk_mean(weighted[total > 0] / total[total > 0])
 
     def _condition(self, kernel: Kernel, x: np.ndarray, y: np.ndarray, x_inducing: np.ndarray | None = None):
         """The posterior with fixed hyperparameters on standardized rows: exact up to ``max_exact``
@@ -310,6 +325,20 @@ class TwinModel:
                   "bias": {t: m.bias_ for t, m in models.items()}}
         kept = {key: self.metadata[key] for key in ("building",) if key in self.metadata}
         return TwinModel(models, {**kept, "update": record})
+
+
+def shrunk_mean(samples: np.ndarray) -> float:
+    """The mean of independent ``samples`` shrunk toward 0 by its standard error se: mean *
+    max(0, 1 - se^2 / mean^2), the positive-part James-Stein factor for one mean (Efron & Morris,
+    JASA 1973): a mean within about one standard error of 0 becomes 0, one many standard errors away
+    is kept. 0 for fewer than two samples (no standard error)."""
+    samples = np.asarray(samples, float)
+    samples = samples[np.isfinite(samples)]
+    if samples.size < 2:
+        return 0.0
+    mean = float(samples.mean())
+    se2 = float(samples.var(ddof=1)) / samples.size
+    return mean * max(0.0, 1.0 - se2 / mean**2) if mean != 0.0 else 0.0
 
 
 def _subset(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
