@@ -193,7 +193,10 @@ def throughput(count: int, kind: str, days: int, root: Path | None = None) -> di
     command = [sys.executable, __file__, "--child", str(count), kind, "--days", str(days)]
     if root is not None:
         command += ["--root", str(root)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, cwd=REPO)
+    # Ray's workers import the bridge from the driver's working folder and PYTHONPATH: those of ``root`` too
+    tree = root or REPO
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, cwd=tree,
+                          env={**os.environ, "PYTHONPATH": str(tree)})
     if done.returncode:
         raise RuntimeError(f"{count} x {kind} ({root or 'this tree'}) failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

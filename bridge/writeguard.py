@@ -18,7 +18,7 @@ import asyncio
 import logging
 import math
 import operator
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from asyncua import ua
@@ -148,13 +148,18 @@ class WriteGuard:
 
     def read_inputs(self, building: str) -> dict[str, float]:
         """The values the input tags of ``building`` hold. A tag holding no finite number (the guard lets
-        none through; this is its second line) gives the last number read from it, and an error. When the
-        nodes hold the very DataValues of the last read (nothing was written since), its numbers again."""
+        none through; this is its second line) gives the last number read from it, and an error."""
+        return dict(self.current_inputs(building))
+
+    def current_inputs(self, building: str) -> Mapping[str, float]:
+        """``read_inputs`` without a copy, not to be changed: when the nodes hold the very DataValues of the
+        last read (nothing was written since), the very mapping of that read, so that a caller can tell
+        unchanged inputs by identity (``bridge.stepgroup``)."""
         reader, last, numbers = self._read.get(building) or (self.nodes.value_slots(list(self.inputs[building].values())),
                                                              None, {})
         data = reader.read()
         if last is not None and all(map(operator.is_, data, last)):
-            return dict(numbers)
+            return numbers
         values, good = {}, True
         for (tag, node_id), datavalue in zip(self.inputs[building].items(), data):
             variant = datavalue.Value
@@ -167,7 +172,7 @@ class WriteGuard:
                                       "its last value %g is used", building, tag, variant, value)
             values[tag] = value
         self._read[building] = (reader, data if good else None, values)
-        return dict(values)
+        return values
 
     def _range_problem(self, node_id: ua.NodeId, value) -> str | None:
         """Why ``value`` may not be written to input ``node_id`` (not a number, outside EURange), or None.

@@ -176,7 +176,8 @@ def test_outputs_read_or_monitored_by_a_client_are_those_each_step_published():
                 assert (await nodes[1].read_value()) == 42.0
                 await server.publish_outputs("Office", dict(zip(tags, steps[0])), start)
                 assert (await nodes[1].read_value()) == 1.0
-                assert [r.Value.Value for r in reported] == [0.0, 1.0, None, high + 1.0, max(low, 0.5)]
+                await wait_until(lambda: reported_count(len(steps) + 2), 10)
+                assert [r.Value.Value for r in reported] == [0.0, 1.0, None, high + 1.0, max(low, 0.5), 1.0]
         finally:
             await server.stop()
 
