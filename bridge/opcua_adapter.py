@@ -16,6 +16,8 @@ tests/test_security.py and tests/test_bridge_units.py, which run through every o
     per value);
   - ``value_slots``: the value slots of a group of nodes (a building's inputs, a Control tag of every
     building), read or set together without a lookup per node (``ValueSlots``, ~0.2 us per node);
+  - ``watch_writes``: a callback whenever the value of one of a group of nodes is stored, whatever
+    the path (a building's inputs: the campus reads them again only then);
   - ``value_block``: the values of a group of nodes (a building's outputs) served from one row per step
     (``ValueBlock``): each node's DataValue is made only when read or for a node someone monitors, through
     the slot's ``value_callback``, which asyncua's Read, monitored-item creation and data-change
@@ -116,6 +118,17 @@ class AsyncuaInternals:
 
     def value_slots(self, node_ids: Sequence[ua.NodeId]) -> "ValueSlots":
         return ValueSlots([self._slot(n) for n in node_ids], list(node_ids), self.read_attribute)
+
+    def watch_writes(self, node_ids: Sequence[ua.NodeId], on_write: Callable[[], None]) -> None:
+        """Have ``on_write()`` called whenever the Value of one of ``node_ids`` is stored, by whatever path
+        (asyncua's Write service or ``write_attribute_value``, ``set_value``, ``ValueSlots.set``)."""
+        for node_id in node_ids:
+            slot = self._slot(node_id)
+            if not isinstance(slot, _WatchedSlot):
+                value = slot.__dict__.pop("value")  # the class's property holds it from now on
+                slot.__class__, slot.on_write = _WatchedSlot, []
+                slot.stored = value
+            slot.on_write.append(on_write)
 
     def value_block(self, node_ids: Sequence[ua.NodeId], make: Callable[[int, object], ua.DataValue]) -> "ValueBlock":
         """The nodes of ``node_ids`` served by a ``ValueBlock`` whose DataValues ``make`` builds."""
@@ -241,6 +254,24 @@ class _BlockSlot(AttributeValue):
             block.written.discard(index)
         else:
             raise ValueError("the value callback of a ValueBlock's node is the block's")
+
+
+class _WatchedSlot(AttributeValue):
+    """A value slot (its class once ``AsyncuaInternals.watch_writes`` watches it) that calls its
+    ``on_write`` callbacks whenever its value is stored."""
+
+    stored: ua.DataValue | None
+    on_write: list[Callable[[], None]]
+
+    @property
+    def value(self) -> ua.DataValue | None:
+        return self.stored
+
+    @value.setter
+    def value(self, data: ua.DataValue | None) -> None:
+        self.stored = data
+        for callback in self.on_write:
+            callback()
 
 
 class _Monitors(dict):
