@@ -63,8 +63,9 @@ def campus_file(folder: Path, count: int, model: str = "small_office", days: int
     entries = "".join(f'[[buildings]]\nname = "B{i + 1}"\nmodel = "ref:{model}"\n'
                       f'tagmap = "{TAGMAPS / model}.toml"\n\n' for i in range(count))
     path = folder / f"campus{count}-{model}.toml"
+    # 64 EnergyPlus starting in one Ray actor on 2 loaded cores take more than the default 300 s (not timed)
     path.write_text(f'[campus]\nname = "Scale"\n\n[run]\nstart = "07-01"\nend = "07-{days:02d}"\nclock = "fast"\n'
-                    f'run_dir = "{folder / "runs"}"\nhistorian = true\n\n{entries}')
+                    f'run_dir = "{folder / "runs"}"\nhistorian = true\nengine_start_timeout_s = 1800\n\n{entries}')
     return path
 
 
@@ -241,7 +242,9 @@ def throughput(count: int, kind: str, days: int, root: Path | None = None) -> di
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600, cwd=tree,
                           env={**os.environ, "PYTHONPATH": str(tree)})
     if done.returncode:
-        raise RuntimeError(f"{count} x {kind} ({root or 'this tree'}) failed:\n{done.stderr[-3000:]}")
+        faults = [line for line in done.stderr.splitlines() if " faulted: " in line][:3]
+        raise RuntimeError(f"{count} x {kind} ({root or 'this tree'}) failed:\n" + "\n".join(faults)
+                           + f"\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -3,10 +3,12 @@
 The buildings of a campus run are dealt over the cluster's nodes; the buildings of one node run in one
 ``NodeActor`` there, which builds each real engine (any kind) with ``make_engine`` and steps them all
 in its own event loop. In the head, a ``RayNodeGroup`` stands for each node actor, and each building
-has a ``RayEngine``, the Engine the campus clock sees: its ``step`` joins the group's batch of the step,
-which goes out as one Ray call per node and step (every member's inputs) and comes back as one
-message (every member's outputs, or its own EngineFault). The OPC UA server, the historian and the
-clock stay in the head; lockstep is unchanged.
+has a ``RayEngine``, the Engine the campus clock sees. The group is a ``StepGroup`` (bridge/stepgroup.py):
+the clock hands it the inputs of all its running members at once, and it makes one Ray call per node
+and step, carrying only the inputs that changed (the actor keeps each building's last inputs); the
+answer, one message, holds every member's simulation time and outputs as floats in tag-map order (or
+its own EngineFault), which become the members' ``Row``s. (A ``RayEngine.step`` alone joins a batch of
+its group's step.) The OPC UA server, the historian and the clock stay in the head; lockstep is unchanged.
 
 Recovery: when a node actor dies (killed, out of memory, its node lost) its group launches a new one
 (on the same node if it lives, else anywhere), starts each of its buildings there and replays the
