@@ -1,7 +1,7 @@
 """A campus on the local executor and on Ray, side by side (issue 15; docs/scale.md).
 
-  throughput   1, 4 and 16 DOE Small Offices in fast mode, local executor and Ray (a local Ray started
-               for the run, actors declaring 0.1 CPU so that 16 fit the 2 logical CPUs): building-steps
+  throughput   1, 4, 16 and 64 DOE Small Offices in fast mode, local executor and Ray (a local Ray started
+               for the run, buildings declaring 0.03 CPU so that 64 fit the 2 logical CPUs): building-steps
                per second of the campus clock, and the head's CPU per building-step (time.process_time
                of the process that runs the clock, the OPC UA server and the historian; the engines
                are child processes or Ray workers). Both count only the stepping (from the first
@@ -63,14 +63,15 @@ def campus_file(folder: Path, count: int, model: str = "small_office", days: int
     entries = "".join(f'[[buildings]]\nname = "B{i + 1}"\nmodel = "ref:{model}"\n'
                       f'tagmap = "{TAGMAPS / model}.toml"\n\n' for i in range(count))
     path = folder / f"campus{count}-{model}.toml"
-    # 64 EnergyPlus starting in one Ray actor on 2 loaded cores take more than the default 300 s (not timed)
     path.write_text(f'[campus]\nname = "Scale"\n\n[run]\nstart = "07-01"\nend = "07-{days:02d}"\nclock = "fast"\n'
-                    f'run_dir = "{folder / "runs"}"\nhistorian = true\nengine_start_timeout_s = 1800\n\n{entries}')
+                    f'run_dir = "{folder / "runs"}"\nhistorian = true\n\n{entries}')
     return path
 
 
 def with_executor(config, kind: str):
-    return dataclasses.replace(config, executor=ExecutorConfig(kind=kind, num_cpus=0.1, memory_mb=0))
+    """``config`` on executor ``kind``; Ray: buildings of 0.03 logical CPU, so that the node actor of 64 fits
+    the 2 logical CPUs of a local Ray (a declared resource only: Ray pins no core)."""
+    return dataclasses.replace(config, executor=ExecutorConfig(kind=kind, num_cpus=0.03, memory_mb=0))
 
 
 # phase -> (module, class, method) of the head whose thread CPU time is added up
@@ -333,7 +334,7 @@ def main() -> None:
         f"Load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. "
         f"Small offices, {args.days} July day(s) in fast mode ({args.days * 144} steps), on a 2-core machine "
         "shared with other jobs: local and Ray executors compete with EnergyPlus for the same 2 cores. Ray: a "
-        "local single-node Ray started per run, buildings of 0.1 logical CPU each, all in the one node's actor "
+        "local single-node Ray started per run, buildings of 0.03 logical CPU each, all in the one node's actor "
         "(one Ray call per step). Each throughput run is a process of its own"
         + (f"; '_before' figures: the same runs with the bridge of revision {args.before}, interleaved" if args.before
            else "") + ". Recovery: kill of a Small Office actor after N steps, until the step in flight is answered."))
