@@ -1,7 +1,7 @@
 """A campus on the local executor and on Ray, side by side (issue 15; docs/scale.md).
 
-  throughput   1, 4 and 16 DOE Small Offices in fast mode, local executor and Ray (a local Ray started
-               for the run, actors declaring 0.1 CPU so that 16 fit the 2 logical CPUs): building-steps
+  throughput   1, 4, 16 and 64 DOE Small Offices in fast mode, local executor and Ray (a local Ray started
+               for the run, buildings declaring 0.03 CPU so that 64 fit the 2 logical CPUs): building-steps
                per second of the campus clock, and the head's CPU per building-step (time.process_time
                of the process that runs the clock, the OPC UA server and the historian; the engines
                are child processes or Ray workers). Both count only the stepping (from the first
@@ -18,6 +18,11 @@
                steps; and of one Ray actor's worker process (the Python process holding the engine).
   recovery     a Small Office actor killed after N steps: time until the step in flight is answered
                (a new actor, an EnergyPlus start, N replayed steps).
+  head only    the head's CPU per building-step with engines that answer at once, all in one
+               StepGroup (``devtools.instantgroup``: the group path of a Ray node without Ray or
+               EnergyPlus), for 16, 64 and 256 buildings, 14 July days: what the head itself costs per building when
+               nothing else competes for its core; and the head CPU of one bare Ray call to an async
+               actor answering 16 or 64 rows of 15 floats (the fixed cost per node and step).
 
 The campus runs with the real TagServer on a loopback port, as ``twinbridge run`` would. ``--local-only``
 counts (e.g. 32 or 64) run on the local executor only (each EnergyPlus process holds ~250 MB).
@@ -64,7 +69,9 @@ def campus_file(folder: Path, count: int, model: str = "small_office", days: int
 
 
 def with_executor(config, kind: str):
-    return dataclasses.replace(config, executor=ExecutorConfig(kind=kind, num_cpus=0.1, memory_mb=0))
+    """``config`` on executor ``kind``; Ray: buildings of 0.03 logical CPU, so that the node actor of 64 fits
+    the 2 logical CPUs of a local Ray (a declared resource only: Ray pins no core)."""
+    return dataclasses.replace(config, executor=ExecutorConfig(kind=kind, num_cpus=0.03, memory_mb=0))
 
 
 # phase -> (module, class, method) of the head whose thread CPU time is added up
@@ -108,10 +115,10 @@ def timed_phases() -> dict[str, float]:
     return spent
 
 
-async def run_campus(config, phases: dict[str, float] | None = None) -> tuple[float, float, int]:
+async def run_campus(config, phases: dict[str, float] | None = None, factory=make_engine) -> tuple[float, float, int]:
     """(wall s, head CPU s, building-steps) of the stepping of one fast run; ``phases`` (``timed_phases``)
     zeroed when the stepping begins, and the event loop thread's CPU added as "thread"."""
-    campus = Campus(config)
+    campus = Campus(config, engine_factory=factory)
     server = TagServer(f"opc.tcp://127.0.0.1:{free_port()}", config.name, config.period.time_of(0))
     await server.init()
     try:
@@ -180,12 +187,50 @@ async def actor_rss_and_recovery(folder: Path, replayed: list[int]) -> tuple[flo
 
 
 def child_run(count: int, kind: str, days: int) -> dict:
-    """One throughput run (this process): wall s, head CPU s, building-steps and the phases' CPU s."""
+    """One throughput run (this process): wall s, head CPU s, building-steps and the phases' CPU s.
+    ``kind`` "instant": engines that answer at once, all ``count`` in one StepGroup (as on one Ray node)."""
     phases = timed_phases()
     with tempfile.TemporaryDirectory() as tmp:
-        config = with_executor(load_config(campus_file(Path(tmp), count, days=days)), kind)
-        wall, cpu, steps = asyncio.run(run_campus(config, phases))
+        config = load_config(campus_file(Path(tmp), count, days=days))
+        if kind == "instant":
+            from devtools.instantgroup import instant_factory
+
+            wall, cpu, steps = asyncio.run(run_campus(config, phases, instant_factory(count)))
+        else:
+            wall, cpu, steps = asyncio.run(run_campus(with_executor(config, kind), phases))
     return {"wall_s": wall, "cpu_s": cpu, "steps": steps, "phases": phases}
+
+
+RAY_CALLS = 300  # calls timed per ``ray_call_cost``
+INSTANT_DAYS = 14  # July days of a head-only run (2,016 steps)
+
+
+def ray_call_cost(buildings: int) -> float:
+    """Head CPU (ms, ``time.process_time``: the event loop's thread and Ray's) of one call to an async
+    actor that answers at once with ``buildings`` rows of 15 floats, as a node actor answers a step."""
+    import ray
+
+    @ray.remote(num_cpus=0.1)
+    class Answering:
+        async def step(self, changed: dict, names: list[str]):
+            return [0.0] * len(names), [[1.0] * 15 for _ in names]
+
+    names = [f"B{i}" for i in range(buildings)]
+
+    async def calls() -> float:
+        actor = Answering.remote()
+        for _ in range(30):
+            await actor.step.remote({}, names)
+        began = time.process_time()
+        for _ in range(RAY_CALLS):
+            await actor.step.remote({}, names)
+        return (time.process_time() - began) / RAY_CALLS * 1e3
+
+    ray.init(include_dashboard=False, logging_level="ERROR")
+    try:
+        return asyncio.run(calls())
+    finally:
+        ray.shutdown()
 
 
 def throughput(count: int, kind: str, days: int, root: Path | None = None) -> dict:
@@ -193,9 +238,14 @@ def throughput(count: int, kind: str, days: int, root: Path | None = None) -> di
     command = [sys.executable, __file__, "--child", str(count), kind, "--days", str(days)]
     if root is not None:
         command += ["--root", str(root)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, cwd=REPO)
+    # Ray's workers import the bridge from the driver's working folder and PYTHONPATH: those of ``root`` too
+    tree = root or REPO
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600, cwd=tree,
+                          env={**os.environ, "PYTHONPATH": str(tree)})
     if done.returncode:
-        raise RuntimeError(f"{count} x {kind} ({root or 'this tree'}) failed:\n{done.stderr[-3000:]}")
+        faults = [line for line in done.stderr.splitlines() if " faulted: " in line][:3]
+        raise RuntimeError(f"{count} x {kind} ({root or 'this tree'}) failed:\n" + "\n".join(faults)
+                           + f"\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -221,7 +271,8 @@ def throughput_figures(prefix: str, run: dict) -> dict:
     return figures
 
 
-def measure(counts: list[int], local_only: list[int], replayed: list[int], before: str | None, days: int) -> dict:
+def measure(counts: list[int], local_only: list[int], replayed: list[int], before: str | None, days: int,
+            head_only: list[int]) -> dict:
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -237,6 +288,14 @@ def measure(counts: list[int], local_only: list[int], replayed: list[int], befor
                           + ", ".join(f"{p} {v / run['steps'] * 1e3:.4f}" for p, v in run["phases"].items()),
                           flush=True)
                     figures.update(throughput_figures(prefix, run))
+        for count in head_only:
+            run = throughput(count, "instant", INSTANT_DAYS)
+            print(f"{count:3d} buildings answering at once, one group: head "
+                  f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step", flush=True)
+            figures.update(throughput_figures(f"instant_{count}", run))
+        if head_only:
+            for buildings in (16, 64):
+                figures[f"ray_call_{buildings}_buildings_head_cpu_ms"] = figure(ray_call_cost(buildings), "ms")
         if replayed:
             figures.update(asyncio.run(memory_and_recovery(folder, replayed)))
     return figures
@@ -259,6 +318,8 @@ def main() -> None:
     parser.add_argument("--local-only", type=int, nargs="*", default=[], help="counts run on the local executor only")
     parser.add_argument("--replayed", type=int, nargs="*", default=[10, 144, 432, 1000],
                         help="recovery after these numbers of steps (none: no memory or recovery figures)")
+    parser.add_argument("--head-only", type=int, nargs="*", default=[16, 64, 256],
+                        help="counts run with engines that answer at once (the head's own cost), and Ray's per-call cost")
     parser.add_argument("--before", help="git revision whose bridge package is measured too, run by run")
     parser.add_argument("--days", type=int, default=3, help="July days simulated per throughput run")
     parser.add_argument("--child", nargs=2, metavar=("COUNT", "KIND"), help=argparse.SUPPRESS)
@@ -268,12 +329,12 @@ def main() -> None:
         print(json.dumps(child_run(int(args.child[0]), args.child[1], args.days)))
         return
     load = os.getloadavg()[0]
-    figures = measure(args.counts, args.local_only, args.replayed, args.before, args.days)
+    figures = measure(args.counts, args.local_only, args.replayed, args.before, args.days, args.head_only)
     write_results("scale", figures, notes=(
         f"Load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. "
         f"Small offices, {args.days} July day(s) in fast mode ({args.days * 144} steps), on a 2-core machine "
         "shared with other jobs: local and Ray executors compete with EnergyPlus for the same 2 cores. Ray: a "
-        "local single-node Ray started per run, buildings of 0.1 logical CPU each, all in the one node's actor "
+        "local single-node Ray started per run, buildings of 0.03 logical CPU each, all in the one node's actor "
         "(one Ray call per step). Each throughput run is a process of its own"
         + (f"; '_before' figures: the same runs with the bridge of revision {args.before}, interleaved" if args.before
            else "") + ". Recovery: kill of a Small Office actor after N steps, until the step in flight is answered."))

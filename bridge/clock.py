@@ -32,13 +32,16 @@ from bridge.progress import Progress
 from bridge.protocol import TOTAL_POWER, Clock, Status
 from bridge.realtime import RealtimeSchedule
 from bridge.runrecord import RunRecord
+from bridge.stepgroup import GroupedEngine, Outcome
 
 if TYPE_CHECKING:
     from bridge.server import TagServer
 
 log = logging.getLogger(__name__)
 
-Launched = tuple[BuildingState, Awaitable[Sample | None], dict[str, float]]  # building, its outputs, its inputs
+# a building, its outputs and its inputs; or a StepGroup's buildings, their outcomes and their inputs
+Launched = (tuple[BuildingState, Awaitable[Sample | None], Mapping[str, float]]
+            | tuple[list[BuildingState], Awaitable[list[Outcome]], list[Mapping[str, float]]])
 
 
 async def _outcome(awaitable: Awaitable):
@@ -175,19 +178,38 @@ class CampusClock:
         await self.go.wait()  # paused during the handshake: the answers stand, the step waits for Resume
 
     def _launch(self) -> list[Launched]:
-        """Hand each running building's current input tag values to its engine (which may send them at once)."""
-        pending = []
+        """Hand each running building's current input tag values to its engine (which may send them at once);
+        the buildings of a ``StepGroup`` together, in one call to their group."""
+        pending, groups = [], {}
         for building in self.buildings:
             if building.status == Status.RUNNING:
+                engine = building.engine
+                group = engine.group if isinstance(engine, GroupedEngine) else None
                 try:
-                    inputs = self.server.read_inputs(building.name)
-                    outputs = building.engine.step(inputs)
+                    inputs = self.server.current_inputs(building.name)
+                    outputs = engine.step(inputs) if group is None else None
                 except Exception as exc:  # faults this building alone, in ``_collect``
-                    inputs, outputs = {}, _raise(exc)
-                if self.config.clock == Clock.PACED:
-                    outputs = self.pace.watch(building.name, outputs)
-                pending.append((building, outputs, inputs))
+                    inputs, outputs, group = {}, _raise(exc), None
                 building.launched_step = self.step + 1
+                if group is not None:
+                    members = groups.get(group)
+                    if members is None:
+                        members = groups[group] = ([], [], [])
+                    members[0].append(building)
+                    members[1].append(engine)
+                    members[2].append(inputs)
+                    continue
+                if self.config.clock == Clock.PACED:
+                    outputs = self.pace.watch([building.name], outputs)
+                pending.append((building, outputs, inputs))
+        for group, (buildings, engines, inputs) in groups.items():
+            try:
+                outputs = group.step_members(engines, inputs)
+            except Exception as exc:  # faults each of them, in ``_collect``
+                outputs = _raise(exc)
+            if self.config.clock == Clock.PACED:
+                outputs = self.pace.watch([b.name for b in buildings], outputs)
+            pending.append((buildings, outputs, inputs))
         return pending
 
     async def _collect(self, pending: list[Launched], step: int) -> bool:
@@ -203,19 +225,25 @@ class CampusClock:
             if alarm is not None:
                 alarm.cancel()
         produced = False
-        for (building, _, inputs), result in zip(pending, results):
-            if not building.running:
-                continue  # stopped while computing the step: its outputs, or the failure the stop caused, do not count
-            if isinstance(result, Exception):
-                await fault_building(building, self.control, result)
-            elif isinstance(result, BaseException):
-                raise result  # cancelled: the run is being stopped
-            elif result is None:
-                building.end(Status.FINISHED)
-                await self.control.set(building.name, Status=Status.FINISHED, OutputReady=False)
+        for (launched, _, applied), outcome in zip(pending, results):
+            if isinstance(launched, list):  # a group: each member's outcome, or the failure of them all
+                each = [outcome] * len(launched) if isinstance(outcome, BaseException) else outcome
+                answered = zip(launched, each, applied)
             else:
-                building.sample, building.applied, building.sample_step = result, inputs, step
-                produced = True
+                answered = ((launched, outcome, applied),)
+            for building, result, inputs in answered:
+                if not building.running:
+                    continue  # stopped while computing the step: its outputs, or the failure the stop caused, do not count
+                if isinstance(result, Exception):
+                    await fault_building(building, self.control, result)
+                elif isinstance(result, BaseException):
+                    raise result  # cancelled: the run is being stopped
+                elif result is None:
+                    building.end(Status.FINISHED)
+                    await self.control.set(building.name, Status=Status.FINISHED, OutputReady=False)
+                else:
+                    building.sample, building.applied, building.sample_step = result, inputs, step
+                    produced = True
         return produced
 
     async def _fast_forward(self) -> None:
@@ -272,8 +300,7 @@ class CampusClock:
                 if tag in sample.outputs:
                     total_kw += sample.outputs[tag]
             if step > 0:
-                rows.append((building.name, step, sample.sim_time_s, recorded_time,
-                             {**building.applied, **sample.outputs}))
+                rows.append((building.name, step, sample.sim_time_s, recorded_time, (building.applied, sample.outputs)))
         for sim_time_, _, _, group in times.values():
             flagged = await self.server.publish_many(group, sim_time_)
             for name, outputs in group if flagged else ():

@@ -24,10 +24,15 @@ from typing import TYPE_CHECKING
 
 from bridge.errors import TwinbridgeError
 from bridge.names import ROW_COLUMNS
+from bridge.stepgroup import Row
 from bridge.tagmap import TagMap
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+# a row's values: {tag: value}, or (inputs, outputs), two mappings tag -> value
+Values = Mapping[str, float] | tuple[Mapping[str, float], Mapping[str, float]]
 
 
 class HistorianError(TwinbridgeError, ValueError):
@@ -54,6 +59,9 @@ class Historian:
                          "PRIMARY KEY (building, tag))")
         self._columns: dict[str, list[str]] = {}
         self._insert: dict[str, str] = {}
+        self._input_columns: dict[str, list[str]] = {}
+        self._output_columns: dict[str, tuple[str, ...]] = {}
+        self._last_inputs: dict[str, tuple[Mapping[str, float], list[float | None]]] = {}  # ``_stored_values``
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", (meta or {}).items())
@@ -62,6 +70,8 @@ class Historian:
             for building, tagmap in tagmaps.items():
                 columns = [i.tag for i in tagmap.inputs] + [o.tag for o in tagmap.outputs]
                 self._columns[building] = columns
+                self._input_columns[building] = [i.tag for i in tagmap.inputs]
+                self._output_columns[building] = tuple(o.tag for o in tagmap.outputs)
                 self._db.executemany("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?)",
                                      [(building, i.tag, "input", i.unit) for i in tagmap.inputs]
                                      + [(building, o.tag, "output", o.unit) for o in tagmap.outputs])
@@ -72,16 +82,18 @@ class Historian:
                 marks = ", ".join("?" * (len(ROW_COLUMNS) + len(columns)))
                 self._insert[building] = f"INSERT INTO {_quote(building)} ({names}) VALUES ({marks})"
 
-    def record(self, rows: Iterable[tuple[str, int, float, dt.datetime, Mapping[str, float]]]) -> None:
-        """Append one or more steps: rows of (building, step, sim_time_s, time, {tag: value}), committed
-        together (one ``executemany`` per building). If any row fails, none is kept and the historian
-        takes the next rows as before."""
+    def record(self, rows: Iterable[tuple[str, int, float, dt.datetime, Values]]) -> None:
+        """Append one or more steps: rows of (building, step, sim_time_s, time, values), committed together
+        (one ``executemany`` per building). ``values`` is {tag: value}, or (inputs, outputs), two mappings
+        tag -> value: an inputs mapping that is the very object of the building's row before is not looked
+        up again, and outputs that are a ``Row`` in the historian's column order are taken as they are. If
+        any row fails, none is kept and the historian takes the next rows as before."""
         tables: dict[str, list[tuple]] = {}
         recorded, iso = None, ""
         for building, step, sim_time_s, time, values in rows:
             if time is not recorded:  # the rows of a step share their time
                 recorded, iso = time, time.isoformat()
-            stored = [values.get(c) for c in self._columns[building]]
+            stored = self._stored_values(building, values)
             try:
                 finite = math.isfinite(sum(stored))
             except TypeError:  # a None
@@ -98,6 +110,18 @@ class Historian:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def _stored_values(self, building: str, values: Values) -> list[float | None]:
+        """A row's values in the building's column order (None: no value)."""
+        if not isinstance(values, tuple):
+            return [values.get(c) for c in self._columns[building]]
+        inputs, outputs = values
+        last = self._last_inputs.get(building)
+        if last is None or last[0] is not inputs:
+            last = self._last_inputs[building] = (inputs, [inputs.get(c) for c in self._input_columns[building]])
+        if isinstance(outputs, Row) and outputs.tags == self._output_columns[building]:
+            return last[1] + outputs.values
+        return last[1] + [outputs.get(c) for c in self._output_columns[building]]
 
     def close(self) -> None:
         self._db.close()

@@ -16,6 +16,8 @@ tests/test_security.py and tests/test_bridge_units.py, which run through every o
     per value);
   - ``value_slots``: the value slots of a group of nodes (a building's inputs, a Control tag of every
     building), read or set together without a lookup per node (``ValueSlots``, ~0.2 us per node);
+  - ``watch_writes``: a callback whenever the value of one of a group of nodes is stored, whatever
+    the path (a building's inputs: the campus reads them again only then);
   - ``value_block``: the values of a group of nodes (a building's outputs) served from one row per step
     (``ValueBlock``): each node's DataValue is made only when read or for a node someone monitors, through
     the slot's ``value_callback``, which asyncua's Read, monitored-item creation and data-change
@@ -117,6 +119,17 @@ class AsyncuaInternals:
     def value_slots(self, node_ids: Sequence[ua.NodeId]) -> "ValueSlots":
         return ValueSlots([self._slot(n) for n in node_ids], list(node_ids), self.read_attribute)
 
+    def watch_writes(self, node_ids: Sequence[ua.NodeId], on_write: Callable[[], None]) -> None:
+        """Have ``on_write()`` called whenever the Value of one of ``node_ids`` is stored, by whatever path
+        (asyncua's Write service or ``write_attribute_value``, ``set_value``, ``ValueSlots.set``)."""
+        for node_id in node_ids:
+            slot = self._slot(node_id)
+            if not isinstance(slot, _WatchedSlot):
+                value = slot.__dict__.pop("value")  # the class's property holds it from now on
+                slot.__class__, slot.on_write = _WatchedSlot, []
+                slot.stored = value
+            slot.on_write.append(on_write)
+
     def value_block(self, node_ids: Sequence[ua.NodeId], make: Callable[[int, object], ua.DataValue]) -> "ValueBlock":
         """The nodes of ``node_ids`` served by a ``ValueBlock`` whose DataValues ``make`` builds."""
         return ValueBlock([self._slot(n) for n in node_ids], list(node_ids), make)
@@ -165,19 +178,31 @@ async def _changed(node_id: ua.NodeId, slot: AttributeValue, data: ua.DataValue)
 
 class ValueBlock:
     """The Value attributes of a fixed group of nodes (one building's outputs), set together once per step
-    from one row (any object ``make`` understands): ``publish`` only notes the row of each node, and builds
-    the DataValue (``make(index, row)``) of the nodes that have data-change callbacks (someone monitors
-    them), which it calls. Any other node's DataValue is built when first read (the slot's
+    from one row (any object ``make`` understands): ``publish`` only notes the row, and returns the nodes
+    that have data-change callbacks (someone monitors them), whose DataValues (``make(index, row)``)
+    ``notify`` builds and hands to them. Any other node's DataValue is built when first read (the slot's
     ``value_callback``, which asyncua reads through), then kept until the next row: every read and every
-    notification of a step sees the same DataValue, as if it had been stored in the slot."""
+    notification of a step sees the same DataValue, as if it had been stored in the slot. A step costs
+    the same whatever the number of nodes: the slots are the block's own (``_BlockSlot``), so that a
+    write to one (asyncua's, the bridge's own) is noted as it happens, and the monitored ones are known
+    (``_Monitors``, which asyncua adds and removes data-change callbacks through)."""
 
     def __init__(self, slots: list[AttributeValue], node_ids: list[ua.NodeId], make: Callable[[int, object], ua.DataValue]):
         self._slots, self._node_ids, self._make = slots, node_ids, make
         self._rows: list[object] = [None] * len(slots)  # per node: its row, or the DataValue built from it
-        self._kept = [slot.value for slot in slots]  # what each node held before its first row
-        self._read_callbacks = [functools.partial(self._read, i) for i in range(len(slots))]
-        for slot, read in zip(slots, self._read_callbacks):
-            slot.value_callback, slot.value = read, None
+        # what each node held before its first row (a node taken from another block: what that one serves)
+        self._kept = [slot.block_index[0]._read(slot.block_index[1]) if isinstance(slot, _BlockSlot) else slot.value
+                      for slot in slots]
+        self.read_callbacks = [functools.partial(self._read, i) for i in range(len(slots))]
+        self.written: set[int] = set()  # indices of the nodes written since the last row (they serve that value)
+        self.monitored: set[int] = set()  # indices of the nodes with data-change callbacks
+        for i, slot in enumerate(slots):
+            slot.value = None
+            slot.datachange_callbacks = _Monitors(slot.datachange_callbacks, self.monitored, i)
+            if not isinstance(slot, _BlockSlot):
+                del slot.value_callback  # the class's property serves it from now on
+                slot.__class__ = _BlockSlot
+            slot.block_index = (self, i)
 
     def _read(self, index: int, node_id: ua.NodeId | None = None, attribute: int | None = None) -> ua.DataValue:
         row = self._rows[index]
@@ -187,16 +212,98 @@ class ValueBlock:
             row = self._rows[index] = self._make(index, row)
         return row
 
-    async def publish(self, row: object, indices: Iterable[int]) -> None:
-        """``row`` is the value of the nodes at ``indices``; their data-change callbacks are called."""
-        rows, slots = self._rows, self._slots
+    def publish(self, row: object, indices: Iterable[int] | None = None) -> list[int]:
+        """``row`` is the value of the nodes at ``indices`` (None: all of them); the indices of those that
+        are monitored, for ``notify``."""
+        if indices is None:
+            self._rows = [row] * len(self._slots)
+            self.written.clear()
+        else:
+            indices = list(indices)
+            for i in indices:
+                self._rows[i] = row
+            self.written.difference_update(indices)
+        if not self.monitored:
+            return []
+        return sorted(self.monitored if indices is None else self.monitored.intersection(indices))
+
+    async def notify(self, indices: list[int]) -> None:
+        """Call the data-change callbacks of the nodes at ``indices`` with their current DataValues."""
         for i in indices:
-            rows[i] = row
-            slot = slots[i]
-            if slot.value_callback is not self._read_callbacks[i]:  # written since (asyncua then drops the callback)
-                slot.value_callback, slot.value = self._read_callbacks[i], None
-            if slot.datachange_callbacks:
-                await _changed(self._node_ids[i], slot, self._read(i))
+            await _changed(self._node_ids[i], self._slots[i], self._read(i))
+
+
+class _BlockSlot(AttributeValue):
+    """A value slot of a ``ValueBlock`` (its class once the block takes it): served by the block's
+    callback, except after a write (asyncua's writes store the value and drop the callback), which
+    it serves until the block's next row."""
+
+    block_index: tuple[ValueBlock, int]
+
+    @property
+    def value_callback(self) -> Callable[..., ua.DataValue] | None:
+        block, index = self.block_index
+        return None if index in block.written else block.read_callbacks[index]
+
+    @value_callback.setter
+    def value_callback(self, callback: Callable[..., ua.DataValue] | None) -> None:
+        block, index = self.block_index
+        if callback is None:
+            block.written.add(index)
+        elif callback is block.read_callbacks[index]:
+            block.written.discard(index)
+        else:
+            raise ValueError("the value callback of a ValueBlock's node is the block's")
+
+
+class _WatchedSlot(AttributeValue):
+    """A value slot (its class once ``AsyncuaInternals.watch_writes`` watches it) that calls its
+    ``on_write`` callbacks whenever its value is stored."""
+
+    stored: ua.DataValue | None
+    on_write: list[Callable[[], None]]
+
+    @property
+    def value(self) -> ua.DataValue | None:
+        return self.stored
+
+    @value.setter
+    def value(self, data: ua.DataValue | None) -> None:
+        self.stored = data
+        for callback in self.on_write:
+            callback()
+
+
+class _Monitors(dict):
+    """A value slot's data-change callbacks (handle -> callback), as asyncua keeps them, which also keeps
+    ``monitored`` (the indices of a ``ValueBlock``'s nodes that have any) current."""
+
+    def __init__(self, callbacks: dict, monitored: set[int], index: int):
+        super().__init__(callbacks)
+        self._monitored, self._index = monitored, index
+        if self:
+            monitored.add(index)
+
+    def __setitem__(self, handle, callback) -> None:
+        super().__setitem__(handle, callback)
+        self._monitored.add(self._index)
+
+    def __delitem__(self, handle) -> None:
+        super().__delitem__(handle)
+        self._forget()
+
+    def pop(self, handle, *default):
+        value = super().pop(handle, *default)
+        self._forget()
+        return value
+
+    def clear(self) -> None:
+        super().clear()
+        self._forget()
+
+    def _forget(self) -> None:
+        if not self:
+            self._monitored.discard(self._index)
 
 
 class ValueSlots:

@@ -8,10 +8,11 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-from bridge.engines.base import Sample
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Pace:
@@ -62,16 +63,17 @@ class Pace:
         if delay > 0:
             await asyncio.sleep(delay)
 
-    def watch(self, building: str, outputs: Awaitable[Sample | None]) -> Awaitable[Sample | None]:
-        """``outputs`` of ``building``'s step, counted in ``computing`` until they are in."""
-        self.computing.add(building)
-        return self._computed(building, outputs)
+    def watch(self, buildings: list[str], outputs: Awaitable[T]) -> Awaitable[T]:
+        """``outputs`` of a step of ``buildings`` (one, or a ``StepGroup``'s), counted in ``computing`` until
+        they are in."""
+        self.computing.update(buildings)
+        return self._computed(buildings, outputs)
 
-    async def _computed(self, building: str, outputs: Awaitable[Sample | None]) -> Sample | None:
+    async def _computed(self, buildings: list[str], outputs: Awaitable[T]) -> T:
         try:
             return await outputs
         finally:
-            self.computing.discard(building)
+            self.computing.difference_update(buildings)
 
     def alarm(self, step: int) -> asyncio.TimerHandle:
         """Report an overrun if ``step`` is not in when its slot ends (cancel the handle when it is)."""

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 
 from bridge.building import BuildingState
 from bridge.config import CampusConfig
-from bridge.historian import Historian
+from bridge.historian import Historian, Values
 
 if TYPE_CHECKING:
     from bridge.server import TagServer
 
 log = logging.getLogger(__name__)
 
-Row = tuple[str, int, float, dt.datetime, dict[str, float]]  # (building, step, sim time s, sim time, tag values)
+Row = tuple[str, int, float, dt.datetime, Values]  # (building, step, sim time s, sim time, tag values)
 SEGMENT_FORMATS = {"daily": "%Y-%m-%d", "monthly": "%Y-%m"}
 FAST_WRITE_S = 0.2  # fast mode: the historian is written at most this often (s of wall time), several steps at once
 ROTATED = re.compile(r"^historian-(\d{4}-\d{2}(?:-\d{2})?)\.sqlite$")

@@ -36,6 +36,7 @@ from bridge.opcua_history import GOOD, HistorianStorage, quality, tag_value, utc
 from bridge.protocol import CONTROL, EXCHANGE, INPUTS, KPIS, METHODS, NAMESPACE, OUTPUTS, TOTAL_POWER, Status, node_path
 from bridge.security.server import secure_server
 from bridge.security.settings import ServerSecurity
+from bridge.stepgroup import Row
 from bridge.tagmap import TagMap
 from bridge.writeguard import InputRefused, WriteGuard
 
@@ -92,7 +93,7 @@ class TagServer:
         self._kpi_folders: set[ua.NodeId] = set()
         self._kpi_nodes: set[ua.NodeId] = set()
         self._ranges: dict[ua.NodeId, tuple[float, float]] = {}  # EURange of each analog tag
-        self._blocks: dict[str, tuple[ValueBlock, list[str], list[float], list[float]]] = {}  # ``_output_block``
+        self._blocks: dict[str, tuple[ValueBlock, tuple[str, ...], list[float], list[float]]] = {}  # ``_output_block``
         self._control_slots: dict[tuple, ValueSlots] = {}  # (tag name, building or None, ...) -> their slots
 
     async def init(self) -> None:
@@ -336,24 +337,26 @@ class TagServer:
             if block is None:
                 block = self._blocks[building] = self._output_block(building)
             block_values, tags, lows, highs = block
+            indices = None  # all
             try:
-                row = [values[tag] for tag in tags]
-                indices = range(len(tags))
+                row = values.values if isinstance(values, Row) and values.tags == tags else [values[tag] for tag in tags]
                 good = all(map(operator.le, lows, row)) and all(map(operator.le, row, highs))  # NaN: False
             except (KeyError, TypeError):  # a tag left out, a None
                 row = [values.get(tag) for tag in tags]
                 indices, good = [i for i, tag in enumerate(tags) if tag in values], False
             if not good:
-                statuses = {tags[i]: quality(row[i], (lows[i], highs[i])) for i in indices}
+                statuses = {tags[i]: quality(row[i], (lows[i], highs[i])) for i in (range(len(tags)) if indices is None else indices)}
                 flagged[building] = {tag: status.name for tag, status in statuses.items() if status is not GOOD}
                 if not flagged[building]:
                     del flagged[building]
-            await block_values.publish((row, source, now), indices)
+            monitored = block_values.publish((row, source, now), indices)
+            if monitored:
+                await block_values.notify(monitored)
         return flagged
 
-    def _output_block(self, building: str) -> tuple[ValueBlock, list[str], list[float], list[float]]:
+    def _output_block(self, building: str) -> tuple[ValueBlock, tuple[str, ...], list[float], list[float]]:
         """The ValueBlock of ``building``'s output tags, their names and EURanges' lows and highs (in order)."""
-        tags = list(self.outputs[building])
+        tags = tuple(self.outputs[building])
         node_ids = [self.outputs[building][tag] for tag in tags]
         ranges = [self._ranges[node_id] for node_id in node_ids]
 
@@ -366,6 +369,10 @@ class TagServer:
     def read_inputs(self, building: str) -> dict[str, float]:
         """The values the input tags of ``building`` hold (``WriteGuard.read_inputs``: never a null)."""
         return self.guard.read_inputs(building)
+
+    def current_inputs(self, building: str) -> Mapping[str, float]:
+        """``read_inputs`` not to be changed, the same mapping while they are (``WriteGuard.current_inputs``)."""
+        return self.guard.current_inputs(building)
 
     async def set_control(self, key: str | None, **values) -> None:
         """Set Control tags of building ``key`` (None: the campus) by name; Status also sets StatusCode."""

@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import operator
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from asyncua import ua
@@ -57,6 +56,8 @@ class NodeReader(Protocol):
 
     def value_slots(self, node_ids: Sequence[ua.NodeId]) -> ValueSlots: ...
 
+    def watch_writes(self, node_ids: Sequence[ua.NodeId], on_write: Callable[[], None]) -> None: ...
+
 
 def is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -74,8 +75,8 @@ class WriteGuard:
         self._held: dict[ua.NodeId, float] = {}  # input node -> the last number read from it
         self._orders: dict[str, tuple[InputOrder, ...]] = {}
         self._on_input_ready: dict[ua.NodeId, Callable[[], None]] = {}
-        # building -> the reader of its input nodes, and the DataValues and numbers of its last read (all numbers)
-        self._read: dict[str, tuple[ValueSlots, list[ua.DataValue] | None, dict[str, float]]] = {}
+        self._readers: dict[str, ValueSlots] = {}  # building -> the reader of its input nodes
+        self._current: dict[str, dict[str, float]] = {}  # building -> its inputs, read since the last write (all numbers)
 
     def add_building(self, building: str, inputs: dict[str, tuple[ua.NodeId, InputTag]], orders: tuple[InputOrder, ...],
                      input_ready: ua.NodeId, on_input_ready: Callable[[], None]) -> None:
@@ -86,6 +87,7 @@ class WriteGuard:
             self._items[node_id] = (building, item)
             self._held[node_id] = item.default
         self._orders[building] = orders
+        self.nodes.watch_writes([node_id for node_id, _ in inputs.values()], lambda: self._current.pop(building, None))
         self._on_input_ready[input_ready] = on_input_ready
 
     async def write(self, items: list[ua.WriteValue], user, forward: Forward) -> list[ua.StatusCode]:
@@ -148,15 +150,21 @@ class WriteGuard:
 
     def read_inputs(self, building: str) -> dict[str, float]:
         """The values the input tags of ``building`` hold. A tag holding no finite number (the guard lets
-        none through; this is its second line) gives the last number read from it, and an error. When the
-        nodes hold the very DataValues of the last read (nothing was written since), its numbers again."""
-        reader, last, numbers = self._read.get(building) or (self.nodes.value_slots(list(self.inputs[building].values())),
-                                                             None, {})
-        data = reader.read()
-        if last is not None and all(map(operator.is_, data, last)):
-            return dict(numbers)
+        none through; this is its second line) gives the last number read from it, and an error."""
+        return dict(self.current_inputs(building))
+
+    def current_inputs(self, building: str) -> Mapping[str, float]:
+        """``read_inputs`` without a copy, not to be changed: the very mapping of the last read while no
+        input of ``building`` was written since (its nodes tell, ``NodeReader.watch_writes``), so that a
+        caller can tell unchanged inputs by identity (``bridge.stepgroup``)."""
+        current = self._current.get(building)
+        if current is not None:
+            return current
+        reader = self._readers.get(building)
+        if reader is None:
+            reader = self._readers[building] = self.nodes.value_slots(list(self.inputs[building].values()))
         values, good = {}, True
-        for (tag, node_id), datavalue in zip(self.inputs[building].items(), data):
+        for (tag, node_id), datavalue in zip(self.inputs[building].items(), reader.read()):
             variant = datavalue.Value
             value = variant.Value if variant is not None else None
             if is_number(value) and (math.isfinite(value) or self._follows_weather_file(node_id, value)):
@@ -166,8 +174,9 @@ class WriteGuard:
                 self.refusals.warning(f"{building}.{tag} holding no number", "%s.%s holds %r, not a number: "
                                       "its last value %g is used", building, tag, variant, value)
             values[tag] = value
-        self._read[building] = (reader, data if good else None, values)
-        return dict(values)
+        if good:  # else read again (and said again, within ``refusals``' limits) next time
+            self._current[building] = values
+        return values
 
     def _range_problem(self, node_id: ua.NodeId, value) -> str | None:
         """Why ``value`` may not be written to input ``node_id`` (not a number, outside EURange), or None.

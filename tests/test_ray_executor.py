@@ -84,7 +84,9 @@ def test_campus_on_two_ray_nodes_records_what_the_local_executor_records(cluster
 
 
 def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, local_history, tmp_path):
-    """The actor of B2's node (B2 and B4) killed at step 40 or later: both replayed from the historian."""
+    """The actor of B2's node (B2 and B4) killed at step 40 or later: both replayed from the historian.
+    B2's cooling setpoint is written at step 20 or later: the actor steps B2 on it from then on (it is sent
+    once, the actor keeps it), and after the relaunch too (its replay and its next steps)."""
     config = campus_file(tmp_path, ray_executor(cluster), clock="paced", speed=600 * 144 / 12)  # about 12 s
 
     async def kill_mid_run(endpoint: str) -> None:
@@ -92,10 +94,13 @@ def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, loc
             idx = await client.get_namespace_index("urn:twinbridge")
             step = client.get_node(ua.NodeId("RayCampus.Control.Step", idx))
 
-            async def past_40():
-                return await step.read_value() >= 40
+            async def past(k: int) -> bool:
+                return await step.read_value() >= k
 
-            await wait_until(past_40, timeout_s=120)
+            await wait_until(lambda: past(20), timeout_s=120)
+            await client.get_node(ua.NodeId("RayCampus.B2.Inputs.CoolingSetpoint", idx)).write_value(
+                ua.DataValue(ua.Variant(26.5, ua.VariantType.Double)))
+            await wait_until(lambda: past(40), timeout_s=120)
         (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if ".B2." in a["name"]]
         ray.kill(ray.get_actor(name, namespace="twinbridge"))
 
@@ -103,7 +108,12 @@ def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, loc
         asyncio.run(kill_mid_run(bridge.endpoint))
         assert bridge.wait(timeout_s=180) == 0, bridge.log
         history, log = historians(bridge), bridge.log
-    assert_same(history, local_history)
+    written = history["B2"]["CoolingSetpoint"] == 26.5
+    first = int(history["B2"]["step"][written].iloc[0])
+    assert 20 <= first < 40 and written[first - 1:].all(), history["B2"]["CoolingSetpoint"].tolist()
+    assert history["B2"][:first - 1].equals(local_history["B2"][:first - 1])
+    assert not history["B2"]["HvacPower"].equals(local_history["B2"]["HvacPower"])  # the engine stepped on 26.5
+    assert_same({**history, "B2": local_history["B2"]}, local_history)
     assert "B2: Ray actor lost at step" in log and "relaunching it (restart 1 of 3)" in log, log
     assert "B2: replayed" in log and "rejoined lockstep at step" in log, log
     # B2's node-mate (buildings are dealt round-robin over the two nodes) is relaunched and replayed with it

@@ -176,8 +176,106 @@ def test_outputs_read_or_monitored_by_a_client_are_those_each_step_published():
                 assert (await nodes[1].read_value()) == 42.0
                 await server.publish_outputs("Office", dict(zip(tags, steps[0])), start)
                 assert (await nodes[1].read_value()) == 1.0
-                assert [r.Value.Value for r in reported] == [0.0, 1.0, None, high + 1.0, max(low, 0.5)]
+                await wait_until(lambda: reported_count(len(steps) + 2), 10)
+                assert [r.Value.Value for r in reported] == [0.0, 1.0, None, high + 1.0, max(low, 0.5), 1.0]
         finally:
             await server.stop()
+
+    asyncio.run(scenario())
+
+
+def campus_of(tmp_path, count: int, days: int = 1):
+    """A fast campus of ``count`` Small Offices (B1..), ``days`` July days, historian kept."""
+    from conftest import TAGMAPS
+
+    entries = "".join(f'[[buildings]]\nname = "B{i + 1}"\nmodel = "ref:small_office"\n'
+                      f'tagmap = "{TAGMAPS / "small_office.toml"}"\n\n' for i in range(count))
+    return load_config(write(tmp_path, f'[campus]\nname = "Groups"\n\n[run]\nstart = "07-01"\nend = "07-{days:02d}"\n'
+                                       f'clock = "fast"\nrun_dir = "{tmp_path / "runs"}"\nhistorian = true\n\n{entries}'))
+
+
+def test_the_clock_steps_a_group_in_one_call_and_records_each_member_as_stepped_alone(tmp_path):
+    """Buildings in StepGroups (as the buildings of a Ray node): one ``step_members`` call per group and
+    step with its running members; inputs left unchanged are the very mapping of the step before (so a
+    group sends none); a member failing faults alone; each member's historian rows and tags hold its
+    inputs and its outputs step by step."""
+    from bridge.campus import Campus
+    from bridge.historian import load_history
+    from bridge.server import TagServer
+    from conftest import free_port
+    from devtools.instantgroup import instant_factory, output
+
+    config = campus_of(tmp_path, 5)
+    factory = instant_factory(2, fail_at={"B3": 3})
+
+    async def scenario():
+        campus = Campus(config, engine_factory=factory)
+        server = TagServer(f"opc.tcp://127.0.0.1:{free_port()}", config.name, config.period.time_of(0))
+        await server.init()
+        await campus.build_address_space(server)
+        campus.serving.set()
+        await campus.start()
+        await asyncio.wait_for(campus.done.wait(), 60)
+        values = {tag: server.internals.read_attribute(node).Value.Value for tag, node in server.outputs["B1"].items()}
+        await campus.stop()
+        await server.stop()
+        return campus, values
+
+    campus, published = asyncio.run(scenario())
+    steps = config.period.steps
+    assert [b.status for b in campus.buildings] == ["Finished", "Finished", "Faulted", "Finished", "Finished"]
+    first, second, third = factory.groups
+    assert first.calls == [["B1", "B2"]] * (steps + 1)  # the last call finds the run over
+    assert second.calls == [["B3", "B4"]] * 3 + [["B4"]] * (steps - 2)
+    assert third.calls == [["B5"]] * (steps + 1)
+    assert [list(sent) for sent in first.sent] == [["B1", "B2"]] + [[]] * steps  # nothing written: nothing sent
+    tagmap = campus.buildings[0].tagmap
+    defaults = tagmap.defaults
+    history = load_history(campus.run_path, "B1")
+    assert list(history["step"]) == list(range(1, steps + 1))
+    for i, o in enumerate(tagmap.outputs):
+        assert list(history[o.tag]) == [output(step, defaults, i) for step in range(1, steps + 1)]
+        assert published[o.tag] == output(steps, defaults, i)
+    for tag, value in defaults.items():
+        assert set(history[tag]) == {value}
+    assert list(load_history(campus.run_path, "B3")["step"]) == [1, 2]
+
+
+def test_inputs_read_again_only_after_a_write_whatever_its_path():
+    """``current_inputs`` gives the very mapping of the last read until an input of the building is
+    written, by a client's Write, the bridge's own write or asyncua's, then the new values."""
+    from asyncua import ua
+
+    from bridge.protocol import METHODS
+    from bridge.server import TagServer
+    from bridge.tagmap import load_tagmap
+    from conftest import TAGMAPS, free_port
+
+    tagmap = load_tagmap(TAGMAPS / "small_office.toml")
+    tag = tagmap.inputs[0].tag
+
+    async def method() -> str:
+        return ""
+
+    async def scenario() -> None:
+        server = TagServer(f"opc.tcp://127.0.0.1:{free_port()}", "C", dt.datetime(2025, 7, 1))
+        await server.init()
+        for name in ("A", "B"):
+            await server.add_building(name, tagmap, {m: method for m in METHODS}, lambda: None, None)
+        node = server.input_node("A", tag)
+        first, other = server.current_inputs("A"), server.current_inputs("B")
+        assert server.current_inputs("A") is first and first == tagmap.defaults
+        writes = [lambda v: server.write_value(node, v, ua.VariantType.Double),
+                  lambda v: server.internals.write([ua.WriteValue(NodeId=node, AttributeId=ua.AttributeIds.Value,
+                                                                  Value=ua.DataValue(ua.Variant(v, ua.VariantType.Double)))],
+                                                   None),
+                  lambda v: server.server.write_attribute_value(node, ua.DataValue(ua.Variant(v, ua.VariantType.Double)))]
+        for value, write in zip((23.0, 24.0, 25.0), writes):
+            await write(value)
+            now = server.current_inputs("A")
+            assert now is not first and now[tag] == value, (value, now)
+            assert server.current_inputs("A") is now and server.current_inputs("B") is other
+            first = now
+        await server.stop()
 
     asyncio.run(scenario())

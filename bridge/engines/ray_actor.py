@@ -3,10 +3,12 @@
 The buildings of a campus run are dealt over the cluster's nodes; the buildings of one node run in one
 ``NodeActor`` there, which builds each real engine (any kind) with ``make_engine`` and steps them all
 in its own event loop. In the head, a ``RayNodeGroup`` stands for each node actor, and each building
-has a ``RayEngine``, the Engine the campus clock sees: its ``step`` joins the group's batch of the step,
-which goes out as one Ray call per node and step (every member's inputs) and comes back as one
-message (every member's outputs, or its own EngineFault). The OPC UA server, the historian and the
-clock stay in the head; lockstep is unchanged.
+has a ``RayEngine``, the Engine the campus clock sees. The group is a ``StepGroup`` (bridge/stepgroup.py):
+the clock hands it the inputs of all its running members at once, and it makes one Ray call per node
+and step, carrying only the inputs that changed (the actor keeps each building's last inputs); the
+answer, one message, holds every member's simulation time and outputs as floats in tag-map order (or
+its own EngineFault), which become the members' ``Row``s. (A ``RayEngine.step`` alone joins a batch of
+its group's step.) The OPC UA server, the historian and the clock stay in the head; lockstep is unchanged.
 
 Recovery: when a node actor dies (killed, out of memory, its node lost) its group launches a new one
 (on the same node if it lives, else anywhere), starts each of its buildings there and replays the
@@ -39,6 +41,7 @@ from bridge.config import BuildingConfig, CampusConfig, ExecutorConfig
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.historian import HistorianError, last_step, recorded_inputs
 from bridge.security.settings import ServerSecurity
+from bridge.stepgroup import GroupedEngine, Outcome, RowLayout, StepGroup
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,9 @@ STOP_TIMEOUT_S = 10.0  # for an actor to stop its engine before it is killed
 STEP_MARGIN_S = 30.0  # a remote step may take this much longer than the engine's own step timeout
 LOST = (RayActorError, ActorUnavailableError)  # the actor (or its node) is gone: relaunch and replay
 _names = itertools.count()
+# a node actor's answer to a step: each building's simulation time and its outputs (floats in tag-map
+# order; a Sample when a tag was left out), None (its run is over) or its EngineFault, in the order asked
+Answer = tuple[list[float], list[list[float] | Sample | None | EngineFault]]
 _connection: asyncio.Future | None = None  # the process's ray.init; its result: whether it started a local Ray
 _engines: set["RayEngine"] = set()  # launched and not stopped: a local Ray is shut down after the last one
 
@@ -132,20 +138,30 @@ class NodeActor:
     def __init__(self, config: CampusConfig):
         self.config = config
         self.engines: dict[str, Engine] = {}
+        self.tags: dict[str, list[str]] = {}  # building -> its output tags, in the order its rows hold them
+        self.inputs: dict[str, Mapping[str, float]] = {}  # building -> the inputs of its last step
 
-    async def start(self, building: BuildingConfig, workdir: Path) -> Sample:
+    async def start(self, building: BuildingConfig, workdir: Path, tags: list[str]) -> Sample:
         from bridge.engines.factory import make_engine
 
+        self.tags[building.name] = tags
+        self.inputs.pop(building.name, None)
         engine = self.engines[building.name] = make_engine(building, self.config, _writable(workdir))
         return await engine.start()
 
-    async def step(self, inputs: dict[str, dict[str, float]]) -> dict[str, Sample | None | EngineFault]:
-        """One step of the buildings named in ``inputs`` (building -> its inputs), computed together;
-        each building's outputs, or its own EngineFault (the others' outputs stand)."""
-        names = list(inputs)
-        results = await asyncio.gather(*(self.engines[name].step(inputs[name]) for name in names),
+    async def step(self, changed: dict[str, Mapping[str, float]], names: list[str]) -> Answer:
+        """One step of the buildings ``names``, computed together, each with its inputs in ``changed`` or,
+        when it is not there, those of its step before. Each building's simulation time and outputs
+        (``_portable``), in order."""
+        self.inputs.update(changed)
+        results = await asyncio.gather(*(self.engines[name].step(self.inputs[name]) for name in names),
                                        return_exceptions=True)
-        return {name: _portable(name, result) for name, result in zip(names, results)}
+        times, rows = [], []
+        for name, result in zip(names, results):
+            time_s, row = _portable(name, result, self.tags[name])
+            times.append(time_s)
+            rows.append(row)
+        return times, rows
 
     async def replay(self, name: str, steps: list[dict[str, float]]) -> Sample | None:
         """Step building ``name`` through ``steps`` (inputs of steps 1..n); the outputs of the last one."""
@@ -165,15 +181,21 @@ class NodeActor:
         return f"node {ray.get_runtime_context().get_node_id()[:12]} pid {os.getpid()}"
 
 
-def _portable(name: str, result: object) -> Sample | None | EngineFault:
-    """What the head receives of one building's step: its outputs (plain floats), or an EngineFault
-    naming it (any other exception is an engine breaking its contract); a cancellation is raised."""
+def _portable(name: str, result: object, tags: list[str]) -> tuple[float, list[float] | Sample | None | EngineFault]:
+    """What the head receives of one building's step: its simulation time and outputs as plain floats in
+    the order of ``tags`` (a Sample when a tag is left out), None, or an EngineFault naming it (any other
+    exception is an engine breaking its contract); a cancellation is raised."""
     if isinstance(result, Sample):
-        return Sample(float(result.sim_time_s), {tag: float(value) for tag, value in result.outputs.items()})
+        outputs = result.outputs
+        try:
+            return float(result.sim_time_s), [float(outputs[tag]) for tag in tags]
+        except KeyError:
+            return float(result.sim_time_s), Sample(float(result.sim_time_s),
+                                                    {tag: float(value) for tag, value in outputs.items()})
     if result is None or isinstance(result, EngineFault):
-        return result
+        return 0.0, result
     if isinstance(result, Exception):
-        return EngineFault(f"{name}: unexpected {type(result).__name__} from its engine: {result}")
+        return 0.0, EngineFault(f"{name}: unexpected {type(result).__name__} from its engine: {result}")
     raise result
 
 
@@ -237,7 +259,7 @@ def _group_for(engine: "RayEngine") -> "RayNodeGroup":
     return group
 
 
-class RayNodeGroup:
+class RayNodeGroup(StepGroup):
     """In the head: the buildings placed on one node, whose engines run in one ``NodeActor`` there.
     Each building's ``RayEngine.step`` joins the group's batch of the step; the batch goes out as one
     Ray call when every running member has joined (or at the next turn of the event loop), and its
@@ -254,7 +276,7 @@ class RayNodeGroup:
         self.actor = None
         self.restarts = 0
         self.step_timeout_s = config.engine_step_timeout_s + STEP_MARGIN_S
-        self._batch: dict[str, tuple[dict[str, float], asyncio.Future]] = {}
+        self._batch: dict[str, tuple[Mapping[str, float], asyncio.Future]] = {}
         self._expected = 0  # running members when the batch being joined began
         self._flush: asyncio.Handle | None = None
         self._calls: set[asyncio.Task] = set()
@@ -273,12 +295,12 @@ class RayNodeGroup:
         self.members[engine.name] = engine
         if self.actor is None:
             self._new_actor()
-        return self.actor.start.remote(engine.building, workdir)
+        return self.actor.start.remote(engine.building, workdir, engine.layout.tags)
 
     def _waiting_for(self) -> int:
         return sum(1 for m in self.members.values() if m.running)
 
-    def submit(self, engine: "RayEngine", inputs: dict[str, float]) -> asyncio.Future:
+    def submit(self, engine: "RayEngine", inputs: Mapping[str, float]) -> asyncio.Future:
         """Join ``engine``'s step to the batch; a future of its outputs. The batch goes out once every
         running member joined, or at the next turn of the event loop."""
         loop = asyncio.get_running_loop()
@@ -298,18 +320,56 @@ class RayNodeGroup:
             self._flush = None
         batch, self._batch = self._batch, {}
         if batch:
-            task = asyncio.ensure_future(self._answer(batch))
-            self._calls.add(task)
-            task.add_done_callback(self._calls.discard)
+            self._track(self._dispatch({name: inputs for name, (inputs, _) in batch.items()},
+                                       {name: answer for name, (_, answer) in batch.items()}))
 
-    async def _answer(self, batch: dict[str, tuple[dict[str, float], asyncio.Future]]) -> None:
-        """One Ray call for the batch; each member's future resolved with its outputs or its fault."""
+    def step_members(self, engines: list["RayEngine"], inputs: list[Mapping[str, float]]) -> asyncio.Future:
+        """``StepGroup.step_members``: one Ray call now, one future of every member's outcome."""
+        for engine, values in zip(engines, inputs):
+            engine.record(values)
+        batch = {engine.name: values for engine, values in zip(engines, inputs) if not engine.stopped}
+        answer = self._track(self._dispatch(batch))
+        return answer if len(batch) == len(engines) else asyncio.ensure_future(self._with_stopped(engines, batch, answer))
+
+    @staticmethod
+    async def _with_stopped(engines: list["RayEngine"], batch: dict, answer: Awaitable[list[Outcome]]) -> list[Outcome]:
+        """The outcomes of ``engines``: those of the batch, an EngineFault for each stopped one left out."""
+        outcomes = iter(await answer)
+        return [next(outcomes) if engine.name in batch else EngineFault(f"{engine.name}: engine is not running")
+                for engine in engines]
+
+    def _track(self, task: asyncio.Task) -> asyncio.Task:
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+        return task
+
+    def _dispatch(self, batch: dict[str, Mapping[str, float]],
+                  answers: dict[str, asyncio.Future] | None = None) -> asyncio.Task:
+        """Send the batch's step to the actor now (the inputs of the members whose inputs are not the very
+        mapping sent before); a task answering it (``_answer``)."""
         try:
             if self.actor is None:
                 raise EngineFault("engine is not running")
-            ref = self.actor.step.remote({name: inputs for name, (inputs, _) in batch.items()})
-            results = await asyncio.wait_for(_call(self.config.name, ref, "step"), self.step_timeout_s)
-        except asyncio.TimeoutError:
+            changed = {}
+            for name, inputs in batch.items():
+                member = self.members[name]
+                if inputs is not member.sent:
+                    changed[name] = member.sent = inputs
+            call = self.actor.step.remote(changed, list(batch))
+        except Exception as exc:
+            call = exc
+        return asyncio.ensure_future(self._answer(batch, call, answers))
+
+    async def _answer(self, batch: dict[str, Mapping[str, float]], call,
+                      answers: dict[str, asyncio.Future] | None) -> list[Outcome] | None:
+        """The outcome of each member of the batch (a lost actor relaunched and replayed, ``_recover``),
+        in order; each member's future in ``answers`` resolved with it."""
+        try:
+            if isinstance(call, Exception):
+                raise call
+            async with asyncio.timeout(self.step_timeout_s):
+                results = self._outcomes(list(batch), await _call(self.config.name, call, "step"))
+        except TimeoutError:
             results = {name: EngineFault(f"{name}: its Ray actor did not answer step {self.members[name].steps} "
                                          f"within {self.step_timeout_s:.0f} s") for name in batch}
         except LOST as exc:
@@ -317,18 +377,31 @@ class RayNodeGroup:
         except Exception as exc:
             results = {name: EngineFault(f"{name}: {exc}") for name in batch}
         except asyncio.CancelledError:
-            for _, answer in batch.values():
+            for answer in (answers or {}).values():
                 answer.cancel()
             raise
-        for name, (_, answer) in batch.items():
+        outcomes = []
+        for name in batch:
             result = results[name]
-            if answer.done():
-                continue
+            member = self.members[name]
             if isinstance(result, BaseException):
-                answer.set_exception(result)
+                member.sent = None  # the actor may not hold its inputs: sent again next step
             else:
-                self.members[name].answered = result
-                answer.set_result(result)
+                member.answered = result
+            outcomes.append(result)
+            answer = answers.get(name) if answers is not None else None
+            if answer is not None and not answer.done():
+                if isinstance(result, BaseException):
+                    answer.set_exception(result)
+                else:
+                    answer.set_result(result)
+        return outcomes if answers is None else None
+
+    def _outcomes(self, names: list[str], answer: Answer) -> dict[str, Outcome]:
+        """Each building's outcome out of the actor's answer: its outputs as a Sample of a ``Row``."""
+        times, rows = answer
+        return {name: self.members[name].layout.sample(time_s, row) if type(row) is list else row
+                for name, time_s, row in zip(names, times, rows)}
 
     async def _recover(self, cause: Exception, batch: dict) -> dict[str, Sample | None | EngineFault]:
         """Relaunch and replay every member until the batch in flight is answered, within the policy."""
@@ -376,8 +449,8 @@ class RayNodeGroup:
         async def relaunch(member: RayEngine) -> None:
             last = member.steps - (member.name in batch)  # the steps it answered
             try:
-                first = await _call(member.name, actor.start.remote(member.building, member.restart_folder(self.restarts)),
-                                    "start")
+                first = await _call(member.name, actor.start.remote(member.building, member.restart_folder(self.restarts),
+                                                                     member.layout.tags), "start")
                 steps, recorded = await asyncio.to_thread(member.inputs_until, last)
                 self.replayed[member.name] = (len(steps), recorded)
                 replayed = await _call(member.name, actor.replay.remote(member.name, steps), "replay") if steps \
@@ -390,9 +463,11 @@ class RayNodeGroup:
                           last, replayed, member.answered)
 
         await asyncio.gather(*(relaunch(m) for m in members))
-        going = {name: inputs for name, (inputs, _) in batch.items() if name not in faults
-                 and not self.members[name].stopped}
-        results = await _call(self.config.name, actor.step.remote(going), "step") if going else {}
+        going = {name: inputs for name, inputs in batch.items() if name not in faults and not self.members[name].stopped}
+        for member in self.members.values():
+            member.sent = None  # the new actor holds no inputs: each member's are sent with its next step
+        results = self._outcomes(list(going), await _call(self.config.name, actor.step.remote(going, list(going)), "step")) \
+            if going else {}
         return {**results, **faults, **{name: EngineFault(f"{name}: stopped while its Ray actor was being relaunched")
                                          for name in batch if name not in results and name not in faults}}
 
@@ -417,7 +492,7 @@ class RayNodeGroup:
                 _nodes.pop(self.run, None)
 
 
-class RayEngine(Engine):
+class RayEngine(GroupedEngine):
     """One building whose engine runs in its node's Ray actor (``RayNodeGroup``); see the module docstring."""
 
     TRIM_EVERY = 256  # steps between two trims of the in-memory inputs to the steps the historian lacks
@@ -432,7 +507,9 @@ class RayEngine(Engine):
         self.historian = self.workdir.parent / "historian.sqlite" if config.historian else None
         self.input_tags = [i.tag for i in building.tagmap.inputs]
         self.steps = 0  # steps handed to ``step`` (the last one may be in flight)
-        self.tail: dict[int, dict[str, float]] = {}  # inputs of the steps the historian may not hold yet
+        self.tail: dict[int, Mapping[str, float]] = {}  # inputs of the steps the historian may not hold yet
+        self.sent: Mapping[str, float] | None = None  # the inputs its actor holds (those last sent to it)
+        self.layout: RowLayout | None = None  # its output tags, in the order the actor sends them (``launch``)
         self.answered: Sample | None = None  # outputs of the last step answered (0: the start)
         self.stopped = False
         self.group: RayNodeGroup | None = None
@@ -459,6 +536,9 @@ class RayEngine(Engine):
         except ExecutorError as exc:
             self._launch_error = exc
             return
+        from bridge.engines.factory import served_tagmap
+
+        self.layout = RowLayout([o.tag for o in served_tagmap(self.building, self.config).outputs])
         _engines.add(self)
         self.group = _group_for(self)
         self._started = asyncio.ensure_future(_call(self.name, self.group.start(self, self.workdir), "start"))
@@ -481,16 +561,22 @@ class RayEngine(Engine):
         return self.answered
 
     def step(self, inputs: Mapping[str, float]) -> Awaitable[Sample | None]:
-        """Record the inputs and join the group's batch of this step; the awaitable answers the step."""
-        self.steps += 1
-        self.tail[self.steps] = inputs = dict(inputs)
-        if self.steps % self.TRIM_EVERY == 0:
-            self._trim()
+        """Record the inputs and join the group's batch of this step; the awaitable answers the step.
+        (The campus clock steps the group's members together instead: ``RayNodeGroup.step_members``.)"""
+        inputs = dict(inputs)
+        self.record(inputs)
         if self.group is None or self.stopped:
             answer = asyncio.get_running_loop().create_future()
             answer.set_exception(EngineFault(f"{self.name}: engine is not running"))
             return answer
         return self.group.submit(self, inputs)
+
+    def record(self, inputs: Mapping[str, float]) -> None:
+        """A step begins with ``inputs`` (kept, unchanged, for a replay)."""
+        self.steps += 1
+        self.tail[self.steps] = inputs
+        if self.steps % self.TRIM_EVERY == 0:
+            self._trim()
 
     def _recorded_until(self) -> int:
         """The last step of this building the historian holds (0: none, or no historian)."""

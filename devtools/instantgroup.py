@@ -1,0 +1,86 @@
+"""Engines that answer at once, stepped in ``StepGroup``s of ``size`` buildings (as the buildings of
+one Ray node are): the campus clock's own cost, with no engine competing for the cores
+(bench/bench_scale.py), and its group path tried without Ray (tests/test_scale_units.py).
+
+Each building's outputs are a function of its step and its inputs (``output``), so that a historian
+tells which inputs drove which step; ``fail_at`` (building -> step) makes a member fail alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+
+from bridge.config import BuildingConfig, CampusConfig
+from bridge.engines.base import EngineFault, Sample
+from bridge.stepgroup import GroupedEngine, Outcome, RowLayout, StepGroup
+
+
+def output(step: int, inputs: Mapping[str, float], index: int) -> float:
+    """The value of a building's ``index``-th output at ``step`` after ``inputs``: in [0, 11), within the
+    EURange of the reference tag maps' outputs."""
+    return step % 10 + sum(inputs.values()) % 10 / 10 + index / 100
+
+
+class InstantGroup(StepGroup):
+    """A group whose members' steps are answered at once, at the next turn of the event loop (as an
+    answer received is)."""
+
+    def __init__(self, fail_at: Mapping[str, int] | None = None):
+        self.fail_at = dict(fail_at or {})
+        self.calls: list[list[str]] = []  # the members of each ``step_members`` call
+        self.sent: list[dict[str, Mapping[str, float]]] = []  # the inputs each call would send (changed ones)
+
+    def step_members(self, engines: list["InstantEngine"], inputs: list[Mapping[str, float]]) -> asyncio.Future:
+        self.calls.append([e.name for e in engines])
+        changed = {}
+        for engine, values in zip(engines, inputs):
+            if values is not engine.sent:
+                changed[engine.name] = engine.sent = values
+        self.sent.append(changed)
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        loop.call_soon(answer.set_result, [engine.advance(values) for engine, values in zip(engines, inputs)])
+        return answer
+
+
+class InstantEngine(GroupedEngine):
+    def __init__(self, building: BuildingConfig, group: InstantGroup, last_step: int):
+        self.name, self.group, self.last_step = building.name, group, last_step
+        self.layout = RowLayout([o.tag for o in building.tagmap.outputs])
+        self.steps, self.sent = 0, None
+
+    def advance(self, inputs: Mapping[str, float]) -> Outcome:
+        self.steps += 1
+        if self.group.fail_at.get(self.name) == self.steps:
+            return EngineFault(f"{self.name}: failed at step {self.steps}")
+        if self.steps > self.last_step:
+            return None
+        return self.layout.sample(self.steps * 600.0, [output(self.steps, inputs, i) for i in range(len(self.layout.tags))])
+
+    async def start(self) -> Sample:
+        return self.layout.sample(0.0, [0.0] * len(self.layout.tags))
+
+    async def step(self, inputs: Mapping[str, float]) -> Sample | None:
+        outcome = self.advance(inputs)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def stop(self) -> None:
+        pass
+
+
+def instant_factory(size: int, fail_at: Mapping[str, int] | None = None):
+    """An engine factory (``Campus(engine_factory=...)``): the buildings in campus order, dealt into groups
+    of ``size``; the groups made, in ``factory.groups``."""
+    groups: list[InstantGroup] = []
+
+    def factory(building: BuildingConfig, config: CampusConfig, workdir: Path) -> InstantEngine:
+        index = [b.name for b in config.buildings].index(building.name)
+        while len(groups) <= index // size:
+            groups.append(InstantGroup(fail_at))
+        return InstantEngine(building, groups[index // size], config.period.steps)
+
+    factory.groups = groups
+    return factory
