@@ -25,6 +25,13 @@ Variants (d: the controller's disturbance estimate, the mean of its last 6 one-s
   multi-step level error measured directly;
 - ``shape`` (not a method: a bound): rollout + the event window's true mean error, i.e. what no
   level correction can remove (the rollout's shape error).
+Added after the first results (which showed that no correction made at entry removes the level
+error that appears 2-5 h ahead), on the same days:
+- ``held_at_begin``: ``injected`` with d as measured at the event's start (13:00), then held;
+- ``recorrected``: the controller's twin baseline since this study: at every step, the rollout from
+  the entry history with the current d fed back, its value for the next step kept (d from the base
+  run's own one-step errors: in an event they also hold the twin's error in its response to the
+  setpoints, so this is the bound of the method, measured in closed loop by bench_gp_mpc).
 Also measured: the sum of the power model's sensitivities to its output lags at the entry row
 (finite differences), the amplification 1 / (1 - sum) of a persistent one-step offset.
 
@@ -57,7 +64,7 @@ DAYS = {"july": ("2025-06-10", "2025-06-12", "2025-06-17", "2025-06-24", "2025-0
         "august": ("2025-08-19", "2025-08-21", "2025-08-26", "2025-08-28")}
 FREE_RUN_STEPS = 24  # free run of the twin over the last 4 h before the baseline is made
 LEVEL_STEPS = 6  # its error is averaged over the last hour
-VARIANTS = ("raw", "after", "injected", "free_run", "shape")
+VARIANTS = ("raw", "after", "injected", "free_run", "held_at_begin", "recorrected", "shape")
 
 
 def base_run(month: str, day: str) -> pd.DataFrame:
@@ -74,20 +81,8 @@ def base_run(month: str, day: str) -> pd.DataFrame:
 
 
 def rollout(model, history: pd.DataFrame, future: pd.DataFrame, offset: float = 0.0) -> np.ndarray:
-    """The twin's zero-variance rollout of ``future`` from ``history`` with ``offset`` added to every
-    step's prediction before it is fed back through the output lags."""
-    keep = model.features.max_lag + 1
-    frame = pd.concat([history.iloc[-keep:], future])
-    table = model.features.segment_features(frame, len(frame), model.profile_).to_numpy(float)[keep:]
-    lags = [list(model.features.columns).index(c) for c in model.features.output_lag_columns]
-    out = np.empty(len(future))
-    for h in range(len(future)):
-        row = table[h].copy()
-        for lag, column in enumerate(lags, start=1):
-            if h - lag >= 0:
-                row[column] = out[h - lag]
-        out[h] = model.predict_features(row[None, :], fed_back=h > 0, with_std=False)[0][0] + offset
-    return out
+    """The twin's zero-variance rollout of ``future`` from ``history`` with ``offset`` fed back."""
+    return model.forecast_scenarios(history, [future], with_std=False, offset=offset)[0][0]
 
 
 def lag_sensitivity(model, history: pd.DataFrame, row_future: pd.DataFrame) -> float:
@@ -115,28 +110,35 @@ def study_day(month: str, day: str) -> dict[str, float]:
     entry = next(t for t in times if t + dt.timedelta(minutes=10) * horizon > event.begin)
     ranges = _ranges(controller)
     controller.check(ranges)
-    full = []  # the controller's own history rows, kept whole here for the free run
+    full, offsets = [], {}  # the controller's own history rows (kept whole here) and its d at each step
     for t in times:
         outputs = run.loc[t].to_dict()
         if t < entry:
             controller.decide(t.to_pydatetime(), outputs)
-        else:
+        else:  # what decide does, without optimising: the base schedule applied
             controller._remember(t.to_pydatetime(), outputs)
-        full.append(dict(controller._history[-1]))
-        if t == entry:
+            controller._last_inputs = controller._base_inputs(t.to_pydatetime())
+        offsets[t] = controller._offset()
+        if t <= entry:
+            full.append(dict(controller._history[-1]))
+        if t >= event.end:
             break
     history = pd.DataFrame(full, index=pd.DatetimeIndex(times[:len(full)]))
     future_times = [entry + controller._step * h for h in range(1, round((event.end - entry) / controller._step) + 1)]
     future = controller._base_future(future_times)
     during = np.array([event.contains(t) for t in future_times])
     truth = run.loc[pd.DatetimeIndex(future_times)[during], power].to_numpy()
-    d = controller._offset()
+    d = offsets[entry]
     raw = rollout(model, history, future)
     start = len(history) - 1 - FREE_RUN_STEPS
     free = rollout(model, history.iloc[:start + 1], history.iloc[start + 1:])
     level = float((history[power].to_numpy()[-LEVEL_STEPS:] - free[-LEVEL_STEPS:]).mean())
     baselines = {"raw": raw, "after": raw + d, "injected": rollout(model, history, future, d),
                  "free_run": raw + level}
+    baselines["held_at_begin"] = rollout(model, history, future, offsets[pd.Timestamp(event.begin)])
+    # at each step t, the rollout with the d measured at the step before (the decision that tracked t)
+    baselines["recorrected"] = np.array([rollout(model, history, future.iloc[:h + 1], offsets[t - controller._step])[-1]
+                                         for h, t in enumerate(future.index)])
     baselines["shape"] = raw + float((truth - raw[during]).mean())
     out = {"d_kw": d, "free_run_level_kw": level, "lag_sensitivity_sum": lag_sensitivity(model, history, future)}
     for name, values in baselines.items():
