@@ -35,13 +35,21 @@ error that appears 2-5 h ahead), on the same days:
 Also measured: the sum of the power model's sensitivities to its output lags at the entry row
 (finite differences), the amplification 1 / (1 - sum) of a persistent one-step offset.
 
-    python bench/study_gp_baseline.py
+Added after those results (the rollout's shape error, which no level correction removes, followed
+the steps of the lighting and plug schedule): ``HvacPower`` as the argument runs the same study on
+the twins of the HVAC equipment's power (bench_gp_mpc's ensure_models with that target: the
+controllable part; the facility minus HVAC power is the same in every run), errors against the base
+run's HVAC power (equal to the facility's shed errors).
 
-Writes bench/results/gp_baseline_study.json and runs/study_gp_baseline/<day>.csv (the base runs).
+    python bench/study_gp_baseline.py [HvacPower]
+
+Writes bench/results/gp_baseline_study.json (gp_baseline_study_hvac.json) and
+runs/study_gp_baseline/<day>.csv (the base runs).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import sys
@@ -56,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_gp_mpc import EXAMPLES, closed_loop, ensure_models, files
 from bench.results_io import figure, write_results
+from bridge.twin.persist import load_model
 from controllers.gp_mpc import GpMpcController, load_mpc
 from controllers.schedule import ScheduleController, load_schedule
 
@@ -98,10 +107,11 @@ def lag_sensitivity(model, history: pd.DataFrame, row_future: pd.DataFrame) -> f
     return float(mean[1] - mean[0])
 
 
-def study_day(month: str, day: str) -> dict[str, float]:
+def study_day(month: str, day: str, power: str) -> dict[str, float]:
     run = base_run(month, day)
     with tempfile.TemporaryDirectory() as tmp:
-        controller = GpMpcController(load_mpc(files(Path(tmp), month, day, 100.0)[1]))
+        config = load_mpc(files(Path(tmp), month, day, 100.0)[1])
+    controller = GpMpcController(dataclasses.replace(config, twin=load_model(ensure_models(power)[month]), power=power))
     event = controller.config.events[0]
     power = controller.config.power
     model = controller.config.twin.models[power]
@@ -155,12 +165,13 @@ def _ranges(controller: GpMpcController):
 
 
 def main() -> None:
-    ensure_models()
+    power = sys.argv[1] if len(sys.argv) > 1 else "FacilityPower"
+    ensure_models(power)
     load_before = os.getloadavg()
     results = {}
     for month, days in DAYS.items():
         for day in days:
-            results[day] = study_day(month, day)
+            results[day] = study_day(month, day, power)
             print(day, {k: round(v, 2) for k, v in results[day].items()}, flush=True)
     figures = {}
     for day, values in results.items():
@@ -172,8 +183,8 @@ def main() -> None:
         figures[f"{name}_abs_mean_error_mean"] = figure(float(np.abs(errors).mean()), "kW, event-window mean error, |.| averaged over the 11 days")
         figures[f"{name}_rmse_mean"] = figure(float(rmse.mean()), "kW, event-window RMSE, averaged over the 11 days")
         figures[f"{name}_rmse_max"] = figure(float(rmse.max()), "kW, event-window RMSE, worst day")
-    write_results("gp_baseline_study", figures,
-                  "Large Office, Chicago TMY3, validation days of the docstring (no event day); baseline made at 11:10 "
+    write_results("gp_baseline_study" + ("_hvac" if power == "HvacPower" else ""), figures,
+                  f"Large Office, Chicago TMY3, {power} twins, validation days of the docstring (no event day); baseline made at 11:10 "
                   f"simulation time for the 13:10-16:00 window. Load average before {tuple(round(v, 2) for v in load_before)}.")
 
 
