@@ -24,7 +24,8 @@ tracks is the HVAC equipment's (HvacPower), not the facility's: lighting and plu
 schedule that the setpoints do not touch (the facility minus HVAC power of every MPC run equals the
 base run's to 1e-12 kW), so the shed of HVAC power is the facility's shed, and the twin no longer
 has to forecast that schedule's steps (its largest error 2-5 h ahead). The twin baseline is
-corrected at every decision until the event's end (controllers/gp_mpc.py). The first run's figures
+made when the event enters the horizon with the disturbance estimate fed back through the
+model's lags, then held (controllers/gp_mpc.py, baseline_update = "entry"). The first run's figures
 (facility twin, baseline held from entry) are in git history and docs/controllers.md.
 
 Tuning (feedback window, weights, solver settings) used only other days: the excitation run and

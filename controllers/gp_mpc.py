@@ -152,7 +152,7 @@ class MpcConfig:
     feedback: bool = True  # measured power corrects the predictions every step (module docstring)
     feedback_steps: int = 6  # one-step errors averaged into the disturbance estimate
     x_of_y: tuple[int, int] = (10, 10)  # X and Y of the x_of_y baseline
-    baseline_update: str = "end"  # one of BASELINE_UPDATES (module docstring)
+    baseline_update: str = "entry"  # one of BASELINE_UPDATES (module docstring)
 
 
 @dataclass
@@ -650,7 +650,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
                        mpc.integer("horizon_steps", 12), mpc.integer("blocks", 3), mpc.number("confidence", 0.95),
                        mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
                        mpc.integer("max_iter", 100), _max_seconds(mpc), where, mpc.flag("feedback", True),
-                       mpc.integer("feedback_steps", 6), _x_of_y_days(mpc), mpc.text("baseline_update", "end"))
+                       mpc.integer("feedback_steps", 6), _x_of_y_days(mpc), mpc.text("baseline_update", "entry"))
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
         raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
     if config.baseline_update not in BASELINE_UPDATES:
