@@ -18,15 +18,12 @@ Twins (bench_twin_gp's model settings: power with output lags 4, CoreMidTemp wit
 excitation run Jul 1 - Aug 4 (seed 0) recorded with EnergyPlus; the July twin is trained on Jul 1-21;
 the August twin is the July twin re-conditioned on the 21 days before Aug 4 (``TwinModel.update``:
 hyperparameters kept, level bias re-estimated), i.e. on data from before that month.
-Changed after the first run of these days (issue 16, chosen on validation days only: the study of
-bench/study_gp_baseline.py and closed loops on Jul 22-23): the power the twins model and the MPC
-tracks is the HVAC equipment's (HvacPower), not the facility's: lighting and plugs follow a fixed
-schedule that the setpoints do not touch (the facility minus HVAC power of every MPC run equals the
-base run's to 1e-12 kW), so the shed of HVAC power is the facility's shed, and the twin no longer
-has to forecast that schedule's steps (its largest error 2-5 h ahead). The twin baseline is
-made when the event enters the horizon with the disturbance estimate fed back through the
-model's lags, then held (controllers/gp_mpc.py, baseline_update = "entry"). The first run's figures
-(facility twin, baseline held from entry) are in git history and docs/controllers.md.
+Changed after the first run of these days (issue 16; chosen on validation days only: the study of
+bench/study_gp_baseline.py on 11 base-run days and closed loops on them): the disturbance estimate
+is fed back through the power model's output lags (baseline held from entry, forecasts and the
+optimiser's rollouts alike). Tried on the validation days and not kept: twins of HvacPower (the
+controllable part) and a baseline re-corrected until the event's end; both were also run on these
+days before the choice (figures in git history and docs/controllers.md).
 
 Tuning (feedback window, weights, solver settings) used only other days: the excitation run and
 closed-loop runs of Jul 22-23 (the former benchmark day).
@@ -71,8 +68,8 @@ from devtools.launcher import run_bridge
 EXAMPLES = ROOT / "controllers" / "examples"
 FOLDER = ROOT / "runs" / "bench_gp_mpc"
 HISTORY = FOLDER / "large_office_jul1_aug4.db"
-MODELS = {"july": FOLDER / "twin_hvac_july.npz", "august": FOLDER / "twin_hvac_august.npz"}
-POWER = "HvacPower"  # the power the twins model and the MPC tracks (module docstring)
+MODELS = {"july": FOLDER / "twin_july.npz", "august": FOLDER / "twin_august.npz"}
+POWER = "FacilityPower"  # the power the twins model and the MPC tracks
 # month -> event days; events 14-17 h on the building's clock
 MONTHS = {"july": ("2025-07-24", "2025-07-29", "2025-07-31"), "august": ("2025-08-05", "2025-08-07", "2025-08-13")}
 EVENT_CLOCK = ("14:00", "17:00")
@@ -82,8 +79,8 @@ COMFORT_HIGH_C = 26.0
 
 
 def ensure_models(power: str = POWER) -> dict[str, Path]:
-    """The July and August twins of ``power`` (see the module docstring; "FacilityPower": the first
-    run's), recorded and trained if missing."""
+    """The July and August twins of ``power`` (see the module docstring; "HvacPower": the study's),
+    recorded and trained if missing."""
     models = twin_files(power)
     if all(path.exists() for path in models.values()):
         return models
@@ -107,7 +104,7 @@ def ensure_models(power: str = POWER) -> dict[str, Path]:
 
 def twin_files(power: str) -> dict[str, Path]:
     """month -> the twin file of ``power``'s twins."""
-    return MODELS if power == POWER else {month: FOLDER / f"twin_{month}.npz" for month in MODELS}
+    return MODELS if power == POWER else {month: FOLDER / f"twin_{power.lower()}_{month}.npz" for month in MODELS}
 
 
 def files(folder: Path, month: str, day: str, request_kw: float) -> tuple[Path, Path]:
