@@ -34,7 +34,7 @@ Baseline (what the building would draw without the event; an event's ``baseline`
   the twin's idea of it: with a twin ``G(u)`` off under the controller's inputs, a baseline that
   follows ``d`` asks ``twin(u) = twin(base) - request`` and the building sheds ``request - G(u)``).
   In closed loop on the validation days (HVAC twins, 100 kW) the re-corrected baseline's event RMSE
-  was 35 kW on average against 23 kW held: "entry" is the default.
+  was 32 kW on average against 22 kW held: "entry" is the default.
   Utility baselines take their day-of adjustment from hours before the event.
 - ``"x_of_y"``: a utility baseline, bridge/tracking/dr_baseline.py's ``x_of_y_baseline`` ("X of Y"
   days, ``x_of_y = [X, Y]``, default CAISO's 10 of 10, multiplicative day-of adjustment capped at
