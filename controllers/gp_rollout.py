@@ -58,7 +58,8 @@ class Rollout:
     ``x[i * blocks + b]``, the input ``low + (high - low) * x``), of the base feature ``tables``
     (parameters: each model's feature rows of the coming steps under the base schedule, from
     ``tables``) and of ``offset``, a disturbance estimate added to ``offset_tag``'s mean at every step
-    (an output disturbance, as in offset-free MPC; the output lags carry the model's own means)."""
+    before it is fed back through the output lags (an output disturbance of the autoregressive
+    model, as in offset-free MPC; ``GPModel.forecast_scenarios`` with ``offset``)."""
 
     def __init__(self, models: Mapping[str, GPModel], decide: Sequence[str], bounds: Mapping[str, tuple[float, float]],
                  block: np.ndarray, offset_tag: str):
@@ -79,13 +80,14 @@ class Rollout:
             means: list[ca.MX] = []
             filled.update({columns.index(lag_column(tag, lag)): (means, lag) for lag in range(1, features.output_lags + 1)})
             mean = mean_function(model, f"mean_{tag}")
+            offset = self.offset if tag == offset_tag else 0.0
             for h in range(self.horizon):
                 row = []
                 for j in range(len(columns)):
                     series, lag = filled.get(j, (None, 0))
                     row.append(series[h - lag] if series is not None and h >= lag else table[h, j])
-                means.append(mean(ca.vertcat(*row)))
-            self.means[tag] = [m + self.offset for m in means] if tag == offset_tag else means
+                means.append(mean(ca.vertcat(*row)) + offset)
+            self.means[tag] = means
 
     def tables_for(self, history: pd.DataFrame, base: pd.DataFrame) -> dict[str, np.ndarray]:
         """Each model's feature rows of the ``base`` future (the rows after ``history``), as

@@ -243,14 +243,54 @@ def test_the_casadi_rollout_is_the_twins_forecast(trained, small_office):  # noq
     means = ca.Function("f", [rollout.x, rollout.offset, *rollout.tables.values()],
                         [ca.vertcat(*rollout.means["FacilityPower"])])
     got = np.array(means(x, 0.7, *tables.values())).ravel()
-    expected = power.forecast_scenarios(past, [future.drop(columns=["FacilityPower"])], with_std=False)[0][0] + 0.7
+    # the offset is an output disturbance of the autoregressive model: fed back through the output lags
+    expected = power.forecast_scenarios(past, [future.drop(columns=["FacilityPower"])], with_std=False, offset=0.7)[0][0]
+    plain = power.forecast_scenarios(past, [future.drop(columns=["FacilityPower"])], with_std=False)[0][0]
     assert np.allclose(got, expected, atol=1e-6)
-    gradient = np.array(ca.Function("g", [rollout.x, *rollout.tables.values()],
+    assert expected[0] == pytest.approx(plain[0] + 0.7) and not np.allclose(expected[1:], plain[1:] + 0.7, atol=1e-3)
+    gradient = np.array(ca.Function("g", [rollout.x, rollout.offset, *rollout.tables.values()],
                                     [ca.jacobian(ca.sum1(ca.vertcat(*rollout.means["FacilityPower"])), rollout.x)])(
-        x, *tables.values())).ravel()
+        x, 0.0, *tables.values())).ravel()
     total = lambda v: float(np.array(means(v, 0.0, *tables.values())).sum())
     central = [(total(x + e) - total(x - e)) / 2e-5 for e in np.eye(2) * 1e-5]
     assert np.allclose(gradient, central, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("update", ["end", "entry"])
+def test_the_twin_baseline_is_corrected_again_while_the_event_runs(trained, small_office, tmp_path, update):  # noqa: F811
+    """Issue 16: a baseline frozen at entry misses level errors that appear after the event entered
+    the horizon. Measured power 3 kW above the twin's from then on: with ``baseline_update = "end"``,
+    at every decision the event's baseline ahead is the rollout from the entry history with the new
+    disturbance estimate fed back, so it rises by more than 1.5 kW, and the steps already passed keep
+    the values they were tracked with; with "entry" (the default) it is held."""
+    from controllers.base import InputRange
+
+    _, model_path = trained
+    path = mpc_file(tmp_path, model_path, SHORT_EVENT, 1.5, baseline_update=f'"{update}"')
+    path.write_text(path.read_text().replace('date = "2025-07-07"', 'date = "2025-07-03"'))
+    config = load_mpc(path)
+    controller = GpMpcController(config)
+    controller.check({i.tag: InputRange(i.tag, i.min, i.max, i.unit) for i in config.tagmap.inputs})
+    event = config.events[0]
+    history = small_office[2]
+    rows = history[(history.index > "2025-07-03 06:00") & (history.index <= "2025-07-03 12:30")]
+    entry = next(t for t in rows.index if t + dt.timedelta(minutes=60) > event.begin)  # the 1 h horizon
+    seen = {}
+    for t, row in rows.iterrows():
+        outputs = row.to_dict()
+        if t > entry:
+            outputs["FacilityPower"] += 3.0  # a level the twin never saw, after the baseline was first made
+        controller.decide(t.to_pydatetime(), outputs)
+        if event in controller.baselines:
+            seen[t] = controller.baselines[event].copy()
+    first, last = seen[entry], seen[rows.index[-1]]
+    ahead = last.index > rows.index[-1]
+    if update == "entry":
+        assert last.equals(first)
+        return
+    assert (last[ahead] - first[ahead]).mean() > 1.5
+    passed = (last.index > entry) & (last.index <= rows.index[-1])
+    assert all(last[t] == seen[t - dt.timedelta(minutes=10)][t] for t in last.index[passed])
 
 
 def test_an_event_names_its_baseline(trained, tmp_path):  # noqa: F811
@@ -264,6 +304,8 @@ def test_an_event_names_its_baseline(trained, tmp_path):  # noqa: F811
     assert config.events[0].baseline == "x_of_y" and config.x_of_y == (5, 10)
     with pytest.raises(ControllerConfigError, match="baseline must be one of"):
         load_mpc(mpc_file(tmp_path, model_path, baseline='"yesterday"'))
+    with pytest.raises(ControllerConfigError, match=r"mpc.toml: \[mpc\] baseline_update must be one of"):
+        load_mpc(mpc_file(tmp_path, model_path, baseline_update='"never"'))
     with pytest.raises(ControllerConfigError, match=r"mpc.toml: \[mpc\]: x_of_y must be \[X, Y\]"):
         load_mpc(mpc_file(tmp_path, model_path, x_of_y="[10, 5]"))
 

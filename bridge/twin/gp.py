@@ -242,8 +242,9 @@ class GPModel(BaseEstimator):
         return self._forecast(self.features.features(frame, self.profile_).to_numpy(float), origins, horizon, with_std)
 
     def _forecast(self, table: np.ndarray, origins: np.ndarray, horizon: int,
-                  with_std: bool) -> tuple[np.ndarray, np.ndarray]:
-        """``forecast`` on the rows of a feature table."""
+                  with_std: bool, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``forecast`` on the rows of a feature table; ``offset`` added to every step's mean before
+        it is fed back (``forecast_scenarios``)."""
         lag_columns = [list(self.features.columns).index(c) for c in self.features.output_lag_columns]
         mean = np.empty((len(origins), horizon))
         std = np.empty((len(origins), horizon))
@@ -253,16 +254,20 @@ class GPModel(BaseEstimator):
                 if h - lag >= 1:  # that lag is itself a forecast: feed back its mean
                     rows[:, column] = mean[:, h - lag - 1]
             mean[:, h - 1], std[:, h - 1] = self.predict_features(rows, fed_back=h > 1, with_std=with_std)
+            mean[:, h - 1] += offset
         return mean, std
 
     def forecast_scenarios(self, history: pd.DataFrame, futures: list[pd.DataFrame],
-                           with_std: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                           with_std: bool = True, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Zero-variance forecasts of the same horizon under several scenarios of the future, all
         starting from one measured ``history`` (its last row is the origin; at least ``max_lag`` + 1
         rows, the target measured). Each future is a DataFrame of the next H timesteps with the
         inputs and disturbances (the target may be absent). Returns (mean, std), shape
         (len(futures), H). As ``forecast`` on history + future, for all scenarios in one batch: what
-        a model-predictive controller evaluates for its candidate input trajectories."""
+        a model-predictive controller evaluates for its candidate input trajectories. ``offset`` (the
+        target's units) is added to every step's mean before it is fed back through the output lags:
+        a steady output disturbance of the autoregressive model, whose forecast level then moves by
+        about offset / (1 - the sum of the mean's sensitivities to its output lags)."""
         self._check_fitted()
         keep = self.features.max_lag + 1
         if len(history) < keep:
@@ -276,7 +281,7 @@ class GPModel(BaseEstimator):
         stacked = pd.concat([pd.concat([recent, future]) for future in futures])
         origins = np.arange(len(futures)) * (keep + horizon) + keep - 1
         table = self.features.segment_features(stacked, keep + horizon, self.profile_).to_numpy(float)
-        return self._forecast(table, origins, horizon, with_std)
+        return self._forecast(table, origins, horizon, with_std, offset)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "gp_"):

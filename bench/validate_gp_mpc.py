@@ -1,0 +1,74 @@
+"""Closed-loop validation of GP-MPC variants on bench/study_gp_baseline.py's validation days (issue 16).
+
+The 11 validation days of the study (June 10, 12, 17, 24, 26; Jul 22, 23; Aug 19, 21, 26, 28: no
+event day of bench_gp_mpc), each alone from midnight in lockstep, a 14-17 h event (building clock)
+asking 100 kW, figures of bench_gp_mpc.day_figures against the study's base runs. A variant is
+``<fac|hvac>_<entry|begin|end>``: the twins of bench_gp_mpc (facility power, or the study's HvacPower
+twins, then the MPC tracks HVAC power: the facility's shed is the same) and ``baseline_update``.
+Used to choose the twins and the baseline update before the test days were run again.
+
+    python bench/validate_gp_mpc.py hvac_end hvac_entry fac_entry
+
+Prints one JSON line per day and variant and writes bench/results/gp_mpc_validation.json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import bench_gp_mpc as bench  # noqa: E402
+from bench.results_io import figure, write_results  # noqa: E402
+from bench.study_gp_baseline import DAYS, base_run  # noqa: E402
+from controllers.gp_mpc import GpMpcController, load_mpc  # noqa: E402
+
+SUMMARY = ("delivered_ratio", "tracking_rmse_kw", "twin_baseline_error_kw", "twin_baseline_rmse_kw", "own_delivered_ratio")
+
+
+def run_variant(variant: str, month: str, day: str) -> dict[str, float]:
+    twin, update = variant.split("_")
+    power = "HvacPower" if twin == "hvac" else "FacilityPower"
+    base = base_run(month, day)
+    with tempfile.TemporaryDirectory() as tmp:
+        campus, mpc = bench.files(Path(tmp), month, day, 100.0)
+        text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', f'"{bench.ensure_models(power)[month]}"')
+        mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n', 1)
+                       .replace('baseline_update = "entry"', f'baseline_update = "{update}"'))
+        controller = GpMpcController(load_mpc(mpc))
+        run = bench.closed_loop(campus, Path(tmp) / "mpc", controller)
+    return {k: float(v) for k, v in bench.day_figures(day, 100.0, base, run, controller).items()}
+
+
+def summarise(results: dict[str, dict[str, dict[str, float]]]) -> None:
+    figures = {}
+    for variant, days in results.items():
+        for day, values in days.items():
+            for name in SUMMARY:
+                figures[f"{variant}_{day}_{name}"] = figure(values[name], bench.UNITS[name][0])
+        for name in SUMMARY:
+            values = np.array([v[name] for v in days.values()])
+            figures[f"{variant}_{name}_mean"] = figure(values.mean(), f"{bench.UNITS[name][0]}; mean of {len(values)} days")
+    write_results("gp_mpc_validation", figures, "Large Office, 100 kW, 14-17 h, validation days of "
+                  "bench/study_gp_baseline.py; runs at load 8-50 on 2 shared cores (decision times not reported).")
+
+
+def main() -> None:
+    results = {}
+    for variant in sys.argv[1:]:
+        results[variant] = {}
+        for month, days in DAYS.items():
+            for day in days:
+                results[variant][day] = run_variant(variant, month, day)
+                print(variant, day, json.dumps(results[variant][day]), flush=True)
+    summarise(results)
+
+
+if __name__ == "__main__":
+    main()
