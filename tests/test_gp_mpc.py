@@ -310,8 +310,8 @@ def test_an_event_names_its_baseline(trained, tmp_path):  # noqa: F811
         load_mpc(mpc_file(tmp_path, model_path, x_of_y="[10, 5]"))
 
 
-def test_an_x_of_y_event_tracks_the_measured_days_or_falls_back_to_the_twin(  # noqa: F811
-        trained, small_office, tmp_path, caplog):
+def test_an_x_of_y_event_tracks_the_measured_days_or_falls_back_to_the_twin(
+        trained, small_office, tmp_path, caplog):  # noqa: F811
     """The Small Office's measured Jul 1-4 fed to two controllers with a 12-13 h event on Friday
     Jul 4 promised against x_of_y: with X = Y = 3 the baseline is dr_baseline's "3 of 3" (Jul 1-3,
     the day-of adjustment on the 3 h ending 1 h before) of the power the controller saw; with the
