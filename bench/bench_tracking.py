@@ -11,7 +11,8 @@ the live values as they arrive, so that the fault-free pair is not trivially ide
 ``--transport offline``: the same models run as two ExternalInterfaceEngines per case, directly
 (no bridge, no OPC UA), their series fed to ``DeviationTracker``; the same figures.
 
-Thresholds are the defaults (5 % / 10 %, 3 consecutive steps; hourly and daily 1 period).
+Thresholds are the defaults (5 % / 10 %; 6 consecutive steps on the same side since 2026-12-04, 3 before;
+hourly: a warning after 3 hours, an alert after 1; daily 1 period: bridge/tracking/deviation.py).
 Figures: per fault, steps from the onset (23:00 standard time the evening before the faulted day:
 schedules follow daylight saving time) to the first step-level warning and alert (target <= 60:
 most faults only show with occupancy, about 50 steps after the onset), raised alerts before the
