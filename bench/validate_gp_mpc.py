@@ -59,9 +59,9 @@ def summarise(results: dict[str, dict[str, dict[str, float]]]) -> None:
                   "bench/study_gp_baseline.py; runs at load 8-50 on 2 shared cores (decision times not reported).")
 
 
-def main() -> None:
+def main(variants: list[str]) -> None:
     results = {}
-    for variant in sys.argv[1:]:
+    for variant in variants:
         results[variant] = {}
         for month, days in DAYS.items():
             for day in days:
@@ -71,4 +71,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", metavar="VARIANT",
+                        choices=[f"{twin}_{update}" for twin in ("fac", "hvac") for update in ("entry", "begin", "end")],
+                        help="<fac|hvac>_<entry|begin|end>")
+    main(parser.parse_args().variants)
