@@ -153,7 +153,11 @@ def opendsm(python: Path, base: pd.DataFrame, rep: pd.DataFrame, workdir: Path) 
     return json.loads(done.stdout)
 
 
-def main(opendsm_python: Path) -> None:
+def main(opendsm_python: Path, noise: float = NOISE) -> None:
+    """The benchmark with ``noise`` (fraction per hour) on the meter; other than the default 2 %, its files are
+    savings_noise_<percent>.json, _details.json, .png (a run without noise separates a method's own bias from
+    the noise's)."""
+    name = "savings" if noise == NOISE else f"savings_noise_{100 * noise:g}"
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_savings_") as tmp:
         workdir = Path(tmp)
@@ -166,8 +170,8 @@ def main(opendsm_python: Path) -> None:
             truth = float(runs[(pre_model, 2026)]["kwh"].sum() - runs[(post_model, 2026)]["kwh"].sum())
             base_all = runs[(pre_model, 2025)].copy()
             rep = runs[(post_model, 2026)].copy()
-            base_all["kwh"] *= 1 + rng.normal(0, NOISE, len(base_all))
-            rep["kwh"] *= 1 + rng.normal(0, NOISE, len(rep))
+            base_all["kwh"] *= 1 + rng.normal(0, noise, len(base_all))
+            rep["kwh"] *= 1 + rng.normal(0, noise, len(rep))
             details[name] = {"true_avoided_kwh": truth, "reporting_baseline_kwh": float(runs[(pre_model, 2026)]["kwh"].sum())}
             for baseline, start in BASELINES.items():
                 base = base_all[base_all.index >= pd.Timestamp(start)]
@@ -196,17 +200,18 @@ def main(opendsm_python: Path) -> None:
                             abs(out["avoided_kwh"] - truth) <= half, "bool", "1")
                     if baseline == "6_months":
                         figures[f"{name}_{baseline}_{method}_flagged"] = figure(bool(out.get("warnings")), "bool", "1")
-        (RESULTS / "savings_details.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
-        plot(details)
+        (RESULTS / f"{name}_details.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
+        plot(details, RESULTS / f"{name}.png")
         load = os.getloadavg()[0]
-        write_results("savings", figures, notes=(
-            f"Small Office, baseline 2025 Chicago O'Hare TMY3, reporting 2026 Champaign (Willard) TMY3, 2 % meter noise; "
+        write_results(name, figures, notes=(
+            f"Small Office, baseline 2025 Chicago O'Hare TMY3, reporting 2026 Champaign (Willard) TMY3, "
+            f"{100 * noise:g} % meter noise; "
             f"{len(runs)} year-long EnergyPlus runs in {sim_s:.0f} s, total {time.perf_counter() - started:.0f} s wall, "
             f"load average {load:.1f} at the end. Per-case figures (avoided kWh, 90 % half-widths, warnings, "
-            "disqualifications, opendsm's output) in bench/results/savings_details.json; plot savings.png."))
+            f"disqualifications, opendsm's output) in bench/results/{name}_details.json; plot {name}.png."))
 
 
-def plot(details: dict) -> None:
+def plot(details: dict, path: Path) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(details), figsize=(5 * len(details), 4))
     for ax, (name, case) in zip(np.atleast_1d(axes), details.items()):
@@ -230,10 +235,12 @@ def plot(details: dict) -> None:
         ax.set_title(f"{name} (12-month baseline)")
         ax.set_ylabel("avoided energy 2026, kWh")
         ax.legend(fontsize=7)
-    save_plot(fig, RESULTS / "savings.png")
+    save_plot(fig, path)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--opendsm", type=Path, default=OPENDSM_PYTHON, help="Python of a venv with opendsm")
-    main(parser.parse_args().opendsm)
+    parser.add_argument("--noise", type=float, default=NOISE, help="meter noise per hour, a fraction (default 0.02)")
+    args = parser.parse_args()
+    main(args.opendsm, args.noise)
