@@ -157,7 +157,7 @@ def main(opendsm_python: Path, noise: float = NOISE) -> None:
     """The benchmark with ``noise`` (fraction per hour) on the meter; other than the default 2 %, its files are
     savings_noise_<percent>.json, _details.json, .png (a run without noise separates a method's own bias from
     the noise's)."""
-    name = "savings" if noise == NOISE else f"savings_noise_{100 * noise:g}"
+    result = "savings" if noise == NOISE else f"savings_noise_{100 * noise:g}"
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_savings_") as tmp:
         workdir = Path(tmp)
@@ -200,15 +200,15 @@ def main(opendsm_python: Path, noise: float = NOISE) -> None:
                             abs(out["avoided_kwh"] - truth) <= half, "bool", "1")
                     if baseline == "6_months":
                         figures[f"{name}_{baseline}_{method}_flagged"] = figure(bool(out.get("warnings")), "bool", "1")
-        (RESULTS / f"{name}_details.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
-        plot(details, RESULTS / f"{name}.png")
+        (RESULTS / f"{result}_details.json").write_text(json.dumps(details, indent=2, default=str) + "\n")
+        plot(details, RESULTS / f"{result}.png")
         load = os.getloadavg()[0]
-        write_results(name, figures, notes=(
+        write_results(result, figures, notes=(
             f"Small Office, baseline 2025 Chicago O'Hare TMY3, reporting 2026 Champaign (Willard) TMY3, "
             f"{100 * noise:g} % meter noise; "
             f"{len(runs)} year-long EnergyPlus runs in {sim_s:.0f} s, total {time.perf_counter() - started:.0f} s wall, "
             f"load average {load:.1f} at the end. Per-case figures (avoided kWh, 90 % half-widths, warnings, "
-            f"disqualifications, opendsm's output) in bench/results/{name}_details.json; plot {name}.png."))
+            f"disqualifications, opendsm's output) in bench/results/{result}_details.json; plot {result}.png."))
 
 
 def plot(details: dict, path: Path) -> None:
