@@ -43,3 +43,8 @@ def first_repeat(names: Sequence[str]) -> tuple[int, int] | None:
         if earlier != i:
             return earlier, i
     return None
+
+
+def repeated(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once in ``names`` (case counts), sorted."""
+    return sorted({name for name in names if names.count(name) > 1})

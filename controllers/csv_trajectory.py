@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.names import repeated
 from controllers.base import ControllerConfigError, InputRange
 
 INTERPOLATIONS = ("step", "linear")
@@ -102,7 +103,7 @@ def load_trajectory(path: str | Path, interpolation: str = "step") -> Trajectory
                                     f"{getattr(exc, 'strerror', None) or exc}") from None
     if TIME_COLUMN not in header:
         raise ControllerConfigError(f"{path}: row 1 (header): no {TIME_COLUMN!r} column (header is {header})")
-    duplicates = sorted({name for name in header if header.count(name) > 1})
+    duplicates = repeated(header)
     if duplicates:
         raise ControllerConfigError(f"{path}: row 1 (header): column {duplicates[0]!r} appears more than once")
     if not rows:

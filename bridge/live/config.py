@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from bridge.names import repeated
 from bridge.tagmap import TagMap
 from bridge.tomlfile import Table
 from bridge.tracking.config import Endpoint, TrackingConfigError, read_endpoint
@@ -102,9 +103,9 @@ def live_config(table: Table, tagmap: TagMap) -> LiveConfig:
     if not inputs:
         raise error(f"{table.where}: no [[buildings.live.inputs]] listed: name the twin inputs it mirrors")
     names = [m.input for m in inputs]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise error(f"{table.where}: inputs {repeated} are mirrored more than once")
+    twice = repeated(names)
+    if twice:
+        raise error(f"{table.where}: inputs {twice} are mirrored more than once")
     return LiveConfig(endpoint, inputs, max_age_s)
 
 

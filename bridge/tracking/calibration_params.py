@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bridge.errors import TwinbridgeError
+from bridge.names import repeated
 from bridge.tomlfile import Table, read_toml
 from bridge.tracking.faults import EDITS
 
@@ -108,7 +109,7 @@ def load_calibration_file(path: str | Path) -> CalibrationFile:
     if not parameters:
         raise CalibrationFileError(f"{path}: no [[parameter]] tables: a calibration needs at least one parameter")
     names = [p.name for p in parameters]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+    duplicates = repeated(names)
     if duplicates:
         raise CalibrationFileError(f"{path}: parameter names must be unique, repeated: {duplicates}")
     return CalibrationFile(path, parameters, _search(root.table("search")), _monthly(root.table("monthly")))
