@@ -205,14 +205,17 @@ RAY_CALLS = 300  # calls timed per ``ray_call_cost``
 INSTANT_DAYS = 14  # July days of a head-only run (2,016 steps)
 
 
-def ray_call_cost(buildings: int) -> float:
+def ray_call_cost(buildings: int, answer_s: float = 0.0) -> float:
     """Head CPU (ms, ``time.process_time``: the event loop's thread and Ray's) of one call to an async
-    actor that answers at once with ``buildings`` rows of 15 floats, as a node actor answers a step."""
+    actor that answers after ``answer_s`` seconds (0: at once) with ``buildings`` rows of 15 floats, as a
+    node actor answers a step."""
     import ray
 
     @ray.remote(num_cpus=0.1)
     class Answering:
         async def step(self, changed: dict, names: list[str]):
+            if answer_s:
+                await asyncio.sleep(answer_s)
             return [0.0] * len(names), [[1.0] * 15 for _ in names]
 
     names = [f"B{i}" for i in range(buildings)]
@@ -229,6 +232,39 @@ def ray_call_cost(buildings: int) -> float:
     ray.init(include_dashboard=False, logging_level="ERROR")
     try:
         return asyncio.run(calls())
+    finally:
+        ray.shutdown()
+
+
+def ray_compiled_call_cost(buildings: int, answer_s: float = 0.0) -> float:
+    """``ray_call_cost`` through a Ray compiled graph (``experimental_compile``: a shared-memory channel
+    instead of a task per call) to a synchronous actor; the asyncio form of a compiled graph
+    (``enable_asyncio=True``) hung here (Ray 2.60), so this one is called with ``ray.get``, whose wait
+    polls the channel: the head's CPU grows with ``answer_s``."""
+    import ray
+    from ray.dag import InputNode
+
+    @ray.remote(num_cpus=0.1)
+    class Answering:
+        def step(self, names: list[str]):
+            time.sleep(answer_s)
+            return [0.0] * len(names), [[1.0] * 15 for _ in names]
+
+    names = [f"B{i}" for i in range(buildings)]
+    ray.init(include_dashboard=False, logging_level="ERROR")
+    try:
+        actor = Answering.remote()
+        with InputNode() as names_in:
+            graph = actor.step.bind(names_in).experimental_compile()
+        try:
+            for _ in range(30):
+                ray.get(graph.execute(names), timeout=60)
+            began = time.process_time()
+            for _ in range(RAY_CALLS):
+                ray.get(graph.execute(names), timeout=60)
+            return (time.process_time() - began) / RAY_CALLS * 1e3
+        finally:
+            graph.teardown()
     finally:
         ray.shutdown()
 
@@ -296,6 +332,12 @@ def measure(counts: list[int], local_only: list[int], replayed: list[int], befor
         if head_only:
             for buildings in (16, 64):
                 figures[f"ray_call_{buildings}_buildings_head_cpu_ms"] = figure(ray_call_cost(buildings), "ms")
+            # the 64-row call answered after 5 ms (a node's EnergyPlus step takes milliseconds), and the
+            # same calls through a compiled graph
+            figures["ray_call_64_buildings_answer_5ms_head_cpu_ms"] = figure(ray_call_cost(64, 0.005), "ms")
+            for answer_s, label in ((0.0, ""), (0.005, "_answer_5ms")):
+                figures[f"ray_compiled_call_64_buildings{label}_head_cpu_ms"] = figure(
+                    ray_compiled_call_cost(64, answer_s), "ms")
         if replayed:
             figures.update(asyncio.run(memory_and_recovery(folder, replayed)))
     return figures
