@@ -56,6 +56,7 @@ from bridge.engines.base import Sample  # noqa: E402
 from bridge.historian import load_history  # noqa: E402
 from bridge.protocol import NAMESPACE  # noqa: E402
 from bridge.tagmap import load_tagmap  # noqa: E402
+from bridge.tracking.after_hours import GRANULARITY as AFTER_HOURS, AfterHoursDetector, AfterHoursRule  # noqa: E402
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig  # noqa: E402
 from bridge.tracking.deviation import GRANULARITIES, Alert, DeviationTracker  # noqa: E402
 from bridge.tracking.guideline14 import calibration  # noqa: E402
@@ -83,12 +84,20 @@ def g14(live: pd.Series, twin: pd.Series) -> dict:
 
 
 def tracked(live: list[tuple[dt.datetime, float]], twin: list[tuple[dt.datetime, float]], name: str,
-            skip: int, seed: int = 7, thresholds: dict | None = None) -> list[Alert]:
-    """Alerts of a DeviationTracker (default ``thresholds``) fed the pair after ``skip`` steps (the spin-up),
-    1 % meter noise on the live values (as bench_tracking)."""
+            skip: int, seed: int = 7, thresholds: dict | None = None,
+            after_hours: AfterHoursRule | None = None) -> list[Alert]:
+    """Alerts of a DeviationTracker (default ``thresholds``) and, with ``after_hours``, of that after-hours
+    rule, fed the pair after ``skip`` steps (the spin-up), 1 % meter noise on the live values (as
+    bench_tracking; the same draws with or without the after-hours rule)."""
     rng, tracker = np.random.default_rng(seed), DeviationTracker(name, thresholds or {})
-    return [a for (t, predicted), (_, actual) in zip(twin[skip:], live[skip:])
-            for a in tracker.update(t, predicted, actual * (1 + rng.normal(0, NOISE)))]
+    detector = AfterHoursDetector(name, after_hours) if after_hours else None
+    alerts = []
+    for (t, predicted), (_, actual) in zip(twin[skip:], live[skip:]):
+        actual = actual * (1 + rng.normal(0, NOISE))
+        alerts += tracker.update(t, predicted, actual)
+        if detector:
+            alerts += detector.update(t, predicted, actual)
+    return alerts
 
 
 # --- engines run directly ----------------------------------------------------------------------
