@@ -26,7 +26,9 @@ Written down before any candidate was scored, and before any validation period w
 
     PYTHONPATH=$PWD python bench/bench_after_hours.py [--periods summer winter spring autumn june november]
 
-Writes bench/results/after_hours.json (the choice's inputs: M per window, the candidates' ranks).
+Writes bench/results/after_hours.json (the choice's inputs: M per window, the candidates' ranks; and, added
+after the validation was scored and used for no choice, ``diagnosis.*``: whether any threshold could separate
+HVAC-early's first morning from the fault-free nights in each period).
 """
 
 from __future__ import annotations
@@ -76,6 +78,33 @@ def after_hours_alerts(live: list, twin: list, name: str, rule: AfterHoursRule) 
             largest = max(largest, detector.latest_kw)
             detector.latest_kw = float("nan")
     return alerts, largest
+
+
+def largest_excess(period: "Period", case: str, window: int, after: dt.datetime, until: dt.datetime) -> float:
+    """The largest window-mean excess (kW) of ``case`` at ``window`` steps over windows ending in (after, until]."""
+    detector, largest = AfterHoursDetector(case, AfterHoursRule(twin_occupancy(), 1e6, 2e6, window)), -np.inf
+    for (t, predicted), (_, actual) in zip(period.twin, period.live[case]):
+        detector.update(t, predicted, actual)
+        if after < t <= until and detector.latest_kw == detector.latest_kw:
+            largest = max(largest, detector.latest_kw)
+        detector.latest_kw = float("nan")
+    return largest
+
+
+def diagnosis(period: "Period") -> dict[str, dict]:
+    """Post hoc, after the validation was scored, not used for any choice: per window, the largest fault-free
+    excess after the first night past the spin-up (from noon of day 2) and the largest excess of HVAC-early
+    within the 60 steps after the onset. A threshold can catch the one and stay silent on the other only when
+    the second is above the first."""
+    figures = {}
+    end = period.twin[-1][0]
+    for window in WINDOWS:
+        clean = largest_excess(period, FAULT_FREE, window, period.onset - dt.timedelta(hours=12), end)
+        early = largest_excess(period, HVAC, window, period.onset, period.onset + 60 * dt.timedelta(minutes=10))
+        figures[f"diagnosis.{period.name}.window_{window}.fault_free_largest_excess_kw"] = figure(clean, "kW", "")
+        figures[f"diagnosis.{period.name}.window_{window}.hvac_early_first_60_steps_largest_excess_kw"] = figure(
+            early, "kW", "")
+    return figures
 
 
 class Period:
@@ -161,12 +190,16 @@ async def main(periods: list[str]) -> None:
                 else:
                     figures[f"{name}.{label}.{key}"] = figure(value["value"], value["unit"], value["target"])
                 print(f"{name:9s} {label:20s} {key:48s} {value['value']}")
+    for name in periods:
+        figures |= diagnosis(loaded[name])
     write_results("after_hours", figures, notes=(
         f"Periods {', '.join(periods)} ({DAYS} days from {', '.join(str(PERIODS[p]) for p in periods)}, faults from day "
         f"{FAULT_DAY}, day 1 spin-up); the rule chosen on {' and '.join(RULE_PERIODS)} only by the criterion of the "
         "bench's docstring; the others validate it. 'with_default_rules': the default deviation rules (step 6, hourly "
         "warning 3 h) and the after-hours rule together (steps: the first raised at any granularity); "
-        f"'after_hours_alone': the new rule only. Load average at the end {os.getloadavg()[0]:.1f}."))
+        f"'after_hours_alone': the new rule only. 'diagnosis.*': post hoc, after the validation was scored (not used for "
+        "the choice): per window, the largest fault-free excess from noon of day 2 and HVAC-early's largest in its "
+        "first 60 steps. Load average at the end {os.getloadavg()[0]:.1f}."))
 
 
 if __name__ == "__main__":
