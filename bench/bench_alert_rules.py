@@ -21,7 +21,9 @@ periods, fixed before running them, are: **june from 2025-06-04** and **november
 the DST change of Nov 2).
 
 Rules (``RULES``): the default, and variants written down before scoring: longer step-level persistence
-(6 steps = 1 h; 9), an hourly warning after 3 hours, and both.
+(6 steps = 1 h; 9), an hourly warning after 3 hours, and both. Since 2026-12-05 also the default with the
+after-hours rule beside it (``default_with_after_hours``; its thresholds chosen by bench/bench_after_hours.py on
+summer and winter only).
 
     PYTHONPATH=$PWD python bench/bench_alert_rules.py [--periods summer winter spring autumn]
 
@@ -46,10 +48,11 @@ from bench.bench_live_twin import series, simulate, tracked  # noqa: E402
 from bench.bench_tracking import FAULT_FREE, fault_edits, figures_of  # noqa: E402
 from bench.results_io import figure, write_results  # noqa: E402
 from bridge.config import RunPeriod, reference_model, reference_weather  # noqa: E402
+from bridge.tracking.after_hours import GRANULARITY as AFTER_HOURS_GRANULARITY, AfterHoursRule  # noqa: E402
 from bridge.tracking.deviation import DEFAULT_THRESHOLDS, GRANULARITIES, Thresholds  # noqa: E402
 from bridge.tracking.scenario import edited_model  # noqa: E402
 from devtools.livetwin import (LIVE_BUILDING_TAGMAP, LIVE_TAGMAP, LIVE_WEATHER, SPIN_UP_DAYS,  # noqa: E402
-                               TWIN_WEATHER, onset_of, relocated_weather)
+                               TWIN_WEATHER, onset_of, relocated_weather, twin_occupancy)
 
 PERIODS = {"summer": dt.date(2025, 7, 22), "winter": dt.date(2025, 1, 15),  # rule-setting
            "spring": dt.date(2025, 4, 9), "autumn": dt.date(2025, 9, 24),  # validation (spring: then diagnosis)
@@ -65,7 +68,11 @@ RULES = {
     "hourly_warning_3": {"hourly": Thresholds(warning_steps=3, alert_steps=1, clear_steps=1)},
     "step_6_hourly_warning_3": {"step": Thresholds(warning_steps=6, alert_steps=6, clear_steps=3),
                                 "hourly": Thresholds(warning_steps=3, alert_steps=1, clear_steps=1)},
+    "default_with_after_hours": {},  # and the after-hours rule (AFTER_HOURS)
 }
+#: rules tracked with the after-hours rule beside them (its defaults, chosen by bench_after_hours; the Small
+#: Office's occupied hours)
+AFTER_HOURS = {"default_with_after_hours": AfterHoursRule(twin_occupancy())}
 
 
 def period_of(name: str) -> RunPeriod:
@@ -98,15 +105,17 @@ async def simulated(name: str) -> dict[str, list]:
     return out
 
 
-def scored(power: dict[str, list], name: str, rule: dict[str, Thresholds], twin: str) -> dict[str, dict]:
-    """bench_live_twin's figures (any granularity) for one rule and twin variant."""
+def scored(power: dict[str, list], name: str, rule: dict[str, Thresholds], twin: str,
+           after_hours: AfterHoursRule | None = None) -> dict[str, dict]:
+    """bench_live_twin's figures (any granularity) for one rule (and ``after_hours`` beside it) and twin variant."""
     period = period_of(name)
     _, onset = onset_of(period, FAULT_DAY)
     skip = SPIN_UP_DAYS * 24 * period.timesteps_per_hour
     thresholds = {**DEFAULT_THRESHOLDS, **rule}
-    alerts = {case.removeprefix("live_"): tracked(values, power[twin], case, skip, thresholds=thresholds)
+    alerts = {case.removeprefix("live_"): tracked(values, power[twin], case, skip, thresholds=thresholds,
+                                                  after_hours=after_hours)
               for case, values in power.items() if case.startswith("live_")}
-    return figures_of(alerts, onset, DAYS - SPIN_UP_DAYS, GRANULARITIES)
+    return figures_of(alerts, onset, DAYS - SPIN_UP_DAYS, (*GRANULARITIES, AFTER_HOURS_GRANULARITY))
 
 
 async def main(periods: list[str]) -> None:
@@ -115,14 +124,18 @@ async def main(periods: list[str]) -> None:
         power = await simulated(name)
         for twin in TWINS:
             for rule_name, rule in RULES.items():
-                for key, value in scored(power, name, rule, twin).items():
+                for key, value in scored(power, name, rule, twin, AFTER_HOURS.get(rule_name)).items():
                     if "before_onset" in key:
                         continue
                     figures[f"{name}.{twin}.{rule_name}.{key}"] = figure(value["value"], value["unit"], value["target"])
                     print(f"{name:7s} {twin:24s} {rule_name:24s} {key:48s} {value['value']:.2f}")
     write_results("alert_rules", figures, notes=(
         f"Periods {', '.join(periods)} ({DAYS} days from {', '.join(str(PERIODS[p]) for p in periods)}); "
-        "summer and winter set the rule, spring and autumn validate it (fixed before the first run). Load "
+        "summer and winter set the rule, spring and autumn validate it (fixed before the first run). Each rule "
+        "overrides the defaults of the day (bridge/tracking/deviation.py DEFAULT_THRESHOLDS: since 2026-12-04 step 6, "
+        "hourly warning 3 h), so 'default' equals 'step_6_hourly_warning_3' and 'step_6', 'step_9' carry the 3-hour "
+        "hourly warning (docs/tracking.md's table: the run of 2026-12-04, before that default); "
+        "'default_with_after_hours': the default and the after-hours rule (bench_after_hours). Load "
         f"average at the end {os.getloadavg()[0]:.1f}."))
 
 

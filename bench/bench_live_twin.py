@@ -19,7 +19,9 @@ and of the control; false alerts and warnings per 30 days on the fault-free pair
 steps from the onset to the first warning and alert at any granularity, counted to the step whose
 sample raised it (target <= 60; the operator is told by an hourly alert as by a step one), and to the
 first of the step rule alone (``steps_to_step_level_*``). Tracking as in bench_tracking: default
-thresholds, 1 % Gaussian meter noise on the live power (fixed seed).
+thresholds, 1 % Gaussian meter noise on the live power (fixed seed); since 2026-12-05 also the after-hours rule
+(bridge/tracking/after_hours.py, default thresholds, the Small Office's occupied hours), whose alerts count
+with the others and alone as ``after_hours_rule_*``.
 
 ``--transport opcua`` (default): two bridges on loopback in lockstep (``devtools.livetwin.drive_lockstep``:
 live step k, then the twin's step k on the live values of step k), the mirror through
@@ -56,6 +58,7 @@ from bridge.engines.base import Sample  # noqa: E402
 from bridge.historian import load_history  # noqa: E402
 from bridge.protocol import NAMESPACE  # noqa: E402
 from bridge.tagmap import load_tagmap  # noqa: E402
+from bridge.tracking.after_hours import GRANULARITY as AFTER_HOURS, AfterHoursDetector, AfterHoursRule  # noqa: E402
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig  # noqa: E402
 from bridge.tracking.deviation import GRANULARITIES, Alert, DeviationTracker  # noqa: E402
 from bridge.tracking.guideline14 import calibration  # noqa: E402
@@ -63,11 +66,13 @@ from bridge.tracking.live import LiveLink  # noqa: E402
 from bridge.tracking.scenario import edited_model  # noqa: E402
 from devtools.launcher import run_bridge  # noqa: E402
 from devtools.livetwin import (LIVE_BUILDING_TAGMAP, LIVE_TAGMAP, LIVE_WEATHER, MIRRORED, SPIN_UP_DAYS, TWIN_WEATHER,  # noqa: E402
-                               building_entry, campus_file, drive_lockstep, live_table, onset_of, relocated_weather)
+                               building_entry, campus_file, drive_lockstep, live_table, onset_of, relocated_weather,
+                               twin_occupancy)
 
 SIGNAL = "FacilityPower"
 PERIODS = {"summer": dt.date(2025, 7, 22), "winter": dt.date(2025, 1, 15)}  # starts, chosen before running
 WEATHER_INPUTS = [name for name, (folder, _) in MIRRORED.items() if folder == "Outputs"]
+AFTER_HOURS_RULE = AfterHoursRule(twin_occupancy())  # default thresholds, the Small Office's occupied hours
 
 
 def energy_kwh(times: list[dt.datetime], power_kw: list[float], step_s: float) -> pd.Series:
@@ -83,12 +88,20 @@ def g14(live: pd.Series, twin: pd.Series) -> dict:
 
 
 def tracked(live: list[tuple[dt.datetime, float]], twin: list[tuple[dt.datetime, float]], name: str,
-            skip: int, seed: int = 7, thresholds: dict | None = None) -> list[Alert]:
-    """Alerts of a DeviationTracker (default ``thresholds``) fed the pair after ``skip`` steps (the spin-up),
-    1 % meter noise on the live values (as bench_tracking)."""
+            skip: int, seed: int = 7, thresholds: dict | None = None,
+            after_hours: AfterHoursRule | None = None) -> list[Alert]:
+    """Alerts of a DeviationTracker (default ``thresholds``) and, with ``after_hours``, of that after-hours
+    rule, fed the pair after ``skip`` steps (the spin-up), 1 % meter noise on the live values (as
+    bench_tracking; the same draws with or without the after-hours rule)."""
     rng, tracker = np.random.default_rng(seed), DeviationTracker(name, thresholds or {})
-    return [a for (t, predicted), (_, actual) in zip(twin[skip:], live[skip:])
-            for a in tracker.update(t, predicted, actual * (1 + rng.normal(0, NOISE)))]
+    detector = AfterHoursDetector(name, after_hours) if after_hours else None
+    alerts = []
+    for (t, predicted), (_, actual) in zip(twin[skip:], live[skip:]):
+        actual = actual * (1 + rng.normal(0, NOISE))
+        alerts += tracker.update(t, predicted, actual)
+        if detector:
+            alerts += detector.update(t, predicted, actual)
+    return alerts
 
 
 # --- engines run directly ----------------------------------------------------------------------
@@ -131,8 +144,10 @@ async def offline(models: dict[str, Path], live_weather: Path, period: RunPeriod
     control = await simulate(nominal, twin_weather, period, workdir / "control")
     power = {f"live_{case}": series(s, period) for case, s in lives.items()}
     power |= {"twin_mirrored": series(mirrored, period), "twin_control": series(control, period)}
-    alerts = {case: tracked(power[f"live_{case}"], power["twin_mirrored"], case, skip) for case in models}
-    alerts["control"] = tracked(power[f"live_{FAULT_FREE}"], power["twin_control"], "control", skip)
+    alerts = {case: tracked(power[f"live_{case}"], power["twin_mirrored"], case, skip, after_hours=AFTER_HOURS_RULE)
+              for case in models}
+    alerts["control"] = tracked(power[f"live_{FAULT_FREE}"], power["twin_control"], "control", skip,
+                                after_hours=AFTER_HOURS_RULE)
     ablation = {}
     live_kwh = scored(energy_kwh(*zip(*power[f"live_{FAULT_FREE}"]), period.step_s), period)
     variants = {"lag_1_step": (tuple(MIRRORED), 1)}
@@ -177,7 +192,8 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
         with run_bridge(twin_toml, workdir, "--wait-for-start") as twin_bridge:
             config = TrackingConfig(live=Endpoint(live_bridge.endpoint, NAMESPACE),
                                     twin=Endpoint(twin_bridge.endpoint, NAMESPACE), pairs=pairs, thresholds={},
-                                    anomaly_db=workdir / "anomalies.sqlite", stale_after_s=300, pair_timeout_s=120)
+                                    anomaly_db=workdir / "anomalies.sqlite", stale_after_s=300, pair_timeout_s=120,
+                                    after_hours=AFTER_HOURS_RULE)
             sink = RecordingSink()
             link = LiveLink(config, [sink], step=dt.timedelta(seconds=period.step_s))
             on_live = link.live_subscriber.on_value
@@ -235,9 +251,13 @@ def figures_from(power: dict, alerts: dict, onset: dt.datetime, period: RunPerio
                                         "alerts (any granularity)", "> 0 (the test can fail)"),
     }
     faults = {k: v for k, v in alerts.items() if k != "control"}
-    figures |= figures_of(faults, onset, days, GRANULARITIES)  # when the operator is told, at any granularity
+    figures |= figures_of(faults, onset, days, (*GRANULARITIES, AFTER_HOURS))  # when the operator is told, any rule
     figures |= {name.replace("_steps_to_", "_steps_to_step_level_"): value  # the step rule alone
                 for name, value in figures_of(faults, onset, days).items() if "_steps_to_" in name}
+    after_hours = {case: [a for a in case_alerts if a.granularity == AFTER_HOURS] for case, case_alerts in faults.items()}
+    figures |= {f"after_hours_rule_{name}": value  # the after-hours rule alone: its own false alerts and detection
+                for name, value in figures_of(after_hours, onset, days, (AFTER_HOURS,)).items()
+                if "before_onset" not in name}
     return figures
 
 
@@ -313,9 +333,11 @@ async def main(days: int, fault_day: int, transport: str, periods: list[str]) ->
                  f"{TWIN_WEATHER} mirroring {', '.join(MIRRORED)}; 10-min steps; hourly CV(RMSE)/NMBE over the "
                  f"whole run, fault-free pair; the first {SPIN_UP_DAYS} day(s) are spin-up, left out of every "
                  "figure; tracking: 1 % Gaussian meter noise on the live power, default thresholds (5 %/10 %; "
-                 "step: 6 steps on the same side; hourly: warning 3 hours, alert 1). steps_to_warning/alert: the "
-                 "first raised at any granularity, counted to the step whose sample raised it (an hourly one: "
-                 "the first step after its hour); steps_to_step_level_*: the step rule alone. Load average "
+                 "step: 6 steps on the same side; hourly: warning 3 hours, alert 1) and the after-hours rule "
+                 "(default: 12 unoccupied steps, warning 0.3 kW, alert 0.4 kW over the twin; the Small Office's "
+                 "occupied hours). steps_to_warning/alert: the first raised by any rule, counted to the step whose "
+                 "sample raised it (an hourly one: the first step after its hour); steps_to_step_level_*: the step "
+                 "rule alone; after_hours_rule_*: the after-hours rule alone. Load average "
                  f"(1 min) at the end: {os.getloadavg()[0]:.1f}")
     return figures, ". ".join(notes) + "."
 

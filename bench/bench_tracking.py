@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 from bench.results_io import write_results  # noqa: E402
 from bridge.config import BuildingConfig, RunPeriod, load_config  # noqa: E402
 from bridge.protocol import NAMESPACE  # noqa: E402
+from bridge.tracking.after_hours import GRANULARITY as AFTER_HOURS  # noqa: E402
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig  # noqa: E402
 from bridge.tracking.deviation import Alert, DeviationTracker  # noqa: E402
 from bridge.tracking.live import LiveLink  # noqa: E402
@@ -160,9 +161,9 @@ def period_end(alert: Alert) -> dt.datetime:
 
 
 def raised_at(alert: Alert, step: dt.timedelta) -> dt.datetime:
-    """End of the step whose sample raised ``alert``: its own for a step alert; for an hourly, daily or
-    monthly one the first step after its period (the sample that closes the period)."""
-    return alert.time if alert.granularity == "step" else period_end(alert) + step
+    """End of the step whose sample raised ``alert``: its own for a step (or after-hours) alert; for an hourly,
+    daily or monthly one the first step after its period (the sample that closes the period)."""
+    return alert.time if alert.granularity in ("step", AFTER_HOURS) else period_end(alert) + step
 
 
 def figures_of(alerts: dict[str, list[Alert]], onset: dt.datetime, days: int,

@@ -54,6 +54,16 @@ twin = "C.Office.Outputs.FacilityPower"
 live = "C.Meter.Outputs.FacilityPower"
 unit = "kW"
 scale = 0.001
+
+[after_hours]
+pairs = ["FacilityPower"]
+alert_kw = 0.5
+window_steps = 6
+
+[after_hours.occupancy]
+weekdays = [6.0, 22.0]
+sunday = []
+daylight_saving = ["2nd Sunday in March", "1st Sunday in November"]
 """
 
 

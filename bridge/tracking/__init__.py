@@ -4,6 +4,7 @@ Modules, one job each:
 
 - ``guideline14``: ASHRAE Guideline 14-2014 calibration metrics (CV(RMSE), NMBE) and savings uncertainty.
 - ``deviation``: twin-versus-measurement deviation, thresholds, sustained-deviation rule, alerts.
+- ``after_hours``: the after-hours rule: excess kW over the twin while the building should be unoccupied.
 - ``calibration``: rolling hourly Guideline 14 CV(RMSE)/NMBE of the twin against the live building.
 - ``anomalies``: the SQLite anomaly log an operator marks investigated.
 - ``sinks``: where alerts go (log, asyncua server status tags and events).

@@ -18,6 +18,19 @@ Example (see docs/tracking.md for every key)::
     warning_steps = 6           # defaults: step 6/6/3, hourly 3/1/1 (bridge/tracking/deviation.py)
     alert_steps = 6
 
+    [after_hours]               # optional: the after-hours rule (bridge/tracking/after_hours.py); absent: off
+    pairs = ["FacilityPower"]   # the pairs it watches (power in kW); default every pair
+    warning_kw = 0.3            # mean excess over the twin (kW) over the window: warning, alert
+    alert_kw = 0.4
+    window_steps = 12           # consecutive unoccupied steps averaged (2 h at 10-minute steps)
+    clear_steps = 3             # full windows under warning_kw that clear a raised state
+
+    [after_hours.occupancy]     # required with [after_hours]: the building's occupied hours (bridge/comfort.py)
+    weekdays = [6.0, 22.0]      # Monday to Friday, start and end hour on the building's clock
+    saturday = [6.0, 18.0]
+    sunday = []                 # unoccupied all day
+    daylight_saving = ["2nd Sunday in March", "1st Sunday in November"]   # the building's DST rule, if any
+
     [live]                      # the real building (or a second bridge standing in for it)
     endpoint = "opc.tcp://127.0.0.1:4841"
     namespace = "urn:twinbridge"
@@ -46,11 +59,13 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.comfort import read_occupancy
 from bridge.errors import TwinbridgeError
 from bridge.protocol import NAMESPACE
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
 from bridge.tomlfile import Table, file_path, read_toml
+from bridge.tracking.after_hours import AfterHoursRule
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
 
 
@@ -109,6 +124,7 @@ class TrackingConfig:
     calibration_window_h: int = 168
     calibration_min_hours: int = 24
     calibration_min_coverage_pct: float = 80.0
+    after_hours: AfterHoursRule | None = None  # the after-hours rule; None: off
 
 
 def _setting(table: Table, key: str, kind: str) -> float | int | str:
@@ -161,7 +177,7 @@ def load_tracking_config(path: str | Path) -> TrackingConfig:
     """Read a tracking TOML file; raise TrackingConfigError naming the file and what is wrong."""
     path = file_path(str(path), Path.cwd(), TrackingConfigError, "tracking file")
     data = Table(read_toml(path, TrackingConfigError, "tracking file"), str(path), TrackingConfigError)
-    data.check_keys({"tracking", "thresholds", "live", "twin", "pairs"})
+    data.check_keys({"tracking", "thresholds", "live", "twin", "pairs", "after_hours"})
     tracking = data.table("tracking")
     options = _options(tracking)
     thresholds_table = data.table("thresholds")
@@ -176,9 +192,32 @@ def load_tracking_config(path: str | Path) -> TrackingConfig:
         raise TrackingConfigError(f"{path}: pair names must be unique")
     anomaly_db = file_path(options.pop("anomaly_db", "tracking.sqlite"), path.parent, TrackingConfigError,
                            f"{tracking.where}: anomaly_db")
+    after_hours = read_after_hours(data.table("after_hours"), pairs) if "after_hours" in data.values else None
     return TrackingConfig(
         live=_endpoint(data, "live"), twin=_endpoint(data, "twin"), pairs=tuple(pairs),
-        thresholds=thresholds, anomaly_db=anomaly_db, **options)
+        thresholds=thresholds, anomaly_db=anomaly_db, after_hours=after_hours, **options)
+
+
+AFTER_HOURS_KEYS = {"warning_kw": "float", "alert_kw": "float", "window_steps": "int", "clear_steps": "int"}
+
+
+def read_after_hours(table: Table, pairs: list[Pair]) -> AfterHoursRule:
+    """The ``[after_hours]`` table: thresholds (defaults of ``AfterHoursRule``), the pairs it watches (names of
+    ``pairs``; every pair when absent) and its required ``[after_hours.occupancy]`` (``bridge.comfort``)."""
+    table.check_keys([*AFTER_HOURS_KEYS, "pairs", "occupancy"])
+    if "occupancy" not in table.values:
+        raise TrackingConfigError(f"{table.where}: needs an [after_hours.occupancy] table (the occupied hours)")
+    occupancy = read_occupancy(table.table("occupancy"))
+    watched = table.array("pairs", [])
+    names = {p.name for p in pairs}
+    unknown = [name for name in watched if not isinstance(name, str) or name not in names]
+    if unknown:
+        raise TrackingConfigError(f"{table.where}: 'pairs' names no tracked pair: {unknown!r} (pairs: {sorted(names)})")
+    numbers = {key: _setting(table, key, kind) for key, kind in AFTER_HOURS_KEYS.items() if key in table.values}
+    try:
+        return AfterHoursRule(occupancy, pairs=tuple(watched), **numbers)
+    except ValueError as exc:
+        raise TrackingConfigError(f"{table.where}: {exc}") from None
 
 
 TRACKING_KEYS = {"anomaly_db": "str", "stale_after_s": "float", "pair_timeout_s": "float", "max_gap_s": "float",

@@ -15,6 +15,10 @@ time base (simulation time: the building's local standard time, stamped as if UT
 ``stale_after_s`` seconds (wall clock), a stale-data alarm is published (and cleared when data
 come back) instead of silently comparing nothing.
 
+With an ``[after_hours]`` table, the pairs it watches also go through the after-hours rule
+(``after_hours.AfterHoursDetector``: excess kW over the twin in unoccupied hours); its alerts join the
+deviation alerts in every sink (granularity ``after_hours``).
+
 Each pair also keeps a rolling Guideline 14 calibration view (``calibration.RollingCalibration``, window
 and minimum hours from the tracking file); each completed hour's view goes to the sinks that take views
 (``publish_calibration``).
@@ -36,6 +40,7 @@ from asyncua import Client, ua
 from bridge.opcua_adapter import subscribe_every_sample
 from bridge.security.client import configure_client
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
+from bridge.tracking.after_hours import AfterHoursDetector
 from bridge.tracking.anomalies import AnomalyLog
 from bridge.tracking.calibration import CalibrationView, RollingCalibration
 from bridge.tracking.config import Endpoint, TrackingConfig
@@ -254,6 +259,8 @@ class LiveLink:
         self.sinks = list(sinks)
         self.step = step  # twin step length; inferred from the twin timestamps when None
         self.trackers = {p.name: DeviationTracker(p.name, dict(config.thresholds)) for p in config.pairs}
+        rule = config.after_hours
+        self.after_hours = {p.name: AfterHoursDetector(p.name, rule) for p in config.pairs if rule and rule.watches(p.name)}
         self.calibrations = {p.name: RollingCalibration(p.name, config.calibration_window_h, config.calibration_min_hours,
                                                         config.calibration_min_coverage_pct) for p in config.pairs}
         self.live = {p.name: LiveBuffer() for p in config.pairs}
@@ -340,6 +347,8 @@ class LiveLink:
         for name, predicted in twin_values.items():
             actual = self.live[name].value_at(stamp, step, max_gap, self.config.resample)
             self._alerts += self.trackers[name].update(stamp, predicted, actual)
+            if name in self.after_hours:
+                self._alerts += self.after_hours[name].update(stamp, predicted, actual)
             view = self.calibrations[name].update(stamp, predicted, actual, step)
             if view is not None:
                 self._views.append(view)
