@@ -26,11 +26,10 @@ warning 0.3 kW, alert 0.4 kW. They are absolute, so they suit a building of the 
 (511 m2, 5-9 kW at night): set them from a building's own fault-free nights (the bench's criterion: at
 least 2x and 3x the largest fault-free window excess).
 
-Practice this follows: the out-of-hours consumption checks of building analytics, which compare the
-energy drawn in unoccupied hours with a reference over a window, for example CopperTree Kaizen's "no
-noticeable decrease in electrical load during unoccupied hours" (unoccupied against occupied consumption
-over a week) or the SkySpark rule packages' out-of-hours rules (against the same hours of the previous
-week). Here the reference is the twin over the same hours, and the limit is in kW, not a percentage.
+Practice this follows: the out-of-hours consumption checks of building analytics packages, which compare
+the energy drawn in unoccupied hours with a reference over a window (often the occupied hours or the same
+hours of an earlier week). Here the reference is the twin over the same hours, and the limit is in kW,
+not a percentage.
 """
 
 from __future__ import annotations
