@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import importlib
 import json
 import os
@@ -124,6 +125,7 @@ async def run_campus(config, phases: dict[str, float] | None = None, factory=mak
     try:
         await campus.start()
         await campus.build_address_space(server)
+        gc.freeze()  # as ``twinbridge run`` does (bridge/cli.py): the address space kept out of garbage collections
         await server.listen()
         campus.serving.set()  # the engines step once the server listens (as ``twinbridge run`` does)
         while campus.step < 1 and not campus.done.is_set():
