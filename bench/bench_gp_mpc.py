@@ -68,7 +68,8 @@ from devtools.launcher import run_bridge
 EXAMPLES = ROOT / "controllers" / "examples"
 FOLDER = ROOT / "runs" / "bench_gp_mpc"
 HISTORY = FOLDER / "large_office_jul1_aug4.db"
-MODELS = {"july": FOLDER / "twin_july.npz", "august": FOLDER / "twin_august.npz"}
+# the facility twins with the tag map's known load (the non-HVAC load, docs/twin.md "Known load")
+MODELS = {"july": FOLDER / "twin_known_july.npz", "august": FOLDER / "twin_known_august.npz"}
 POWER = "FacilityPower"  # the power the twins model and the MPC tracks
 # month -> event days; events 14-17 h on the building's clock
 MONTHS = {"july": ("2025-07-24", "2025-07-29", "2025-07-31"), "august": ("2025-08-05", "2025-08-07", "2025-08-13")}
@@ -78,10 +79,11 @@ REQUESTS_KW = (100.0, 150.0)
 COMFORT_HIGH_C = 26.0
 
 
-def ensure_models(power: str = POWER) -> dict[str, Path]:
-    """The July and August twins of ``power`` (see the module docstring; "HvacPower": the study's),
-    recorded and trained if missing."""
-    models = twin_files(power)
+def ensure_models(power: str = POWER, known_load: bool = True) -> dict[str, Path]:
+    """The July and August twins of ``power`` (see the module docstring; "HvacPower": the study's;
+    ``known_load=False``: without the tag map's known load, the twins before it), recorded and trained
+    if missing."""
+    models = twin_files(power, known_load)
     if all(path.exists() for path in models.values()):
         return models
     from bench.bench_twin_gp import GP, LAGS, ZONE_LAGS, history
@@ -93,7 +95,7 @@ def ensure_models(power: str = POWER) -> dict[str, Path]:
     FOLDER.mkdir(parents=True, exist_ok=True)
     frame = history(HISTORY, seed=0, start=dt.date(2025, 7, 1), end=dt.date(2025, 8, 4))
     tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
-    features, = feature_sets_for(tagmap, [power], **LAGS)
+    features, = feature_sets_for(tagmap, [power], **LAGS, known_load=known_load)
     zone, = feature_sets_for(tagmap, ["CoreMidTemp"], **ZONE_LAGS)
     july = TwinModel({power: GPModel(features, **GP).fit(frame[frame.index < "2025-07-22"]),
                       "CoreMidTemp": GPModel(zone, **GP).fit(frame[frame.index < "2025-07-22"])})
@@ -102,9 +104,11 @@ def ensure_models(power: str = POWER) -> dict[str, Path]:
     return models
 
 
-def twin_files(power: str) -> dict[str, Path]:
-    """month -> the twin file of ``power``'s twins."""
-    return MODELS if power == POWER else {month: FOLDER / f"twin_{power.lower()}_{month}.npz" for month in MODELS}
+def twin_files(power: str, known_load: bool = True) -> dict[str, Path]:
+    """month -> the twin file of ``power``'s twins (with or without the tag map's known load)."""
+    if power == POWER:
+        return MODELS if known_load else {month: FOLDER / f"twin_{month}.npz" for month in MODELS}
+    return {month: FOLDER / f"twin_{power.lower()}_{month}.npz" for month in MODELS}
 
 
 def files(folder: Path, month: str, day: str, request_kw: float) -> tuple[Path, Path]:
