@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -35,7 +36,7 @@ from controllers.gp_mpc import GpMpcController, load_mpc  # noqa: E402
 SUMMARY = ("delivered_ratio", "tracking_rmse_kw", "twin_baseline_error_kw", "twin_baseline_rmse_kw", "own_delivered_ratio")
 
 
-def run_variant(variant: str, month: str, day: str) -> dict[str, float]:
+def run_variant(variant: str, month: str, day: str, feedback_steps: int | None = None) -> dict[str, float]:
     twin, update = variant.split("_")
     power = "HvacPower" if twin == "hvac" else "FacilityPower"
     base = base_run(month, day)
@@ -45,6 +46,8 @@ def run_variant(variant: str, month: str, day: str) -> dict[str, float]:
         text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', f'"{twins[month]}"')
         mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n', 1)
                        .replace('baseline_update = "entry"', f'baseline_update = "{update}"'))
+        if feedback_steps is not None:
+            mpc.write_text(re.sub(r"(?m)^feedback_steps = \d+", f"feedback_steps = {feedback_steps}", mpc.read_text()))
         controller = GpMpcController(load_mpc(mpc))
         run = bench.closed_loop(campus, Path(tmp) / "mpc", controller)
     return {k: float(v) for k, v in bench.day_figures(day, 100.0, base, run, controller).items()}
@@ -64,13 +67,13 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], name: str) -> Non
                   "(decision times not reported).")
 
 
-def main(variants: list[str], name: str = "gp_mpc_validation") -> None:
+def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: int | None = None) -> None:
     results = {}
     for variant in variants:
         results[variant] = {}
         for month, days in DAYS.items():
             for day in days:
-                results[variant][day] = run_variant(variant, month, day)
+                results[variant][day] = run_variant(variant, month, day, feedback_steps)
                 print(variant, day, json.dumps(results[variant][day]), flush=True)
     summarise(results, name)
 
@@ -83,5 +86,6 @@ if __name__ == "__main__":
                         choices=[f"{twin}_{update}" for twin in ("fac", "plain", "hvac") for update in ("entry", "begin", "end")],
                         help="<fac|plain|hvac>_<entry|begin|end>")
     parser.add_argument("-o", "--output", default="gp_mpc_validation", help="results name (bench/results/<name>.json)")
+    parser.add_argument("--feedback-steps", type=int, help="the MPC file's feedback_steps (default: the file's, 6)")
     arguments = parser.parse_args()
-    main(arguments.variants, arguments.output)
+    main(arguments.variants, arguments.output, arguments.feedback_steps)
