@@ -14,7 +14,7 @@ each event day alone (midnight to midnight, after EnergyPlus's warm-up days):
   chilled-water setpoints; comfort as a 95 % chance constraint on the modelled zone CoreMidTemp,
   20-26 degC; feedback on; baseline = "twin") with the day's event at 100, then 150 kW.
 
-Twins (bench_twin_gp's model settings: power with output lags 4, CoreMidTemp without): an
+Twins (bench_twin_gp's model settings: power with output lags 4 (1 with the known load, below), CoreMidTemp without): an
 excitation run Jul 1 - Aug 4 (seed 0) recorded with EnergyPlus; the July twin is trained on Jul 1-21;
 the August twin is the July twin re-conditioned on the 21 days before Aug 4 (``TwinModel.update``:
 hyperparameters kept, level bias re-estimated), i.e. on data from before that month.
@@ -24,6 +24,12 @@ is fed back through the power model's output lags (baseline held from entry, for
 optimiser's rollouts alike). Tried on the validation days and not kept: twins of HvacPower (the
 controllable part) and a baseline re-corrected until the event's end; both were also run on these
 days before the choice (figures in git history and docs/controllers.md).
+
+Changed after the second run of these days (issue 16, round 3; chosen on the same validation days
+only, offline with the study and in closed loop with bench/validate_gp_mpc.py): the power twin takes the
+non-HVAC load (facility minus HVAC power: lights, plugs, elevators) as a known input, forecast from its
+own daily profile (the tag map's ``known_load``, docs/twin.md "Known load"), with one output lag
+(``KNOWN_LOAD_OUTPUT_LAGS``) instead of 4; twin files twin_known_<month>.npz. These days were run once with it.
 
 Tuning (feedback window, weights, solver settings) used only other days: the excitation run and
 closed-loop runs of Jul 22-23 (the former benchmark day).
