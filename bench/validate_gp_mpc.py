@@ -53,7 +53,7 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
     return {k: float(v) for k, v in bench.day_figures(day, 100.0, base, run, controller).items()}
 
 
-def summarise(results: dict[str, dict[str, dict[str, float]]], name: str) -> None:
+def summarise(results: dict[str, dict[str, dict[str, float]]], output: str) -> None:
     figures = {}
     for variant, days in results.items():
         for day, values in days.items():
@@ -62,7 +62,7 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], name: str) -> Non
         for name in SUMMARY:
             values = np.array([v[name] for v in days.values()])
             figures[f"{variant}_{name}_mean"] = figure(values.mean(), f"{bench.UNITS[name][0]}; mean of {len(values)} days")
-    write_results(name, figures, "Large Office, 100 kW, 14-17 h, validation days of "
+    write_results(output, figures, "Large Office, 100 kW, 14-17 h, validation days of "
                   f"bench/study_gp_baseline.py; load average {os.getloadavg()[2]:.1f} (15 min) at the end "
                   "(decision times not reported).")
 
