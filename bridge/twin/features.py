@@ -72,7 +72,9 @@ class FeatureSet:
     timesteps; input and disturbance lags are ``lag_step`` timesteps apart (thermal mass
     responds over hours, and 10-minute lags of a setpoint are nearly copies of each other).
     ``holidays`` are ISO dates treated like Sundays; ``reference_holidays`` adds the DOE reference
-    holidays of every year the rows fall in (False in model files written before the rule)."""
+    holidays of every year the rows fall in (False in model files written before the rule).
+    ``known_load``: tags whose sum ("-tag" subtracts) is the target's scheduled part, a known input
+    at lags 0..``known_load_lags`` (module docstring; () in model files written before it)."""
 
     target: str
     inputs: tuple[str, ...]
