@@ -98,7 +98,7 @@ def lag_sensitivity(model, history: pd.DataFrame, row_future: pd.DataFrame) -> f
     """Sum over the output lags of d(prediction)/d(lag) at the next row (finite differences, 1 kW)."""
     keep = model.features.max_lag + 1
     frame = pd.concat([history.iloc[-keep:], row_future.iloc[:1]])
-    row = model.features.segment_features(frame, len(frame), model.profile_).to_numpy(float)[-1]
+    row = model.feature_rows(frame, len(frame)).to_numpy(float)[-1]
     lags = [list(model.features.columns).index(c) for c in model.features.output_lag_columns]
     bumped = row.copy()
     bumped[lags] += 1.0

@@ -3,18 +3,22 @@
 The 11 validation days of the study (June 10, 12, 17, 24, 26; Jul 22, 23; Aug 19, 21, 26, 28: no
 event day of bench_gp_mpc), each alone from midnight in lockstep, a 14-17 h event (building clock)
 asking 100 kW, figures of bench_gp_mpc.day_figures against the study's base runs. A variant is
-``<fac|hvac>_<entry|begin|end>``: the twins of bench_gp_mpc (facility power, or the study's HvacPower
-twins, then the MPC tracks HVAC power: the facility's shed is the same) and ``baseline_update``.
+``<fac|plain|hvac>_<entry|begin|end>``: the twins of bench_gp_mpc (facility power with the tag map's
+known load; ``plain``: without it, the twins before it; ``hvac``: the study's HvacPower twins, then the
+MPC tracks HVAC power: the facility's shed is the same) and ``baseline_update``.
 Used to choose the twins and the baseline update before the test days were run again.
 
-    python bench/validate_gp_mpc.py hvac_end hvac_entry fac_entry
+    python bench/validate_gp_mpc.py hvac_end hvac_entry plain_entry [-o gp_mpc_validation]
 
-Prints one JSON line per day and variant and writes bench/results/gp_mpc_validation.json.
+Prints one JSON line per day and variant and writes bench/results/<-o>.json (default
+gp_mpc_validation; its runs before the known load named the plain twins ``fac``).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -32,21 +36,24 @@ from controllers.gp_mpc import GpMpcController, load_mpc  # noqa: E402
 SUMMARY = ("delivered_ratio", "tracking_rmse_kw", "twin_baseline_error_kw", "twin_baseline_rmse_kw", "own_delivered_ratio")
 
 
-def run_variant(variant: str, month: str, day: str) -> dict[str, float]:
+def run_variant(variant: str, month: str, day: str, feedback_steps: int | None = None) -> dict[str, float]:
     twin, update = variant.split("_")
     power = "HvacPower" if twin == "hvac" else "FacilityPower"
     base = base_run(month, day)
     with tempfile.TemporaryDirectory() as tmp:
         campus, mpc = bench.files(Path(tmp), month, day, 100.0)
-        text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', f'"{bench.ensure_models(power)[month]}"')
+        twins = bench.ensure_models(power, known_load=twin != "plain")
+        text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', f'"{twins[month]}"')
         mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n', 1)
                        .replace('baseline_update = "entry"', f'baseline_update = "{update}"'))
+        if feedback_steps is not None:
+            mpc.write_text(re.sub(r"(?m)^feedback_steps = \d+", f"feedback_steps = {feedback_steps}", mpc.read_text()))
         controller = GpMpcController(load_mpc(mpc))
         run = bench.closed_loop(campus, Path(tmp) / "mpc", controller)
     return {k: float(v) for k, v in bench.day_figures(day, 100.0, base, run, controller).items()}
 
 
-def summarise(results: dict[str, dict[str, dict[str, float]]]) -> None:
+def summarise(results: dict[str, dict[str, dict[str, float]]], output: str) -> None:
     figures = {}
     for variant, days in results.items():
         for day, values in days.items():
@@ -55,19 +62,20 @@ def summarise(results: dict[str, dict[str, dict[str, float]]]) -> None:
         for name in SUMMARY:
             values = np.array([v[name] for v in days.values()])
             figures[f"{variant}_{name}_mean"] = figure(values.mean(), f"{bench.UNITS[name][0]}; mean of {len(values)} days")
-    write_results("gp_mpc_validation", figures, "Large Office, 100 kW, 14-17 h, validation days of "
-                  "bench/study_gp_baseline.py; runs at load 8-50 on 2 shared cores (decision times not reported).")
+    write_results(output, figures, "Large Office, 100 kW, 14-17 h, validation days of "
+                  f"bench/study_gp_baseline.py; load average {os.getloadavg()[2]:.1f} (15 min) at the end "
+                  "(decision times not reported).")
 
 
-def main(variants: list[str]) -> None:
+def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: int | None = None) -> None:
     results = {}
     for variant in variants:
         results[variant] = {}
         for month, days in DAYS.items():
             for day in days:
-                results[variant][day] = run_variant(variant, month, day)
+                results[variant][day] = run_variant(variant, month, day, feedback_steps)
                 print(variant, day, json.dumps(results[variant][day]), flush=True)
-    summarise(results)
+    summarise(results, name)
 
 
 if __name__ == "__main__":
@@ -75,6 +83,9 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", metavar="VARIANT",
-                        choices=[f"{twin}_{update}" for twin in ("fac", "hvac") for update in ("entry", "begin", "end")],
-                        help="<fac|hvac>_<entry|begin|end>")
-    main(parser.parse_args().variants)
+                        choices=[f"{twin}_{update}" for twin in ("fac", "plain", "hvac") for update in ("entry", "begin", "end")],
+                        help="<fac|plain|hvac>_<entry|begin|end>")
+    parser.add_argument("-o", "--output", default="gp_mpc_validation", help="results name (bench/results/<name>.json)")
+    parser.add_argument("--feedback-steps", type=int, help="the MPC file's feedback_steps (default: the file's, 6)")
+    arguments = parser.parse_args()
+    main(arguments.variants, arguments.output, arguments.feedback_steps)

@@ -36,6 +36,11 @@ An input may have to stay below another one: ``below = "CoolingSetpoint"`` with 
 on the heating setpoint keeps it at least 1 degC under the cooling setpoint (EnergyPlus stops with
 a fatal error when a zone's heating setpoint exceeds its cooling setpoint). The bridge refuses
 writes that would break such an order (``InputOrder``).
+
+A power output may declare its **known load**, ``known_load = ["FacilityPower", "-HvacPower"]``: the
+part of it that follows the building's fixed schedules (lights, plug loads), the sum of the named
+outputs (a leading ``-`` subtracts one). Its GP twin takes that load as a known input, forecast from
+its own daily profile (bridge/twin/features.py, docs/twin.md "Known load").
 """
 
 from __future__ import annotations
@@ -145,6 +150,7 @@ class OutputTag:
     max: float | None = None
     description: str = ""
     where: str = ""
+    known_load: tuple[str, ...] = ()  # outputs summed into this power's scheduled part ("-tag" subtracts)
 
     def convert(self, raw: float) -> float:
         """Engine value (EnergyPlus units) to tag value (tag units)."""
@@ -227,7 +233,17 @@ def _load_tagmap(path: Path, extending: tuple[Path, ...]) -> TagMap:
                     precipitation)
     _check_orders(tagmap)
     _check_ranges(tagmap)
+    _check_known_loads(tagmap)
     return tagmap
+
+
+def _check_known_loads(tagmap: TagMap) -> None:
+    """Every tag a ``known_load`` names (without its sign) is an output of the map."""
+    outputs = {item.tag for item in tagmap.outputs}
+    for item in tagmap.outputs:
+        unknown = [name for name in item.known_load if name.removeprefix("-") not in outputs]
+        if unknown:
+            raise TagMapError(f"{item.where}: known_load names {unknown}, not outputs of this tag map")
 
 
 def _extended(file: Table, path: Path, extending: tuple[Path, ...]) -> TagMap:
@@ -332,7 +348,7 @@ def _order_keys(entry: Table) -> dict:
 
 def _output(entry: Table, occupancy: Occupancy | None = None) -> OutputTag:
     entry.check_keys({"tag", "unit", "key", "variable", "meter", "scale", "offset", "role", "comfort", "min", "max",
-                      "description", "comfort_occupied", "comfort_unoccupied", "occupancy"})
+                      "description", "comfort_occupied", "comfort_unoccupied", "occupancy", "known_load"})
     tag, entry = _tagged(entry)
     where, values = entry.where, entry.values
     is_variable = "variable" in values
@@ -358,7 +374,18 @@ def _output(entry: Table, occupancy: Occupancy | None = None) -> OutputTag:
         max=entry.number("max") if "max" in values else None,
         description=str(values.get("description", "")),
         where=where,
+        known_load=_known_load(entry),
     )
+
+
+def _known_load(entry: Table) -> tuple[str, ...]:
+    """An output's ``known_load``: a non-empty list of output tags, each optionally prefixed by "-"."""
+    value = entry.values.get("known_load", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.removeprefix("-") for v in value) or (
+            "known_load" in entry.values and not value):
+        raise TagMapError(f"{entry.where}: known_load must be a list of output tags (\"-tag\" subtracts one), "
+                          f"got {value!r}")
+    return tuple(value)
 
 
 def _bands(entry: Table, occupancy: Occupancy | None) -> ComfortBands | None:

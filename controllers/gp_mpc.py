@@ -291,7 +291,7 @@ class GpMpcController:
         if len(self._history) < model.features.max_lag + 1 or self.config.power not in self._history[-1]:
             return
         rows = self._history_frame().iloc[-(model.features.max_lag + 1):]
-        features = model.features.features(rows, model.profile_).to_numpy(float)[-1:]
+        features = model.feature_rows(rows).to_numpy(float)[-1:]
         predicted = model.predict_features(features, fed_back=False, with_std=False)[0][0]
         if np.isfinite(predicted):
             self._errors.append(self._history[-1][self.config.power] - predicted)
@@ -344,7 +344,8 @@ class GpMpcController:
 
     def _model_outputs(self) -> set[str]:
         return {tag for model in self.config.twin.models.values() for tag in (model.features.target,
-                                                                             *model.features.disturbances)}
+                                                                             *model.features.disturbances,
+                                                                             *model.features.known_load_tags)}
 
     def _input_tags(self) -> list[str]:
         return [item.tag for item in self.config.tagmap.inputs]

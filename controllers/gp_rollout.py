@@ -96,5 +96,5 @@ class Rollout:
         for tag, model in self.models.items():
             keep = model.features.max_lag + 1
             frame = pd.concat([history.iloc[-keep:], base])
-            out[tag] = model.features.segment_features(frame, len(frame), model.profile_).to_numpy(float)[keep:]
+            out[tag] = model.feature_rows(frame, len(frame)).to_numpy(float)[keep:]
         return out

@@ -163,7 +163,7 @@ class TwinEngine(Engine):
         frame = pd.DataFrame(self._table[window], index=self._times[window], columns=self._columns, copy=False)
         predictions = {}
         for target, model in self.twin.models.items():
-            features = model.features.features(frame, model.profile_).to_numpy(float)[-1:]
+            features = model.feature_rows(frame).to_numpy(float)[-1:]
             mean, std = model.predict_features(features)
             predictions[target] = (float(mean[0]), float(std[0]))
             self._table[row, self._columns.index(target)] = mean[0]

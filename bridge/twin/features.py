@@ -21,6 +21,13 @@ Daily profile (optional, ``profile=True``): the median of the target in the trai
 same day type and time of day. Lights and plug loads follow hourly schedules with steps of
 hundreds of kW; a smooth kernel on the time of day alone cannot place such steps from a few
 weeks of data, this one learnt lookup table can. It is fitted with the model (``daily_profile``).
+
+Known load (optional, ``known_load``): the part of the target that follows the building's fixed
+schedules (lights and plug loads: facility minus HVAC power, or the sum of submeters), the signed sum
+of the named tags, as a known input: its values at t .. t - ``known_load_lags`` are features (a step
+of the schedule at t is then in the row of t, where the output lags cannot yet show it). Where the
+frame does not measure it (the future of a forecast, a twin that does not model those tags) it is
+its own daily profile (``load_profile``, the same median table as the target's, learnt at fit time).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from bridge.tagmap import TagMap
 from bridge.twin.weather import EPW_COLUMNS
 
 TIME_FEATURES = ("tod_sin", "tod_cos", "workday", "saturday")
+KNOWN_LOAD = "known_load"  # column name of the known load (and its lags)
 DAY_TYPES = ("workday", "saturday", "sunday or holiday")
 PROFILE_SLOTS = 144  # time-of-day resolution of the daily profile: 10 minutes
 
@@ -64,7 +72,9 @@ class FeatureSet:
     timesteps; input and disturbance lags are ``lag_step`` timesteps apart (thermal mass
     responds over hours, and 10-minute lags of a setpoint are nearly copies of each other).
     ``holidays`` are ISO dates treated like Sundays; ``reference_holidays`` adds the DOE reference
-    holidays of every year the rows fall in (False in model files written before the rule)."""
+    holidays of every year the rows fall in (False in model files written before the rule).
+    ``known_load``: tags whose sum ("-tag" subtracts) is the target's scheduled part, a known input
+    at lags 0..``known_load_lags`` (module docstring; () in model files written before it)."""
 
     target: str
     inputs: tuple[str, ...]
@@ -77,9 +87,11 @@ class FeatureSet:
     profile: bool = False
     lag_step: int = 1
     reference_holidays: bool = False
+    known_load: tuple[str, ...] = ()
+    known_load_lags: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("output_lags", "input_lags", "disturbance_lags"):
+        for name in ("output_lags", "input_lags", "disturbance_lags", "known_load_lags"):
             if getattr(self, name) < 0:
                 raise FeatureError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lag_step < 1:
@@ -91,9 +103,15 @@ class FeatureSet:
         return (self.target, *self.inputs, *self.disturbances)
 
     @property
+    def known_load_tags(self) -> tuple[str, ...]:
+        """Historian columns the known load is summed from (its signs removed)."""
+        return tuple(name.removeprefix("-") for name in self.known_load)
+
+    @property
     def max_lag(self) -> int:
         """Rows of history needed before the first complete feature row."""
-        return max(self.output_lags, self.input_lags * self.lag_step, self.disturbance_lags * self.lag_step)
+        return max(self.output_lags, self.input_lags * self.lag_step, self.disturbance_lags * self.lag_step,
+                   self.known_load_lags if self.known_load else 0)
 
     @property
     def columns(self) -> list[str]:
@@ -102,6 +120,7 @@ class FeatureSet:
         step = self.lag_step
         names += [lag_column(tag, lag * step) for tag in self.disturbances for lag in range(self.disturbance_lags + 1)]
         names += [lag_column(tag, lag * step) for tag in self.inputs for lag in range(self.input_lags + 1)]
+        names += [lag_column(KNOWN_LOAD, lag) for lag in range(self.known_load_lags + 1)] if self.known_load else []
         return names + self.output_lag_columns
 
     @property
@@ -112,35 +131,40 @@ class FeatureSet:
         """Whether ``day`` is one of this feature set's holidays (treated like a Sunday)."""
         return bool(_holiday_flags(np.array([day], dtype="datetime64[D]"), self)[0])
 
-    def check(self, frame: pd.DataFrame, need_target: bool = True) -> None:
-        """Raise FeatureError naming the tags ``frame`` lacks."""
+    def check(self, frame: pd.DataFrame, need_target: bool = True, need_known_load: bool = False) -> None:
+        """Raise FeatureError naming the tags ``frame`` lacks (the known load's only with
+        ``need_known_load``, for training: elsewhere its profile stands in)."""
         wanted = self.tags if need_target else self.tags[1:]
+        wanted += self.known_load_tags if need_known_load else ()
         missing = [tag for tag in wanted if tag not in frame.columns]
         if missing:
             raise FeatureError(f"data lacks tags {missing} needed by the model of {self.target!r}")
 
-    def features(self, frame: pd.DataFrame, profile: np.ndarray | None = None) -> pd.DataFrame:
+    def features(self, frame: pd.DataFrame, profile: np.ndarray | None = None,
+                 load_profile: np.ndarray | None = None) -> pd.DataFrame:
         """Feature rows for every row of ``frame`` (a historian DataFrame with an increasing DatetimeIndex);
         the first ``max_lag`` rows, and rows whose lags reach into a gap of the index, have NaN
         lags. Output lags come from ``frame[target]``;
-        ``profile`` is the table of ``daily_profile`` (needed when ``self.profile``).
+        ``profile`` is the table of ``daily_profile`` (needed when ``self.profile``), ``load_profile``
+        that of ``load_profile`` (needed with a ``known_load``).
         Computed on numpy arrays: the twin engine calls this once per step on a few rows."""
-        return self._table(frame, profile, *_timeline(frame.index))
+        return self._table(frame, profile, load_profile, *_timeline(frame.index))
 
-    def segment_features(self, frame: pd.DataFrame, segment: int, profile: np.ndarray | None = None) -> pd.DataFrame:
+    def segment_features(self, frame: pd.DataFrame, segment: int, profile: np.ndarray | None = None,
+                         load_profile: np.ndarray | None = None) -> pd.DataFrame:
         """Features of ``frame`` made of consecutive segments of ``segment`` rows, each regular with
         the timestep of the first (the stacked scenarios of a forecast): lags are taken by rows, so
         those of the first ``max_lag`` rows of a segment reach into the one before (not to be used)."""
         _, step, positions = _timeline(frame.index[:segment])
         if positions is not None:
             raise FeatureError(f"segment from {frame.index[0]} has an irregular index")
-        return self._table(frame, profile, frame.index.to_numpy(dtype="datetime64[ns]"), step, None)
+        return self._table(frame, profile, load_profile, frame.index.to_numpy(dtype="datetime64[ns]"), step, None)
 
-    def _table(self, frame: pd.DataFrame, profile: np.ndarray | None, stamps: np.ndarray,
-               step: np.timedelta64, positions: np.ndarray | None) -> pd.DataFrame:
+    def _table(self, frame: pd.DataFrame, profile: np.ndarray | None, load_profile: np.ndarray | None,
+               stamps: np.ndarray, step: np.timedelta64, positions: np.ndarray | None) -> pd.DataFrame:
         self.check(frame, need_target=self.output_lags > 0)
         columns: list[np.ndarray] = []
-        if self.time_features or self.profile:
+        if self.time_features or self.profile or self.known_load:
             times = _TimeArrays(stamps, step, self)
             if self.time_features:
                 columns += [times.tod_sin, times.tod_cos, times.workday, times.saturday]
@@ -152,17 +176,44 @@ class FeatureSet:
             for tag in tags:
                 columns += _lagged(_numeric(frame, tag), range(0, (lags + 1) * self.lag_step, self.lag_step),
                                    positions)
+        if self.known_load:
+            if load_profile is None:
+                raise FeatureError(f"feature set of {self.target!r} uses a known load but no load profile was given")
+            load = self.known_load_values(frame)
+            missing = np.isnan(load)
+            load[missing] = load_profile[times.day_type[missing], times.slot[missing]]
+            columns += _lagged(load, range(self.known_load_lags + 1), positions)
         if self.output_lags:
             columns += _lagged(_numeric(frame, self.target), range(1, self.output_lags + 1), positions)
         table = np.column_stack(columns) if columns else np.empty((len(frame), 0))
         return pd.DataFrame(table, index=frame.index, columns=self.columns)
 
+    def known_load_values(self, frame: pd.DataFrame) -> np.ndarray:
+        """The measured known load of every row of ``frame``: the signed sum of its tags, NaN where one
+        is missing (or the frame lacks one of them)."""
+        if not all(tag in frame.columns for tag in self.known_load_tags):
+            return np.full(len(frame), np.nan)
+        return np.sum([-_numeric(frame, name[1:]) if name.startswith("-") else _numeric(frame, name)
+                       for name in self.known_load], axis=0)
+
     def daily_profile(self, frame: pd.DataFrame) -> np.ndarray:
         """Median target per (day type, time-of-day slot): array (len(DAY_TYPES), PROFILE_SLOTS).
         Cells without data take the median of the same slot over all day types, then the overall median."""
         self.check(frame)
-        day, slot = _day_and_slot(frame.index, self)
-        target = pd.Series(_numeric(frame, self.target))
+        return self._median_profile(frame.index, _numeric(frame, self.target))
+
+    def load_profile(self, frame: pd.DataFrame) -> np.ndarray:
+        """``daily_profile`` of the known load (measured rows only)."""
+        self.check(frame, need_known_load=True)
+        load = self.known_load_values(frame)
+        if not np.isfinite(load).any():
+            raise FeatureError(f"no row measures the known load {list(self.known_load)} of {self.target!r}")
+        return self._median_profile(frame.index, load)
+
+    def _median_profile(self, index: pd.DatetimeIndex, values: np.ndarray) -> np.ndarray:
+        """Median of ``values`` per (day type, slot), gaps filled as ``daily_profile`` says."""
+        day, slot = _day_and_slot(index, self)
+        target = pd.Series(values)
         medians = target.groupby([day, slot]).median()
         by_slot = target.groupby(slot).median()
         table = np.full((len(DAY_TYPES), PROFILE_SLOTS), np.nan)
@@ -172,12 +223,17 @@ class FeatureSet:
             table[d, empty] = by_slot.reindex(np.nonzero(empty)[0]).to_numpy()
         return np.where(np.isnan(table), float(np.nanmedian(target)), table)
 
-    def design(self, frame: pd.DataFrame, profile: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.Series]:
-        """Complete training rows: (features X, target y), rows with missing values dropped."""
-        self.check(frame)
-        features = self.features(frame, profile)
+    def design(self, frame: pd.DataFrame, profile: np.ndarray | None = None,
+               load_profile: np.ndarray | None = None) -> tuple[pd.DataFrame, pd.Series]:
+        """Complete training rows: (features X, target y), rows with missing values dropped (a known
+        load must be measured: its profile does not stand in for training rows)."""
+        self.check(frame, need_known_load=True)
+        features = self.features(frame, profile, load_profile)
         target = pd.Series(_numeric(frame, self.target), index=frame.index, name=self.target)
         keep = features.notna().all(axis=1) & target.notna()
+        if self.known_load:
+            measured = np.isfinite(self.known_load_values(frame))
+            keep &= np.all([_shifted(measured.astype(float), lag) == 1.0 for lag in range(self.known_load_lags + 1)], axis=0)
         return features[keep], target[keep]
 
 
@@ -283,11 +339,12 @@ def _shifted(values: np.ndarray, lag: int) -> np.ndarray:
 
 def feature_sets_for(tagmap: TagMap, targets: list[str] | None = None, output_lags: int = 0,
                      input_lags: int = 0, disturbance_lags: int = 0, profile: bool = True,
-                     lag_step: int = 1, reference: bool = True) -> list[FeatureSet]:
+                     lag_step: int = 1, reference: bool = True, known_load: bool = True) -> list[FeatureSet]:
     """One feature set per target of a building: all input tags as control inputs, the outputs
-    the EPW file also gives (outdoor temperature and humidity) as disturbances, and (``reference``)
-    the DOE reference holidays of every year the rows fall in. ``targets`` defaults to the tags
-    with role electric_power or zone_temperature."""
+    the EPW file also gives (outdoor temperature and humidity) as disturbances, (``reference``)
+    the DOE reference holidays of every year the rows fall in and (``known_load``) the target's
+    ``known_load`` declared in the tag map. ``targets`` defaults to the tags with role
+    electric_power or zone_temperature."""
     disturbances = tuple(o.tag for o in tagmap.outputs if o.variable in EPW_COLUMNS)
     if targets is None:
         targets = [o.tag for o in tagmap.outputs if o.role in ("electric_power", "zone_temperature")]
@@ -296,7 +353,8 @@ def feature_sets_for(tagmap: TagMap, targets: list[str] | None = None, output_la
     if unknown:
         raise FeatureError(f"targets {unknown} are not outputs of tag map {tagmap.name!r} ({tagmap.path})")
     return [FeatureSet(target, tuple(i.tag for i in tagmap.inputs), disturbances, output_lags, input_lags,
-                       disturbance_lags, True, (), profile, lag_step, reference) for target in targets]
+                       disturbance_lags, True, (), profile, lag_step, reference,
+                       tagmap.output(target).known_load if known_load else ()) for target in targets]
 
 
 def profile_at(index: pd.DatetimeIndex, features: FeatureSet, profile: np.ndarray) -> np.ndarray:

@@ -87,6 +87,7 @@ class GPModel(BaseEstimator):
 
     def _fit(self, frame: pd.DataFrame) -> None:
         self.profile_ = self.features.daily_profile(frame) if self.features.profile else None
+        self.load_profile_ = self.features.load_profile(frame) if self.features.known_load else None
         self.bias_ = 0.0
         X, y = self._design(frame)
         x = X.to_numpy(float)
@@ -109,7 +110,7 @@ class GPModel(BaseEstimator):
 
     def _design(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         """Training rows (features, target) of ``frame``; FeatureError for fewer than 10."""
-        X, y = self.features.design(frame, self.profile_)
+        X, y = self.features.design(frame, self.profile_, self.load_profile_)
         if len(X) < 10:
             raise FeatureError(f"only {len(X)} complete rows to learn {self.features.target!r} from; need >= 10")
         return X, y
@@ -141,6 +142,7 @@ class GPModel(BaseEstimator):
     def _recondition(self, fitted: "GPModel", window: pd.DataFrame) -> None:
         """Take ``fitted``'s hyperparameters, scaling, profile and calibration; condition on ``window``."""
         self.profile_, self.std_scale_ = fitted.profile_, fitted.std_scale_
+        self.load_profile_ = fitted.load_profile_
         self.x_mean_, self.x_scale_ = fitted.x_mean_, fitted.x_scale_
         self.bias_ = 0.0
         X, y = self._design(window)
@@ -179,7 +181,7 @@ class GPModel(BaseEstimator):
         error = window[self.features.target].to_numpy(float)[rows] - mean.ravel()
         weight = np.ones(rows.size)
         if self.std_scale_ is not None:
-            x = self.features.features(window, self.profile_).to_numpy(float)[rows]
+            x = self.feature_rows(window).to_numpy(float)[rows]
             weight = 1.0 / self.std_scale_[1][regimes(x, self.features.columns)] ** 2
         ok = np.isfinite(error)
         days = ((window.index[-1] - window.index[rows][ok]) // pd.Timedelta(days=1)).to_numpy()
@@ -207,7 +209,14 @@ class GPModel(BaseEstimator):
         """One-step predictions (output lags from measured data): (mean, std) per row of ``frame``,
         NaN where the row's features are incomplete (the first ``max_lag`` rows)."""
         self._check_fitted()
-        return self.predict_features(self.features.features(frame, self.profile_).to_numpy(float), fed_back=False)
+        return self.predict_features(self.feature_rows(frame).to_numpy(float), fed_back=False)
+
+    def feature_rows(self, frame: pd.DataFrame, segment: int | None = None) -> pd.DataFrame:
+        """``features.features`` of ``frame`` with this model's fitted profiles (``segment``: rows per
+        regular segment, ``features.segment_features``)."""
+        if segment is None:
+            return self.features.features(frame, self.profile_, self.load_profile_)
+        return self.features.segment_features(frame, segment, self.profile_, self.load_profile_)
 
     def predict_features(self, x: np.ndarray, fed_back: bool = True,
                          with_std: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -239,7 +248,7 @@ class GPModel(BaseEstimator):
         origins = np.asarray(origins, dtype=int)
         if origins.size and (origins.min() < self.features.max_lag or origins.max() + horizon >= len(frame)):
             raise ModelError(f"forecast origins must lie in [{self.features.max_lag}, {len(frame) - horizon - 1}]")
-        return self._forecast(self.features.features(frame, self.profile_).to_numpy(float), origins, horizon, with_std)
+        return self._forecast(self.feature_rows(frame).to_numpy(float), origins, horizon, with_std)
 
     def _forecast(self, table: np.ndarray, origins: np.ndarray, horizon: int,
                   with_std: bool, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -280,7 +289,7 @@ class GPModel(BaseEstimator):
         # back into the segment before its own
         stacked = pd.concat([pd.concat([recent, future]) for future in futures])
         origins = np.arange(len(futures)) * (keep + horizon) + keep - 1
-        table = self.features.segment_features(stacked, keep + horizon, self.profile_).to_numpy(float)
+        table = self.feature_rows(stacked, keep + horizon).to_numpy(float)
         return self._forecast(table, origins, horizon, with_std, offset)
 
     def _check_fitted(self) -> None:

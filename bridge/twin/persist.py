@@ -1,7 +1,7 @@
 """Save and load a trained ``TwinModel``: one ``.npz`` file, no pickle.
 
 The file holds, per target, the fitted hyperparameters (log kernel parameters), the feature
-scaling, the daily profile, the std calibration table, the standardized training rows and, beyond
+scaling, the daily profile (and the known load's), the std calibration table, the standardized training rows and, beyond
 ``max_exact`` rows, the inducing points; loading rebuilds the kernel and conditions the GP on those
 rows again, so predictions are identical to the saved model's.
 A JSON ``metadata`` entry records features, lags, training period, metrics and library versions.
@@ -60,6 +60,8 @@ def save_model(twin: TwinModel, path: Path, metrics: dict | None = None, extra: 
         arrays[prefix + "x_train"], arrays[prefix + "y_train"] = model.x_train_, model.y_train_
         if model.profile_ is not None:
             arrays[prefix + "profile"] = model.profile_
+        if model.load_profile_ is not None:
+            arrays[prefix + "load_profile"] = model.load_profile_
         if model.x_inducing_ is not None:
             arrays[prefix + "x_inducing"] = model.x_inducing_
         if model.std_scale_ is not None:
@@ -108,8 +110,9 @@ def _load_gp(data, path: Path, target: str, entry: dict) -> GPModel:
     """The model of ``target``: its metadata ``entry`` and arrays, shapes checked, GP re-conditioned."""
     try:
         fields = dict(entry["features"])
-        for key in ("inputs", "disturbances", "holidays"):
-            fields[key] = tuple(fields[key])
+        for key in ("inputs", "disturbances", "holidays", "known_load"):
+            if key in fields:  # known_load: not in files written before it
+                fields[key] = tuple(fields[key])
         features = FeatureSet(**fields)
         model = GPModel(features, **entry["gp"])
         prefix = str(entry["prefix"])
@@ -126,6 +129,7 @@ def _load_gp(data, path: Path, target: str, entry: dict) -> GPModel:
     theta = array("theta", (kernel.n_dims,))
     model.x_mean_, model.x_scale_ = array("x_mean", (n_columns,)), array("x_scale", (n_columns,))
     model.profile_ = array("profile", (len(DAY_TYPES), PROFILE_SLOTS)) if features.profile else None
+    model.load_profile_ = array("load_profile", (len(DAY_TYPES), PROFILE_SLOTS)) if features.known_load else None
     model.std_scale_ = array("std_scale", (2, len(DAY_TYPES), 24), required=False)
     x_train = array("x_train", (None, n_columns))
     y_train = array("y_train", (len(x_train),))
@@ -176,6 +180,7 @@ def check_compatible(twin: TwinModel, tagmap: TagMap, path: Path | str = "model"
         missing += [f"output {target}"] if target not in outputs else []
         missing += [f"input {tag}" for tag in features.inputs if tag not in inputs]
         missing += [f"weather output {tag}" for tag in features.disturbances if tag not in weather]
+        missing += [f"output {tag}" for tag in features.known_load_tags if tag not in outputs]
     if missing:
         raise ModelFileError(f"{path}: model needs tags that tag map {tagmap.name!r} ({tagmap.path}) lacks: "
                              f"{sorted(set(missing))}")
