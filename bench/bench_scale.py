@@ -21,8 +21,12 @@
   head only    the head's CPU per building-step with engines that answer at once, all in one
                StepGroup (``devtools.instantgroup``: the group path of a Ray node without Ray or
                EnergyPlus), for 16, 64 and 256 buildings, 14 July days: what the head itself costs per building when
-               nothing else competes for its core; and the head CPU of one bare Ray call to an async
-               actor answering 16 or 64 rows of 15 floats (the fixed cost per node and step).
+               nothing else competes for its core; the same with the answers 20 ms late (``instant_wait``:
+               the head idle between steps, as it is while a node's EnergyPlus processes compute); and the
+               head CPU of one bare Ray call to an async actor answering 16 or 64 rows of 15 floats (the
+               fixed cost per node and step), also answered 5 ms late and through a compiled graph.
+  own core     the Ray runs of 16 and more buildings again with the head pinned to the first core and Ray's
+               processes (actors, EnergyPlus) to the others (``ray_own_core``), as on a cluster's head node.
 
 The campus runs with the real TagServer on a loopback port, as ``twinbridge run`` would. ``--local-only``
 counts (e.g. 32 or 64) run on the local executor only (each EnergyPlus process holds ~250 MB).
@@ -194,17 +198,37 @@ def child_run(count: int, kind: str, days: int) -> dict:
     phases = timed_phases()
     with tempfile.TemporaryDirectory() as tmp:
         config = load_config(campus_file(Path(tmp), count, days=days))
-        if kind == "instant":
+        if kind.startswith("instant"):  # "instant", or "instant_wait": answered INSTANT_WAIT_S later
             from devtools.instantgroup import instant_factory
 
-            wall, cpu, steps = asyncio.run(run_campus(config, phases, instant_factory(count)))
+            factory = instant_factory(count, answer_s=INSTANT_WAIT_S if kind == "instant_wait" else 0.0)
+            wall, cpu, steps = asyncio.run(run_campus(config, phases, factory))
+        elif kind == "ray_own_core":
+            head_on_own_core()
+            wall, cpu, steps = asyncio.run(run_campus(with_executor(config, "ray"), phases))
         else:
             wall, cpu, steps = asyncio.run(run_campus(with_executor(config, kind), phases))
     return {"wall_s": wall, "cpu_s": cpu, "steps": steps, "phases": phases}
 
 
+def head_on_own_core() -> None:
+    """Start a local Ray whose processes (and through them the actors and their EnergyPlus processes) run
+    on every core but the first, then pin every thread of this process (the head) to the first: the head
+    has a core of its own, as a cluster's head node has, instead of sharing both with the engines."""
+    import ray
+
+    from bridge.engines.ray_actor import NAMESPACE
+
+    head, others = 0, sorted(os.sched_getaffinity(0) - {0})
+    os.sched_setaffinity(0, others)  # inherited by the processes ray.init starts
+    ray.init(namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR")
+    for thread in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(thread), {head})
+
+
 RAY_CALLS = 300  # calls timed per ``ray_call_cost``
 INSTANT_DAYS = 14  # July days of a head-only run (2,016 steps)
+INSTANT_WAIT_S = 0.02  # "instant_wait": the answer's delay, about a step of 64 Small Offices on this machine's cores
 
 
 def ray_call_cost(buildings: int, answer_s: float = 0.0) -> float:
@@ -331,6 +355,16 @@ def measure(counts: list[int], local_only: list[int], replayed: list[int], befor
             print(f"{count:3d} buildings answering at once, one group: head "
                   f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step", flush=True)
             figures.update(throughput_figures(f"instant_{count}", run))
+        for count in head_only:
+            run = throughput(count, "instant_wait", INSTANT_DAYS)
+            print(f"{count:3d} buildings answering {INSTANT_WAIT_S * 1e3:.0f} ms later, one group: head "
+                  f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step", flush=True)
+            figures.update(throughput_figures(f"instant_wait_{count}", run))
+        for count in (c for c in counts if c >= 16):
+            run = throughput(count, "ray_own_core", days)
+            print(f"{count:3d} x small office, Ray, the head on a core of its own: head "
+                  f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step", flush=True)
+            figures.update(throughput_figures(f"ray_own_core_{count}", run))
         if head_only:
             for buildings in (16, 64):
                 figures[f"ray_call_{buildings}_buildings_head_cpu_ms"] = figure(ray_call_cost(buildings), "ms")

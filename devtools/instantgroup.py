@@ -31,10 +31,10 @@ def outputs(step: int, inputs: Mapping[str, float], count: int) -> list[float]:
 
 class InstantGroup(StepGroup):
     """A group whose members' steps are answered at once, at the next turn of the event loop (as an
-    answer received is)."""
+    answer received is), or ``answer_s`` seconds later (a node's engines computing, the head waiting)."""
 
-    def __init__(self, fail_at: Mapping[str, int] | None = None):
-        self.fail_at = dict(fail_at or {})
+    def __init__(self, fail_at: Mapping[str, int] | None = None, answer_s: float = 0.0):
+        self.fail_at, self.answer_s = dict(fail_at or {}), answer_s
         self.calls: list[list[str]] = []  # the members of each ``step_members`` call
         self.sent: list[dict[str, Mapping[str, float]]] = []  # the inputs each call would send (changed ones)
 
@@ -47,7 +47,11 @@ class InstantGroup(StepGroup):
         self.sent.append(changed)
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
-        loop.call_soon(answer.set_result, [engine.advance(values) for engine, values in zip(engines, inputs)])
+        outcomes = [engine.advance(values) for engine, values in zip(engines, inputs)]
+        if self.answer_s:
+            loop.call_later(self.answer_s, answer.set_result, outcomes)
+        else:
+            loop.call_soon(answer.set_result, outcomes)
         return answer
 
 
@@ -78,7 +82,7 @@ class InstantEngine(GroupedEngine):
         pass
 
 
-def instant_factory(size: int, fail_at: Mapping[str, int] | None = None):
+def instant_factory(size: int, fail_at: Mapping[str, int] | None = None, answer_s: float = 0.0):
     """An engine factory (``Campus(engine_factory=...)``): the buildings in campus order, dealt into groups
     of ``size``; the groups made, in ``factory.groups``."""
     groups: list[InstantGroup] = []
@@ -86,7 +90,7 @@ def instant_factory(size: int, fail_at: Mapping[str, int] | None = None):
     def factory(building: BuildingConfig, config: CampusConfig, workdir: Path) -> InstantEngine:
         index = [b.name for b in config.buildings].index(building.name)
         while len(groups) <= index // size:
-            groups.append(InstantGroup(fail_at))
+            groups.append(InstantGroup(fail_at, answer_s))
         return InstantEngine(building, groups[index // size], config.period.steps)
 
     factory.groups = groups
