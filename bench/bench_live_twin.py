@@ -25,8 +25,8 @@ with the others and alone as ``after_hours_rule_*``.
 
 ``--transport opcua`` (default): two bridges on loopback in lockstep (``devtools.livetwin.drive_lockstep``:
 live step k, then the twin's step k on the live values of step k), the mirror through
-``[buildings.live]``, one ``LiveLink`` pairing by simulation timestamp; Guideline 14 from the two
-historians. ``--transport offline``: the engines run directly, the twin fed the live outputs of the
+``[buildings.live]``, one ``LiveLink`` pairing by simulation timestamp (the steps after the spin-up and the noise
+draws of the offline run's tracking, since 2026-12-05); Guideline 14 from the two historians. ``--transport offline``: the engines run directly, the twin fed the live outputs of the
 same step; it adds the ablation (each mirrored input left to the file in turn, and a one-step lag).
 
 Run: PYTHONPATH=$PWD python bench/bench_live_twin.py [--days 30] [--fault-day 3] [--transport opcua] [--periods summer winter]
