@@ -25,8 +25,8 @@ with the others and alone as ``after_hours_rule_*``.
 
 ``--transport opcua`` (default): two bridges on loopback in lockstep (``devtools.livetwin.drive_lockstep``:
 live step k, then the twin's step k on the live values of step k), the mirror through
-``[buildings.live]``, one ``LiveLink`` pairing by simulation timestamp; Guideline 14 from the two
-historians. ``--transport offline``: the engines run directly, the twin fed the live outputs of the
+``[buildings.live]``, one ``LiveLink`` pairing by simulation timestamp (the steps after the spin-up and the noise
+draws of the offline run's tracking, since 2026-12-05); Guideline 14 from the two historians. ``--transport offline``: the engines run directly, the twin fed the live outputs of the
 same step; it adds the ablation (each mirrored input left to the file in turn, and a one-step lag).
 
 Run: PYTHONPATH=$PWD python bench/bench_live_twin.py [--days 30] [--fault-day 3] [--transport opcua] [--periods summer winter]
@@ -62,7 +62,7 @@ from bridge.tracking.after_hours import GRANULARITY as AFTER_HOURS, AfterHoursDe
 from bridge.tracking.config import Endpoint, Pair, TrackingConfig  # noqa: E402
 from bridge.tracking.deviation import GRANULARITIES, Alert, DeviationTracker  # noqa: E402
 from bridge.tracking.guideline14 import calibration  # noqa: E402
-from bridge.tracking.live import LiveLink  # noqa: E402
+from bridge.tracking.live import LiveLink, OnValue  # noqa: E402
 from bridge.tracking.scenario import edited_model  # noqa: E402
 from devtools.launcher import run_bridge  # noqa: E402
 from devtools.livetwin import (LIVE_BUILDING_TAGMAP, LIVE_TAGMAP, LIVE_WEATHER, MIRRORED, SPIN_UP_DAYS, TWIN_WEATHER,  # noqa: E402
@@ -183,7 +183,7 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
     pairs = tuple(Pair(case, twin=f"Twin.Mirrored.Outputs.{SIGNAL}", live=f"Live.{case}.Outputs.{SIGNAL}")
                   for case in models)
     pairs += (Pair("control", twin=f"Twin.Unmirrored.Outputs.{SIGNAL}", live=f"Live.{FAULT_FREE}.Outputs.{SIGNAL}"),)
-    rng = np.random.default_rng(7)
+    spun_up = dt.datetime.combine(period.start + dt.timedelta(days=SPIN_UP_DAYS), dt.time())  # the spin-up's last stamp
     with run_bridge(live_toml, workdir, "--wait-for-start") as live_bridge:
         twin_toml = campus_file(workdir / "twin.toml", "Twin", period, [
             building_entry("Mirrored", "ref:small_office", TWIN_WEATHER,
@@ -196,9 +196,9 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
                                     after_hours=AFTER_HOURS_RULE)
             sink = RecordingSink()
             link = LiveLink(config, [sink], step=dt.timedelta(seconds=period.step_s))
-            on_live = link.live_subscriber.on_value
-            link.live_subscriber.on_value = lambda key, stamp, value: on_live(
-                key, stamp, value * (1 + rng.normal(0, NOISE)) if key != "control" else value)
+            link.twin_subscriber.on_value = after(spun_up, link.twin_subscriber.on_value)
+            link.live_subscriber.on_value = after(spun_up, link.live_subscriber.on_value,
+                                                  {pair.name: np.random.default_rng(7) for pair in pairs})
             await asyncio.gather(start_campus(live_bridge.endpoint, "Live"), start_campus(twin_bridge.endpoint, "Twin"))
             drive = functools.partial(drive_lockstep, live_bridge.endpoint, twin_bridge.endpoint,
                                       [f"Live.{case}" for case in models], ["Twin.Mirrored", "Twin.Unmirrored"],
@@ -224,6 +224,16 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
     alerts = {pair.name: [a for a in sink.alerts if a.signal == pair.name] for pair in pairs}
     timing["stale_alarms"] = sum(a.severity == "stale" for a in sink.alerts)
     return power, alerts, timing
+
+
+def after(spun_up: dt.datetime, on_value: OnValue, noise: dict[str, np.random.Generator] | None = None) -> OnValue:
+    """``on_value`` for the values stamped after ``spun_up`` only, with ``noise`` the 1 % meter noise drawn from
+    each pair's own generator: the steps and draws of ``tracked`` (the subscription's initial value closes the
+    spin-up's last step, which ``tracked`` skips; one generator shared by the pairs drew in arrival order)."""
+    def on_tracked_value(key: str, stamp: dt.datetime, value: float) -> None:
+        if stamp > spun_up:
+            on_value(key, stamp, value * (1 + noise[key].normal(0, NOISE)) if noise else value)
+    return on_tracked_value
 
 
 def historian_series(path: Path, building: str) -> list[tuple[dt.datetime, float]]:

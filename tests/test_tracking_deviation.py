@@ -123,3 +123,17 @@ def test_an_hourly_warning_needs_three_hours_on_one_side_an_hourly_alert_one():
     alerts += tracker.flush()
     hourly = [(a.time, a.severity) for a in alerts if a.granularity == "hourly" and a.raised]
     assert hourly == [(START + dt.timedelta(hours=9), "warning"), (START + dt.timedelta(hours=11), "alert")]
+
+
+def test_a_period_begun_before_tracking_started_is_not_judged():
+    """Tracking started on the last step of an hour (the live twin bench's LiveLink, winter: its first sample
+    closed the spin-up's last step, +13.7 %) judged that one step as the hour's and the day's deviation: an
+    hourly and a daily alert. A period seen from its first step is judged as before."""
+    late = DeviationTracker("P")  # first sample stamped 00:00: the step 23:50-00:00, the last of its hour and day
+    alerts = late.update(START, 100.0, 113.7)
+    alerts += [a for i in range(18) for a in late.update(START + (i + 1) * STEP, 100.0, 100.0)]
+    assert alerts == [] and late.compared == 19
+    whole = DeviationTracker("P")  # from the first step of the hour: 20 % high over the whole hour
+    alerts = [a for i in range(13) for a in whole.update(START + (i + 1) * STEP, 100.0, 120.0 if i < 6 else 100.0)]
+    assert [(a.granularity, a.severity, a.raised) for a in alerts if a.granularity != "step"] == [
+        ("hourly", "alert", True), ("hourly", "ok", False)]

@@ -22,6 +22,11 @@ For the same reason an hourly *warning* needs three hours on the same side: a cy
 energy between neighbouring hours (+5 %, -4 %, +5 %, ...); an hourly *alert* (>= 10 %) still needs
 one hour. At step level both need 6 steps on the same side (an hour at 10-minute steps).
 Alerts are emitted on changes of state only: raised warning, raised alert, cleared.
+
+A period is judged only when the tracker saw it from its first step: tracking that starts inside an hour,
+a day or a month leaves that first period unjudged (its sums would be a few steps', not the period's
+energy; a tracker started on the last step of an hour judged that one step as the hour and as the day,
+docs/live.md). Gaps inside later periods do not stop them being judged.
 """
 
 from __future__ import annotations
@@ -173,6 +178,9 @@ class DeviationTracker:
         self.thresholds = {**DEFAULT_THRESHOLDS, **self.thresholds}
         self._classifiers = {g: SustainedClassifier(t) for g, t in self.thresholds.items()}
         self._buckets: dict[str, _Bucket] = {}
+        self._first: dict[str, dt.datetime | None] = {}  # per granularity: the first sample of its first period
+        self._last_time: dt.datetime | None = None
+        self._step: dt.timedelta | None = None  # the shortest interval between two samples: the step
 
     @property
     def state(self) -> Severity:
@@ -180,6 +188,10 @@ class DeviationTracker:
         return max(c.state for c in self._classifiers.values())
 
     def update(self, time: dt.datetime, predicted: float, actual: float | None) -> list[Alert]:
+        if self._last_time is not None and time > self._last_time:
+            interval = time - self._last_time
+            self._step = interval if self._step is None else min(self._step, interval)
+        self._last_time = time
         if actual is None or actual != actual:  # None or NaN: a gap in the live data
             self.gaps += 1
             return []
@@ -191,6 +203,7 @@ class DeviationTracker:
             bucket = self._buckets.get(granularity)
             if bucket is not None and bucket.start != start:
                 alerts += self._close(granularity)
+            self._first.setdefault(granularity, time)
             bucket = self._buckets.setdefault(granularity, _Bucket(start))
             bucket.predicted += predicted
             bucket.actual += actual
@@ -206,6 +219,9 @@ class DeviationTracker:
 
     def _close(self, granularity: str) -> list[Alert]:
         bucket = self._buckets.pop(granularity)
+        first, self._first[granularity] = self._first[granularity], None  # only the first period can be partial
+        if first is not None and (self._step is None or first - self._step > bucket.start):
+            return []  # the tracker's first period, begun before its first sample: not the period's sum
         return self._classify(granularity, bucket.start, bucket.predicted, bucket.actual)
 
     def _classify(self, granularity: str, time: dt.datetime, predicted: float, actual: float) -> list[Alert]:
