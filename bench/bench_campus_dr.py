@@ -21,13 +21,19 @@ Added with the re-split during the event (controllers/campus_dr.py, 4.), not tun
 building's share at the event's end, the number of re-splits, and as diagnostics what each building
 delivered against its own GP-MPC baseline and that baseline's error against the base run.
 
-    nice -n 5 python bench/bench_campus_dr.py
+    nice -n 5 python bench/bench_campus_dr.py [--known-load]
+
+Added 2026-12-05, after bench_gp_mpc's round 3 chose, on its own validation days, twins that take the
+non-HVAC load as a known input (docs/twin.md "Known load") with one output lag: ``--known-load`` runs the
+same event days with such twins (the Medium Office and Retail tag maps now declare their known load too)
+and writes bench/results/campus_dr_known_load.json; nothing else changed, nothing tuned on Jul 23.
 
 Writes bench/results/campus_dr.json and bench/results/campus_dr_<request>.png.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
 import logging
@@ -41,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 import pandas as pd  # noqa: E402
 
+from bench.bench_gp_mpc import KNOWN_LOAD_OUTPUT_LAGS  # noqa: E402
 from bench.results_io import RESULTS, figure, pyplot, save_plot, write_results  # noqa: E402
 from bridge.config import load_config  # noqa: E402
 from bridge.historian import load_history  # noqa: E402
@@ -86,7 +93,7 @@ def campus_file(folder: Path, start: str, end: str, clock: str = "lockstep") -> 
     return path
 
 
-def ensure_twins() -> dict[str, Path]:
+def ensure_twins(known_load: bool = False) -> dict[str, Path]:
     """A trained twin per building (power and its comfort zone), collected and fitted if missing."""
     from bridge.historian import load_history
     from bridge.twin.cli import engines_for
@@ -98,7 +105,7 @@ def ensure_twins() -> dict[str, Path]:
     config = load_config(campus_file(WORK, TRAIN[0].strftime("%m-%d"), TRAIN[1].strftime("%m-%d"), "fast"))
     paths = {}
     for building in config.buildings:
-        model = WORK / f"{building.name}_twin.npz"
+        model = WORK / f"{building.name}_twin{'_known' if known_load else ''}.npz"
         paths[building.name] = model
         if model.exists():
             continue
@@ -108,8 +115,10 @@ def ensure_twins() -> dict[str, Path]:
             collect_history(building, config.period, history, engines_for(config, WORK / f"work_{building.name}"),
                             excitation_for(building, seed=0))
         frame = load_history(history)
-        # without the tag map's known load (the Large Office declares one): the twins these figures were measured with
-        power, = feature_sets_for(building.tagmap, ["FacilityPower"], **LAGS, known_load=False)
+        # without the tag maps' known load (the twins of the first figures), or with it and one output lag
+        # (``--known-load``: bench_gp_mpc's round 3, chosen on its validation days)
+        lags = {**LAGS, "output_lags": KNOWN_LOAD_OUTPUT_LAGS} if known_load else LAGS
+        power, = feature_sets_for(building.tagmap, ["FacilityPower"], **lags, known_load=known_load)
         zone, = feature_sets_for(building.tagmap, [BUILDINGS[building.name][2]], **ZONE_LAGS)
         twin = TwinModel({"FacilityPower": GPModel(power, **GP).fit(frame),
                           zone.target: GPModel(zone, **GP).fit(frame)})
@@ -159,29 +168,31 @@ async def base_run(endpoint: str) -> dict:
     return dict(zip(BUILDINGS, reports))
 
 
-def main() -> None:
+def main(known_load: bool) -> None:
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("controllers.campus_dr").setLevel(logging.INFO)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    twins = ensure_twins()
+    twins, name = ensure_twins(known_load), "campus_dr_known_load" if known_load else "campus_dr"
     base = closed_loop(WORK / "base", base_run, reuse=True)  # the same base schedules every time
     figures, notes = {}, []
     for request in REQUESTS_KW:
         coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request)))
-        dr = closed_loop(WORK / f"dr_{request:g}", lambda endpoint: coordinator.run(
+        dr = closed_loop(WORK / f"dr_{request:g}{'_known' if known_load else ''}", lambda endpoint: coordinator.run(
             endpoint, None, LoopOptions(mode="exchange", step_timeout_s=300)))
-        figures.update(request_figures(request, coordinator, base, dr))
+        figures.update(request_figures(request, coordinator, base, dr, RESULTS / f"{name}_{request:g}.png"))
         notes.append(f"{request:g} kW split {({k: round(v, 1) for k, v in coordinator.split.shares.items()})}"
                      + "".join(f", re-split at {t:%H:%M} {({k: round(v, 1) for k, v in shares.items()})}"
                                for t, shares in coordinator.resplits))
     figures["wall_time"] = figure(time.perf_counter() - started, "s, every run")
-    write_results("campus_dr", figures, f"Campus LargeOffice + MediumOffice + RetailStore, Chicago, Jul 8-23, lockstep, "
+    twin_note = ("twins with the tag maps' known load (facility minus HVAC power) and one output lag" if known_load
+                 else "twins without a known load, four output lags")
+    write_results(name, figures, f"Campus LargeOffice + MediumOffice + RetailStore, Chicago, Jul 8-23, lockstep, {twin_note}, "
                   f"one coordinator process (controllers/campus_dr.py), event Jul 23 14-17 h building clock. "
                   f"{'; '.join(notes)}. Load average before {load_before}, after {os.getloadavg()}.")
 
 
-def request_figures(request: float, coordinator: CampusCoordinator, base: dict, dr: dict) -> dict[str, dict]:
+def request_figures(request: float, coordinator: CampusCoordinator, base: dict, dr: dict, plot_path: Path) -> dict[str, dict]:
     """Figures of one campus request against the base run and the utility baseline; its plot."""
     split, prefix = coordinator.split, f"r{request:g}_"
     event = lambda frame: frame[(frame.index > EVENT[0]) & (frame.index <= EVENT[1])]
@@ -227,7 +238,7 @@ def request_figures(request: float, coordinator: CampusCoordinator, base: dict, 
     figures[f"{prefix}campus_split_feasible"] = figure(float(split.feasible), "1 = within the forecast capacity")
     figures[f"{prefix}resplits"] = figure(len(coordinator.resplits), "re-splits during the event")
     figures[f"{prefix}zones_max_in_event"] = figure(event(temps).max().max(), "degC, every zone with a band", "<= 26")
-    plot(request, base, dr, total, utility.kw, RESULTS / f"campus_dr_{request:g}.png")
+    plot(request, base, dr, total, utility.kw, plot_path)
     return figures
 
 
@@ -254,7 +265,13 @@ def plot(request: float, base, dr, total, utility: pd.Series, path: Path) -> Non
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--twins"]:
-        ensure_twins()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--twins", action="store_true", help="only train the twins")
+    parser.add_argument("--known-load", action="store_true",
+                        help="twins with the tag maps' known load and one output lag (bench_gp_mpc's round 3); "
+                             "writes campus_dr_known_load.json")
+    args = parser.parse_args()
+    if args.twins:
+        ensure_twins(args.known_load)
     else:
-        main()
+        main(args.known_load)
