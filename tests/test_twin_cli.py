@@ -17,6 +17,7 @@ from bridge.config import load_config
 from bridge.historian import Historian
 from bridge.tagmap import load_tagmap
 from bridge.twin.collect import collect
+from bridge.twin.persist import load_model
 from conftest import SIMS, TAGMAPS
 
 START = dt.datetime(2025, 7, 1)
@@ -211,3 +212,20 @@ def test_twin_package_imports_neither_engines_nor_the_command_line():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             for name in names:
                 assert not name.startswith(("bridge.engines", "bridge.cli", "controllers")), (path.name, name)
+
+
+def test_fit_takes_the_tag_maps_known_load_unless_told_not_to(tmp_path):
+    text = (TAGMAPS / "small_office.toml").read_text()
+    declaration = 'role = "electric_power"\nknown_load = ["FacilityPower", "-HvacPower"]'
+    declared = text.replace('role = "electric_power"', declaration, 1)
+    assert declared != text
+    tagmap_file = tmp_path / "small_office.toml"
+    tagmap_file.write_text(declared)
+    history = write_history(tmp_path / "history.db", load_tagmap(tagmap_file))
+    known = {}
+    for label, extra in (("with", []), ("without", ["--no-known-load"])):
+        model = tmp_path / f"{label}.npz"
+        assert main(["twin", "fit", str(history), "--tagmap", str(tagmap_file), "--targets", "FacilityPower",
+                     "--until", UNTIL, "--n-hyper", "50", "-o", str(model), *extra]) == 0
+        known[label] = load_model(model).models["FacilityPower"].features.known_load
+    assert known == {"with": ("FacilityPower", "-HvacPower"), "without": ()}
