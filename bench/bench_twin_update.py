@@ -27,9 +27,9 @@ not on these weeks. As before, the forecast rows carry the measured known load o
 (the tags are in the historian), not its daily profile: the two differ only where the exterior
 lights switch with sunrise and sunset (51 kW, a few 10-minute slots a day; 6-10 kW rms over all rows),
 but that is the whole of the known load's gain in January: with the profile in the forecast rows (as
-a live twin has it; ``bench/check_twin_update_known_load.py profile``, seed 0) the occupied-hours
-RMSE with updates is 10.4 kW, not 4.0 (10.3 without the known load); in sep and jul it changes by
-<= 0.5 kW.
+a live twin has it; ``bench/check_twin_update_known_load.py profile``) the occupied-hours RMSE with
+updates is 10.4 / 10.0 / 10.4 kW in seeds 0 / 1 / 2, not 4.0 / 2.9 / 4.0 (10.3 / 10.0 / 10.3 without
+the known load); in sep and jul it changes by <= 1.4 kW.
 
 Every period and seed run is reported. The revision of the update (bias, window, refit) is decided
 only on validation periods that overlap no test week: ``val_jul`` train Jun 10-30, daily updates
