@@ -62,7 +62,7 @@ def run(period: str, seed: int, variants: list[str], profile_future: bool, tag: 
         target = HVAC if variant == "hvac_l4" else "FacilityPower"
         power_set, = feature_sets_for(tagmap, [target], **{**LAGS, "output_lags": lags}, known_load=known_load)
         static = GPModel(power_set, **GP, bias_hours=0).fit(frame[frame.index < pd.Timestamp(first)])
-        facility, = feature_sets_for(tagmap, ["FacilityPower"])
+        facility, = feature_sets_for(tagmap, ["FacilityPower"], known_load=True)
         load_profile = facility.load_profile(frame[frame.index < pd.Timestamp(first)])
         future = frame.copy()
         if profile_future and known_load:  # the known load unmeasured from each test day on

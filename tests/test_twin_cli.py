@@ -214,7 +214,7 @@ def test_twin_package_imports_neither_engines_nor_the_command_line():
                 assert not name.startswith(("bridge.engines", "bridge.cli", "controllers")), (path.name, name)
 
 
-def test_fit_takes_the_tag_maps_known_load_unless_told_not_to(tmp_path):
+def test_fit_takes_the_tag_maps_known_load_when_told_to(tmp_path):
     text = (TAGMAPS / "small_office.toml").read_text()
     declaration = 'role = "electric_power"\nknown_load = ["FacilityPower", "-HvacPower"]'
     declared = text.replace('role = "electric_power"', declaration, 1)
@@ -223,7 +223,7 @@ def test_fit_takes_the_tag_maps_known_load_unless_told_not_to(tmp_path):
     tagmap_file.write_text(declared)
     history = write_history(tmp_path / "history.db", load_tagmap(tagmap_file))
     known = {}
-    for label, extra in (("with", []), ("without", ["--no-known-load"])):
+    for label, extra in (("with", ["--known-load"]), ("without", [])):
         model = tmp_path / f"{label}.npz"
         assert main(["twin", "fit", str(history), "--tagmap", str(tagmap_file), "--targets", "FacilityPower",
                      "--until", UNTIL, "--n-hyper", "50", "-o", str(model), *extra]) == 0

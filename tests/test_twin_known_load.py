@@ -101,9 +101,9 @@ def test_a_known_load_twin_round_trips_and_old_files_still_load(frame, known, tm
 
 def test_the_tag_map_declares_the_known_load(tmp_path):
     tagmap = load_tagmap(ROOT / "tagmaps/large_office.toml")
-    power, zone = feature_sets_for(tagmap, ["FacilityPower", "CoreMidTemp"])
+    power, zone = feature_sets_for(tagmap, ["FacilityPower", "CoreMidTemp"], known_load=True)
     assert power.known_load == ("FacilityPower", "-HvacPower") and zone.known_load == ()
-    assert feature_sets_for(tagmap, ["FacilityPower"], known_load=False)[0].known_load == ()
+    assert feature_sets_for(tagmap, ["FacilityPower"])[0].known_load == ()  # opt in
     text = (ROOT / "tagmaps/large_office.toml").read_text()
     bad = tmp_path / "bad.toml"
     bad.write_text(text.replace('known_load = ["FacilityPower", "-HvacPower"]', 'known_load = ["FacilityPower", "-Lights"]'))

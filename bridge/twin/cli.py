@@ -50,8 +50,8 @@ def add_twin_commands(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--lag-step", type=int, default=1,
                      help="timesteps between input and disturbance lags (default 1; 6 = hourly at 10 minutes)")
     fit.add_argument("--no-profile", action="store_true", help="leave out the learnt daily profile feature")
-    fit.add_argument("--no-known-load", action="store_true",
-                     help="leave out the tag map's known load (docs/twin.md, \"Known load\")")
+    fit.add_argument("--known-load", action="store_true",
+                     help="take the tag map's known load as a known input (docs/twin.md, \"Known load\")")
     fit.add_argument("--n-hyper", type=int, default=500, help="rows for the hyperparameter search (default 500)")
     fit.add_argument("--max-exact", type=int, default=4000, help="exact GP up to this many rows (default 4000)")
     fit.add_argument("--inducing", type=int, default=1000,
@@ -159,7 +159,7 @@ def _fit(args: argparse.Namespace) -> int:
         if count < 1:
             raise ModelError(f"{option} must be at least 1, got {count}")
     feature_sets = feature_sets_for(tagmap, args.targets, args.output_lags, args.input_lags, args.disturbance_lags,
-                                    profile=not args.no_profile, lag_step=args.lag_step, known_load=not args.no_known_load)
+                                    profile=not args.no_profile, lag_step=args.lag_step, known_load=args.known_load)
     twin = TwinModel.from_feature_sets(feature_sets, n_hyper=args.n_hyper, max_exact=args.max_exact,
                                        n_inducing=args.inducing).fit(history)
     save_model(twin, args.output, extra={"history": str(args.history)}, tagmap=tagmap)

@@ -339,10 +339,11 @@ def _shifted(values: np.ndarray, lag: int) -> np.ndarray:
 
 def feature_sets_for(tagmap: TagMap, targets: list[str] | None = None, output_lags: int = 0,
                      input_lags: int = 0, disturbance_lags: int = 0, profile: bool = True,
-                     lag_step: int = 1, reference: bool = True, known_load: bool = True) -> list[FeatureSet]:
+                     lag_step: int = 1, reference: bool = True, known_load: bool = False) -> list[FeatureSet]:
     """One feature set per target of a building: all input tags as control inputs, the outputs
     the EPW file also gives (outdoor temperature and humidity) as disturbances, (``reference``)
-    the DOE reference holidays of every year the rows fall in and (``known_load``) the target's
+    the DOE reference holidays of every year the rows fall in and (``known_load``, off by default:
+    it helps 2-5 h demand-response baselines, not 12-hour forecasts, docs/twin.md) the target's
     ``known_load`` declared in the tag map. ``targets`` defaults to the tags with role
     electric_power or zone_temperature."""
     disturbances = tuple(o.tag for o in tagmap.outputs if o.variable in EPW_COLUMNS)
