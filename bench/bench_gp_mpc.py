@@ -176,7 +176,17 @@ def day_figures(day: str, request_kw: float, base: pd.DataFrame, run: pd.DataFra
     out["own_delivered_ratio"] = own.delivered_ratio
     out["solver_failures"] = float(sum(not d.success for d in controller.decisions
                                        if begin - pd.Timedelta(hours=2) <= d.time < end))
+    out["setpoint_reversals"] = float(setpoint_reversals(run.loc[(run.index > begin) & (run.index <= end),
+                                                                 "CoolingSetpoint"]))
     return out
+
+
+def setpoint_reversals(setpoint: pd.Series, min_move_k: float = 0.2) -> int:
+    """How often a setpoint's step-to-step move of at least ``min_move_k`` (K) reverses the direction of
+    the previous such move: a count of the controller's oscillation (0 for a monotone trajectory)."""
+    moves = np.diff(np.asarray(setpoint, float))
+    signs = np.sign(moves[np.abs(moves) >= min_move_k])
+    return int(np.sum(signs[1:] != signs[:-1]))
 
 
 UNITS = {"delivered_ratio": ("delivered / requested, against the base run", ">= 0.8 each, >= 0.9 mean"),
@@ -187,6 +197,7 @@ UNITS = {"delivered_ratio": ("delivered / requested, against the base run", ">= 
          "post_energy_kwh": ("kWh above the base run, 2 h after the event (rebound)", ""),
          "post_peak_kw": ("kW, peak minus the base run's peak, 2 h after", ""),
          "kh_above_26": ("K h above 26 degC, 7 zones, 2 h before to 2 h after", "0"),
+         "setpoint_reversals": ("reversals of the cooling setpoint's moves >= 0.2 K over the event steps", ""),
          "base_kh_above_26": ("K h above 26 degC in the base run, same window", ""),
          "twin_baseline_error_kw": ("kW, the controller's corrected twin baseline minus the base run, event mean", ""),
          "twin_baseline_rmse_kw": ("kW, RMSE of that baseline (each step's value as tracked) over the event", ""),
