@@ -28,6 +28,24 @@ non-HVAC load as a known input (docs/twin.md "Known load") with one output lag: 
 same event days with such twins (the Medium Office and Retail tag maps now declare their known load too)
 and writes bench/results/campus_dr_known_load.json; nothing else changed, nothing tuned on Jul 23.
 
+Added 2026-12-05, round 4 (the move weight; nothing run on Jul 23 for it): with the known-load twins the
+Large Office, asked 67 kW at 100 kW, alternated its cooling setpoint between about 23.5 and 24.5 degC step
+after step (campus tracking RMSE 44 kW). Its campus twin answers a step of the cooling setpoint with
+-57 kW/K (and +44 kW/K a step later, persistence 0.71: about -45 kW/K in steady state), where the building
+answered about -120 kW/K within the step: a controller that cancels its error in one move over-corrects on
+a plant twice as responsive as its model. bench_gp_mpc's twin of the same building (-69 / +38 kW/K,
+persistence 0.51) did not oscillate in single-building validation runs at 65 kW. The remedy tried is a larger
+move weight (the GP-MPC files' ``move_weight``, 0.1 so far). ``--day D --move-weight W ...`` runs validation
+days (refused for Jul 23), written to campus_dr_validation[_known_load].json with figures prefixed ``w<W>_``.
+Criterion, fixed before any campus validation run (after part of the single-building ones of
+bench/validate_gp_mpc.py, which showed no oscillation there): weights 0.1, 0.4, 1.6 at 100 kW on Jun 24 and
+Jul 22 (validation days of bench/study_gp_baseline.py; not Jul 23, nor any bench_gp_mpc event day); the
+weight with the lowest mean campus tracking RMSE against the base run is taken, provided its campus
+delivered ratio stays within 0.9-1.1 on both days and, in the single-building validation
+(gp_mpc_validation_move.json, 9 days at 65 and 100 kW), its mean delivered ratio stays within 0.9-1.1 and
+its mean tracking RMSE exceeds 0.1's by at most 2 kW. Then the default weight becomes it, and this
+benchmark and bench_gp_mpc are run again once.
+
 Writes bench/results/campus_dr.json and bench/results/campus_dr_<request>.png.
 """
 
@@ -69,10 +87,9 @@ LAGS = dict(output_lags=4, input_lags=1, disturbance_lags=1)  # bench_twin_gp.py
 ZONE_LAGS = dict(output_lags=0, input_lags=1, disturbance_lags=1)
 GP = dict(n_hyper=500, max_exact=4000, n_inducing=1000)
 TRAIN = (dt.date(2025, 7, 1), dt.date(2025, 7, 21))
-RUN = ("07-08", "07-23")
 REQUESTS_KW = (150.0, 100.0)
 EVENT_CLOCK = ("14:00", "17:00")  # the buildings' clock (daylight saving): 13-16 h simulation time
-EVENT = (pd.Timestamp("2025-07-23 13:00"), pd.Timestamp("2025-07-23 16:00"))
+TEST_DAY = dt.date(2025, 7, 23)  # the event day; the campus runs the 15 days before it too
 BASE_SCHEDULE = ROOT / "controllers" / "examples" / "large_office_base_schedule.toml"
 DECIDE = {  # decided inputs and their bounds (the GP-MPC example's for the Large Office)
     "LargeOffice": {"CoolingSetpoint": (22.0, 26.0), "SupplyAirTempSetpoint": (11.0, 15.0),
@@ -127,7 +144,19 @@ def ensure_twins(known_load: bool = False) -> dict[str, Path]:
     return paths
 
 
-def control_files(twins: dict[str, Path], request_kw: float) -> Path:
+def run_span(day: dt.date) -> tuple[str, str]:
+    """(start, end) MM-DD of the campus run of event day ``day``: the 15 days before it (10 weekdays for
+    the utility baseline) and the day."""
+    return (day - dt.timedelta(days=15)).strftime("%m-%d"), day.strftime("%m-%d")
+
+
+def event_window(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The event's (begin, end] in simulation time: 13-16 h, 14-17 h on the buildings' summer clock."""
+    return pd.Timestamp(day) + pd.Timedelta(hours=13), pd.Timestamp(day) + pd.Timedelta(hours=16)
+
+
+def control_files(twins: dict[str, Path], request_kw: float, day: dt.date = TEST_DAY,
+                  move_weight: float | None = None) -> Path:
     """A GP-MPC file per building (horizon 2 h, the next step and 3 blocks, comfort 20-26 degC at 95 %) and
     the campus request naming them."""
     entries = []
@@ -135,25 +164,26 @@ def control_files(twins: dict[str, Path], request_kw: float) -> Path:
         _, tagmap, zone = BUILDINGS[name]
         bounds = ", ".join(f"{tag} = [{low}, {high}]" for tag, (low, high) in DECIDE[name].items())
         mpc = WORK / f"{name}_gp_mpc.toml"
+        weight = f"move_weight = {move_weight:g}\n" if move_weight is not None else ""
         mpc.write_text(f'schedule = "{BASE_SCHEDULE}"\nmodel = "{model}"\ntagmap = "{ROOT / "tagmaps" / tagmap}"\n'
                        f'weather = "ref:usa_il_chicago"\n\n[mpc]\nhorizon_steps = 12\nblocks = 4\n'
                        f'decide = {list(DECIDE[name])}\nbounds = {{ {bounds} }}\n'
-                       f'comfort = {{ {zone} = [20.0, 26.0] }}\nconfidence = 0.95\nmax_seconds = 30\n'.replace("'", '"'))
+                       f'comfort = {{ {zone} = [20.0, 26.0] }}\nconfidence = 0.95\nmax_seconds = 30\n{weight}')
         entries.append(f'\n[[buildings]]\nname = "{name}"\nmpc = "{mpc}"\n')
     path = WORK / f"campus_dr_{request_kw:g}.toml"
-    path.write_text(f'request_kw = {request_kw}\ndate = "2025-07-23"\nstart = "{EVENT_CLOCK[0]}"\n'
+    path.write_text(f'request_kw = {request_kw}\ndate = "{day}"\nstart = "{EVENT_CLOCK[0]}"\n'
                     f'end = "{EVENT_CLOCK[1]}"\n' + "".join(entries))
     return path
 
 
-def closed_loop(folder: Path, run, reuse: bool = False) -> dict[str, pd.DataFrame]:
-    """The campus Jul 8-23 in lockstep with ``run(endpoint)`` driving it; each building's historian frame
+def closed_loop(folder: Path, run, reuse: bool = False, day: dt.date = TEST_DAY) -> dict[str, pd.DataFrame]:
+    """The campus of event day ``day`` (``run_span``) in lockstep with ``run(endpoint)`` driving it; each building's historian frame
     (``reuse``: a finished run's in ``folder``, if there is one)."""
     finished = sorted(folder.glob("runs-*/*/kpis.json"))
     if reuse and finished:
         return {name: load_history(finished[-1].parent / "historian.sqlite", name) for name in BUILDINGS}
     folder.mkdir(parents=True, exist_ok=True)
-    campus = campus_file(folder, *RUN)
+    campus = campus_file(folder, *run_span(day))
     with run_bridge(campus, folder, "--clock", "lockstep", "--lockstep-timeout", "300", keep_serving=False) as bridge:
         reports = asyncio.run(run(bridge.endpoint))
         if bridge.wait(900) != 0 or any(r.final_status != "Finished" for r in reports.values()):
@@ -168,35 +198,51 @@ async def base_run(endpoint: str) -> dict:
     return dict(zip(BUILDINGS, reports))
 
 
-def main(known_load: bool) -> None:
+def main(known_load: bool, day: dt.date = TEST_DAY, move_weights: list[float | None] = (None,),
+         requests: list[float] = REQUESTS_KW) -> None:
+    """The benchmark (``day`` TEST_DAY, the default weights), or a validation run on another ``day`` with
+    each of ``move_weights`` (figures prefixed ``w<weight>_``; results campus_dr_validation[_known_load])."""
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("controllers.campus_dr").setLevel(logging.INFO)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    twins, name = ensure_twins(known_load), "campus_dr_known_load" if known_load else "campus_dr"
-    base = closed_loop(WORK / "base", base_run, reuse=True)  # the same base schedules every time
+    validation = day != TEST_DAY or move_weights != (None,)
+    if validation and day == TEST_DAY:
+        raise SystemExit(f"{day} is the benchmark's event day: validate on another day")
+    twins = ensure_twins(known_load)
+    name = ("campus_dr_validation" if validation else "campus_dr") + ("_known_load" if known_load else "")
+    tag = f"_{day:%m%d}" if validation else ""
+    base = closed_loop(WORK / f"base{tag}", base_run, reuse=True, day=day)  # the same base schedules every time
     figures, notes = {}, []
-    for request in REQUESTS_KW:
-        coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request)))
-        dr = closed_loop(WORK / f"dr_{request:g}{'_known' if known_load else ''}", lambda endpoint: coordinator.run(
-            endpoint, None, LoopOptions(mode="exchange", step_timeout_s=300)))
-        figures.update(request_figures(request, coordinator, base, dr, RESULTS / f"{name}_{request:g}.png"))
-        notes.append(f"{request:g} kW split {({k: round(v, 1) for k, v in coordinator.split.shares.items()})}"
-                     + "".join(f", re-split at {t:%H:%M} {({k: round(v, 1) for k, v in shares.items()})}"
-                               for t, shares in coordinator.resplits))
+    for weight in move_weights:
+        prefix = f"w{weight:g}_" if weight is not None else ""
+        for request in requests:
+            coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request, day, weight)))
+            folder = WORK / f"dr_{request:g}{'_known' if known_load else ''}{tag}{f'_w{weight:g}' if validation else ''}"
+            dr = closed_loop(folder, lambda endpoint: coordinator.run(
+                endpoint, None, LoopOptions(mode="exchange", step_timeout_s=300)), day=day)
+            plot_path = RESULTS / f"{name}_{prefix}{request:g}.png"
+            found = request_figures(request, coordinator, base, dr, plot_path, day)
+            figures.update({prefix + key: value for key, value in found.items()})
+            notes.append(f"{prefix}{request:g} kW split {({k: round(v, 1) for k, v in coordinator.split.shares.items()})}"
+                         + "".join(f", re-split at {t:%H:%M} {({k: round(v, 1) for k, v in shares.items()})}"
+                                   for t, shares in coordinator.resplits))
     figures["wall_time"] = figure(time.perf_counter() - started, "s, every run")
     twin_note = ("twins with the tag maps' known load (facility minus HVAC power) and one output lag" if known_load
                  else "twins without a known load, four output lags")
-    write_results(name, figures, f"Campus LargeOffice + MediumOffice + RetailStore, Chicago, Jul 8-23, lockstep, {twin_note}, "
-                  f"one coordinator process (controllers/campus_dr.py), event Jul 23 14-17 h building clock. "
+    start, end = run_span(day)
+    write_results(name, figures, f"Campus LargeOffice + MediumOffice + RetailStore, Chicago, {start} to {end}, lockstep, "
+                  f"{twin_note}, one coordinator process (controllers/campus_dr.py), event {day} 14-17 h building "
+                  f"clock{', validation (not the benchmark day)' if validation else ''}. "
                   f"{'; '.join(notes)}. Load average before {load_before}, after {os.getloadavg()}.")
 
 
-def request_figures(request: float, coordinator: CampusCoordinator, base: dict, dr: dict, plot_path: Path) -> dict[str, dict]:
+def request_figures(request: float, coordinator: CampusCoordinator, base: dict, dr: dict, plot_path: Path,
+                    day: dt.date = TEST_DAY) -> dict[str, dict]:
     """Figures of one campus request against the base run and the utility baseline; its plot."""
-    split, prefix = coordinator.split, f"r{request:g}_"
-    event = lambda frame: frame[(frame.index > EVENT[0]) & (frame.index <= EVENT[1])]
-    figures = {f"{prefix}request": figure(request, "kW below baseline, Jul 23 14-17 h building clock")}
+    split, prefix, window = coordinator.split, f"r{request:g}_", event_window(day)
+    event = lambda frame: frame[(frame.index > window[0]) & (frame.index <= window[1])]
+    figures = {f"{prefix}request": figure(request, f"kW below baseline, {day:%b %d} 14-17 h building clock")}
     for name in BUILDINGS:
         delivered = event(base[name])["FacilityPower"].mean() - event(dr[name])["FacilityPower"].mean()
         figures[f"{prefix}{name}_share"] = figure(split.shares[name], "kW asked of the building (split)")
@@ -222,43 +268,44 @@ def request_figures(request: float, coordinator: CampusCoordinator, base: dict, 
                 temps[f"{name}.{output.tag}"] = dr[name][output.tag]
     temps = pd.DataFrame(temps)
     decisions = [d.seconds for share in coordinator.buildings.values() for d in share.all_decisions]
-    report = event_report(total["dr"], *EVENT, request, total["base"], temps, zones, decisions)
+    report = event_report(total["dr"], *window, request, total["base"], temps, zones, decisions)
     figures.update(report.as_figures(f"{prefix}campus_vs_base_run_"))
     figures[f"{prefix}campus_vs_base_run_delivered_ratio"]["target"] = "0.9-1.1"
-    utility = x_of_y_baseline(total["dr"], *EVENT, excluded=["2025-07-04"], margin=dt.timedelta(hours=2))
-    against_utility = event_report(total["dr"], *EVENT, request, utility.kw).as_figures()
+    utility = x_of_y_baseline(total["dr"], *window, excluded=["2025-07-04"], margin=dt.timedelta(hours=2))
+    against_utility = event_report(total["dr"], *window, request, utility.kw).as_figures()
     for key in ("delivered", "delivered_ratio", "tracking_rmse"):
         figures[f"{prefix}campus_vs_10of10_{key}"] = against_utility[key]
     figures[f"{prefix}campus_vs_10of10_delivered_ratio"]["target"] = "0.9-1.1"
     figures[f"{prefix}utility_baseline_adjustment_factor"] = figure(utility.adjustment.factor,
                                                                     "10 of 10 day-of factor (cap 0.8-1.2)")
     figures[f"{prefix}utility_baseline_minus_base_run"] = figure(
-        (utility.kw - total["base"].reindex(utility.kw.index))[lambda d: (d.index > EVENT[0]) & (d.index <= EVENT[1])].mean(),
+        (utility.kw - total["base"].reindex(utility.kw.index))[lambda d: (d.index > window[0]) & (d.index <= window[1])].mean(),
         "kW, 10 of 10 (adjusted) minus the base run, mean over the event")
     figures[f"{prefix}campus_split_feasible"] = figure(float(split.feasible), "1 = within the forecast capacity")
     figures[f"{prefix}resplits"] = figure(len(coordinator.resplits), "re-splits during the event")
     figures[f"{prefix}zones_max_in_event"] = figure(event(temps).max().max(), "degC, every zone with a band", "<= 26")
-    plot(request, base, dr, total, utility.kw, plot_path)
+    plot(request, base, dr, total, utility.kw, plot_path, day)
     return figures
 
 
-def plot(request: float, base, dr, total, utility: pd.Series, path: Path) -> None:
+def plot(request: float, base, dr, total, utility: pd.Series, path: Path, event_day: dt.date = TEST_DAY) -> None:
     plt = pyplot()
-    day = slice("2025-07-23 09:00", "2025-07-23 20:00")
+    window = event_window(event_day)
+    day = slice(f"{event_day} 09:00", f"{event_day} 20:00")
     fig, axes = plt.subplots(len(BUILDINGS) + 1, 1, figsize=(10, 11), sharex=True)
     top = axes[0]
     top.plot(total["base"].loc[day], label="base run")
     top.plot(total["dr"].loc[day], label="campus DR")
-    top.plot((total["base"] - request).loc[EVENT[0]:EVENT[1]], "k--", lw=1, label=f"base - {request:g} kW")
+    top.plot((total["base"] - request).loc[window[0]:window[1]], "k--", lw=1, label=f"base - {request:g} kW")
     top.plot(utility, ":", label="10 of 10 (adjusted)")
     top.set_ylabel("campus power [kW]")
-    top.set_title(f"Campus demand response, Jul 23, {request:g} kW 14-17 h (building clock)")
+    top.set_title(f"Campus demand response, {event_day:%b %d}, {request:g} kW 14-17 h (building clock)")
     for axis, name in zip(axes[1:], BUILDINGS):
         axis.plot(base[name].loc[day, "FacilityPower"], label=f"{name} base")
         axis.plot(dr[name].loc[day, "FacilityPower"], label=f"{name} DR")
         axis.set_ylabel("kW")
     for axis in axes:
-        axis.axvspan(EVENT[0], EVENT[1], color="0.92")
+        axis.axvspan(*window, color="0.92")
         axis.legend(fontsize=7)
     fig.autofmt_xdate()
     save_plot(fig, path)
@@ -270,8 +317,13 @@ if __name__ == "__main__":
     parser.add_argument("--known-load", action="store_true",
                         help="twins with the tag maps' known load and one output lag (bench_gp_mpc's round 3); "
                              "writes campus_dr_known_load.json")
+    parser.add_argument("--day", type=dt.date.fromisoformat, default=TEST_DAY,
+                        help="validation: another event day (YYYY-MM-DD; not the benchmark's)")
+    parser.add_argument("--move-weight", type=float, nargs="+", default=[None],
+                        help="validation: the GP-MPC files' move_weight (default: controllers/gp_mpc.py's)")
+    parser.add_argument("--requests", type=float, nargs="+", default=list(REQUESTS_KW), help="kW (default 150 100)")
     args = parser.parse_args()
     if args.twins:
         ensure_twins(args.known_load)
     else:
-        main(args.known_load)
+        main(args.known_load, args.day, tuple(args.move_weight), tuple(args.requests))
