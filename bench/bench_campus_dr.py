@@ -36,7 +36,7 @@ answered about -120 kW/K within the step: a controller that cancels its error in
 a plant twice as responsive as its model. bench_gp_mpc's twin of the same building (-69 / +38 kW/K,
 persistence 0.51) did not oscillate in single-building validation runs at 65 kW. The remedy tried is a larger
 move weight (the GP-MPC files' ``move_weight``, 0.1 so far). ``--day D --move-weight W ...`` runs validation
-days (refused for Jul 23), written to campus_dr_validation[_known_load].json with figures prefixed ``w<W>_``.
+days (refused for Jul 23), written to campus_dr_validation[_known_load]_<MMDD>.json with figures prefixed ``w<W>_``.
 Criterion, fixed before any campus validation run (after part of the single-building ones of
 bench/validate_gp_mpc.py, which showed no oscillation there): weights 0.1, 0.4, 1.6 at 100 kW on Jun 24 and
 Jul 22 (validation days of bench/study_gp_baseline.py; not Jul 23, nor any bench_gp_mpc event day); the
@@ -201,7 +201,7 @@ async def base_run(endpoint: str) -> dict:
 def main(known_load: bool, day: dt.date = TEST_DAY, move_weights: list[float | None] = (None,),
          requests: list[float] = REQUESTS_KW) -> None:
     """The benchmark (``day`` TEST_DAY, the default weights), or a validation run on another ``day`` with
-    each of ``move_weights`` (figures prefixed ``w<weight>_``; results campus_dr_validation[_known_load])."""
+    each of ``move_weights`` (figures prefixed ``w<weight>_``; results campus_dr_validation[_known_load]_<MMDD>)."""
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("controllers.campus_dr").setLevel(logging.INFO)
     load_before = os.getloadavg()
@@ -210,8 +210,8 @@ def main(known_load: bool, day: dt.date = TEST_DAY, move_weights: list[float | N
     if validation and day == TEST_DAY:
         raise SystemExit(f"{day} is the benchmark's event day: validate on another day")
     twins = ensure_twins(known_load)
-    name = ("campus_dr_validation" if validation else "campus_dr") + ("_known_load" if known_load else "")
     tag = f"_{day:%m%d}" if validation else ""
+    name = ("campus_dr_validation" if validation else "campus_dr") + ("_known_load" if known_load else "") + tag
     base = closed_loop(WORK / f"base{tag}", base_run, reuse=True, day=day)  # the same base schedules every time
     figures, notes = {}, []
     for weight in move_weights:
