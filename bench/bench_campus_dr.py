@@ -46,6 +46,18 @@ delivered ratio stays within 0.9-1.1 on both days and, in the single-building va
 its mean tracking RMSE exceeds 0.1's by at most 2 kW. Then the default weight becomes it, and this
 benchmark and bench_gp_mpc are run again once.
 
+Round 5 (2026-12-05, after round 4's validation runs, nothing run on Jul 23): on the validation days the
+Large Office's MPC held its supply-air setpoint at 11 degC, its lower bound, through every event (mean
+11.3-11.4 degC), since its power twin sees almost no effect of that setpoint (-3.1 / +3.0 kW/K) and its
+zone twin a cooler zone; on Jun 24 the building shed 53 kW more when the supply air rose to 13.2 degC.
+Variant tried: the Large Office decides only its cooling and chilled-water setpoints (``--decide
+CoolingSetpoint ChilledWaterSetpoint``; the supply air follows the base schedule, 12.8 degC). Criterion,
+fixed before its runs: it is kept when the mean tracking RMSE over the validation closed loops (campus at
+100 kW on Jun 24 and Jul 22, move weight 0.1; single building, bench/validate_gp_mpc.py, 9 days at 65 and
+100 kW) is lower than with the three decided inputs (round 4's runs), each run counted once, and the
+mean delivered ratio of each group stays within 0.9-1.1 or comes closer to 1. Then bench_gp_mpc and this
+benchmark are run again once with it.
+
 Writes bench/results/campus_dr.json and bench/results/campus_dr_<request>.png.
 """
 
@@ -156,18 +168,19 @@ def event_window(day: dt.date) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def control_files(twins: dict[str, Path], request_kw: float, day: dt.date = TEST_DAY,
-                  move_weight: float | None = None) -> Path:
+                  move_weight: float | None = None, only: tuple[str, ...] = ()) -> Path:
     """A GP-MPC file per building (horizon 2 h, the next step and 3 blocks, comfort 20-26 degC at 95 %) and
-    the campus request naming them."""
+    the campus request naming them; ``only``: decide only those of DECIDE's inputs (validation)."""
     entries = []
     for name, model in twins.items():
         _, tagmap, zone = BUILDINGS[name]
-        bounds = ", ".join(f"{tag} = [{low}, {high}]" for tag, (low, high) in DECIDE[name].items())
+        decided = {tag: pair for tag, pair in DECIDE[name].items() if not only or tag in only}
+        bounds = ", ".join(f"{tag} = [{low}, {high}]" for tag, (low, high) in decided.items())
         mpc = WORK / f"{name}_gp_mpc.toml"
         weight = f"move_weight = {move_weight:g}\n" if move_weight is not None else ""
         mpc.write_text(f'schedule = "{BASE_SCHEDULE}"\nmodel = "{model}"\ntagmap = "{ROOT / "tagmaps" / tagmap}"\n'
                        f'weather = "ref:usa_il_chicago"\n\n[mpc]\nhorizon_steps = 12\nblocks = 4\n'
-                       f'decide = {list(DECIDE[name])}\nbounds = {{ {bounds} }}\n'
+                       f'decide = {list(decided)}\nbounds = {{ {bounds} }}\n'
                        f'comfort = {{ {zone} = [20.0, 26.0] }}\nconfidence = 0.95\nmax_seconds = 30\n{weight}')
         entries.append(f'\n[[buildings]]\nname = "{name}"\nmpc = "{mpc}"\n')
     path = WORK / f"campus_dr_{request_kw:g}.toml"
@@ -199,25 +212,25 @@ async def base_run(endpoint: str) -> dict:
 
 
 def main(known_load: bool, day: dt.date = TEST_DAY, move_weights: list[float | None] = (None,),
-         requests: list[float] = REQUESTS_KW) -> None:
+         requests: list[float] = REQUESTS_KW, only: tuple[str, ...] = ()) -> None:
     """The benchmark (``day`` TEST_DAY, the default weights), or a validation run on another ``day`` with
     each of ``move_weights`` (figures prefixed ``w<weight>_``; results campus_dr_validation[_known_load]_<MMDD>)."""
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("controllers.campus_dr").setLevel(logging.INFO)
     load_before = os.getloadavg()
     started = time.perf_counter()
-    validation = day != TEST_DAY or move_weights != (None,)
+    validation = day != TEST_DAY or move_weights != (None,) or bool(only)
     if validation and day == TEST_DAY:
         raise SystemExit(f"{day} is the benchmark's event day: validate on another day")
     twins = ensure_twins(known_load)
-    tag = f"_{day:%m%d}" if validation else ""
+    tag = (f"_{day:%m%d}" if validation else "") + ("_decide_" + "+".join(only) if only else "")
     name = ("campus_dr_validation" if validation else "campus_dr") + ("_known_load" if known_load else "") + tag
-    base = closed_loop(WORK / f"base{tag}", base_run, reuse=True, day=day)  # the same base schedules every time
+    base = closed_loop(WORK / ("base" if day == TEST_DAY else f"base_{day:%m%d}"), base_run, reuse=True, day=day)  # the same base schedules every time
     figures, notes = {}, []
     for weight in move_weights:
         prefix = f"w{weight:g}_" if weight is not None else ""
         for request in requests:
-            coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request, day, weight)))
+            coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request, day, weight, only)))
             folder = WORK / f"dr_{request:g}{'_known' if known_load else ''}{tag}{f'_w{weight:g}' if validation else ''}"
             dr = closed_loop(folder, lambda endpoint: coordinator.run(
                 endpoint, None, LoopOptions(mode="exchange", step_timeout_s=300)), day=day)
@@ -322,8 +335,9 @@ if __name__ == "__main__":
     parser.add_argument("--move-weight", type=float, nargs="+", default=[None],
                         help="validation: the GP-MPC files' move_weight (default: controllers/gp_mpc.py's)")
     parser.add_argument("--requests", type=float, nargs="+", default=list(REQUESTS_KW), help="kW (default 150 100)")
+    parser.add_argument("--decide", nargs="+", default=[], help="validation: decide only these of DECIDE's inputs")
     args = parser.parse_args()
     if args.twins:
         ensure_twins(args.known_load)
     else:
-        main(args.known_load, args.day, tuple(args.move_weight), tuple(args.requests))
+        main(args.known_load, args.day, tuple(args.move_weight), tuple(args.requests), tuple(args.decide))

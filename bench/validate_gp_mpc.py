@@ -24,6 +24,8 @@ the MPC file's ``move_weight``, 0.1 so far), chosen with a criterion fixed befor
 validation days without Jul 22-23 (``--days``; Jul 23 is the campus bench's event day), weights 0.1, 0.4
 and 1.6: the weight with the lowest mean tracking RMSE over all those runs is taken, provided its mean
 delivered ratio stays within 0.9-1.1 at both requests; figures in bench/results/gp_mpc_validation_move.json.
+Round 5, ``--decide CoolingSetpoint ChilledWaterSetpoint`` (the supply air on the base schedule): criterion
+in bench/bench_campus_dr.py's docstring; figures in bench/results/gp_mpc_validation_decide.json.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ SUMMARY = ("delivered_ratio", "tracking_rmse_kw", "twin_baseline_error_kw", "twi
 
 
 def run_variant(variant: str, month: str, day: str, feedback_steps: int | None = None, request_kw: float = 100.0,
-                move_weight: float | None = None) -> dict[str, float]:
+                move_weight: float | None = None, decide: list[str] = ()) -> dict[str, float]:
     twin, update = variant.split("_")
     power = "HvacPower" if twin == "hvac" else "FacilityPower"
     base = base_run(month, day)
@@ -64,9 +66,18 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
             mpc.write_text(re.sub(r"(?m)^feedback_steps = \d+", f"feedback_steps = {feedback_steps}", mpc.read_text()))
         if move_weight is not None:
             mpc.write_text(re.sub(r"(?m)^move_weight = \S+", f"move_weight = {move_weight:g}", mpc.read_text()))
+        if decide:
+            mpc.write_text(only_decided(mpc.read_text(), decide))
         controller = GpMpcController(load_mpc(mpc))
         run = bench.closed_loop(campus, Path(tmp) / "mpc", controller)
     return {k: float(v) for k, v in bench.day_figures(day, request_kw, base, run, controller).items()}
+
+
+def only_decided(text: str, decide: list[str]) -> str:
+    """An MPC file's text deciding only ``decide`` (a subset of its ``decide``; their bounds kept)."""
+    bounds = dict(re.findall(r"(\w+) = (\[[^]]*\])", re.search(r"(?m)^bounds = \{(.*)\}", text).group(1)))
+    text = re.sub(r"(?m)^decide = .*$", "decide = [" + ", ".join(f'"{tag}"' for tag in decide) + "]", text)
+    return re.sub(r"(?m)^bounds = .*$", "bounds = { " + ", ".join(f"{tag} = {bounds[tag]}" for tag in decide) + " }", text)
 
 
 def summarise(results: dict[str, dict[str, dict[str, float]]], output: str, requests: list[float]) -> None:
@@ -84,7 +95,8 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], output: str, requ
 
 
 def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: int | None = None,
-         requests: list[float] = (100.0,), move_weights: list[float | None] = (None,), only: list[str] = ()) -> None:
+         requests: list[float] = (100.0,), move_weights: list[float | None] = (None,), only: list[str] = (),
+         decide: list[str] = ()) -> None:
     """Every variant x request x move weight on the validation days (``only``: those days alone); a
     result's name gains ``_r<kW>`` and ``_w<weight>`` when more than the defaults are run."""
     results = {}
@@ -92,13 +104,13 @@ def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: i
         for request in requests:
             for weight in move_weights:
                 key = variant + (f"_r{request:g}" if list(requests) != [100.0] else "") + (
-                    f"_w{weight:g}" if weight is not None else "")
+                    f"_w{weight:g}" if weight is not None else "") + ("_" + "+".join(decide) if decide else "")
                 results[key] = {}
                 for month, days in DAYS.items():
                     for day in days:
                         if only and day not in only:
                             continue
-                        results[key][day] = run_variant(variant, month, day, feedback_steps, request, weight)
+                        results[key][day] = run_variant(variant, month, day, feedback_steps, request, weight, decide)
                         print(key, day, json.dumps(results[key][day]), flush=True)
     summarise(results, name, list(requests))
 
@@ -115,6 +127,7 @@ if __name__ == "__main__":
     parser.add_argument("--request", type=float, nargs="+", default=[100.0], help="requests, kW (default 100)")
     parser.add_argument("--move-weight", type=float, nargs="+", default=[None], help="the MPC file's move_weight (default: the file's)")
     parser.add_argument("--days", nargs="+", default=[], help="only these validation days (YYYY-MM-DD)")
+    parser.add_argument("--decide", nargs="+", default=[], help="decide only these of the file's inputs")
     arguments = parser.parse_args()
     main(arguments.variants, arguments.output, arguments.feedback_steps, arguments.request, arguments.move_weight,
-         arguments.days)
+         arguments.days, arguments.decide)
