@@ -87,75 +87,25 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-import casadi as ca
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
-from bridge.config import ConfigError, reference_weather, resolve_file
-from bridge.tagmap import TagMap, TagMapError, load_tagmap
-from bridge.tomlfile import Table, file_path, read_toml
 from bridge.tracking.dr_baseline import BaselineError, x_of_y_baseline
 from bridge.tracking.dr_event import EventReport, EventReportError, event_report
-from bridge.twin.gp import TwinModel
-from bridge.twin.persist import ModelFileError, check_compatible, load_model
 from bridge.twin.weather import WeatherError, weather_series
 from controllers.base import ControllerConfigError, ControllerError, InputRange
-from controllers.gp_rollout import Rollout
-from controllers.schedule import Schedule, load_schedule
+from controllers.gp_mpc_config import CurtailmentEvent, MpcConfig, load_mpc
+from controllers.gp_mpc_solver import MpcSolver, block_of_steps
+
+__all__ = ["BaselineSource", "CurtailmentEvent", "Decision", "GpMpcController", "MpcConfig", "load_mpc"]
 
 log = logging.getLogger(__name__)
 
-OBJECTIVES = ("tracking", "energy")
-BASELINES = ("twin", "x_of_y")
-BASELINE_UPDATES = ("entry", "begin", "end")  # a twin baseline is corrected again at every decision until then
 TIMED_OUT = ("Maximum_WallTime_Exceeded", "Maximum_CpuTime_Exceeded")  # IPOPT's statuses of a spent budget
 COMFORT_TOL_K = 1e-3  # a comfort margin above -COMFORT_TOL_K counts as met (the solver's own tolerance)
 WINDOW = dt.timedelta(hours=2)  # the pre- and post-event windows of the baseline and the report
 LOOKBACK = dt.timedelta(days=46)  # measured power kept for an x_of_y baseline (dr_baseline's 45-day look-back)
-
-
-@dataclass(frozen=True)
-class CurtailmentEvent:
-    """A demand-response request: from ``begin`` to ``end`` (simulation time), ``curtail_kw`` below
-    ``baseline`` (one of BASELINES, see the module docstring)."""
-
-    begin: dt.datetime
-    end: dt.datetime
-    curtail_kw: float
-    baseline: str = "twin"
-
-    def contains(self, time: dt.datetime) -> bool:
-        """Whether the timestep ending at ``time`` (simulation time) lies in the event."""
-        return self.begin < time <= self.end
-
-
-@dataclass(frozen=True)
-class MpcConfig:
-    schedule: Schedule
-    twin: TwinModel
-    tagmap: TagMap
-    weather: Path
-    decide: tuple[str, ...]
-    bounds: dict[str, tuple[float, float]]
-    events: tuple[CurtailmentEvent, ...]
-    comfort: dict[str, tuple[float, float]]
-    power: str
-    objective: str = "tracking"
-    horizon: int = 12
-    blocks: int = 3
-    confidence: float = 0.95
-    move_weight: float = 0.1
-    outside_weight: float = 0.1
-    max_iter: int = 100
-    max_seconds: float | None = None  # wall-clock budget of one decision (None: max_iter alone bounds it)
-    path: str = ""
-    feedback: bool = True  # measured power corrects the predictions every step (module docstring)
-    feedback_steps: int = 6  # one-step errors averaged into the disturbance estimate
-    x_of_y: tuple[int, int] = (10, 10)  # X and Y of the x_of_y baseline
-    baseline_update: str = "entry"  # one of BASELINE_UPDATES (module docstring)
 
 
 @dataclass
@@ -198,7 +148,7 @@ class GpMpcController:
         self._power_log: dict[dt.datetime, float] = {}  # measured power of the last LOOKBACK, for x_of_y
         self._ranges: dict[str, InputRange] = {}
         self._errors: deque[float] = deque(maxlen=config.feedback_steps)  # one-step power errors (kW)
-        self._solver: _Solver | None = None
+        self._solver: MpcSolver | None = None
         self._measured_log: dict[dt.datetime, dict[str, float]] = {}  # event windows: power and zone temperatures
         self._reported: set[CurtailmentEvent] = set()
         self.event_reports: dict[CurtailmentEvent, EventReport] = {}
@@ -423,7 +373,7 @@ class GpMpcController:
         comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(base, start))[1][0]
                        for tag in config.comfort}
         if self._solver is None:
-            self._solver = _Solver(config, {tag: self._bounds(tag) for tag in config.decide})
+            self._solver = MpcSolver(config, {tag: self._bounds(tag) for tag in config.decide})
         solver = self._solver
         params = solver.parameters(solver.rollout.tables_for(history, base), offset if config.feedback else 0.0,
                                    reference, np.where(in_event, 1.0, config.outside_weight), in_event,
@@ -534,191 +484,3 @@ class GpMpcController:
                                    adjustment_gap_hours=gap, margin=WINDOW)
         (self._provisional.add if gap > 1.0 else self._provisional.discard)(event)
         return baseline.kw
-
-
-class _Solver:
-    """The MPC's nonlinear program, built once (CasADi, IPOPT): decisions x in [0, 1], parameters
-    set per decision (``parameters``); see the module docstring for cost and constraints."""
-
-    def __init__(self, config: MpcConfig, bounds: Mapping[str, tuple[float, float]]):
-        self.config = config
-        models = {tag: config.twin.models[tag] for tag in (config.power, *config.comfort)}
-        self.rollout = rollout = Rollout(models, config.decide, bounds, block_of_steps(config.horizon, config.blocks),
-                                         config.power)
-        horizon, n_decide = config.horizon, len(config.decide)
-        symbols = {"reference": horizon, "weights": horizon, "in_event": horizon, "scale": 1, "previous": n_decide,
-                   **{f"std_{tag}": horizon for tag in config.comfort}}
-        self.symbols = {name: ca.MX.sym(name, size) for name, size in symbols.items()}
-        tables = [ca.vec(rollout.tables[tag]) for tag in models]
-        self.p = ca.vertcat(*tables, rollout.offset, *self.symbols.values())
-        power = ca.vertcat(*rollout.means[config.power])
-        sym = self.symbols
-        if config.objective == "tracking":
-            cost = ca.sum1(sym["weights"] * ((power - sym["reference"]) / sym["scale"]) ** 2)
-        else:
-            cost = ca.sum1(sym["in_event"] * power) / sym["scale"]
-        moves = ca.reshape(rollout.x, config.blocks, n_decide)  # column i: the blocks of decide[i]
-        steps = ca.vertcat(sym["previous"].T, moves)[1:, :] - ca.vertcat(sym["previous"].T, moves)[:-1, :]
-        cost += config.move_weight * ca.sumsqr(steps)
-        z = norm.ppf(config.confidence)
-        margins = []
-        for tag, (low, high) in config.comfort.items():
-            temps, std = ca.vertcat(*rollout.means[tag]), sym[f"std_{tag}"]
-            margins += [high - (temps + z * std), temps - z * std - low]
-        self.g = ca.vertcat(*margins) if margins else ca.MX(0, 1)
-        options = {"print_level": 0, "sb": "yes", "max_iter": config.max_iter, "tol": 1e-6}
-        if config.max_seconds is not None:
-            options["max_wall_time"] = config.max_seconds
-        self.nlp = ca.nlpsol("gp_mpc", "ipopt", {"x": rollout.x, "p": self.p, "f": cost, "g": self.g},
-                             {"ipopt": options, "print_time": False, "error_on_fail": False})
-        self.outputs = ca.Function("gp_mpc_outputs", [rollout.x, self.p], [power, self.g])
-        self._tags = list(models)
-
-    def parameters(self, tables: Mapping[str, np.ndarray], offset: float, reference: np.ndarray, weights: np.ndarray,
-                   in_event: np.ndarray, scale: float, previous: np.ndarray,
-                   comfort_std: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The parameter vector of one decision (the order of ``self.p``)."""
-        values = {"reference": reference, "weights": weights, "in_event": in_event.astype(float), "scale": [scale],
-                  "previous": previous, **{f"std_{tag}": std for tag, std in comfort_std.items()}}
-        return np.concatenate([*(tables[tag].ravel(order="F") for tag in self._tags), [offset],
-                               *(np.asarray(values[name], float).ravel() for name in self.symbols)])
-
-    def solve(self, start: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, str, int]:
-        """(decisions, IPOPT's return status, iterations) from ``start``."""
-        result = self.nlp(x0=start, p=params, lbx=0.0, ubx=1.0, lbg=0.0, ubg=np.inf)
-        stats = self.nlp.stats()
-        return np.clip(np.array(result["x"]).ravel(), 0.0, 1.0), stats["return_status"], int(stats.get("iter_count", 0))
-
-    def evaluate(self, x: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted power over the horizon, comfort margins) at decisions ``x``."""
-        power, margins = self.outputs(x, params)
-        return np.array(power).ravel(), np.array(margins).ravel()
-
-
-def block_of_steps(horizon: int, blocks: int) -> np.ndarray:
-    """Block index of each horizon step: the first step is a block of its own (the move applied
-    now), the other steps are split into ``blocks - 1`` equal blocks."""
-    if blocks == 1:
-        return np.zeros(horizon, dtype=int)
-    return np.concatenate([[0], 1 + np.arange(horizon - 1) * (blocks - 1) // (horizon - 1)])
-
-
-def load_mpc(path: str | Path) -> MpcConfig:
-    """Read a GP-MPC file (controllers/examples/large_office_gp_mpc.toml); ControllerConfigError naming file and key."""
-    path = Path(path)
-    base = path.parent
-    file = Table(read_toml(path, ControllerConfigError, "GP-MPC file"), str(path), ControllerConfigError)
-    where = file.where
-    file.check_keys({"schedule", "model", "tagmap", "weather", "mpc", "events"})
-    tagmap_path, model_path, schedule_path = (file_path(file.text(key), base, ControllerConfigError, f"{where}: {key}")
-                                              for key in ("tagmap", "model", "schedule"))
-    try:
-        tagmap = load_tagmap(tagmap_path)
-        twin = load_model(model_path)
-        check_compatible(twin, tagmap, file.text("model"))
-    except (TagMapError, ModelFileError) as exc:
-        raise ControllerConfigError(f"{where}: {exc}") from None
-    try:
-        weather = resolve_file(file.text("weather", "ref:usa_il_chicago"), base, reference_weather, f"{where}: weather")
-    except ConfigError as exc:
-        raise ControllerConfigError(str(exc)) from None
-    mpc = file.table("mpc")
-    mpc.check_keys({"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
-                    "outside_weight", "max_iter", "max_seconds", "power", "feedback", "feedback_steps", "baseline",
-                    "x_of_y", "baseline_update"})
-    objective = mpc.text("objective", "tracking")
-    if objective not in OBJECTIVES:
-        raise ControllerConfigError(f"{where}: [mpc] objective must be one of {OBJECTIVES}, got {objective!r}")
-    inputs = {item.tag for item in tagmap.inputs}
-    decide = mpc.values.get("decide", [])
-    if not isinstance(decide, list) or not decide or not all(isinstance(tag, str) for tag in decide) or set(decide) - inputs:
-        raise ControllerConfigError(f"{where}: [mpc] decide must list input tags of {tagmap.name} ({sorted(inputs)}), "
-                                    f"got {decide!r}")
-    decide = tuple(decide)
-    bounds = {tag: _pair(value, f"{where}: [mpc] bounds.{tag}") for tag, value in mpc.table("bounds").values.items()}
-    if set(bounds) - set(decide):
-        raise ControllerConfigError(f"{where}: [mpc] bounds given for {sorted(set(bounds) - set(decide))}, not decided")
-    comfort = {tag: _pair(value, f"{where}: [mpc] comfort.{tag}") for tag, value in mpc.table("comfort").values.items()}
-    unmodelled = [tag for tag in comfort if tag not in twin.models]
-    power = mpc.text("power", next((o.tag for o in tagmap.outputs if o.role == "electric_power"), ""))
-    if unmodelled or power not in twin.models:
-        raise ControllerConfigError(f"{where}: the twin {file.text('model')} models {twin.targets}; it has no model of "
-                                    f"{unmodelled or [power]} (comfort tags and the power tag need one)")
-    try:
-        schedule = load_schedule(schedule_path)
-    except ControllerConfigError as exc:
-        raise ControllerConfigError(f"{where}: schedule: {exc}") from None
-    baseline = _baseline_name(mpc.text("baseline", "twin"), f"{where}: [mpc] baseline")
-    events = tuple(_event(entry.values, entry.where, schedule, baseline) for entry in file.tables("events"))
-    config = MpcConfig(schedule, twin, tagmap, weather, decide, bounds, events, comfort, power, objective,
-                       mpc.integer("horizon_steps", 12), mpc.integer("blocks", 3), mpc.number("confidence", 0.95),
-                       mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
-                       mpc.integer("max_iter", 100), _max_seconds(mpc), where, mpc.flag("feedback", True),
-                       mpc.integer("feedback_steps", 6), _x_of_y_days(mpc), mpc.text("baseline_update", "entry"))
-    if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
-        raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
-    if config.baseline_update not in BASELINE_UPDATES:
-        raise ControllerConfigError(f"{where}: [mpc] baseline_update must be one of {BASELINE_UPDATES}, "
-                                    f"got {config.baseline_update!r}")
-    if config.feedback_steps < 1 or config.max_iter < 1:
-        raise ControllerConfigError(f"{where}: [mpc] feedback_steps and max_iter must be >= 1")
-    try:
-        weather_series(weather, pd.DatetimeIndex([dt.datetime(2025, 7, 1)]))
-    except WeatherError as exc:
-        raise ControllerConfigError(f"{where}: weather: {exc}") from None
-    return config
-
-
-def _max_seconds(mpc: Table) -> float | None:
-    """The optimiser's time limit per decision in seconds (None: no limit)."""
-    if "max_seconds" not in mpc.values:
-        return None
-    value = mpc.number("max_seconds")
-    if not 0 < value < float("inf"):
-        raise ControllerConfigError(f"{mpc.where}: max_seconds must be a positive number of seconds, got {value!r}")
-    return value
-
-
-def _x_of_y_days(mpc: Table) -> tuple[int, int]:
-    """``x_of_y = [X, Y]``: the days averaged and the eligible days looked at (1 <= X <= Y)."""
-    value = mpc.values.get("x_of_y", [10, 10])
-    if not (isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value)
-            and 1 <= value[0] <= value[1]):
-        raise ControllerConfigError(f"{mpc.where}: x_of_y must be [X, Y], whole numbers with 1 <= X <= Y, "
-                                    f"got {value!r}")
-    return value[0], value[1]
-
-
-def _pair(value, where: str) -> tuple[float, float]:
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ControllerConfigError(f"{where}: expected [low, high], got {value!r}") from None
-    if not low < high:
-        raise ControllerConfigError(f"{where}: low {low} must be below high {high}")
-    return low, high
-
-
-def _baseline_name(value: object, where: str) -> str:
-    if value not in BASELINES:
-        raise ControllerConfigError(f"{where} must be one of {BASELINES}, got {value!r}")
-    return str(value)
-
-
-def _event(entry: dict, where: str, schedule: Schedule, baseline: str) -> CurtailmentEvent:
-    """An event of the file, its times on the base schedule's clock (``daylight_saving``), kept in
-    simulation time; ``baseline`` unless the event names its own."""
-    if not {"date", "start", "end", "curtail_kw"} <= set(entry) <= {"date", "start", "end", "curtail_kw", "baseline"}:
-        raise ControllerConfigError(f"{where}: needs 'date' (YYYY-MM-DD), 'start', 'end' (HH:MM) and "
-                                    f"'curtail_kw', and may name a 'baseline', got {sorted(entry)}")
-    baseline = _baseline_name(entry.get("baseline", baseline), f"{where}: baseline")
-    try:
-        day = dt.date.fromisoformat(str(entry["date"]))
-        begin, end = (dt.datetime.combine(day, dt.time.fromisoformat(str(entry[key]))) for key in ("start", "end"))
-        event = CurtailmentEvent(schedule.simulation_time(begin), schedule.simulation_time(end), float(entry["curtail_kw"]),
-                                 baseline)
-    except (TypeError, ValueError) as exc:
-        raise ControllerConfigError(f"{where}: {exc}") from None
-    if event.end <= event.begin or event.curtail_kw < 0:
-        raise ControllerConfigError(f"{where}: end must be after start and curtail_kw >= 0")
-    return event

@@ -11,7 +11,8 @@ import pytest
 
 from bridge.historian import load_history
 from conftest import REPO, TAGMAPS, run_bridge, run_cli
-from controllers.gp_mpc import GpMpcController, block_of_steps, load_mpc
+from controllers.gp_mpc import GpMpcController, load_mpc
+from controllers.gp_mpc_solver import block_of_steps
 from controllers.loop import LoopOptions, run_controller
 from controllers.schedule import ScheduleController, load_schedule
 # session fixtures: a short excited run of the Small Office, a twin trained on it
