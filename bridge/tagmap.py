@@ -165,6 +165,7 @@ class TagMap:
     floor_area_m2: float | None = None
     path: str = ""
     weather_file_precipitation: bool = True  # rain and snow from the weather file (docs/bridge.md, "Weather inputs")
+    occupancy: Occupancy | None = None  # the file's [occupancy] (or the one it extends'): its occupied hours
 
     def input(self, tag: str) -> InputTag:
         return next(i for i in self.inputs if i.tag == tag)
@@ -230,7 +231,7 @@ def _load_tagmap(path: Path, extending: tuple[Path, ...]) -> TagMap:
     area = file.number("floor_area_m2", 0.0) or (base.floor_area_m2 if base else None)
     precipitation = file.flag("weather_file_precipitation", base.weather_file_precipitation if base else True)
     tagmap = TagMap(file.text("name", base.name if base else path.stem), inputs, outputs, area or None, str(path),
-                    precipitation)
+                    precipitation, occupancy or (base.occupancy if base else None))
     _check_orders(tagmap)
     _check_ranges(tagmap)
     _check_known_loads(tagmap)

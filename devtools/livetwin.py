@@ -24,14 +24,13 @@ from pathlib import Path
 
 from asyncua import Client, ua
 
-from bridge.comfort import Occupancy, read_occupancy
+from bridge.comfort import Occupancy
 from bridge.config import RunPeriod, reference_model
 from bridge.daylight import daylight_saving_rule, period_in, simulation_time
 from bridge.protocol import NAMESPACE
-from bridge.tomlfile import Table, read_toml
+from bridge.tagmap import load_tagmap
 
 LIVE_TAGMAP = Path(__file__).resolve().parent.parent / "tagmaps" / "small_office_live.toml"  # the twin's
-SMALL_OFFICE_TAGMAP = LIVE_TAGMAP.parent / "small_office.toml"  # the one LIVE_TAGMAP extends: its [occupancy]
 LIVE_BUILDING_TAGMAP = Path(__file__).resolve().parent / "live_building.toml"  # the live building's: rain from its file
 TWIN_WEATHER = "ref:usa_il_chicago"
 LIVE_WEATHER = "ref:usa_nv_las_vegas"  # July: hot and dry where Chicago is mild and humid
@@ -55,8 +54,7 @@ UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": 
 def twin_occupancy() -> Occupancy:
     """The Small Office's occupied hours: its tag map's ``[occupancy]`` (the model's HVACOperationSchd on the
     building's clock, weekdays 06-22, Saturdays 06-18, with its daylight saving rule), for the after-hours rule."""
-    table = Table(read_toml(SMALL_OFFICE_TAGMAP, ValueError, "tag map"), str(SMALL_OFFICE_TAGMAP), ValueError)
-    return read_occupancy(table.table("occupancy"))
+    return load_tagmap(LIVE_TAGMAP).occupancy
 
 
 def standard_pressure_pa(elevation_m: float) -> float:

@@ -191,6 +191,17 @@ def test_a_zone_may_have_its_own_occupancy(tmp_path):
     assert (b.bands.occupancy.occupied(monday), b.bands.occupancy.occupied(sunday)) == (False, True)
 
 
+def test_a_tagmap_keeps_its_files_occupancy_and_an_extending_file_inherits_it(tmp_path):
+    base, child = tmp_path / "base.toml", tmp_path / "child.toml"
+    base.write_text('[occupancy]\nweekdays = [6.0, 22.0]\n[[outputs]]\ntag = "A"\nkey = "A"\nvariable = "T"\n')
+    child.write_text('extends = "base.toml"\n[[outputs]]\ntag = "B"\nkey = "B"\nvariable = "T"\n')
+    monday_noon = dt.datetime(2025, 1, 6, 12)
+    assert load_tagmap(base).occupancy.occupied(monday_noon)
+    assert load_tagmap(child).occupancy == load_tagmap(base).occupancy
+    base.write_text('[[outputs]]\ntag = "A"\nkey = "A"\nvariable = "T"\n')
+    assert load_tagmap(child).occupancy is None
+
+
 def test_occupancy_follows_the_buildings_clock_under_daylight_saving():
     dst = Occupancy((6.0, 22.0), None, None, ("2nd Sunday in March", "1st Sunday in November"))
     july = dt.datetime(2025, 7, 1, 5, 30)  # standard time 05:30 is 06:30 on the building's clock
