@@ -58,6 +58,12 @@ fixed before its runs: it is kept when the mean tracking RMSE over the validatio
 mean delivered ratio of each group stays within 0.9-1.1 or comes closer to 1. Then bench_gp_mpc and this
 benchmark are run again once with it.
 
+Round 6 (2026-12-05, before its runs): the campus at 100 kW on the other validation days of
+bench/study_gp_baseline.py (Jun 10, 12, 17, 26; Aug 19, 21, 26, 28), the current settings, one run each, every
+figure reported (campus_dr_validation_known_load_<MMDD>.json): how the Jul 23 figure stands among days it was
+not tuned on. A remedy for the Large Office's alternation is tried only if some of these days show it
+(4 or more setpoint reversals in the event), chosen on those days.
+
 Writes bench/results/campus_dr.json and bench/results/campus_dr_<request>.png.
 """
 
