@@ -33,6 +33,8 @@ counts (e.g. 32 or 64) run on the local executor only (each EnergyPlus process h
 
     python bench/bench_scale.py                      # ~10 min; writes bench/results/scale.json
     python bench/bench_scale.py --before fba6821     # and the same runs with that revision's bridge
+    python bench/bench_scale.py --counts --replayed --head-only 64 256 --no-ray-calls --before REV --repeat 3
+                                                     # the head's own cost alone, against REV (scale_head.json)
 """
 
 from __future__ import annotations
@@ -333,8 +335,13 @@ def throughput_figures(prefix: str, run: dict) -> dict:
     return figures
 
 
+def median_run(runs: list[dict]) -> dict:
+    """Of repeated runs, the one of median head CPU per building-step (the lower middle one of an even number)."""
+    return sorted(runs, key=lambda run: run["cpu_s"] / run["steps"])[(len(runs) - 1) // 2]
+
+
 def measure(counts: list[int], local_only: list[int], replayed: list[int], before: str | None, days: int,
-            head_only: list[int]) -> dict:
+            head_only: list[int], repeat: int = 1, ray_calls: bool = True) -> dict:
     figures = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -350,22 +357,24 @@ def measure(counts: list[int], local_only: list[int], replayed: list[int], befor
                           + ", ".join(f"{p} {v / run['steps'] * 1e3:.4f}" for p, v in run["phases"].items()),
                           flush=True)
                     figures.update(throughput_figures(prefix, run))
-        for count in head_only:
-            run = throughput(count, "instant", INSTANT_DAYS)
-            print(f"{count:3d} buildings answering at once, one group: head "
-                  f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step", flush=True)
-            figures.update(throughput_figures(f"instant_{count}", run))
-        for count in head_only:
-            run = throughput(count, "instant_wait", INSTANT_DAYS)
-            print(f"{count:3d} buildings answering {INSTANT_WAIT_S * 1e3:.0f} ms later, one group: head "
-                  f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step", flush=True)
-            figures.update(throughput_figures(f"instant_wait_{count}", run))
+        for kind, label in (("instant", "answering at once"),
+                            ("instant_wait", f"answering {INSTANT_WAIT_S * 1e3:.0f} ms later")):
+            for count in head_only:
+                runs = {}
+                for _ in range(repeat):  # interleaved with the revision before, if any: the same machine load
+                    for name, root in ([("before", old)] if old else []) + [("", None)]:
+                        run = throughput(count, kind, INSTANT_DAYS, root)
+                        runs.setdefault(name, []).append(run)
+                        print(f"{count:3d} buildings {label}, one group, {name or 'now':6s}: head "
+                              f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step", flush=True)
+                for name, made in runs.items():
+                    figures.update(throughput_figures(f"{kind}_{count}" + (f"_{name}" if name else ""), median_run(made)))
         for count in (c for c in counts if c >= 16):
             run = throughput(count, "ray_own_core", days)
             print(f"{count:3d} x small office, Ray, the head on a core of its own: head "
                   f"{run['cpu_s'] / run['steps'] * 1e3:.4f} ms CPU per building-step", flush=True)
             figures.update(throughput_figures(f"ray_own_core_{count}", run))
-        if head_only:
+        if head_only and ray_calls:
             for buildings in (16, 64):
                 figures[f"ray_call_{buildings}_buildings_head_cpu_ms"] = figure(ray_call_cost(buildings), "ms")
             # the 64-row call answered after 5 ms (a node's EnergyPlus step takes milliseconds), and the
@@ -392,13 +401,17 @@ async def memory_and_recovery(folder: Path, replayed: list[int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--counts", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--counts", type=int, nargs="*", default=[1, 4, 16],
+                        help="building counts of the throughput runs (none: head-only runs alone, into scale_head.json)")
     parser.add_argument("--local-only", type=int, nargs="*", default=[], help="counts run on the local executor only")
     parser.add_argument("--replayed", type=int, nargs="*", default=[10, 144, 432, 1000],
                         help="recovery after these numbers of steps (none: no memory or recovery figures)")
     parser.add_argument("--head-only", type=int, nargs="*", default=[16, 64, 256],
                         help="counts run with engines that answer at once (the head's own cost), and Ray's per-call cost")
     parser.add_argument("--before", help="git revision whose bridge package is measured too, run by run")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="head-only runs made this many times each (figures: the run of median head CPU)")
+    parser.add_argument("--no-ray-calls", action="store_true", help="leave out the cost of bare Ray calls")
     parser.add_argument("--days", type=int, default=3, help="July days simulated per throughput run")
     parser.add_argument("--child", nargs=2, metavar=("COUNT", "KIND"), help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -407,15 +420,17 @@ def main() -> None:
         print(json.dumps(child_run(int(args.child[0]), args.child[1], args.days)))
         return
     load = os.getloadavg()[0]
-    figures = measure(args.counts, args.local_only, args.replayed, args.before, args.days, args.head_only)
-    write_results("scale", figures, notes=(
+    figures = measure(args.counts, args.local_only, args.replayed, args.before, args.days, args.head_only,
+                      args.repeat, not args.no_ray_calls)
+    write_results("scale" if args.counts or args.local_only else "scale_head", figures, notes=(
         f"Load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. "
         f"Small offices, {args.days} July day(s) in fast mode ({args.days * 144} steps), on a 2-core machine "
         "shared with other jobs: local and Ray executors compete with EnergyPlus for the same 2 cores. Ray: a "
         "local single-node Ray started per run, buildings of 0.03 logical CPU each, all in the one node's actor "
         "(one Ray call per step). Each throughput run is a process of its own"
         + (f"; '_before' figures: the same runs with the bridge of revision {args.before}, interleaved" if args.before
-           else "") + ". Recovery: kill of a Small Office actor after N steps, until the step in flight is answered."))
+           else "") + (f"; head-only runs made {args.repeat} times each, figures of the run of median head CPU"
+                       if args.repeat > 1 else "") + ". Recovery: kill of a Small Office actor after N steps, until the step in flight is answered."))
 
 
 if __name__ == "__main__":

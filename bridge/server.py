@@ -94,7 +94,8 @@ class TagServer:
         self._kpi_nodes: set[ua.NodeId] = set()
         self._ranges: dict[ua.NodeId, tuple[float, float]] = {}  # EURange of each analog tag
         self._blocks: dict[str, tuple[ValueBlock, tuple[str, ...], list[float], list[float]]] = {}  # ``_output_block``
-        self._control_slots: dict[tuple, ValueSlots] = {}  # (tag name, building or None, ...) -> their slots
+        self._control_slots: dict[tuple, ValueSlots] = {}  # (tag name, building or None) -> its slot
+        self._control_blocks: dict[str, tuple[list, ValueBlock]] = {}  # tag name -> (keys, their block): ``set_controls``
 
     async def init(self) -> None:
         """Prepare the address space; nothing is served until ``listen``."""
@@ -380,7 +381,10 @@ class TagServer:
 
     async def set_controls(self, keys: list[str | None], **values) -> None:
         """The same ``values`` on the Control tags of every building in ``keys`` (None: the campus's):
-        each value made once (one DataValue shared by all the tags it goes to); Status also sets StatusCode."""
+        each value made once (one DataValue shared by all the tags it goes to); Status also sets StatusCode.
+        A tag of several buildings (Step, SimTime each step) is served by one ``ValueBlock`` of those
+        buildings' nodes, so that setting it costs the same whatever their number (a new block when the
+        buildings differ from the last call's)."""
         keys = [key for key in keys if key in self.controls]  # absent: the address space is not built
         if not keys:
             return
@@ -390,11 +394,20 @@ class TagServer:
         for name, value in values.items():
             data = ua.DataValue(ua.Variant(utc(value) if name == "SimTime" else value, variants[name]),
                                 SourceTimestamp=now, ServerTimestamp=now)
-            group = (name, *keys)
-            slots = self._control_slots.get(group)
-            if slots is None:
-                slots = self._control_slots[group] = self.internals.value_slots([self.controls[k].ids[name] for k in keys])
-            await slots.set(data)
+            if len(keys) == 1:
+                group = (name, keys[0])
+                slots = self._control_slots.get(group)
+                if slots is None:
+                    slots = self._control_slots[group] = self.internals.value_slots([self.controls[keys[0]].ids[name]])
+                await slots.set(data)
+                continue
+            block = self._control_blocks.get(name)
+            if block is None or block[0] != keys:
+                block = self._control_blocks[name] = (keys, self.internals.value_block(
+                    [self.controls[k].ids[name] for k in keys], _stored_as_is))
+            monitored = block[1].publish(data)
+            if monitored:
+                await block[1].notify(monitored)
 
     async def publish_kpis(self, building: str | None, kpis: Mapping[str, object]) -> None:
         """Numeric KPIs as read-only Double tags under ``<Campus>[.<Building>].KPIs`` (created on first use)."""
@@ -412,6 +425,11 @@ class TagServer:
                 await folder.add_variable(node_id, ua.QualifiedName(name, self.idx), 0.0)
                 self._kpi_nodes.add(node_id)
             await self.write_value(node_id, float(value), ua.VariantType.Double)
+
+
+def _stored_as_is(index: int, data: ua.DataValue) -> ua.DataValue:
+    """A ``ValueBlock``'s DataValue when its row is the DataValue itself (the Control tags of ``set_controls``)."""
+    return data
 
 
 def _calling_session() -> object:

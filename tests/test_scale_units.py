@@ -279,3 +279,69 @@ def test_inputs_read_again_only_after_a_write_whatever_its_path():
         await server.stop()
 
     asyncio.run(scenario())
+
+
+def test_control_tags_of_many_buildings_read_and_monitored_as_each_set_left_them():
+    """A Control tag set for several buildings at once (Step each step: one ``ValueBlock``) reads, and is
+    reported to a subscription, as if each tag had been set alone: a building left out of a call keeps
+    its value, one set alone (a reset's Step=0) holds that value until the next call that names it, and
+    every building named shares the call's DataValue."""
+    from asyncua import Client
+
+    from bridge.opcua_adapter import subscribe_every_sample
+    from bridge.protocol import METHODS
+    from bridge.server import TagServer
+    from bridge.tagmap import load_tagmap
+    from conftest import TAGMAPS, free_port, wait_until
+
+    tagmap = load_tagmap(TAGMAPS / "small_office.toml")
+    names = ["A", "B", "C"]
+    reported = []
+
+    async def method() -> str:
+        return ""
+
+    async def scenario() -> None:
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+        server = TagServer(endpoint, "Campus", dt.datetime(2025, 7, 1))
+        await server.init()
+        await server.add_campus_nodes({m: method for m in METHODS})
+        for name in names:
+            await server.add_building(name, tagmap, {m: method for m in METHODS}, lambda: None, None)
+        await server.listen()
+
+        class Handler:
+            def datachange_notification(self, node, value, data) -> None:
+                reported.append(value)
+
+        async def steps() -> dict:
+            return {key: (await client.get_node(server.controls[key].ids["Step"]).read_value())
+                    for key in [*names, None]}
+
+        try:
+            async with Client(endpoint) as client:
+                await server.set_controls([*names, None], Step=1)
+                assert await steps() == {"A": 1, "B": 1, "C": 1, None: 1}
+                subscription = await client.create_subscription(10, Handler())
+                await subscribe_every_sample(subscription, [client.get_node(server.controls["B"].ids["Step"])], 100)
+                await wait_until(lambda: _true(reported == [1]), 10)
+                await server.set_controls(["A", "C", None], Step=2)  # B left out (faulted, stopped)
+                assert await steps() == {"A": 2, "B": 1, "C": 2, None: 2}
+                await server.set_control("A", Step=0)
+                assert await steps() == {"A": 0, "B": 1, "C": 2, None: 2}
+                await server.set_controls([*names, None], Step=3, SimTimeSeconds=1800.0)
+                assert await steps() == {"A": 3, "B": 3, "C": 3, None: 3}
+                data = [server.internals.read_attribute(server.controls[key].ids["Step"]) for key in [*names, None]]
+                assert all(d is data[0] for d in data)
+                await wait_until(lambda: _true(reported == [1, 3]), 10)
+                await server.set_control("B", Step=4)
+                await wait_until(lambda: _true(reported == [1, 3, 4]), 10)
+                assert await steps() == {"A": 3, "B": 4, "C": 3, None: 3}
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+async def _true(condition: bool) -> bool:
+    return condition
