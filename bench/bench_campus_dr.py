@@ -237,7 +237,7 @@ def main(known_load: bool, day: dt.date = TEST_DAY, move_weights: list[float | N
         prefix = f"w{weight:g}_" if weight is not None else ""
         for request in requests:
             coordinator = CampusCoordinator(load_campus_dr(control_files(twins, request, day, weight, only)))
-            folder = WORK / f"dr_{request:g}{'_known' if known_load else ''}{tag}{f'_w{weight:g}' if validation else ''}"
+            folder = WORK / f"dr_{request:g}{'_known' if known_load else ''}{tag}{f'_w{weight:g}' if weight is not None else ''}"
             dr = closed_loop(folder, lambda endpoint: coordinator.run(
                 endpoint, None, LoopOptions(mode="exchange", step_timeout_s=300)), day=day)
             plot_path = RESULTS / f"{name}_{prefix}{request:g}.png"
