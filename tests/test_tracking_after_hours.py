@@ -146,8 +146,23 @@ def test_the_tracking_file_reads_the_after_hours_table(tmp_path):
     assert load(tmp_path, "[after_hours]\n" + OCCUPANCY).after_hours.watches("ZoneTemp")  # no list: every pair
 
 
+def test_the_occupied_hours_may_be_a_tag_maps(tmp_path):
+    """``tagmap`` in [after_hours]: the tag map's [occupancy], said once (here the Small Office's, the same
+    hours as OCCUPANCY)."""
+    from conftest import TAGMAPS
+
+    rule = load(tmp_path, f'[after_hours]\ntagmap = "{TAGMAPS / "small_office.toml"}"\n').after_hours
+    assert rule.occupancy == load(tmp_path, "[after_hours]\n" + OCCUPANCY).after_hours.occupancy
+    (tmp_path / "bare.toml").write_text('[[outputs]]\ntag = "P"\nkey = "P"\nvariable = "V"\n')
+    with pytest.raises(TrackingConfigError, match=r"tagmap .*bare\.toml has no \[occupancy\] table"):
+        load(tmp_path, '[after_hours]\ntagmap = "bare.toml"\n')  # relative to the tracking file
+    with pytest.raises(TrackingConfigError, match=r"\[after_hours\]: tagmap: .*missing\.toml"):
+        load(tmp_path, '[after_hours]\ntagmap = "missing.toml"\n')
+
+
 @pytest.mark.parametrize("text, message", [
     ("[after_hours]\nwarning_kw = 0.3\n", "[after_hours]: needs an [after_hours.occupancy] table"),
+    ('[after_hours]\ntagmap = "x.toml"\n' + OCCUPANCY, "[after_hours]: needs an [after_hours.occupancy] table or 'tagmap'"),
     ('[after_hours]\npairs = ["Power"]\n' + OCCUPANCY, "[after_hours]: 'pairs' names no tracked pair: ['Power']"),
     ("[after_hours]\nwarning_kw = 0.5\nalert_kw = 0.4\n" + OCCUPANCY, "[after_hours]: after-hours rule needs 0 < warning_kw"),
     ('[after_hours]\nalert_kw = "0.4"\n' + OCCUPANCY, "[after_hours]: 'alert_kw' must be"),

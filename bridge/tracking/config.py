@@ -25,7 +25,8 @@ Example (see docs/tracking.md for every key)::
     window_steps = 12           # consecutive unoccupied steps averaged (2 h at 10-minute steps)
     clear_steps = 3             # full windows under warning_kw that clear a raised state
 
-    [after_hours.occupancy]     # required with [after_hours]: the building's occupied hours (bridge/comfort.py)
+    [after_hours.occupancy]     # the building's occupied hours (bridge/comfort.py), or instead in [after_hours]
+                                # tagmap = "../tagmaps/small_office.toml": a tag map's [occupancy]
     weekdays = [6.0, 22.0]      # Monday to Friday, start and end hour on the building's clock
     saturday = [6.0, 18.0]
     sunday = []                 # unoccupied all day
@@ -59,11 +60,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.comfort import read_occupancy
+from bridge.comfort import Occupancy, read_occupancy
 from bridge.errors import TwinbridgeError
 from bridge.protocol import NAMESPACE
 from bridge.security.settings import PASSWORD_VARIABLE, ClientSecurity
 from bridge.security.users import SecurityError
+from bridge.tagmap import TagMapError, load_tagmap
 from bridge.tomlfile import Table, file_path, read_toml
 from bridge.tracking.after_hours import AfterHoursRule
 from bridge.tracking.deviation import GRANULARITIES, Thresholds
@@ -192,7 +194,8 @@ def load_tracking_config(path: str | Path) -> TrackingConfig:
         raise TrackingConfigError(f"{path}: pair names must be unique")
     anomaly_db = file_path(options.pop("anomaly_db", "tracking.sqlite"), path.parent, TrackingConfigError,
                            f"{tracking.where}: anomaly_db")
-    after_hours = read_after_hours(data.table("after_hours"), pairs) if "after_hours" in data.values else None
+    after_hours = (read_after_hours(data.table("after_hours"), pairs, Path(path).parent)
+                   if "after_hours" in data.values else None)
     return TrackingConfig(
         live=_endpoint(data, "live"), twin=_endpoint(data, "twin"), pairs=tuple(pairs),
         thresholds=thresholds, anomaly_db=anomaly_db, after_hours=after_hours, **options)
@@ -201,13 +204,11 @@ def load_tracking_config(path: str | Path) -> TrackingConfig:
 AFTER_HOURS_KEYS = {"warning_kw": "float", "alert_kw": "float", "window_steps": "int", "clear_steps": "int"}
 
 
-def read_after_hours(table: Table, pairs: list[Pair]) -> AfterHoursRule:
+def read_after_hours(table: Table, pairs: list[Pair], base: Path = Path(".")) -> AfterHoursRule:
     """The ``[after_hours]`` table: thresholds (defaults of ``AfterHoursRule``), the pairs it watches (names of
-    ``pairs``; every pair when absent) and its required ``[after_hours.occupancy]`` (``bridge.comfort``)."""
-    table.check_keys([*AFTER_HOURS_KEYS, "pairs", "occupancy"])
-    if "occupancy" not in table.values:
-        raise TrackingConfigError(f"{table.where}: needs an [after_hours.occupancy] table (the occupied hours)")
-    occupancy = read_occupancy(table.table("occupancy"))
+    ``pairs``; every pair when absent) and the building's occupied hours (``after_hours_occupancy``)."""
+    table.check_keys([*AFTER_HOURS_KEYS, "pairs", "occupancy", "tagmap"])
+    occupancy = after_hours_occupancy(table, base)
     watched = table.array("pairs", [])
     names = {p.name for p in pairs}
     unknown = [name for name in watched if not isinstance(name, str) or name not in names]
@@ -218,6 +219,24 @@ def read_after_hours(table: Table, pairs: list[Pair]) -> AfterHoursRule:
         return AfterHoursRule(occupancy, pairs=tuple(watched), **numbers)
     except ValueError as exc:
         raise TrackingConfigError(f"{table.where}: {exc}") from None
+
+
+def after_hours_occupancy(table: Table, base: Path) -> Occupancy:
+    """The occupied hours of ``[after_hours]``: its ``[after_hours.occupancy]`` table (``bridge.comfort``), or
+    ``tagmap``, a tag map file (relative to ``base``) whose ``[occupancy]`` they are: one or the other."""
+    if ("occupancy" in table.values) == ("tagmap" in table.values):
+        raise TrackingConfigError(f"{table.where}: needs an [after_hours.occupancy] table or 'tagmap' (a tag map "
+                                  "file with an [occupancy] table): the occupied hours, given once")
+    if "occupancy" in table.values:
+        return read_occupancy(table.table("occupancy"))
+    path = file_path(table.values["tagmap"], base, TrackingConfigError, f"{table.where}: tagmap")
+    try:
+        occupancy = load_tagmap(path).occupancy
+    except TagMapError as exc:
+        raise TrackingConfigError(f"{table.where}: tagmap: {exc}") from None
+    if occupancy is None:
+        raise TrackingConfigError(f"{table.where}: tagmap {path} has no [occupancy] table")
+    return occupancy
 
 
 TRACKING_KEYS = {"anomaly_db": "str", "stale_after_s": "float", "pair_timeout_s": "float", "max_gap_s": "float",
