@@ -52,7 +52,8 @@ def replay(config, history: pd.DataFrame, moved: tuple[pd.Timestamp, float] | No
 
 def main() -> None:
     config = load_mpc(WORK / "LargeOffice_gp_mpc.toml")
-    historian = next((WORK / "dr_100_known").glob("runs-*/*/historian.sqlite"))
+    # the run of docs/controllers.md (2026-12-05 02:38): the earliest of the folder's runs, named by their start
+    historian = min((WORK / "dr_100_known").glob("runs-*/*/historian.sqlite"), key=lambda path: path.parent.name)
     history = load_history(historian, "LargeOffice")
     base = replay(config, history)
     print(base.loc["2025-07-23 12:30":].round(2).to_string())

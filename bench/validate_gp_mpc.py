@@ -30,9 +30,9 @@ in bench/bench_campus_dr.py's docstring; figures in bench/results/gp_mpc_validat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -62,22 +62,14 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
         text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', f'"{twins[month]}"')
         mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n', 1)
                        .replace('baseline_update = "entry"', f'baseline_update = "{update}"'))
-        if feedback_steps is not None:
-            mpc.write_text(re.sub(r"(?m)^feedback_steps = \d+", f"feedback_steps = {feedback_steps}", mpc.read_text()))
-        if move_weight is not None:
-            mpc.write_text(re.sub(r"(?m)^move_weight = \S+", f"move_weight = {move_weight:g}", mpc.read_text()))
-        if decide:
-            mpc.write_text(only_decided(mpc.read_text(), decide))
-        controller = GpMpcController(load_mpc(mpc))
+        config = load_mpc(mpc)
+        overrides = {"feedback_steps": feedback_steps, "move_weight": move_weight}
+        overrides = {key: value for key, value in overrides.items() if value is not None}
+        if decide:  # a subset of the file's decided inputs, their bounds kept
+            overrides.update(decide=tuple(decide), bounds={tag: config.bounds[tag] for tag in decide})
+        controller = GpMpcController(dataclasses.replace(config, **overrides))
         run = bench.closed_loop(campus, Path(tmp) / "mpc", controller)
     return {k: float(v) for k, v in bench.day_figures(day, request_kw, base, run, controller).items()}
-
-
-def only_decided(text: str, decide: list[str]) -> str:
-    """An MPC file's text deciding only ``decide`` (a subset of its ``decide``; their bounds kept)."""
-    bounds = dict(re.findall(r"(\w+) = (\[[^]]*\])", re.search(r"(?m)^bounds = \{(.*)\}", text).group(1)))
-    text = re.sub(r"(?m)^decide = .*$", "decide = [" + ", ".join(f'"{tag}"' for tag in decide) + "]", text)
-    return re.sub(r"(?m)^bounds = .*$", "bounds = { " + ", ".join(f"{tag} = {bounds[tag]}" for tag in decide) + " }", text)
 
 
 def summarise(results: dict[str, dict[str, dict[str, float]]], output: str, requests: list[float]) -> None:
@@ -129,5 +121,7 @@ if __name__ == "__main__":
     parser.add_argument("--days", nargs="+", default=[], help="only these validation days (YYYY-MM-DD)")
     parser.add_argument("--decide", nargs="+", default=[], help="decide only these of the file's inputs")
     arguments = parser.parse_args()
+    if arguments.feedback_steps is not None and arguments.feedback_steps < 1:
+        parser.error("--feedback-steps must be >= 1")
     main(arguments.variants, arguments.output, arguments.feedback_steps, arguments.request, arguments.move_weight,
          arguments.days, arguments.decide)
