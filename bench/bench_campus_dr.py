@@ -64,6 +64,22 @@ figure reported (campus_dr_validation_known_load_<MMDD>.json): how the Jul 23 fi
 not tuned on. A remedy for the Large Office's alternation is tried only if some of these days show it
 (4 or more setpoint reversals in the event), chosen on those days.
 
+Round 7 (2026-12-05, written before its runs; nothing run on Jul 23 for it). Offline, on the single-building
+base runs of the validation days (bench/study_gp_baseline.py's method, at every step the rollout with the
+disturbance estimate fed back), the campus's Large Office twin made a worse event baseline than
+bench_gp_mpc's twin of the same building: RMSE 3.7-46 kW (above 12 kW on 5 of 11 days) against 4.2-8.3 kW,
+and sums of output-lag sensitivities 0.24-1.43 (above 1: an offset grows without bound) against 0.28-0.53.
+The two differ in how they are made: the campus collected Jul 1-21 only (so, with the same seed, a different
+excitation realization: the excitation's draws depend on the period) and used its July twin on August days;
+bench_gp_mpc collects Jul 1 - Aug 4 and uses for August events the July twin re-conditioned on the 21 days
+before Aug 4 (``TwinModel.update``). Variant (``--monthly-twins``): every building's twins made as
+bench_gp_mpc makes its own (excitation run Jul 1 - Aug 4, seed 0; July twin on Jul 1-21; August twin
+re-conditioned; the event's month picks the twin), known load as in round 3. Criterion, fixed before its runs:
+at 100 kW on the ten validation days of round 6 and round 4 (Jun 10, 12, 17, 24, 26; Jul 22; Aug 19, 21, 26,
+28; move weight 0.1), it is kept when the mean |campus delivered/requested - 1| is lower than the current
+twins' (0.30) and the number of days within 10 % is not lower (2). Then it becomes the default and this
+benchmark is run again once on Jul 23 (both requests).
+
 Writes bench/results/campus_dr.json and bench/results/campus_dr_<request>.png.
 """
 
