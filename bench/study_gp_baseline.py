@@ -94,19 +94,6 @@ def rollout(model, history: pd.DataFrame, future: pd.DataFrame, offset: float = 
     return model.forecast_scenarios(history, [future], with_std=False, offset=offset)[0][0]
 
 
-def lag_sensitivity(model, history: pd.DataFrame, row_future: pd.DataFrame) -> float:
-    """Sum over the output lags of d(prediction)/d(lag) at the next row (finite differences, 1 kW)."""
-    keep = model.features.max_lag + 1
-    frame = pd.concat([history.iloc[-keep:], row_future.iloc[:1]])
-    row = model.feature_rows(frame, len(frame)).to_numpy(float)[-1]
-    lags = [list(model.features.columns).index(c) for c in model.features.output_lag_columns]
-    bumped = row.copy()
-    bumped[lags] += 1.0
-    rows = np.vstack([row, bumped])
-    mean = model.predict_features(rows, fed_back=False, with_std=False)[0]
-    return float(mean[1] - mean[0])
-
-
 def study_day(month: str, day: str, power: str) -> dict[str, float]:
     run = base_run(month, day)
     with tempfile.TemporaryDirectory() as tmp:
@@ -150,7 +137,8 @@ def study_day(month: str, day: str, power: str) -> dict[str, float]:
     baselines["recorrected"] = np.array([rollout(model, history, future.iloc[:h + 1], offsets[t - controller._step])[-1]
                                          for h, t in enumerate(future.index)])
     baselines["shape"] = raw + float((truth - raw[during]).mean())
-    out = {"d_kw": d, "free_run_level_kw": level, "lag_sensitivity_sum": lag_sensitivity(model, history, future)}
+    sensitivity = float(model.output_lag_sensitivity(model.next_row(history, future))[0])
+    out = {"d_kw": d, "free_run_level_kw": level, "lag_sensitivity_sum": sensitivity}
     for name, values in baselines.items():
         error = values[during] - truth
         out[f"{name}_mean_error_kw"] = float(error.mean())

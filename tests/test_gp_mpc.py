@@ -258,13 +258,23 @@ def test_the_casadi_rollout_is_the_twins_forecast(trained, small_office):  # noq
 
 
 @pytest.mark.parametrize("update", ["end", "entry"])
-def test_the_twin_baseline_is_corrected_again_while_the_event_runs(trained, small_office, tmp_path, update):  # noqa: F811
+def test_the_twin_baseline_is_corrected_again_while_the_event_runs(trained, small_office, tmp_path, update,  # noqa: F811
+                                                                   caplog, monkeypatch):
     """Issue 16: a baseline frozen at entry misses level errors that appear after the event entered
     the horizon. Measured power 3 kW above the twin's from then on: with ``baseline_update = "end"``,
     at every decision the event's baseline ahead is the rollout from the entry history with the new
     disturbance estimate fed back, so it rises by more than 1.5 kW, and the steps already passed keep
-    the values they were tracked with; with "entry" (the default) it is held."""
+    the values they were tracked with; with "entry" (the default) it is held. At entry the twin's
+    output-lag sensitivity is logged, as a warning at or above ``LAG_SENSITIVITY_WARN`` (set to 0 in
+    the "end" case to see it)."""
+    import logging
+
+    from controllers import gp_mpc
     from controllers.base import InputRange
+
+    if update == "end":
+        monkeypatch.setattr(gp_mpc, "LAG_SENSITIVITY_WARN", 0.0)
+    caplog.set_level(logging.INFO, logger="controllers.gp_mpc")
 
     _, model_path = trained
     path = mpc_file(tmp_path, model_path, SHORT_EVENT, 1.5, baseline_update=f'"{update}"')
@@ -286,6 +296,12 @@ def test_the_twin_baseline_is_corrected_again_while_the_event_runs(trained, smal
             seen[t] = controller.baselines[event].copy()
     first, last = seen[entry], seen[rows.index[-1]]
     ahead = last.index > rows.index[-1]
+    model = config.twin.models["FacilityPower"]
+    history_at_entry, future = controller._origins[event]
+    expected = model.output_lag_sensitivity(model.next_row(history_at_entry, future))[0]
+    said = [r for r in caplog.records if "output-lag sensitivity" in r.getMessage()]
+    assert len(said) == 1 and f"{expected:.2f}" in said[0].getMessage() and 0 < expected < 1
+    assert said[0].levelno == (logging.WARNING if update == "end" else logging.INFO)
     if update == "entry":
         assert last.equals(first)
         return

@@ -239,6 +239,27 @@ class GPModel(BaseEstimator):
                 std[ok] *= self.std_scale_[int(fed_back)][regimes(x[ok], self.features.columns)]
         return mean, std
 
+    def next_row(self, history: pd.DataFrame, future: pd.DataFrame) -> np.ndarray:
+        """The raw feature row of the step after ``history``'s last row, with ``future``'s first row (its
+        inputs and disturbances) and the measured output lags of ``history``."""
+        frame = pd.concat([history.iloc[-(self.features.max_lag + 1):], future.iloc[:1]])
+        return self.feature_rows(frame, len(frame)).to_numpy(float)[-1]
+
+    def output_lag_sensitivity(self, rows: np.ndarray, delta: float = 1.0) -> np.ndarray:
+        """Sum over the output lags of d(mean)/d(lag) at each raw feature row (``features.columns``
+        order), by a finite difference of ``delta`` (units of the target), NaN where a row is incomplete;
+        0 for a model without output lags. In a rollout a persistent offset of the target fed back through
+        the lags moves the forecast level by offset / (1 - s) (the static gain of the output feedback of
+        an ARX model); at s >= 1 it grows without bound."""
+        rows = np.atleast_2d(np.asarray(rows, float))
+        lags = [list(self.features.columns).index(c) for c in self.features.output_lag_columns]
+        if not lags:
+            return np.where(np.isfinite(rows).all(axis=1), 0.0, np.nan)
+        bumped = rows.copy()
+        bumped[:, lags] += delta
+        mean = self.predict_features(np.vstack([rows, bumped]), fed_back=False, with_std=False)[0]
+        return (mean[len(rows):] - mean[:len(rows)]) / delta
+
     def forecast(self, frame: pd.DataFrame, origins: np.ndarray, horizon: int,
                  with_std: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Zero-variance multi-step forecasts: for each origin row o, predict rows o+1 .. o+horizon
