@@ -5,6 +5,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -231,6 +232,7 @@ def test_fit_and_evaluate_from_the_command_line(small_office_db, tmp_path):
                "-o", str(model))
     assert fit.returncode == 0, fit.stderr
     assert "inducing points (DTC, 100)" in fit.stdout and model.exists()
+    assert re.search(r"output-lag sensitivity median -?\d\.\d\d, 95th percentile -?\d\.\d\d", fit.stdout), fit.stdout
     evaluated = run_cli("twin", "evaluate", str(model), str(history), "--from", TEST_START, "--horizon", "12",
                      "--plot", str(tmp_path / "day.png"), "--plot-day", "2025-07-04")
     assert evaluated.returncode == 0, evaluated.stderr

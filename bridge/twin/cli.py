@@ -165,9 +165,21 @@ def _fit(args: argparse.Namespace) -> int:
     save_model(twin, args.output, extra={"history": str(args.history)}, tagmap=tagmap)
     for target, model in twin.models.items():
         print(f"{target}: {model.n_rows_} rows, {model.approximation_}, "
-              f"fitted in {model.fit_time_s_:.1f} s")
+              f"fitted in {model.fit_time_s_:.1f} s{_feedback_gain(model, history)}")
     print(f"wrote {args.output}")
     return 0
+
+
+def _feedback_gain(model, history) -> str:
+    """The model's output-lag sensitivity over its training rows (docs/twin.md), for ``twin fit``'s report."""
+    import numpy as np
+
+    if not model.features.output_lag_columns:
+        return ""
+    s = model.output_lag_sensitivity(model.feature_rows(history).to_numpy(float))
+    median, p95 = np.nanpercentile(s, [50, 95])
+    note = "; a fed-back offset grows without bound at 1 or more" if p95 >= 0.9 else ""
+    return f"; output-lag sensitivity median {median:.2f}, 95th percentile {p95:.2f}{note}"
 
 
 def _evaluate(args: argparse.Namespace) -> int:
