@@ -88,11 +88,11 @@ REQUESTS_KW = (100.0, 150.0)
 COMFORT_HIGH_C = 26.0
 
 
-def ensure_models(power: str = POWER, known_load: bool = True) -> dict[str, Path]:
+def ensure_models(power: str = POWER, known_load: bool = True, seed: int = 0) -> dict[str, Path]:
     """The July and August twins of ``power`` (see the module docstring; "HvacPower": the study's;
-    ``known_load=False``: without the tag map's known load, the twins before it), recorded and trained
-    if missing."""
-    models = twin_files(power, known_load)
+    ``known_load=False``: without the tag map's known load, the twins before it; ``seed``: of the
+    excitation run, 0 for every benchmarked figure), recorded and trained if missing."""
+    models = twin_files(power, known_load, seed)
     if all(path.exists() for path in models.values()):
         return models
     from bench.bench_twin_gp import GP, LAGS, ZONE_LAGS, history
@@ -102,7 +102,8 @@ def ensure_models(power: str = POWER, known_load: bool = True) -> dict[str, Path
     from bridge.twin.persist import save_model
 
     FOLDER.mkdir(parents=True, exist_ok=True)
-    frame = history(HISTORY, seed=0, start=dt.date(2025, 7, 1), end=dt.date(2025, 8, 4))
+    recorded = HISTORY if seed == 0 else HISTORY.with_name(f"{HISTORY.stem}_seed{seed}.db")
+    frame = history(recorded, seed=seed, start=dt.date(2025, 7, 1), end=dt.date(2025, 8, 4))
     tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
     lags = {**LAGS, "output_lags": KNOWN_LOAD_OUTPUT_LAGS} if known_load and power == POWER else LAGS
     features, = feature_sets_for(tagmap, [power], **lags, known_load=known_load)
@@ -114,11 +115,14 @@ def ensure_models(power: str = POWER, known_load: bool = True) -> dict[str, Path
     return models
 
 
-def twin_files(power: str, known_load: bool = True) -> dict[str, Path]:
-    """month -> the twin file of ``power``'s twins (with or without the tag map's known load)."""
+def twin_files(power: str, known_load: bool = True, seed: int = 0) -> dict[str, Path]:
+    """month -> the twin file of ``power``'s twins (with or without the tag map's known load; of the
+    excitation run with ``seed``)."""
     if power == POWER:
-        return MODELS if known_load else {month: FOLDER / f"twin_{month}.npz" for month in MODELS}
-    return {month: FOLDER / f"twin_{power.lower()}_{month}.npz" for month in MODELS}
+        files = MODELS if known_load else {month: FOLDER / f"twin_{month}.npz" for month in MODELS}
+    else:
+        files = {month: FOLDER / f"twin_{power.lower()}_{month}.npz" for month in MODELS}
+    return files if seed == 0 else {month: path.with_name(f"{path.stem}_seed{seed}.npz") for month, path in files.items()}
 
 
 def files(folder: Path, month: str, day: str, request_kw: float) -> tuple[Path, Path]:
