@@ -94,11 +94,15 @@ def rollout(model, history: pd.DataFrame, future: pd.DataFrame, offset: float = 
     return model.forecast_scenarios(history, [future], with_std=False, offset=offset)[0][0]
 
 
-def study_day(month: str, day: str, power: str) -> dict[str, float]:
+def entry_baselines(month: str, day: str, power: str, twin: Path | None = None
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]:
+    """(each variant's baseline over the event window, the base run's power there, and the entry's d, free-run
+    level and lag sensitivity) on ``day``, with the month's twin of bench_gp_mpc or the ``twin`` file."""
     run = base_run(month, day)
     with tempfile.TemporaryDirectory() as tmp:
         config = load_mpc(files(Path(tmp), month, day, 100.0)[1])
-    controller = GpMpcController(dataclasses.replace(config, twin=load_model(ensure_models(power)[month]), power=power))
+    twin = twin or ensure_models(power)[month]
+    controller = GpMpcController(dataclasses.replace(config, twin=load_model(twin), power=power))
     event = controller.config.events[0]
     power = controller.config.power
     model = controller.config.twin.models[power]
@@ -138,9 +142,14 @@ def study_day(month: str, day: str, power: str) -> dict[str, float]:
                                          for h, t in enumerate(future.index)])
     baselines["shape"] = raw + float((truth - raw[during]).mean())
     sensitivity = float(model.output_lag_sensitivity(model.next_row(history, future))[0])
-    out = {"d_kw": d, "free_run_level_kw": level, "lag_sensitivity_sum": sensitivity}
+    entry_figures = {"d_kw": d, "free_run_level_kw": level, "lag_sensitivity_sum": sensitivity}
+    return {name: values[during] for name, values in baselines.items()}, truth, entry_figures
+
+
+def study_day(month: str, day: str, power: str) -> dict[str, float]:
+    baselines, truth, out = entry_baselines(month, day, power)
     for name, values in baselines.items():
-        error = values[during] - truth
+        error = values - truth
         out[f"{name}_mean_error_kw"] = float(error.mean())
         out[f"{name}_rmse_kw"] = float(np.sqrt((error ** 2).mean()))
     return out

@@ -105,7 +105,7 @@ log = logging.getLogger(__name__)
 TIMED_OUT = ("Maximum_WallTime_Exceeded", "Maximum_CpuTime_Exceeded")  # IPOPT's statuses of a spent budget
 COMFORT_TOL_K = 1e-3  # a comfort margin above -COMFORT_TOL_K counts as met (the solver's own tolerance)
 WINDOW = dt.timedelta(hours=2)  # the pre- and post-event windows of the baseline and the report
-LAG_SENSITIVITY_WARN = 0.9  # a twin whose fed-back offset is amplified 10x or more: its baseline is warned about
+LAG_SENSITIVITY_WARN = 0.9  # |output-lag sensitivity| at which a twin's baseline is warned about (10x and more)
 LOOKBACK = dt.timedelta(days=46)  # measured power kept for an x_of_y baseline (dr_baseline's 45-day look-back)
 
 
@@ -461,15 +461,17 @@ class GpMpcController:
     def _check_feedback_gain(self, event: CurtailmentEvent) -> None:
         """Log the power twin's output-lag sensitivity s at the event's entry (``GPModel.output_lag_sensitivity``):
         the disturbance estimate fed back through the lags moves the baseline by 1 / (1 - s) times itself, so
-        a twin at s >= LAG_SENSITIVITY_WARN makes a baseline that a small one-step error throws far off."""
+        a twin at s >= LAG_SENSITIVITY_WARN makes a baseline that a small one-step error throws far off; at
+        s <= -LAG_SENSITIVITY_WARN its rollouts swing from step to step (with one lag, |s| >= 1 diverges)."""
         history, future = self._origins[event]
         model = self.config.twin.models[self.config.power]
         s = float(model.output_lag_sensitivity(model.next_row(history, future))[0])
         gain = f"{1 / (1 - s):.1f}x" if s < 1 else "without bound"
-        if s >= LAG_SENSITIVITY_WARN:
-            log.warning("%s: event %s - %s: the power twin's output-lag sensitivity is %.2f at entry: a fed-back "
-                        "offset moves its baseline %s; that baseline is unreliable (check the twin, or promise the "
-                        "event against x_of_y)", self.config.path, event.begin, event.end, s, gain)
+        if abs(s) >= LAG_SENSITIVITY_WARN:
+            log.warning("%s: event %s - %s: the power twin's output-lag sensitivity is %.2f at entry (a fed-back "
+                        "offset moves its baseline %s; |s| >= %g): that baseline is unreliable (check the twin, or "
+                        "promise the event against x_of_y)", self.config.path, event.begin, event.end, s, gain,
+                        LAG_SENSITIVITY_WARN)
         else:
             log.info("%s: event %s - %s: power twin output-lag sensitivity %.2f at entry (a fed-back offset moves "
                      "the baseline %s)", self.config.path, event.begin, event.end, s, gain)
