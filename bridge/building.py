@@ -8,12 +8,16 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bridge.config import BuildingConfig
 from bridge.controltags import ControlTags
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.protocol import Status
 from bridge.tagmap import TagMap
+
+if TYPE_CHECKING:
+    from bridge.stepgroup import Block
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ class BuildingState:
     sample: Sample | None = None
     applied: dict[str, float] = field(default_factory=dict)  # inputs of the step that produced ``sample``
     sample_step: int = -1  # step whose outputs ``sample`` holds
-    published: Sample | None = None  # the outputs on the tags
+    published_row: Sample | tuple[Block, int] | None = None  # the outputs on the tags (``published``)
     published_step: int = -1  # the step of ``published``
     exchanged_step: int = -1  # the step the last Control.Exchange call answered with
     exchange_caller: object = None  # the client session that made that call
@@ -46,6 +50,15 @@ class BuildingState:
     def power_tags(self) -> tuple[str, ...]:
         """Outputs summed into the campus TotalElectricPower."""
         return tuple(o.tag for o in self.tagmap.outputs if o.role == "electric_power")
+
+    @property
+    def published(self) -> Sample | None:
+        """The outputs on the tags; a group member's published in its group's Block (``published_row`` is
+        (Block, its index)) are made a Sample when first asked for."""
+        if type(self.published_row) is tuple:
+            block, index = self.published_row
+            self.published_row = block.sample(index)
+        return self.published_row
 
     @property
     def running(self) -> bool:
@@ -75,7 +88,7 @@ class BuildingState:
 
     def restart(self) -> None:
         """Back to Idle for a new run."""
-        self.status, self.sample, self.published, self.applied = Status.IDLE, None, None, {}
+        self.status, self.sample, self.published_row, self.applied = Status.IDLE, None, None, {}
         self.sample_step = self.published_step = self.exchanged_step = self.launched_step = self.awaiting_step = -1
         self.exchange_caller = None
 

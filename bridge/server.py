@@ -93,7 +93,8 @@ class TagServer:
         self._kpi_folders: set[ua.NodeId] = set()
         self._kpi_nodes: set[ua.NodeId] = set()
         self._ranges: dict[ua.NodeId, tuple[float, float]] = {}  # EURange of each analog tag
-        self._blocks: dict[str, tuple[ValueBlock, tuple[str, ...], list[float], list[float]]] = {}  # ``_output_block``
+        self._blocks: dict[tuple[str, ...], OutputBlock] = {}  # buildings -> the block serving their outputs
+        self._block_of: dict[str, tuple[str, ...]] = {}  # building -> the key of the block that last took its outputs
         self._control_slots: dict[tuple, ValueSlots] = {}  # (tag name, building or None) -> its slot
         self._control_blocks: dict[str, tuple[list, ValueBlock]] = {}  # tag name -> (keys, their block): ``set_controls``
 
@@ -334,10 +335,8 @@ class TagServer:
         ServerTimestamp)."""
         source, now, flagged = utc(time), dt.datetime.now(dt.timezone.utc), {}
         for building, values in outputs:
-            block = self._blocks.get(building)
-            if block is None:
-                block = self._blocks[building] = self._output_block(building)
-            block_values, tags, lows, highs = block
+            block = self._output_block((building,))
+            tags, lows, highs = block.tags[0], block.lows, block.highs
             indices = None  # all
             try:
                 row = values.values if isinstance(values, Row) and values.tags == tags else [values[tag] for tag in tags]
@@ -350,22 +349,56 @@ class TagServer:
                 flagged[building] = {tag: status.name for tag, status in statuses.items() if status is not GOOD}
                 if not flagged[building]:
                     del flagged[building]
-            monitored = block_values.publish((row, source, now), indices)
+            monitored = block.values.publish((row, source, now), indices)
             if monitored:
-                await block_values.notify(monitored)
+                await block.values.notify(monitored)
         return flagged
 
-    def _output_block(self, building: str) -> tuple[ValueBlock, tuple[str, ...], list[float], list[float]]:
-        """The ValueBlock of ``building``'s output tags, their names and EURanges' lows and highs (in order)."""
-        tags = tuple(self.outputs[building])
-        node_ids = [self.outputs[building][tag] for tag in tags]
+    async def publish_block(self, buildings: tuple[str, ...], values: list[float],
+                            time: dt.datetime) -> dict[str, dict[str, str]]:
+        """``publish_many`` of ``buildings``' outputs of one simulated ``time`` given as one list, each
+        building's values in its output tags' order (tag-map order), one building after the other: one
+        ``ValueBlock`` over all their output tags takes them in one assignment, and their ranges are
+        checked in one pass; the flagged tags of the buildings that have any."""
+        block = self._output_block(buildings)
+        if len(values) != len(block.lows):
+            raise ValueError(f"{len(values)} output values for the {len(block.lows)} output tags of {len(buildings)} buildings")
+        flagged = {}
+        if not (all(map(operator.le, block.lows, values)) and all(map(operator.le, values, block.highs))):  # NaN: False
+            first = 0
+            for building, tags in zip(buildings, block.tags):
+                statuses = {tag: quality(values[i], (block.lows[i], block.highs[i]))
+                            for i, tag in enumerate(tags, first)}
+                first += len(tags)
+                bad = {tag: status.name for tag, status in statuses.items() if status is not GOOD}
+                if bad:
+                    flagged[building] = bad
+        monitored = block.values.publish((values, utc(time), dt.datetime.now(dt.timezone.utc)))
+        if monitored:
+            await block.values.notify(monitored)
+        return flagged
+
+    def _output_block(self, buildings: tuple[str, ...]) -> OutputBlock:
+        """The ``OutputBlock`` of the output tags of ``buildings`` (in order), made when they were last
+        published otherwise (alone, or with other buildings): a block takes its nodes from the blocks that
+        served them, which are dropped."""
+        block = self._blocks.get(buildings)
+        if block is not None:
+            return block
+        for building in buildings:
+            self._blocks.pop(self._block_of.get(building), None)
+            self._block_of[building] = buildings
+        tags = [tuple(self.outputs[building]) for building in buildings]
+        node_ids = [self.outputs[building][tag] for building, names in zip(buildings, tags) for tag in names]
         ranges = [self._ranges[node_id] for node_id in node_ids]
 
         def make(index: int, row: tuple[list[float], dt.datetime, dt.datetime]) -> ua.DataValue:
             values, source, now = row
             return tag_value(values[index], ranges[index], source, now)
 
-        return self.internals.value_block(node_ids, make), tags, [r[0] for r in ranges], [r[1] for r in ranges]
+        block = self._blocks[buildings] = OutputBlock(self.internals.value_block(node_ids, make), tags,
+                                                      [r[0] for r in ranges], [r[1] for r in ranges])
+        return block
 
     def read_inputs(self, building: str) -> dict[str, float]:
         """The values the input tags of ``building`` hold (``WriteGuard.read_inputs``: never a null)."""
@@ -425,6 +458,17 @@ class TagServer:
                 await folder.add_variable(node_id, ua.QualifiedName(name, self.idx), 0.0)
                 self._kpi_nodes.add(node_id)
             await self.write_value(node_id, float(value), ua.VariantType.Double)
+
+
+@dataclass
+class OutputBlock:
+    """The output tags of one or more buildings served by one ``ValueBlock`` (``TagServer._output_block``):
+    each building's tag names, and the EURange lows and highs of all the tags, in order."""
+
+    values: ValueBlock
+    tags: list[tuple[str, ...]]
+    lows: list[float]
+    highs: list[float]
 
 
 def _stored_as_is(index: int, data: ua.DataValue) -> ua.DataValue:
