@@ -8,16 +8,13 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bridge.config import BuildingConfig
 from bridge.controltags import ControlTags
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.protocol import Status
+from bridge.stepgroup import Block, sample_of
 from bridge.tagmap import TagMap
-
-if TYPE_CHECKING:
-    from bridge.stepgroup import Block
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +52,7 @@ class BuildingState:
     def published(self) -> Sample | None:
         """The outputs on the tags; a group member's published in its group's Block (``published_row`` is
         (Block, its index)) are made a Sample when first asked for."""
-        if type(self.published_row) is tuple:
-            block, index = self.published_row
-            self.published_row = block.sample(index)
+        self.published_row = sample_of(self.published_row)
         return self.published_row
 
     @property

@@ -71,6 +71,14 @@ class Block:
         return [self.sample(i) for i in range(len(self.rows))]
 
 
+def sample_of(kept: Sample | tuple[Block, int] | None) -> Sample | None:
+    """A member's outputs as kept: a Sample (or None) as it is, (Block, member index) made a Sample."""
+    if type(kept) is tuple:
+        block, index = kept
+        return block.sample(index)
+    return kept
+
+
 def group_answer(layouts: list[RowLayout], times: list[float], rows: list) -> Block | list[Outcome]:
     """A group's answer from each member's simulation time and row (its values in its layout's order, a
     ``list``; or its outcome): a ``Block`` when every member gave a row of the same time, else each

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bridge.config import BuildingConfig, CampusConfig
 from bridge.engines.base import EngineFault, Sample
-from bridge.stepgroup import GroupedEngine, Outcome, RowLayout, StepGroup, group_answer
+from bridge.stepgroup import Block, GroupedEngine, Outcome, RowLayout, StepGroup, group_answer
 
 
 def output(step: int, inputs: Mapping[str, float], index: int) -> float:
@@ -37,6 +37,7 @@ class InstantGroup(StepGroup):
         self.fail_at, self.answer_s = dict(fail_at or {}), answer_s
         self.calls: list[list[str]] = []  # the members of each ``step_members`` call
         self.sent: list[dict[str, Mapping[str, float]]] = []  # the inputs each call would send (changed ones)
+        self.answers: list[Block | list[Outcome]] = []  # each call's answer
 
     def step_members(self, engines: list["InstantEngine"], inputs: list[Mapping[str, float]]) -> asyncio.Future:
         """As a node actor answers: a ``Block`` when every member gave outputs (``group_answer``)."""
@@ -50,6 +51,7 @@ class InstantGroup(StepGroup):
         answer = loop.create_future()
         times, rows = zip(*(engine.advance(values) for engine, values in zip(engines, inputs)))
         outcomes = group_answer([engine.layout for engine in engines], list(times), list(rows))
+        self.answers.append(outcomes)
         if self.answer_s:
             loop.call_later(self.answer_s, answer.set_result, outcomes)
         else:
