@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import operator
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -17,6 +18,9 @@ from bridge.stepgroup import Block, sample_of
 from bridge.tagmap import TagMap
 
 log = logging.getLogger(__name__)
+
+RUNNING = frozenset((Status.RUNNING, Status.PAUSED))  # the statuses of a running building
+_status = operator.attrgetter("status")
 
 
 @dataclass
@@ -57,7 +61,7 @@ class BuildingState:
 
     @property
     def running(self) -> bool:
-        return self.status in (Status.RUNNING, Status.PAUSED)
+        return self.status in RUNNING
 
     @property
     def live(self) -> bool:
@@ -105,6 +109,11 @@ class BuildingState:
         async with asyncio.timeout(timeout_s):
             while not condition():
                 await self.changed.wait()
+
+
+def all_running(buildings: list[BuildingState]) -> bool:
+    """Whether every one of ``buildings`` is ``running``, told in one pass (a group's members, each step)."""
+    return set(map(_status, buildings)) <= RUNNING
 
 
 async def end_building(building: BuildingState, control: ControlTags, status: str, fault: str = "") -> None:

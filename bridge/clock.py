@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from bridge.building import BuildingState, fault_building
+from bridge.building import BuildingState, all_running, fault_building
 from bridge.config import CampusConfig
 from bridge.controltags import ControlTags
 from bridge.engines.base import Sample
@@ -264,7 +264,7 @@ class CampusClock:
         for (launched, _, applied), outcome in zip(pending, results):
             if isinstance(launched, list):  # a group: a Block, each member's outcome, or the failure of them all
                 if type(outcome) is Block:
-                    if all(building.running for building in launched):
+                    if all_running(launched):
                         self._answered.append((launched, outcome, applied, step))
                         produced = True
                         continue
@@ -333,7 +333,7 @@ class CampusClock:
         blocks = []
         for buildings, block, applied, answered in self._answered:
             plan = self._plan(buildings, block)
-            if answered == step and plan is not None and all(b.running for b in buildings):
+            if answered == step and plan is not None and all_running(buildings):
                 blocks.append((plan, block, applied))
             elif answered == step:  # a member stopped since, or rows the tags do not take as they are: one by one
                 for building, sample, inputs in zip(buildings, block.outcomes(), applied):

@@ -396,8 +396,10 @@ class TagServer:
             values, source, now = row
             return tag_value(values[index], ranges[index], source, now)
 
+        shared = {}  # one float object per distinct bound: fewer objects for each step's range check to touch
         block = self._blocks[buildings] = OutputBlock(self.internals.value_block(node_ids, make), tags,
-                                                      [r[0] for r in ranges], [r[1] for r in ranges])
+                                                      [shared.setdefault(r[0], r[0]) for r in ranges],
+                                                      [shared.setdefault(r[1], r[1]) for r in ranges])
         return block
 
     def read_inputs(self, building: str) -> dict[str, float]:

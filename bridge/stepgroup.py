@@ -83,7 +83,7 @@ def group_answer(layouts: list[RowLayout], times: list[float], rows: list) -> Bl
     """A group's answer from each member's simulation time and row (its values in its layout's order, a
     ``list``; or its outcome): a ``Block`` when every member gave a row of the same time, else each
     member's outcome."""
-    if times.count(times[0]) == len(times) and all(type(row) is list for row in rows):
+    if times.count(times[0]) == len(times) and set(map(type, rows)) == {list}:
         return Block(times[0], layouts, rows)
     return [layout.sample(time_s, row) if type(row) is list else row for layout, time_s, row in zip(layouts, times, rows)]
 
