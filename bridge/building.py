@@ -116,6 +116,11 @@ def all_running(buildings: list[BuildingState]) -> bool:
     return set(map(_status, buildings)) <= RUNNING
 
 
+def any_running(buildings: list[BuildingState]) -> bool:
+    """Whether any of ``buildings`` is ``running``, told in one pass (each step)."""
+    return not RUNNING.isdisjoint(map(_status, buildings))
+
+
 async def end_building(building: BuildingState, control: ControlTags, status: str, fault: str = "") -> None:
     """End ``building``'s run. The status comes first: the step it may have in flight (which stopping
     its engine makes fail) no longer counts."""

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from bridge.building import BuildingState, all_running, fault_building
+from bridge.building import BuildingState, all_running, any_running, fault_building
 from bridge.config import CampusConfig
 from bridge.controltags import ControlTags
 from bridge.engines.base import Sample
@@ -166,7 +166,7 @@ class CampusClock:
         await self._publish(0)
         published = 0
         fast, paced = self.config.clock == Clock.FAST, self.config.clock in (Clock.PACED, Clock.REALTIME)
-        while any(b.running for b in self.buildings):
+        while any_running(self.buildings):
             await self.go.wait()
             if not fast:
                 await self._wait_for_turn()
@@ -332,13 +332,16 @@ class CampusClock:
         on its own, and a group's ``Block`` (every member's outputs of the step) as one block."""
         blocks = []
         for buildings, block, applied, answered in self._answered:
+            if answered != step:
+                continue
             plan = self._plan(buildings, block)
-            if answered == step and plan is not None and all_running(buildings):
+            if plan is not None and all_running(buildings):
                 blocks.append((plan, block, applied))
-            elif answered == step:  # a member stopped since, or rows the tags do not take as they are: one by one
-                for building, sample, inputs in zip(buildings, block.outcomes(), applied):
-                    building.sample, building.applied, building.sample_step = sample, inputs, step
-                self._sampled += buildings
+                continue
+            # a member stopped since, or rows the tags do not take as they are: each member on its own
+            for building, sample, inputs in zip(buildings, block.outcomes(), applied):
+                building.sample, building.applied, building.sample_step = sample, inputs, step
+            self._sampled += buildings
         self._answered.clear()
         fresh = [b for b in self._sampled if b.running and b.sample_step == step]
         self._sampled = []
@@ -347,6 +350,7 @@ class CampusClock:
         rows, powers, times = [], [], {}
         for building in fresh:  # grouped by simulated time (one group: the buildings of a step share it)
             sample = building.sample
+            sim_time_s = sample.sim_time_s
             if sample.sim_time_s not in times:
                 times[sample.sim_time_s] = (*self._times(sample.sim_time_s), [])
             sim_time, recorded_time, local, group = times[sample.sim_time_s]
@@ -365,7 +369,7 @@ class CampusClock:
             building.published_row, building.published_step = building.sample, step
         names = [b.name for b in fresh]
         for plan, block, applied in blocks:
-            sample = block  # its simulation time, for the Control tags
+            sim_time_s = block.sim_time_s
             if block.sim_time_s not in times:
                 times[block.sim_time_s] = (*self._times(block.sim_time_s), [])
             sim_time, recorded_time, local, _ = times[block.sim_time_s]
@@ -385,7 +389,7 @@ class CampusClock:
                              await self.server.publish_outputs(self.config.name, total, sim_time))
         # one step, one simulated time: each Control value made once for every building and the campus
         await self.control.set_many(names + [None], Step=step, SimTime=sim_time,
-                                    SimTimeSeconds=sample.sim_time_s, **local)
+                                    SimTimeSeconds=sim_time_s, **local)
         for building in fresh:
             building.notify()
         for plan, _, _ in blocks:
