@@ -330,9 +330,11 @@ class RayNodeGroup(StepGroup):
 
     def step_members(self, engines: list["RayEngine"], inputs: list[Mapping[str, float]]) -> asyncio.Future:
         """``StepGroup.step_members``: one Ray call now, one future of every member's outcome."""
+        batch = {}
         for engine, values in zip(engines, inputs):
             engine.record(values)
-        batch = {engine.name: values for engine, values in zip(engines, inputs) if not engine.stopped}
+            if not engine.stopped:
+                batch[engine.name] = values
         answer = self._track(self._dispatch(batch))
         return answer if len(batch) == len(engines) else asyncio.ensure_future(self._with_stopped(engines, batch, answer))
 
