@@ -419,7 +419,7 @@ class TagServer:
         each value made once (one DataValue shared by all the tags it goes to); Status also sets StatusCode.
         A tag of several buildings (Step, SimTime each step) is served by one ``ValueBlock`` of those
         buildings' nodes, so that setting it costs the same whatever their number (a new block when the
-        buildings differ from the last call's)."""
+        buildings differ from the last call's), and its DataValue is made only when first read or notified."""
         keys = [key for key in keys if key in self.controls]  # absent: the address space is not built
         if not keys:
             return
@@ -427,19 +427,18 @@ class TagServer:
             values["StatusCode"] = Status(values["Status"]).code
         now, variants = dt.datetime.now(dt.timezone.utc), self.controls[keys[0]].variants
         for name, value in values.items():
-            data = ua.DataValue(ua.Variant(utc(value) if name == "SimTime" else value, variants[name]),
-                                SourceTimestamp=now, ServerTimestamp=now)
+            data = _Made(utc(value) if name == "SimTime" else value, variants[name], now)
             if len(keys) == 1:
                 group = (name, keys[0])
                 slots = self._control_slots.get(group)
                 if slots is None:
                     slots = self._control_slots[group] = self.internals.value_slots([self.controls[keys[0]].ids[name]])
-                await slots.set(data)
+                await slots.set(data.data())
                 continue
             block = self._control_blocks.get(name)
             if block is None or block[0] != keys:
                 block = self._control_blocks[name] = (keys, self.internals.value_block(
-                    [self.controls[k].ids[name] for k in keys], _stored_as_is))
+                    [self.controls[k].ids[name] for k in keys], _made_data))
             monitored = block[1].publish(data)
             if monitored:
                 await block[1].notify(monitored)
@@ -473,9 +472,25 @@ class OutputBlock:
     highs: list[float]
 
 
-def _stored_as_is(index: int, data: ua.DataValue) -> ua.DataValue:
-    """A ``ValueBlock``'s DataValue when its row is the DataValue itself (the Control tags of ``set_controls``)."""
-    return data
+class _Made:
+    """A Control value set for several buildings (``set_controls``): its DataValue made when first asked for,
+    then the same one for every tag it went to."""
+
+    __slots__ = ("value", "variant", "time", "_data")
+
+    def __init__(self, value: object, variant: ua.VariantType, time: dt.datetime):
+        self.value, self.variant, self.time, self._data = value, variant, time, None
+
+    def data(self) -> ua.DataValue:
+        if self._data is None:
+            self._data = ua.DataValue(ua.Variant(self.value, self.variant), SourceTimestamp=self.time,
+                                      ServerTimestamp=self.time)
+        return self._data
+
+
+def _made_data(index: int, made: _Made) -> ua.DataValue:
+    """A ``ValueBlock``'s DataValue when its row is a ``_Made`` (the Control tags of ``set_controls``)."""
+    return made.data()
 
 
 def _calling_session() -> object:
