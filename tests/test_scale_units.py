@@ -90,7 +90,7 @@ def test_a_replay_reads_back_the_recorded_inputs_bit_for_bit(tmp_path_factory, s
     given, up to ``last``; a value the historian keeps as NULL (no finite number) is left out."""
     import datetime as dt
 
-    from bridge.historian import Historian, last_step, recorded_inputs
+    from bridge.historian import Historian, last_steps, recorded_inputs
     from bridge.tagmap import load_tagmap
 
     tagmap = load_tagmap(Path(__file__).resolve().parent.parent / "tagmaps" / "small_office.toml")
@@ -100,7 +100,7 @@ def test_a_replay_reads_back_the_recorded_inputs_bit_for_bit(tmp_path_factory, s
     for step, values in enumerate(steps, start=1):
         historian.record([("B1", step, step * 600.0, dt.datetime(2024, 7, 1), dict(zip(tags, values)))])
     historian.close()
-    assert last_step(path, "B1") == len(steps)
+    assert last_steps(path, ["B1"]) == {"B1": len(steps)}
     expected = {step: {tag: value for tag, value in zip(tags, values) if value == value and abs(value) != float("inf")}
                 for step, values in enumerate(steps, start=1) if step <= last}
     assert recorded_inputs(path, "B1", tags, last) == expected

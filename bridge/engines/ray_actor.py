@@ -39,7 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bridge.config import BuildingConfig, CampusConfig, ExecutorConfig
 from bridge.engines.base import Engine, EngineFault, Sample
-from bridge.historian import HistorianError, last_step, recorded_inputs
+from bridge.historian import HistorianError, last_steps, recorded_inputs
 from bridge.security.settings import ServerSecurity
 from bridge.stepgroup import Block, GroupedEngine, Outcome, RowLayout, StepGroup, group_answer, sample_of
 
@@ -223,6 +223,19 @@ def _lost(building: str, what: str, exc: Exception) -> EngineFault:
     return EngineFault(f"{building}: its Ray actor was lost during {what}: {reason}", str(exc).splitlines()[1:12])
 
 
+def trim(engines: list[RayEngine]) -> None:
+    """Forget the inputs each of ``engines`` keeps of the steps the historian holds (memory stays flat on
+    long runs): the engines of a run share its historian, read once for them all."""
+    historian, recorded = engines[0].historian, {}
+    if historian is not None and historian.is_file():
+        with contextlib.suppress(HistorianError):
+            recorded = last_steps(historian, [engine.name for engine in engines])
+    for engine in engines:
+        last = recorded.get(engine.name, 0)
+        for step in [s for s in engine.tail if s <= last]:
+            del engine.tail[step]
+
+
 def _by_name(names: list[str], answer: Block | dict[str, Outcome]) -> dict[str, Outcome]:
     """Each of ``names``' outcome by name, out of a Block of them (in order) or as it is."""
     return dict(zip(names, answer.outcomes())) if type(answer) is Block else answer
@@ -330,11 +343,14 @@ class RayNodeGroup(StepGroup):
 
     def step_members(self, engines: list["RayEngine"], inputs: list[Mapping[str, float]]) -> asyncio.Future:
         """``StepGroup.step_members``: one Ray call now, one future of every member's outcome."""
-        batch = {}
+        batch, due = {}, []
         for engine, values in zip(engines, inputs):
-            engine.record(values)
+            if engine.record(values):
+                due.append(engine)
             if not engine.stopped:
                 batch[engine.name] = values
+        if due:
+            trim(due)
         answer = self._track(self._dispatch(batch))
         return answer if len(batch) == len(engines) else asyncio.ensure_future(self._with_stopped(engines, batch, answer))
 
@@ -580,34 +596,20 @@ class RayEngine(GroupedEngine):
         """Record the inputs and join the group's batch of this step; the awaitable answers the step.
         (The campus clock steps the group's members together instead: ``RayNodeGroup.step_members``.)"""
         inputs = dict(inputs)
-        self.record(inputs)
+        if self.record(inputs):
+            trim([self])
         if self.group is None or self.stopped:
             answer = asyncio.get_running_loop().create_future()
             answer.set_exception(EngineFault(f"{self.name}: engine is not running"))
             return answer
         return self.group.submit(self, inputs)
 
-    def record(self, inputs: Mapping[str, float]) -> None:
-        """A step begins with ``inputs`` (kept, unchanged, for a replay)."""
+    def record(self, inputs: Mapping[str, float]) -> bool:
+        """A step begins with ``inputs`` (kept, unchanged, for a replay); True every TRIM_EVERY steps, when
+        the inputs kept are to be trimmed (``trim``)."""
         self.steps += 1
         self.tail[self.steps] = inputs
-        if self.steps % self.TRIM_EVERY == 0:
-            self._trim()
-
-    def _recorded_until(self) -> int:
-        """The last step of this building the historian holds (0: none, or no historian)."""
-        if self.historian is None or not self.historian.is_file():
-            return 0
-        try:
-            return last_step(self.historian, self.name)
-        except HistorianError:
-            return 0
-
-    def _trim(self) -> None:
-        """Forget the inputs of the steps the historian holds: memory stays flat on long runs."""
-        recorded = self._recorded_until()
-        for step in [s for s in self.tail if s <= recorded]:
-            del self.tail[step]
+        return self.steps % self.TRIM_EVERY == 0
 
     def inputs_until(self, last: int) -> tuple[list[dict[str, float]], int]:
         """Inputs of steps 1..``last``: from the historian, those it lacks (not recorded yet) from memory; and how many came
