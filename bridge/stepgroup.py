@@ -94,8 +94,9 @@ class StepGroup(abc.ABC):
     @abc.abstractmethod
     def step_members(self, engines: list["GroupedEngine"], inputs: list[Mapping[str, float]]) -> Awaitable[Block | list[Outcome]]:
         """One step of ``engines`` (running members of this group), each with its inputs; the awaitable
-        gives each one's outcome, in order, or a ``Block`` of them all (``group_answer``). An input mapping that is the very object given for that
-        engine's step before has not changed: a group may leave it unsent (the engine applies it again)."""
+        gives each one's outcome, in order, or a ``Block`` of them all (``group_answer``). An input mapping
+        that is the very object given for that engine's step before has not changed: a group may leave it
+        unsent (the engine applies it again)."""
 
 
 class GroupedEngine(Engine):
