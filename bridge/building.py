@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import operator
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -13,9 +14,13 @@ from bridge.config import BuildingConfig
 from bridge.controltags import ControlTags
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.protocol import Status
+from bridge.stepgroup import Block, sample_of
 from bridge.tagmap import TagMap
 
 log = logging.getLogger(__name__)
+
+RUNNING = frozenset((Status.RUNNING, Status.PAUSED))  # the statuses of a running building
+_status = operator.attrgetter("status")
 
 
 @dataclass
@@ -27,7 +32,7 @@ class BuildingState:
     sample: Sample | None = None
     applied: dict[str, float] = field(default_factory=dict)  # inputs of the step that produced ``sample``
     sample_step: int = -1  # step whose outputs ``sample`` holds
-    published: Sample | None = None  # the outputs on the tags
+    published_row: Sample | tuple[Block, int] | None = None  # the outputs on the tags (``published``)
     published_step: int = -1  # the step of ``published``
     exchanged_step: int = -1  # the step the last Control.Exchange call answered with
     exchange_caller: object = None  # the client session that made that call
@@ -48,8 +53,15 @@ class BuildingState:
         return tuple(o.tag for o in self.tagmap.outputs if o.role == "electric_power")
 
     @property
+    def published(self) -> Sample | None:
+        """The outputs on the tags; a group member's published in its group's Block (``published_row`` is
+        (Block, its index)) are made a Sample when first asked for."""
+        self.published_row = sample_of(self.published_row)
+        return self.published_row
+
+    @property
     def running(self) -> bool:
-        return self.status in (Status.RUNNING, Status.PAUSED)
+        return self.status in RUNNING
 
     @property
     def live(self) -> bool:
@@ -75,7 +87,7 @@ class BuildingState:
 
     def restart(self) -> None:
         """Back to Idle for a new run."""
-        self.status, self.sample, self.published, self.applied = Status.IDLE, None, None, {}
+        self.status, self.sample, self.published_row, self.applied = Status.IDLE, None, None, {}
         self.sample_step = self.published_step = self.exchanged_step = self.launched_step = self.awaiting_step = -1
         self.exchange_caller = None
 
@@ -97,6 +109,16 @@ class BuildingState:
         async with asyncio.timeout(timeout_s):
             while not condition():
                 await self.changed.wait()
+
+
+def all_running(buildings: list[BuildingState]) -> bool:
+    """Whether every one of ``buildings`` is ``running``, told in one pass (a group's members, each step)."""
+    return set(map(_status, buildings)) <= RUNNING
+
+
+def any_running(buildings: list[BuildingState]) -> bool:
+    """Whether any of ``buildings`` is ``running``, told in one pass (each step)."""
+    return not RUNNING.isdisjoint(map(_status, buildings))
 
 
 async def end_building(building: BuildingState, control: ControlTags, status: str, fault: str = "") -> None:

@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
+import math
+import operator
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from bridge.building import BuildingState, fault_building
+from bridge.building import BuildingState, all_running, any_running, fault_building
 from bridge.config import CampusConfig
 from bridge.controltags import ControlTags
 from bridge.engines.base import Sample
@@ -32,7 +35,7 @@ from bridge.progress import Progress
 from bridge.protocol import TOTAL_POWER, Clock, Status
 from bridge.realtime import RealtimeSchedule
 from bridge.runrecord import RunRecord
-from bridge.stepgroup import GroupedEngine, Outcome
+from bridge.stepgroup import Block, GroupedEngine, Outcome, StepGroup
 
 if TYPE_CHECKING:
     from bridge.server import TagServer
@@ -41,7 +44,9 @@ log = logging.getLogger(__name__)
 
 # a building, its outputs and its inputs; or a StepGroup's buildings, their outcomes and their inputs
 Launched = (tuple[BuildingState, Awaitable[Sample | None], Mapping[str, float]]
-            | tuple[list[BuildingState], Awaitable[list[Outcome]], list[Mapping[str, float]]])
+            | tuple[list[BuildingState], Awaitable[Block | list[Outcome]], list[Mapping[str, float]]])
+# a group's Block of a step: its buildings, the Block, their inputs, the step
+Answered = tuple[list[BuildingState], Block, list[Mapping[str, float]], int]
 
 
 async def _outcome(awaitable: Awaitable):
@@ -80,6 +85,17 @@ async def _raise(exc: Exception):
     raise exc
 
 
+class BlockPlan:
+    """A group's buildings as their Blocks are published (``CampusClock._plan``): their names, the row
+    layouts the plan was made for, and the positions of their electric power outputs in the Block's
+    values one building after the other (summed into TotalElectricPower)."""
+
+    __slots__ = ("buildings", "names", "layouts", "power")
+
+    def __init__(self, buildings: tuple[BuildingState, ...], names: tuple[str, ...], layouts: list, power: list[int]):
+        self.buildings, self.names, self.layouts, self.power = buildings, names, layouts, power
+
+
 class CampusClock:
     """Steps ``buildings`` together until none is running; ``step`` is the last step computed."""
 
@@ -102,6 +118,10 @@ class CampusClock:
         self.period = config.period  # of the current run (realtime: of years, from its start's day)
         self.progress = Progress(config.period)
         self._reported: set[tuple[str, str, str]] = set()  # (building, tag, status) of this run, logged
+        self._answered: list[Answered] = []  # the Blocks collected and not yet published
+        self._sampled: list[BuildingState] = []  # the buildings given a sample since the last publish
+        self._launches: list[tuple[StepGroup | None, list[BuildingState]]] = []  # ``_launch``: each group's buildings
+        self._plans: dict[tuple[int, ...], BlockPlan] = {}  # ``_plan``, by the ids of its buildings (which it holds)
 
     @property
     def wall_s(self) -> float:
@@ -134,6 +154,9 @@ class CampusClock:
         """Publish the first outputs (step 0) and step until no building is running."""
         self.server = server
         self._reported.clear()
+        self._answered.clear()
+        self._sampled = list(self.buildings)  # step 0: their first outputs
+        self._launches = self._launch_order()
         self.wall_start = time.monotonic()
         if self.realtime is None:
             self.pace.start(self.wall_start)
@@ -143,7 +166,7 @@ class CampusClock:
         await self._publish(0)
         published = 0
         fast, paced = self.config.clock == Clock.FAST, self.config.clock in (Clock.PACED, Clock.REALTIME)
-        while any(b.running for b in self.buildings):
+        while any_running(self.buildings):
             await self.go.wait()
             if not fast:
                 await self._wait_for_turn()
@@ -177,40 +200,53 @@ class CampusClock:
         await take_turns(self.buildings, self.step, self.config.lockstep_timeout_s, self.control)
         await self.go.wait()  # paused during the handshake: the answers stand, the step waits for Resume
 
+    def _launch_order(self) -> list[tuple[StepGroup | None, list[BuildingState]]]:
+        """The buildings of a run as ``_launch`` hands them over: those of each ``StepGroup`` together (in the
+        order of its first member), each other building alone (None), in campus order."""
+        order, groups = [], {}
+        for building in self.buildings:
+            engine = building.engine
+            group = engine.group if isinstance(engine, GroupedEngine) else None
+            if group is None:
+                order.append((None, [building]))
+            elif group in groups:
+                groups[group].append(building)
+            else:
+                order.append((group, groups.setdefault(group, [building])))
+        return order
+
     def _launch(self) -> list[Launched]:
         """Hand each running building's current input tag values to its engine (which may send them at once);
         the buildings of a ``StepGroup`` together, in one call to their group."""
-        pending, groups = [], {}
-        for building in self.buildings:
-            if building.status == Status.RUNNING:
-                engine = building.engine
-                group = engine.group if isinstance(engine, GroupedEngine) else None
-                try:
-                    inputs = self.server.current_inputs(building.name)
-                    outputs = engine.step(inputs) if group is None else None
-                except Exception as exc:  # faults this building alone, in ``_collect``
-                    inputs, outputs, group = {}, _raise(exc), None
-                building.launched_step = self.step + 1
-                if group is not None:
-                    members = groups.get(group)
-                    if members is None:
-                        members = groups[group] = ([], [], [])
-                    members[0].append(building)
-                    members[1].append(engine)
-                    members[2].append(inputs)
+        pending, running, step = [], Status.RUNNING, self.step + 1
+        current = self.server.current_inputs
+        for group, members in self._launches:
+            buildings, inputs = [], []
+            for building in members:
+                if building.status != running:
                     continue
-                if self.config.clock == Clock.PACED:
-                    outputs = self.pace.watch([building.name], outputs)
-                pending.append((building, outputs, inputs))
-        for group, (buildings, engines, inputs) in groups.items():
-            try:
-                outputs = group.step_members(engines, inputs)
-            except Exception as exc:  # faults each of them, in ``_collect``
-                outputs = _raise(exc)
-            if self.config.clock == Clock.PACED:
-                outputs = self.pace.watch([b.name for b in buildings], outputs)
-            pending.append((buildings, outputs, inputs))
+                building.launched_step = step
+                try:
+                    values = current(building.name)
+                    if group is None:
+                        pending.append((building, self._watched([building], building.engine.step(values)), values))
+                        continue
+                except Exception as exc:  # faults this building alone, in ``_collect``
+                    pending.append((building, self._watched([building], _raise(exc)), {}))
+                    continue
+                buildings.append(building)
+                inputs.append(values)
+            if buildings:
+                try:
+                    outputs = group.step_members([b.engine for b in buildings], inputs)
+                except Exception as exc:  # faults each of them, in ``_collect``
+                    outputs = _raise(exc)
+                pending.append((buildings, self._watched(buildings, outputs), inputs))
         return pending
+
+    def _watched(self, buildings: list[BuildingState], outputs: Awaitable) -> Awaitable:
+        """Paced: ``outputs`` watched for an overrun of the step's wall slot (``Pace.watch``)."""
+        return self.pace.watch([b.name for b in buildings], outputs) if self.config.clock == Clock.PACED else outputs
 
     async def _collect(self, pending: list[Launched], step: int) -> bool:
         """Wait for the engines' outputs of ``step``; True if any building produced them. Paced: an
@@ -226,7 +262,13 @@ class CampusClock:
                 alarm.cancel()
         produced = False
         for (launched, _, applied), outcome in zip(pending, results):
-            if isinstance(launched, list):  # a group: each member's outcome, or the failure of them all
+            if isinstance(launched, list):  # a group: a Block, each member's outcome, or the failure of them all
+                if type(outcome) is Block:
+                    if all_running(launched):
+                        self._answered.append((launched, outcome, applied, step))
+                        produced = True
+                        continue
+                    outcome = outcome.outcomes()  # some were stopped while computing the step
                 each = [outcome] * len(launched) if isinstance(outcome, BaseException) else outcome
                 answered = zip(launched, each, applied)
             else:
@@ -243,6 +285,7 @@ class CampusClock:
                     await self.control.set(building.name, Status=Status.FINISHED, OutputReady=False)
                 else:
                     building.sample, building.applied, building.sample_step = result, inputs, step
+                    self._sampled.append(building)
                     produced = True
         return produced
 
@@ -285,20 +328,36 @@ class CampusClock:
             "SimTimeLocal": local.isoformat(), "UtcOffset": local.utcoffset().total_seconds() / 3600}
 
     async def _publish(self, step: int) -> None:
-        """Outputs of ``step`` to the tags, and (for steps after the start) to the historian."""
-        fresh = [b for b in self.buildings if b.running and b.sample_step == step]
-        if not fresh:
+        """Outputs of ``step`` to the tags, and (for steps after the start) to the historian: each building's
+        on its own, and a group's ``Block`` (every member's outputs of the step) as one block."""
+        blocks = []
+        for buildings, block, applied, answered in self._answered:
+            if answered != step:
+                continue
+            plan = self._plan(buildings, block)
+            if plan is not None and all_running(buildings):
+                blocks.append((plan, block, applied))
+                continue
+            # a member stopped since, or rows the tags do not take as they are: each member on its own
+            for building, sample, inputs in zip(buildings, block.outcomes(), applied):
+                building.sample, building.applied, building.sample_step = sample, inputs, step
+            self._sampled += buildings
+        self._answered.clear()
+        fresh = [b for b in self._sampled if b.running and b.sample_step == step]
+        self._sampled = []
+        if not fresh and not blocks:
             return
-        rows, total_kw, times = [], 0.0, {}
+        rows, powers, times = [], [], {}
         for building in fresh:  # grouped by simulated time (one group: the buildings of a step share it)
             sample = building.sample
+            sim_time_s = sample.sim_time_s
             if sample.sim_time_s not in times:
                 times[sample.sim_time_s] = (*self._times(sample.sim_time_s), [])
             sim_time, recorded_time, local, group = times[sample.sim_time_s]
             group.append((building.name, sample.outputs))
             for tag in building.power_tags:
                 if tag in sample.outputs:
-                    total_kw += sample.outputs[tag]
+                    powers.append(sample.outputs[tag])
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, recorded_time, (building.applied, sample.outputs)))
         for sim_time_, _, _, group in times.values():
@@ -307,16 +366,53 @@ class CampusClock:
                 if name in flagged:
                     self._report_quality(name, step, outputs, flagged[name])
         for building in fresh:
-            building.published, building.published_step = building.sample, step
-        total = {TOTAL_POWER: total_kw}
+            building.published_row, building.published_step = building.sample, step
+        names = [b.name for b in fresh]
+        for plan, block, applied in blocks:
+            sim_time_s = block.sim_time_s
+            if block.sim_time_s not in times:
+                times[block.sim_time_s] = (*self._times(block.sim_time_s), [])
+            sim_time, recorded_time, local, _ = times[block.sim_time_s]
+            values = list(itertools.chain.from_iterable(block.rows))
+            powers.extend(map(values.__getitem__, plan.power))
+            flagged = await self.server.publish_block(plan.names, values, sim_time)
+            for name in flagged:
+                index = plan.names.index(name)
+                self._report_quality(name, step, block.sample(index).outputs, flagged[name])
+            for index, building in enumerate(plan.buildings):
+                building.published_row, building.published_step = (block, index), step
+            names.extend(plan.names)
+            if step > 0:
+                rows.append((plan.names, step, block.sim_time_s, recorded_time, (applied, block.rows)))
+        total = {TOTAL_POWER: math.fsum(powers)}  # the same sum whatever the buildings' order
         self._report_quality(self.config.name, step, total,
                              await self.server.publish_outputs(self.config.name, total, sim_time))
         # one step, one simulated time: each Control value made once for every building and the campus
-        await self.control.set_many([b.name for b in fresh] + [None], Step=step, SimTime=sim_time,
-                                    SimTimeSeconds=sample.sim_time_s, **local)
+        await self.control.set_many(names + [None], Step=step, SimTime=sim_time,
+                                    SimTimeSeconds=sim_time_s, **local)
         for building in fresh:
             building.notify()
+        for plan, _, _ in blocks:
+            for building in plan.buildings:
+                building.notify()
         self.record.add(rows)
+
+    def _plan(self, buildings: list[BuildingState], block: Block) -> BlockPlan | None:
+        """How a Block of ``buildings`` is published (``BlockPlan``), made once per set of buildings and
+        layouts; None when a member's rows are not in its tag map's output order (the tags and the
+        historian's columns), so that they are taken one by one."""
+        key = tuple(map(id, buildings))
+        plan = self._plans.get(key)
+        if plan is None or not all(map(operator.is_, plan.layouts, block.layouts)):
+            if any(layout.tags != tuple(o.tag for o in b.tagmap.outputs) for b, layout in zip(buildings, block.layouts)):
+                return None
+            power, first = [], 0
+            for building, layout in zip(buildings, block.layouts):
+                power += [first + layout.index[tag] for tag in building.power_tags]
+                first += len(layout.tags)
+            plan = self._plans[key] = BlockPlan(tuple(buildings), tuple(b.name for b in buildings), list(block.layouts),
+                                                power)
+        return plan
 
     def _report_quality(self, where: str, step: int, outputs: Mapping[str, float], flagged: Mapping[str, str]) -> None:
         """Log the outputs published with a status other than Good (``TagServer.publish_outputs``), once per

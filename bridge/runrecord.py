@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from bridge.building import BuildingState
 from bridge.config import CampusConfig
-from bridge.historian import Historian, Values
+from bridge.historian import BlockValues, Historian, Values
 
 if TYPE_CHECKING:
     from bridge.server import TagServer
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Row = tuple[str, int, float, dt.datetime, Values]  # (building, step, sim time s, sim time, tag values)
+# or a block row (``Historian.record``): (buildings, step, sim time s, sim time, their inputs and outputs)
+BlockRow = tuple[tuple[str, ...], int, float, dt.datetime, BlockValues]
 SEGMENT_FORMATS = {"daily": "%Y-%m-%d", "monthly": "%Y-%m"}
 FAST_WRITE_S = 0.2  # fast mode: the historian is written at most this often (s of wall time), several steps at once
 ROTATED = re.compile(r"^historian-(\d{4}-\d{2}(?:-\d{2})?)\.sqlite$")
@@ -60,7 +62,7 @@ class RunRecord:
         self.config = config
         self.historian: Historian | None = None
         self.path: Path | None = None  # the historian file of the last run that has one
-        self._unrecorded: list[Row] = []  # historian rows of the last published step
+        self._unrecorded: list[Row | BlockRow] = []  # historian rows of the last published step
         self._opening: tuple[dict, dict] = ({}, {})  # the historian's tag maps and metadata, for a rotated file
         self._segment: str | None = None  # rotation: the day or month the historian being written holds
         self._written_at = 0.0  # monotonic time of the last write
@@ -83,7 +85,7 @@ class RunRecord:
         self.historian = Historian(self.path, *self._opening)
         log.info("historian: %s", self.path)
 
-    def add(self, rows: list[Row]) -> None:
+    def add(self, rows: list[Row | BlockRow]) -> None:
         """Rows of a published step, recorded at the next ``write`` (into a new file if they begin a new
         day or month under rotation)."""
         if rows and self.config.historian_rotate and self.historian is not None:

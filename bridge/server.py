@@ -93,7 +93,8 @@ class TagServer:
         self._kpi_folders: set[ua.NodeId] = set()
         self._kpi_nodes: set[ua.NodeId] = set()
         self._ranges: dict[ua.NodeId, tuple[float, float]] = {}  # EURange of each analog tag
-        self._blocks: dict[str, tuple[ValueBlock, tuple[str, ...], list[float], list[float]]] = {}  # ``_output_block``
+        self._blocks: dict[tuple[str, ...], OutputBlock] = {}  # buildings -> the block serving their outputs
+        self._block_of: dict[str, tuple[str, ...]] = {}  # building -> the key of the block that last took its outputs
         self._control_slots: dict[tuple, ValueSlots] = {}  # (tag name, building or None) -> its slot
         self._control_blocks: dict[str, tuple[list, ValueBlock]] = {}  # tag name -> (keys, their block): ``set_controls``
 
@@ -334,10 +335,8 @@ class TagServer:
         ServerTimestamp)."""
         source, now, flagged = utc(time), dt.datetime.now(dt.timezone.utc), {}
         for building, values in outputs:
-            block = self._blocks.get(building)
-            if block is None:
-                block = self._blocks[building] = self._output_block(building)
-            block_values, tags, lows, highs = block
+            block = self._output_block((building,))
+            tags, lows, highs = block.tags[0], block.lows, block.highs
             indices = None  # all
             try:
                 row = values.values if isinstance(values, Row) and values.tags == tags else [values[tag] for tag in tags]
@@ -350,22 +349,58 @@ class TagServer:
                 flagged[building] = {tag: status.name for tag, status in statuses.items() if status is not GOOD}
                 if not flagged[building]:
                     del flagged[building]
-            monitored = block_values.publish((row, source, now), indices)
+            monitored = block.values.publish((row, source, now), indices)
             if monitored:
-                await block_values.notify(monitored)
+                await block.values.notify(monitored)
         return flagged
 
-    def _output_block(self, building: str) -> tuple[ValueBlock, tuple[str, ...], list[float], list[float]]:
-        """The ValueBlock of ``building``'s output tags, their names and EURanges' lows and highs (in order)."""
-        tags = tuple(self.outputs[building])
-        node_ids = [self.outputs[building][tag] for tag in tags]
+    async def publish_block(self, buildings: tuple[str, ...], values: list[float],
+                            time: dt.datetime) -> dict[str, dict[str, str]]:
+        """``publish_many`` of ``buildings``' outputs of one simulated ``time`` given as one list, each
+        building's values in its output tags' order (tag-map order), one building after the other: one
+        ``ValueBlock`` over all their output tags takes them in one assignment, and their ranges are
+        checked in one pass; the flagged tags of the buildings that have any."""
+        block = self._output_block(buildings)
+        if len(values) != len(block.lows):
+            raise ValueError(f"{len(values)} output values for the {len(block.lows)} output tags of {len(buildings)} buildings")
+        flagged = {}
+        if not (all(map(operator.le, block.lows, values)) and all(map(operator.le, values, block.highs))):  # NaN: False
+            first = 0
+            for building, tags in zip(buildings, block.tags):
+                statuses = {tag: quality(values[i], (block.lows[i], block.highs[i]))
+                            for i, tag in enumerate(tags, first)}
+                first += len(tags)
+                bad = {tag: status.name for tag, status in statuses.items() if status is not GOOD}
+                if bad:
+                    flagged[building] = bad
+        monitored = block.values.publish((values, utc(time), dt.datetime.now(dt.timezone.utc)))
+        if monitored:
+            await block.values.notify(monitored)
+        return flagged
+
+    def _output_block(self, buildings: tuple[str, ...]) -> OutputBlock:
+        """The ``OutputBlock`` of the output tags of ``buildings`` (in order), made when they were last
+        published otherwise (alone, or with other buildings): a block takes its nodes from the blocks that
+        served them, which are dropped."""
+        block = self._blocks.get(buildings)
+        if block is not None:
+            return block
+        for building in buildings:
+            self._blocks.pop(self._block_of.get(building), None)
+            self._block_of[building] = buildings
+        tags = [tuple(self.outputs[building]) for building in buildings]
+        node_ids = [self.outputs[building][tag] for building, names in zip(buildings, tags) for tag in names]
         ranges = [self._ranges[node_id] for node_id in node_ids]
 
         def make(index: int, row: tuple[list[float], dt.datetime, dt.datetime]) -> ua.DataValue:
             values, source, now = row
             return tag_value(values[index], ranges[index], source, now)
 
-        return self.internals.value_block(node_ids, make), tags, [r[0] for r in ranges], [r[1] for r in ranges]
+        shared = {}  # one float object per distinct bound: fewer objects for each step's range check to touch
+        block = self._blocks[buildings] = OutputBlock(self.internals.value_block(node_ids, make), tags,
+                                                      [shared.setdefault(r[0], r[0]) for r in ranges],
+                                                      [shared.setdefault(r[1], r[1]) for r in ranges])
+        return block
 
     def read_inputs(self, building: str) -> dict[str, float]:
         """The values the input tags of ``building`` hold (``WriteGuard.read_inputs``: never a null)."""
@@ -384,7 +419,7 @@ class TagServer:
         each value made once (one DataValue shared by all the tags it goes to); Status also sets StatusCode.
         A tag of several buildings (Step, SimTime each step) is served by one ``ValueBlock`` of those
         buildings' nodes, so that setting it costs the same whatever their number (a new block when the
-        buildings differ from the last call's)."""
+        buildings differ from the last call's), and its DataValue is made only when first read or notified."""
         keys = [key for key in keys if key in self.controls]  # absent: the address space is not built
         if not keys:
             return
@@ -392,19 +427,18 @@ class TagServer:
             values["StatusCode"] = Status(values["Status"]).code
         now, variants = dt.datetime.now(dt.timezone.utc), self.controls[keys[0]].variants
         for name, value in values.items():
-            data = ua.DataValue(ua.Variant(utc(value) if name == "SimTime" else value, variants[name]),
-                                SourceTimestamp=now, ServerTimestamp=now)
+            data = _Made(utc(value) if name == "SimTime" else value, variants[name], now)
             if len(keys) == 1:
                 group = (name, keys[0])
                 slots = self._control_slots.get(group)
                 if slots is None:
                     slots = self._control_slots[group] = self.internals.value_slots([self.controls[keys[0]].ids[name]])
-                await slots.set(data)
+                await slots.set(data.data())
                 continue
             block = self._control_blocks.get(name)
             if block is None or block[0] != keys:
                 block = self._control_blocks[name] = (keys, self.internals.value_block(
-                    [self.controls[k].ids[name] for k in keys], _stored_as_is))
+                    [self.controls[k].ids[name] for k in keys], _made_data))
             monitored = block[1].publish(data)
             if monitored:
                 await block[1].notify(monitored)
@@ -427,9 +461,36 @@ class TagServer:
             await self.write_value(node_id, float(value), ua.VariantType.Double)
 
 
-def _stored_as_is(index: int, data: ua.DataValue) -> ua.DataValue:
-    """A ``ValueBlock``'s DataValue when its row is the DataValue itself (the Control tags of ``set_controls``)."""
-    return data
+@dataclass
+class OutputBlock:
+    """The output tags of one or more buildings served by one ``ValueBlock`` (``TagServer._output_block``):
+    each building's tag names, and the EURange lows and highs of all the tags, in order."""
+
+    values: ValueBlock
+    tags: list[tuple[str, ...]]
+    lows: list[float]
+    highs: list[float]
+
+
+class _Made:
+    """A Control value set for several buildings (``set_controls``): its DataValue made when first asked for,
+    then the same one for every tag it went to."""
+
+    __slots__ = ("value", "variant", "time", "_data")
+
+    def __init__(self, value: object, variant: ua.VariantType, time: dt.datetime):
+        self.value, self.variant, self.time, self._data = value, variant, time, None
+
+    def data(self) -> ua.DataValue:
+        if self._data is None:
+            self._data = ua.DataValue(ua.Variant(self.value, self.variant), SourceTimestamp=self.time,
+                                      ServerTimestamp=self.time)
+        return self._data
+
+
+def _made_data(index: int, made: _Made) -> ua.DataValue:
+    """A ``ValueBlock``'s DataValue when its row is a ``_Made`` (the Control tags of ``set_controls``)."""
+    return made.data()
 
 
 def _calling_session() -> object:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bridge.config import BuildingConfig, CampusConfig
 from bridge.engines.base import EngineFault, Sample
-from bridge.stepgroup import GroupedEngine, Outcome, RowLayout, StepGroup
+from bridge.stepgroup import Block, GroupedEngine, Outcome, RowLayout, StepGroup, group_answer
 
 
 def output(step: int, inputs: Mapping[str, float], index: int) -> float:
@@ -37,8 +37,10 @@ class InstantGroup(StepGroup):
         self.fail_at, self.answer_s = dict(fail_at or {}), answer_s
         self.calls: list[list[str]] = []  # the members of each ``step_members`` call
         self.sent: list[dict[str, Mapping[str, float]]] = []  # the inputs each call would send (changed ones)
+        self.answers: list[Block | list[Outcome]] = []  # each call's answer
 
     def step_members(self, engines: list["InstantEngine"], inputs: list[Mapping[str, float]]) -> asyncio.Future:
+        """As a node actor answers: a ``Block`` when every member gave outputs (``group_answer``)."""
         self.calls.append([e.name for e in engines])
         changed = {}
         for engine, values in zip(engines, inputs):
@@ -47,7 +49,9 @@ class InstantGroup(StepGroup):
         self.sent.append(changed)
         loop = asyncio.get_running_loop()
         answer = loop.create_future()
-        outcomes = [engine.advance(values) for engine, values in zip(engines, inputs)]
+        times, rows = zip(*(engine.advance(values) for engine, values in zip(engines, inputs)))
+        outcomes = group_answer([engine.layout for engine in engines], list(times), list(rows))
+        self.answers.append(outcomes)
         if self.answer_s:
             loop.call_later(self.answer_s, answer.set_result, outcomes)
         else:
@@ -61,22 +65,23 @@ class InstantEngine(GroupedEngine):
         self.layout = RowLayout([o.tag for o in building.tagmap.outputs])
         self.steps, self.sent = 0, None
 
-    def advance(self, inputs: Mapping[str, float]) -> Outcome:
+    def advance(self, inputs: Mapping[str, float]) -> tuple[float, list[float] | Outcome]:
+        """(simulation time s, outputs in layout order), or (0, its outcome: a fault, None at the end)."""
         self.steps += 1
         if self.group.fail_at.get(self.name) == self.steps:
-            return EngineFault(f"{self.name}: failed at step {self.steps}")
+            return 0.0, EngineFault(f"{self.name}: failed at step {self.steps}")
         if self.steps > self.last_step:
-            return None
-        return self.layout.sample(self.steps * 600.0, outputs(self.steps, inputs, len(self.layout.tags)))
+            return 0.0, None
+        return self.steps * 600.0, outputs(self.steps, inputs, len(self.layout.tags))
 
     async def start(self) -> Sample:
         return self.layout.sample(0.0, [0.0] * len(self.layout.tags))
 
     async def step(self, inputs: Mapping[str, float]) -> Sample | None:
-        outcome = self.advance(inputs)
+        time_s, outcome = self.advance(inputs)
         if isinstance(outcome, Exception):
             raise outcome
-        return outcome
+        return outcome if outcome is None else self.layout.sample(time_s, outcome)
 
     async def stop(self) -> None:
         pass

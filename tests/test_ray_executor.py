@@ -238,3 +238,26 @@ def test_stopping_a_building_during_its_replay_ends_the_replay_and_leaves_no_act
     message = asyncio.run(asyncio.wait_for(run(), 60))
     assert message.startswith("B1: stopped while its Ray actor was being relaunched"), message
     assert set(actors()) <= before
+
+
+def test_the_inputs_kept_for_a_replay_are_trimmed_to_those_the_historian_lacks(tmp_path):
+    """Every TRIM_EVERY steps a Ray building forgets the inputs of the steps its run's historian holds; the
+    historian is read once for all the buildings trimmed together (``trim``, a node's members)."""
+    import datetime as dt
+
+    from bridge.engines.ray_actor import RayEngine, trim
+    from bridge.historian import Historian
+
+    config = load_config(campus_file(tmp_path))
+    buildings, run = config.buildings[:2], tmp_path / "run"
+    engines = [RayEngine(b, config, run / b.name) for b in buildings]
+    historian = Historian(run / "historian.sqlite", {b.name: b.tagmap for b in buildings})
+    for engine, recorded in zip(engines, (5, 3)):
+        assert [engine.record({"CoolingSetpoint": 20.0 + step}) for step in range(1, 8)] == [False] * 7
+        historian.record([(engine.name, step, step * 600.0, dt.datetime(2025, 7, 1), engine.tail[step])
+                          for step in range(1, recorded + 1)])
+    trim(engines)
+    assert [sorted(engine.tail) for engine in engines] == [[6, 7], [4, 5, 6, 7]]
+    assert engines[1].tail[4] == {"CoolingSetpoint": 24.0}
+    engine = engines[0]
+    assert [engine.record({}) for _ in range(RayEngine.TRIM_EVERY - 7)][-1] is True  # step TRIM_EVERY: trim due

@@ -90,7 +90,7 @@ def test_a_replay_reads_back_the_recorded_inputs_bit_for_bit(tmp_path_factory, s
     given, up to ``last``; a value the historian keeps as NULL (no finite number) is left out."""
     import datetime as dt
 
-    from bridge.historian import Historian, last_step, recorded_inputs
+    from bridge.historian import Historian, last_steps, recorded_inputs
     from bridge.tagmap import load_tagmap
 
     tagmap = load_tagmap(Path(__file__).resolve().parent.parent / "tagmaps" / "small_office.toml")
@@ -100,7 +100,7 @@ def test_a_replay_reads_back_the_recorded_inputs_bit_for_bit(tmp_path_factory, s
     for step, values in enumerate(steps, start=1):
         historian.record([("B1", step, step * 600.0, dt.datetime(2024, 7, 1), dict(zip(tags, values)))])
     historian.close()
-    assert last_step(path, "B1") == len(steps)
+    assert last_steps(path, ["B1"]) == {"B1": len(steps)}
     expected = {step: {tag: value for tag, value in zip(tags, values) if value == value and abs(value) != float("inf")}
                 for step, values in enumerate(steps, start=1) if step <= last}
     assert recorded_inputs(path, "B1", tags, last) == expected
@@ -345,3 +345,145 @@ def test_control_tags_of_many_buildings_read_and_monitored_as_each_set_left_them
 
 async def _true(condition: bool) -> bool:
     return condition
+
+
+def test_a_block_of_outputs_reads_and_is_monitored_as_each_building_published_alone():
+    """``publish_block`` (a StepGroup's outputs, one list for several buildings): each tag reads, and a
+    subscription reports, its own building's value, quality and time; only the building whose value is out
+    of range is flagged; a building then published alone takes its tags from the block (the others keep the
+    block's values) and the next block takes them back."""
+    from asyncua import Client
+
+    from bridge.opcua_adapter import subscribe_every_sample
+    from bridge.opcua_history import quality, utc
+    from bridge.protocol import METHODS
+    from bridge.server import TagServer
+    from bridge.tagmap import load_tagmap
+    from conftest import TAGMAPS, free_port, wait_until
+
+    start = dt.datetime(2025, 7, 1)
+    tagmap = load_tagmap(TAGMAPS / "small_office.toml")
+    tags = [o.tag for o in tagmap.outputs]
+    names = ("A", "B", "C")
+    ranges = [tagmap.output_range(o) for o in tagmap.outputs]
+    reported = []
+
+    async def method() -> str:
+        return ""
+
+    def rows(step: int) -> dict[str, list[float]]:  # in range, every building's and every tag's different
+        return {name: [low + (high - low) * (step * 40 + b * 10 + i + 1) / 1000 for i, (low, high) in enumerate(ranges)]
+                for b, name in enumerate(names)}
+
+    async def scenario() -> None:
+        endpoint = f"opc.tcp://127.0.0.1:{free_port()}"
+        server = TagServer(endpoint, "C", start)
+        await server.init()
+        for name in names:
+            await server.add_building(name, tagmap, {m: method for m in METHODS}, lambda: None, None)
+        await server.listen()
+
+        class Handler:
+            def datachange_notification(self, node, value, data) -> None:
+                reported.append((value, data.monitored_item.Value.SourceTimestamp))
+
+        async def read_all() -> dict[str, list]:
+            return {name: [await client.get_node(server.outputs[name][tag]).read_data_value(raise_on_bad_status=False)
+                           for tag in tags] for name in names}
+
+        def expect(data: dict[str, list], values: dict[str, list[float]], times: dict[str, dt.datetime]) -> None:
+            for name in names:
+                for tag, value, span, read in zip(tags, values[name], ranges, data[name]):
+                    assert (read.Value.Value, read.StatusCode, read.SourceTimestamp) == \
+                           (value, quality(value, span), utc(times[name])), (name, tag)
+
+        try:
+            async with Client(endpoint) as client:
+                subscription = await client.create_subscription(10, Handler())
+                await subscribe_every_sample(subscription, [client.get_node(server.outputs["B"][tags[2]])], 100)
+                await wait_until(lambda: _true(len(reported) == 1), 10)  # the initial value
+                times = {}
+                for step in (1, 2):
+                    values, time = rows(step), start + dt.timedelta(minutes=10 * step)
+                    if step == 2:
+                        values["C"][1] = ranges[1][1] + 1.0  # out of range: C alone flagged
+                    flagged = await server.publish_block(names, [v for name in names for v in values[name]], time)
+                    assert flagged == ({"C": {tags[1]: quality(values["C"][1], ranges[1]).name}} if step == 2 else {})
+                    times = dict.fromkeys(names, time)
+                    expect(await read_all(), values, times)
+                    await wait_until(lambda count=step + 1: _true(len(reported) == count), 10)
+                    assert reported[-1] == (values["B"][2], utc(time))
+                alone, time = rows(3)["B"], start + dt.timedelta(minutes=30)
+                await server.publish_outputs("B", dict(zip(tags, alone)), time)
+                values["B"], times["B"] = alone, time
+                expect(await read_all(), values, times)  # A and C keep step 2's
+                await wait_until(lambda: _true(len(reported) == 4), 10)
+                values, time = rows(4), start + dt.timedelta(minutes=40)
+                await server.publish_block(names, [v for name in names for v in values[name]], time)
+                expect(await read_all(), values, dict.fromkeys(names, time))
+                await wait_until(lambda: _true(len(reported) == 5), 10)
+                assert [value for value, _ in reported] == [0.0, rows(1)["B"][2], rows(2)["B"][2], alone[2], values["B"][2]]
+        finally:
+            await server.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_group_answered_as_blocks_records_and_publishes_each_members_own_outputs(tmp_path):
+    """The block path (a StepGroup answering a ``Block``: published, summed and recorded as one): each
+    member's historian rows, output tags, Control Step and Exchange outputs are its own step by step
+    (members driven by different inputs), TotalElectricPower their power summed, and a member that fails
+    mid-run leaves the others' blocks right before and after."""
+    from asyncua import ua
+
+    from bridge.campus import Campus
+    from bridge.historian import load_history
+    from bridge.protocol import TOTAL_POWER
+    from bridge.server import TagServer
+    from bridge.stepgroup import Block
+    from conftest import free_port
+    from devtools.instantgroup import instant_factory, output
+
+    config = campus_of(tmp_path, 4)
+    factory = instant_factory(4, fail_at={"B2": 5})
+    tagmap = config.buildings[0].tagmap
+    inputs = {f"B{i + 1}": {**tagmap.defaults, "CoolingSetpoint": 24.0 + 0.3 * i} for i in range(4)}
+
+    async def scenario():
+        campus = Campus(config, engine_factory=factory)
+        server = TagServer(f"opc.tcp://127.0.0.1:{free_port()}", config.name, config.period.time_of(0))
+        await server.init()
+        await campus.build_address_space(server)
+        for name, values in inputs.items():
+            await server.write_value(server.input_node(name, "CoolingSetpoint"), values["CoolingSetpoint"],
+                                     ua.VariantType.Double)
+        campus.serving.set()
+        await campus.start()
+        await asyncio.wait_for(campus.done.wait(), 60)
+        read = server.internals.read_attribute
+        tags = {name: {tag: read(node).Value.Value for tag, node in server.outputs[name].items()} for name in inputs}
+        steps = {name: read(server.controls[name].ids["Step"]).Value.Value for name in inputs}
+        total = read(server.outputs[config.name][TOTAL_POWER]).Value.Value
+        await campus.stop()
+        await server.stop()
+        return campus, tags, steps, total
+
+    campus, tags, steps, total = asyncio.run(scenario())
+    last = config.period.steps
+    assert [b.status for b in campus.buildings] == ["Finished", "Faulted", "Finished", "Finished"]
+    assert isinstance(factory.groups[0].answers[1], Block) and not isinstance(factory.groups[0].answers[4], Block)
+    power = [o.tag for o in tagmap.outputs if o.role == "electric_power"]
+    finished = [b for b in campus.buildings if b.name != "B2"]
+    for building in finished:
+        name = building.name
+        history = load_history(campus.run_path, name)
+        assert list(history["step"]) == list(range(1, last + 1))
+        for i, o in enumerate(tagmap.outputs):
+            assert list(history[o.tag]) == [output(step, inputs[name], i) for step in range(1, last + 1)], (name, o.tag)
+            assert tags[name][o.tag] == output(last, inputs[name], i)
+        assert set(history["CoolingSetpoint"]) == {inputs[name]["CoolingSetpoint"]}
+        assert steps[name] == last and building.published_step == last
+        assert dict(building.published.outputs) == {o.tag: output(last, inputs[name], i) for i, o in enumerate(tagmap.outputs)}
+    assert list(load_history(campus.run_path, "B2")["step"]) == [1, 2, 3, 4]
+    assert total == math.fsum(output(last, inputs[b.name], tagmap.outputs.index(tagmap.output(tag)))
+                              for b in finished for tag in power)

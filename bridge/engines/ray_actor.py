@@ -39,9 +39,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bridge.config import BuildingConfig, CampusConfig, ExecutorConfig
 from bridge.engines.base import Engine, EngineFault, Sample
-from bridge.historian import HistorianError, last_step, recorded_inputs
+from bridge.historian import HistorianError, last_steps, recorded_inputs
 from bridge.security.settings import ServerSecurity
-from bridge.stepgroup import GroupedEngine, Outcome, RowLayout, StepGroup
+from bridge.stepgroup import Block, GroupedEngine, Outcome, RowLayout, StepGroup, group_answer, sample_of
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +223,24 @@ def _lost(building: str, what: str, exc: Exception) -> EngineFault:
     return EngineFault(f"{building}: its Ray actor was lost during {what}: {reason}", str(exc).splitlines()[1:12])
 
 
+def trim(engines: list[RayEngine]) -> None:
+    """Forget the inputs each of ``engines`` keeps of the steps the historian holds (memory stays flat on
+    long runs): the engines of a run share its historian, read once for them all."""
+    historian, recorded = engines[0].historian, {}
+    if historian is not None and historian.is_file():
+        with contextlib.suppress(HistorianError):
+            recorded = last_steps(historian, [engine.name for engine in engines])
+    for engine in engines:
+        last = recorded.get(engine.name, 0)
+        for step in [s for s in engine.tail if s <= last]:
+            del engine.tail[step]
+
+
+def _by_name(names: list[str], answer: Block | dict[str, Outcome]) -> dict[str, Outcome]:
+    """Each of ``names``' outcome by name, out of a Block of them (in order) or as it is."""
+    return dict(zip(names, answer.outcomes())) if type(answer) is Block else answer
+
+
 def same_sample(a: Sample | None, b: Sample | None) -> bool:
     return a == b or (a is not None and b is not None and a.sim_time_s == b.sim_time_s
                       and dict(a.outputs) == dict(b.outputs))
@@ -325,16 +343,22 @@ class RayNodeGroup(StepGroup):
 
     def step_members(self, engines: list["RayEngine"], inputs: list[Mapping[str, float]]) -> asyncio.Future:
         """``StepGroup.step_members``: one Ray call now, one future of every member's outcome."""
+        batch, due = {}, []
         for engine, values in zip(engines, inputs):
-            engine.record(values)
-        batch = {engine.name: values for engine, values in zip(engines, inputs) if not engine.stopped}
+            if engine.record(values):
+                due.append(engine)
+            if not engine.stopped:
+                batch[engine.name] = values
+        if due:
+            trim(due)
         answer = self._track(self._dispatch(batch))
         return answer if len(batch) == len(engines) else asyncio.ensure_future(self._with_stopped(engines, batch, answer))
 
     @staticmethod
     async def _with_stopped(engines: list["RayEngine"], batch: dict, answer: Awaitable[list[Outcome]]) -> list[Outcome]:
         """The outcomes of ``engines``: those of the batch, an EngineFault for each stopped one left out."""
-        outcomes = iter(await answer)
+        outcomes = await answer
+        outcomes = iter(outcomes.outcomes() if type(outcomes) is Block else outcomes)
         return [next(outcomes) if engine.name in batch else EngineFault(f"{engine.name}: engine is not running")
                 for engine in engines]
 
@@ -361,25 +385,30 @@ class RayNodeGroup(StepGroup):
         return asyncio.ensure_future(self._answer(batch, call, answers))
 
     async def _answer(self, batch: dict[str, Mapping[str, float]], call,
-                      answers: dict[str, asyncio.Future] | None) -> list[Outcome] | None:
+                      answers: dict[str, asyncio.Future] | None) -> Block | list[Outcome] | None:
         """The outcome of each member of the batch (a lost actor relaunched and replayed, ``_recover``),
-        in order; each member's future in ``answers`` resolved with it."""
+        in order, or a ``Block`` of them all; each member's future in ``answers`` resolved with its own."""
         try:
             if isinstance(call, Exception):
                 raise call
             async with asyncio.timeout(self.step_timeout_s):
-                results = self._outcomes(list(batch), await _call(self.config.name, call, "step"))
+                answer = self._outcomes(list(batch), await _call(self.config.name, call, "step"))
         except TimeoutError:
-            results = {name: EngineFault(f"{name}: its Ray actor did not answer step {self.members[name].steps} "
-                                         f"within {self.step_timeout_s:.0f} s") for name in batch}
+            answer = {name: EngineFault(f"{name}: its Ray actor did not answer step {self.members[name].steps} "
+                                        f"within {self.step_timeout_s:.0f} s") for name in batch}
         except LOST as exc:
-            results = await self._recover(exc, batch)
+            answer = await self._recover(exc, batch)
         except Exception as exc:
-            results = {name: EngineFault(f"{name}: {exc}") for name in batch}
+            answer = {name: EngineFault(f"{name}: {exc}") for name in batch}
         except asyncio.CancelledError:
-            for answer in (answers or {}).values():
-                answer.cancel()
+            for future in (answers or {}).values():
+                future.cancel()
             raise
+        if type(answer) is Block and answers is None:  # the clock's step: each member's outputs kept in the Block
+            for index, name in enumerate(batch):
+                self.members[name].answered = (answer, index)
+            return answer
+        results = _by_name(list(batch), answer)
         outcomes = []
         for name in batch:
             result = results[name]
@@ -397,11 +426,12 @@ class RayNodeGroup(StepGroup):
                     answer.set_result(result)
         return outcomes if answers is None else None
 
-    def _outcomes(self, names: list[str], answer: Answer) -> dict[str, Outcome]:
-        """Each building's outcome out of the actor's answer: its outputs as a Sample of a ``Row``."""
+    def _outcomes(self, names: list[str], answer: Answer) -> Block | dict[str, Outcome]:
+        """The actor's answer for ``names``: a ``Block`` when each gave outputs of one simulation time
+        (``group_answer``), else each one's outcome by name (its outputs as a Sample of a ``Row``)."""
         times, rows = answer
-        return {name: self.members[name].layout.sample(time_s, row) if type(row) is list else row
-                for name, time_s, row in zip(names, times, rows)}
+        outcomes = group_answer([self.members[name].layout for name in names], times, rows)
+        return outcomes if type(outcomes) is Block else dict(zip(names, outcomes))
 
     async def _recover(self, cause: Exception, batch: dict) -> dict[str, Sample | None | EngineFault]:
         """Relaunch and replay every member until the batch in flight is answered, within the policy."""
@@ -458,16 +488,17 @@ class RayNodeGroup(StepGroup):
             except EngineFault as exc:
                 faults[member.name] = exc
                 return
-            if not same_sample(replayed, member.answered):
+            answered = sample_of(member.answered)
+            if not same_sample(replayed, answered):
                 log.error("%s: replayed outputs of step %d differ from those published: %s vs %s", member.name,
-                          last, replayed, member.answered)
+                          last, replayed, answered)
 
         await asyncio.gather(*(relaunch(m) for m in members))
         going = {name: inputs for name, inputs in batch.items() if name not in faults and not self.members[name].stopped}
         for member in self.members.values():
             member.sent = None  # the new actor holds no inputs: each member's are sent with its next step
-        results = self._outcomes(list(going), await _call(self.config.name, actor.step.remote(going, list(going)), "step")) \
-            if going else {}
+        results = _by_name(list(going), self._outcomes(list(going), await _call(
+            self.config.name, actor.step.remote(going, list(going)), "step"))) if going else {}
         return {**results, **faults, **{name: EngineFault(f"{name}: stopped while its Ray actor was being relaunched")
                                          for name in batch if name not in results and name not in faults}}
 
@@ -510,7 +541,8 @@ class RayEngine(GroupedEngine):
         self.tail: dict[int, Mapping[str, float]] = {}  # inputs of the steps the historian may not hold yet
         self.sent: Mapping[str, float] | None = None  # the inputs its actor holds (those last sent to it)
         self.layout: RowLayout | None = None  # its output tags, in the order the actor sends them (``launch``)
-        self.answered: Sample | None = None  # outputs of the last step answered (0: the start)
+        # outputs of the last step answered (0: the start), or (its group's Block, its index) (``sample_of``)
+        self.answered: Sample | tuple[Block, int] | None = None
         self.stopped = False
         self.group: RayNodeGroup | None = None
         self._started: asyncio.Future | None = None  # the start call
@@ -564,34 +596,20 @@ class RayEngine(GroupedEngine):
         """Record the inputs and join the group's batch of this step; the awaitable answers the step.
         (The campus clock steps the group's members together instead: ``RayNodeGroup.step_members``.)"""
         inputs = dict(inputs)
-        self.record(inputs)
+        if self.record(inputs):
+            trim([self])
         if self.group is None or self.stopped:
             answer = asyncio.get_running_loop().create_future()
             answer.set_exception(EngineFault(f"{self.name}: engine is not running"))
             return answer
         return self.group.submit(self, inputs)
 
-    def record(self, inputs: Mapping[str, float]) -> None:
-        """A step begins with ``inputs`` (kept, unchanged, for a replay)."""
+    def record(self, inputs: Mapping[str, float]) -> bool:
+        """A step begins with ``inputs`` (kept, unchanged, for a replay); True every TRIM_EVERY steps, when
+        the inputs kept are to be trimmed (``trim``)."""
         self.steps += 1
         self.tail[self.steps] = inputs
-        if self.steps % self.TRIM_EVERY == 0:
-            self._trim()
-
-    def _recorded_until(self) -> int:
-        """The last step of this building the historian holds (0: none, or no historian)."""
-        if self.historian is None or not self.historian.is_file():
-            return 0
-        try:
-            return last_step(self.historian, self.name)
-        except HistorianError:
-            return 0
-
-    def _trim(self) -> None:
-        """Forget the inputs of the steps the historian holds: memory stays flat on long runs."""
-        recorded = self._recorded_until()
-        for step in [s for s in self.tail if s <= recorded]:
-            del self.tail[step]
+        return self.steps % self.TRIM_EVERY == 0
 
     def inputs_until(self, last: int) -> tuple[list[dict[str, float]], int]:
         """Inputs of steps 1..``last``: from the historian, those it lacks (not recorded yet) from memory; and how many came
