@@ -75,10 +75,10 @@ def campus_file(folder: Path, count: int, model: str = "small_office", days: int
     return path
 
 
-def with_executor(config, kind: str):
-    """``config`` on executor ``kind``; Ray: buildings of 0.03 logical CPU, so that the node actor of 64 fits
-    the 2 logical CPUs of a local Ray (a declared resource only: Ray pins no core)."""
-    return dataclasses.replace(config, executor=ExecutorConfig(kind=kind, num_cpus=0.03, memory_mb=0))
+def with_executor(config, kind: str, num_cpus: float = 0.03):
+    """``config`` on executor ``kind``; Ray: buildings of ``num_cpus`` logical CPU, so that the node actor of 64
+    fits the 2 logical CPUs of a local Ray (a declared resource only: Ray pins no core)."""
+    return dataclasses.replace(config, executor=ExecutorConfig(kind=kind, num_cpus=num_cpus, memory_mb=0))
 
 
 # phase -> (module, class, method) of the head whose thread CPU time is added up
@@ -211,6 +211,9 @@ def child_run(count: int, kind: str, days: int) -> dict:
         elif kind == "ray_own_core":
             head_on_own_core()
             wall, cpu, steps = asyncio.run(run_campus(with_executor(config, "ray"), phases))
+        elif kind == "ray_instant":  # Ray's calls, the node's engines stand-ins answering after RAY_ANSWER_S
+            ray_with_instant_engines()
+            wall, cpu, steps = asyncio.run(run_campus(with_executor(config, "ray", 0.001), phases))
         else:
             wall, cpu, steps = asyncio.run(run_campus(with_executor(config, kind), phases))
     return {"wall_s": wall, "cpu_s": cpu, "steps": steps, "phases": phases}
@@ -229,6 +232,17 @@ def head_on_own_core() -> None:
     ray.init(namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR")
     for thread in os.listdir("/proc/self/task"):
         os.sched_setaffinity(int(thread), {head})
+
+
+def ray_with_instant_engines() -> None:
+    """Start a local Ray whose workers build stand-in engines (devtools.instantgroup.in_ray_workers): a
+    node actor of hundreds of buildings, which this machine's memory holds only without EnergyPlus."""
+    import ray
+
+    from bridge.engines.ray_actor import NAMESPACE
+
+    ray.init(namespace=NAMESPACE, include_dashboard=False, logging_level="ERROR",
+             runtime_env={"worker_process_setup_hook": "devtools.instantgroup.in_ray_workers"})
 
 
 RAY_CALLS = 300  # calls timed per ``ray_call_cost``
@@ -360,12 +374,15 @@ def measure(counts: list[int], local_only: list[int], replayed: list[int], befor
                           + ", ".join(f"{p} {v / run['steps'] * 1e3:.4f}" for p, v in run["phases"].items()),
                           flush=True)
                     figures.update(throughput_figures(prefix, run))
+        from devtools.instantgroup import RAY_ANSWER_S  # this tree's (a child may run an older bridge)
+
         for kind, label in (("instant", "answering at once"),
-                            ("instant_wait", f"answering {INSTANT_WAIT_S * 1e3:.0f} ms later")):
+                            ("instant_wait", f"answering {INSTANT_WAIT_S * 1e3:.0f} ms later"),
+                            ("ray_instant", f"on Ray, answering {RAY_ANSWER_S * 1e3:.0f} ms later")):
             for count in head_only:
                 runs = {}
                 for _ in range(repeat):  # interleaved with the revision before, if any: the same machine load
-                    for name, root in ([("before", old)] if old else []) + [("", None)]:
+                    for name, root in ([("before", old)] if old and kind != "ray_instant" else []) + [("", None)]:
                         run = throughput(count, kind, INSTANT_DAYS, root)
                         runs.setdefault(name, []).append(run)
                         print(f"{count:3d} buildings {label}, one group, {name or 'now':6s}: head "

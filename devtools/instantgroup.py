@@ -100,3 +100,28 @@ def instant_factory(size: int, fail_at: Mapping[str, int] | None = None, answer_
 
     factory.groups = groups
     return factory
+
+
+class WaitingEngine(InstantEngine):
+    """An ``InstantEngine`` of its own (no group of the head) whose steps take ``answer_s`` seconds: the
+    engines of a Ray node actor that stand in for EnergyPlus (``in_ray_workers``)."""
+
+    def __init__(self, building: BuildingConfig, last_step: int, answer_s: float):
+        super().__init__(building, InstantGroup(), last_step)
+        self.answer_s = answer_s
+
+    async def step(self, inputs: Mapping[str, float]) -> Sample | None:
+        await asyncio.sleep(self.answer_s)
+        return await super().step(inputs)
+
+
+RAY_ANSWER_S = 0.02  # a node's step with stand-in engines (about one step of 64 Small Offices here)
+
+
+def in_ray_workers() -> None:
+    """Ray's ``worker_process_setup_hook`` (bench/bench_scale.py, kind "ray_instant"): the node actors of this
+    job build ``WaitingEngine``s instead of real engines, so that the head's cost with Ray's calls is measured
+    at node sizes this machine's memory cannot hold in EnergyPlus processes."""
+    from bridge.engines import factory
+
+    factory.make_engine = lambda building, config, workdir: WaitingEngine(building, config.period.steps, RAY_ANSWER_S)
