@@ -330,6 +330,33 @@ class CampusClock:
     async def _publish(self, step: int) -> None:
         """Outputs of ``step`` to the tags, and (for steps after the start) to the historian: each building's
         on its own, and a group's ``Block`` (every member's outputs of the step) as one block."""
+        blocks = self._blocks_of(step)
+        fresh = [b for b in self._sampled if b.running and b.sample_step == step]
+        self._sampled = []
+        if not fresh and not blocks:
+            return
+        times, powers, names, rows = {}, [], [], []  # simulated time -> its tag and historian times; the rest summed
+        await self._publish_samples(fresh, step, times, powers, names, rows)
+        await self._publish_blocks(blocks, step, times, powers, names, rows)
+        sim_time_s = next(reversed(times))  # one step, one simulated time
+        sim_time, _, local = times[sim_time_s]
+        total = {TOTAL_POWER: math.fsum(powers)}  # the same sum whatever the buildings' order
+        self._report_quality(self.config.name, step, total,
+                             await self.server.publish_outputs(self.config.name, total, sim_time))
+        # each Control value made once for every building and the campus
+        await self.control.set_many(names + [None], Step=step, SimTime=sim_time,
+                                    SimTimeSeconds=sim_time_s, **local)
+        for building in fresh:
+            building.notify()
+        for plan, _, _ in blocks:
+            for building in plan.buildings:
+                building.notify()
+        self.record.add(rows)
+
+    def _blocks_of(self, step: int) -> list[tuple[BlockPlan, Block, list[Mapping[str, float]]]]:
+        """The Blocks collected for ``step`` that are published as blocks (``_plan``); the members of the
+        others (a member stopped since, or rows the tags do not take as they are) get their samples, to be
+        published each on its own."""
         blocks = []
         for buildings, block, applied, answered in self._answered:
             if answered != step:
@@ -338,41 +365,46 @@ class CampusClock:
             if plan is not None and all_running(buildings):
                 blocks.append((plan, block, applied))
                 continue
-            # a member stopped since, or rows the tags do not take as they are: each member on its own
             for building, sample, inputs in zip(buildings, block.outcomes(), applied):
                 building.sample, building.applied, building.sample_step = sample, inputs, step
             self._sampled += buildings
         self._answered.clear()
-        fresh = [b for b in self._sampled if b.running and b.sample_step == step]
-        self._sampled = []
-        if not fresh and not blocks:
-            return
-        rows, powers, times = [], [], {}
-        for building in fresh:  # grouped by simulated time (one group: the buildings of a step share it)
+        return blocks
+
+    def _time_of(self, times: dict, sim_time_s: float) -> tuple[dt.datetime, dt.datetime, dict]:
+        """``_times`` of ``sim_time_s``, made once per publish (``times``)."""
+        made = times.get(sim_time_s)
+        if made is None:
+            made = times[sim_time_s] = self._times(sim_time_s)
+        return made
+
+    async def _publish_samples(self, fresh: list[BuildingState], step: int, times: dict, powers: list[float],
+                               names: list[str], rows: list) -> None:
+        """Each of ``fresh`` published on its own (grouped by simulated time), its power added to ``powers``,
+        its name to ``names``, its historian row to ``rows``."""
+        groups: dict[float, list] = {}
+        for building in fresh:
             sample = building.sample
-            sim_time_s = sample.sim_time_s
-            if sample.sim_time_s not in times:
-                times[sample.sim_time_s] = (*self._times(sample.sim_time_s), [])
-            sim_time, recorded_time, local, group = times[sample.sim_time_s]
-            group.append((building.name, sample.outputs))
-            for tag in building.power_tags:
-                if tag in sample.outputs:
-                    powers.append(sample.outputs[tag])
+            recorded_time = self._time_of(times, sample.sim_time_s)[1]
+            groups.setdefault(sample.sim_time_s, []).append((building.name, sample.outputs))
+            powers.extend(sample.outputs[tag] for tag in building.power_tags if tag in sample.outputs)
             if step > 0:
                 rows.append((building.name, step, sample.sim_time_s, recorded_time, (building.applied, sample.outputs)))
-        for sim_time_, _, _, group in times.values():
-            flagged = await self.server.publish_many(group, sim_time_)
+        for sim_time_s, group in groups.items():
+            flagged = await self.server.publish_many(group, times[sim_time_s][0])
             for name, outputs in group if flagged else ():
                 if name in flagged:
                     self._report_quality(name, step, outputs, flagged[name])
         for building in fresh:
             building.published_row, building.published_step = building.sample, step
-        names = [b.name for b in fresh]
+            names.append(building.name)
+
+    async def _publish_blocks(self, blocks: list, step: int, times: dict, powers: list[float], names: list[str],
+                              rows: list) -> None:
+        """Each Block published as one (``TagServer.publish_block``), its members' power added to ``powers`` by
+        position, their names to ``names``, one historian block row to ``rows``."""
         for plan, block, applied in blocks:
-            sim_time_s = block.sim_time_s
-            if block.sim_time_s not in times:
-                times[block.sim_time_s] = (*self._times(block.sim_time_s), [])
-            sim_time, recorded_time, local, _ = times[block.sim_time_s]
+            sim_time, recorded_time, _ = self._time_of(times, block.sim_time_s)
             values = list(itertools.chain.from_iterable(block.rows))
             powers.extend(map(values.__getitem__, plan.power))
             flagged = await self.server.publish_block(plan.names, values, sim_time)
@@ -384,18 +416,6 @@ class CampusClock:
             names.extend(plan.names)
             if step > 0:
                 rows.append((plan.names, step, block.sim_time_s, recorded_time, (applied, block.rows)))
-        total = {TOTAL_POWER: math.fsum(powers)}  # the same sum whatever the buildings' order
-        self._report_quality(self.config.name, step, total,
-                             await self.server.publish_outputs(self.config.name, total, sim_time))
-        # one step, one simulated time: each Control value made once for every building and the campus
-        await self.control.set_many(names + [None], Step=step, SimTime=sim_time,
-                                    SimTimeSeconds=sim_time_s, **local)
-        for building in fresh:
-            building.notify()
-        for plan, _, _ in blocks:
-            for building in plan.buildings:
-                building.notify()
-        self.record.add(rows)
 
     def _plan(self, buildings: list[BuildingState], block: Block) -> BlockPlan | None:
         """How a Block of ``buildings`` is published (``BlockPlan``), made once per set of buildings and
