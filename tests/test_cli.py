@@ -106,7 +106,7 @@ def test_export_names_each_tags_unit(tmp_path, form):
     assert {f"{tag} [{unit}]" for tag, unit in units.items()} <= set(frame.columns)
     assert {"step", "sim_time_s"} <= set(frame.columns)
     if form == "csv":  # the tracking and M&V commands read it back under the tags' names
-        from bridge.tracking.cli import load_run
+        from bridge.tracking.runfiles import load_run
 
         assert set(units) <= set(load_run(target).columns)
 

@@ -13,7 +13,7 @@ from bridge.tracking.caltrack import caltrack_savings
 from bridge.tracking.caltrack_daily import BillingModel, DailyModel, monthly_bills
 from bridge.tracking.caltrack_data import BaselineDisqualified
 from bridge.tracking.caltrack_hourly import HourlyModel, bin_features, valid_bins
-from bridge.tracking.cli import RunFileError, load_runs
+from bridge.tracking.runfiles import RunFileError, load_runs
 
 
 def weather(start: str, days: int, seed: int = 0) -> pd.Series:

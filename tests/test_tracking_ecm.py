@@ -13,7 +13,7 @@ import pytest
 from bridge.cli import main
 from bridge.config import load_config
 from bridge.historian import load_history
-from bridge.tracking.cli import RunFileError, load_run
+from bridge.tracking.runfiles import RunFileError, load_run
 from bridge.tracking.registry import ModelRegistry
 from bridge.tracking.scenario import write_campus
 from conftest import REPO, SIMS, run_bridge

@@ -1,7 +1,7 @@
 """Measured data a calibration is fitted to: interval meter data, or monthly utility bills.
 
 **Interval data** (``load_interval``): a historian file or a CSV whose first column is the time
-(``cli.load_run``, local standard time, stamped at the end of each interval), one column of mean
+(``runfiles.load_run``, local standard time, stamped at the end of each interval), one column of mean
 power (kW) or energy per interval (kWh), at a regular step that divides the hour (15-minute or hourly
 data); returned as hourly energy, kWh per clock hour labelled by the hour's start.
 
@@ -161,7 +161,7 @@ def _bill(path: Path, number: int, row: list[str], columns: dict[str, tuple[int,
 def load_interval(path: str | Path, column: str = "FacilityPower", kind: str = "power_kw",
                   building: str | None = None) -> pd.Series:
     """Hourly energy (kWh per clock hour, labelled by its start) of interval meter data (module docstring)."""
-    from bridge.tracking.cli import load_run
+    from bridge.tracking.runfiles import load_run
     from bridge.tracking.savings import hourly_energy_kwh
 
     path = Path(path)
