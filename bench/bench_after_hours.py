@@ -37,7 +37,6 @@ import argparse
 import asyncio
 import datetime as dt
 import itertools
-import os
 import sys
 from pathlib import Path
 

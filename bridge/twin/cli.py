@@ -138,10 +138,11 @@ def _collect(args: argparse.Namespace) -> int:
 def _fit(args: argparse.Namespace) -> int:
     from bridge.historian import load_history, recorded_tagmap
     from bridge.tagmap import TagMapError, load_tagmap, same_building
-    from bridge.twin.evaluate import parse_time, span
+    from bridge.twin.errors import ModelError
     from bridge.twin.features import feature_sets_for
-    from bridge.twin.gp import ModelError, TwinModel
+    from bridge.twin.gp import TwinModel
     from bridge.twin.persist import save_model
+    from bridge.twin.times import parse_time, span
 
     history = load_history(args.history, args.building)
     tagmap = load_tagmap(args.tagmap)
@@ -186,8 +187,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bridge.historian import load_history, recorded_tagmap
-    from bridge.twin.evaluate import evaluate, parse_time, plot_day
+    from bridge.twin.evaluate import evaluate, plot_day
     from bridge.twin.persist import check_building, load_model
+    from bridge.twin.times import parse_time
 
     start = parse_time(args.test_start, "--from")
     day = parse_time(args.plot_day, "--plot-day") if args.plot_day else start.normalize() + pd.Timedelta(days=1)
@@ -215,7 +217,7 @@ def _update(args: argparse.Namespace) -> int:
 
     from bridge.historian import load_history
     from bridge.tracking.registry import ModelRegistry
-    from bridge.twin.gp import ModelError
+    from bridge.twin.errors import ModelError
     from bridge.twin.update import (
         next_until,
         parse_every,

@@ -6,3 +6,8 @@ from bridge.errors import TwinbridgeError
 
 class ModelFileError(TwinbridgeError, ValueError):
     """A model file that cannot be loaded or does not fit the building; the message says why."""
+
+
+class ModelError(TwinbridgeError, ValueError):
+    """A model used wrongly: not fitted, bad settings, or a training or forecast window it cannot use
+    (an unreadable time, no rows, forecasts of its own training rows); the message says what."""

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from bridge.twin.calibration import Z95
-from bridge.twin.gp import GPModel, ModelError
+from bridge.twin.errors import ModelError
+from bridge.twin.gp import GPModel
+from bridge.twin.times import parse_time, span
 
 
 @dataclass(frozen=True)
@@ -51,25 +53,6 @@ def metrics(actual: np.ndarray, mean: np.ndarray, std: np.ndarray) -> dict[str, 
         "coverage95": float(np.mean(np.abs(error) <= Z95 * std)),
         "n": int(actual.size),
     }
-
-
-def parse_time(value: pd.Timestamp | str, what: str) -> pd.Timestamp:
-    """``value`` (a time or ISO text) as a time of the historian's time base, local standard time
-    without a UTC offset; ModelError naming ``what`` for anything else."""
-    try:
-        time = pd.Timestamp(value)
-    except (ValueError, TypeError, OverflowError):
-        time = pd.NaT
-    if pd.isna(time):
-        raise ModelError(f"{what}: expected a time (ISO, for example 2025-07-22 or 2025-07-22T06:00), got {value!r}")
-    if time.tzinfo is not None:
-        raise ModelError(f"{what}: {value!r} has a UTC offset; give the historian's local standard time without one")
-    return time
-
-
-def span(frame: pd.DataFrame) -> str:
-    """The time span of ``frame``'s rows, for messages."""
-    return f"{frame.index[0]} .. {frame.index[-1]}, {len(frame)} rows" if len(frame) else "no rows"
 
 
 def training_overlap(model: GPModel, times: np.ndarray) -> bool:

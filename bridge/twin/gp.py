@@ -39,16 +39,12 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import Kernel
 from threadpoolctl import threadpool_limits
 
-from bridge.errors import TwinbridgeError
 from bridge.twin.calibration import regimes, std_scale
+from bridge.twin.errors import ModelError
 from bridge.twin.features import FeatureError, FeatureSet
 from bridge.twin.kernel import fit_hyperparameters, make_kernel
 from bridge.twin.sparse import InducingPointGP
-
-
-class ModelError(TwinbridgeError, ValueError):
-    """A model used wrongly: not fitted, bad settings, or a training or forecast window it cannot use
-    (an unreadable time, no rows, forecasts of its own training rows); the message says what."""
+from bridge.twin.times import parse_time
 
 
 class GPModel(BaseEstimator):
@@ -123,8 +119,6 @@ class GPModel(BaseEstimator):
         std calibration and only re-conditions the GP on the window (one Cholesky: about a second
         for 3 weeks of 10-minute rows, deterministic); ``refit=True`` fits everything again on the
         window (about 10-20 s, and the random hyperparameter subset moves with the data)."""
-        from bridge.twin.evaluate import parse_time  # evaluate imports this module
-
         self._check_fitted()
         until = parse_time(until, "update until")
         window = frame[(frame.index >= until - pd.Timedelta(days=self.update_days)) & (frame.index < until)]

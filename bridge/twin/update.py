@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bridge.twin.errors import ModelFileError
-from bridge.twin.evaluate import metrics, parse_time, rolling_forecasts
-from bridge.twin.gp import GPModel, ModelError, TwinModel
+from bridge.twin.errors import ModelError, ModelFileError
+from bridge.twin.evaluate import metrics, rolling_forecasts
+from bridge.twin.gp import GPModel, TwinModel
+from bridge.twin.times import parse_time
 
 log = logging.getLogger(__name__)
 DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
