@@ -13,13 +13,20 @@ The same is measured for the mean and the median of the four twins' baselines, a
 whose output-lag sensitivity s at entry has |s| < 0.9 (``GPModel.output_lag_sensitivity``, the check the
 GP-MPC logs). Nothing is chosen from it; the test days of bench_gp_mpc are not used.
 
-    python bench/study_twin_realizations.py
+Added after those results (``--pooled``): one July twin fitted on the four runs' Jul 1-21 together (each run's
+rows moved 364 days on per seed, so that the runs follow one another with weekdays and times of day kept;
+lags do not cross from one run to the next), the same settings (12,096 rows: inducing points), its held entry
+baseline on the days that take the July twin: does more data of the same process make a better twin?
+
+    python bench/study_twin_realizations.py [--pooled]
 
 Writes bench/results/twin_realizations.json.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import os
 import sys
 from pathlib import Path
@@ -29,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_gp_mpc import POWER, ensure_models  # noqa: E402
-from bench.results_io import figure, write_results  # noqa: E402
+from bench.bench_gp_mpc import HISTORY, KNOWN_LOAD_OUTPUT_LAGS, POWER, ensure_models  # noqa: E402
+from bench.results_io import RESULTS, figure, write_results  # noqa: E402
 from bench.study_gp_baseline import DAYS, entry_baselines  # noqa: E402
 from controllers.gp_mpc import LAG_SENSITIVITY_WARN  # noqa: E402
 
@@ -59,8 +66,56 @@ def day_figures(month: str, day: str) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def pooled_twin() -> Path:
+    """The July twin fitted on every seed's Jul 1-21 (``--pooled``, module docstring), trained once."""
+    import pandas as pd
+
+    from bench.bench_twin_gp import GP, LAGS, ZONE_LAGS
+    from bridge.config import load_config
+    from bridge.historian import load_history
+    from bridge.twin.features import feature_sets_for
+    from bridge.twin.gp import GPModel, TwinModel
+    from bridge.twin.persist import save_model
+
+    path = HISTORY.with_name(f"twin_known_july_pooled_{'_'.join(map(str, SEEDS))}.npz")
+    if path.exists():
+        return path
+    frames = []
+    for k, seed in enumerate(SEEDS):
+        ensure_models(POWER, seed=seed)  # records the seed's excitation run if missing
+        frame = load_history(HISTORY if seed == 0 else HISTORY.with_name(f"{HISTORY.stem}_seed{seed}.db"))
+        frame = frame[frame.index < "2025-07-22"]
+        frames.append(frame.set_axis(frame.index + pd.Timedelta(days=364 * k)))
+    frame = pd.concat(frames)
+    tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
+    power, = feature_sets_for(tagmap, [POWER], **{**LAGS, "output_lags": KNOWN_LOAD_OUTPUT_LAGS}, known_load=True)
+    zone, = feature_sets_for(tagmap, ["CoreMidTemp"], **ZONE_LAGS)
+    save_model(TwinModel({POWER: GPModel(power, **GP).fit(frame), "CoreMidTemp": GPModel(zone, **GP).fit(frame)}),
+               path, tagmap=tagmap)
+    return path
+
+
+def pooled_figures() -> dict:
+    """Held entry baseline RMSE (kW) and lag sensitivity of the pooled twin on the July twin's days."""
+    twin, figures = pooled_twin(), {}
+    for day in (d for d in DAYS["july"] if d != CAMPUS_EVENT_DAY):
+        baselines, truth, entry = entry_baselines("july", day, POWER, twin)
+        figures[f"{day}_pooled_rmse_kw"] = figure(rmse(baselines["injected"], truth), "kW, event window")
+        figures[f"{day}_pooled_lag_sensitivity"] = figure(entry["lag_sensitivity_sum"], "")
+        print(day, round(figures[f"{day}_pooled_rmse_kw"]["value"], 2), flush=True)
+    values = [v["value"] for k, v in figures.items() if k.endswith("pooled_rmse_kw")]
+    figures["pooled_rmse_kw_mean"] = figure(float(np.mean(values)), f"kW, event-window RMSE, mean of {len(values)} July-twin days")
+    return figures
+
+
+def main(pooled: bool = False) -> None:
     load_before = os.getloadavg()
+    if pooled:  # added to the results of the seeds' run
+        found = json.loads((RESULTS / "twin_realizations.json").read_text())
+        found["figures"].update(pooled_figures())
+        write_results("twin_realizations", found["figures"], found["notes"] + f" Pooled twin (--pooled) added "
+                      f"{dt.date.today()}, load average before {tuple(round(v, 2) for v in load_before)}.")
+        return
     results = {}
     for month, days in DAYS.items():
         for day in days:
@@ -81,4 +136,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main("--pooled" in sys.argv[1:])
