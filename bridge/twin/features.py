@@ -127,6 +127,12 @@ class FeatureSet:
     def output_lag_columns(self) -> list[str]:
         return [lag_column(self.target, lag) for lag in range(1, self.output_lags + 1)]
 
+    @property
+    def output_lag_indices(self) -> list[int]:
+        """Positions of ``output_lag_columns`` in ``columns`` (its last ones)."""
+        count = len(self.columns)
+        return list(range(count - self.output_lags, count))
+
     def is_holiday(self, day: dt.date) -> bool:
         """Whether ``day`` is one of this feature set's holidays (treated like a Sunday)."""
         return bool(_holiday_flags(np.array([day], dtype="datetime64[D]"), self)[0])

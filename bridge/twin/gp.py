@@ -97,7 +97,7 @@ class GPModel(BaseEstimator):
         self._set_posterior(kernel, x, y.to_numpy())
         self.std_scale_ = None
         if self.calibrate and self.features.time_features:
-            lag_columns = [self.features.columns.index(c) for c in self.features.output_lag_columns]
+            lag_columns = self.features.output_lag_indices
             self.std_scale_ = std_scale(lambda rows, targets: self._condition(kernel, rows, targets), x, y.to_numpy(),
                                         X.to_numpy(float), self.features.columns, X.index, lag_columns=lag_columns,
                                         x_mean=self.x_mean_, x_scale=self.x_scale_)
@@ -246,7 +246,7 @@ class GPModel(BaseEstimator):
         the lags moves the forecast level by offset / (1 - s) (the static gain of the output feedback of
         an ARX model); at s >= 1 it grows without bound."""
         rows = np.atleast_2d(np.asarray(rows, float))
-        lags = [list(self.features.columns).index(c) for c in self.features.output_lag_columns]
+        lags = self.features.output_lag_indices
         if not lags:
             return np.where(np.isfinite(rows).all(axis=1), 0.0, np.nan)
         bumped = rows.copy()
@@ -269,7 +269,7 @@ class GPModel(BaseEstimator):
                   with_std: bool, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """``forecast`` on the rows of a feature table; ``offset`` added to every step's mean before
         it is fed back (``forecast_scenarios``)."""
-        lag_columns = [list(self.features.columns).index(c) for c in self.features.output_lag_columns]
+        lag_columns = self.features.output_lag_indices
         mean = np.empty((len(origins), horizon))
         std = np.empty((len(origins), horizon))
         for h in range(1, horizon + 1):
