@@ -102,8 +102,7 @@ def ensure_models(power: str = POWER, known_load: bool = True, seed: int = 0) ->
     from bridge.twin.persist import save_model
 
     FOLDER.mkdir(parents=True, exist_ok=True)
-    recorded = HISTORY if seed == 0 else HISTORY.with_name(f"{HISTORY.stem}_seed{seed}.db")
-    frame = history(recorded, seed=seed, start=dt.date(2025, 7, 1), end=dt.date(2025, 8, 4))
+    frame = history(history_file(seed), seed=seed, start=dt.date(2025, 7, 1), end=dt.date(2025, 8, 4))
     tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
     lags = {**LAGS, "output_lags": KNOWN_LOAD_OUTPUT_LAGS} if known_load and power == POWER else LAGS
     features, = feature_sets_for(tagmap, [power], **lags, known_load=known_load)
@@ -115,14 +114,19 @@ def ensure_models(power: str = POWER, known_load: bool = True, seed: int = 0) ->
     return models
 
 
+def history_file(seed: int = 0) -> Path:
+    """The historian of the excitation run with ``seed`` (``ensure_models``)."""
+    return HISTORY if seed == 0 else HISTORY.with_name(f"{HISTORY.stem}_seed{seed}.db")
+
+
 def twin_files(power: str, known_load: bool = True, seed: int = 0) -> dict[str, Path]:
     """month -> the twin file of ``power``'s twins (with or without the tag map's known load; of the
     excitation run with ``seed``)."""
     if power == POWER:
-        files = MODELS if known_load else {month: FOLDER / f"twin_{month}.npz" for month in MODELS}
+        paths = MODELS if known_load else {month: FOLDER / f"twin_{month}.npz" for month in MODELS}
     else:
-        files = {month: FOLDER / f"twin_{power.lower()}_{month}.npz" for month in MODELS}
-    return files if seed == 0 else {month: path.with_name(f"{path.stem}_seed{seed}.npz") for month, path in files.items()}
+        paths = {month: FOLDER / f"twin_{power.lower()}_{month}.npz" for month in MODELS}
+    return paths if seed == 0 else {month: path.with_name(f"{path.stem}_seed{seed}.npz") for month, path in paths.items()}
 
 
 def files(folder: Path, month: str, day: str, request_kw: float) -> tuple[Path, Path]:

@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_gp_mpc import HISTORY, KNOWN_LOAD_OUTPUT_LAGS, POWER, ensure_models  # noqa: E402
+from bench.bench_gp_mpc import HISTORY, KNOWN_LOAD_OUTPUT_LAGS, POWER, ensure_models, history_file  # noqa: E402
 from bench.results_io import RESULTS, figure, write_results  # noqa: E402
 from bench.study_gp_baseline import DAYS, entry_baselines  # noqa: E402
 from controllers.gp_mpc import LAG_SENSITIVITY_WARN  # noqa: E402
@@ -83,7 +83,7 @@ def pooled_twin() -> Path:
     frames = []
     for k, seed in enumerate(SEEDS):
         ensure_models(POWER, seed=seed)  # records the seed's excitation run if missing
-        frame = load_history(HISTORY if seed == 0 else HISTORY.with_name(f"{HISTORY.stem}_seed{seed}.db"))
+        frame = load_history(history_file(seed))
         frame = frame[frame.index < "2025-07-22"]
         frames.append(frame.set_axis(frame.index + pd.Timedelta(days=364 * k)))
     frame = pd.concat(frames)
