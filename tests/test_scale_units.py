@@ -423,6 +423,10 @@ def test_a_block_of_outputs_reads_and_is_monitored_as_each_building_published_al
                 expect(await read_all(), values, dict.fromkeys(names, time))
                 await wait_until(lambda: _true(len(reported) == 5), 10)
                 assert [value for value, _ in reported] == [0.0, rows(1)["B"][2], rows(2)["B"][2], alone[2], values["B"][2]]
+                short = [v for name in names for v in rows(5)[name]][:-1]  # one value missing: refused, nothing taken
+                with pytest.raises(ValueError, match=f"{len(short)} output values for the {len(short) + 1} output tags"):
+                    await server.publish_block(names, short, start + dt.timedelta(minutes=50))
+                expect(await read_all(), values, dict.fromkeys(names, time))
         finally:
             await server.stop()
 
