@@ -35,7 +35,8 @@ from bridge.building import BuildingState, end_building, fault_building
 from bridge.clock import CampusClock
 from bridge.config import CampusConfig
 from bridge.controltags import ControlTags
-from bridge.engines.factory import EngineFactory, make_engine, served_tagmap
+from bridge.engines.factory import EngineFactory, make_engine
+from bridge.engines.kinds import served_tagmap
 from bridge.handshake import exchange
 from bridge.historian import Historian
 from bridge.protocol import Status

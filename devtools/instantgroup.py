@@ -122,6 +122,6 @@ def in_ray_workers() -> None:
     """Ray's ``worker_process_setup_hook`` (bench/bench_scale.py, kind "ray_instant"): the node actors of this
     job build ``WaitingEngine``s instead of real engines, so that the head's cost with Ray's calls is measured
     at node sizes this machine's memory cannot hold in EnergyPlus processes."""
-    from bridge.engines import factory
+    from bridge.engines import kinds
 
-    factory.make_engine = lambda building, config, workdir: WaitingEngine(building, config.period.steps, RAY_ANSWER_S)
+    kinds.engine_of_kind = lambda building, config, workdir: WaitingEngine(building, config.period.steps, RAY_ANSWER_S)

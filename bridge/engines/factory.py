@@ -1,5 +1,5 @@
-"""Which engine simulates a building, and which tags it shows: the one place that maps a building's
-``engine`` kind to its ``Engine`` class."""
+"""Where a building's engine runs: in this process (``[campus] executor = "local"``, the engine of its kind,
+bridge/engines/kinds.py) or in a Ray actor (``"ray"``, bridge/engines/ray_actor.py)."""
 
 from __future__ import annotations
 
@@ -8,37 +8,16 @@ from pathlib import Path
 
 from bridge.config import BuildingConfig, CampusConfig
 from bridge.engines.base import Engine
-from bridge.protocol import EngineKind
-from bridge.tagmap import TagMap
+from bridge.engines.kinds import engine_of_kind
 
 EngineFactory = Callable[[BuildingConfig, CampusConfig, Path], Engine]  # (building, campus, work folder)
 
 
 def make_engine(building: BuildingConfig, config: CampusConfig, workdir: Path) -> Engine:
     """The engine a building's config asks for; with ``[campus] executor = "ray"``, one that runs it in a
-    Ray actor (bridge/engines/ray_actor.py), which builds the real engine with this function."""
+    Ray actor, which builds the engine of the building's kind there (``engine_of_kind``)."""
     if config.executor.kind == "ray":
         from bridge.engines.ray_actor import RayEngine
 
         return RayEngine(building, config, workdir)
-    if building.engine == EngineKind.TWIN:
-        from bridge.engines.twin import TwinEngine
-
-        return TwinEngine(building.name, building.twin_model, building.weather, building.tagmap, config.period)
-    if building.engine == EngineKind.ENERGYPLUS_API:
-        from bridge.engines.energyplus_api import EnergyPlusApiEngine as EnergyPlusEngine
-    else:
-        from bridge.engines.external_interface import ExternalInterfaceEngine as EnergyPlusEngine
-
-    return EnergyPlusEngine(building.name, building.model, building.weather, building.tagmap, config.period, workdir,
-                            config.engine_start_timeout_s, config.engine_step_timeout_s)
-
-
-def served_tagmap(building: BuildingConfig, config: CampusConfig) -> TagMap:
-    """The tags a building shows: its tag map, plus a ``<Tag>Std`` output per modelled tag for a twin."""
-    if building.engine != EngineKind.TWIN:
-        return building.tagmap
-    from bridge.engines.twin import TwinEngine
-
-    return TwinEngine(building.name, building.twin_model, building.weather, building.tagmap,
-                      config.period).published_tagmap
+    return engine_of_kind(building, config, workdir)

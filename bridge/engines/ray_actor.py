@@ -1,7 +1,7 @@
 """Buildings' engines in Ray actors: ``[campus] executor = "ray"`` (docs/scale.md).
 
 The buildings of a campus run are dealt over the cluster's nodes; the buildings of one node run in one
-``NodeActor`` there, which builds each real engine (any kind) with ``make_engine`` and steps them all
+``NodeActor`` there, which builds each real engine (any kind) with ``engine_of_kind`` and steps them all
 in its own event loop. In the head, a ``RayNodeGroup`` stands for each node actor, and each building
 has a ``RayEngine``, the Engine the campus clock sees. The group is a ``StepGroup`` (bridge/stepgroup.py):
 the clock hands it the inputs of all its running members at once, and it makes one Ray call per node
@@ -38,6 +38,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bridge.config import BuildingConfig, CampusConfig, ExecutorConfig
+from bridge.engines import kinds
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.historian import HistorianError, last_steps, recorded_inputs
 from bridge.security.settings import ServerSecurity
@@ -142,11 +143,9 @@ class NodeActor:
         self.inputs: dict[str, Mapping[str, float]] = {}  # building -> the inputs of its last step
 
     async def start(self, building: BuildingConfig, workdir: Path, tags: list[str]) -> Sample:
-        from bridge.engines.factory import make_engine
-
         self.tags[building.name] = tags
         self.inputs.pop(building.name, None)
-        engine = self.engines[building.name] = make_engine(building, self.config, _writable(workdir))
+        engine = self.engines[building.name] = kinds.engine_of_kind(building, self.config, _writable(workdir))
         return await engine.start()
 
     async def step(self, changed: dict[str, Mapping[str, float]], names: list[str]) -> Answer:
@@ -568,9 +567,7 @@ class RayEngine(GroupedEngine):
         except ExecutorError as exc:
             self._launch_error = exc
             return
-        from bridge.engines.factory import served_tagmap
-
-        self.layout = RowLayout([o.tag for o in served_tagmap(self.building, self.config).outputs])
+        self.layout = RowLayout([o.tag for o in kinds.served_tagmap(self.building, self.config).outputs])
         _engines.add(self)
         self.group = _group_for(self)
         self._started = asyncio.ensure_future(_call(self.name, self.group.start(self, self.workdir), "start"))
