@@ -47,7 +47,8 @@ delivered/requested >= 0.9, every day >= 0.8, mean tracking RMSE <= 15 kW, 0 K h
 it improves on single unlucky twins if its mean delivered/requested is above the best of seeds 1-3 alone (0.77,
 seed 2) and its mean tracking RMSE below their best (33.2 kW, seed 2). (b) is compared with seed 0 alone (0.94,
 15.5 kW): what adding three worse twins costs the lucky one. Nothing is tuned on these runs, the default stays one
-twin file, and bench_gp_mpc's test days are not run.
+twin file, and bench_gp_mpc's test days are not run. Outcome (docs/controllers.md, round 9): (a) 0.83 / 28.0 kW,
+not robust by the targets, better than seeds 1-3 alone; (b) 0.86 / 23.1 kW.
 """
 
 from __future__ import annotations
