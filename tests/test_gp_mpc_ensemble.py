@@ -4,21 +4,25 @@ history; no EnergyPlus."""
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import REPO, TAGMAPS
 
 from bridge.tagmap import load_tagmap
 from bridge.twin.features import feature_sets_for
 from bridge.twin.gp import TwinModel
 from bridge.twin.persist import save_model
-from conftest import REPO, TAGMAPS
 from controllers.base import ControllerConfigError, InputRange
-from controllers.gp_mpc import GpMpcController, closest_member, load_mpc, median_baseline
+from controllers.gp_mpc import (
+    GpMpcController,
+    closest_member,
+    load_mpc,
+    median_baseline,
+)
 
 BASE_SCHEDULE = REPO / "controllers" / "examples" / "large_office_base_schedule.toml"
 DAY = "2025-07-03"  # the event: 13-14 h on the schedule's clock, 12-13 h simulation time
