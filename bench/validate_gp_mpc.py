@@ -9,6 +9,7 @@ MPC tracks HVAC power: the facility's shed is the same) and ``baseline_update``.
 Used to choose the twins and the baseline update before the test days were run again.
 
     python bench/validate_gp_mpc.py hvac_end hvac_entry plain_entry [-o gp_mpc_validation]
+    nice -n 5 python bench/validate_gp_mpc.py fac_entry --ensemble 1 2 3 --ensemble 0 1 2 3 -o gp_mpc_validation_ensemble
 
 Prints one JSON line per day and variant and writes bench/results/<-o>.json (default
 gp_mpc_validation; its runs before the known load named the plain twins ``fac``).
@@ -34,6 +35,20 @@ excitation seeds 1, 2 and 3 erred by RMSE 43.3 / 30.9 / 19.7 kW on average, agai
 twins every benchmarked GP-MPC figure was made with. ``--seed 1 2 3`` runs ``fac_entry`` at 100 kW on the 11
 days with those twins (bench/results/gp_mpc_validation_seeds.json), to report how much the figures rest on
 the realization.
+Round 9 (2026-12-05, written and committed before its runs): an ensemble of twins (issue 16). ``model = [file, ...]``
+in the MPC file makes the event baseline the per-step median of the members' held entry baselines and has the
+optimiser roll out the member whose baseline is closest to that median at entry (controllers/gp_mpc.py; chosen
+before any run, from round 8's offline figures: median of the four seeds' baselines 16.2 kW RMSE). ``--ensemble
+1 2 3 --ensemble 0 1 2 3`` runs ``fac_entry`` at 100 kW on the 11 days with (a) the twins of seeds 1, 2, 3 (seed
+0's lucky twin left out: the robustness test) and (b) those of seeds 0-3 (bench/results/gp_mpc_validation_ensemble.json,
+the members' baseline spread at entry and the member the optimiser rolled out included). Criterion, fixed now:
+(a) makes the controller robust to the realization if it meets the issue's targets on these days (mean
+delivered/requested >= 0.9, every day >= 0.8, mean tracking RMSE <= 15 kW, 0 K h above 26 degC, decision p95 < 2 s);
+it improves on single unlucky twins if its mean delivered/requested is above the best of seeds 1-3 alone (0.77,
+seed 2) and its mean tracking RMSE below their best (33.2 kW, seed 2). (b) is compared with seed 0 alone (0.94,
+15.5 kW): what adding three worse twins costs the lucky one. Nothing is tuned on these runs, the default stays one
+twin file, and bench_gp_mpc's test days are not run. Outcome (docs/controllers.md, round 9): (a) 0.83 / 28.0 kW,
+not robust by the targets, better than seeds 1-3 alone; (b) 0.86 / 23.1 kW.
 """
 
 from __future__ import annotations
@@ -56,19 +71,31 @@ from bench.results_io import figure, write_results  # noqa: E402
 from bench.study_gp_baseline import DAYS, base_run  # noqa: E402
 from controllers.gp_mpc import GpMpcController, load_mpc  # noqa: E402
 
+UNITS = {**bench.UNITS,
+         "spread_mean_kw": ("kW, max - min of the members' entry baselines per event step, mean", ""),
+         "spread_max_kw": ("kW, max - min of the members' entry baselines per event step, max", ""),
+         "dynamics_seed": ("excitation seed of the member the optimiser rolled out", "")}
+
 SUMMARY = ("delivered_ratio", "tracking_rmse_kw", "twin_baseline_error_kw", "twin_baseline_rmse_kw", "own_delivered_ratio",
            "setpoint_reversals")
+ENSEMBLE = ("kh_above_26", "decision_p95_s", "decision_max_s", "spread_mean_kw", "spread_max_kw", "dynamics_seed")
 
 
 def run_variant(variant: str, month: str, day: str, feedback_steps: int | None = None, request_kw: float = 100.0,
-                move_weight: float | None = None, decide: list[str] = (), seed: int = 0) -> dict[str, float]:
+                move_weight: float | None = None, decide: list[str] = (), seed: int = 0,
+                ensemble: list[int] = ()) -> dict[str, float]:
+    """One day's figures (bench_gp_mpc.day_figures); ``ensemble``: the month's twins of those excitation seeds
+    as the MPC file's ``model`` list (``seed`` unused), with the members' baseline spread at entry."""
     twin, update = variant.split("_")
     power = "HvacPower" if twin == "hvac" else "FacilityPower"
     base = base_run(month, day)
     with tempfile.TemporaryDirectory() as tmp:
         campus, mpc = bench.files(Path(tmp), month, day, request_kw)
         twins = bench.ensure_models(power, known_load=twin != "plain", seed=seed)
-        text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', f'"{twins[month]}"')
+        model = (f'"{twins[month]}"' if not ensemble else
+                 "[" + ", ".join(f'"{bench.ensure_models(power, known_load=twin != "plain", seed=s)[month]}"'
+                                 for s in ensemble) + "]")
+        text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', model)
         mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n', 1)
                        .replace('baseline_update = "entry"', f'baseline_update = "{update}"'))
         config = load_mpc(mpc)
@@ -78,40 +105,51 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
             overrides.update(decide=tuple(decide), bounds={tag: config.bounds[tag] for tag in decide})
         controller = GpMpcController(dataclasses.replace(config, **overrides))
         run = bench.closed_loop(campus, Path(tmp) / "mpc", controller)
-    return {k: float(v) for k, v in bench.day_figures(day, request_kw, base, run, controller).items()}
+    figures = {k: float(v) for k, v in bench.day_figures(day, request_kw, base, run, controller).items()}
+    if ensemble:
+        entry, = controller.ensemble_entry.values()
+        figures.update(spread_mean_kw=entry["spread_mean_kw"], spread_max_kw=entry["spread_max_kw"],
+                       dynamics_seed=float(ensemble[int(entry["dynamics_member"])]))
+    return figures
 
 
 def summarise(results: dict[str, dict[str, dict[str, float]]], output: str, requests: list[float]) -> None:
     figures = {}
     for variant, days in results.items():
         for day, values in days.items():
-            for name in SUMMARY:
-                figures[f"{variant}_{day}_{name}"] = figure(values[name], bench.UNITS[name][0])
-        for name in SUMMARY:
+            for name in SUMMARY + tuple(n for n in ENSEMBLE if n in values):
+                figures[f"{variant}_{day}_{name}"] = figure(values[name], UNITS[name][0])
+        names = SUMMARY + (ENSEMBLE if all("spread_mean_kw" in v for v in days.values()) else ())
+        for name in names:
             values = np.array([v[name] for v in days.values()])
-            figures[f"{variant}_{name}_mean"] = figure(values.mean(), f"{bench.UNITS[name][0]}; mean of {len(values)} days")
+            figures[f"{variant}_{name}_mean"] = figure(values.mean(), f"{UNITS[name][0]}; mean of {len(values)} days")
+    timed = any("decision_p95_s" in v for days in results.values() for v in days.values())
     write_results(output, figures, f"Large Office, {' and '.join(f'{r:g}' for r in requests)} kW, 14-17 h, validation "
                   f"days of bench/study_gp_baseline.py; load average {os.getloadavg()[2]:.1f} (15 min) at the end "
-                  "(decision times not reported).")
+                  + ("(decision times under nice -n 5 on 2 shared cores)." if timed else "(decision times not reported)."))
 
 
 def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: int | None = None,
          requests: list[float] = (100.0,), move_weights: list[float | None] = (None,), only: list[str] = (),
-         decide: list[str] = (), seeds: list[int] = (0,)) -> None:
-    """Every variant x request x move weight x twin seed on the validation days (``only``: those days
-    alone); a result's name gains ``_r<kW>``, ``_w<weight>`` and ``_s<seed>`` when more than the defaults are run."""
+         decide: list[str] = (), seeds: list[int] = (0,), ensembles: list[list[int]] = ()) -> None:
+    """Every variant x request x move weight x twin seed (or ensemble of seeds) on the validation days (``only``:
+    those days alone); a result's name gains ``_r<kW>``, ``_w<weight>``, ``_s<seed>`` when more than the defaults
+    are run, and ``_e<seeds>`` for an ensemble."""
     results = {}
+    members = [(seed, ()) for seed in seeds] if not ensembles else [(0, tuple(e)) for e in ensembles]
     for variant in variants:
-        for request, weight, seed in itertools.product(requests, move_weights, seeds):
+        for request, weight, (seed, ensemble) in itertools.product(requests, move_weights, members):
             key = variant + (f"_r{request:g}" if list(requests) != [100.0] else "") + (
                 f"_w{weight:g}" if weight is not None else "") + ("_" + "+".join(decide) if decide else "") + (
-                f"_s{seed}" if list(seeds) != [0] else "")
+                f"_s{seed}" if list(seeds) != [0] and not ensemble else "") + (
+                "_e" + "".join(map(str, ensemble)) if ensemble else "")
             results[key] = {}
             for month, days in DAYS.items():
                 for day in days:
                     if only and day not in only:
                         continue
-                    results[key][day] = run_variant(variant, month, day, feedback_steps, request, weight, decide, seed)
+                    results[key][day] = run_variant(variant, month, day, feedback_steps, request, weight, decide, seed,
+                                                    list(ensemble))
                     print(key, day, json.dumps(results[key][day]), flush=True)
     summarise(results, name, list(requests))
 
@@ -131,8 +169,10 @@ if __name__ == "__main__":
     parser.add_argument("--decide", nargs="+", default=[], help="decide only these of the file's inputs")
     parser.add_argument("--seed", type=int, nargs="+", default=[0],
                         help="excitation seeds of the twins (default 0, bench_gp_mpc's; others trained alike if missing)")
+    parser.add_argument("--ensemble", type=int, nargs="+", action="append", default=[], metavar="SEED",
+                        help="an ensemble of the twins of these excitation seeds (repeat for several; replaces --seed)")
     arguments = parser.parse_args()
     if arguments.feedback_steps is not None and arguments.feedback_steps < 1:
         parser.error("--feedback-steps must be >= 1")
     main(arguments.variants, arguments.output, arguments.feedback_steps, arguments.request, arguments.move_weight,
-         arguments.days, arguments.decide, arguments.seed)
+         arguments.days, arguments.decide, arguments.seed, arguments.ensemble)

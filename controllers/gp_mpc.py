@@ -48,6 +48,19 @@ Baseline (what the building would draw without the event; an event's ``baseline`
   says "twin (x_of_y refused)"). A ``baselines`` source given to the controller replaces it
   (for example the utility's own figures), called once and held.
 
+Ensemble (``model = [file, ...]``, issue 16): twins trained exactly alike from other excitation runs
+make entry baselines that differ by tens of kW (bench/study_twin_realizations.py: held-baseline RMSE
+15.0 kW with seed 0's twin, 43.3 / 30.9 / 19.7 with seeds 1-3's, 16.2 for the per-step median of the
+four). With several files, each file's power model is a member with its own disturbance estimate (its
+own one-step errors); a twin baseline is the per-step median of the members' baselines, each made as
+above (held from entry, or corrected again with each member's current ``d``). The optimiser's power
+dynamics, ``d`` and base forecast are one member's: at an event's entry, the member whose baseline is
+closest (RMSE over the event) to the median (the first on a tie; the first before any event), so the
+model the optimiser asks to shed agrees best with the baseline it tracks, and one NLP of the usual size
+is solved (one is built per member used). The comfort models are the first file's. At entry the
+members' baseline spread over the event (max - min per step: mean and max) and each member's RMSE to the
+median are logged and kept in ``ensemble_entry``. One file: the controller as before, exactly.
+
 Feedback (``feedback = true``, the default): the power predictions over the horizon are the
 twin's plus ``d``, re-estimated every step (an output-disturbance model: offset-free MPC), so a
 steady model error, in level or in the response to the setpoints, does not become a steady
@@ -93,6 +106,7 @@ import pandas as pd
 
 from bridge.tracking.dr_baseline import BaselineError, x_of_y_baseline
 from bridge.tracking.dr_event import EventReport, EventReportError, event_report
+from bridge.twin.gp import TwinModel
 from bridge.twin.weather import WeatherError, weather_series
 from controllers.base import ControllerConfigError, ControllerError, InputRange
 from controllers.gp_mpc_config import CurtailmentEvent, MpcConfig, load_mpc
@@ -119,6 +133,18 @@ class Decision:
     iterations: int  # IPOPT iterations; -1 when the time budget (max_seconds) stopped it
     seconds: float
     offset_kw: float = 0.0  # the disturbance estimate added to the power predictions (0 without feedback)
+
+
+def median_baseline(made: np.ndarray) -> np.ndarray:
+    """The ensemble's baseline: the per-step median of the members' baselines (rows of ``made``, kW)."""
+    return np.median(np.asarray(made, float), axis=0)
+
+
+def closest_member(made: np.ndarray, median: np.ndarray) -> tuple[int, np.ndarray]:
+    """(index of the member whose baseline, a row of ``made``, has the lowest RMSE to ``median``, the
+    first on a tie; every member's RMSE, kW)."""
+    distance = np.sqrt(((np.asarray(made, float) - median) ** 2).mean(axis=1))
+    return int(np.argmin(distance)), distance
 
 
 # An event's utility baseline: (event, the timesteps ending at these times) -> kW per timestep
@@ -148,8 +174,12 @@ class GpMpcController:
         self._provisional: set[CurtailmentEvent] = set()  # x_of_y baselines made again every step (module docstring)
         self._power_log: dict[dt.datetime, float] = {}  # measured power of the last LOOKBACK, for x_of_y
         self._ranges: dict[str, InputRange] = {}
-        self._errors: deque[float] = deque(maxlen=config.feedback_steps)  # one-step power errors (kW)
-        self._solver: MpcSolver | None = None
+        self._members = config.power_members()  # (file, power model): one, or an ensemble (module docstring)
+        # one-step power errors (kW) of each member
+        self._errors: list[deque[float]] = [deque(maxlen=config.feedback_steps) for _ in self._members]
+        self._dynamics = 0  # the member whose power model the optimiser rolls out (module docstring)
+        self._solvers: dict[int, MpcSolver] = {}  # one per member that has been the dynamics member
+        self.ensemble_entry: dict[CurtailmentEvent, dict[str, float]] = {}  # members' spread at entry (kW)
         self._measured_log: dict[dt.datetime, dict[str, float]] = {}  # event windows: power and zone temperatures
         self._reported: set[CurtailmentEvent] = set()
         self.event_reports: dict[CurtailmentEvent, EventReport] = {}
@@ -160,7 +190,7 @@ class GpMpcController:
         revised = dataclasses.replace(event, curtail_kw=curtail_kw)
         self.config = dataclasses.replace(self.config, events=tuple(revised if e == event else e
                                                                     for e in self.config.events))
-        for store in (self.baselines, self.event_reports, self.baseline_used, self._origins):
+        for store in (self.baselines, self.event_reports, self.baseline_used, self._origins, self.ensemble_entry):
             if event in store:
                 store[revised] = store.pop(event)
         for keys in (self._reported, self._provisional):
@@ -214,7 +244,9 @@ class GpMpcController:
                 self._times.clear()
                 self.baselines.clear()
                 self._origins.clear()
-                self._errors.clear()
+                self.ensemble_entry.clear()
+                for errors in self._errors:
+                    errors.clear()
                 self._last_inputs, self._warm = None, None
         # before the first decision the inputs applied are unknown: the base schedule's
         applied = self._last_inputs or self._base_inputs(sim_time - (self._step or dt.timedelta(0)))
@@ -236,20 +268,25 @@ class GpMpcController:
                 del self._power_log[next(iter(self._power_log))]
 
     def _record_error(self) -> None:
-        """The power model's one-step error at the newest row (measured minus the twin's prediction
-        from the measured lags and the inputs applied), into the disturbance estimate's window."""
-        model = self.config.twin.models[self.config.power]
-        if len(self._history) < model.features.max_lag + 1 or self.config.power not in self._history[-1]:
+        """Each member's one-step power error at the newest row (measured minus the member's prediction
+        from the measured lags and the inputs applied), into its disturbance estimate's window."""
+        if self.config.power not in self._history[-1]:
             return
-        rows = self._history_frame().iloc[-(model.features.max_lag + 1):]
-        features = model.feature_rows(rows).to_numpy(float)[-1:]
-        predicted = model.predict_features(features, fed_back=False, with_std=False)[0][0]
-        if np.isfinite(predicted):
-            self._errors.append(self._history[-1][self.config.power] - predicted)
+        frame = None
+        for (_, model), errors in zip(self._members, self._errors):
+            if len(self._history) < model.features.max_lag + 1:
+                continue
+            frame = self._history_frame() if frame is None else frame
+            features = model.feature_rows(frame.iloc[-(model.features.max_lag + 1):]).to_numpy(float)[-1:]
+            predicted = model.predict_features(features, fed_back=False, with_std=False)[0][0]
+            if np.isfinite(predicted):
+                errors.append(self._history[-1][self.config.power] - predicted)
 
-    def _offset(self) -> float:
-        """The disturbance estimate d (kW): the mean of the recent one-step errors, 0 before any."""
-        return float(np.mean(self._errors)) if self._errors else 0.0
+    def _offset(self, member: int | None = None) -> float:
+        """The disturbance estimate d (kW) of ``member``'s power model (default: the dynamics member's):
+        the mean of its recent one-step errors, 0 before any."""
+        errors = self._errors[self._dynamics if member is None else member]
+        return float(np.mean(errors)) if errors else 0.0
 
     def _bands(self) -> dict[str, tuple[float, float]]:
         """Comfort band of every zone the per-event report covers: the tag map's, and the MPC's own."""
@@ -290,13 +327,16 @@ class GpMpcController:
     def _history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self._history, index=pd.DatetimeIndex(self._times))
 
+    def _models(self) -> list:
+        """Every GPModel the controller predicts with: the twin's, and the other members' power models."""
+        return [*self.config.twin.models.values(), *(model for _, model in self._members[1:])]
+
     def _max_lag(self) -> int:
-        return max(model.features.max_lag for model in self.config.twin.models.values())
+        return max(model.features.max_lag for model in self._models())
 
     def _model_outputs(self) -> set[str]:
-        return {tag for model in self.config.twin.models.values() for tag in (model.features.target,
-                                                                             *model.features.disturbances,
-                                                                             *model.features.known_load_tags)}
+        return {tag for model in self._models() for tag in (model.features.target, *model.features.disturbances,
+                                                            *model.features.known_load_tags)}
 
     def _input_tags(self) -> list[str]:
         return [item.tag for item in self.config.tagmap.inputs]
@@ -313,7 +353,7 @@ class GpMpcController:
         index = pd.DatetimeIndex(times)
         future = pd.DataFrame([self._base_inputs(t - self._step) for t in times], index=index)
         weather = self._weather_at(index)
-        for tag in {tag for model in self.config.twin.models.values() for tag in model.features.disturbances}:
+        for tag in {tag for model in self._models() for tag in model.features.disturbances}:
             future[tag] = weather[self.config.tagmap.output(tag).variable].to_numpy()
         return future
 
@@ -361,21 +401,20 @@ class GpMpcController:
                   events: list[CurtailmentEvent]) -> dict[str, float]:
         config, started = self.config, time.perf_counter()
         history = self._history_frame()
-        power_model = config.twin.models[config.power]
+        baselines = {event: self._baseline(event, sim_time, history) for event in events}  # may set _dynamics
+        power_model = self._members[self._dynamics][1]
         in_event = np.array([any(e.contains(t) for e in events) for t in horizon_times])
         base = self._base_future(horizon_times)
         offset = self._offset()
         base_power = power_model.forecast_scenarios(history, [base], with_std=False, offset=offset)[0][0]
-        reference = self._reference(sim_time, horizon_times, events, history, base_power)
+        reference = self._reference(horizon_times, baselines, base_power)
         start = self._schedule_decisions(horizon_times) if self._warm is None else self._warm.copy()
         # the decided inputs now applied, where the first move starts from (scaled)
         previous = self._scaled(self._last_inputs or self._base_inputs(sim_time))[::config.blocks]
         # comfort: std along the warm start, held during the optimisation
         comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(base, start))[1][0]
                        for tag in config.comfort}
-        if self._solver is None:
-            self._solver = MpcSolver(config, {tag: self._bounds(tag) for tag in config.decide})
-        solver = self._solver
+        solver = self._solver()
         params = solver.parameters(solver.rollout.tables_for(history, base), offset if config.feedback else 0.0,
                                    reference, np.where(in_event, 1.0, config.outside_weight), in_event,
                                    max(max((e.curtail_kw for e in events), default=0.0), 50.0), previous, comfort_std)
@@ -417,13 +456,22 @@ class GpMpcController:
                     for h in firsts]
         return np.array(out)
 
-    def _reference(self, sim_time: dt.datetime, horizon_times: list[dt.datetime], events: list[CurtailmentEvent],
-                   history: pd.DataFrame, base_power: np.ndarray) -> np.ndarray:
+    def _solver(self) -> MpcSolver:
+        """The NLP on the dynamics member's power model and the twin's comfort models, built once per member."""
+        if self._dynamics not in self._solvers:
+            config = self.config
+            if self._dynamics:
+                models = {**config.twin.models, config.power: self._members[self._dynamics][1]}
+                config = dataclasses.replace(config, twin=TwinModel(models, config.twin.metadata))
+            self._solvers[self._dynamics] = MpcSolver(config, {tag: self._bounds(tag) for tag in config.decide})
+        return self._solvers[self._dynamics]
+
+    def _reference(self, horizon_times: list[dt.datetime], baselines: Mapping[CurtailmentEvent, pd.Series],
+                   base_power: np.ndarray) -> np.ndarray:
         """Power reference over the horizon: baseline - curtail_kw in events, the current base
         forecast (``base_power``, disturbance estimate included) elsewhere."""
         reference = base_power.copy()
-        for event in events:
-            baseline = self._baseline(event, sim_time, history)
+        for event, baseline in baselines.items():
             for h, t in enumerate(horizon_times):
                 if event.contains(t) and t in baseline.index:
                     reference[h] = baseline[t] - event.curtail_kw
@@ -452,42 +500,59 @@ class GpMpcController:
                     self.baseline_used[event] = "twin (x_of_y refused)"
                     self._provisional.discard(event)
             if event.baseline == "twin" or event in self.baseline_used:
-                keep = self.config.twin.models[self.config.power].features.max_lag + 1
+                keep = max(model.features.max_lag for _, model in self._members) + 1
                 self._origins[event] = (history.iloc[-keep:].copy(), self._base_future(list(times)))
                 self._check_feedback_gain(event)
                 self._recorrect(event, sim_time)
         return self.baselines[event]
 
     def _check_feedback_gain(self, event: CurtailmentEvent) -> None:
-        """Log the power twin's output-lag sensitivity s at the event's entry (``GPModel.output_lag_sensitivity``):
+        """Log each power model's output-lag sensitivity s at the event's entry (``GPModel.output_lag_sensitivity``):
         the disturbance estimate fed back through the lags moves the baseline by 1 / (1 - s) times itself, so
         a twin at s >= LAG_SENSITIVITY_WARN makes a baseline that a small one-step error throws far off; at
         s <= -LAG_SENSITIVITY_WARN its rollouts swing from step to step (with one lag, |s| >= 1 diverges)."""
         history, future = self._origins[event]
-        model = self.config.twin.models[self.config.power]
-        s = float(model.output_lag_sensitivity(model.next_row(history, future))[0])
-        gain = f"{1 / (1 - s):.1f}x" if s < 1 else "without bound"
-        if abs(s) >= LAG_SENSITIVITY_WARN:
-            log.warning("%s: event %s - %s: the power twin's output-lag sensitivity is %.2f at entry (a fed-back "
-                        "offset moves its baseline %s; |s| >= %g): that baseline is unreliable (check the twin, or "
-                        "promise the event against x_of_y)", self.config.path, event.begin, event.end, s, gain,
-                        LAG_SENSITIVITY_WARN)
-        else:
-            log.info("%s: event %s - %s: power twin output-lag sensitivity %.2f at entry (a fed-back offset moves "
-                     "the baseline %s)", self.config.path, event.begin, event.end, s, gain)
+        for name, model in self._members:
+            who = f" ({name})" if len(self._members) > 1 else ""
+            s = float(model.output_lag_sensitivity(model.next_row(history, future))[0])
+            gain = f"{1 / (1 - s):.1f}x" if s < 1 else "without bound"
+            if abs(s) >= LAG_SENSITIVITY_WARN:
+                log.warning("%s: event %s - %s: the power twin%s's output-lag sensitivity is %.2f at entry (a fed-back "
+                            "offset moves its baseline %s; |s| >= %g): that baseline is unreliable (check the twin, or "
+                            "promise the event against x_of_y)", self.config.path, event.begin, event.end, who, s, gain,
+                            LAG_SENSITIVITY_WARN)
+            else:
+                log.info("%s: event %s - %s: power twin%s output-lag sensitivity %.2f at entry (a fed-back offset moves "
+                         "the baseline %s)", self.config.path, event.begin, event.end, who, s, gain)
 
     def _recorrect(self, event: CurtailmentEvent, sim_time: dt.datetime) -> None:
-        """The twin baseline of ``event`` after ``sim_time``: the twin's rollout under the base
-        schedule from the history measured when the event entered the horizon, with the current
-        disturbance estimate fed back through the output lags at every step; its steps up to
-        ``sim_time`` keep the values they were tracked with."""
+        """The twin baseline of ``event`` after ``sim_time``: each member's rollout under the base
+        schedule from the history measured when the event entered the horizon, with its current
+        disturbance estimate fed back through the output lags at every step, and their per-step median
+        (one member: its rollout); its steps up to ``sim_time`` keep the values they were tracked with."""
         history, future = self._origins[event]
-        model = self.config.twin.models[self.config.power]
-        values = pd.Series(model.forecast_scenarios(history, [future], with_std=False, offset=self._offset())[0][0],
-                           index=future.index)
+        made = np.array([model.forecast_scenarios(history, [future], with_std=False, offset=self._offset(m))[0][0]
+                         for m, (_, model) in enumerate(self._members)])
+        values = pd.Series(made[0] if len(made) == 1 else median_baseline(made), index=future.index)
+        if len(made) > 1 and event not in self.ensemble_entry:
+            self._enter_ensemble(event, made, values)
         if event in self.baselines:
             values = values.where(values.index > sim_time, self.baselines[event])
         self.baselines[event] = values
+
+    def _enter_ensemble(self, event: CurtailmentEvent, made: np.ndarray, median: pd.Series) -> None:
+        """At the event's entry: log the members' baseline spread over the event and make the member
+        closest to the median (``closest_member``) the optimiser's dynamics from now on."""
+        during = np.array([event.contains(t) for t in median.index])
+        spread = made[:, during].max(axis=0) - made[:, during].min(axis=0)
+        self._dynamics, distance = closest_member(made[:, during], median.to_numpy()[during])
+        self.ensemble_entry[event] = {"spread_mean_kw": float(spread.mean()), "spread_max_kw": float(spread.max()),
+                                      "dynamics_member": float(self._dynamics)}
+        log.info("%s: event %s - %s: %d power twins' entry baselines over the event: spread (max - min) mean %.1f kW, "
+                 "max %.1f kW; RMSE to their median %s kW; the optimiser rolls out %s", self.config.path, event.begin,
+                 event.end, len(made), spread.mean(), spread.max(),
+                 ", ".join(f"{name} {value:.1f}" for (name, _), value in zip(self._members, distance)),
+                 self._members[self._dynamics][0])
 
     def _x_of_y(self, event: CurtailmentEvent, sim_time: dt.datetime) -> pd.Series:
         """The event's x_of_y baseline (module docstring) over (begin - 2 h, end + 2 h], from the power

@@ -13,7 +13,7 @@ import pandas as pd
 from bridge.config import ConfigError, reference_weather, resolve_file
 from bridge.tagmap import TagMap, TagMapError, load_tagmap
 from bridge.tomlfile import Table, file_path, read_toml
-from bridge.twin.gp import TwinModel
+from bridge.twin.gp import GPModel, TwinModel
 from bridge.twin.persist import ModelFileError, check_compatible, load_model
 from bridge.twin.weather import WeatherError, weather_series
 from controllers.base import ControllerConfigError
@@ -63,6 +63,14 @@ class MpcConfig:
     feedback_steps: int = 6  # one-step errors averaged into the disturbance estimate
     x_of_y: tuple[int, int] = (10, 10)  # X and Y of the x_of_y baseline
     baseline_update: str = "entry"  # one of BASELINE_UPDATES (controllers/gp_mpc.py)
+    # ``model = [file, ...]``: (name as written, twin) of every file after the first (which is ``twin``); their
+    # power models join the first's in an ensemble (controllers/gp_mpc.py); () for one file
+    ensemble: tuple[tuple[str, TwinModel], ...] = ()
+    model_name: str = "model"  # the first file of ``model`` as written (logs name the ensemble's members by it)
+
+    def power_members(self) -> list[tuple[str, GPModel]]:
+        """(file name, power model) of every twin of ``model``, the first file's first."""
+        return [(name, twin.models[self.power]) for name, twin in ((self.model_name, self.twin), *self.ensemble)]
 
 
 def load_mpc(path: str | Path) -> MpcConfig:
@@ -72,14 +80,22 @@ def load_mpc(path: str | Path) -> MpcConfig:
     file = Table(read_toml(path, ControllerConfigError, "GP-MPC file"), str(path), ControllerConfigError)
     where = file.where
     file.check_keys({"schedule", "model", "tagmap", "weather", "mpc", "events"})
-    tagmap_path, model_path, schedule_path = (file_path(file.text(key), base, ControllerConfigError, f"{where}: {key}")
-                                              for key in ("tagmap", "model", "schedule"))
+    tagmap_path, schedule_path = (file_path(file.text(key), base, ControllerConfigError, f"{where}: {key}")
+                                  for key in ("tagmap", "schedule"))
+    names = _model_names(file.values["model"] if "model" in file.values else file.text("model"), f"{where}: model")
     try:
         tagmap = load_tagmap(tagmap_path)
-        twin = load_model(model_path)
-        check_compatible(twin, tagmap, file.text("model"))
-    except (TagMapError, ModelFileError) as exc:
+    except TagMapError as exc:
         raise ControllerConfigError(f"{where}: {exc}") from None
+    twins = []
+    for name in names:
+        try:
+            twin = load_model(file_path(name, base, ControllerConfigError, f"{where}: model"))
+            check_compatible(twin, tagmap, name)
+        except ModelFileError as exc:
+            raise ControllerConfigError(f"{where}: model {name!r}: {exc}") from None
+        twins.append(twin)
+    twin = twins[0]
     try:
         weather = resolve_file(file.text("weather", "ref:usa_il_chicago"), base, reference_weather, f"{where}: weather")
     except ConfigError as exc:
@@ -104,8 +120,12 @@ def load_mpc(path: str | Path) -> MpcConfig:
     unmodelled = [tag for tag in comfort if tag not in twin.models]
     power = mpc.text("power", next((o.tag for o in tagmap.outputs if o.role == "electric_power"), ""))
     if unmodelled or power not in twin.models:
-        raise ControllerConfigError(f"{where}: the twin {file.text('model')} models {twin.targets}; it has no model of "
+        raise ControllerConfigError(f"{where}: the twin {names[0]} models {twin.targets}; it has no model of "
                                     f"{unmodelled or [power]} (comfort tags and the power tag need one)")
+    for name, member in zip(names[1:], twins[1:]):
+        if power not in member.models:
+            raise ControllerConfigError(f"{where}: model {name!r} models {member.targets}; it has no model of "
+                                        f"{power!r} (every file of the ensemble needs one)")
     try:
         schedule = load_schedule(schedule_path)
     except ControllerConfigError as exc:
@@ -116,7 +136,8 @@ def load_mpc(path: str | Path) -> MpcConfig:
                        mpc.integer("horizon_steps", 12), mpc.integer("blocks", 3), mpc.number("confidence", 0.95),
                        mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
                        mpc.integer("max_iter", 100), _max_seconds(mpc), where, mpc.flag("feedback", True),
-                       mpc.integer("feedback_steps", 6), _x_of_y_days(mpc), mpc.text("baseline_update", "entry"))
+                       mpc.integer("feedback_steps", 6), _x_of_y_days(mpc), mpc.text("baseline_update", "entry"),
+                       tuple(zip(names[1:], twins[1:])), names[0])
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
         raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
     if config.baseline_update not in BASELINE_UPDATES:
@@ -129,6 +150,15 @@ def load_mpc(path: str | Path) -> MpcConfig:
     except WeatherError as exc:
         raise ControllerConfigError(f"{where}: weather: {exc}") from None
     return config
+
+
+def _model_names(value: object, where: str) -> list[str]:
+    """``model``: one twin file, or a list of them (an ensemble of power models, the first file's comfort
+    models), each named once."""
+    names = value if isinstance(value, list) else [value]
+    if not names or not all(isinstance(name, str) and name for name in names) or len(set(names)) < len(names):
+        raise ControllerConfigError(f"{where}: expected a twin file or a list of distinct twin files, got {value!r}")
+    return names
 
 
 def _max_seconds(mpc: Table) -> float | None:
