@@ -116,6 +116,22 @@ def test_each_exterior_surface_gets_energyplus_default_view_factors():
         0.5, round(0.5 - 0.5 * math.sqrt(0.5), 5), round(0.5 * math.sqrt(0.5), 5), "tb_sky_SkyTemperature_windows")
 
 
+def test_an_exterior_door_takes_the_opaque_arrangement():
+    """A Door on an exterior wall is linked like the walls (the schedule as its sky); a window on an interior
+    wall is not linked."""
+    idf = prepare_model(Idf.read(reference_model("small_office")), load_tagmap(LIVE), ONE_DAY)
+    idf.add("FenestrationSurface:Detailed", "tb_door", "Door", "c", "Perimeter_ZN_1_wall_south", "", "AutoCalculate",
+            "", 1, 4, 0.5, 0, 2, 0.5, 0, 0, 1, 0, 0, 1, 0, 2)
+    idf.add("FenestrationSurface:Detailed", "tb_inner", "Window", "c", "Core_ZN_wall_south", "", "AutoCalculate",
+            "", 1, 4, 0.5, 0, 2, 0.5, 0, 0, 1, 0, 0, 1, 0, 2)
+    add_sky_temperature(idf, load_tagmap(LIVE).input("SkyTemperature"), ("v", "on"), external_interface=True)
+    surfaces = {obj.fields[0]: obj.fields for obj in idf.of_class("SurfaceProperty:SurroundingSurfaces")}
+    door = surfaces["tb_sky_SkyTemperature_tb_door"]
+    assert (float(door[1]), door[2], door[5], door[7]) == (0.5, "tb_sky_SkyTemperature", "tb_sky_SkyTemperature_none",
+                                                           "tb_sky_SkyTemperature")
+    assert "tb_sky_SkyTemperature_tb_inner" not in surfaces
+
+
 def test_a_sloped_window_keeps_the_file_sky():
     """A window whose ground view factor cannot hold the sky's share (here horizontal) is not linked."""
     roof = Idf.parse("FenestrationSurface:Detailed, w, Window, c, r, , AutoCalculate, , 1, 4, "
