@@ -19,7 +19,8 @@ from test_weather_inputs import ENGINES, LIVE, ONE_DAY, live_text, run, without_
 from bridge.config import load_config, reference_model
 from bridge.cosim_files import patch_model, prepare_model
 from bridge.idf import Idf
-from bridge.sky_temperature import SkyModelError, add_sky_temperature, cos_tilt, exterior_surfaces, view_factors
+from bridge.sky_temperature import (SkyModelError, add_sky_temperature, cos_tilt, exterior_subsurfaces,
+                                     exterior_surfaces, takes_sky_share, view_factors)
 from bridge.tagmap import load_tagmap
 from bridge.validate import building_problems
 
@@ -39,6 +40,14 @@ variable = "Surface Outside Face Temperature"
 unit = "degC"
 """
 
+WINDOW = """
+[[outputs]]
+tag = "WindowTemp"
+key = "Perimeter_ZN_1_wall_south_Window_1"
+variable = "Surface Outside Face Temperature"
+unit = "degC"
+"""
+
 
 def written(k: int) -> dict[str, float]:
     """SkyTemperature of step k: 40 + (k - WRITTEN_FROM) degC (far above the file's July sky) for
@@ -50,10 +59,10 @@ def written(k: int) -> dict[str, float]:
 @pytest.mark.parametrize("kind", ENGINES.values(), ids=ENGINES.keys())
 def test_written_sky_temperature_is_the_sky_the_surfaces_see_in_the_same_step(kind, tmp_path):
     """The sky schedule holds the written value at the end of exactly the steps it is written for and
-    the site's (the file's) sky in every other; the roof is warmer than unwritten from the first
-    written step on, and the run is the unwritten one until then."""
+    the site's (the file's) sky in every other; the roof and the windows are warmer than unwritten from
+    the first written step on, and the run is the unwritten one until then."""
     tagmap = tmp_path / "sky.toml"
-    tagmap.write_text(live_text() + SEEN + ROOF)
+    tagmap.write_text(live_text() + SEEN + ROOF + WINDOW)
     base = run(kind, tagmap, tmp_path / "base", lambda k: {})
     samples = run(kind, tagmap, tmp_path / "written", written)
     seen = [s["SkySeen"] for s in samples[1:]]  # sample k + 1: the end of step k
@@ -64,6 +73,8 @@ def test_written_sky_temperature_is_the_sky_the_surfaces_see_in_the_same_step(ki
     assert samples[:WRITTEN_FROM + 1] == base[:WRITTEN_FROM + 1]
     roof, roof_base = [s["RoofTemp"] for s in samples[1:]], [s["RoofTemp"] for s in base[1:]]
     assert all(roof[k] > roof_base[k] + 2.0 for k in range(WRITTEN_FROM, RELEASED_FROM))
+    window, window_base = [s["WindowTemp"] for s in samples[1:]], [s["WindowTemp"] for s in base[1:]]
+    assert all(window[k] > window_base[k] + 0.5 for k in range(WRITTEN_FROM, RELEASED_FROM))
 
 
 @pytest.mark.engine
@@ -71,8 +82,8 @@ def test_unwritten_sky_temperature_leaves_the_run_within_round_off(tmp_path):
     """Unwritten, every output stays within round-off of the run without the input (EnergyPlus takes
     the surroundings' code path: equal to 1e-5 K, not bit for bit)."""
     without, with_sky = tmp_path / "without.toml", tmp_path / "with.toml"
-    without.write_text(without_sky(live_text()) + ROOF)
-    with_sky.write_text(live_text() + ROOF)
+    without.write_text(without_sky(live_text()) + ROOF + WINDOW)
+    with_sky.write_text(live_text() + ROOF + WINDOW)
     base = run(ENGINES["energyplus_api"], without, tmp_path / "without", lambda k: {})
     sky = run(ENGINES["energyplus_api"], with_sky, tmp_path / "with", lambda k: {})
     assert len(base) == len(sky) == ONE_DAY.steps + 1
@@ -94,9 +105,41 @@ def test_each_exterior_surface_gets_energyplus_default_view_factors():
     item = load_tagmap(LIVE).input("SkyTemperature")
     add_sky_temperature(idf, item, ("v", "on"), external_interface=True)
     surfaces = {obj.fields[0]: obj for obj in idf.of_class("SurfaceProperty:SurroundingSurfaces")}
-    assert len(surfaces) == len(exterior_surfaces(idf)) > 10
+    windows = exterior_subsurfaces(idf, glazed=True)
+    assert len(surfaces) == len(exterior_surfaces(idf)) + len(windows) and len(exterior_surfaces(idf)) > 10
     wall = surfaces["tb_sky_SkyTemperature_Perimeter_ZN_1_wall_south"].fields
     assert (float(wall[1]), wall[2], round(float(wall[3]), 5)) == (0.5, "tb_sky_SkyTemperature", 0.5)
+    # a window keeps its sky and gives the sky's share 0.5 sqrt(0.5) of its ground to the windows' surface
+    assert len(windows) == 21 and all(takes_sky_share(window) for window in windows)
+    window = surfaces["tb_sky_SkyTemperature_Perimeter_ZN_1_wall_south_Window_1"].fields
+    assert (float(window[1]), round(float(window[3]), 5), round(float(window[6]), 5), window[7]) == (
+        0.5, round(0.5 - 0.5 * math.sqrt(0.5), 5), round(0.5 * math.sqrt(0.5), 5), "tb_sky_SkyTemperature_windows")
+
+
+def test_an_exterior_door_takes_the_opaque_arrangement():
+    """A Door on an exterior wall is linked like the walls (the schedule as its sky); a window on an interior
+    wall is not linked."""
+    idf = prepare_model(Idf.read(reference_model("small_office")), load_tagmap(LIVE), ONE_DAY)
+    idf.add("FenestrationSurface:Detailed", "tb_door", "Door", "c", "Perimeter_ZN_1_wall_south", "", "AutoCalculate",
+            "", 1, 4, 0.5, 0, 2, 0.5, 0, 0, 1, 0, 0, 1, 0, 2)
+    idf.add("FenestrationSurface:Detailed", "tb_inner", "Window", "c", "Core_ZN_wall_south", "", "AutoCalculate",
+            "", 1, 4, 0.5, 0, 2, 0.5, 0, 0, 1, 0, 0, 1, 0, 2)
+    add_sky_temperature(idf, load_tagmap(LIVE).input("SkyTemperature"), ("v", "on"), external_interface=True)
+    surfaces = {obj.fields[0]: obj.fields for obj in idf.of_class("SurfaceProperty:SurroundingSurfaces")}
+    door = surfaces["tb_sky_SkyTemperature_tb_door"]
+    assert (float(door[1]), door[2], door[5], door[7]) == (0.5, "tb_sky_SkyTemperature", "tb_sky_SkyTemperature_none",
+                                                           "tb_sky_SkyTemperature")
+    assert "tb_sky_SkyTemperature_tb_inner" not in surfaces
+
+
+def test_a_sloped_window_keeps_the_file_sky():
+    """A window whose ground view factor cannot hold the sky's share (here horizontal) is not linked."""
+    roof = Idf.parse("FenestrationSurface:Detailed, w, Window, c, r, , AutoCalculate, , 1, 4, "
+                     "0, 0, 3, 1, 0, 3, 1, 1, 3, 0, 1, 3;").objects[0]
+    wall = Idf.parse("FenestrationSurface:Detailed, w, Window, c, r, , AutoCalculate, , 1, 4, "
+                     "0, 0, 2, 0, 0, 1, 1, 0, 1, 1, 0, 2;").objects[0]
+    assert view_factors(roof) == (1.0, 0.0) and not takes_sky_share(roof)
+    assert takes_sky_share(wall)
 
 
 def test_a_surface_with_its_own_local_environment_is_refused():
