@@ -198,7 +198,7 @@ async def main(periods: list[str]) -> None:
         "warning 3 h) and the after-hours rule together (steps: the first raised at any granularity); "
         f"'after_hours_alone': the new rule only. 'diagnosis.*': post hoc, after the validation was scored (not used for "
         "the choice): per window, the largest fault-free excess from noon of day 2 and HVAC-early's largest in its "
-        "first 60 steps. Load average at the end {os.getloadavg()[0]:.1f}."))
+        f"first 60 steps. Load average at the end {os.getloadavg()[0]:.1f}."))
 
 
 if __name__ == "__main__":
