@@ -21,6 +21,7 @@ that, or on any other remote failure, an EngineFault of each building concerned.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import dataclasses
@@ -54,7 +55,9 @@ LOST = (RayActorError, ActorUnavailableError)  # the actor (or its node) is gone
 _names = itertools.count()
 # a node actor's answer to a step: each building's simulation time and its outputs (floats in tag-map
 # order; a Sample when a tag was left out), None (its run is over) or its EngineFault, in the order asked
-Answer = tuple[list[float], list[list[float] | Sample | None | EngineFault]]
+# a node's answer to a step: every member's outputs of one simulation time as (that time, their floats in member
+# and tag order packed as doubles: ``_packed``), or else each member's simulation time and outcome
+Answer = tuple[float, bytes] | tuple[list[float], list[list[float] | Sample | None | EngineFault]]
 _connection: asyncio.Future | None = None  # the process's ray.init; its result: whether it started a local Ray
 _engines: set["RayEngine"] = set()  # launched and not stopped: a local Ray is shut down after the last one
 
@@ -141,6 +144,7 @@ class NodeActor:
         self.engines: dict[str, Engine] = {}
         self.tags: dict[str, list[str]] = {}  # building -> its output tags, in the order its rows hold them
         self.inputs: dict[str, Mapping[str, float]] = {}  # building -> the inputs of its last step
+        self.names: list[str] = []  # the buildings of the last step call
 
     async def start(self, building: BuildingConfig, workdir: Path, tags: list[str]) -> Sample:
         self.tags[building.name] = tags
@@ -148,10 +152,14 @@ class NodeActor:
         engine = self.engines[building.name] = kinds.engine_of_kind(building, self.config, _writable(workdir))
         return await engine.start()
 
-    async def step(self, changed: dict[str, Mapping[str, float]], names: list[str]) -> Answer:
-        """One step of the buildings ``names``, computed together, each with its inputs in ``changed`` or,
-        when it is not there, those of its step before. Each building's simulation time and outputs
-        (``_portable``), in order."""
+    async def step(self, changed: dict[str, Mapping[str, float]], names: list[str] | None) -> Answer:
+        """One step of the buildings ``names`` (None: those of the call before), computed together, each
+        with its inputs in ``changed`` or, when it is not there, those of its step before. Their outputs
+        packed (``_packed``) when all gave floats of one simulation time, else each building's simulation
+        time and outputs (``_portable``), in order."""
+        if names is not None:
+            self.names = names
+        names = self.names
         self.inputs.update(changed)
         results = await asyncio.gather(*(self.engines[name].step(self.inputs[name]) for name in names),
                                        return_exceptions=True)
@@ -160,7 +168,7 @@ class NodeActor:
             time_s, row = _portable(name, result, self.tags[name])
             times.append(time_s)
             rows.append(row)
-        return times, rows
+        return _packed(times, rows)
 
     async def replay(self, name: str, steps: list[dict[str, float]]) -> Sample | None:
         """Step building ``name`` through ``steps`` (inputs of steps 1..n); the outputs of the last one."""
@@ -178,6 +186,28 @@ class NodeActor:
 
     async def where(self) -> str:
         return f"node {ray.get_runtime_context().get_node_id()[:12]} pid {os.getpid()}"
+
+
+def _packed(times: list[float], rows: list) -> Answer:
+    """A step's answer as it crosses the network: when every row is a list of floats of one simulation time,
+    (that time, the rows' floats one after the other as native doubles), one buffer instead of a list per
+    building; else ``(times, rows)`` as they are."""
+    if times and times.count(times[0]) == len(times) and all(type(row) is list for row in rows):
+        return times[0], array.array("d", itertools.chain.from_iterable(rows)).tobytes()
+    return times, rows
+
+
+def _unpacked(sim_time_s: float, packed: bytes, layouts: list[RowLayout]) -> Block:
+    """The ``Block`` of a ``_packed`` answer: each member's row cut from the doubles by its layout's length."""
+    values = array.array("d")
+    values.frombytes(packed)
+    values, rows, first = values.tolist(), [], 0
+    for layout in layouts:
+        rows.append(values[first:first + len(layout.tags)])
+        first += len(layout.tags)
+    if first != len(values):
+        raise ValueError(f"a node's answer holds {len(values)} values for {first} output tags")
+    return Block(sim_time_s, layouts, rows)
 
 
 def _portable(name: str, result: object, tags: list[str]) -> tuple[float, list[float] | Sample | None | EngineFault]:
@@ -297,10 +327,12 @@ class RayNodeGroup(StepGroup):
         self._expected = 0  # running members when the batch being joined began
         self._flush: asyncio.Handle | None = None
         self._calls: set[asyncio.Task] = set()
+        self._names: list[str] | None = None  # the buildings of the last step call the actor received
         self.replayed: dict[str, tuple[int, int]] = {}  # of the last relaunch: member -> (steps, from the historian)
 
     def _new_actor(self) -> None:
         """A new actor for the members, pinned to the group's node while it lives (else anywhere)."""
+        self._names = None
         self.actor = _actor_class().options(
             name=f"{self.config.name}.{'.'.join(self.placed)}.{os.getpid()}.{next(_names)}", namespace=NAMESPACE,
             num_cpus=self.cpus, memory=int(self.memory_mb * 2**20) or None, max_restarts=0, max_task_retries=0,
@@ -378,7 +410,7 @@ class RayNodeGroup(StepGroup):
                 member = self.members[name]
                 if inputs is not member.sent:
                     changed[name] = member.sent = inputs
-            call = self.actor.step.remote(changed, list(batch))
+            call = self._step_call(self.actor, changed, list(batch))
         except Exception as exc:
             call = exc
         return asyncio.ensure_future(self._answer(batch, call, answers))
@@ -425,11 +457,21 @@ class RayNodeGroup(StepGroup):
                     answer.set_result(result)
         return outcomes if answers is None else None
 
+    def _step_call(self, actor, changed: dict[str, Mapping[str, float]], names: list[str]):
+        """The actor's step call for ``names``, which are sent only when they are not those of the call
+        before (an actor takes its calls in the order they are made)."""
+        call = actor.step.remote(changed, None if names == self._names else names)
+        self._names = names
+        return call
+
     def _outcomes(self, names: list[str], answer: Answer) -> Block | dict[str, Outcome]:
         """The actor's answer for ``names``: a ``Block`` when each gave outputs of one simulation time
         (``group_answer``), else each one's outcome by name (its outputs as a Sample of a ``Row``)."""
         times, rows = answer
-        outcomes = group_answer([self.members[name].layout for name in names], times, rows)
+        layouts = [self.members[name].layout for name in names]
+        if type(rows) is bytes:
+            return _unpacked(times, rows, layouts)
+        outcomes = group_answer(layouts, times, rows)
         return outcomes if type(outcomes) is Block else dict(zip(names, outcomes))
 
     async def _recover(self, cause: Exception, batch: dict) -> dict[str, Sample | None | EngineFault]:
@@ -497,7 +539,7 @@ class RayNodeGroup(StepGroup):
         for member in self.members.values():
             member.sent = None  # the new actor holds no inputs: each member's are sent with its next step
         results = _by_name(list(going), self._outcomes(list(going), await _call(
-            self.config.name, actor.step.remote(going, list(going)), "step"))) if going else {}
+            self.config.name, self._step_call(actor, going, list(going)), "step"))) if going else {}
         return {**results, **faults, **{name: EngineFault(f"{name}: stopped while its Ray actor was being relaunched")
                                          for name in batch if name not in results and name not in faults}}
 
