@@ -41,13 +41,14 @@ MIRRORED: dict[str, tuple[str, str]] = {
     "OutdoorDryBulb": ("Outputs", "OutdoorTemp"),
     "OutdoorRelativeHumidity": ("Outputs", "OutdoorHumidity"),  # EnergyPlus keeps the file's RH otherwise
     "WindSpeed": ("Outputs", "SiteWindSpeed"),
+    "WindDirection": ("Outputs", "SiteWindDirection"),  # the exterior convection's windward/leeward sides
     "DirectSolar": ("Outputs", "SiteDirectSolar"),
     "DiffuseSolar": ("Outputs", "SiteDiffuseSolar"),
     "SkyTemperature": ("Outputs", "SiteSkyTemperature"),  # the file's sky infrared: no Weather Data actuator
     "CoolingSetpoint": ("Inputs", "CoolingSetpoint"),
     "HeatingSetpoint": ("Inputs", "HeatingSetpoint"),
 }
-UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": "m/s", "DirectSolar": "W/m2",
+UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": "m/s", "WindDirection": "deg", "DirectSolar": "W/m2",
          "DiffuseSolar": "W/m2", "SkyTemperature": "degC", "CoolingSetpoint": "degC", "HeatingSetpoint": "degC"}
 
 
