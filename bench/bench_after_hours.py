@@ -37,6 +37,7 @@ import argparse
 import asyncio
 import datetime as dt
 import itertools
+import os
 import sys
 from pathlib import Path
 

@@ -4,7 +4,10 @@
 is hot and dry where Chicago is mild and humid), fault-free and with the three faults of
 ``bench_tracking`` from ``--fault-day``. "Twin": the nominal Small Office on Chicago TMY3 with
 ``tagmaps/small_office_live.toml``, mirroring the live site weather (dry bulb, relative humidity, wind
-speed, direct and diffuse solar, and since 2026-12-04 the sky temperature) and setpoints. Control: the same twin without mirroring.
+speed, direct and diffuse solar, since 2026-12-04 the sky temperature, since 2026-12-05 the wind direction) and
+setpoints; since 2026-12-05 the mirrored twin warms up on the live building's first day (its file's first day is
+the live file's: ``devtools.livetwin.warmed_weather``, docs/live.md "Spin-up"). Control: the same twin without
+mirroring, on its own file.
 
 Periods (each 30 days, 10-minute steps, faults from day 3, the first day spin-up), chosen before any
 result of either was seen: **summer from 2025-07-22** (bench_tracking's start, after the July 21 design
@@ -67,6 +70,7 @@ from bridge.tracking.scenario import edited_model  # noqa: E402
 from devtools.launcher import run_bridge  # noqa: E402
 from devtools.livetwin import (LIVE_BUILDING_TAGMAP, LIVE_TAGMAP, LIVE_WEATHER, MIRRORED, SPIN_UP_DAYS, TWIN_WEATHER,  # noqa: E402
                                building_entry, campus_file, drive_lockstep, live_table, onset_of, relocated_weather,
+                               warmed_weather,
                                twin_occupancy)
 
 SIGNAL = "FacilityPower"
@@ -137,10 +141,11 @@ async def offline(models: dict[str, Path], live_weather: Path, period: RunPeriod
                   workdir: Path) -> tuple[dict, dict, dict]:
     """(power series per case, alerts per case, ablation G14 figures) from engines run one after the other."""
     twin_weather = reference_weather(TWIN_WEATHER.removeprefix("ref:"))
+    warmed = warmed_weather(twin_weather, live_weather, period.start, workdir / "twin.epw")  # mirrored twins'
     nominal, skip = reference_model("small_office"), SPIN_UP_DAYS * 24 * period.timesteps_per_hour
     lives = {case: await simulate(model, live_weather, period, workdir / case, tagmap=LIVE_BUILDING_TAGMAP)
              for case, model in models.items()}
-    mirrored = await simulate(nominal, twin_weather, period, workdir / "mirrored", lives[FAULT_FREE])
+    mirrored = await simulate(nominal, warmed, period, workdir / "mirrored", lives[FAULT_FREE])
     control = await simulate(nominal, twin_weather, period, workdir / "control")
     power = {f"live_{case}": series(s, period) for case, s in lives.items()}
     power |= {"twin_mirrored": series(mirrored, period), "twin_control": series(control, period)}
@@ -153,7 +158,7 @@ async def offline(models: dict[str, Path], live_weather: Path, period: RunPeriod
     variants = {"lag_1_step": (tuple(MIRRORED), 1)}
     variants |= {f"without_{name}": (tuple(n for n in MIRRORED if n != name), 0) for name in WEATHER_INPUTS}
     for variant, (inputs, lag) in variants.items():
-        twin = await simulate(nominal, twin_weather, period, workdir / variant, lives[FAULT_FREE], inputs, lag)
+        twin = await simulate(nominal, warmed, period, workdir / variant, lives[FAULT_FREE], inputs, lag)
         ablation[variant] = g14(live_kwh, energy_kwh(*zip(*series(twin, period)), period.step_s))
     # the live building at the other city's own site (sun path, time zone, elevation), the twin in Chicago
     elsewhere = await simulate(nominal, reference_weather(LIVE_WEATHER.removeprefix("ref:")), period,
@@ -186,7 +191,9 @@ async def over_opcua(models: dict[str, Path], live_weather: Path, period: RunPer
     spun_up = dt.datetime.combine(period.start + dt.timedelta(days=SPIN_UP_DAYS), dt.time())  # the spin-up's last stamp
     with run_bridge(live_toml, workdir, "--wait-for-start") as live_bridge:
         twin_toml = campus_file(workdir / "twin.toml", "Twin", period, [
-            building_entry("Mirrored", "ref:small_office", TWIN_WEATHER,
+            building_entry("Mirrored", "ref:small_office",
+                           str(warmed_weather(reference_weather(TWIN_WEATHER.removeprefix("ref:")), live_weather,
+                                              period.start, workdir / "twin.epw")),
                            live_table(live_bridge.endpoint, "Live", FAULT_FREE)),
             building_entry("Unmirrored", "ref:small_office", TWIN_WEATHER)])
         with run_bridge(twin_toml, workdir, "--wait-for-start") as twin_bridge:

@@ -41,13 +41,14 @@ MIRRORED: dict[str, tuple[str, str]] = {
     "OutdoorDryBulb": ("Outputs", "OutdoorTemp"),
     "OutdoorRelativeHumidity": ("Outputs", "OutdoorHumidity"),  # EnergyPlus keeps the file's RH otherwise
     "WindSpeed": ("Outputs", "SiteWindSpeed"),
+    "WindDirection": ("Outputs", "SiteWindDirection"),  # the exterior convection's windward/leeward sides
     "DirectSolar": ("Outputs", "SiteDirectSolar"),
     "DiffuseSolar": ("Outputs", "SiteDiffuseSolar"),
     "SkyTemperature": ("Outputs", "SiteSkyTemperature"),  # the file's sky infrared: no Weather Data actuator
     "CoolingSetpoint": ("Inputs", "CoolingSetpoint"),
     "HeatingSetpoint": ("Inputs", "HeatingSetpoint"),
 }
-UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": "m/s", "DirectSolar": "W/m2",
+UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": "m/s", "WindDirection": "deg", "DirectSolar": "W/m2",
          "DiffuseSolar": "W/m2", "SkyTemperature": "degC", "CoolingSetpoint": "degC", "HeatingSetpoint": "degC"}
 
 
@@ -94,6 +95,33 @@ def _pressure_scaled(line: str, ratio: float) -> str:
         return line
     fields[9] = f"{float(fields[9]) * ratio:.0f}"
     return ",".join(fields)
+
+
+def warmed_weather(twin: Path, live: Path, day: dt.date, out: Path) -> Path:
+    """``twin``'s weather file with the records of ``day`` (month and day; the run period's first day, the one
+    EnergyPlus repeats in its warm-up) taken from ``live``'s: the twin starts from the thermal state the live
+    building's weather made, not its own file's.
+
+    Warmed on its own file, the twin started up to 2.2 K (zones) and, on the first night after the day of spin-up,
+    1.1 kW (12-step window, autumn from Sep 24) apart from the live building; the slow mass took 3 days to come
+    within 0.1 kW (docs/live.md, "Spin-up"). A twin started beside a real building needs that building's recorded
+    weather of its first day for the same (or 3 days before it is judged)."""
+    def records(path: Path) -> list[str]:
+        return [line for line in path.read_text(errors="replace").splitlines(keepends=True) if _on(line, day)]
+
+    taken = records(live)
+    if len(taken) != len(records(twin)):
+        raise ValueError(f"{live}: {len(taken)} records on {day:%m-%d}, {twin} {len(records(twin))}")
+    given = iter(taken)
+    out.write_text("".join(next(given) if _on(line, day) else line
+                           for line in twin.read_text(errors="replace").splitlines(keepends=True)))
+    return out
+
+
+def _on(line: str, day: dt.date) -> bool:
+    """Whether ``line`` is an EPW data record of ``day``'s month and day (header lines are not)."""
+    fields = line.split(",", 3)
+    return line[:1].isdigit() and len(fields) == 4 and fields[1:3] == [str(day.month), str(day.day)]
 
 
 def building_entry(name: str, model: Path | str, weather: str, live: str = "", tagmap: Path = LIVE_TAGMAP) -> str:
