@@ -159,3 +159,18 @@ def test_tracking_file_takes_and_checks_the_calibration_keys(tmp_path):
         with pytest.raises(TrackingConfigError) as error:
             load_tracking_config(path)
         assert str(error.value).startswith(f"{path}: [tracking]: ") and message in str(error.value)
+
+
+def test_tracking_file_takes_and_checks_the_spin_up(tmp_path):
+    path = Path(tracking_file(tmp_path, "opc.tcp://127.0.0.1:1"))
+    text = path.read_text()
+    assert load_tracking_config(path).spin_up_h == 0.0
+    path.write_text(text.replace("stale_after_s = 60", "stale_after_s = 60\nspin_up_h = 72"))
+    assert load_tracking_config(path).spin_up_h == 72.0
+    for bad, message in (("spin_up_h = -1", "spin_up_h must be a number of hours >= 0, got -1"),
+                         ("spin_up_h = inf", "'spin_up_h' must be a finite number, got inf"),
+                         ('spin_up_h = "3 days"', "'spin_up_h' must be a number")):
+        path.write_text(text.replace("stale_after_s = 60", f"stale_after_s = 60\n{bad}"))
+        with pytest.raises(TrackingConfigError) as error:
+            load_tracking_config(path)
+        assert str(error.value).startswith(f"{path}: [tracking]: ") and message in str(error.value)

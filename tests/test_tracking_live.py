@@ -41,14 +41,15 @@ async def start_server() -> tuple[Server, str, dict]:
     return server, url, nodes
 
 
-def config(url: str, stale_after_s: float, live_utc_offset_h: float = 0.0) -> TrackingConfig:
+def config(url: str, stale_after_s: float, live_utc_offset_h: float = 0.0, spin_up_h: float = 0.0) -> TrackingConfig:
     endpoint = Endpoint(url, NAMESPACE, connect_timeout_s=5, publishing_interval_ms=20, backoff_min_s=0.1)
     pair = Pair("FacilityPower", twin="Twin.Outputs.FacilityPower", live="Live.Outputs.FacilityPower",
                 scale=0.001, unit="kW")  # the live meter reports W, the twin kW
     return TrackingConfig(live=dataclasses.replace(endpoint, utc_offset_h=live_utc_offset_h), twin=endpoint,
                           pairs=(pair,),
                           thresholds={"step": Thresholds(warning_steps=2, alert_steps=2)},
-                          anomaly_db=None, stale_after_s=stale_after_s, pair_timeout_s=2.0, max_gap_s=300)
+                          anomaly_db=None, stale_after_s=stale_after_s, pair_timeout_s=2.0, max_gap_s=300,
+                          spin_up_h=spin_up_h)
 
 
 async def write(node, value: float, time: dt.datetime) -> None:
@@ -63,12 +64,12 @@ async def wait_until(predicate, timeout_s: float = 10.0) -> None:
 
 
 @asynccontextmanager
-async def running_link(stale_after_s: float, live_utc_offset_h: float = 0.0):
+async def running_link(stale_after_s: float, live_utc_offset_h: float = 0.0, spin_up_h: float = 0.0):
     """A server with twin and live tags and a LiveLink on it, connected and past the initial values;
     yields (link, sink, nodes) and stops both afterwards."""
     server, url, nodes = await start_server()
     sink = ListSink()
-    link = LiveLink(config(url, stale_after_s, live_utc_offset_h), [sink], step=dt.timedelta(minutes=10))
+    link = LiveLink(config(url, stale_after_s, live_utc_offset_h, spin_up_h), [sink], step=dt.timedelta(minutes=10))
     task = asyncio.create_task(link.run())
     try:
         await asyncio.wait_for(link.live_subscriber.connected.wait(), 10)
@@ -96,6 +97,24 @@ def test_pairs_twin_steps_with_converted_live_values_and_alerts():
         step_alerts = [a for a in sink.alerts if a.granularity == "step"]
         assert [(a.severity, a.time.minute) for a in step_alerts] == [("alert", 40)]
         assert step_alerts[0].actual == pytest.approx(120.0)
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("spin_up_h, alerted_at", [(0.0, 20), (0.5, 40)])
+def test_the_twins_spin_up_is_paired_but_not_judged(spin_up_h, alerted_at):
+    """The same 20 % excess from the first step: alerted after 2 steps, counted from the end of the spin-up
+    (the run's first step, the initial values at START, + 30 min) when there is one."""
+    async def main():
+        async with running_link(stale_after_s=30, spin_up_h=spin_up_h) as (link, sink, nodes):
+            for i in range(4):
+                stamp = START + dt.timedelta(minutes=10 * (i + 1))
+                await write(nodes["Live.Outputs.FacilityPower"], 120_000.0, stamp)
+                await write(nodes["Twin.Outputs.FacilityPower"], 100.0, stamp)
+                await wait_until(lambda: link.steps_done == i + 2)
+            await wait_until(lambda: any(a.severity == "alert" for a in sink.alerts))
+        assert [(a.severity, a.time.minute) for a in sink.alerts if a.granularity == "step"] == [("alert", alerted_at)]
+        assert link.trackers["FacilityPower"].compared == (5 if spin_up_h == 0 else 2)
 
     asyncio.run(main())
 

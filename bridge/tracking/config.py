@@ -11,6 +11,7 @@ Example (see docs/tracking.md for every key)::
     calibration_window_h = 168  # rolling window of the hourly Guideline 14 calibration view, hours
     calibration_min_hours = 24  # counted hours needed before CV(RMSE) and NMBE are published
     calibration_min_coverage_pct = 80  # an hour counts when its compared steps cover this much of it
+    spin_up_h = 72              # twin hours after its run's first step: paired, not judged (default 0)
 
     [thresholds]                # step granularity; [thresholds.hourly] etc. override per granularity
     warning_pct = 5
@@ -127,6 +128,7 @@ class TrackingConfig:
     calibration_min_hours: int = 24
     calibration_min_coverage_pct: float = 80.0
     after_hours: AfterHoursRule | None = None  # the after-hours rule; None: off
+    spin_up_h: float = 0.0  # hours of twin time after its run's first step that are paired but not judged
 
 
 def _setting(table: Table, key: str, kind: str) -> float | int | str:
@@ -241,7 +243,7 @@ def after_hours_occupancy(table: Table, base: Path) -> Occupancy:
 
 TRACKING_KEYS = {"anomaly_db": "str", "stale_after_s": "float", "pair_timeout_s": "float", "max_gap_s": "float",
                  "resample": "str", "calibration_window_h": "int", "calibration_min_hours": "int",
-                 "calibration_min_coverage_pct": "float"}
+                 "calibration_min_coverage_pct": "float", "spin_up_h": "float"}
 CALIBRATION_KEYS = ("calibration_window_h", "calibration_min_hours", "calibration_min_coverage_pct")
 
 
@@ -255,6 +257,8 @@ def _options(tracking: Table) -> dict:
     for key in ("stale_after_s", "pair_timeout_s", "max_gap_s"):
         if key in options and not options[key] > 0:
             raise TrackingConfigError(f"{where}: {key} must be positive, got {options[key]:g}")
+    if options.get("spin_up_h", 0.0) < 0:
+        raise TrackingConfigError(f"{where}: spin_up_h must be a number of hours >= 0, got {options['spin_up_h']:g}")
     from bridge.tracking.calibration import RollingCalibration  # pandas: not at the bridge's start-up
 
     try:

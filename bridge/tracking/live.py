@@ -269,6 +269,7 @@ class LiveLink:
         self._pending: dict[dt.datetime, dict[str, float]] = {}
         self._pending_since: dict[dt.datetime, float] = {}
         self._last_done: dt.datetime | None = None
+        self._judged_from: dt.datetime | None = None  # the twin run's first step + spin_up_h
         self._last_live_s = time.monotonic()
         self._wake = asyncio.Event()
         self._alerts: list[Alert] = []
@@ -282,7 +283,7 @@ class LiveLink:
             if stamp == self._last_done:
                 return  # a repeat of the step already compared (initial value after a reconnect)
             log.warning("twin time went back from %s to %s: a new twin run; pairing restarts", self._last_done, stamp)
-            self._last_done = None
+            self._last_done = self._judged_from = None
         self._pending.setdefault(stamp, {})[key] = value
         self._pending_since.setdefault(stamp, time.monotonic())
         self._wake.set()
@@ -343,6 +344,10 @@ class LiveLink:
 
     def _compare(self, stamp: dt.datetime, twin_values: dict[str, float]) -> None:
         step = self.step or (stamp - self._last_done if self._last_done else dt.timedelta(minutes=10))
+        if self._spinning_up(stamp):
+            self._last_done = stamp
+            self.steps_done += 1
+            return
         max_gap = dt.timedelta(seconds=self.config.max_gap_s)
         for name, predicted in twin_values.items():
             actual = self.live[name].value_at(stamp, step, max_gap, self.config.resample)
@@ -354,6 +359,19 @@ class LiveLink:
                 self._views.append(view)
         self._last_done = stamp
         self.steps_done += 1
+
+    def _spinning_up(self, stamp: dt.datetime) -> bool:
+        """Whether the twin step at ``stamp`` falls in its run's spin-up (``spin_up_h`` from its first step):
+        a twin started beside a building holds the thermal state of its own weather file's warm-up day for
+        days (docs/live.md, "Spin-up"), so its deviations then are not judged, nor counted in the
+        calibration view; the deviation tracker then takes each hour, day and month from its first step."""
+        if not self.config.spin_up_h:
+            return False
+        if self._judged_from is None:
+            self._judged_from = stamp + dt.timedelta(hours=self.config.spin_up_h)
+            log.info("tracking: the twin's spin-up runs until %s (spin_up_h %g): steps before it are paired, not judged",
+                     self._judged_from, self.config.spin_up_h)
+        return stamp < self._judged_from
 
     def _check_stale(self) -> None:
         silent_s = time.monotonic() - self._last_live_s
