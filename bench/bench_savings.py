@@ -1,5 +1,5 @@
 """Savings benchmark: CalTRACK hourly, daily, billing and the hand-written TOWT against the simulated truth,
-beside opendsm's figures on the same data.
+beside opendsm's and eemeter 2.x's figures on the same data.
 
 Chosen before any result was seen (and not tuned afterwards):
 - Building: DOE Small Office (sims/small_office.toml), ExternalInterface engine, 4 steps per hour.
@@ -18,8 +18,11 @@ Chosen before any result was seen (and not tuned afterwards):
 - Targets: |avoided - true| / true <= 3 % and true inside the reported 90 % interval (12-month baselines);
   6-month baselines disqualified or flagged.
 - opendsm: /work/venv-opendsm/bin/python bench/opendsm_savings.py (skipped when that venv is absent).
+  Added 2026-12-05 (opendsm's "daily" is its own newer model, not CalTRACK 2.0 daily): eemeter 2.10, the
+  reference implementation of CalTRACK 2.0 daily and billing, /work/venv-eemeter2/bin/python
+  bench/eemeter2_savings.py (skipped when that venv is absent); its avoided energy minus ours, same method.
 
-    python bench/bench_savings.py [--opendsm PYTHON]
+    python bench/bench_savings.py [--opendsm PYTHON] [--eemeter2 PYTHON]
 """
 
 from __future__ import annotations
@@ -53,6 +56,9 @@ from bridge.tracking.scenario import edited_model  # noqa: E402
 
 REPORTING_WEATHER = "USA_IL_University.of.Illinois-Willard.AP.725315_TMY3.epw"
 OPENDSM_PYTHON = Path("/work/venv-opendsm/bin/python")
+EEMETER2_PYTHON = Path("/work/venv-eemeter2/bin/python")
+REFERENCES = {"opendsm": "opendsm_savings.py", "eemeter2": "eemeter2_savings.py"}  # name: script in bench/
+SAME_METHOD = {("eemeter2", "daily"): "caltrack-daily", ("eemeter2", "billing"): "caltrack-billing"}
 NOISE = 0.02
 SCENARIOS = {  # name: (pre-retrofit edits, post-retrofit edits)
     "led": ([], [{"edit": "scale_lighting", "factor": 0.5}]),
@@ -137,15 +143,16 @@ def ours(method: str, base: pd.DataFrame, rep: pd.DataFrame) -> dict:
     return {"avoided_kwh": s.avoided_kwh, "half_width_kwh": s.avoided_uncertainty_kwh, "warnings": report.warnings,
             "uncertainty_warning": s.uncertainty_warning, "measured_kwh": s.measured_kwh,
             "periods": len(s.series), "cv_rmse_pct": native["cv_rmse_pct"], "nmbe_pct": native["nmbe_pct"],
-            "guideline14_pass": [v.get("passes") for v in report.guideline14.values()]}
+            "guideline14_pass": [v.get("passes") for v in report.guideline14.values()], "model": report.model}
 
 
-def opendsm(python: Path, base: pd.DataFrame, rep: pd.DataFrame, workdir: Path) -> dict:
+def reference(name: str, python: Path, base: pd.DataFrame, rep: pd.DataFrame, workdir: Path) -> dict:
+    """Another implementation's figures on the same data: bench/<REFERENCES[name]> run by a venv's ``python``."""
     if not python.exists():
-        return {"skipped": f"{python} absent: create it (docs/tracking.md) to compare with opendsm"}
+        return {"skipped": f"{python} absent: create it (docs/tracking.md) to compare with {name}"}
     base.to_csv(workdir / "od_base.csv", index_label="time")
     rep.to_csv(workdir / "od_rep.csv", index_label="time")
-    done = subprocess.run([str(python), str(ROOT / "bench" / "opendsm_savings.py"), str(workdir / "od_base.csv"),
+    done = subprocess.run([str(python), str(ROOT / "bench" / REFERENCES[name]), str(workdir / "od_base.csv"),
                            str(workdir / "od_rep.csv")], capture_output=True, text=True, timeout=3600,
                           env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     if done.returncode != 0:
@@ -153,7 +160,7 @@ def opendsm(python: Path, base: pd.DataFrame, rep: pd.DataFrame, workdir: Path) 
     return json.loads(done.stdout)
 
 
-def main(opendsm_python: Path, noise: float = NOISE) -> None:
+def main(opendsm_python: Path, noise: float = NOISE, eemeter2_python: Path = EEMETER2_PYTHON) -> None:
     """The benchmark with ``noise`` (fraction per hour) on the meter; other than the default 2 %, its files are
     savings_noise_<percent>.json, _details.json, .png (a run without noise separates a method's own bias from
     the noise's)."""
@@ -176,14 +183,23 @@ def main(opendsm_python: Path, noise: float = NOISE) -> None:
             for baseline, start in BASELINES.items():
                 base = base_all[base_all.index >= pd.Timestamp(start)]
                 case = {"towt": towt(base, rep), **{m: ours(m, base, rep) for m in METHODS},
-                        "opendsm": opendsm(opendsm_python, base, rep, workdir)}
+                        "opendsm": reference("opendsm", opendsm_python, base, rep, workdir),
+                        "eemeter2": reference("eemeter2", eemeter2_python, base, rep, workdir)}
                 details[name][baseline] = case
                 for method, out in case.items():
-                    if method == "opendsm":
+                    if method in REFERENCES:
                         for od_method, od in out.items() if isinstance(out, dict) and "skipped" not in out else ():
-                            if isinstance(od, dict) and "avoided_kwh" in od and od_method != "billing":
-                                figures[f"{name}_{baseline}_opendsm_{od_method}_error_pct"] = figure(
-                                    100 * (od["avoided_kwh"] - truth) / truth, "%", "|x| <= 3" if baseline == "12_months" else "")
+                            if not (isinstance(od, dict) and "avoided_kwh" in od):
+                                continue
+                            if method == "opendsm" and od_method == "billing":
+                                continue
+                            figures[f"{name}_{baseline}_{method}_{od_method}_error_pct"] = figure(
+                                100 * (od["avoided_kwh"] - truth) / truth, "%", "|x| <= 3" if baseline == "12_months" else "")
+                            same = SAME_METHOD.get((method, od_method))
+                            if same and "avoided_kwh" in case[same]:
+                                figures[f"{name}_{baseline}_{same}_minus_{method}_kwh"] = figure(
+                                    case[same]["avoided_kwh"] - od["avoided_kwh"], "kWh of avoided energy",
+                                    "0 (same method, CalTRACK 2.0)")
                         continue
                     if "avoided_kwh" not in out:
                         figures[f"{name}_{baseline}_{method}_disqualified"] = figure(1, "bool", "1 for 6-month baselines")
@@ -208,22 +224,23 @@ def main(opendsm_python: Path, noise: float = NOISE) -> None:
             f"{100 * noise:g} % meter noise; "
             f"{len(runs)} year-long EnergyPlus runs in {sim_s:.0f} s, total {time.perf_counter() - started:.0f} s wall, "
             f"load average {load:.1f} at the end. Per-case figures (avoided kWh, 90 % half-widths, warnings, "
-            f"disqualifications, opendsm's output) in bench/results/{result}_details.json; plot {result}.png."))
+            f"disqualifications, fitted daily/billing models, opendsm's and eemeter 2.x's output) in "
+            f"bench/results/{result}_details.json; plot {result}.png."))
 
 
 def plot(details: dict, path: Path) -> None:
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(details), figsize=(5 * len(details), 4))
+    fig, axes = plt.subplots(1, len(details), figsize=(6.5 * len(details), 4))
     for ax, (name, case) in zip(np.atleast_1d(axes), details.items()):
         truth = case["true_avoided_kwh"]
         labels, values, errors = [], [], []
         for method, out in case["12_months"].items():
-            if method == "opendsm":
+            if method in REFERENCES:
                 for od_method, od in out.items():
                     if isinstance(od, dict) and "avoided_kwh" in od:
-                        labels.append(f"opendsm\n{od_method}")
+                        labels.append(f"{method}\n{od_method}")
                         values.append(od["avoided_kwh"])
-                        errors.append(0)
+                        errors.append(od.get("fsu_half_width_kwh") or 0)
             elif "avoided_kwh" in out:
                 labels.append(method.replace("caltrack-", "ct "))
                 values.append(out["avoided_kwh"])
@@ -241,6 +258,7 @@ def plot(details: dict, path: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--opendsm", type=Path, default=OPENDSM_PYTHON, help="Python of a venv with opendsm")
+    parser.add_argument("--eemeter2", type=Path, default=EEMETER2_PYTHON, help="Python of a venv with eemeter 2.x")
     parser.add_argument("--noise", type=float, default=NOISE, help="meter noise per hour, a fraction (default 0.02)")
     args = parser.parse_args()
-    main(args.opendsm, args.noise)
+    main(args.opendsm, args.noise, args.eemeter2)

@@ -50,9 +50,25 @@ def test_daily_model_without_weather_dependence_is_flat():
     temperature = weather("2025-01-01", 365)
     flat = pd.Series(5.0, temperature.index) * (1 + np.random.default_rng(2).normal(0, 0.01, len(temperature)))
     model = DailyModel().fit(flat, temperature)
-    # the grid search may pick a slope by chance (61 balance points tried at p < 0.1), never a large one
+    # the grid search may pick a slope by chance (61 balance points, no p-value screen in 2.0), never a large one
     predicted = model.predict(weather("2026-01-01", 365, seed=6))
     assert predicted.mean() == pytest.approx(120, rel=0.005) and predicted.std() < 0.005 * 120
+
+
+def test_daily_model_keeps_a_positive_slope_that_is_not_significant():
+    """CalTRACK 2.0 3.4.3.2 qualifies a candidate on signs alone (2.0 removed 1.0's p < 0.1 screen). Hand-computed:
+    HDD(15 degC) x = 1..12 K-day, use = 100 + 0.1 x + 0.8 e with e = +-1 orthogonal to 1 and x, so OLS gives exactly
+    mu = 100, beta_H = 0.1; SS_res = 12 x 0.64 = 7.68, S_xx = 143, t = 0.1 / sqrt(0.768 / 143) = 1.36 (p = 0.20 on
+    10 degrees of freedom: the 1.0 screen rejected it), adjusted R^2 = 1 - 0.768 / ((1.43 + 7.68) / 11) = 0.073 > 0,
+    the intercept-only model's 0: the HDD model is selected."""
+    x = np.arange(1.0, 13.0)
+    e = np.array([1, -1, -1, 1] * 3, float)
+    days = pd.date_range("2025-01-01", periods=12, freq="D")
+    daily = pd.DataFrame({"kwh": 100 + 0.1 * x + 0.8 * e, "temp_c": 15 - x}, index=days)
+    fit = DailyModel(heating_bp_range_c=(15.0, 15.0), fit_cdd=False).fit_daily(daily).fit_
+    assert fit.kind == "hdd_only" and fit.heating_bp_c == 15.0
+    assert fit.intercept == pytest.approx(100) and fit.beta_hdd == pytest.approx(0.1)
+    assert fit.adj_r2 == pytest.approx(1 - 0.768 / (9.11 / 11))
 
 
 def test_billing_model_fits_calendar_month_bills_weighted_by_days():

@@ -7,8 +7,10 @@ HDD and CDD, for every balance point of a grid from 30 to 90 degF in 1 degF step
 per 3.2.3) with bp_C >= bp_H (3.2.2.1) and enough degree days (3.2.2.2: at least 10 days with non-zero degree
 days, not for billing data, and 20 degF-days per year). Daily periods are fitted by ordinary least squares (3.4.1),
 billing periods by weighted least squares with the period's days as weight (3.4.2). A candidate qualifies when its
-slopes are positive and significant (p-value < 0.1, CalTRACK 2.0 appendix 3.4.3.2) and its intercept is not
-negative; the qualified candidate with the highest adjusted R^2 (3.4.3.3) is the model.
+slopes are positive and its intercept is not negative (3.4.3.2); there is no p-value screen (CalTRACK 1.0 had one,
+slopes significant at p < 0.1: the methodological appendix 3.4.3.2 found it "superfluous at best" and 2.0 removed
+it); the qualified candidate with the highest adjusted R^2 (3.4.3.3) is the model. Checked against eemeter 2.10's
+``fit_caltrack_usage_per_day_model`` (bench/eemeter2_savings.py, docs/tracking.md).
 
 Temperatures are in degrees Celsius here (the spec's degF values converted), energy in kWh.
 """
@@ -19,7 +21,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from bridge.tracking.caltrack_data import (
     BASELINE_DAYS,
@@ -84,14 +85,12 @@ class _ChangePoint:
 
     def __init__(self, heating_bp_range_c: tuple[float, float] = (fahrenheit_to_celsius(30), fahrenheit_to_celsius(90)),
                  cooling_bp_range_c: tuple[float, float] = (fahrenheit_to_celsius(30), fahrenheit_to_celsius(90)),
-                 bp_step_c: float = 1.0 / F_PER_C, fit_cdd: bool = True, min_degree_days_f_per_year: float = 20.0,
-                 max_p_value: float = 0.1):
+                 bp_step_c: float = 1.0 / F_PER_C, fit_cdd: bool = True, min_degree_days_f_per_year: float = 20.0):
         self.heating_bp_range_c = heating_bp_range_c
         self.cooling_bp_range_c = cooling_bp_range_c
         self.bp_step_c = bp_step_c
         self.fit_cdd = fit_cdd
         self.min_degree_days_f_per_year = min_degree_days_f_per_year
-        self.max_p_value = max_p_value
         self.fit_: ChangePointFit | None = None
         self.sufficiency_: Sufficiency | None = None
         self.fit_stats_: BaselineFit | None = None
@@ -128,21 +127,14 @@ class _ChangePoint:
         for kind, hi, ci in candidates:
             x = np.column_stack([np.ones(n)] + [hdd[:, i] for i in hi] + [cdd[:, j] for j in ci])
             xw = x * sw[:, None]
-            xtx = xw.T @ xw
             try:
-                inverse = np.linalg.inv(xtx)
+                coef = np.linalg.solve(xw.T @ xw, xw.T @ (upd * sw))
             except np.linalg.LinAlgError:
                 continue
-            coef = inverse @ (xw.T @ (upd * sw))
             dof = n - x.shape[1]
             if dof <= 0 or coef[0] < 0 or np.any(coef[1:] <= 0):
                 continue
             ss_res = float(np.sum(weights * (upd - x @ coef) ** 2))
-            se = np.sqrt(np.maximum(np.diag(inverse) * ss_res / dof, 0.0))
-            with np.errstate(divide="ignore"):
-                p_values = 2 * stats.t.sf(np.abs(coef[1:] / se[1:]), dof)
-            if np.any(p_values >= self.max_p_value):
-                continue
             adj_r2 = 1 - (ss_res / dof) / (ss_tot / (n - 1)) if ss_tot > 0 else 0.0
             if adj_r2 > best.adj_r2:
                 best = ChangePointFit(kind, float(coef[0]), float(coef[1]) if hi else 0.0,
