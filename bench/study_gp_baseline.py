@@ -99,32 +99,12 @@ def entry_baselines(month: str, day: str, power: str, twin: Path | None = None
     """(each variant's baseline over the event window, the base run's power there, and the entry's d, free-run
     level and lag sensitivity) on ``day``, with the month's twin of bench_gp_mpc or the ``twin`` file."""
     run = base_run(month, day)
-    with tempfile.TemporaryDirectory() as tmp:
-        config = load_mpc(files(Path(tmp), month, day, 100.0)[1])
-    twin = twin or ensure_models(power)[month]
-    controller = GpMpcController(dataclasses.replace(config, twin=load_model(twin), power=power))
+    controller = day_controller(month, day, power, twin)
     event = controller.config.events[0]
     power = controller.config.power
     model = controller.config.twin.models[power]
-    horizon = controller.config.horizon
-    times = list(run.index[run.index > pd.Timestamp(day)])
-    entry = next(t for t in times if t + dt.timedelta(minutes=10) * horizon > event.begin)
-    ranges = _ranges(controller)
-    controller.check(ranges)
-    full, offsets = [], {}  # the controller's own history rows (kept whole here) and its d at each step
-    for t in times:
-        outputs = run.loc[t].to_dict()
-        if t < entry:
-            controller.decide(t.to_pydatetime(), outputs)
-        else:  # what decide does, without optimising: the base schedule applied
-            controller._remember(t.to_pydatetime(), outputs)
-            controller._last_inputs = controller._base_inputs(t.to_pydatetime())
-        offsets[t] = controller._offset()
-        if t <= entry:
-            full.append(dict(controller._history[-1]))
-        if t >= event.end:
-            break
-    history = pd.DataFrame(full, index=pd.DatetimeIndex(times[:len(full)]))
+    entry = entry_time(controller, run, day)
+    history, offsets = fed(controller, run, day, entry, event.end)
     future_times = [entry + controller._step * h for h in range(1, round((event.end - entry) / controller._step) + 1)]
     future = controller._base_future(future_times)
     during = np.array([event.contains(t) for t in future_times])
@@ -144,6 +124,44 @@ def entry_baselines(month: str, day: str, power: str, twin: Path | None = None
     sensitivity = float(model.output_lag_sensitivity(model.next_row(history, future))[0])
     entry_figures = {"d_kw": d, "free_run_level_kw": level, "lag_sensitivity_sum": sensitivity}
     return {name: values[during] for name, values in baselines.items()}, truth, entry_figures
+
+
+def day_controller(month: str, day: str, power: str, twin: Path | None = None) -> GpMpcController:
+    """A GP-MPC controller of bench_gp_mpc's event on ``day`` (100 kW), with the month's twin or ``twin``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        config = load_mpc(files(Path(tmp), month, day, 100.0)[1])
+    twin = twin or ensure_models(power)[month]
+    controller = GpMpcController(dataclasses.replace(config, twin=load_model(twin), power=power))
+    controller.check(_ranges(controller))
+    return controller
+
+
+def entry_time(controller: GpMpcController, run: pd.DataFrame, day: str) -> pd.Timestamp:
+    """The step of ``run`` at which the controller's event enters its horizon."""
+    event, horizon = controller.config.events[0], controller.config.horizon
+    return next(t for t in run.index[run.index > pd.Timestamp(day)] if t + dt.timedelta(minutes=10) * horizon > event.begin)
+
+
+def fed(controller: GpMpcController, run: pd.DataFrame, day: str, entry: pd.Timestamp, until: dt.datetime
+        ) -> tuple[pd.DataFrame, dict[pd.Timestamp, float]]:
+    """The base run's outputs of ``day`` fed to ``controller`` up to ``until``: as its decisions before
+    ``entry``, from there what ``decide`` does without optimising (the base schedule applied). Its own
+    history rows up to ``entry`` (kept whole here) and its d (``_offset``) at each step fed."""
+    times = list(run.index[run.index > pd.Timestamp(day)])
+    full, offsets = [], {}
+    for t in times:
+        outputs = run.loc[t].to_dict()
+        if t < entry:
+            controller.decide(t.to_pydatetime(), outputs)
+        else:
+            controller._remember(t.to_pydatetime(), outputs)
+            controller._last_inputs = controller._base_inputs(t.to_pydatetime())
+        offsets[t] = controller._offset()
+        if t <= entry:
+            full.append(dict(controller._history[-1]))
+        if t >= until:
+            break
+    return pd.DataFrame(full, index=pd.DatetimeIndex(times[:len(full)])), offsets
 
 
 def study_day(month: str, day: str, power: str) -> dict[str, float]:
