@@ -415,9 +415,13 @@ class GpMpcController:
         comfort_std = {tag: config.twin.models[tag].forecast_scenarios(history, self._futures(base, start))[1][0]
                        for tag in config.comfort}
         solver = self._solver()
-        params = solver.parameters(solver.rollout.tables_for(history, base), offset if config.feedback else 0.0,
+        applied = offset if config.feedback else 0.0
+        unmoved = base_power if applied == offset else \
+            power_model.forecast_scenarios(history, [base], with_std=False, offset=applied)[0][0]
+        params = solver.parameters(solver.rollout.tables_for(history, base), applied,
                                    reference, np.where(in_event, 1.0, config.outside_weight), in_event,
-                                   max(max((e.curtail_kw for e in events), default=0.0), 50.0), previous, comfort_std)
+                                   max(max((e.curtail_kw for e in events), default=0.0), 50.0), previous, comfort_std,
+                                   unmoved)
         x, status, iterations = solver.solve(start, params)
         success = status == "Solve_Succeeded"
         predicted, margins = solver.evaluate(x, params)

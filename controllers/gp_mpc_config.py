@@ -67,6 +67,9 @@ class MpcConfig:
     # power models join the first's in an ensemble (controllers/gp_mpc.py); () for one file
     ensemble: tuple[tuple[str, TwinModel], ...] = ()
     model_name: str = "model"  # the first file of ``model`` as written (logs name the ensemble's members by it)
+    # the optimiser's power prediction: base + response_gain * (prediction - base), the base the rollout under the
+    # base schedule: a twin whose response to the setpoints a test event measured too strong (or weak) is scaled
+    response_gain: float = 1.0
 
     def power_members(self) -> list[tuple[str, GPModel]]:
         """(file name, power model) of every twin of ``model``, the first file's first."""
@@ -103,6 +106,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
     mpc = file.table("mpc")
     mpc.check_keys({"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
                     "outside_weight", "max_iter", "max_seconds", "power", "feedback", "feedback_steps", "baseline",
+                    "response_gain",
                     "x_of_y", "baseline_update"})
     objective = mpc.text("objective", "tracking")
     if objective not in OBJECTIVES:
@@ -137,7 +141,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
                        mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
                        mpc.integer("max_iter", 100), _max_seconds(mpc), where, mpc.flag("feedback", True),
                        mpc.integer("feedback_steps", 6), _x_of_y_days(mpc), mpc.text("baseline_update", "entry"),
-                       tuple(zip(names[1:], twins[1:])), names[0])
+                       tuple(zip(names[1:], twins[1:])), names[0], mpc.number("response_gain", 1.0))
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
         raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
     if config.baseline_update not in BASELINE_UPDATES:
@@ -145,6 +149,8 @@ def load_mpc(path: str | Path) -> MpcConfig:
                                     f"got {config.baseline_update!r}")
     if config.feedback_steps < 1 or config.max_iter < 1:
         raise ControllerConfigError(f"{where}: [mpc] feedback_steps and max_iter must be >= 1")
+    if not 0 < config.response_gain <= 2:
+        raise ControllerConfigError(f"{where}: [mpc] response_gain must be in (0, 2], got {config.response_gain:g}")
     try:
         weather_series(weather, pd.DatetimeIndex([dt.datetime(2025, 7, 1)]))
     except WeatherError as exc:

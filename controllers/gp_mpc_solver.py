@@ -24,12 +24,14 @@ class MpcSolver:
                                          config.power)
         horizon, n_decide = config.horizon, len(config.decide)
         symbols = {"reference": horizon, "weights": horizon, "in_event": horizon, "scale": 1, "previous": n_decide,
-                   **{f"std_{tag}": horizon for tag in config.comfort}}
+                   "base_power": horizon, **{f"std_{tag}": horizon for tag in config.comfort}}
         self.symbols = {name: ca.MX.sym(name, size) for name, size in symbols.items()}
         tables = [ca.vec(rollout.tables[tag]) for tag in models]
         self.p = ca.vertcat(*tables, rollout.offset, *self.symbols.values())
-        power = ca.vertcat(*rollout.means[config.power])
         sym = self.symbols
+        power = ca.vertcat(*rollout.means[config.power])
+        if config.response_gain != 1.0:  # the response to the decisions scaled about the base schedule's rollout
+            power = sym["base_power"] + config.response_gain * (power - sym["base_power"])
         if config.objective == "tracking":
             cost = ca.sum1(sym["weights"] * ((power - sym["reference"]) / sym["scale"]) ** 2)
         else:
@@ -53,10 +55,12 @@ class MpcSolver:
 
     def parameters(self, tables: Mapping[str, np.ndarray], offset: float, reference: np.ndarray, weights: np.ndarray,
                    in_event: np.ndarray, scale: float, previous: np.ndarray,
-                   comfort_std: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The parameter vector of one decision (the order of ``self.p``)."""
+                   comfort_std: Mapping[str, np.ndarray], base_power: np.ndarray) -> np.ndarray:
+        """The parameter vector of one decision (the order of ``self.p``); ``base_power``: the power model's
+        rollout under the base schedule with the same offset (what ``response_gain`` scales about)."""
         values = {"reference": reference, "weights": weights, "in_event": in_event.astype(float), "scale": [scale],
-                  "previous": previous, **{f"std_{tag}": std for tag, std in comfort_std.items()}}
+                  "previous": previous, "base_power": base_power,
+                  **{f"std_{tag}": std for tag, std in comfort_std.items()}}
         return np.concatenate([*(tables[tag].ravel(order="F") for tag in self._tags), [offset],
                                *(np.asarray(values[name], float).ravel() for name in self.symbols)])
 

@@ -143,3 +143,35 @@ def test_a_bad_file_in_the_ensemble_is_one_clear_error_naming_it(twin_file, tmp_
     assert message in text and "mpc.toml" in text and "\n" not in text
     if member != f'"{path}"':
         assert member.strip('"') in text
+
+
+def test_the_response_gain_scales_the_predicted_response_about_the_base_rollout(twin_file, tmp_path):
+    """``response_gain = k``: the optimiser's power at any decisions is base + k (twin - base), base the
+    rollout under the base schedule; k = 1 is the twin itself. A gain outside (0, 2] is refused."""
+    from controllers.gp_mpc_solver import MpcSolver
+
+    path, _, frame = twin_file
+    text = mpc_file(tmp_path, f'"{path}"').read_text()
+    predicted = {}
+    for gain in (1.0, 0.5):
+        (tmp_path / "mpc.toml").write_text(text.replace("[mpc]\n", f"[mpc]\nresponse_gain = {gain}\n"))
+        config = load_mpc(tmp_path / "mpc.toml")
+        assert config.response_gain == gain
+        controller, event = run_to_entry(config, frame)
+        history, future = controller._origins[event]
+        future = future.iloc[:config.horizon]
+        solver = MpcSolver(config, {"CoolingSetpoint": (22.0, 27.0)})
+        base = config.twin.models["FacilityPower"].forecast_scenarios(history, [future], with_std=False)[0][0]
+        params = solver.parameters(solver.rollout.tables_for(history, future), 0.0, base, np.ones(len(base)),
+                                   np.ones(len(base), bool), 50.0, np.array([0.4]),
+                                   {"CoreZoneTemp": np.zeros(len(base))}, base)
+        at_base = controller._schedule_decisions(list(future.index))
+        moved = np.clip(at_base + 0.4, 0.0, 1.0)
+        predicted[gain] = [solver.evaluate(x, params)[0] for x in (at_base, moved)]
+    (own_base, own_moved), (half_base, half_moved) = predicted[1.0], predicted[0.5]
+    assert np.allclose(half_base - own_base, 0.5 * (own_base - own_base), atol=1e-6)
+    assert np.allclose(half_moved - own_base, 0.5 * (own_moved - own_base), atol=1e-6)
+    assert np.abs(own_moved - own_base).max() > 0.5  # the move does change the twin's power
+    (tmp_path / "mpc.toml").write_text(text.replace("[mpc]\n", "[mpc]\nresponse_gain = 0\n"))
+    with pytest.raises(ControllerConfigError, match=r"response_gain must be in \(0, 2\], got 0"):
+        load_mpc(tmp_path / "mpc.toml")
