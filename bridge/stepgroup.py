@@ -79,11 +79,17 @@ def sample_of(kept: Sample | tuple[Block, int] | None) -> Sample | None:
     return kept
 
 
+def one_block(times: list[float], rows: list) -> bool:
+    """Whether members' answers (each one's simulation time and row, or its outcome; at least one) make one
+    ``Block``: every one a row (a ``list``) of the same time."""
+    return times.count(times[0]) == len(times) and all(type(row) is list for row in rows)
+
+
 def group_answer(layouts: list[RowLayout], times: list[float], rows: list) -> Block | list[Outcome]:
     """A group's answer from each member's simulation time and row (its values in its layout's order, a
-    ``list``; or its outcome): a ``Block`` when every member gave a row of the same time, else each
-    member's outcome."""
-    if times.count(times[0]) == len(times) and set(map(type, rows)) == {list}:
+    ``list``; or its outcome): a ``Block`` when every member gave a row of the same time (``one_block``),
+    else each member's outcome."""
+    if one_block(times, rows):
         return Block(times[0], layouts, rows)
     return [layout.sample(time_s, row) if type(row) is list else row for layout, time_s, row in zip(layouts, times, rows)]
 

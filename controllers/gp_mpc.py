@@ -416,7 +416,8 @@ class GpMpcController:
                        for tag in config.comfort}
         solver = self._solver()
         applied = offset if config.feedback else 0.0
-        unmoved = base_power if applied == offset else \
+        # what response_gain scales about: the base rollout with the offset the solver applies (unused at gain 1)
+        unmoved = base_power if applied == offset or config.response_gain == 1.0 else \
             power_model.forecast_scenarios(history, [base], with_std=False, offset=applied)[0][0]
         params = solver.parameters(solver.rollout.tables_for(history, base), applied,
                                    reference, np.where(in_event, 1.0, config.outside_weight), in_event,

@@ -106,8 +106,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
     mpc = file.table("mpc")
     mpc.check_keys({"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
                     "outside_weight", "max_iter", "max_seconds", "power", "feedback", "feedback_steps", "baseline",
-                    "response_gain",
-                    "x_of_y", "baseline_update"})
+                    "x_of_y", "baseline_update", "response_gain"})
     objective = mpc.text("objective", "tracking")
     if objective not in OBJECTIVES:
         raise ControllerConfigError(f"{where}: [mpc] objective must be one of {OBJECTIVES}, got {objective!r}")

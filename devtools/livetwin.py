@@ -48,8 +48,9 @@ MIRRORED: dict[str, tuple[str, str]] = {
     "CoolingSetpoint": ("Inputs", "CoolingSetpoint"),
     "HeatingSetpoint": ("Inputs", "HeatingSetpoint"),
 }
-UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": "m/s", "WindDirection": "deg", "DirectSolar": "W/m2",
-         "DiffuseSolar": "W/m2", "SkyTemperature": "degC", "CoolingSetpoint": "degC", "HeatingSetpoint": "degC"}
+UNITS = {"OutdoorDryBulb": "degC", "OutdoorRelativeHumidity": "%", "WindSpeed": "m/s", "WindDirection": "deg",
+         "DirectSolar": "W/m2", "DiffuseSolar": "W/m2", "SkyTemperature": "degC", "CoolingSetpoint": "degC",
+         "HeatingSetpoint": "degC"}
 
 
 def twin_occupancy() -> Occupancy:

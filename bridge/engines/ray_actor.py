@@ -43,7 +43,7 @@ from bridge.engines import kinds
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.historian import HistorianError, last_steps, recorded_inputs
 from bridge.security.settings import ServerSecurity
-from bridge.stepgroup import Block, GroupedEngine, Outcome, RowLayout, StepGroup, group_answer, sample_of
+from bridge.stepgroup import Block, GroupedEngine, Outcome, RowLayout, StepGroup, group_answer, one_block, sample_of
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +53,10 @@ STOP_TIMEOUT_S = 10.0  # for an actor to stop its engine before it is killed
 STEP_MARGIN_S = 30.0  # a remote step may take this much longer than the engine's own step timeout
 LOST = (RayActorError, ActorUnavailableError)  # the actor (or its node) is gone: relaunch and replay
 _names = itertools.count()
-# a node actor's answer to a step: each building's simulation time and its outputs (floats in tag-map
-# order; a Sample when a tag was left out), None (its run is over) or its EngineFault, in the order asked
-# a node's answer to a step: every member's outputs of one simulation time as (that time, their floats in member
-# and tag order packed as doubles: ``_packed``), or else each member's simulation time and outcome
+# a node actor's answer to a step: when every building gave outputs of one simulation time, (that time, their
+# floats in building and tag-map order packed as doubles: ``_packed``); else each building's simulation time and
+# its outputs (floats in tag-map order; a Sample when a tag was left out), None (its run is over) or its
+# EngineFault, in the order asked
 Answer = tuple[float, bytes] | tuple[list[float], list[list[float] | Sample | None | EngineFault]]
 _connection: asyncio.Future | None = None  # the process's ray.init; its result: whether it started a local Ray
 _engines: set["RayEngine"] = set()  # launched and not stopped: a local Ray is shut down after the last one
@@ -192,7 +192,7 @@ def _packed(times: list[float], rows: list) -> Answer:
     """A step's answer as it crosses the network: when every row is a list of floats of one simulation time,
     (that time, the rows' floats one after the other as native doubles), one buffer instead of a list per
     building; else ``(times, rows)`` as they are."""
-    if times and times.count(times[0]) == len(times) and all(type(row) is list for row in rows):
+    if times and one_block(times, rows):
         return times[0], array.array("d", itertools.chain.from_iterable(rows)).tobytes()
     return times, rows
 

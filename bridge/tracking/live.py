@@ -343,11 +343,11 @@ class LiveLink:
         await publish_views(self.sinks, views)
 
     def _compare(self, stamp: dt.datetime, twin_values: dict[str, float]) -> None:
-        step = self.step or (stamp - self._last_done if self._last_done else dt.timedelta(minutes=10))
         if self._spinning_up(stamp):
             self._last_done = stamp
             self.steps_done += 1
             return
+        step = self.step or (stamp - self._last_done if self._last_done else dt.timedelta(minutes=10))
         max_gap = dt.timedelta(seconds=self.config.max_gap_s)
         for name, predicted in twin_values.items():
             actual = self.live[name].value_at(stamp, step, max_gap, self.config.resample)
