@@ -317,3 +317,20 @@ def test_exchange_values_for_mirrored_inputs_give_way_to_the_live_ones(tmp_path)
 
     step, applied, heating = asyncio.run(scenario())
     assert applied and engine.cooling[step] == 26.0 and heating == 20.0
+
+
+def test_a_cancel_arriving_as_the_mirror_wakes_stops_it():
+    """Python 3.11's wait_for returns the result of a wait that completes as the task is cancelled and drops
+    the cancel: the mirror must still stop (a bridge cancels it on shutdown; a dropped cancel kept it retrying
+    a live server that was gone, and its caller waiting, for ever)."""
+    async def main():
+        async with mirrored_twin(f"opc.tcp://127.0.0.1:{free_port()}") as (_, mirror, _):
+            task = asyncio.create_task(mirror.run())
+            await asyncio.sleep(0.3)  # in its wait (no live server: its subscriber retries)
+            mirror._wake.set()  # a value arrives ...
+            task.cancel()  # ... just as the mirror is cancelled
+            done, _ = await asyncio.wait({task}, timeout=20)
+            assert done, "the cancelled mirror went on running"
+            assert task.cancelled()
+
+    asyncio.run(main())

@@ -35,7 +35,7 @@ from bridge.tagmap import TagMap
 from bridge.tracking.anomalies import AnomalyLog
 from bridge.tracking.config import load_tracking_config
 from bridge.tracking.deviation import Alert
-from bridge.tracking.live import TagSubscriber, naive_utc
+from bridge.tracking.live import TagSubscriber, naive_utc, raise_if_cancelled
 from bridge.tracking.sinks import AlertSink, LoggingSink, publish_all
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,7 @@ class Mirror:
                     await asyncio.wait_for(self._wake.wait(), self._tick_s())
                 except asyncio.TimeoutError:
                     pass
+                raise_if_cancelled()
         finally:
             self.subscriber.stop()
             await asyncio.wait_for(asyncio.gather(subscriber, return_exceptions=True), 15)

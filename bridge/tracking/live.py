@@ -243,7 +243,7 @@ class LiveBuffer:
         return None
 
 
-def _raise_if_cancelled() -> None:
+def raise_if_cancelled() -> None:
     """Raise CancelledError when the current task was cancelled but an ``asyncio.wait_for`` dropped the cancel
     (Python 3.11 returns the awaited result when it completes as the cancel arrives)."""
     task = asyncio.current_task()
@@ -313,7 +313,7 @@ class LiveLink:
                 except asyncio.TimeoutError:
                     pass
                 await self.process()
-                _raise_if_cancelled()
+                raise_if_cancelled()
         finally:
             for subscriber in (self.twin_subscriber, self.live_subscriber):
                 subscriber.stop()
