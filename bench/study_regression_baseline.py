@@ -70,13 +70,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_gp_mpc import EXAMPLES, EVENT_SIM_HOURS, MONTHS, closed_loop  # noqa: E402
-from bench.results_io import figure, write_results  # noqa: E402
-from bench.study_gp_baseline import DAYS, base_run  # noqa: E402
-from bridge.tracking.dr_baseline import x_of_y_baseline  # noqa: E402
-from bridge.tracking.savings import TowtModel, hourly_energy_kwh, hourly_mean  # noqa: E402
-from bridge.twin.weather import weather_series  # noqa: E402
-from controllers.schedule import ScheduleController, load_schedule  # noqa: E402
+from bench.bench_gp_mpc import EVENT_SIM_HOURS, EXAMPLES, MONTHS, closed_loop
+from bench.results_io import figure, write_results
+from bench.study_gp_baseline import DAYS, base_run
+from bridge.tracking.dr_baseline import x_of_y_baseline
+from bridge.tracking.savings import TowtModel, hourly_energy_kwh, hourly_mean
+from bridge.twin.weather import weather_series
+from controllers.schedule import ScheduleController, load_schedule
 
 FOLDER = ROOT / "runs" / "study_regression_baseline"
 LONG_RUN = ("04-21", "08-31")
