@@ -65,7 +65,7 @@ def parse_day(text: str, year: int) -> dt.date:
         if len(words) == 2:
             month_word, day_word = words if words[0] in MONTHS else reversed(words)
             return dt.date(year, MONTHS.index(month_word) + 1, int(day_word))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a day number too large for a date
         pass
     raise ValueError(f"cannot read the date {text!r} (expected e.g. '2nd Sunday in March', '3/10' or 'March 10')")
 

@@ -98,7 +98,7 @@ import datetime as dt
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +111,7 @@ from bridge.twin.weather import WeatherError, weather_series
 from controllers.base import ControllerConfigError, ControllerError, InputRange
 from controllers.gp_mpc_config import CurtailmentEvent, MpcConfig, load_mpc
 from controllers.gp_mpc_solver import MpcSolver, block_of_steps
+from controllers.schedule import Schedule
 
 __all__ = ["BaselineSource", "CurtailmentEvent", "Decision", "GpMpcController", "MpcConfig", "load_mpc"]
 
@@ -133,6 +134,14 @@ class Decision:
     iterations: int  # IPOPT iterations; -1 when the time budget (max_seconds) stopped it
     seconds: float
     offset_kw: float = 0.0  # the disturbance estimate added to the power predictions (0 without feedback)
+
+
+def x_of_y_excluded(event: CurtailmentEvent, events: Sequence[CurtailmentEvent], schedule: Schedule) -> set[dt.date]:
+    """The days an x_of_y baseline of ``event`` leaves out (module docstring): the days of the earlier
+    ``events`` and the base ``schedule``'s holidays (its rules, in each year of the look-back)."""
+    earlier = {e.begin.date() for e in events if e.begin.date() < event.begin.date()}
+    days = [event.begin.date() - dt.timedelta(days=k) for k in range(1, LOOKBACK.days + 1)]
+    return earlier | {day for day in days if schedule.is_holiday(day)}
 
 
 def median_baseline(made: np.ndarray) -> np.ndarray:
@@ -566,9 +575,7 @@ class GpMpcController:
         if not self._power_log:
             raise BaselineError("no measured power")
         gap = max(1.0, (event.begin - sim_time) / dt.timedelta(hours=1))  # the adjustment window ends by now
-        earlier = {e.begin.date() for e in self.config.events if e.begin.date() < event.begin.date()}
-        days = [event.begin.date() - dt.timedelta(days=k) for k in range(1, LOOKBACK.days + 1)]
-        excluded = earlier | {day for day in days if self.config.schedule.is_holiday(day)}
+        excluded = x_of_y_excluded(event, self.config.events, self.config.schedule)
         x, y = self.config.x_of_y
         baseline = x_of_y_baseline(pd.Series(self._power_log), event.begin, event.end, x, y, excluded,
                                    adjustment_gap_hours=gap, margin=WINDOW)

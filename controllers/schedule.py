@@ -2,7 +2,7 @@
 
 Rules live in a TOML file (see controllers/examples/small_office_schedule.toml and docs/controllers.md)::
 
-    holidays = ["07-04", "2025-12-25"]         # setback all day ("MM-DD" every year, or a date)
+    holidays = ["07-04", "2025-12-25", "Last Monday in May"]   # setback all day (bridge/holidays.py's forms)
 
     [setback]                                  # outside occupied periods; names every controlled tag
     CoolingSetpoint = 29.0
@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.daylight import clock_time, period_in, simulation_time
+from bridge.holidays import FORMS, HolidayError, holiday_dates
 from bridge.tomlfile import Table, read_toml
 from controllers.base import ControllerConfigError, InputRange
 
@@ -92,7 +93,7 @@ class DemandResponseEvent:
 class Schedule:
     setback: dict[str, float]
     occupied: tuple[OccupiedPeriod, ...]
-    holidays: frozenset[str]
+    holidays: tuple[str, ...]  # rules of bridge/holidays.py ("MM-DD", "YYYY-MM-DD", "Last Monday in May" ...)
     events: tuple[DemandResponseEvent, ...]
     path: str = ""
     daylight_saving: tuple[str, str] | None = None  # (first, last day) in EnergyPlus's date forms
@@ -110,7 +111,8 @@ class Schedule:
         return list(self.setback)
 
     def is_holiday(self, day: dt.date) -> bool:
-        return _date_matches(day, self.holidays)
+        """Whether ``day`` (the building's clock) is one of the holidays: the rules matched in its year."""
+        return day in holiday_dates(self.holidays, day.year)
 
     def base_setpoints(self, time: dt.datetime) -> dict[str, float]:
         """Occupied, ramping or setback setpoints at clock time ``time``, before demand-response offsets."""
@@ -184,8 +186,23 @@ def load_schedule(path: str | Path) -> Schedule:
     tags = set(setback)
     occupied = tuple(_occupied(entry, tags, f"occupied[{i}]") for i, entry in enumerate(data.tables("occupied")))
     events = tuple(_event(entry, tags, f"events[{i}]") for i, entry in enumerate(data.tables("events")))
-    holidays = _dates(data.array("holidays", []), f"{path}: holidays")
-    return Schedule(setback, occupied, holidays, events, str(path), _daylight_saving(data))
+    return Schedule(setback, occupied, _holidays(data), events, str(path), _daylight_saving(data))
+
+
+def _holidays(data: Table) -> tuple[str, ...]:
+    """The file's ``holidays`` entries (bridge/holidays.py's rules; a TOML date is its ISO text), each checked."""
+    holidays = []
+    for item in data.array("holidays", []):
+        text = item.isoformat() if type(item) is dt.date else item
+        if not isinstance(text, str):
+            raise ControllerConfigError(f"{data.where}: holidays: {item!r} is not a holiday: expected a string, "
+                                        f"{FORMS}")
+        holidays.append(text)
+    try:
+        holiday_dates(tuple(holidays), 2024)
+    except HolidayError as exc:
+        raise ControllerConfigError(f"{data.where}: holidays: {exc}") from None
+    return tuple(holidays)
 
 
 def _daylight_saving(data: Table) -> tuple[str, str] | None:

@@ -123,7 +123,7 @@ def test_event_offset_beyond_range_is_named(tmp_path):
     ('[setback]\nCoolingSetpoint = 28.0\n[[events]]\nstart = "15:00"\nend = "17:00"\n'
      'offsets = { FanSpeed = 1.0 }\n', r"events\[0\]: \[offsets\]: tags \['FanSpeed'\] are not in \[setback\]"),
     ('[setback]\nCoolingSetpoint = 28.0\nholidays = ["07-32"]\n', r"\[setback\]: 'holidays' must be a number"),
-    ('holidays = ["07-32"]\n[setback]\nCoolingSetpoint = 28.0\n', r"holidays: '07-32' is not a date"),
+    ('holidays = ["07-32"]\n[setback]\nCoolingSetpoint = 28.0\n', r"bad.toml: holidays: '07-32' is not a holiday"),
     ('[setback]\nCoolingSetpoint = 28.0\n[[occupied]]\ndays = ["mon"]\nstart = "00:30"\nend = "06:00"\n'
      'ramp_minutes = 60\nsetpoints = { CoolingSetpoint = 24.0 }\n', r"ramp_minutes 60 reaches back past midnight"),
     ('[setbak]\nCoolingSetpoint = 28.0\n', r"unknown keys \['setbak'\]"),

@@ -39,8 +39,8 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from bridge.daylight import nth_weekday
 from bridge.errors import TwinbridgeError
+from bridge.holidays import REFERENCE_HOLIDAYS, holiday_dates
 from bridge.tagmap import TagMap
 from bridge.twin.weather import EPW_COLUMNS
 
@@ -57,10 +57,7 @@ class FeatureError(TwinbridgeError, ValueError):
 @lru_cache(maxsize=64)
 def reference_holidays(year: int) -> tuple[str, ...]:
     """ISO dates of the holidays of the DOE reference buildings (their RunPeriodControl:SpecialDays)."""
-    days = [dt.date(year, 1, 1), dt.date(year, 7, 4), dt.date(year, 11, 11), dt.date(year, 12, 25),
-            nth_weekday(year, 1, 0, 3), nth_weekday(year, 2, 0, 3), nth_weekday(year, 5, 0, -1),
-            nth_weekday(year, 9, 0, 1), nth_weekday(year, 10, 0, 2), nth_weekday(year, 11, 3, 4)]
-    return tuple(sorted(day.isoformat() for day in days))
+    return tuple(sorted(day.isoformat() for day in holiday_dates(REFERENCE_HOLIDAYS, year)))
 
 
 @dataclass(frozen=True)
