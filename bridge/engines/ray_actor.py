@@ -4,8 +4,9 @@ The buildings of a campus run are dealt over the cluster's nodes; the buildings 
 ``NodeActor`` there, which builds each real engine (any kind) with ``engine_of_kind`` and steps them all
 in its own event loop. In the head, a ``RayNodeGroup`` stands for each node actor, and each building
 has a ``RayEngine``, the Engine the campus clock sees. The group is a ``StepGroup`` (bridge/stepgroup.py):
-the clock hands it the inputs of all its running members at once, and it makes one Ray call per node
-and step, carrying only the inputs that changed (the actor keeps each building's last inputs); the
+the clock hands it the inputs of all its running members at once, and it asks one step per node and
+step, over the node actor's step channel (bridge/engines/ray_channel.py; a Ray call when the channel cannot
+be opened), carrying only the inputs that changed (the actor keeps each building's last inputs); the
 answer, one message, holds every member's simulation time and outputs as floats in tag-map order (or
 its own EngineFault), which become the members' ``Row``s. (A ``RayEngine.step`` alone joins a batch of
 its group's step.) The OPC UA server, the historian and the clock stay in the head; lockstep is unchanged.
