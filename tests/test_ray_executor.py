@@ -51,6 +51,17 @@ def ray_executor(cluster: Cluster) -> str:
     return f'executor = "ray"\nray_address = "{cluster.address}"\nnum_cpus = 0.5\nmemory_mb = 200'
 
 
+def kill(actor) -> None:
+    """Kill a node actor and wait (up to 30 s) until its process is gone: a step may still be answered over
+    its step channel in the moment between ``ray.kill`` and the process's end."""
+    pid = int(ray.get(actor.where.remote(), timeout=30).split("pid ")[1])
+    ray.kill(actor)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists():
+        assert time.monotonic() < deadline, f"actor process {pid} still alive 30 s after ray.kill"
+        time.sleep(0.02)
+
+
 def historians(bridge) -> dict:
     path = bridge.historian()
     return {name: load_history(path, name) for name in buildings_in(path)}
@@ -81,6 +92,7 @@ def test_campus_on_two_ray_nodes_records_what_the_local_executor_records(cluster
     assert log.count("engine started in Ray actor on node") == 4
     nodes = {line.split("on node ")[1].split()[0] for line in log.splitlines() if "started in Ray actor" in line}
     assert len(nodes) == 2, log  # spread over both nodes
+    assert log.count("step channel to its Ray actor at") == 2, log  # one per node actor, every step over it
 
 
 def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, local_history, tmp_path):
@@ -102,7 +114,7 @@ def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, loc
                 ua.DataValue(ua.Variant(26.5, ua.VariantType.Double)))
             await wait_until(lambda: past(40), timeout_s=120)
         (name,) = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if ".B2." in a["name"]]
-        ray.kill(ray.get_actor(name, namespace="twinbridge"))
+        kill(ray.get_actor(name, namespace="twinbridge"))
 
     with run_bridge(config, tmp_path, keep_serving=False) as bridge:
         asyncio.run(kill_mid_run(bridge.endpoint))
@@ -123,6 +135,7 @@ def test_a_killed_actor_is_replayed_and_rejoins_without_a_lost_step(cluster, loc
     steps, recorded = (int(word.strip("(")) for word in replayed.split("replayed ")[1].split()[:3:2])
     assert steps >= 39 and steps - 2 <= recorded <= steps, replayed
     assert "differ from those published" not in log
+    assert log.count("step channel to its Ray actor at") == 3, log  # the relaunched actor's own channel
 
 
 def test_an_actor_that_cannot_start_is_a_fault_of_its_building(cluster, tmp_path):
@@ -201,9 +214,9 @@ def test_past_max_restarts_a_lost_actor_faults_its_building(cluster, tmp_path):
             await engine.start()
             defaults = building.tagmap.defaults
             outputs = [await engine.step(defaults) for _ in range(3)]
-            ray.kill(engine._actor)
+            kill(engine._actor)
             assert (await engine.step(defaults)).sim_time_s == outputs[-1].sim_time_s + 600
-            ray.kill(engine._actor)
+            kill(engine._actor)
             with pytest.raises(EngineFault) as fault:
                 await engine.step(defaults)
             return str(fault.value)
@@ -226,7 +239,7 @@ def test_stopping_a_building_during_its_replay_ends_the_replay_and_leaves_no_act
         await engine.start()
         for _ in range(3):
             await engine.step(building.tagmap.defaults)
-        ray.kill(engine._actor)
+        kill(engine._actor)
         step = asyncio.ensure_future(engine.step(building.tagmap.defaults))
         await asyncio.sleep(0.5)  # the relaunched actor is starting
         await engine.stop()

@@ -4,8 +4,9 @@ The buildings of a campus run are dealt over the cluster's nodes; the buildings 
 ``NodeActor`` there, which builds each real engine (any kind) with ``engine_of_kind`` and steps them all
 in its own event loop. In the head, a ``RayNodeGroup`` stands for each node actor, and each building
 has a ``RayEngine``, the Engine the campus clock sees. The group is a ``StepGroup`` (bridge/stepgroup.py):
-the clock hands it the inputs of all its running members at once, and it makes one Ray call per node
-and step, carrying only the inputs that changed (the actor keeps each building's last inputs); the
+the clock hands it the inputs of all its running members at once, and it asks one step per node and
+step, over the node actor's step channel (bridge/engines/ray_channel.py; a Ray call when the channel cannot
+be opened), carrying only the inputs that changed (the actor keeps each building's last inputs); the
 answer, one message, holds every member's simulation time and outputs as floats in tag-map order (or
 its own EngineFault), which become the members' ``Row``s. (A ``RayEngine.step`` alone joins a batch of
 its group's step.) The OPC UA server, the historian and the clock stay in the head; lockstep is unchanged.
@@ -39,7 +40,7 @@ from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bridge.config import BuildingConfig, CampusConfig, ExecutorConfig
-from bridge.engines import kinds
+from bridge.engines import kinds, ray_channel
 from bridge.engines.base import Engine, EngineFault, Sample
 from bridge.historian import HistorianError, last_steps, recorded_inputs
 from bridge.security.settings import ServerSecurity
@@ -51,7 +52,8 @@ NAMESPACE = "twinbridge"  # Ray namespace of the bridge's actors
 CONNECT_TIMEOUT_S = 30.0  # to reach a cluster's address and join it
 STOP_TIMEOUT_S = 10.0  # for an actor to stop its engine before it is killed
 STEP_MARGIN_S = 30.0  # a remote step may take this much longer than the engine's own step timeout
-LOST = (RayActorError, ActorUnavailableError)  # the actor (or its node) is gone: relaunch and replay
+# the actor (or its node, or its step channel) is gone: relaunch and replay
+LOST = (RayActorError, ActorUnavailableError, ray_channel.ChannelLost)
 _names = itertools.count()
 # a node actor's answer to a step: when every building gave outputs of one simulation time, (that time, their
 # floats in building and tag-map order packed as doubles: ``_packed``); else each building's simulation time and
@@ -145,6 +147,7 @@ class NodeActor:
         self.tags: dict[str, list[str]] = {}  # building -> its output tags, in the order its rows hold them
         self.inputs: dict[str, Mapping[str, float]] = {}  # building -> the inputs of its last step
         self.names: list[str] = []  # the buildings of the last step call
+        self.channel: asyncio.AbstractServer | None = None  # listening for the head's step channel
 
     async def start(self, building: BuildingConfig, workdir: Path, tags: list[str]) -> Sample:
         self.tags[building.name] = tags
@@ -169,6 +172,14 @@ class NodeActor:
             times.append(time_s)
             rows.append(row)
         return _packed(times, rows)
+
+    async def open_channel(self, token: bytes) -> tuple[str, int]:
+        """Listen for the head's step channel (bridge/engines/ray_channel.py) on this node's Ray address, for
+        a connection presenting ``token`` (a listener opened before is closed); the address."""
+        if self.channel is not None:
+            self.channel.close()
+        self.channel, address = await ray_channel.serve(self.step, token, ray.util.get_node_ip_address())
+        return address
 
     async def replay(self, name: str, steps: list[dict[str, float]]) -> Sample | None:
         """Step building ``name`` through ``steps`` (inputs of steps 1..n); the outputs of the last one."""
@@ -328,11 +339,13 @@ class RayNodeGroup(StepGroup):
         self._flush: asyncio.Handle | None = None
         self._calls: set[asyncio.Task] = set()
         self._names: list[str] | None = None  # the buildings of the last step call the actor received
+        self._channel: ray_channel.StepChannel | None = None  # to the actor's steps; None: not open (yet)
+        self._channel_refused = False  # the actor's channel could not be opened: its steps go as Ray calls
         self.replayed: dict[str, tuple[int, int]] = {}  # of the last relaunch: member -> (steps, from the historian)
 
     def _new_actor(self) -> None:
         """A new actor for the members, pinned to the group's node while it lives (else anywhere)."""
-        self._names = None
+        self._names, self._channel_refused = None, False
         self.actor = _actor_class().options(
             name=f"{self.config.name}.{'.'.join(self.placed)}.{os.getpid()}.{next(_names)}", namespace=NAMESPACE,
             num_cpus=self.cpus, memory=int(self.memory_mb * 2**20) or None, max_restarts=0, max_task_retries=0,
@@ -410,12 +423,12 @@ class RayNodeGroup(StepGroup):
                 member = self.members[name]
                 if inputs is not member.sent:
                     changed[name] = member.sent = inputs
-            call = self._step_call(self.actor, changed, list(batch))
+            call = self._step(self.actor, changed, self._names_sent(list(batch)))
         except Exception as exc:
             call = exc
         return asyncio.ensure_future(self._answer(batch, call, answers))
 
-    async def _answer(self, batch: dict[str, Mapping[str, float]], call,
+    async def _answer(self, batch: dict[str, Mapping[str, float]], call: Awaitable[Answer] | Exception,
                       answers: dict[str, asyncio.Future] | None) -> Block | list[Outcome] | None:
         """The outcome of each member of the batch (a lost actor relaunched and replayed, ``_recover``),
         in order, or a ``Block`` of them all; each member's future in ``answers`` resolved with its own."""
@@ -423,7 +436,7 @@ class RayNodeGroup(StepGroup):
             if isinstance(call, Exception):
                 raise call
             async with asyncio.timeout(self.step_timeout_s):
-                answer = self._outcomes(list(batch), await _call(self.config.name, call, "step"))
+                answer = self._outcomes(list(batch), await call)
         except TimeoutError:
             answer = {name: EngineFault(f"{name}: its Ray actor did not answer step {self.members[name].steps} "
                                         f"within {self.step_timeout_s:.0f} s") for name in batch}
@@ -457,12 +470,36 @@ class RayNodeGroup(StepGroup):
                     answer.set_result(result)
         return outcomes if answers is None else None
 
-    def _step_call(self, actor, changed: dict[str, Mapping[str, float]], names: list[str]):
-        """The actor's step call for ``names``, which are sent only when they are not those of the call
-        before (an actor takes its calls in the order they are made)."""
-        call = actor.step.remote(changed, None if names == self._names else names)
+    def _names_sent(self, names: list[str]) -> list[str] | None:
+        """What a step call for ``names`` carries of them: None when they are those of the call before (the
+        actor takes its steps in the order they are asked)."""
+        sent = None if names == self._names else names
         self._names = names
-        return call
+        return sent
+
+    async def _step(self, actor, changed: dict[str, Mapping[str, float]], names: list[str] | None) -> Answer:
+        """``actor``'s answer to one step, over its step channel (bridge/engines/ray_channel.py, opened at its
+        first step), or as a Ray call when the channel cannot be opened (logged once per actor)."""
+        if self._channel is not None and self._channel.closed:
+            self._channel = None  # a step timed out or was cancelled mid-way: a new channel for the next one
+        if self._channel is None and not self._channel_refused and actor is self.actor:
+            try:
+                self._channel = await ray_channel.StepChannel.open(actor)
+                log.info("%s: step channel to its Ray actor at %s", self.config.name, self._channel.address)
+            except (OSError, TimeoutError) as exc:
+                self._channel_refused = True
+                log.warning("%s: no step channel to its Ray actor (%s); its steps go as Ray calls",
+                            self.config.name, exc or type(exc).__name__)
+            except RayTaskError as exc:
+                raise _fault(self.config.name, "opening its step channel", exc) from None
+        if self._channel is not None and actor is self.actor:
+            try:
+                return await self._channel.step(changed, names)
+            except ray_channel.ChannelLost:
+                raise
+            except EngineFault as exc:
+                raise EngineFault(f"{self.config.name}: {exc}") from None
+        return await _call(self.config.name, actor.step.remote(changed, names), "step")
 
     def _outcomes(self, names: list[str], answer: Answer) -> Block | dict[str, Outcome]:
         """The actor's answer for ``names``: a ``Block`` when each gave outputs of one simulation time
@@ -538,13 +575,16 @@ class RayNodeGroup(StepGroup):
         going = {name: inputs for name, inputs in batch.items() if name not in faults and not self.members[name].stopped}
         for member in self.members.values():
             member.sent = None  # the new actor holds no inputs: each member's are sent with its next step
-        results = _by_name(list(going), self._outcomes(list(going), await _call(
-            self.config.name, self._step_call(actor, going, list(going)), "step"))) if going else {}
+        results = _by_name(list(going), self._outcomes(list(going), await self._step(
+            actor, going, self._names_sent(list(going))))) if going else {}
         return {**results, **faults, **{name: EngineFault(f"{name}: stopped while its Ray actor was being relaunched")
                                          for name in batch if name not in results and name not in faults}}
 
     def _kill(self) -> None:
         actor, self.actor = self.actor, None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
         if actor is not None:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
