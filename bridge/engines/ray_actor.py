@@ -386,7 +386,7 @@ class RayNodeGroup(StepGroup):
                                        {name: answer for name, (_, answer) in batch.items()}))
 
     def step_members(self, engines: list["RayEngine"], inputs: list[Mapping[str, float]]) -> asyncio.Future:
-        """``StepGroup.step_members``: one Ray call now, one future of every member's outcome."""
+        """``StepGroup.step_members``: the step asked of the actor now, one future of every member's outcome."""
         batch, due = {}, []
         for engine, values in zip(engines, inputs):
             if engine.record(values):
