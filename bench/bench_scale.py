@@ -188,8 +188,11 @@ async def actor_rss_and_recovery(folder: Path, replayed: list[int]) -> tuple[flo
                 await engine.step(building.tagmap.defaults)
             pid = int((await engine._actor.where.remote()).split()[-1])
             actor_mb = rss_mb(pid)
-            ray.kill(engine._actor)
             began = time.perf_counter()
+            ray.kill(engine._actor)
+            while Path(f"/proc/{pid}").exists():  # gone: else its step channel may answer one more step
+                assert time.perf_counter() - began < 30, f"actor process {pid} alive 30 s after ray.kill"
+                await asyncio.sleep(0.005)
             await engine.step(building.tagmap.defaults)
             seconds[steps] = time.perf_counter() - began
         finally:
@@ -447,10 +450,10 @@ def main() -> None:
         f"Small offices, {args.days} July day(s) in fast mode ({args.days * 144} steps), on a 2-core machine "
         "shared with other jobs: local and Ray executors compete with EnergyPlus for the same 2 cores. Ray: a "
         "local single-node Ray started per run, buildings of 0.03 logical CPU each, all in the one node's actor "
-        "(one Ray call per step). Each throughput run is a process of its own"
+        "(one step per node and step, over the actor's step channel). Each throughput run is a process of its own"
         + (f"; '_before' figures: the same runs with the bridge of revision {args.before}, interleaved" if args.before
            else "") + (f"; head-only runs made {args.repeat} times each, figures of the run of median head CPU"
-                       if args.repeat > 1 else "") + ". Recovery: kill of a Small Office actor after N steps, until the step in flight is answered."))
+                       if args.repeat > 1 else "") + ". Recovery: from the kill of a Small Office actor after N steps (the step asked once its process is gone) until that step is answered."))
 
 
 if __name__ == "__main__":
