@@ -180,26 +180,18 @@ def towt_predict(history: pd.DataFrame, weather: pd.DataFrame, times: pd.Datetim
     return pd.Series(hourly.reindex((times - pd.Timedelta(microseconds=1)).floor("h")).to_numpy(), index=times)
 
 
-def study_day(day: str, long: pd.DataFrame, month: str) -> dict[str, float]:
-    day = pd.Timestamp(day)
-    alone = base_run(month, str(day.date()))
+def model_baselines(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame
+                    ) -> tuple[dict[str, pd.Series], dict[str, float]]:
+    """b_towt20/30, c_tod20/30 and each with the day-of adjustment (``d_<name>``), kW over the adjustment window
+    and the event of ``day``, from ``long``'s history and what ``alone`` measured on the day up to entry; and
+    the adjustments (``d_<name>_offset_kw``)."""
     begin, end = (day + pd.Timedelta(hours=h) for h in EVENT_SIM_HOURS)
     entry = day + ENTRY
     event = pd.date_range(begin + STEP, end, freq=STEP)
     adjust = pd.date_range(entry - ADJUST + STEP, entry, freq=STEP)
-    truth = alone.loc[event, POWER]
     measured = alone[alone.index <= entry]
     weather = day_weather(day, alone, entry)
     made, out = {}, {}
-    # a: the utility baseline on the history + the day's measured power, up to 12:00 (held) or entry
-    before = long.loc[long.index <= day, POWER]
-    excluded = list(TEST_DAYS) + sorted(model_holidays(long))  # and the schedule's holidays:
-    excluded += [d.date() for d in pd.date_range(day - pd.Timedelta(days=60), day) if SCHEDULE.is_holiday(d.date())]
-    settle = begin - pd.Timedelta(hours=1)
-    made["a_x_of_y"] = x_of_y_baseline(pd.concat([before, alone.loc[alone.index <= settle, POWER]]), begin, end,
-                                       excluded=excluded).kw
-    made["a_x_of_y_entry"] = x_of_y_baseline(pd.concat([before, measured[POWER]]), begin, end, excluded=excluded,
-                                             adjustment_gap_hours=(begin - entry) / pd.Timedelta(hours=1)).kw
     for n in (20, 30):
         history = of_days(long, eligible_days(long, day, n))
         both = adjust.append(event)
@@ -209,6 +201,30 @@ def study_day(day: str, long: pd.DataFrame, month: str) -> dict[str, float]:
         offset = float((measured.loc[adjust, POWER] - made[name].loc[adjust]).mean())
         made[f"d_{name}"] = made[name] + offset
         out[f"d_{name}_offset_kw"] = offset
+    return made, out
+
+
+def study_day(day: str, long: pd.DataFrame, month: str) -> dict[str, float]:
+    day = pd.Timestamp(day)
+    alone = base_run(month, str(day.date()))
+    begin, end = (day + pd.Timedelta(hours=h) for h in EVENT_SIM_HOURS)
+    entry = day + ENTRY
+    event = pd.date_range(begin + STEP, end, freq=STEP)
+    adjust = pd.date_range(entry - ADJUST + STEP, entry, freq=STEP)
+    truth = alone.loc[event, POWER]
+    measured = alone[alone.index <= entry]
+    made = {}
+    # a: the utility baseline on the history + the day's measured power, up to 12:00 (held) or entry
+    before = long.loc[long.index <= day, POWER]
+    excluded = list(TEST_DAYS) + sorted(model_holidays(long))  # and the schedule's holidays:
+    excluded += [d.date() for d in pd.date_range(day - pd.Timedelta(days=60), day) if SCHEDULE.is_holiday(d.date())]
+    settle = begin - pd.Timedelta(hours=1)
+    made["a_x_of_y"] = x_of_y_baseline(pd.concat([before, alone.loc[alone.index <= settle, POWER]]), begin, end,
+                                       excluded=excluded).kw
+    made["a_x_of_y_entry"] = x_of_y_baseline(pd.concat([before, measured[POWER]]), begin, end, excluded=excluded,
+                                             adjustment_gap_hours=(begin - entry) / pd.Timedelta(hours=1)).kw
+    models, out = model_baselines(day, long, alone)
+    made.update(models)
     same = long.loc[long.index.intersection(event), POWER]
     out["long_vs_alone_event_rmse_kw"] = float(np.sqrt(((same - truth.loc[same.index]) ** 2).mean()))
     out["long_vs_alone_adjust_mean_kw"] = float((long.loc[adjust, POWER] - alone.loc[adjust, POWER]).mean())
