@@ -31,6 +31,11 @@ Candidates (written and committed before any figure of this study was computed):
   measurement and truth: the twin fed that run from the day's midnight (the July twin before Aug 5, the
   August twin from then, as bench_gp_mpc assigns them), (d) from the 30 eligible weekdays before the prior
   day. A prior day on which either cannot be made is skipped; with no prior day left, w = 0.5.
+  Added after the first run (a defect, not a tuning; its figures are in docs/controllers.md, round 12): the
+  first run made round 11's TOWT baselines beside (d) on every prior day, and TOWT, fitted on weekdays only,
+  cannot predict a Monday's previous evening (in its weather window), so every Monday prior day was skipped
+  though (d) and the twin could be made on it; now only (d) is made and Mondays count. Candidates, prior-day
+  rule and criterion unchanged.
 Chosen before any figure: a candidate (e_mean, f_inverse_variance) qualifies if its mean event-window RMSE
 over the 11 days is <= 8 kW and its worst day <= 15 kW (round 11's criterion). Of the qualifying ones the
 lower mean RMSE is reported as meeting it (within 0.2 kW: e_mean, the simpler). Nothing is put in the
@@ -73,7 +78,8 @@ def twin_and_regression(day: pd.Timestamp, month: str, run: pd.DataFrame, long: 
     event = pd.date_range(begin + STEP, end, freq=STEP)
     if len(truth) != len(event) or not np.allclose(truth, run.loc[event, POWER].to_numpy(float)):
         raise RuntimeError(f"{day.date()}: the twin's event steps are not 13:10 .. 16:00")
-    return baselines["injected"], model_baselines(day, long, run)[0][REGRESSION].reindex(event).to_numpy(float), truth
+    regression = model_baselines(day, long, run, (REGRESSION[2:],))[0][REGRESSION]
+    return baselines["injected"], regression.reindex(event).to_numpy(float), truth
 
 
 def mse(values: np.ndarray, truth: np.ndarray) -> float:

@@ -89,6 +89,7 @@ MEAN_T = pd.Timedelta(hours=6)  # the temperature mean of c_tod
 TEST_DAYS = tuple(pd.Timestamp(d).date() for days in MONTHS.values() for d in days)
 SCHEDULE = load_schedule(EXAMPLES / "large_office_base_schedule.toml")
 CANDIDATES = ("a_x_of_y", "b_towt20", "b_towt30", "c_tod20", "c_tod30", "d_adjusted")
+MODELS = ("b_towt20", "b_towt30", "c_tod20", "c_tod30")  # the regressions, each also with the day-of adjustment
 
 
 def long_base_run() -> pd.DataFrame:
@@ -180,11 +181,11 @@ def towt_predict(history: pd.DataFrame, weather: pd.DataFrame, times: pd.Datetim
     return pd.Series(hourly.reindex((times - pd.Timedelta(microseconds=1)).floor("h")).to_numpy(), index=times)
 
 
-def model_baselines(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame
+def model_baselines(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame, names: tuple[str, ...] = MODELS
                     ) -> tuple[dict[str, pd.Series], dict[str, float]]:
-    """b_towt20/30, c_tod20/30 and each with the day-of adjustment (``d_<name>``), kW over the adjustment window
-    and the event of ``day``, from ``long``'s history and what ``alone`` measured on the day up to entry; and
-    the adjustments (``d_<name>_offset_kw``)."""
+    """The ``names`` of b_towt20/30, c_tod20/30 and each with the day-of adjustment (``d_<name>``), kW over the
+    adjustment window and the event of ``day``, from ``long``'s history and what ``alone`` measured on the day
+    up to entry; and the adjustments (``d_<name>_offset_kw``)."""
     begin, end = (day + pd.Timedelta(hours=h) for h in EVENT_SIM_HOURS)
     entry = day + ENTRY
     event = pd.date_range(begin + STEP, end, freq=STEP)
@@ -192,12 +193,14 @@ def model_baselines(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame
     measured = alone[alone.index <= entry]
     weather = day_weather(day, alone, entry)
     made, out = {}, {}
-    for n in (20, 30):
-        history = of_days(long, eligible_days(long, day, n))
-        both = adjust.append(event)
-        made[f"b_towt{n}"] = towt_predict(history, weather, both)
-        made[f"c_tod{n}"] = tod_predict(history, features(weather).loc[both])
-    for name in ("b_towt20", "b_towt30", "c_tod20", "c_tod30"):
+    both = adjust.append(event)
+    for name in names:
+        history = of_days(long, eligible_days(long, day, int(name[-2:])))
+        if name.startswith("b_towt"):
+            made[name] = towt_predict(history, weather, both)
+        else:
+            made[name] = tod_predict(history, features(weather).loc[both])
+    for name in names:
         offset = float((measured.loc[adjust, POWER] - made[name].loc[adjust]).mean())
         made[f"d_{name}"] = made[name] + offset
         out[f"d_{name}_offset_kw"] = offset
