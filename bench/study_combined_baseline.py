@@ -36,6 +36,9 @@ Candidates (written and committed before any figure of this study was computed):
   cannot predict a Monday's previous evening (in its weather window), so every Monday prior day was skipped
   though (d) and the twin could be made on it; now only (d) is made and Mondays count. Candidates, prior-day
   rule and criterion unchanged.
+  Added after the second run (information only): over the prior days that are not validation days (on the
+  long run, as f scores them), the mean and worst RMSE of the twin, (d) and e_mean: how the 11 validation days
+  compare with the weekdays around them.
 Chosen before any figure: a candidate (e_mean, f_inverse_variance) qualifies if its mean event-window RMSE
 over the 11 days is <= 8 kW and its worst day <= 15 kW (round 11's criterion). Of the qualifying ones the
 lower mean RMSE is reported as meeting it (within 0.2 kW: e_mean, the simpler). Nothing is put in the
@@ -88,20 +91,20 @@ def mse(values: np.ndarray, truth: np.ndarray) -> float:
 
 def twin_weight(day: pd.Timestamp, long: pd.DataFrame, prior: dict) -> tuple[float, list[str]]:
     """f's weight of the twin on ``day`` (module docstring) and the prior days it rests on; ``prior`` caches
-    each prior day's (twin MSE, (d) MSE)."""
+    each prior day's (twin MSE, (d) MSE, e_mean MSE)."""
     used, errors = [], []
     for other in eligible_days(long, day, PRIOR_DAYS):
         if other not in prior:
             month = "august" if other >= AUGUST_TWIN_FROM else "july"
             try:
                 twin, regression, truth = twin_and_regression(other, month, long, long)
-                prior[other] = (mse(twin, truth), mse(regression, truth))
+                prior[other] = (mse(twin, truth), mse(regression, truth), mse(0.5 * (twin + regression), truth))
             except ValueError as error:  # too short a history for (d)
                 print(f"prior day {other.date()} skipped: {error}", flush=True)
                 prior[other] = None
         if prior[other] is not None:
             used.append(str(other.date()))
-            errors.append(prior[other])
+            errors.append(prior[other][:2])
     if not errors:
         return 0.5, used
     m_twin, m_d = np.mean(errors, axis=0)
@@ -122,7 +125,7 @@ def main() -> None:
                     "f_inverse_variance": w * twin + (1 - w) * regression}
             figures[f"{text}_f_twin_weight"] = figure(w, f"weight of the twin, from prior days {', '.join(used)}")
             for other in used:
-                m_twin, m_d = prior[pd.Timestamp(other)]
+                m_twin, m_d, _ = prior[pd.Timestamp(other)]
                 figures[f"{text}_prior_{other}_twin_rmse_kw"] = figure(np.sqrt(m_twin), "kW, event-window RMSE on the long run")
                 figures[f"{text}_prior_{other}_d_rmse_kw"] = figure(np.sqrt(m_d), "kW, event-window RMSE on the long run")
             for name, values in made.items():
@@ -139,6 +142,12 @@ def main() -> None:
         figures[f"{name}_rmse_max"] = figure(np.max(values), "kW, event-window RMSE, worst validation day",
                                              "<= 15" if target else "")
         figures[f"{name}_abs_mean_error_mean"] = figure(np.abs(errors[name]).mean(), "kW, |event mean error|, mean of the days")
+    validation = {pd.Timestamp(day) for days in DAYS.values() for day in days}
+    others = np.sqrt([values for day, values in prior.items() if values is not None and day not in validation])
+    for column, name in enumerate(("twin", "d", "e_mean")):
+        unit = f"kW, event-window RMSE on the long run, {len(others)} prior days of f that are not validation days"
+        figures[f"other_days_{name}_rmse_mean"] = figure(others[:, column].mean(), unit + ", mean")
+        figures[f"other_days_{name}_rmse_max"] = figure(others[:, column].max(), unit + ", worst")
     figures["twin_d_mean_error_correlation"] = figure(np.corrcoef(errors["twin"], errors["d"])[0, 1],
                                                       "Pearson, event mean errors of the twin and (d), 11 days")
     qualifying = [name for name in CANDIDATES if np.mean(rmse[name]) <= 8 and np.max(rmse[name]) <= 15]
