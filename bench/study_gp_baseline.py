@@ -94,11 +94,12 @@ def rollout(model, history: pd.DataFrame, future: pd.DataFrame, offset: float = 
     return model.forecast_scenarios(history, [future], with_std=False, offset=offset)[0][0]
 
 
-def entry_baselines(month: str, day: str, power: str, twin: Path | None = None
+def entry_baselines(month: str, day: str, power: str, twin: Path | None = None, run: pd.DataFrame | None = None
                     ) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, float]]:
     """(each variant's baseline over the event window, the base run's power there, and the entry's d, free-run
-    level and lag sensitivity) on ``day``, with the month's twin of bench_gp_mpc or the ``twin`` file."""
-    run = base_run(month, day)
+    level and lag sensitivity) on ``day``, with the month's twin of bench_gp_mpc or the ``twin`` file; the day
+    as ``run`` measured it (a base-schedule run holding the day; default its day-alone base run)."""
+    run = base_run(month, day) if run is None else run
     controller = day_controller(month, day, power, twin)
     event = controller.config.events[0]
     power = controller.config.power

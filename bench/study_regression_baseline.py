@@ -89,6 +89,7 @@ MEAN_T = pd.Timedelta(hours=6)  # the temperature mean of c_tod
 TEST_DAYS = tuple(pd.Timestamp(d).date() for days in MONTHS.values() for d in days)
 SCHEDULE = load_schedule(EXAMPLES / "large_office_base_schedule.toml")
 CANDIDATES = ("a_x_of_y", "b_towt20", "b_towt30", "c_tod20", "c_tod30", "d_adjusted")
+MODELS = ("b_towt20", "b_towt30", "c_tod20", "c_tod30")  # the regressions, each also with the day-of adjustment
 
 
 def long_base_run() -> pd.DataFrame:
@@ -180,6 +181,32 @@ def towt_predict(history: pd.DataFrame, weather: pd.DataFrame, times: pd.Datetim
     return pd.Series(hourly.reindex((times - pd.Timedelta(microseconds=1)).floor("h")).to_numpy(), index=times)
 
 
+def model_baselines(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame, names: tuple[str, ...] = MODELS
+                    ) -> tuple[dict[str, pd.Series], dict[str, float]]:
+    """The ``names`` of b_towt20/30, c_tod20/30 and each with the day-of adjustment (``d_<name>``), kW over the
+    adjustment window and the event of ``day``, from ``long``'s history and what ``alone`` measured on the day
+    up to entry; and the adjustments (``d_<name>_offset_kw``)."""
+    begin, end = (day + pd.Timedelta(hours=h) for h in EVENT_SIM_HOURS)
+    entry = day + ENTRY
+    event = pd.date_range(begin + STEP, end, freq=STEP)
+    adjust = pd.date_range(entry - ADJUST + STEP, entry, freq=STEP)
+    measured = alone[alone.index <= entry]
+    weather = day_weather(day, alone, entry)
+    made, out = {}, {}
+    both = adjust.append(event)
+    for name in names:
+        history = of_days(long, eligible_days(long, day, int(name[-2:])))
+        if name.startswith("b_towt"):
+            made[name] = towt_predict(history, weather, both)
+        else:
+            made[name] = tod_predict(history, features(weather).loc[both])
+    for name in names:
+        offset = float((measured.loc[adjust, POWER] - made[name].loc[adjust]).mean())
+        made[f"d_{name}"] = made[name] + offset
+        out[f"d_{name}_offset_kw"] = offset
+    return made, out
+
+
 def study_day(day: str, long: pd.DataFrame, month: str) -> dict[str, float]:
     day = pd.Timestamp(day)
     alone = base_run(month, str(day.date()))
@@ -189,8 +216,7 @@ def study_day(day: str, long: pd.DataFrame, month: str) -> dict[str, float]:
     adjust = pd.date_range(entry - ADJUST + STEP, entry, freq=STEP)
     truth = alone.loc[event, POWER]
     measured = alone[alone.index <= entry]
-    weather = day_weather(day, alone, entry)
-    made, out = {}, {}
+    made = {}
     # a: the utility baseline on the history + the day's measured power, up to 12:00 (held) or entry
     before = long.loc[long.index <= day, POWER]
     excluded = list(TEST_DAYS) + sorted(model_holidays(long))  # and the schedule's holidays:
@@ -200,15 +226,8 @@ def study_day(day: str, long: pd.DataFrame, month: str) -> dict[str, float]:
                                        excluded=excluded).kw
     made["a_x_of_y_entry"] = x_of_y_baseline(pd.concat([before, measured[POWER]]), begin, end, excluded=excluded,
                                              adjustment_gap_hours=(begin - entry) / pd.Timedelta(hours=1)).kw
-    for n in (20, 30):
-        history = of_days(long, eligible_days(long, day, n))
-        both = adjust.append(event)
-        made[f"b_towt{n}"] = towt_predict(history, weather, both)
-        made[f"c_tod{n}"] = tod_predict(history, features(weather).loc[both])
-    for name in ("b_towt20", "b_towt30", "c_tod20", "c_tod30"):
-        offset = float((measured.loc[adjust, POWER] - made[name].loc[adjust]).mean())
-        made[f"d_{name}"] = made[name] + offset
-        out[f"d_{name}_offset_kw"] = offset
+    models, out = model_baselines(day, long, alone)
+    made.update(models)
     same = long.loc[long.index.intersection(event), POWER]
     out["long_vs_alone_event_rmse_kw"] = float(np.sqrt(((same - truth.loc[same.index]) ** 2).mean()))
     out["long_vs_alone_adjust_mean_kw"] = float((long.loc[adjust, POWER] - alone.loc[adjust, POWER]).mean())
