@@ -73,7 +73,9 @@ class CaltrackUncertainty:
 
 
 def _fmt(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    if not isinstance(value, float):
+        return str(value)
+    return f"{value:,.1f}" if abs(value) >= 100 else f"{value:.4g}"
 
 
 def lag1_correlation(residuals: pd.Series | np.ndarray) -> float:
