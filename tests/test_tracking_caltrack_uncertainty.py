@@ -8,7 +8,7 @@ import pytest
 
 from bridge.tracking.caltrack import caltrack_savings
 from bridge.tracking.caltrack_uncertainty import hourly_uncertainty, lag1_correlation
-from tests.test_tracking_caltrack import daily_use, weather
+from tests.test_tracking_caltrack import daily_use, hourly_office, weather
 
 # eemeter 2.10.11's metered_savings "FSU Error Band" on the data of ``synthetic()``, from
 # bench/eemeter2_savings.py (daily: create_caltrack_daily_design_matrix; billing: calendar-month bills) run in
@@ -58,6 +58,21 @@ def test_hourly_interval_by_hand():
     assert one.half_width_kwh == pytest.approx(4.031886, abs=1e-6) and one.fractional_uncertainty == one.half_width_kwh / 8
     two = hourly_uncertainty({"Jan": (measured, fitted, adjusted), "Feb": (measured, fitted, adjusted)}, 16.0)
     assert two.half_width_kwh == pytest.approx(math.sqrt(2) * 4.031886, abs=1e-6)
+
+
+def test_hourly_interval_uses_the_baseline_hours_of_each_reporting_month():
+    """The February model is fitted on January to March (weights 0.5, 1, 0.5); its interval's terms come from the
+    672 February hours alone (opendsm's ``_autocorr_unc_vars``), m from February 2026's."""
+    temperature = weather("2025-01-01", 90)
+    rng = np.random.default_rng(8)
+    use = hourly_office(temperature) * (1 + rng.normal(0, 0.05, len(temperature)))
+    reporting = weather("2026-01-01", 59, seed=2)["2026-02"]
+    savings = caltrack_savings("caltrack-hourly", use, temperature, hourly_office(reporting, 0.7), reporting).savings
+    month = savings.uncertainty.terms["months"]
+    assert list(month) == ["Feb"] and month["Feb"]["n"] == 672 and month["Feb"]["m"] == 672
+    feb = use["2025-02"]
+    assert month["Feb"]["cv_rmse"] > 0.8 * 0.05 * math.sqrt(float(np.mean(feb ** 2))) / float(feb.mean())
+    assert savings.avoided_uncertainty_kwh == pytest.approx(month["Feb"]["half_width_kwh"])
 
 
 def test_lag1_correlation_is_pandas_autocorr():
