@@ -21,6 +21,9 @@ Chosen before any result was seen (and not tuned afterwards):
   Added 2026-12-05 (opendsm's "daily" is its own newer model, not CalTRACK 2.0 daily): eemeter 2.10, the
   reference implementation of CalTRACK 2.0 daily and billing, /work/venv-eemeter2/bin/python
   bench/eemeter2_savings.py (skipped when that venv is absent); its avoided energy minus ours, same method.
+  Added 2026-12-05 (the same cases): our 90 % half-widths minus eemeter 2.10's (daily, billing) and opendsm's
+  (hourly), as they are and rescaled to the adjusted baseline (``half_width_figures``), and whether the true value
+  is inside each reference's interval.
 
     python bench/bench_savings.py [--opendsm PYTHON] [--eemeter2 PYTHON]
 """
@@ -58,7 +61,8 @@ REPORTING_WEATHER = "USA_IL_University.of.Illinois-Willard.AP.725315_TMY3.epw"
 OPENDSM_PYTHON = Path("/work/venv-opendsm/bin/python")
 EEMETER2_PYTHON = Path("/work/venv-eemeter2/bin/python")
 REFERENCES = {"opendsm": "opendsm_savings.py", "eemeter2": "eemeter2_savings.py"}  # name: script in bench/
-SAME_METHOD = {("eemeter2", "daily"): "caltrack-daily", ("eemeter2", "billing"): "caltrack-billing"}
+SAME_METHOD = {("eemeter2", "daily"): "caltrack-daily", ("eemeter2", "billing"): "caltrack-billing",
+               ("opendsm", "hourly"): "caltrack-hourly"}
 NOISE = 0.02
 SCENARIOS = {  # name: (pre-retrofit edits, post-retrofit edits)
     "led": ([], [{"edit": "scale_lighting", "factor": 0.5}]),
@@ -195,11 +199,16 @@ def main(opendsm_python: Path, noise: float = NOISE, eemeter2_python: Path = EEM
                                 continue
                             figures[f"{name}_{baseline}_{method}_{od_method}_error_pct"] = figure(
                                 100 * (od["avoided_kwh"] - truth) / truth, "%", "|x| <= 3" if baseline == "12_months" else "")
+                            half = od.get("fsu_half_width_kwh")
+                            if half is not None:
+                                figures[f"{name}_{baseline}_{method}_{od_method}_true_in_90pct_interval"] = figure(
+                                    abs(od["avoided_kwh"] - truth) <= half, "bool", "1")
                             same = SAME_METHOD.get((method, od_method))
                             if same and "avoided_kwh" in case[same]:
                                 figures[f"{name}_{baseline}_{same}_minus_{method}_kwh"] = figure(
                                     case[same]["avoided_kwh"] - od["avoided_kwh"], "kWh of avoided energy",
                                     "0 (same method, CalTRACK 2.0)")
+                                figures.update(half_width_figures(f"{name}_{baseline}_{same}", method, case[same], od))
                         continue
                     if "avoided_kwh" not in out:
                         figures[f"{name}_{baseline}_{method}_disqualified"] = figure(1, "bool", "1 for 6-month baselines")
@@ -226,6 +235,23 @@ def main(opendsm_python: Path, noise: float = NOISE, eemeter2_python: Path = EEM
             f"load average {load:.1f} at the end. Per-case figures (avoided kWh, 90 % half-widths, warnings, "
             f"disqualifications, fitted daily/billing models, opendsm's and eemeter 2.x's output) in "
             f"bench/results/{result}_details.json; plot {result}.png."))
+
+
+def half_width_figures(prefix: str, reference_name: str, ours_out: dict, od: dict) -> dict:
+    """Our 90 % half-width minus the reference implementation's, as it is and rescaled to the adjusted baseline
+    of the reporting period (the one term where bridge/tracking/caltrack_uncertainty.py departs from both: eemeter
+    2.10 scales by the baseline period's metered total, opendsm by the metered reporting use)."""
+    ours_half, half = ours_out.get("half_width_kwh"), od.get("fsu_half_width_kwh")
+    if ours_half is None or half is None:
+        return {}
+    if "fsu_half_width_adjusted_baseline_kwh" in od:
+        rescaled = od["fsu_half_width_adjusted_baseline_kwh"]
+    else:
+        rescaled = half * od["adjusted_baseline_kwh"] / od["fsu_baseline_total_kwh"]
+    return {f"{prefix}_half_width_minus_{reference_name}_kwh": figure(
+                ours_half - half, "kWh of 90 % half-width", "the reference's own scaling (docs/tracking.md)"),
+            f"{prefix}_half_width_minus_{reference_name}_rescaled_kwh": figure(
+                ours_half - rescaled, "kWh of 90 % half-width", "0 (same formula, scaled by the adjusted baseline)")}
 
 
 def plot(details: dict, path: Path) -> None:

@@ -15,7 +15,7 @@ times as UTC (one offset for both periods). The baseline's design matrix is eeme
 ``create_caltrack_daily_design_matrix`` (balance points 30-90 degF in 1 degF steps), the sufficiency check
 ``caltrack_sufficiency_criteria``. Output, per variant, the fitted model (type, balance points in degF and degC,
 intercept and slopes per day, adjusted R^2), the number of qualified candidates, and the avoided energy over the
-reporting year with eemeter's 90 % FSU band:
+reporting year with eemeter's 90 % FSU band (and the baseline-period total it scales by, ``_band``):
 
 - ``daily``: eemeter's defaults, which are CalTRACK 2.0 (3.4.3.2: a candidate qualifies when its parameters are
   not negative; the p-value screen of CalTRACK 1.0 was removed, methodological appendix 3.4.3.2);
@@ -76,7 +76,16 @@ def daily(base_meter, base_t, rep_meter, rep_t, max_p_value: float) -> dict:
             "avoided_kwh": float((both["counterfactual_usage"] - both["reporting_observed"]).sum()),
             "adjusted_baseline_kwh": float(both["counterfactual_usage"].sum()),
             "measured_kwh": float(both["reporting_observed"].sum()), "periods": len(both),
-            "fsu_half_width_kwh": None if not bands else float(bands.get("FSU Error Band", np.nan))}
+            **_band(results, bands)}
+
+
+def _band(results, bands) -> dict:
+    """eemeter's 90 % FSU half-width and the energy it multiplies (``_compute_fsu_error``'s total_base_energy:
+    the baseline period's metered total, where CalTRACK 4.3.2.4.5 has the adjusted baseline of the reporting
+    periods)."""
+    metrics = results.totals_metrics
+    return {"fsu_half_width_kwh": None if not bands else float(bands.get("FSU Error Band", np.nan)),
+            "fsu_baseline_total_kwh": float(metrics.observed_mean * metrics.observed_length)}
 
 
 def _bills(meter: pd.DataFrame) -> pd.DataFrame:
@@ -96,8 +105,7 @@ def billing(base_meter, base_t, rep_meter, rep_t) -> dict:
     return {"model": _model(results),
             "avoided_kwh": float((both["counterfactual_usage"] - both["reporting_observed"]).sum()),
             "adjusted_baseline_kwh": float(both["counterfactual_usage"].sum()),
-            "measured_kwh": float(both["reporting_observed"].sum()), "periods": len(both),
-            "fsu_half_width_kwh": None if not bands else float(bands.get("FSU Error Band", np.nan))}
+            "measured_kwh": float(both["reporting_observed"].sum()), "periods": len(both), **_band(results, bands)}
 
 
 def main(baseline_csv: str, reporting_csv: str) -> dict:

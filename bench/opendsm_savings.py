@@ -7,7 +7,8 @@ does not use; see docs/tracking.md for creating /work/venv-opendsm):
 
 Each CSV: ``time`` (hour start, local standard time), ``kwh`` (energy of the hour), ``temp_c`` (mean outdoor
 temperature of the hour). Output: {"hourly"|"daily"|"billing": {"avoided_kwh", "adjusted_baseline_kwh",
-"measured_kwh", "disqualification", "warnings"} or {"error"}}. Times are given to opendsm as UTC (it needs
+"measured_kwh", "disqualification", "warnings"} or {"error"}}, hourly also its 90 % half-width
+(``_hourly_half_width``). Times are given to opendsm as UTC (it needs
 time zones; one fixed offset for both periods changes nothing in the comparison), temperatures in degF.
 """
 
@@ -40,11 +41,27 @@ def _result(prediction: pd.DataFrame, data) -> dict:
             "warnings": _names(getattr(data, "warnings", []))}
 
 
+def _hourly_half_width(prediction: pd.DataFrame) -> dict:
+    """opendsm's 90 % interval of the hourly avoided energy. Its ``predicted_uncertainty`` is, for each hour of
+    calendar month k, sqrt(U_k^2 / m_k) with U_k its Guideline 14 Annex B half-width of month k's sum (wrapper.py:
+    1.26 t (reporting use_k / (m_k ybar_k)) sqrt(MSE_k (n_k / n'_k)(1 + 2 / n'_k) m_k)); the months are combined in
+    quadrature: sqrt(sum over hours of predicted_uncertainty^2) = sqrt(sum_k U_k^2). Also the same with each U_k
+    scaled by month k's predicted / metered use, i.e. by the adjusted baseline as CalTRACK 4.3.2.4.5 and Annex B
+    define F (the only term where bridge/tracking/caltrack_uncertainty.py departs from opendsm's formula)."""
+    both = prediction[["predicted", "observed", "predicted_uncertainty"]].dropna()
+    months = both.groupby(both.index.month)
+    u2 = months["predicted_uncertainty"].apply(lambda u: float((u ** 2).sum()))
+    scale = months["predicted"].sum() / months["observed"].sum()
+    return {"fsu_half_width_kwh": float(np.sqrt(u2.sum())),
+            "fsu_half_width_adjusted_baseline_kwh": float(np.sqrt((u2 * scale ** 2).sum()))}
+
+
 def hourly(base_kwh, base_t, rep_kwh, rep_t) -> dict:
     baseline = eemeter.HourlyCaltrackBaselineData.from_series(base_kwh, base_t, is_electricity_data=True)
     model = eemeter.HourlyCaltrackModel().fit(baseline)
     reporting = eemeter.HourlyCaltrackReportingData.from_series(rep_kwh, rep_t, is_electricity_data=True)
-    return _result(model.predict(reporting), baseline)
+    prediction = model.predict(reporting)
+    return _result(prediction, baseline) | _hourly_half_width(prediction)
 
 
 def daily(base_kwh, base_t, rep_kwh, rep_t) -> dict:

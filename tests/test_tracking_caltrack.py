@@ -136,7 +136,7 @@ def test_hourly_model_month_needs_its_neighbours_and_predicts_the_known_load():
     assert model.sufficiency_.details["months_with_model"] == ["Feb"]
     february = temperature["2025-02"] + np.random.default_rng(3).normal(0, 1, len(temperature["2025-02"]))
     assert model.predict(february).sum() == pytest.approx(hourly_office(february).sum(), rel=0.005)
-    assert model.guideline14_["hourly"]["passes"] and model.fit_stats_.n_params > 168
+    assert model.guideline14_["hourly"]["passes"] and model.n_params_ > 168
     with pytest.raises(BaselineDisqualified, match="needs Mar, for which the baseline has no model"):
         model.predict(temperature["2025-03"])
 

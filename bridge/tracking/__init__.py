@@ -15,8 +15,8 @@ Modules, one job each:
 - ``faults``: faulted or retrofitted copies of an IDF (fault injection and ECM edits).
 - ``scenario``: edited model copies and campus files that run them (tests, benchmark).
 - ``savings`` and ``report``: avoided energy, weather-regression baseline, JSON/CSV/Markdown+PNG reports.
-- ``caltrack`` (``caltrack_hourly``, ``caltrack_daily``, ``caltrack_data``): CalTRACK 2.0 savings methods and
-  their data-sufficiency rules.
+- ``caltrack`` (``caltrack_hourly``, ``caltrack_daily``, ``caltrack_data``, ``caltrack_uncertainty``): CalTRACK 2.0
+  savings methods, their data-sufficiency rules and their 90 % intervals.
 - ``dr_baseline``: utility customer baselines for demand response ("X of Y" days, capped day-of adjustment).
 - ``dr_event``: a demand-response event's report: delivered kW, tracking, pre-cooling and rebound, comfort, decision times.
 - ``calibration_params``, ``meterdata``, ``simulate``, ``calibrate``, ``calibration_output``: calibrating a model

@@ -36,8 +36,7 @@ from bridge.tracking.caltrack_data import (
     guideline14_checks,
     temperature_out_of_coverage,
 )
-from bridge.tracking.guideline14 import lag1_autocorrelation
-from bridge.tracking.savings import BaselineFit, SavingsError
+from bridge.tracking.savings import SavingsError
 
 F_PER_C = 9.0 / 5.0
 
@@ -93,7 +92,8 @@ class _ChangePoint:
         self.min_degree_days_f_per_year = min_degree_days_f_per_year
         self.fit_: ChangePointFit | None = None
         self.sufficiency_: Sufficiency | None = None
-        self.fit_stats_: BaselineFit | None = None
+        self.baseline_measured_: pd.Series | None = None  # kWh per baseline period (day or bill) ...
+        self.baseline_fitted_: pd.Series | None = None  # ... and the model's, for the savings uncertainty
         self.guideline14_: dict | None = None
         self.baseline_temperature_c_: pd.Series | None = None
 
@@ -154,12 +154,8 @@ class _ChangePoint:
         return f.intercept + _period_means(load[:, None], day_period, n_periods)[:, 0]
 
     def _finish(self, measured: pd.Series, fitted: pd.Series, native: str) -> None:
-        residuals = (measured - fitted).dropna()
-        p = self.fit_.n_params
-        checks = guideline14_checks(measured, fitted, p, native)
-        self.guideline14_ = checks
-        values = checks[native]
-        self.fit_stats_ = BaselineFit(values["cv_rmse_pct"], lag1_autocorrelation(residuals), len(residuals), p)
+        self.guideline14_ = guideline14_checks(measured, fitted, self.fit_.n_params, native)
+        self.baseline_measured_, self.baseline_fitted_ = measured, fitted
 
     def coverage_warning(self, temperature_c: pd.Series) -> str | None:
         """CalTRACK 3.7.5.2 coverage of reporting temperatures (hourly, degC) by the baseline's days."""

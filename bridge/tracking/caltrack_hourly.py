@@ -34,8 +34,7 @@ from bridge.tracking.caltrack_data import (
     guideline14_checks,
     temperature_out_of_coverage,
 )
-from bridge.tracking.guideline14 import lag1_autocorrelation
-from bridge.tracking.savings import HOURS_PER_WEEK, BaselineFit, SavingsError, hour_of_week, slot_names
+from bridge.tracking.savings import HOURS_PER_WEEK, SavingsError, hour_of_week, slot_names
 
 DEFAULT_BINS_C = tuple(fahrenheit_to_celsius(f) for f in (30, 45, 55, 65, 75, 90))
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -126,10 +125,12 @@ class HourlyModel:
         self.segments_: dict[int, _Segment] = {}
         self.whole_year_: _Segment | None = None
         self.sufficiency_: Sufficiency | None = None
-        self.fit_stats_: BaselineFit | None = None
+        self.n_params_: int | None = None  # the most parameters of a month's model (Guideline 14's p)
         self.guideline14_: dict | None = None
+        self.baseline_kwh_: pd.Series | None = None
         self.baseline_temperature_c_: pd.Series | None = None
         self.prediction_warning_: str | None = None
+        self.whole_year_used_: bool | None = None  # by the last predict
 
     def _segment(self) -> _Segment:
         return _Segment(self.bin_endpoints_c, self.min_bin_hours, self.occupancy_threshold)
@@ -169,16 +170,18 @@ class HourlyModel:
             "months_with_model": [MONTHS[m - 1] for m in available]})
         if disqualified:
             raise BaselineDisqualified(self.sufficiency_)
-        self.baseline_temperature_c_ = data["temp_c"]
-        fitted = self._predict_months(index, temp, use_whole_year=not self.segmented)
-        measured = pd.Series(kwh, index)
-        both = pd.concat({"y": measured, "yhat": fitted}, axis=1).dropna()
+        self.baseline_kwh_, self.baseline_temperature_c_ = data["kwh"], data["temp_c"]
+        fitted = self.baseline_fitted(use_whole_year=not self.segmented)
+        both = pd.concat({"y": self.baseline_kwh_, "yhat": fitted}, axis=1).dropna()
         models = list(self.segments_.values()) or [self.whole_year_]
-        p = max(int(s.rank) for s in models)
-        self.guideline14_ = guideline14_checks(both["y"], both["yhat"], p, "hourly")
-        self.fit_stats_ = BaselineFit(self.guideline14_["hourly"]["cv_rmse_pct"],
-                                      lag1_autocorrelation(both["y"] - both["yhat"]), len(both), p)
+        self.n_params_ = max(int(s.rank) for s in models)
+        self.guideline14_ = guideline14_checks(both["y"], both["yhat"], self.n_params_, "hourly")
         return self
+
+    def baseline_fitted(self, use_whole_year: bool) -> pd.Series:
+        """The model's kWh for the baseline hours: by each month's model, or by the whole-year model."""
+        t = self.baseline_temperature_c_
+        return self._predict_months(pd.DatetimeIndex(t.index), t.to_numpy(float), use_whole_year)
 
     def _predict_months(self, index: pd.DatetimeIndex, temp: np.ndarray, use_whole_year: bool) -> pd.Series:
         out = np.full(len(index), np.nan)
@@ -203,6 +206,7 @@ class HourlyModel:
         use_whole_year = not self.segmented or (self.prediction_warning_ is not None and self.whole_year_ is not None)
         if self.prediction_warning_ and self.whole_year_ is not None and self.segmented:
             self.prediction_warning_ += ": predicted with one model of the whole baseline year"
+        self.whole_year_used_ = use_whole_year
         if not use_whole_year:
             needed = sorted(set(index.month) - set(self.segments_))
             if needed:

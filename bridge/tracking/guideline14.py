@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -193,6 +194,7 @@ def effective_points(n: int, rho: float) -> float:
 class SavingsUncertainty:
     """Guideline 14-2014 Annex B fractional savings uncertainty of a savings estimate."""
 
+    formula: ClassVar[str] = "ASHRAE Guideline 14-2014 Annex B fractional savings uncertainty"
     confidence: float
     n_baseline: int
     n_effective: float
@@ -205,6 +207,11 @@ class SavingsUncertainty:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def table_rows(self) -> list[str]:
+        """Markdown rows of the terms (for bridge/tracking/report.py)."""
+        return [f"| baseline CV(RMSE), n, n', rho, t | {self.cv_rmse:.1%}, {self.n_baseline}, {self.n_effective:.1f}, "
+                f"{self.rho:.2f}, {self.t_stat:.2f} |"]
 
 
 def fractional_savings_uncertainty(cv_rmse: float, savings_fraction: float, n_baseline: int, m_reporting: int,

@@ -68,12 +68,12 @@ def _markdown(result: SavingsResult, title: str, extra: dict) -> str:
         lines += [
             f"| uncertainty ({u.confidence:.0%} confidence) | +/- {result.avoided_uncertainty_kwh:,.1f} kWh "
             f"({u.fractional_uncertainty:.1%} of savings) |",
-            f"| baseline CV(RMSE), n, n', rho, t | {u.cv_rmse:.1%}, {u.n_baseline}, {u.n_effective:.1f}, "
-            f"{u.rho:.2f}, {u.t_stat:.2f} |",
+            *u.table_rows(),
         ]
     if result.uncertainty_warning:
         lines += ["", f"**Warning**: {result.uncertainty_warning}."]
-    lines += ["", "Uncertainty: ASHRAE Guideline 14-2014 Annex B fractional savings uncertainty (see docs/tracking.md).", ""]
+    lines += ["", f"Uncertainty: {result.uncertainty.formula} (see docs/tracking.md)." if result.uncertainty else
+              "Uncertainty: none computed.", ""]
     for name, section in extra.items():
         lines += [f"## {name}", "", "```json", json.dumps(section, indent=2, default=str), "```", ""]
     lines += ["## Plots", "", "![Adjusted baseline vs measured](predicted_vs_measured.png)", "",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,9 @@ from bridge.tracking.guideline14 import (
     lag1_autocorrelation,
     median_step,
 )
+
+if TYPE_CHECKING:
+    from bridge.tracking.caltrack_uncertainty import CaltrackUncertainty
 
 log = logging.getLogger(__name__)
 HOURS_PER_WEEK = 168
@@ -92,7 +96,7 @@ class SavingsResult:
     measured_kwh: float
     avoided_kwh: float
     savings_fraction: float
-    uncertainty: SavingsUncertainty | None
+    uncertainty: SavingsUncertainty | CaltrackUncertainty | None  # Guideline 14 (TOWT, simulation) or CalTRACK's
     series: pd.DataFrame  # adjusted_baseline_kwh, measured_kwh, avoided_kwh, cumulative_avoided_kwh
     incomplete_periods: int = 0  # shared periods left out: a value missing in one series or both
     uncertainty_warning: str | None = None  # why the uncertainty is None although the baseline fit is known
