@@ -57,6 +57,10 @@ occupied RMSE, overall RMSE, coverage, occupied RMSE by hour of day (worst hours
 
     PYTHONPATH=$PWD nice -n 5 python -m bench.study_twin_thermal_features --period val_jul --seed 0
     PYTHONPATH=$PWD python -m bench.study_twin_thermal_features --analyse
+    PYTHONPATH=$PWD python -m bench.study_twin_thermal_features --length-scales --period val_jul --seed 0 \
+        --variants base mean24 night cdh
+
+Results (docs/twin.md, "Thermal-mass features"): no candidate passed; val_sep was therefore not run.
 """
 
 from __future__ import annotations
@@ -143,6 +147,27 @@ def run(period: str, seed: int, variants: list[str]) -> None:
         np.savez(path, **out)
 
 
+def length_scales(period: str, seed: int, variants: list[str]) -> None:
+    """Print each candidate column's range on the training days and on the validation days (share of
+    validation rows above the training maximum), and the fitted ARD length scales of each variant's
+    static model (no calibration; 1000 is the bound: the RBF ignores that column)."""
+    tagmap = load_config(ROOT / "sims/large_office.toml").buildings[0].tagmap
+    (start, end), first, last = PERIODS[period]
+    frame = derived(history(historian_path(start, end, seed), seed, start, end))
+    train = frame[frame.index < pd.Timestamp(first)]
+    days = frame[(frame.index >= pd.Timestamp(first)) & (frame.index <= pd.Timestamp(last) + pd.Timedelta(days=1))]
+    for column in (TEMPERATURE, "mean3", "mean6", "mean24", "night", "cdh"):
+        print(f"{column}: training {train[column].min():.1f}..{train[column].max():.1f}, validation "
+              f"{days[column].min():.1f}..{days[column].max():.1f}, above the training maximum "
+              f"{np.mean(days[column] > train[column].max()):.2f}")
+    base, = feature_sets_for(tagmap, ["FacilityPower"], **LAGS)
+    for variant in variants:
+        power_set = dataclasses.replace(base, disturbances=base.disturbances + VARIANTS[variant])
+        model = GPModel(power_set, **GP, bias_hours=0, calibrate=False).fit(train)
+        scales = np.exp(model.kernel_.theta[1:len(power_set.columns) + 1])
+        print(f"{variant}: " + " ".join(f"{c}={v:.1f}" for c, v in zip(power_set.columns, scales)))
+
+
 def analyse() -> None:
     """Print every stored run's figures per variant and the adoption criterion."""
     schedule = excitation_for(load_config(ROOT / "sims/large_office.toml").buildings[0])
@@ -183,8 +208,11 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--analyse", action="store_true")
+    parser.add_argument("--length-scales", action="store_true", help="print column ranges and fitted length scales")
     args = parser.parse_args()
     if args.analyse:
         analyse()
+    elif args.length_scales:
+        length_scales(args.period, args.seed, args.variants)
     else:
         run(args.period, args.seed, args.variants)
