@@ -218,3 +218,73 @@ def test_a_groups_steps_go_over_one_channel_and_as_ray_calls_when_it_cannot_be_o
         assert asyncio.run(steps(deaf)) == [(600.0, ["B1", "B2"]), (600.0, None), (600.0, None)]
     assert deaf.ray_steps == [["B1", "B2"], None, None]
     assert caplog.text.count("no step channel to its Ray actor") == 1, caplog.text
+
+
+def write_tls_files(folder, name: str) -> dict[str, str]:
+    """A CA and a certificate it signs, as Ray's TLS settings name them (PEM files in ``folder``)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def certificate(subject: str, key, issuer: str, issuer_key, ca: bool):
+        now = dt.datetime.now(dt.timezone.utc)
+        return (x509.CertificateBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+                .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(minutes=1)).not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(issuer_key, hashes.SHA256()))
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    files = {"RAY_TLS_CA_CERT": folder / f"{name}-ca.pem", "RAY_TLS_SERVER_CERT": folder / f"{name}.pem",
+             "RAY_TLS_SERVER_KEY": folder / f"{name}.key"}
+    files["RAY_TLS_CA_CERT"].write_bytes(certificate(f"{name} CA", ca_key, f"{name} CA", ca_key, True)
+                                         .public_bytes(serialization.Encoding.PEM))
+    files["RAY_TLS_SERVER_CERT"].write_bytes(certificate("node", key, f"{name} CA", ca_key, False)
+                                             .public_bytes(serialization.Encoding.PEM))
+    files["RAY_TLS_SERVER_KEY"].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                              serialization.PrivateFormat.PKCS8,
+                                                              serialization.NoEncryption()))
+    return {variable: str(path) for variable, path in files.items()}
+
+
+def test_with_rays_tls_settings_the_channel_is_mutual_tls_and_refuses_other_peers(tmp_path, monkeypatch):
+    """RAY_USE_TLS=1: the steps cross encrypted, each end's certificate checked against Ray's CA; a plain
+    connection or one whose certificate another CA signed gets no step (the head falls back to Ray calls)."""
+    cluster, stranger = write_tls_files(tmp_path, "cluster"), write_tls_files(tmp_path, "stranger")
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    for variable, path in cluster.items():
+        monkeypatch.setenv(variable, path)
+    actor = StandInActor(listen=True)
+    steps = []
+
+    async def answer(changed, names):
+        steps.append(names)
+        return 600.0, names
+
+    actor._answer = answer
+
+    async def run():
+        channel = await StepChannel.open(actor)  # TLS both ways
+        assert channel._writer.get_extra_info("ssl_object") is not None
+        first = await channel.step({}, ["B1"])
+        channel.close()
+        (host, port) = actor.servers[0].sockets[0].getsockname()
+        plain = await connected((host, port))  # no TLS: the handshake fails, nothing is unpickled
+        with pytest.raises(ChannelLost):
+            await asyncio.wait_for(plain.step({}, ["B2"]), 15)
+        for variable, path in stranger.items():
+            monkeypatch.setenv(variable, path)
+        _, client = ray_channel.tls_contexts()
+        with pytest.raises(OSError):  # ssl.SSLError: the actor's certificate is not the stranger CA's
+            await asyncio.open_connection(host, port, ssl=client)
+        for server in actor.servers:
+            server.close()
+        return first
+
+    assert asyncio.run(run()) == (600.0, ["B1"])
+    assert steps == [["B1"]]

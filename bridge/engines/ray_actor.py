@@ -486,12 +486,10 @@ class RayNodeGroup(StepGroup):
             try:
                 self._channel = await ray_channel.StepChannel.open(actor)
                 log.info("%s: step channel to its Ray actor at %s", self.config.name, self._channel.address)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, RayTaskError) as exc:  # unreachable, or TLS settings the actor refused
                 self._channel_refused = True
-                log.warning("%s: no step channel to its Ray actor (%s); its steps go as Ray calls",
-                            self.config.name, exc or type(exc).__name__)
-            except RayTaskError as exc:
-                raise _fault(self.config.name, "opening its step channel", exc) from None
+                log.warning("%s: no step channel to its Ray actor (%s: %s); its steps go as Ray calls",
+                            self.config.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         if self._channel is not None and actor is self.actor:
             try:
                 return await self._channel.step(changed, names)

@@ -11,8 +11,10 @@ learns the address and hands it a fresh 32-byte token in one Ray call (Ray's own
 head connects and sends the token; the actor closes a connection whose first bytes are not that token
 (compared in constant time) before it reads anything else. Then each step is one frame each way, a 4-byte
 big-endian length and a pickle: the request ``(changed, names)``, the answer ``(True, answer)`` or
-``(False, what failed)``. A frame longer than MAX_FRAME_BYTES is refused. The channel trusts its network as
-Ray does: run the cluster on a private network (docs/scale.md, "Securing it").
+``(False, what failed)``. A frame longer than MAX_FRAME_BYTES is refused. When Ray's own traffic is TLS
+(``RAY_USE_TLS=1`` with ``RAY_TLS_SERVER_CERT``, ``RAY_TLS_SERVER_KEY``, ``RAY_TLS_CA_CERT`` on every node, Ray's
+"TLS authentication" settings), so is the channel's, with the same files and both ends' certificates checked
+against that CA (``tls_contexts``); otherwise it trusts its network as Ray does (docs/scale.md, "Securing it").
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import asyncio
 import hmac
 import logging
 import pickle
+import os
 import secrets
+import ssl
 import struct
 from collections.abc import Awaitable, Callable
 
@@ -56,6 +60,25 @@ async def read_frame(reader: asyncio.StreamReader) -> object:
     return pickle.loads(await reader.readexactly(length))
 
 
+def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
+    """(server, client) TLS contexts from Ray's TLS settings when ``RAY_USE_TLS`` is on, else None: each end
+    presents ``RAY_TLS_SERVER_CERT`` / ``RAY_TLS_SERVER_KEY`` and requires the other's to be signed by
+    ``RAY_TLS_CA_CERT`` (mutual TLS, as Ray's gRPC; host names are not checked: the certificate is the
+    cluster's, not a node's)."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true"):
+        return None
+    cert, key, ca = (os.environ.get(name, "") for name in ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT"))
+    contexts = []
+    for purpose in (ssl.PROTOCOL_TLS_SERVER, ssl.PROTOCOL_TLS_CLIENT):
+        context = ssl.SSLContext(purpose)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_cert_chain(cert, key)
+        context.load_verify_locations(ca)
+        contexts.append(context)
+    return contexts[0], contexts[1]
+
+
 Step = Callable[[dict, "list[str] | None"], Awaitable[object]]
 
 
@@ -87,7 +110,9 @@ async def serve(step: Step, token: bytes, host: str) -> tuple[asyncio.AbstractSe
         finally:
             writer.close()
 
-    server = await asyncio.start_server(connection, host, 0)
+    tls = tls_contexts()
+    server = await asyncio.start_server(connection, host, 0, ssl=tls and tls[0],
+                                        ssl_handshake_timeout=OPEN_TIMEOUT_S if tls else None)
     return server, (host, server.sockets[0].getsockname()[1])
 
 
@@ -103,10 +128,10 @@ class StepChannel:
     async def open(cls, actor) -> "StepChannel":
         """Ask ``actor`` (a NodeActor handle) to listen and connect to it, within OPEN_TIMEOUT_S (TimeoutError;
         OSError when its address cannot be reached; Ray's own error when the actor is gone)."""
-        token = secrets.token_bytes(TOKEN_BYTES)
+        token, tls = secrets.token_bytes(TOKEN_BYTES), tls_contexts()
         async with asyncio.timeout(OPEN_TIMEOUT_S):
             host, port = await actor.open_channel.remote(token)
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, ssl=tls and tls[1])
         writer.write(token)
         return cls(reader, writer, f"{host}:{port}")
 
