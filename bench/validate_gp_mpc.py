@@ -60,6 +60,26 @@ controller robust if with it at least three of the four twins reach a mean deliv
 twin's mean tracking RMSE falls below its figure without the gain (seed 0 15.5, seeds 1-3 40.8 / 33.2 / 40.9 kW);
 it is not adopted as a default in any case (it needs a test event per twin), and bench_gp_mpc's test days are not
 run. Every day run is reported.
+Round 13 (2026-12-05 ~12:55, written and committed before any of its closed-loop runs): the event baseline
+``"twin_regression"``, the per-step mean of the twin's baseline held from entry and the regression baseline
+(bridge/tracking/dr_baseline.py's ``regression_baseline``: round 11's (d), one least-squares fit per 10-minute
+time of day on the last 30 eligible weekdays plus the additive day-of adjustment over the 3 h ending at entry;
+round 12's (e), offline 9.05 kW mean / 14.2 kW worst event-window RMSE on these days against the twin's 15.2 /
+33.9). Round 12's offline criterion (mean <= 8 kW) was not met, so the lead set this second, closed-loop one.
+``--baseline twin_regression`` runs ``fac_entry`` at 100 kW on the 11 days with the kept configuration (the
+known-load twins of excitation seed 0, bench_gp_mpc's), the event naming ``baseline = "twin_regression"`` and the
+controller fed ``baselines={"regression": source}``: the regression baseline made at entry from the history the
+controller would have had (each day here runs alone from midnight): the 30 eligible weekdays of
+bench/study_regression_baseline.py's long base-schedule run (Apr 21 - Aug 31, reused; test days, the schedule's
+and the model's holidays left out, as in rounds 11-12), the day's own measurement up to entry (its day-alone base
+run, which is what the closed loop measures up to entry: the controller writes the base schedule until then) and
+the EPW forecast after it. Results in bench/results/gp_mpc_validation_twin_regression.json. Criterion, fixed now:
+"twin_regression" is ADOPTED as bench_gp_mpc's event baseline if, on the 11 days, delivered/requested (against
+the base run) is >= 0.9 on average and >= 0.8 on the worst day, the tracking RMSE (against base run - request)
+is <= 13.5 kW on average (the twin baseline's 15.5 kW in these closed loops, minus 2), 0 K h above 26 degC on
+every day, and the decision time p95 < 2 s on every day. If adopted, bench_gp_mpc runs its six test days once at
+100 kW with it (results under a new name, gp_mpc_twin_regression.json; gp_mpc.json kept); if not, the test days
+are not run. Every day run is reported; nothing is tuned on these runs.
 """
 
 from __future__ import annotations
