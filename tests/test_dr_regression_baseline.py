@@ -25,7 +25,7 @@ def synthetic(first: str = "2025-06-01") -> tuple[pd.DataFrame, pd.DataFrame]:
     power = power + np.where(day == pd.Timestamp("2025-06-09"), 50, 0) - np.where(day.dayofweek >= 5, 300, 0) \
         + np.where(day == EVENT_DAY, 5, 0)
     measured = pd.DataFrame({"power": power, "temperature": temperature, "humidity": humidity}, index=times)
-    after = pd.date_range(ENTRY + STEP, END + pd.Timedelta(hours=2), freq=STEP)
+    after = pd.date_range(ENTRY + STEP, END + pd.Timedelta(hours=4), freq=STEP)
     return measured, pd.DataFrame({"temperature": 20.0, "humidity": 50.0}, index=after)
 
 
@@ -41,6 +41,11 @@ def test_the_fit_of_the_eligible_weekdays_plus_the_day_of_offset():
     wider = regression_baseline(measured, forecast, BEGIN, END, ENTRY, days=5, excluded=["2025-06-09"],
                                 margin=pd.Timedelta(hours=2))
     assert len(wider.kw) == 7 and wider.kw.index[0] == BEGIN - pd.Timedelta(hours=1)
+    # a margin reaching back over the adjustment window (to entry): one value per interval, the same fit
+    overlapping = regression_baseline(measured, forecast, BEGIN, END, ENTRY, days=5, excluded=["2025-06-09"],
+                                      margin=pd.Timedelta(hours=4))
+    assert overlapping.kw.index[0] == ENTRY and len(overlapping.kw) == 11 and overlapping.kw.index.is_unique
+    assert overlapping.kw[ENTRY] == pytest.approx(measured["power"][ENTRY])  # the day's own 100 + 2 T + 5
     # Jun 9 (50 kW above) left in: no longer an exact fit of the same five days
     assert regression_baseline(measured, forecast, BEGIN, END, ENTRY, days=5).days[-2] == pd.Timestamp("2025-06-09").date()
 

@@ -243,7 +243,7 @@ def regression_baseline(measured: pd.DataFrame, forecast: pd.DataFrame, begin: d
     window = _times(begin - margin, end + margin, step)
     adjust = _times(entry - pd.Timedelta(hours=adjustment_hours), entry, step)
     weather = _day_weather(measured, forecast, window[0].normalize() - TEMPERATURE_MEAN, window[-1], entry, step)
-    wanted = adjust.append(window)
+    wanted = adjust.union(window)
     predicted = _time_of_day_fit(history, _regressors(weather).reindex(wanted), step)
     if predicted.isna().any():
         raise BaselineError(f"the regression baseline of the event {begin} .. {end} lacks the weather (measured up "
