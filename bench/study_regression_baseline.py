@@ -170,13 +170,14 @@ def regression_inputs(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame
 
 
 def tod_baseline(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame, n: int,
-                 margin: pd.Timedelta = pd.Timedelta(0)):
+                 margin: pd.Timedelta | None = None):
     """c_tod with the day-of adjustment (d_c_tod<n>): dr_baseline's ``regression_baseline`` on the ``n`` most
     recent eligible weekdays of ``long``, made at entry (the library's Baseline; ``margin`` around the event)."""
     begin, end = (day + pd.Timedelta(hours=h) for h in EVENT_SIM_HOURS)
     measured, forecast, excluded = regression_inputs(day, long, alone)
     return regression_baseline(measured, forecast, begin, end, day + ENTRY, days=n, excluded=excluded,
-                               adjustment_hours=ADJUST / pd.Timedelta(hours=1), lookback_days=120, margin=margin)
+                               adjustment_hours=ADJUST / pd.Timedelta(hours=1), lookback_days=120,
+                               margin=pd.Timedelta(0) if margin is None else margin)
 
 
 def towt_predict(history: pd.DataFrame, weather: pd.DataFrame, times: pd.DatetimeIndex) -> pd.Series:

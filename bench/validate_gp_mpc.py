@@ -102,8 +102,8 @@ sys.path.insert(0, str(ROOT))
 from bench import bench_gp_mpc as bench  # noqa: E402
 from bench.results_io import figure, write_results  # noqa: E402
 from bench.study_gp_baseline import DAYS, base_run  # noqa: E402
-from bench.study_regression_baseline import ENTRY, long_base_run, tod_baseline  # noqa: E402
-from controllers.gp_mpc import WINDOW, GpMpcController, load_mpc  # noqa: E402
+from bench.study_regression_baseline import ENTRY, long_base_run, tod_baseline
+from controllers.gp_mpc import WINDOW, GpMpcController, load_mpc
 
 UNITS = {**bench.UNITS,
          "spread_mean_kw": ("kW, max - min of the members' entry baselines per event step, mean", ""),

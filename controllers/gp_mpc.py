@@ -116,7 +116,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bridge.tracking.dr_baseline import BaselineError, regression_baseline, x_of_y_baseline
+from bridge.tracking.dr_baseline import (
+    BaselineError,
+    regression_baseline,
+    x_of_y_baseline,
+)
 from bridge.tracking.dr_event import EventReport, EventReportError, event_report
 from bridge.twin.gp import TwinModel
 from bridge.twin.weather import WeatherError, weather_series

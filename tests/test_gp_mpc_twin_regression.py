@@ -9,7 +9,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-import pytest
 from test_gp_mpc_ensemble import DAY, mpc_file, run_to_entry, twin_file  # noqa: F401 (a fixture)
 
 from bridge.tracking.dr_baseline import regression_baseline
