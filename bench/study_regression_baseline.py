@@ -73,7 +73,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_gp_mpc import EVENT_SIM_HOURS, EXAMPLES, MONTHS, closed_loop
 from bench.results_io import figure, write_results
 from bench.study_gp_baseline import DAYS, base_run
-from bridge.tracking.dr_baseline import x_of_y_baseline
+from bridge.tracking.dr_baseline import regression_baseline, x_of_y_baseline
 from bridge.tracking.savings import TowtModel, hourly_energy_kwh, hourly_mean
 from bridge.twin.weather import weather_series
 from controllers.schedule import ScheduleController, load_schedule
@@ -154,24 +154,30 @@ def _epw() -> Path:
     return load_config(ROOT / "sims/large_office.toml").buildings[0].weather
 
 
-def features(weather: pd.DataFrame) -> pd.DataFrame:
-    """c_tod's regressors at each step of ``weather``: 1, temperature, its 6 h mean, humidity."""
-    mean = weather[TEMP].rolling(MEAN_T, min_periods=int(MEAN_T / STEP)).mean()
-    return pd.DataFrame({"one": 1.0, "t": weather[TEMP], "t6": mean, "rh": weather[HUMIDITY]}, index=weather.index)
+def regression_inputs(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, list[dt.date]]:
+    """dr_baseline.regression_baseline's (measured, forecast, excluded days) for ``day``: ``long`` before the day
+    and ``alone`` (the day's own run) up to entry; the day's weather (``day_weather``); the test days and the
+    schedule's and the model's holidays (``eligible_days``'s rule)."""
+    entry = day + ENTRY
+    rows = pd.concat([long[long.index <= day], alone[(alone.index > day) & (alone.index <= entry)]])
+    names = {POWER: "power", TEMP: "temperature", HUMIDITY: "humidity"}
+    measured = rows[list(names)].rename(columns=names)
+    forecast = day_weather(day, alone, entry).rename(columns=names)
+    excluded = list(TEST_DAYS) + sorted(model_holidays(long))
+    excluded += [d.date() for d in pd.date_range(day - pd.Timedelta(days=120), day) if SCHEDULE.is_holiday(d.date())]
+    return measured, forecast, excluded
 
 
-def tod_predict(history: pd.DataFrame, future_x: pd.DataFrame) -> pd.Series:
-    """c_tod: per 10-minute time of day, least squares of the history's power on ``features``, predicted at
-    ``future_x``'s times."""
-    hx = features(history)
-    tod = lambda index: (index - index.normalize()) // STEP
-    h_tod, f_tod = tod(history.index), tod(future_x.index)
-    out = pd.Series(np.nan, index=future_x.index)
-    for slot in np.unique(f_tod):
-        rows = (h_tod == slot) & hx.notna().all(axis=1).to_numpy()
-        coef = np.linalg.lstsq(hx[rows].to_numpy(float), history.loc[rows, POWER].to_numpy(float), rcond=None)[0]
-        out[f_tod == slot] = future_x[f_tod == slot].to_numpy(float) @ coef
-    return out
+def tod_baseline(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame, n: int,
+                 margin: pd.Timedelta | None = None):
+    """c_tod with the day-of adjustment (d_c_tod<n>): dr_baseline's ``regression_baseline`` on the ``n`` most
+    recent eligible weekdays of ``long``, made at entry (the library's Baseline; ``margin`` around the event)."""
+    begin, end = (day + pd.Timedelta(hours=h) for h in EVENT_SIM_HOURS)
+    measured, forecast, excluded = regression_inputs(day, long, alone)
+    return regression_baseline(measured, forecast, begin, end, day + ENTRY, days=n, excluded=excluded,
+                               adjustment_hours=ADJUST / pd.Timedelta(hours=1), lookback_days=120,
+                               margin=pd.Timedelta(0) if margin is None else margin)
 
 
 def towt_predict(history: pd.DataFrame, weather: pd.DataFrame, times: pd.DatetimeIndex) -> pd.Series:
@@ -195,14 +201,15 @@ def model_baselines(day: pd.Timestamp, long: pd.DataFrame, alone: pd.DataFrame, 
     made, out = {}, {}
     both = adjust.append(event)
     for name in names:
-        history = of_days(long, eligible_days(long, day, int(name[-2:])))
         if name.startswith("b_towt"):
+            history = of_days(long, eligible_days(long, day, int(name[-2:])))
             made[name] = towt_predict(history, weather, both)
-        else:
-            made[name] = tod_predict(history, features(weather).loc[both])
-    for name in names:
-        offset = float((measured.loc[adjust, POWER] - made[name].loc[adjust]).mean())
-        made[f"d_{name}"] = made[name] + offset
+            offset = float((measured.loc[adjust, POWER] - made[name].loc[adjust]).mean())
+            made[f"d_{name}"] = made[name] + offset
+        else:  # c_tod: the library's regression baseline (its day-of adjustment removed for c_tod itself)
+            baseline = tod_baseline(day, long, alone, int(name[-2:]))
+            offset = baseline.adjustment.offset_kw
+            made[name], made[f"d_{name}"] = baseline.kw - offset, baseline.kw
         out[f"d_{name}_offset_kw"] = offset
     return made, out
 

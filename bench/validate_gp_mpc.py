@@ -9,6 +9,7 @@ MPC tracks HVAC power: the facility's shed is the same) and ``baseline_update``.
 Used to choose the twins and the baseline update before the test days were run again.
 
     python bench/validate_gp_mpc.py hvac_end hvac_entry plain_entry [-o gp_mpc_validation]
+    nice -n 5 python bench/validate_gp_mpc.py fac_entry --baseline twin_regression -o gp_mpc_validation_twin_regression
     nice -n 5 python bench/validate_gp_mpc.py fac_entry --ensemble 1 2 3 --ensemble 0 1 2 3 -o gp_mpc_validation_ensemble
 
 Prints one JSON line per day and variant and writes bench/results/<-o>.json (default
@@ -60,6 +61,26 @@ controller robust if with it at least three of the four twins reach a mean deliv
 twin's mean tracking RMSE falls below its figure without the gain (seed 0 15.5, seeds 1-3 40.8 / 33.2 / 40.9 kW);
 it is not adopted as a default in any case (it needs a test event per twin), and bench_gp_mpc's test days are not
 run. Every day run is reported.
+Round 13 (2026-12-05 ~12:55, written and committed before any of its closed-loop runs): the event baseline
+``"twin_regression"``, the per-step mean of the twin's baseline held from entry and the regression baseline
+(bridge/tracking/dr_baseline.py's ``regression_baseline``: round 11's (d), one least-squares fit per 10-minute
+time of day on the last 30 eligible weekdays plus the additive day-of adjustment over the 3 h ending at entry;
+round 12's (e), offline 9.05 kW mean / 14.2 kW worst event-window RMSE on these days against the twin's 15.2 /
+33.9). Round 12's offline criterion (mean <= 8 kW) was not met, so the lead set this second, closed-loop one.
+``--baseline twin_regression`` runs ``fac_entry`` at 100 kW on the 11 days with the kept configuration (the
+known-load twins of excitation seed 0, bench_gp_mpc's), the event naming ``baseline = "twin_regression"`` and the
+controller fed ``baselines={"regression": source}``: the regression baseline made at entry from the history the
+controller would have had (each day here runs alone from midnight): the 30 eligible weekdays of
+bench/study_regression_baseline.py's long base-schedule run (Apr 21 - Aug 31, reused; test days, the schedule's
+and the model's holidays left out, as in rounds 11-12), the day's own measurement up to entry (its day-alone base
+run, which is what the closed loop measures up to entry: the controller writes the base schedule until then) and
+the EPW forecast after it. Results in bench/results/gp_mpc_validation_twin_regression.json. Criterion, fixed now:
+"twin_regression" is ADOPTED as bench_gp_mpc's event baseline if, on the 11 days, delivered/requested (against
+the base run) is >= 0.9 on average and >= 0.8 on the worst day, the tracking RMSE (against base run - request)
+is <= 13.5 kW on average (the twin baseline's 15.5 kW in these closed loops, minus 2), 0 K h above 26 degC on
+every day, and the decision time p95 < 2 s on every day. If adopted, bench_gp_mpc runs its six test days once at
+100 kW with it (results under a new name, gp_mpc_twin_regression.json; gp_mpc.json kept); if not, the test days
+are not run. Every day run is reported; nothing is tuned on these runs.
 """
 
 from __future__ import annotations
@@ -73,6 +94,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -80,23 +102,48 @@ sys.path.insert(0, str(ROOT))
 from bench import bench_gp_mpc as bench  # noqa: E402
 from bench.results_io import figure, write_results  # noqa: E402
 from bench.study_gp_baseline import DAYS, base_run  # noqa: E402
-from controllers.gp_mpc import GpMpcController, load_mpc  # noqa: E402
+from bench.study_regression_baseline import ENTRY, long_base_run, tod_baseline
+from controllers.gp_mpc import WINDOW, GpMpcController, load_mpc
 
 UNITS = {**bench.UNITS,
          "spread_mean_kw": ("kW, max - min of the members' entry baselines per event step, mean", ""),
          "spread_max_kw": ("kW, max - min of the members' entry baselines per event step, max", ""),
-         "dynamics_seed": ("excitation seed of the member the optimiser rolled out", "")}
+         "dynamics_seed": ("excitation seed of the member the optimiser rolled out", ""),
+         "regression_baseline_rmse_kw": ("kW, RMSE of the regression source's baseline over the event, against the base run", ""),
+         "pre_entry_max_diff_kw": ("kW, largest |closed-loop - base-run| power up to entry (the regression's day-of data)", "")}
 
 SUMMARY = ("delivered_ratio", "tracking_rmse_kw", "twin_baseline_error_kw", "twin_baseline_rmse_kw", "own_delivered_ratio",
            "setpoint_reversals")
 ENSEMBLE = ("kh_above_26", "decision_p95_s", "decision_max_s", "spread_mean_kw", "spread_max_kw", "dynamics_seed")
+REGRESSION = ("kh_above_26", "decision_p95_s", "decision_max_s", "regression_baseline_rmse_kw", "pre_entry_max_diff_kw")
+
+
+def regression_source(day: str, base: pd.DataFrame):
+    """Round 13's ``baselines={"regression": source}`` for ``day`` (module docstring): study_regression_baseline's
+    (d) (dr_baseline.regression_baseline on the long base run's 30 eligible weekdays, the day's base run up to
+    entry, the EPW forecast after), made for the controller's entry (11:10 simulation time) and refused at
+    another time."""
+    long = long_base_run()
+
+    def source(event, times: pd.DatetimeIndex) -> np.ndarray:
+        entry = pd.Timestamp(day) + ENTRY
+        if times[0] != entry + bench_step(base):
+            raise RuntimeError(f"{day}: the regression source was asked at {times[0]}, made for entry {entry}")
+        return tod_baseline(pd.Timestamp(day), long, base, 30, margin=WINDOW).kw.reindex(times).to_numpy(float)
+    return source
+
+
+def bench_step(frame: pd.DataFrame) -> pd.Timedelta:
+    return frame.index[1] - frame.index[0]
 
 
 def run_variant(variant: str, month: str, day: str, feedback_steps: int | None = None, request_kw: float = 100.0,
                 move_weight: float | None = None, decide: list[str] = (), seed: int = 0,
-                ensemble: list[int] = (), response_gain: float | None = None) -> dict[str, float]:
+                ensemble: list[int] = (), response_gain: float | None = None, baseline: str | None = None
+                ) -> dict[str, float]:
     """One day's figures (bench_gp_mpc.day_figures); ``ensemble``: the month's twins of those excitation seeds
-    as the MPC file's ``model`` list (``seed`` unused), with the members' baseline spread at entry."""
+    as the MPC file's ``model`` list (``seed`` unused), with the members' baseline spread at entry; ``baseline``:
+    the event's baseline ("twin_regression": fed ``regression_source``)."""
     twin, update = variant.split("_")
     power = "HvacPower" if twin == "hvac" else "FacilityPower"
     base = base_run(month, day)
@@ -107,6 +154,8 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
                  "[" + ", ".join(f'"{bench.ensure_models(power, known_load=twin != "plain", seed=s)[month]}"'
                                  for s in ensemble) + "]")
         text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', model)
+        if baseline:
+            text += f'baseline = "{baseline}"\n'
         mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n', 1)
                        .replace('baseline_update = "entry"', f'baseline_update = "{update}"'))
         config = load_mpc(mpc)
@@ -114,9 +163,23 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
         overrides = {key: value for key, value in overrides.items() if value is not None}
         if decide:  # a subset of the file's decided inputs, their bounds kept
             overrides.update(decide=tuple(decide), bounds={tag: config.bounds[tag] for tag in decide})
-        controller = GpMpcController(dataclasses.replace(config, **overrides))
+        sources = {"regression": regression_source(day, base)} if baseline == "twin_regression" else {}
+        controller = GpMpcController(dataclasses.replace(config, **overrides), baselines=sources)
+        if baseline and controller.config.events[0].baseline != baseline:
+            raise RuntimeError(f"{day}: the event's baseline is {controller.config.events[0].baseline}, not {baseline}")
         run = bench.closed_loop(campus, Path(tmp) / "mpc", controller)
     figures = {k: float(v) for k, v in bench.day_figures(day, request_kw, base, run, controller).items()}
+    if baseline == "twin_regression":
+        event, = controller.config.events
+        if controller.baseline_used.get(event):
+            raise RuntimeError(f"{day}: tracked against {controller.baseline_used[event]}")
+        during = base.index[(base.index > event.begin) & (base.index <= event.end)]
+        regression = controller._regression[event].reindex(during) - base.loc[during, bench.POWER]
+        entry = pd.Timestamp(day) + ENTRY
+        before = run.index[run.index <= entry]
+        figures.update(regression_baseline_rmse_kw=float(np.sqrt((regression ** 2).mean())),
+                       pre_entry_max_diff_kw=float((run.loc[before, bench.POWER]
+                                                    - base.loc[before, bench.POWER]).abs().max()))
     if ensemble:
         entry, = controller.ensemble_entry.values()
         figures.update(spread_mean_kw=entry["spread_mean_kw"], spread_max_kw=entry["spread_max_kw"],
@@ -128,12 +191,18 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], output: str, requ
     figures = {}
     for variant, days in results.items():
         for day, values in days.items():
-            for name in SUMMARY + tuple(n for n in ENSEMBLE if n in values):
+            for name in SUMMARY + tuple(n for n in dict.fromkeys(ENSEMBLE + REGRESSION) if n in values):
                 figures[f"{variant}_{day}_{name}"] = figure(values[name], UNITS[name][0])
         names = SUMMARY + (ENSEMBLE if all("spread_mean_kw" in v for v in days.values()) else ())
+        names += tuple(n for n in REGRESSION if n not in names and all(n in v for v in days.values()))
         for name in names:
             values = np.array([v[name] for v in days.values()])
             figures[f"{variant}_{name}_mean"] = figure(values.mean(), f"{UNITS[name][0]}; mean of {len(values)} days")
+        worst = {"delivered_ratio": min, "tracking_rmse_kw": max, "kh_above_26": max, "decision_p95_s": max}
+        for name, pick in worst.items():
+            if all(name in v for v in days.values()):
+                figures[f"{variant}_{name}_worst"] = figure(pick(v[name] for v in days.values()),
+                                                            f"{UNITS[name][0]}; worst of {len(days)} days")
     timed = any("decision_p95_s" in v for days in results.values() for v in days.values())
     write_results(output, figures, f"Large Office, {' and '.join(f'{r:g}' for r in requests)} kW, 14-17 h, validation "
                   f"days of bench/study_gp_baseline.py; load average {os.getloadavg()[2]:.1f} (15 min) at the end "
@@ -143,7 +212,7 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], output: str, requ
 def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: int | None = None,
          requests: list[float] = (100.0,), move_weights: list[float | None] = (None,), only: list[str] = (),
          decide: list[str] = (), seeds: list[int] = (0,), ensembles: list[list[int]] = (),
-         gains: dict[int, float] | None = None) -> None:
+         gains: dict[int, float] | None = None, baseline: str | None = None) -> None:
     """Every variant x request x move weight x twin seed (or ensemble of seeds) on the validation days (``only``:
     those days alone); a result's name gains ``_r<kW>``, ``_w<weight>``, ``_s<seed>`` when more than the defaults
     are run, and ``_e<seeds>`` for an ensemble."""
@@ -157,14 +226,14 @@ def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: i
                 f"_w{weight:g}" if weight is not None else "") + ("_" + "+".join(decide) if decide else "") + (
                 f"_s{seed}" if list(seeds) != [0] and not ensemble else "") + (
                 "_e" + "".join(map(str, ensemble)) if ensemble else "") + (
-                f"_s{seed}_g{gains[seed]:g}" if gains else "")
+                f"_s{seed}_g{gains[seed]:g}" if gains else "") + (f"_{baseline}" if baseline else "")
             results[key] = {}
             for month, days in DAYS.items():
                 for day in days:
                     if only and day not in only:
                         continue
                     results[key][day] = run_variant(variant, month, day, feedback_steps, request, weight, decide, seed,
-                                                    list(ensemble), (gains or {}).get(seed))
+                                                    list(ensemble), (gains or {}).get(seed), baseline)
                     print(key, day, json.dumps(results[key][day]), flush=True)
     summarise(results, name, list(requests))
 
@@ -188,6 +257,8 @@ if __name__ == "__main__":
                         help="an ensemble of the twins of these excitation seeds (repeat for several; replaces --seed)")
     parser.add_argument("--response-gain", nargs="+", default=[], metavar="SEED=K",
                         help="run each SEED's twin with [mpc] response_gain = K (replaces --seed and --ensemble)")
+    parser.add_argument("--baseline", choices=["twin_regression"],
+                        help="the event's baseline (twin_regression: fed the long base run's regression, round 13)")
     arguments = parser.parse_args()
     try:
         gains = {int(s): float(k) for s, k in (item.split("=") for item in arguments.response_gain)}
@@ -196,4 +267,4 @@ if __name__ == "__main__":
     if arguments.feedback_steps is not None and arguments.feedback_steps < 1:
         parser.error("--feedback-steps must be >= 1")
     main(arguments.variants, arguments.output, arguments.feedback_steps, arguments.request, arguments.move_weight,
-         arguments.days, arguments.decide, arguments.seed, arguments.ensemble, gains)
+         arguments.days, arguments.decide, arguments.seed, arguments.ensemble, gains, arguments.baseline)

@@ -20,7 +20,7 @@ from controllers.base import ControllerConfigError
 from controllers.schedule import Schedule, load_schedule
 
 OBJECTIVES = ("tracking", "energy")
-BASELINES = ("twin", "x_of_y")
+BASELINES = ("twin", "x_of_y", "twin_regression")
 BASELINE_UPDATES = ("entry", "begin", "end")  # a twin baseline is corrected again at every decision until then
 
 

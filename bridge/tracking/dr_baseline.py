@@ -19,6 +19,15 @@ The programmes use the same recipe with different numbers:
   act on the notice: PJM Manual 11's adjustment window, MISO's "three hours prior"); the adjustment
   is capped, by default at +/- 20 % of the baseline (CAISO, MISO).
 
+Besides, a regression customer baseline (``regression_baseline``): PJM's Economic Load Response lets a
+customer's baseline be a regression of its own load on weather and calendar variables ("Customer Baseline
+Load: regression", PJM Manual 11 section 10.3 and its CBL methodology reviews); ASHRAE Guideline 14 and
+the TOWT / CalTRACK hourly models are regressions of the same kind for M&V. Here: one least-squares fit per
+interval of the day (time of day) on the last N eligible weekdays, of power on [1, outdoor temperature, its
+6 h mean, outdoor relative humidity], predicted from the day's weather (measured, then forecast), with an
+additive day-of adjustment over the hours just before it is made (issue 16, round 11's baseline (d):
+bench/study_regression_baseline.py).
+
 This module follows CAISO's "10 in 10" with its multiplicative load point adjustment capped at
 +/- 20 % by default (``x_of_y_baseline(power, begin, end)``); every number above is a parameter.
 Sources: CAISO Business Practice Manual for Metering, Demand Response baselines ("10 in 10 with
@@ -176,3 +185,114 @@ def meter_interval(power: pd.Series, error: type[TwinbridgeError] = BaselineErro
 def _times(after: pd.Timestamp, until: pd.Timestamp, step: pd.Timedelta) -> pd.DatetimeIndex:
     """Ends of the intervals in (after, until]."""
     return pd.date_range(after + step, until, freq=step)
+
+
+REGRESSION_COLUMNS = ("power", "temperature", "humidity")  # kW, degC, % (outdoor relative humidity)
+TEMPERATURE_MEAN = pd.Timedelta(hours=6)  # the regressor "mean outdoor temperature over the 6 h ending then"
+
+
+def regression_baseline(measured: pd.DataFrame, forecast: pd.DataFrame, begin: dt.datetime | str,
+                        end: dt.datetime | str, entry: dt.datetime | str, days: int = 30,
+                        excluded: Iterable[dt.date | str] = (), adjustment_hours: float = 3.0,
+                        lookback_days: int = 60, margin: dt.timedelta = dt.timedelta(0)) -> Baseline:
+    """The regression customer baseline (kW) of the event (begin, end], made at ``entry`` (module docstring).
+
+    ``measured``: the facility's metered ``power`` (kW), outdoor ``temperature`` (degC) and ``humidity``
+    (relative, %) per interval, up to ``entry`` (later rows are ignored); ``forecast``: ``temperature`` and
+    ``humidity`` at the meter's intervals after ``entry`` to ``end + margin`` (e.g. a weather file's).
+    The ``days`` most recent eligible weekdays before the event day (within ``lookback_days``, not in
+    ``excluded``, every interval of the day measured) are the history. For each interval of the day
+    (time of day) a least-squares fit of power on [1, temperature, its mean over the 6 h ending then,
+    humidity] over the history's rows at that time (rows whose 6 h mean is not measured are left out),
+    evaluated on the event day's weather: measured up to ``entry``, ``forecast`` after. Then an additive,
+    uncapped day-of adjustment: the day's measured power minus the fit, averaged over the
+    ``adjustment_hours`` ending at ``entry``. Covers (begin - margin, end + margin]. Raises BaselineError
+    when fewer than ``days`` days are eligible or the adjustment window or the weather is not covered.
+    Implements issue 16's round-11 baseline (d), a regression CBL as PJM's (module docstring)."""
+    begin, end, entry = pd.Timestamp(begin), pd.Timestamp(end), pd.Timestamp(entry)
+    missing = [c for c in REGRESSION_COLUMNS if c not in measured]
+    if missing or [c for c in REGRESSION_COLUMNS[1:] if c not in forecast]:
+        raise BaselineError(f"a regression baseline needs measured {REGRESSION_COLUMNS} and forecast "
+                            f"{REGRESSION_COLUMNS[1:]}; measured has {sorted(measured)}, forecast {sorted(forecast)}")
+    measured = measured[measured.index <= entry]
+    step = meter_interval(measured["power"])
+    if end <= begin or end - begin > pd.Timedelta(days=1) or entry >= end:
+        raise BaselineError(f"event window {begin} .. {end} made at {entry}: the end must be after the "
+                            f"beginning (within a day) and after the entry")
+    day = begin.normalize()
+    complete = int(pd.Timedelta(days=1) / step)
+    skip = {pd.Timestamp(d).normalize() for d in excluded}
+    ends = measured.index[measured[list(REGRESSION_COLUMNS)].notna().all(axis=1)]
+    counts = pd.Series(1, index=ends - step).groupby((ends - step).normalize()).sum()  # intervals per day
+    chosen = []
+    for back in range(1, lookback_days + 1):
+        other = day - pd.Timedelta(days=back)
+        if other.day_of_week < 5 and other not in skip and counts.get(other, 0) >= complete:
+            chosen.append(other)
+        if len(chosen) == days:
+            break
+    if len(chosen) < days:
+        raise BaselineError(
+            f"a regression baseline of the event {begin} .. {end} needs {days} eligible days (weekdays in the "
+            f"{lookback_days} days before, not excluded, every interval measured), found {len(chosen)}"
+            f"{': ' + ', '.join(str(d.date()) for d in chosen) if chosen else ''}")
+    keep = np.zeros(len(measured), bool)
+    for other in chosen:
+        keep |= (measured.index > other) & (measured.index <= other + pd.Timedelta(days=1))
+    history = measured[keep]
+    window = _times(begin - margin, end + margin, step)
+    adjust = _times(entry - pd.Timedelta(hours=adjustment_hours), entry, step)
+    weather = _day_weather(measured, forecast, window[0].normalize() - TEMPERATURE_MEAN, window[-1], entry, step)
+    wanted = adjust.union(window)
+    predicted = _time_of_day_fit(history, _regressors(weather).reindex(wanted), step)
+    if predicted.isna().any():
+        raise BaselineError(f"the regression baseline of the event {begin} .. {end} lacks the weather (measured up "
+                            f"to {entry}, forecast after) at {predicted.index[predicted.isna()][0]}")
+    day_of = measured["power"].reindex(adjust)
+    if day_of.isna().any():
+        raise BaselineError(f"the day-of adjustment needs the event day's power from {adjust[0] - step} to "
+                            f"{adjust[-1]}; {int(day_of.isna().sum())} of its intervals are missing")
+    fitted = float(predicted.loc[adjust].mean())
+    offset = float(day_of.mean()) - fitted
+    applied = DayOfAdjustment("additive", adjustment_hours, (begin - entry) / pd.Timedelta(hours=1), float("inf"),
+                              float(day_of.mean()), fitted, 1.0, offset, False)
+    kw = pd.Series(predicted.loc[window].to_numpy(float) + offset, index=window, name="baseline_kw")
+    return Baseline(kw, tuple(d.date() for d in sorted(chosen)), applied)
+
+
+def _day_weather(measured: pd.DataFrame, forecast: pd.DataFrame, after: pd.Timestamp, until: pd.Timestamp,
+                 entry: pd.Timestamp, step: pd.Timedelta) -> pd.DataFrame:
+    """Temperature and humidity at the intervals of (after, until]: ``forecast``, with the measured values at
+    and before ``entry``."""
+    times = _times(after, until, step)
+    columns = list(REGRESSION_COLUMNS[1:])
+    out = forecast[columns].reindex(times).astype(float)
+    known = measured.index[measured.index <= entry].intersection(times)
+    out.loc[known, columns] = measured.loc[known, columns].to_numpy(float)
+    return out
+
+
+def _regressors(weather: pd.DataFrame) -> pd.DataFrame:
+    """The regression's regressors at each row of ``weather``: 1, temperature, its 6 h mean, humidity."""
+    step = meter_interval(weather["temperature"])
+    mean = weather["temperature"].rolling(TEMPERATURE_MEAN, min_periods=int(TEMPERATURE_MEAN / step)).mean()
+    return pd.DataFrame({"one": 1.0, "t": weather["temperature"], "t6": mean, "rh": weather["humidity"]},
+                        index=weather.index)
+
+
+def _time_of_day_fit(history: pd.DataFrame, future: pd.DataFrame, step: pd.Timedelta) -> pd.Series:
+    """Per interval of the day: least squares of ``history``'s power on its regressors, evaluated at
+    ``future`` (regressor rows) of that time of day; NaN where ``future`` lacks a regressor."""
+    regressors = _regressors(history)
+    slot = lambda index: (index - index.normalize()) // step
+    h_slot, f_slot = slot(history.index), slot(future.index)
+    usable = regressors.notna().all(axis=1).to_numpy()
+    out = pd.Series(np.nan, index=future.index)
+    for s in np.unique(f_slot):
+        rows = (h_slot == s) & usable
+        if not rows.any():
+            raise BaselineError(f"no history at {s * step} of the day for the regression baseline")
+        coef = np.linalg.lstsq(regressors[rows].to_numpy(float), history.loc[rows, "power"].to_numpy(float),
+                               rcond=None)[0]
+        out[f_slot == s] = future[f_slot == s].to_numpy(float) @ coef
+    return out
