@@ -222,6 +222,33 @@ def test_a_groups_steps_go_over_one_channel_and_as_ray_calls_when_it_cannot_be_o
     assert not ray.is_initialized()  # the cluster tests join their own cluster later in this process
 
 
+def test_steps_asked_while_the_channel_opens_share_one_channel_and_keep_their_order():
+    """Two steps asked before the channel is open (two batches in flight): one channel, the actor gets
+    them in the order asked (the second carries no names: those of the first)."""
+    async def run(actor: StandInActor) -> list:
+        group = group_with(actor)
+        first = asyncio.ensure_future(group._step(actor, {}, group._names_sent(["B1", "B2"])))
+        second = asyncio.ensure_future(group._step(actor, {}, group._names_sent(["B1", "B2"])))
+        answers = await asyncio.wait_for(asyncio.gather(first, second), 5)
+        group._channel.close()
+        for server in actor.servers:
+            server.close()
+        return answers
+
+    actor = StandInActor(listen=True)
+    received = []
+    answer = actor._answer
+
+    async def recording(changed, names):
+        received.append(names)
+        return await answer(changed, names)
+
+    actor._answer = recording
+    answers = asyncio.run(run(actor))
+    assert len(actor.servers) == 1  # not one listener (and one leaked connection) per step in flight
+    assert received == [["B1", "B2"], None] and answers == [(600.0, ["B1", "B2"]), (600.0, None)]
+
+
 def write_tls_files(folder, name: str) -> dict[str, str]:
     """A CA and a certificate it signs, as Ray's TLS settings name them (PEM files in ``folder``)."""
     import datetime as dt
