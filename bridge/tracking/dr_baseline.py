@@ -244,7 +244,7 @@ def regression_baseline(measured: pd.DataFrame, forecast: pd.DataFrame, begin: d
     adjust = _times(entry - pd.Timedelta(hours=adjustment_hours), entry, step)
     weather = _day_weather(measured, forecast, window[0].normalize() - TEMPERATURE_MEAN, window[-1], entry, step)
     wanted = adjust.union(window)
-    predicted = _time_of_day_fit(history, _regressors(weather).reindex(wanted), step)
+    predicted = _time_of_day_fit(history, _regressors(measured)[keep], _regressors(weather).reindex(wanted), step)
     if predicted.isna().any():
         raise BaselineError(f"the regression baseline of the event {begin} .. {end} lacks the weather (measured up "
                             f"to {entry}, forecast after) at {predicted.index[predicted.isna()][0]}")
@@ -280,10 +280,11 @@ def _regressors(weather: pd.DataFrame) -> pd.DataFrame:
                         index=weather.index)
 
 
-def _time_of_day_fit(history: pd.DataFrame, future: pd.DataFrame, step: pd.Timedelta) -> pd.Series:
-    """Per interval of the day: least squares of ``history``'s power on its regressors, evaluated at
-    ``future`` (regressor rows) of that time of day; NaN where ``future`` lacks a regressor."""
-    regressors = _regressors(history)
+def _time_of_day_fit(history: pd.DataFrame, regressors: pd.DataFrame, future: pd.DataFrame,
+                     step: pd.Timedelta) -> pd.Series:
+    """Per interval of the day: least squares of ``history``'s power on its ``regressors`` (computed over all the
+    measured rows: a 6 h mean reaches into days not in the history), evaluated at ``future`` (regressor rows) of
+    that time of day; NaN where ``future`` lacks a regressor."""
     slot = lambda index: (index - index.normalize()) // step
     h_slot, f_slot = slot(history.index), slot(future.index)
     usable = regressors.notna().all(axis=1).to_numpy()
