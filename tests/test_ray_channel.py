@@ -317,3 +317,17 @@ def test_with_rays_tls_settings_the_channel_is_mutual_tls_and_refuses_other_peer
 
     assert asyncio.run(run()) == (600.0, ["B1"])
     assert steps == [["B1"]]
+
+
+def test_tls_files_that_cannot_be_loaded_are_one_line_naming_the_settings(tmp_path, monkeypatch):
+    """RAY_USE_TLS=1 with a certificate file missing: an OSError (the head then steps by Ray calls) whose one
+    line names Ray's TLS settings and their files, not a bare "[Errno 2] No such file or directory"."""
+    files = write_tls_files(tmp_path, "cluster")
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    for variable, path in files.items():
+        monkeypatch.setenv(variable, path)
+    monkeypatch.setenv("RAY_TLS_CA_CERT", str(tmp_path / "missing-ca.pem"))
+    with pytest.raises(OSError) as raised:
+        ray_channel.tls_contexts()
+    message = str(raised.value)
+    assert "\n" not in message and "RAY_TLS_CA_CERT" in message and "missing-ca.pem" in message, message
