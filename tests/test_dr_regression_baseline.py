@@ -56,3 +56,17 @@ def test_too_little_history_is_a_clear_error():
         regression_baseline(measured, forecast, BEGIN, END, ENTRY, days=5, excluded=["2025-06-09"])
     with pytest.raises(BaselineError, match="forecast"):
         regression_baseline(measured, forecast.drop(columns="humidity"), BEGIN, END, ENTRY, days=3)
+
+
+def test_early_morning_rows_of_a_day_after_one_not_chosen_keep_their_6_h_mean():
+    """The 6 h mean temperature of a history row comes from the measured weather, not from the chosen days
+    alone: Jun 10's and Jun 3's hours before 06:00 (after Jun 9, excluded, and Jun 2, not needed) are history
+    too, so the fit of the 03:00-05:00 adjustment window is exact on all five days (145 kW over the event)."""
+    measured, _ = synthetic()
+    begin, end, entry = (EVENT_DAY + pd.Timedelta(hours=h) for h in (6, 8, 5))
+    forecast = pd.DataFrame({"temperature": 20.0, "humidity": 50.0},
+                            index=pd.date_range(entry + STEP, end + pd.Timedelta(hours=4), freq=STEP))
+    baseline = regression_baseline(measured, forecast, begin, end, entry, days=5, excluded=["2025-06-09"])
+    assert baseline.days[0] == pd.Timestamp("2025-06-03").date()
+    assert baseline.adjustment.offset_kw == pytest.approx(5.0)
+    np.testing.assert_allclose(baseline.kw.to_numpy(), 145.0, atol=1e-6)

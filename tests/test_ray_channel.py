@@ -222,6 +222,33 @@ def test_a_groups_steps_go_over_one_channel_and_as_ray_calls_when_it_cannot_be_o
     assert not ray.is_initialized()  # the cluster tests join their own cluster later in this process
 
 
+def test_steps_asked_while_the_channel_opens_share_one_channel_and_keep_their_order():
+    """Two steps asked before the channel is open (two batches in flight): one channel, the actor gets
+    them in the order asked (the second carries no names: those of the first)."""
+    async def run(actor: StandInActor) -> list:
+        group = group_with(actor)
+        first = asyncio.ensure_future(group._step(actor, {}, group._names_sent(["B1", "B2"])))
+        second = asyncio.ensure_future(group._step(actor, {}, group._names_sent(["B1", "B2"])))
+        answers = await asyncio.wait_for(asyncio.gather(first, second), 5)
+        group._channel.close()
+        for server in actor.servers:
+            server.close()
+        return answers
+
+    actor = StandInActor(listen=True)
+    received = []
+    answer = actor._answer
+
+    async def recording(changed, names):
+        received.append(names)
+        return await answer(changed, names)
+
+    actor._answer = recording
+    answers = asyncio.run(run(actor))
+    assert len(actor.servers) == 1  # not one listener (and one leaked connection) per step in flight
+    assert received == [["B1", "B2"], None] and answers == [(600.0, ["B1", "B2"]), (600.0, None)]
+
+
 def write_tls_files(folder, name: str) -> dict[str, str]:
     """A CA and a certificate it signs, as Ray's TLS settings name them (PEM files in ``folder``)."""
     import datetime as dt
@@ -290,3 +317,17 @@ def test_with_rays_tls_settings_the_channel_is_mutual_tls_and_refuses_other_peer
 
     assert asyncio.run(run()) == (600.0, ["B1"])
     assert steps == [["B1"]]
+
+
+def test_tls_files_that_cannot_be_loaded_are_one_line_naming_the_settings(tmp_path, monkeypatch):
+    """RAY_USE_TLS=1 with a certificate file missing: an OSError (the head then steps by Ray calls) whose one
+    line names Ray's TLS settings and their files, not a bare "[Errno 2] No such file or directory"."""
+    files = write_tls_files(tmp_path, "cluster")
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    for variable, path in files.items():
+        monkeypatch.setenv(variable, path)
+    monkeypatch.setenv("RAY_TLS_CA_CERT", str(tmp_path / "missing-ca.pem"))
+    with pytest.raises(OSError) as raised:
+        ray_channel.tls_contexts()
+    message = str(raised.value)
+    assert "\n" not in message and "RAY_TLS_CA_CERT" in message and "missing-ca.pem" in message, message

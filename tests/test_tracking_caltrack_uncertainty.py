@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from bridge.tracking.caltrack import caltrack_savings
-from bridge.tracking.caltrack_uncertainty import hourly_uncertainty, lag1_correlation
+from bridge.tracking.caltrack_uncertainty import change_point_uncertainty, hourly_uncertainty, lag1_correlation
+from bridge.tracking.guideline14 import TooFewIndependentPoints
 from tests.test_tracking_caltrack import daily_use, hourly_office, weather
 
 # eemeter 2.10.11's metered_savings "FSU Error Band" on the data of ``synthetic()``, from
@@ -79,3 +80,18 @@ def test_lag1_correlation_is_pandas_autocorr():
     r = np.random.default_rng(4).normal(size=50).cumsum()
     assert lag1_correlation(r) == pytest.approx(pd.Series(r).autocorr(1), abs=1e-12)
     assert lag1_correlation(np.ones(5)) == 0.0
+
+
+@pytest.mark.parametrize("residuals", [[1, 2, 3, 4, 5, 6.0], [1, -1, 1, -1, 1, -1.0]])
+def test_residuals_correlated_plus_or_minus_one_give_no_interval_not_an_error(residuals):
+    """A Pearson lag-1 correlation of exactly +-1 (a trend, alternating residuals) leaves n' undefined: too few
+    independent points (caltrack_savings then reports the savings with a warning), not a MetricsError that fails
+    the whole report."""
+    hours = pd.date_range("2025-01-01", periods=6, freq="h")
+    fitted = pd.Series(11.0, hours)
+    measured = fitted + pd.Series(residuals, hours)
+    adjusted = pd.Series(10.0, pd.date_range("2026-01-01", periods=4, freq="h"))
+    with pytest.raises(TooFewIndependentPoints, match="Jan: the 6 baseline residuals have lag-1 autocorrelation"):
+        hourly_uncertainty({"Jan": (measured, fitted, adjusted)}, avoided_kwh=8.0)
+    with pytest.raises(TooFewIndependentPoints, match="lag-1 autocorrelation"):
+        change_point_uncertainty("daily", measured, fitted, 1, adjusted, 8.0, months=1.0)

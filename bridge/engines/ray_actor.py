@@ -341,6 +341,7 @@ class RayNodeGroup(StepGroup):
         self._names: list[str] | None = None  # the buildings of the last step call the actor received
         self._channel: ray_channel.StepChannel | None = None  # to the actor's steps; None: not open (yet)
         self._channel_refused = False  # the actor's channel could not be opened: its steps go as Ray calls
+        self._opening: asyncio.Future | None = None  # the channel being opened (``_open_channel``)
         self.replayed: dict[str, tuple[int, int]] = {}  # of the last relaunch: member -> (steps, from the historian)
 
     def _new_actor(self) -> None:
@@ -482,14 +483,10 @@ class RayNodeGroup(StepGroup):
         first step), or as a Ray call when the channel cannot be opened (logged once per actor)."""
         if self._channel is not None and self._channel.closed:
             self._channel = None  # a step timed out or was cancelled mid-way: a new channel for the next one
-        if self._channel is None and not self._channel_refused and actor is self.actor:
-            try:
-                self._channel = await ray_channel.StepChannel.open(actor)
-                log.info("%s: step channel to its Ray actor at %s", self.config.name, self._channel.address)
-            except (OSError, TimeoutError, RayTaskError) as exc:  # unreachable, or TLS settings the actor refused
-                self._channel_refused = True
-                log.warning("%s: no step channel to its Ray actor (%s: %s); its steps go as Ray calls",
-                            self.config.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        while self._channel is None and not self._channel_refused and actor is self.actor:
+            if self._opening is None:  # one opening for the steps asked meanwhile, which then go in their order
+                self._opening = asyncio.ensure_future(self._open_channel(actor))
+            await asyncio.shield(self._opening)  # (again when it was a replaced actor's)
         if self._channel is not None and actor is self.actor:
             try:
                 return await self._channel.step(changed, names)
@@ -498,6 +495,25 @@ class RayNodeGroup(StepGroup):
             except EngineFault as exc:
                 raise EngineFault(f"{self.config.name}: {exc}") from None
         return await _call(self.config.name, actor.step.remote(changed, names), "step")
+
+    async def _open_channel(self, actor) -> None:
+        """Open ``actor``'s step channel as ``_channel`` (closed instead when the actor was replaced meanwhile), or
+        mark it refused when it cannot be opened."""
+        try:
+            channel = await ray_channel.StepChannel.open(actor)
+        except (OSError, TimeoutError, RayTaskError) as exc:  # unreachable, or TLS settings the actor refused
+            if actor is self.actor:
+                self._channel_refused = True
+                log.warning("%s: no step channel to its Ray actor (%s: %s); its steps go as Ray calls",
+                            self.config.name, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            return
+        finally:
+            self._opening = None
+        if actor is self.actor:
+            self._channel = channel
+            log.info("%s: step channel to its Ray actor at %s", self.config.name, channel.address)
+        else:
+            channel.close()
 
     def _outcomes(self, names: list[str], answer: Answer) -> Block | dict[str, Outcome]:
         """The actor's answer for ``names``: a ``Block`` when each gave outputs of one simulation time

@@ -67,14 +67,19 @@ def tls_contexts() -> tuple[ssl.SSLContext, ssl.SSLContext] | None:
     cluster's, not a node's)."""
     if os.environ.get("RAY_USE_TLS", "0").lower() not in ("1", "true"):
         return None
-    cert, key, ca = (os.environ.get(name, "") for name in ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT"))
+    names = ("RAY_TLS_SERVER_CERT", "RAY_TLS_SERVER_KEY", "RAY_TLS_CA_CERT")
+    cert, key, ca = (os.environ.get(name, "") for name in names)
     contexts = []
     for purpose in (ssl.PROTOCOL_TLS_SERVER, ssl.PROTOCOL_TLS_CLIENT):
         context = ssl.SSLContext(purpose)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_REQUIRED
-        context.load_cert_chain(cert, key)
-        context.load_verify_locations(ca)
+        try:
+            context.load_cert_chain(cert, key)
+            context.load_verify_locations(ca)
+        except OSError as exc:  # ssl.SSLError too: an OSError, which the head takes as "no channel"
+            files = ", ".join(f"{name} = {os.environ.get(name)!r}" for name in names)
+            raise OSError(f"step channel TLS (RAY_USE_TLS is on): cannot load {files}: {exc.strerror or exc}") from None
         contexts.append(context)
     return contexts[0], contexts[1]
 

@@ -90,6 +90,15 @@ def lag1_correlation(residuals: pd.Series | np.ndarray) -> float:
     return 0.0 if denominator == 0 else float(np.sum(a * b)) / denominator
 
 
+def _effective_points(n: int, rho: float, where: str) -> float:
+    """``effective_points``; TooFewIndependentPoints (no interval, a warning) when the residuals' Pearson lag-1
+    correlation is +-1 (a trend, or alternating residuals), where n' = n (1 - rho) / (1 + rho) is 0 or unbounded."""
+    if not -1 < rho < 1:
+        raise TooFewIndependentPoints(f"{where}the {n} baseline residuals have lag-1 autocorrelation {rho:g}: their "
+                                      "number of independent points n' = n (1 - rho) / (1 + rho) is not defined")
+    return effective_points(n, rho)
+
+
 def _t(confidence: float, dof: float) -> float:
     from scipy import stats  # here: importing scipy.stats costs ~0.4 s at start-up
 
@@ -120,7 +129,7 @@ def change_point_uncertainty(kind: str, measured_kwh: pd.Series, fitted_kwh: pd.
         raise MetricsError("mean baseline use is zero: CV(RMSE) is undefined")
     cv = math.sqrt(float(np.sum(residuals ** 2)) / dof) / ybar
     rho = lag1_correlation(residuals)
-    p_eff = effective_points(p, rho)
+    p_eff = _effective_points(p, rho, "")
     t = _t(confidence, dof)
     a, b, d = SUN_BALTAZAR[kind]
     factor = a * months ** 2 + b * months + d
@@ -149,7 +158,7 @@ def hourly_uncertainty(groups: dict[str, tuple[pd.Series, pd.Series, pd.Series]]
         if ybar == 0:
             raise MetricsError(f"{label}: no baseline use to scale the uncertainty by")
         rho = lag1_correlation(residuals)
-        n_eff = effective_points(n, rho)
+        n_eff = _effective_points(n, rho, f"{label}: ")
         cv = math.sqrt(float(np.mean(residuals ** 2))) / ybar
         t = _t(confidence, m - 1)
         half = GUIDELINE14_FACTOR * t * cv * math.sqrt((n / n_eff) * (1 + 2 / n_eff) / m) * float(adjusted.sum())

@@ -45,7 +45,7 @@ after ``begin`` up to ``end``. Power in kW; any regular interval (5, 10, 15, 60 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,16 +123,8 @@ def x_of_y_baseline(power: pd.Series, begin: dt.datetime | str, end: dt.datetime
     offsets = [t - day for t in window.append(adjust)]  # times of day (as offsets from midnight) the days must cover
     event_offsets = [t - day for t in _times(begin, end, step)]
     skip = {pd.Timestamp(d).normalize() for d in excluded}
-    candidates = []
-    for back in range(1, lookback_days + 1):
-        other = day - pd.Timedelta(days=back)
-        if other.day_of_week >= 5 or other in skip:
-            continue
-        values = power.reindex([other + o for o in offsets])
-        if values.notna().all():
-            candidates.append(other)
-        if len(candidates) == y:
-            break
+    candidates = _recent_weekdays(day, y, lookback_days, skip,
+                                  lambda other: power.reindex([other + o for o in offsets]).notna().all())
     if len(candidates) < y:
         raise BaselineError(
             f"an {x} of {y} baseline of the event {begin} .. {end} needs {y} eligible days (weekdays in the "
@@ -147,14 +139,35 @@ def x_of_y_baseline(power: pd.Series, begin: dt.datetime | str, end: dt.datetime
     kw = pd.Series(profile(window), index=window, name="baseline_kw")
     applied = None
     if adjustment:
-        measured = power.reindex(adjust)
-        if measured.isna().any():
-            raise BaselineError(f"the day-of adjustment needs the event day's power from {adjust[0] - step} to "
-                                f"{adjust[-1]}; {int(measured.isna().sum())} of its intervals are missing")
+        measured = _day_of_power(power, adjust, step)
         applied = _adjust(adjustment, float(measured.mean()), float(profile(adjust).mean()), cap,
                           adjustment_hours, adjustment_gap_hours)
         kw = kw * applied.factor + applied.offset_kw
     return Baseline(kw, tuple(d.date() for d in sorted(candidates)), applied)
+
+
+def _recent_weekdays(day: pd.Timestamp, wanted: int, lookback_days: int, skip: set[pd.Timestamp],
+                     usable: Callable[[pd.Timestamp], bool]) -> list[pd.Timestamp]:
+    """Up to ``wanted`` weekdays before ``day`` (midnights), most recent first, within ``lookback_days``, not in
+    ``skip``, each ``usable``."""
+    chosen = []
+    for back in range(1, lookback_days + 1):
+        other = day - pd.Timedelta(days=back)
+        if other.day_of_week < 5 and other not in skip and usable(other):
+            chosen.append(other)
+        if len(chosen) == wanted:
+            break
+    return chosen
+
+
+def _day_of_power(power: pd.Series, adjust: pd.DatetimeIndex, step: pd.Timedelta) -> pd.Series:
+    """The event day's measured power (kW) at the adjustment window's intervals ``adjust``; BaselineError when
+    one is missing."""
+    measured = power.reindex(adjust)
+    if measured.isna().any():
+        raise BaselineError(f"the day-of adjustment needs the event day's power from {adjust[0] - step} to "
+                            f"{adjust[-1]}; {int(measured.isna().sum())} of its intervals are missing")
+    return measured
 
 
 def _adjust(kind: str, measured: float, baseline: float, cap: float, hours: float, gap: float) -> DayOfAdjustment:
@@ -224,13 +237,7 @@ def regression_baseline(measured: pd.DataFrame, forecast: pd.DataFrame, begin: d
     skip = {pd.Timestamp(d).normalize() for d in excluded}
     ends = measured.index[measured[list(REGRESSION_COLUMNS)].notna().all(axis=1)]
     counts = pd.Series(1, index=ends - step).groupby((ends - step).normalize()).sum()  # intervals per day
-    chosen = []
-    for back in range(1, lookback_days + 1):
-        other = day - pd.Timedelta(days=back)
-        if other.day_of_week < 5 and other not in skip and counts.get(other, 0) >= complete:
-            chosen.append(other)
-        if len(chosen) == days:
-            break
+    chosen = _recent_weekdays(day, days, lookback_days, skip, lambda other: counts.get(other, 0) >= complete)
     if len(chosen) < days:
         raise BaselineError(
             f"a regression baseline of the event {begin} .. {end} needs {days} eligible days (weekdays in the "
@@ -244,14 +251,11 @@ def regression_baseline(measured: pd.DataFrame, forecast: pd.DataFrame, begin: d
     adjust = _times(entry - pd.Timedelta(hours=adjustment_hours), entry, step)
     weather = _day_weather(measured, forecast, window[0].normalize() - TEMPERATURE_MEAN, window[-1], entry, step)
     wanted = adjust.union(window)
-    predicted = _time_of_day_fit(history, _regressors(weather).reindex(wanted), step)
+    predicted = _time_of_day_fit(history, _regressors(measured)[keep], _regressors(weather).reindex(wanted), step)
     if predicted.isna().any():
         raise BaselineError(f"the regression baseline of the event {begin} .. {end} lacks the weather (measured up "
                             f"to {entry}, forecast after) at {predicted.index[predicted.isna()][0]}")
-    day_of = measured["power"].reindex(adjust)
-    if day_of.isna().any():
-        raise BaselineError(f"the day-of adjustment needs the event day's power from {adjust[0] - step} to "
-                            f"{adjust[-1]}; {int(day_of.isna().sum())} of its intervals are missing")
+    day_of = _day_of_power(measured["power"], adjust, step)
     fitted = float(predicted.loc[adjust].mean())
     offset = float(day_of.mean()) - fitted
     applied = DayOfAdjustment("additive", adjustment_hours, (begin - entry) / pd.Timedelta(hours=1), float("inf"),
@@ -280,10 +284,11 @@ def _regressors(weather: pd.DataFrame) -> pd.DataFrame:
                         index=weather.index)
 
 
-def _time_of_day_fit(history: pd.DataFrame, future: pd.DataFrame, step: pd.Timedelta) -> pd.Series:
-    """Per interval of the day: least squares of ``history``'s power on its regressors, evaluated at
-    ``future`` (regressor rows) of that time of day; NaN where ``future`` lacks a regressor."""
-    regressors = _regressors(history)
+def _time_of_day_fit(history: pd.DataFrame, regressors: pd.DataFrame, future: pd.DataFrame,
+                     step: pd.Timedelta) -> pd.Series:
+    """Per interval of the day: least squares of ``history``'s power on its ``regressors`` (computed over all the
+    measured rows: a 6 h mean reaches into days not in the history), evaluated at ``future`` (regressor rows) of
+    that time of day; NaN where ``future`` lacks a regressor."""
     slot = lambda index: (index - index.normalize()) // step
     h_slot, f_slot = slot(history.index), slot(future.index)
     usable = regressors.notna().all(axis=1).to_numpy()
