@@ -331,3 +331,28 @@ def test_tls_files_that_cannot_be_loaded_are_one_line_naming_the_settings(tmp_pa
         ray_channel.tls_contexts()
     message = str(raised.value)
     assert "\n" not in message and "RAY_TLS_CA_CERT" in message and "missing-ca.pem" in message, message
+
+
+def test_a_step_cancelled_before_it_was_sent_leaves_the_next_step_carrying_the_names():
+    """Names go only when they change; a step carrying new names but cancelled while it waited for the channel
+    never reached the actor, so the next step must carry them (else the actor steps its old buildings)."""
+
+    async def run():
+        actor = StandInActor(listen=True)
+        group = group_with(actor)
+        await group._step(actor, {}, group._names_sent(["B1"]))
+        await group._channel._turn.acquire()  # the channel busy: the next step waits to be sent
+        waiting = asyncio.ensure_future(group._step(actor, {}, group._names_sent(["B1", "B2"])))
+        await asyncio.sleep(0.01)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        group._channel._turn.release()
+        sent = group._names_sent(["B1", "B2"])
+        answer = await group._step(actor, {}, sent)
+        group._channel.close()
+        for server in actor.servers:
+            server.close()
+        return sent, answer
+
+    assert asyncio.run(run()) == (["B1", "B2"], (600.0, ["B1", "B2"]))

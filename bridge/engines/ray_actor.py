@@ -480,7 +480,15 @@ class RayNodeGroup(StepGroup):
 
     async def _step(self, actor, changed: dict[str, Mapping[str, float]], names: list[str] | None) -> Answer:
         """``actor``'s answer to one step, over its step channel (bridge/engines/ray_channel.py, opened at its
-        first step), or as a Ray call when the channel cannot be opened (logged once per actor)."""
+        first step), or as a Ray call when the channel cannot be opened (logged once per actor). A step that
+        fails or is cancelled, perhaps before it was sent, leaves the actor's names unknown: the next carries them."""
+        try:
+            return await self._asked(actor, changed, names)
+        except BaseException:
+            self._names = None
+            raise
+
+    async def _asked(self, actor, changed: dict[str, Mapping[str, float]], names: list[str] | None) -> Answer:
         if self._channel is not None and self._channel.closed:
             self._channel = None  # a step timed out or was cancelled mid-way: a new channel for the next one
         while self._channel is None and not self._channel_refused and actor is self.actor:
