@@ -107,6 +107,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from collections import deque
@@ -162,6 +163,16 @@ def x_of_y_excluded(event: CurtailmentEvent, events: Sequence[CurtailmentEvent],
     earlier = {e.begin.date() for e in events if e.begin.date() < event.begin.date()}
     days = [event.begin.date() - dt.timedelta(days=k) for k in range(1, lookback.days + 1)]
     return earlier | {day for day in days if schedule.is_holiday(day)}
+
+
+def _keep_rolling(log: dict[dt.datetime, object], sim_time: dt.datetime, value: object, lookback: dt.timedelta) -> None:
+    """Add ``value`` at ``sim_time`` to ``log``, which keeps the last ``lookback`` (emptied first when time went
+    back: another run)."""
+    if log and sim_time <= next(reversed(log)):
+        log.clear()
+    log[sim_time] = value
+    while next(iter(log)) < sim_time - lookback:
+        del log[next(iter(log))]
 
 
 def median_baseline(made: np.ndarray) -> np.ndarray:
@@ -295,27 +306,18 @@ class GpMpcController:
         self._record_event_outputs(sim_time, outputs)
         if self.config.power in outputs and "x_of_y" not in self.baseline_sources and any(
                 e.baseline == "x_of_y" for e in self.config.events):
-            if self._power_log and sim_time <= next(reversed(self._power_log)):
-                self._power_log.clear()  # time went back: another run
-            self._power_log[sim_time] = float(outputs[self.config.power])
-            while next(iter(self._power_log)) < sim_time - LOOKBACK:
-                del self._power_log[next(iter(self._power_log))]
+            _keep_rolling(self._power_log, sim_time, float(outputs[self.config.power]), LOOKBACK)
         if "regression" not in self.baseline_sources and any(e.baseline == "twin_regression" for e in self.config.events):
-            self._log_meter(sim_time, outputs)
+            # the measured power, outdoor temperature and humidity (NaN where the tag map has no output of them)
+            tags = {"power": self.config.power, **self._outdoor_tags}
+            _keep_rolling(self._meter_log, sim_time, {name: float(outputs[tag]) if tag in outputs else np.nan
+                                                      for name, tag in tags.items()}, REGRESSION_LOOKBACK)
 
-    def _log_meter(self, sim_time: dt.datetime, outputs: Mapping[str, float]) -> None:
-        """Keep the measured power, outdoor temperature and humidity at ``sim_time`` (the tag map's outputs of
-        OUTDOOR's variables; NaN where missing) for the last REGRESSION_LOOKBACK."""
-        if self._meter_log and sim_time <= next(reversed(self._meter_log)):
-            self._meter_log.clear()  # time went back: another run
-        tags = {"power": self.config.power, **{name: self._outdoor_tag(variable) for name, variable in OUTDOOR.items()}}
-        self._meter_log[sim_time] = {name: float(outputs[tag]) if tag in outputs else np.nan for name, tag in tags.items()}
-        while next(iter(self._meter_log)) < sim_time - REGRESSION_LOOKBACK:
-            del self._meter_log[next(iter(self._meter_log))]
-
-    def _outdoor_tag(self, variable: str) -> str | None:
-        """The tag map's output of EnergyPlus's ``variable`` (site weather), None without one."""
-        return next((o.tag for o in self.config.tagmap.outputs if o.variable == variable), None)
+    @functools.cached_property
+    def _outdoor_tags(self) -> dict[str, str | None]:
+        """OUTDOOR's names -> the tag map's output of that EnergyPlus site variable (None without one)."""
+        return {name: next((o.tag for o in self.config.tagmap.outputs if o.variable == variable), None)
+                for name, variable in OUTDOOR.items()}
 
     def _record_error(self) -> None:
         """Each member's one-step power error at the newest row (measured minus the member's prediction
@@ -643,7 +645,7 @@ class GpMpcController:
                 raise BaselineError(f"the regression source gave {values.shape[0] if values.ndim else 0} values "
                                     f"({int((~np.isfinite(values)).sum())} not finite) for {len(times)} steps")
             return pd.Series(values, index=times)
-        missing = [variable for variable in OUTDOOR.values() if self._outdoor_tag(variable) is None]
+        missing = [OUTDOOR[name] for name, tag in self._outdoor_tags.items() if tag is None]
         if missing:
             raise BaselineError(f"the tag map has no output of {missing} (the regression's weather)")
         if not self._meter_log:
