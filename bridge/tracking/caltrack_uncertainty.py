@@ -47,7 +47,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from bridge.tracking.guideline14 import MetricsError, TooFewIndependentPoints, effective_points
+from bridge.tracking.guideline14 import (
+    MetricsError,
+    TooFewIndependentPoints,
+    autocorrelation_residuals,
+    effective_points,
+)
 
 #: Sun and Baltazar (2013) coefficients (a, b, d) of CalTRACK 2.0, 4.3.2.4.6, per data kind.
 SUN_BALTAZAR = {"daily": (-0.00024, 0.03535, 1.00286), "billing": (-0.00022, 0.03306, 0.94054)}
@@ -81,10 +86,7 @@ def _fmt(value) -> str:
 def lag1_correlation(residuals: pd.Series | np.ndarray) -> float:
     """rho: the Pearson correlation of consecutive residuals (pandas ``Series.autocorr(1)``, as eemeter and
     opendsm estimate it); 0 when either side is constant (no correlation to measure)."""
-    r = np.asarray(residuals, float)
-    r = r[~np.isnan(r)]
-    if len(r) < 3:
-        raise MetricsError(f"need at least 3 residuals for an autocorrelation, got {len(r)}")
+    r = autocorrelation_residuals(residuals)
     a, b = r[1:] - r[1:].mean(), r[:-1] - r[:-1].mean()
     denominator = math.sqrt(float(np.sum(a * a)) * float(np.sum(b * b)))
     return 0.0 if denominator == 0 else float(np.sum(a * b)) / denominator

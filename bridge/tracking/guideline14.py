@@ -172,12 +172,18 @@ def calibration(measured_kwh: pd.Series, predicted_kwh: pd.Series, granularity: 
     )
 
 
-def lag1_autocorrelation(residuals: pd.Series | np.ndarray) -> float:
-    """Lag-1 autocorrelation coefficient rho of a residual series (Guideline 14-2014, Annex B)."""
+def autocorrelation_residuals(residuals: pd.Series | np.ndarray) -> np.ndarray:
+    """The residuals without NaN, as floats; MetricsError when fewer than 3 are left for an autocorrelation."""
     r = np.asarray(residuals, float)
     r = r[~np.isnan(r)]
     if len(r) < 3:
         raise MetricsError(f"need at least 3 residuals for an autocorrelation, got {len(r)}")
+    return r
+
+
+def lag1_autocorrelation(residuals: pd.Series | np.ndarray) -> float:
+    """Lag-1 autocorrelation coefficient rho of a residual series (Guideline 14-2014, Annex B)."""
+    r = autocorrelation_residuals(residuals)
     d = r - r.mean()
     denominator = float(np.sum(d * d))
     return 0.0 if denominator == 0 else float(np.sum(d[1:] * d[:-1]) / denominator)
