@@ -147,6 +147,17 @@ def regression_source(day: str, base: pd.DataFrame):
     return source
 
 
+def oracle_source(day: str, base: pd.DataFrame):
+    """Round 14's ``baselines={"x_of_y": source}`` for ``day``: the day's base-run power itself at the times
+    asked (module docstring); a time the base run lacks is refused."""
+    def source(event, times: pd.DatetimeIndex) -> np.ndarray:
+        missing = times.difference(base.index)
+        if len(missing):
+            raise RuntimeError(f"{day}: the oracle source was asked for {missing[0]}, not in the base run")
+        return base.loc[times, bench.POWER].to_numpy(float)
+    return source
+
+
 def bench_step(frame: pd.DataFrame) -> pd.Timedelta:
     return frame.index[1] - frame.index[0]
 
@@ -169,7 +180,7 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
                                  for s in ensemble) + "]")
         text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', model)
         if baseline:
-            text += f'baseline = "{baseline}"\n'
+            text += f'baseline = "{"x_of_y" if baseline == "oracle" else baseline}"\n'
         mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n', 1)
                        .replace('baseline_update = "entry"', f'baseline_update = "{update}"'))
         config = load_mpc(mpc)
@@ -177,10 +188,12 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
         overrides = {key: value for key, value in overrides.items() if value is not None}
         if decide:  # a subset of the file's decided inputs, their bounds kept
             overrides.update(decide=tuple(decide), bounds={tag: config.bounds[tag] for tag in decide})
-        sources = {"regression": regression_source(day, base)} if baseline == "twin_regression" else {}
+        sources = ({"regression": regression_source(day, base)} if baseline == "twin_regression" else
+                   {"x_of_y": oracle_source(day, base)} if baseline == "oracle" else {})
         controller = GpMpcController(dataclasses.replace(config, **overrides), baselines=sources)
-        if baseline and controller.config.events[0].baseline != baseline:
-            raise RuntimeError(f"{day}: the event's baseline is {controller.config.events[0].baseline}, not {baseline}")
+        named = "x_of_y" if baseline == "oracle" else baseline
+        if baseline and controller.config.events[0].baseline != named:
+            raise RuntimeError(f"{day}: the event's baseline is {controller.config.events[0].baseline}, not {named}")
         run = bench.closed_loop(campus, Path(tmp) / "mpc", controller)
     figures = {k: float(v) for k, v in bench.day_figures(day, request_kw, base, run, controller).items()}
     if baseline == "twin_regression":
@@ -194,6 +207,10 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
         figures.update(regression_baseline_rmse_kw=float(np.sqrt((regression ** 2).mean())),
                        pre_entry_max_diff_kw=float((run.loc[before, bench.POWER]
                                                     - base.loc[before, bench.POWER]).abs().max()))
+    if baseline == "oracle":
+        event, = controller.config.events
+        if controller.baseline_used.get(event):
+            raise RuntimeError(f"{day}: tracked against {controller.baseline_used[event]}")
     if ensemble:
         entry, = controller.ensemble_entry.values()
         figures.update(spread_mean_kw=entry["spread_mean_kw"], spread_max_kw=entry["spread_max_kw"],
@@ -271,8 +288,9 @@ if __name__ == "__main__":
                         help="an ensemble of the twins of these excitation seeds (repeat for several; replaces --seed)")
     parser.add_argument("--response-gain", nargs="+", default=[], metavar="SEED=K",
                         help="run each SEED's twin with [mpc] response_gain = K (replaces --seed and --ensemble)")
-    parser.add_argument("--baseline", choices=["twin_regression"],
-                        help="the event's baseline (twin_regression: fed the long base run's regression, round 13)")
+    parser.add_argument("--baseline", choices=["twin_regression", "oracle"],
+                        help="the event's baseline (twin_regression: fed the long base run's regression, round 13; "
+                             "oracle: the base run's power itself, round 14)")
     arguments = parser.parse_args()
     try:
         gains = {int(s): float(k) for s, k in (item.split("=") for item in arguments.response_gain)}
