@@ -182,6 +182,7 @@ def day_figures(day: str, request_kw: float, base: pd.DataFrame, run: pd.DataFra
     out["twin_baseline_error_kw"] = float(error.mean())
     out["twin_baseline_rmse_kw"] = float(np.sqrt((error ** 2).mean()))
     out["own_delivered_ratio"] = own.delivered_ratio
+    out["beyond_reach_share"] = own.beyond_reach_decisions / own.event_decisions
     out["solver_failures"] = float(sum(not d.success for d in controller.decisions
                                        if begin - pd.Timedelta(hours=2) <= d.time < end))
     out["setpoint_reversals"] = float(setpoint_reversals(run.loc[(run.index > begin) & (run.index <= end),
@@ -210,6 +211,8 @@ UNITS = {"delivered_ratio": ("delivered / requested, against the base run", ">= 
          "twin_baseline_error_kw": ("kW, the controller's corrected twin baseline minus the base run, event mean", ""),
          "twin_baseline_rmse_kw": ("kW, RMSE of that baseline (each step's value as tracked) over the event", ""),
          "own_delivered_ratio": ("delivered / requested against the controller's own twin baseline", ""),
+         "beyond_reach_share": ("share of the event's decisions that found the request beyond reach (every decided "
+                                "input at a bound or the comfort limit, the plan's shed short by > 5 %)", ""),
          "decision_p50_s": ("s", ""), "decision_p95_s": ("s", "< 2"), "decision_max_s": ("s", "< 5"),
          "solver_failures": ("decisions not Solve_Succeeded", "0")}
 

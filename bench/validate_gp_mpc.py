@@ -127,7 +127,7 @@ UNITS = {**bench.UNITS,
          "pre_entry_max_diff_kw": ("kW, largest |closed-loop - base-run| power up to entry (the regression's day-of data)", "")}
 
 SUMMARY = ("delivered_ratio", "tracking_rmse_kw", "twin_baseline_error_kw", "twin_baseline_rmse_kw", "own_delivered_ratio",
-           "setpoint_reversals")
+           "setpoint_reversals", "beyond_reach_share")
 ENSEMBLE = ("kh_above_26", "decision_p95_s", "decision_max_s", "spread_mean_kw", "spread_max_kw", "dynamics_seed")
 REGRESSION = ("kh_above_26", "decision_p95_s", "decision_max_s", "regression_baseline_rmse_kw", "pre_entry_max_diff_kw")
 

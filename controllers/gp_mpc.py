@@ -137,6 +137,9 @@ log = logging.getLogger(__name__)
 TIMED_OUT = ("Maximum_WallTime_Exceeded", "Maximum_CpuTime_Exceeded")  # IPOPT's statuses of a spent budget
 COMFORT_TOL_K = 1e-3  # a comfort margin above -COMFORT_TOL_K counts as met (the solver's own tolerance)
 WINDOW = dt.timedelta(hours=2)  # the pre- and post-event windows of the baseline and the report
+AT_BOUND = 1e-3  # a first move within this share of its range from a bound is at the bound
+COMFORT_ACTIVE_K = 0.05  # a comfort chance constraint within this margin somewhere in the horizon is active
+BEYOND_REACH_SHARE = 0.05  # planned shortfall (share of the request) that, at the limits, is "beyond reach"
 LAG_SENSITIVITY_WARN = 0.9  # |output-lag sensitivity| at which a twin's baseline is warned about (10x and more)
 LOOKBACK = dt.timedelta(days=46)  # measured power kept for an x_of_y baseline (dr_baseline's 45-day look-back)
 REGRESSION_LOOKBACK = dt.timedelta(days=61)  # kept for a regression baseline: its 60-day look-back for 30 weekdays
@@ -154,6 +157,13 @@ class Decision:
     iterations: int  # IPOPT iterations; -1 when the time budget (max_seconds) stopped it
     seconds: float
     offset_kw: float = 0.0  # the disturbance estimate added to the power predictions (0 without feedback)
+    shortfall_kw: float = 0.0  # mean over the horizon's event steps of predicted - reference (> 0: planned short)
+    at_limit: bool = False  # every decided input's first move at a bound, or a comfort constraint active
+
+    def beyond_reach(self, curtail_kw: float) -> bool:
+        """Whether this decision found the request beyond reach: its plan sheds more than
+        ``BEYOND_REACH_SHARE`` of ``curtail_kw`` less than asked with nothing left to move (``at_limit``)."""
+        return self.at_limit and self.shortfall_kw > BEYOND_REACH_SHARE * curtail_kw
 
 
 def x_of_y_excluded(event: CurtailmentEvent, events: Sequence[CurtailmentEvent], schedule: Schedule,
@@ -225,6 +235,7 @@ class GpMpcController:
         self.ensemble_entry: dict[CurtailmentEvent, dict[str, float]] = {}  # members' spread at entry (kW)
         self._measured_log: dict[dt.datetime, dict[str, float]] = {}  # event windows: power and zone temperatures
         self._reported: set[CurtailmentEvent] = set()
+        self._beyond_reach_logged: set[CurtailmentEvent] = set()
         self.event_reports: dict[CurtailmentEvent, EventReport] = {}
 
     def revise(self, event: CurtailmentEvent, curtail_kw: float) -> CurtailmentEvent:
@@ -237,7 +248,7 @@ class GpMpcController:
                       self._regression):
             if event in store:
                 store[revised] = store.pop(event)
-        for keys in (self._reported, self._provisional):
+        for keys in (self._reported, self._provisional, self._beyond_reach_logged):
             if event in keys:
                 keys.discard(event)
                 keys.add(revised)
@@ -368,10 +379,12 @@ class GpMpcController:
         baseline = self.baselines[event]
         pre = min(WINDOW, event.begin - baseline.index[0] + self._step) / dt.timedelta(hours=1)
         seconds = [d.seconds for d in self.decisions if event.begin - self._step * self.config.horizon <= d.time < event.end]
+        inside = [d for d in self.decisions if event.begin <= d.time < event.end]
         bands = {tag: band for tag, band in self._bands().items() if tag in measured}
         return event_report(measured[self.config.power], event.begin, event.end, event.curtail_kw, baseline, measured,
                             bands, seconds, pre_hours=pre, post_hours=WINDOW / dt.timedelta(hours=1),
-                            baseline_name=self.baseline_used.get(event, event.baseline))
+                            baseline_name=self.baseline_used.get(event, event.baseline),
+                            beyond_reach=(sum(d.beyond_reach(event.curtail_kw) for d in inside), len(inside)))
 
     def _measured(self, outputs: Mapping[str, float]) -> dict[str, float]:
         return {tag: float(outputs[tag]) for tag in self._model_outputs() if tag in outputs}
@@ -484,7 +497,7 @@ class GpMpcController:
             log.warning("%s: MPC at %s found no feasible trajectory (%s); %s kept", config.path, sim_time,
                         status, "the last decision" if self._warm is not None else "the base schedule (clipped)")
             x = start
-            predicted, _ = solver.evaluate(x, params)
+            predicted, margins = solver.evaluate(x, params)
         elif not success:
             log.warning("%s: MPC at %s: %s; its last point is feasible and used", config.path, sim_time, status)
         self._warm = x
@@ -494,12 +507,29 @@ class GpMpcController:
             values[tag] = float(low + (high - low) * x[i * config.blocks])
         seconds = time.perf_counter() - started
         iterations = -1 if status in TIMED_OUT else iterations
-        self.decisions.append(Decision(sim_time, values, success, iterations, seconds,
-                                       offset if config.feedback else 0.0))
+        firsts = x[::config.blocks]
+        at_limit = bool(np.all((firsts <= AT_BOUND) | (firsts >= 1.0 - AT_BOUND))
+                        or margins.min(initial=np.inf) <= COMFORT_ACTIVE_K)
+        shortfall = float(np.mean((predicted - reference)[in_event])) if in_event.any() else 0.0
+        decision = Decision(sim_time, values, success, iterations, seconds, offset if config.feedback else 0.0,
+                            shortfall, at_limit)
+        self.decisions.append(decision)
+        self._warn_beyond_reach(decision, events)
         log.info("%s: MPC %s -> %s (predicted power %.0f kW, reference %.0f kW, d %.1f kW, %d iterations, %.2f s)",
                  sim_time, "ok" if success else status, {k: round(v, 2) for k, v in values.items()}, predicted[0],
                  reference[0], offset, iterations, seconds)
         return values
+
+    def _warn_beyond_reach(self, decision: Decision, events: list[CurtailmentEvent]) -> None:
+        """Log once per event the first decision inside it that found its request beyond reach."""
+        for event in events:
+            if (event.contains(decision.time + self._step) and event not in self._beyond_reach_logged
+                    and decision.beyond_reach(event.curtail_kw)):
+                self._beyond_reach_logged.add(event)
+                log.warning("%s: event %s - %s: %.0f kW is beyond reach at %s: with every decided input at a bound "
+                            "or a comfort constraint active the plan sheds %.0f kW less than asked",
+                            self.config.path, event.begin, event.end, event.curtail_kw, decision.time,
+                            decision.shortfall_kw)
 
     def _schedule_decisions(self, horizon_times: list[dt.datetime]) -> np.ndarray:
         """The base schedule as a decision vector (scaled, clipped to the bounds): per block, the

@@ -13,7 +13,10 @@ or in simulation the same run without the event) over the event and the windows 
   there (kW; what a demand charge on the window would see);
 - comfort: degree-hours (K h) outside each zone's band [low, high], per zone, over the whole report
   span (pre-event window, event, post-event window), as bridge/kpi.py's thermal discomfort;
-- decision times (s) of the controller, when given: median, 95th percentile, maximum.
+- decision times (s) of the controller, when given: median, 95th percentile, maximum;
+- beyond reach, when the controller says it (the GP-MPC does): of its decisions inside the event, how many
+  planned to shed clearly less than asked with every decided input at a bound or a comfort constraint
+  active, i.e. found the request beyond what the building gives within its bounds and comfort band.
 
 Timestamps follow the historian's convention (a value at t covers the interval ending at t), so a
 window (a, b] holds the intervals ending after a up to b; energy is power x interval length.
@@ -60,6 +63,8 @@ class EventReport:
     pre_event_peak_rise_kw: float = float("nan")  # the window's peak minus the baseline's peak there
     rebound_peak_rise_kw: float = float("nan")
     baseline_name: str = ""  # what the baseline is ("twin", "x_of_y", "base run", ...)
+    beyond_reach_decisions: int = 0  # decisions inside the event that found the request beyond reach
+    event_decisions: int = 0  # decisions inside the event (0: the controller did not say)
 
     def as_record(self) -> dict:
         """The report as plain JSON values (times ISO 8601, NaN as None): one line of a run's record."""
@@ -96,6 +101,10 @@ class EventReport:
             rows.update({"decision_time_p50": (self.decision_p50_s, "s", ""),
                          "decision_time_p95": (self.decision_p95_s, "s", "< 2"),
                          "decision_time_max": (self.decision_max_s, "s", "< 5")})
+        if self.event_decisions:
+            rows["beyond_reach_share"] = (self.beyond_reach_decisions / self.event_decisions,
+                                          "share of the event's decisions that found the request beyond reach "
+                                          "(at the bounds or the comfort limit, the plan's shed short of the request)", "")
         return {f"{prefix}{name}": {"value": float(value), "unit": unit, "target": target}
                 for name, (value, unit, target) in rows.items()}
 
@@ -104,12 +113,13 @@ def event_report(power: pd.Series, begin: dt.datetime | str, end: dt.datetime | 
                  baseline: pd.Series, temperatures: pd.DataFrame | None = None,
                  bands: Mapping[str, tuple[float, float]] | None = None,
                  decision_seconds: Iterable[float] = (), pre_hours: float = 2.0, post_hours: float = 2.0,
-                 baseline_name: str = "") -> EventReport:
+                 baseline_name: str = "", beyond_reach: tuple[int, int] = (0, 0)) -> EventReport:
     """The report of the event (begin, end] asking ``requested_kw`` below ``baseline`` (kW, indexed
     like ``power``: it must cover the event and, for their figures, the pre- and post-event windows).
     ``temperatures`` (degC, one column per zone) and ``bands`` ({zone: (low, high)}) give the comfort
     figures; ``decision_seconds`` the decision-time percentiles (module docstring); ``baseline_name``
-    is kept in the report."""
+    is kept in the report; ``beyond_reach``: (decisions that found the request beyond reach, decisions)
+    inside the event, as the controller counted them."""
     begin, end = pd.Timestamp(begin), pd.Timestamp(end)
     if end <= begin:
         raise EventReportError(f"event {begin} .. {end}: the end must be after the beginning")
@@ -143,7 +153,8 @@ def event_report(power: pd.Series, begin: dt.datetime | str, end: dt.datetime | 
                        *times, decisions=len(seconds), pre_hours=pre_hours, post_hours=post_hours,
                        pre_event_peak_rise_kw=float(pre["power"].max() - pre["baseline"].max()),
                        rebound_peak_rise_kw=float(post["power"].max() - post["baseline"].max()),
-                       baseline_name=baseline_name)
+                       baseline_name=baseline_name, beyond_reach_decisions=int(beyond_reach[0]),
+                       event_decisions=int(beyond_reach[1]))
 
 
 def _window(power: pd.Series, baseline: pd.Series, after: pd.Timestamp, until: pd.Timestamp, name: str) -> pd.DataFrame:
