@@ -157,7 +157,7 @@ class Decision:
     iterations: int  # IPOPT iterations; -1 when the time budget (max_seconds) stopped it
     seconds: float
     offset_kw: float = 0.0  # the disturbance estimate added to the power predictions (0 without feedback)
-    shortfall_kw: float = 0.0  # mean over the horizon's event steps of predicted - reference (> 0: planned short)
+    shortfall_kw: float = 0.0  # predicted - reference at the horizon's first event step (> 0: planned short)
     at_limit: bool = False  # every decided input's first move at a bound, or a comfort constraint active
 
     def beyond_reach(self, curtail_kw: float) -> bool:
@@ -510,7 +510,8 @@ class GpMpcController:
         firsts = x[::config.blocks]
         at_limit = bool(np.all((firsts <= AT_BOUND) | (firsts >= 1.0 - AT_BOUND))
                         or margins.min(initial=np.inf) <= COMFORT_ACTIVE_K)
-        shortfall = float(np.mean((predicted - reference)[in_event])) if in_event.any() else 0.0
+        first = int(np.argmax(in_event))  # the first event step of the horizon (the next step, inside an event)
+        shortfall = float(predicted[first] - reference[first]) if in_event.any() else 0.0
         decision = Decision(sim_time, values, success, iterations, seconds, offset if config.feedback else 0.0,
                             shortfall, at_limit)
         self.decisions.append(decision)
