@@ -106,8 +106,9 @@ def warmed_weather(twin: Path, live: Path, day: dt.date, out: Path) -> Path:
 
     Warmed on its own file, the twin started up to 2.2 K (zones) and, on the first night after the day of spin-up,
     1.1 kW (12-step window, autumn from Sep 24) apart from the live building; the slow mass took 3 days to come
-    within 0.1 kW (docs/live.md, "Spin-up"). A twin started beside a real building needs that building's recorded
-    weather of its first day for the same (or 3 days before it is judged)."""
+    within 0.1 kW (docs/live.md, "Spin-up"). A twin started beside a real building gets the same from the building's
+    recorded weather (``warm_up = "history"`` in ``[buildings.live]``, bridge/live/warmup.py), or is judged only after
+    3 days."""
     return splice_day(twin, day, day_records(live, day), out)
 
 
