@@ -20,6 +20,9 @@ Example (docs/live.md has every key)::
     node = "ns=2;s=AHU1.ClgSP"                 # node id, string id in `namespace`, or browse path "/AHU1/ClgSP"
     unit = "degF"                              # live unit, converted to the input's (or "degF->degC"; or scale/offset)
 
+``warm_up = "history"`` (default ``""``, off): before the engine starts, its weather file's run-start day takes the
+live building's recorded weather (bridge/live/warmup.py; docs/live.md, "Warm-up from the live building's history").
+
 Read with the file's ``Table`` (bridge.tomlfile), so a wrong key or value is a ConfigError naming file and key.
 """
 

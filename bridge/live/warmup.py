@@ -109,6 +109,15 @@ def hourly_values(samples: Samples, start: dt.datetime, field: Field) -> tuple[d
     return filled, len(covered)
 
 
+def weather_with_day(weather: Path, day: dt.date, values: dict[int, dict[int, float]], out: Path) -> Path:
+    """Write ``out``: EPW file ``weather`` with the fields of ``values`` (0-based field -> hour 1..24 -> value) replaced
+    in its records of ``day`` (month and day), written to 0.1; the rest of the file byte for byte."""
+    records = [with_fields(record, {index: f"{hourly[int(record.split(b',')[3])]:.1f}" for index, hourly in values.items()})
+               for record in day_records(weather, day)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return splice_day(weather, day, records, out)
+
+
 async def read_history(live: LiveConfig, names: Sequence[str], begin: dt.datetime, end: dt.datetime) -> dict[str, Samples]:
     """Input -> the (server time, live value) its live node recorded between aware ``begin`` and ``end`` (good values
     that are numbers only), by HistoryRead on the live server."""
@@ -168,11 +177,7 @@ async def _warmed_weather(building: BuildingConfig, live: LiveConfig, tagmap: Ta
                          f"fewer than {MIN_HOURS}")
     if short:
         raise LookupError("; ".join(short))
-    records = [with_fields(record, {fields[name].index: f"{values[int(record.split(b',')[3])]:.1f}"
-                                    for name, values in hourly.items()})
-               for record in day_records(building.weather, day)]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    splice_day(building.weather, day, records, out)
+    weather_with_day(building.weather, day, {fields[name].index: values for name, values in hourly.items()}, out)
     log.info("%s: warm-up day %s of %s from the live history of %s .. %s (%d values of %s); its engine runs on %s",
              building.name, f"{day:%m-%d}", building.weather.name, f"{begin:%Y-%m-%d %H:%M}", f"{start:%Y-%m-%d %H:%M}",
              sum(len(s) for s in converted.values()), ", ".join(converted), out)
