@@ -39,6 +39,7 @@ from bridge.engines.factory import EngineFactory, make_engine
 from bridge.engines.kinds import served_tagmap
 from bridge.handshake import exchange
 from bridge.historian import Historian
+from bridge.live.warmup import warmed_config
 from bridge.protocol import Status
 from bridge.runrecord import RunRecord
 from bridge.tagmap import UNBOUNDED
@@ -260,8 +261,12 @@ class Campus:
         log.info("starting %d engine(s) for %s .. %s, %d steps of %.0f s, clock %s",
                  len(self.buildings), config.period.start, config.period.end,
                  config.period.steps, config.period.step_s, config.clock)
-        for building in self.buildings:
-            building.engine = self.engine_factory(building.config, config, run_dir / building.name)
+        start = self.clock.start_time()
+        engine_configs = await asyncio.gather(*(  # [buildings.live] warm_up = "history": the live weather's first day
+            warmed_config(b.config, b.tagmap, config.period.start, start, run_dir / f"{b.name}-warm-up.epw")
+            for b in self.buildings))
+        for building, building_config in zip(self.buildings, engine_configs):
+            building.engine = self.engine_factory(building_config, config, run_dir / building.name)
             building.applied = building.tagmap.defaults
         try:
             await asyncio.gather(*(b.engine.launch() for b in self.buildings))

@@ -150,6 +150,13 @@ class CampusClock:
         self.period = self.progress.period = self.realtime.run_period(dt.datetime.now(dt.timezone.utc))
         return replace(self.config, period=self.period)
 
+    def start_time(self) -> dt.datetime:
+        """Local standard time of the next run's step 0 (after ``run_config``): realtime, now on the step
+        (``RealtimeSchedule.start``); else the run period's first midnight."""
+        if self.realtime is None:
+            return self.period.time_of(0.0)
+        return self.realtime.start(dt.datetime.now(dt.timezone.utc))
+
     async def run(self, server: TagServer) -> None:
         """Publish the first outputs (step 0) and step until no building is running."""
         self.server = server

@@ -9,6 +9,10 @@ EnergyPlus does not check a weather file before it runs: given a text file that 
 spent 100 % CPU until the bridge's 300 s timeout and then named the model in its error; a binary
 file was also reported against the model. ``check_epw`` refuses such a file in milliseconds with
 a WeatherError naming it and the line.
+
+``splice_day`` writes a copy of a file with the records of one day (month and day) replaced, every other
+line byte for byte the file's: a twin's warm-up day taken from its live building's weather (docs/live.md,
+"Spin-up"), from another EPW file or from the live building's recorded history (bridge/live/warmup.py).
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ LOCATION_FIELDS = (("latitude", -90.0, 90.0), ("longitude", -180.0, 180.0), ("ti
                    ("elevation", -300.0, 8900.0))
 
 Record = tuple[int, list[str]]  # (1-based line number, fields)
+# 0-based data fields of the quantities EnergyPlus's "Weather Data" actuators set (bridge.tagmap.WEATHER_CONTROLS);
+# units as the actuators': degC, degC, %, W/m2 (hourly Wh/m2), W/m2, deg clockwise from north, m/s
+WEATHER_FIELDS = {"Outdoor Dry Bulb": 6, "Outdoor Dew Point": 7, "Outdoor Relative Humidity": 8,
+                  "Direct Solar": 14, "Diffuse Solar": 15, "Wind Direction": 20, "Wind Speed": 21}
+HORIZONTAL_INFRARED_FIELD = 12  # Wh/m2: EnergyPlus's sky temperature is (IR / sigma)^(1/4) - 273.15
 
 
 class WeatherError(TwinbridgeError, ValueError):
@@ -158,3 +167,43 @@ def _check_record(path: Path, line: int, fields: list[str], numbers: bool) -> No
         _number(path, line, fields[0], "year")
         for column in range(6, DATA_FIELDS):
             _number(path, line, fields[column], f"field {column + 1}")
+
+
+def day_records(path: Path, day: dt.date) -> list[bytes]:
+    """The data records (lines, with their line ends) of ``day``'s month and day in EPW file ``path``."""
+    return [line for index, line in enumerate(Path(path).read_bytes().splitlines(keepends=True))
+            if _on(index, line, day)]
+
+
+def splice_day(path: Path, day: dt.date, records: list[bytes], out: Path) -> Path:
+    """Write ``out``: EPW file ``path`` with its records of ``day`` (month and day) replaced, in order, by
+    ``records`` (as many lines, with their line ends); every other line is ``path``'s, byte for byte.
+    WeatherError if the counts differ."""
+    lines = Path(path).read_bytes().splitlines(keepends=True)
+    taken = [index for index, line in enumerate(lines) if _on(index, line, day)]
+    if len(taken) != len(records):
+        raise WeatherError(f"{path}: {len(taken)} records on {day:%m-%d}, {len(records)} given to put there")
+    for index, record in zip(taken, records):
+        lines[index] = record
+    Path(out).write_bytes(b"".join(lines))
+    return Path(out)
+
+
+def with_fields(record: bytes, values: dict[int, str]) -> bytes:
+    """An EPW data record (a line, with its line end) with its 0-based fields ``values`` replaced."""
+    body = record.rstrip(b"\r\n")
+    fields = body.split(b",")
+    for index, text in values.items():
+        fields[index] = text.encode("latin-1")
+    return b",".join(fields) + record[len(body):]
+
+
+def _on(index: int, line: bytes, day: dt.date) -> bool:
+    """Whether 0-based line ``index`` of an EPW file, ``line``, is a data record of ``day``'s month and day."""
+    fields = line.split(b",", 3)
+    if index < HEADER_LINES or len(fields) < 4:
+        return False
+    try:
+        return (int(fields[1]), int(fields[2])) == (day.month, day.day)
+    except ValueError:
+        return False

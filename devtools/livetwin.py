@@ -27,6 +27,7 @@ from asyncua import Client, ua
 from bridge.comfort import Occupancy
 from bridge.config import RunPeriod, reference_model
 from bridge.daylight import daylight_saving_rule, period_in, simulation_time
+from bridge.epw import day_records, splice_day
 from bridge.protocol import NAMESPACE
 from bridge.tagmap import load_tagmap
 
@@ -105,24 +106,10 @@ def warmed_weather(twin: Path, live: Path, day: dt.date, out: Path) -> Path:
 
     Warmed on its own file, the twin started up to 2.2 K (zones) and, on the first night after the day of spin-up,
     1.1 kW (12-step window, autumn from Sep 24) apart from the live building; the slow mass took 3 days to come
-    within 0.1 kW (docs/live.md, "Spin-up"). A twin started beside a real building needs that building's recorded
-    weather of its first day for the same (or 3 days before it is judged)."""
-    def records(path: Path) -> list[str]:
-        return [line for line in path.read_text(errors="replace").splitlines(keepends=True) if _on(line, day)]
-
-    taken = records(live)
-    if len(taken) != len(records(twin)):
-        raise ValueError(f"{live}: {len(taken)} records on {day:%m-%d}, {twin} {len(records(twin))}")
-    given = iter(taken)
-    out.write_text("".join(next(given) if _on(line, day) else line
-                           for line in twin.read_text(errors="replace").splitlines(keepends=True)))
-    return out
-
-
-def _on(line: str, day: dt.date) -> bool:
-    """Whether ``line`` is an EPW data record of ``day``'s month and day (header lines are not)."""
-    fields = line.split(",", 3)
-    return line[:1].isdigit() and len(fields) == 4 and fields[1:3] == [str(day.month), str(day.day)]
+    within 0.1 kW (docs/live.md, "Spin-up"). A twin started beside a real building gets the same from the building's
+    recorded weather (``warm_up = "history"`` in ``[buildings.live]``, bridge/live/warmup.py), or is judged only after
+    3 days."""
+    return splice_day(twin, day, day_records(live, day), out)
 
 
 def building_entry(name: str, model: Path | str, weather: str, live: str = "", tagmap: Path = LIVE_TAGMAP) -> str:

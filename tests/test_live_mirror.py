@@ -46,7 +46,7 @@ scale = 0.5
 
 def test_live_table_is_read_with_conversions(tmp_path):
     live = load_config(campus_file(tmp_path, GOOD_LIVE)).buildings[0].live
-    assert live.endpoint.url == "opc.tcp://127.0.0.1:4999" and live.max_age_s == 30
+    assert live.endpoint.url == "opc.tcp://127.0.0.1:4999" and live.max_age_s == 30 and live.warm_up == ""
     cooling, heating = live.inputs
     assert (cooling.input, cooling.node) == ("CoolingSetpoint", "/Bms/ClgSP")
     assert cooling.convert(212.0) == pytest.approx(100.0) and cooling.convert(32.0) == pytest.approx(0.0)
@@ -68,6 +68,9 @@ def test_live_table_is_read_with_conversions(tmp_path):
     (GOOD_LIVE.replace('"HeatingSetpoint"', '"CoolingSetpoint"'), "mirrored more than once"),
     (GOOD_LIVE.replace('node = "/Bms/ClgSP"', 'node = "/"'), "'node' must name a node id or a browse path"),
     (GOOD_LIVE.split("[[")[0], "no [[buildings.live.inputs]] listed"),
+    (GOOD_LIVE.replace("max_age_s = 30", 'warm_up = "yesterday"'), "'warm_up' must be one of ['', 'history']"),
+    (GOOD_LIVE.replace("max_age_s = 30", 'warm_up = "history"'), "warm_up = 'history' needs a mirrored weather input"),
+    (GOOD_LIVE.replace("max_age_s = 30", "warm_up_timeout_s = -1"), "'warm_up_timeout_s' must be a positive number"),
     (GOOD_LIVE.replace('max_age_s = 30', 'username = "twin"\npassword_env = "NO_SUCH_VARIABLE_SET"'),
      "needs a password in the environment variable NO_SUCH_VARIABLE_SET"),
 ])

@@ -12,11 +12,16 @@ Example (docs/live.md has every key)::
     security = "Basic256Sha256,SignAndEncrypt,client.der,client_key.pem"   # as tracking takes it
     username = "twin"                          # password from $TWINBRIDGE_OPCUA_PASSWORD (or password_env)
     max_age_s = 60                             # older than this (link down): hold the value, raise LiveStale
+    warm_up = "history"                        # warm up on the live weather of the 24 h before the start
+    warm_up_timeout_s = 30                     # (HistoryRead, bridge/live/warmup.py); default "": the file's day
 
     [[buildings.live.inputs]]
     input = "CoolingSetpoint"                  # an input of the building's tag map
     node = "ns=2;s=AHU1.ClgSP"                 # node id, string id in `namespace`, or browse path "/AHU1/ClgSP"
     unit = "degF"                              # live unit, converted to the input's (or "degF->degC"; or scale/offset)
+
+``warm_up = "history"`` (default ``""``, off): before the engine starts, its weather file's run-start day takes the
+live building's recorded weather (bridge/live/warmup.py; docs/live.md, "Warm-up from the live building's history").
 
 Read with the file's ``Table`` (bridge.tomlfile), so a wrong key or value is a ConfigError naming file and key.
 """
@@ -46,6 +51,7 @@ UNITS = {
     "deg": ("angle", 1.0, 0.0),
 }
 INPUT_KEYS = ("input", "node", "unit", "scale", "offset")
+WARM_UP = ("", "history")  # "": EnergyPlus warms up on the weather file's first day; "history": on the live one's
 
 
 @dataclass(frozen=True)
@@ -64,11 +70,14 @@ class MirroredInput:
 @dataclass(frozen=True)
 class LiveConfig:
     """The live building of one twin building; ``max_age_s``: how long a value counts as current once the
-    link that delivered it is down (wall-clock seconds)."""
+    link that delivered it is down (wall-clock seconds); ``warm_up``: one of WARM_UP, ``warm_up_timeout_s`` the
+    most the history read may take before the twin warms up on its own file."""
 
     endpoint: Endpoint
     inputs: tuple[MirroredInput, ...]
     max_age_s: float = 60.0
+    warm_up: str = ""
+    warm_up_timeout_s: float = 30.0
 
 
 def unit_conversion(text: str, target: str, where: str, error: type[Exception]) -> tuple[float, float]:
@@ -93,20 +102,28 @@ def live_config(table: Table, tagmap: TagMap) -> LiveConfig:
     and key for anything wrong (an unknown or repeated input, a unit without conversion, a bad endpoint)."""
     error = table.error
     try:
-        endpoint = read_endpoint(table, ("max_age_s", "inputs"))
+        endpoint = read_endpoint(table, ("max_age_s", "inputs", "warm_up", "warm_up_timeout_s"))
     except TrackingConfigError as exc:
         raise error(str(exc)) from None
     max_age_s = table.number("max_age_s", 60.0)
     if not 0 < max_age_s < math.inf:
         raise error(f"{table.where}: 'max_age_s' must be a positive number of seconds, got {max_age_s!r}")
+    warm_up, warm_up_timeout_s = table.text("warm_up", ""), table.number("warm_up_timeout_s", 30.0)
+    if warm_up not in WARM_UP:
+        raise error(f"{table.where}: 'warm_up' must be one of {list(WARM_UP)}, got {warm_up!r}")
+    if not 0 < warm_up_timeout_s < math.inf:
+        raise error(f"{table.where}: 'warm_up_timeout_s' must be a positive number of seconds, got {warm_up_timeout_s!r}")
     inputs = tuple(_mirrored(entry, tagmap) for entry in table.tables("inputs"))
     if not inputs:
         raise error(f"{table.where}: no [[buildings.live.inputs]] listed: name the twin inputs it mirrors")
+    if warm_up and not any(tagmap.input(m.input).weather for m in inputs):
+        raise error(f"{table.where}: warm_up = {warm_up!r} needs a mirrored weather input (a tag map input with "
+                    "'weather'): it fills the weather file's fields those inputs set")
     names = [m.input for m in inputs]
     twice = repeated(names)
     if twice:
         raise error(f"{table.where}: inputs {twice} are mirrored more than once")
-    return LiveConfig(endpoint, inputs, max_age_s)
+    return LiveConfig(endpoint, inputs, max_age_s, warm_up, warm_up_timeout_s)
 
 
 def _mirrored(entry: Table, tagmap: TagMap) -> MirroredInput:

@@ -102,7 +102,7 @@ class TagSubscriber:
                             self.label, self.endpoint.url, type(exc).__name__, exc, backoff_s)
             finally:
                 self.connected.clear()
-                await _disconnect(client)
+                await disconnect(client)
             if self._stop.is_set():
                 break
             try:
@@ -111,10 +111,8 @@ class TagSubscriber:
                 backoff_s = min(backoff_s * 2, self.endpoint.backoff_max_s)
 
     async def _connect(self, client: Client) -> None:
-        await configure_client(client, ClientSecurity(self.endpoint.security, self.endpoint.username,
-                                                      self.endpoint.password_env or PASSWORD_VARIABLE))
-        await client.connect()
-        node_ids = await self._resolve(client)
+        await connect(client, self.endpoint)
+        node_ids = await resolve_nodes(client, self.endpoint, self.nodes)
         nodes = [client.get_node(node_id) for node_id in node_ids.values()]
         values = await client.read_attributes(nodes, ua.AttributeIds.Value)
         missing = [key for key, value in zip(node_ids, values) if value.StatusCode.value == ua.StatusCodes.BadNodeIdUnknown]
@@ -135,25 +133,6 @@ class TagSubscriber:
         self.connected.set()
         log.info("%s: subscribed to %d nodes on %s", self.label, len(nodes), self.endpoint.url)
 
-    async def _resolve(self, client: Client) -> dict[str, ua.NodeId]:
-        """Node ids of ``nodes``: a node id text ("ns=2;s=...", "nsu=<namespace uri>;s=...", "i=..."); a
-        browse path from the Objects folder ("/Site/Office/2:ClgSP": each name in ``namespace`` unless it has an "<index>:" prefix); else
-        a string node id in ``namespace``. A browse path that leads nowhere is a LookupError."""
-        index = None
-        resolved = {}
-        for key, text in self.nodes.items():
-            if text.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b=")):
-                node_id = ua.NodeId.from_string(text)
-                if getattr(node_id, "NamespaceUri", None):  # "nsu=<uri>;...": an ExpandedNodeId
-                    uri_index = await client.get_namespace_index(node_id.NamespaceUri)
-                    node_id = ua.NodeId(node_id.Identifier, uri_index, node_id.NodeIdType)
-                resolved[key] = node_id
-                continue
-            if index is None:
-                index = await client.get_namespace_index(self.endpoint.namespace)
-            resolved[key] = await _browse(client, text, index) if text.startswith("/") else ua.NodeId(text, index)
-        return resolved
-
     async def _watch(self, client: Client) -> None:
         state = client.get_node(ua.ObjectIds.Server_ServerStatus_State)
         while True:
@@ -164,6 +143,34 @@ class TagSubscriber:
                 if self._lost.is_set():
                     raise ConnectionError("the server reported the subscription lost")
                 await asyncio.wait_for(state.read_value(), self.endpoint.request_timeout_s)
+
+
+async def connect(client: Client, endpoint: Endpoint) -> None:
+    """Connect ``client`` (made for ``endpoint.url``) with the endpoint's security and user."""
+    await configure_client(client, ClientSecurity(endpoint.security, endpoint.username,
+                                                  endpoint.password_env or PASSWORD_VARIABLE))
+    await client.connect()
+
+
+async def resolve_nodes(client: Client, endpoint: Endpoint, nodes: dict[str, str]) -> dict[str, ua.NodeId]:
+    """Node ids of ``nodes`` (key -> text): a node id text ("ns=2;s=...", "nsu=<namespace uri>;s=...", "i=..."); a
+    browse path from the Objects folder ("/Site/Office/2:ClgSP": each name in ``endpoint.namespace`` unless it has
+    an "<index>:" prefix); else a string node id in ``endpoint.namespace``. A browse path that leads nowhere is a
+    LookupError."""
+    index = None
+    resolved = {}
+    for key, text in nodes.items():
+        if text.startswith(("ns=", "nsu=", "i=", "s=", "g=", "b=")):
+            node_id = ua.NodeId.from_string(text)
+            if getattr(node_id, "NamespaceUri", None):  # "nsu=<uri>;...": an ExpandedNodeId
+                uri_index = await client.get_namespace_index(node_id.NamespaceUri)
+                node_id = ua.NodeId(node_id.Identifier, uri_index, node_id.NodeIdType)
+            resolved[key] = node_id
+            continue
+        if index is None:
+            index = await client.get_namespace_index(endpoint.namespace)
+        resolved[key] = await _browse(client, text, index) if text.startswith("/") else ua.NodeId(text, index)
+    return resolved
 
 
 async def _browse(client: Client, path: str, index: int) -> ua.NodeId:
@@ -192,7 +199,7 @@ class _Handler:
         self.subscriber._lost.set()
 
 
-async def _disconnect(client: Client) -> None:
+async def disconnect(client: Client) -> None:
     try:
         await asyncio.wait_for(client.disconnect(), 5)
     except Exception:  # already broken: nothing left to close cleanly
