@@ -101,6 +101,14 @@ says so in the log.
 Per event, once its post-event window is over, the controller logs the report of
 bridge/tracking/dr_event.py against the baseline it used (``event_reports``; the pre-event window is
 the 2 h before the event, or the part of them its baseline covers when the horizon is shorter).
+
+Beyond reach: a decision inside an event whose plan, at the event's next step, sheds more than
+``BEYOND_REACH_SHARE`` (5 %) of the request less than asked while every decided input's first move sits at
+a bound or a comfort chance constraint is active somewhere in the horizon (within ``COMFORT_ACTIVE_K``) has
+found the request beyond what the building gives within its bounds and comfort band, as far as the twin
+(with its disturbance estimate) can tell. The first such decision of an event is logged as a warning; the
+report counts them (``beyond_reach_share``). It is the twin's judgment: on the validation days with the true
+baseline given it flagged the three days that stayed above 15 kW tracking RMSE (docs/controllers.md, round 14).
 """
 
 from __future__ import annotations
