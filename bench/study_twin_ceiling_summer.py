@@ -225,9 +225,18 @@ def run_figures(data, schedule) -> dict[str, float]:
         values[f"{name}_12h_hourly"] = rms(hourly(errors)[occupied_hours])
         for lead, step in LEADS.items():
             values[f"{name}_lead_{lead}"] = rms(errors[:, :, step - 1][occupied[:, :, step - 1]])
+        # post hoc (added after the first figures, not in the reading rules): each day's mean occupied
+        # error removed (an oracle daily level, as docs/twin.md's diagnosis): what is left is shape
+        level = np.array([errors[i][occupied[i]].mean() for i in range(len(errors))])
+        values[f"{name}_12h_level_removed"] = rms((errors - level[:, None, None])[occupied])
+    minutes = pd.DatetimeIndex(data["gp_1step:times"].ravel()).minute.to_numpy().reshape(data["gp_1step:times"].shape)
     for name in ONE_STEP:
         one = occupied_mask(data[f"{name}:times"], schedule)
-        values[name] = rms((data[f"{name}:mean"] - data[f"{name}:actual"])[one])
+        errors = data[f"{name}:mean"] - data[f"{name}:actual"]
+        values[name] = rms(errors[one])
+        # post hoc: the rows stamped hh:10 (lead 10 min of forecasts issued on the hour) and hh:00 (leads 1-12 h)
+        for minute in (10, 0):
+            values[f"{name}_at_{minute:02d}min"] = rms(errors[one & (minutes == minute)])
     return values
 
 
