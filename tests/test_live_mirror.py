@@ -228,6 +228,25 @@ def test_absent_at_start_then_dropped_then_back():
     asyncio.run(main())
 
 
+def test_values_held_from_before_a_drop_are_not_current_on_the_new_link_until_it_sends_them():
+    async def main():
+        live = LiveServer(free_port())
+        await live.start(cooling_f=78.8, heating_f=69.8)  # 26 and 21 degC
+        async with mirrored_twin(live.url, max_age_s=1.0) as (server, mirror, _):
+            await until(lambda: not mirror.stale)
+            await live.stop()
+            await until(lambda: mirror.stale, 8.0)
+            await live.start(cooling_f="n/a", heating_f=68.0)  # back, but its ClgSP holds no number
+            await until(lambda: inputs(server)["HeatingSetpoint"] == pytest.approx(20.0), 8.0)  # the new link is up
+            await asyncio.sleep(1.0)  # four turns of the mirror (0.25 s each) on the new link
+            assert inputs(server)["CoolingSetpoint"] == pytest.approx(26.0)  # held from before the drop ...
+            assert mirror.stale and await control(server, "LiveStale") is True  # ... and said to be old
+            assert await control(server, "LiveAge") > 1.0
+            await live.stop()
+
+    asyncio.run(main())
+
+
 def test_out_of_range_or_disordered_live_values_are_held_and_flagged():
     async def main():
         live = LiveServer(free_port())
