@@ -199,30 +199,52 @@ def test_mirror_follows_converted_live_values():
 
 
 def test_absent_at_start_then_dropped_then_back():
+    # The mirror sets its flag and tags, then publishes the alarm to its sinks (a sink call yields to the
+    # loop): the test waits for the alarm it checks, never for a fixed time.
     async def main():
         live = LiveServer(free_port())
         async with mirrored_twin(live.url, max_age_s=1.0) as (server, mirror, sink):
-            await asyncio.sleep(1.5)  # nobody there: defaults, stale, alarm; no crash
+            await until(lambda: sink.alerts, 8.0)  # nobody there for max_age_s: defaults, stale, alarm; no crash
             assert inputs(server) == {"CoolingSetpoint": 24.0, "HeatingSetpoint": 21.0}
             assert mirror.stale and await control(server, "LiveStale") is True
             assert [(a.severity, a.raised) for a in sink.alerts] == [("stale", True)]
             assert "no live value for CoolingSetpoint, HeatingSetpoint" in sink.alerts[0].message
 
-            await live.start(cooling_f=78.8)  # comes up: reconnects, mirrors, clears the flag
-            await until(lambda: not mirror.stale)
+            await live.start(cooling_f=78.8)  # comes up: reconnects, mirrors, clears the flag and the alarm
+            await until(lambda: not sink.alerts[-1].raised, 8.0)
+            assert [(a.severity, a.raised) for a in sink.alerts] == [("stale", True), ("ok", False)]
+            assert not mirror.stale and await control(server, "LiveStale") is False
             assert inputs(server)["CoolingSetpoint"] == pytest.approx(26.0)
-            assert await control(server, "LiveStale") is False
-            assert [(a.severity, a.raised) for a in sink.alerts][-1] == ("ok", False)
 
             await live.stop()  # dropped: the last values are held, stale after max_age_s
-            await until(lambda: mirror.stale, 8.0)
+            await until(lambda: sink.alerts[-1].raised, 8.0)
+            assert "link to" in sink.alerts[-1].message
             assert inputs(server)["CoolingSetpoint"] == pytest.approx(26.0)
-            assert await control(server, "LiveStale") is True and await control(server, "LiveAge") > 1.0
-            assert "link to" in sink.alerts[-1].message and sink.alerts[-1].raised
+            assert mirror.stale and await control(server, "LiveStale") is True
+            assert await control(server, "LiveAge") > 1.0
 
-            await live.start(cooling_f=77.0)  # back: 25 degC
+            await live.start(cooling_f=77.0)  # back: 25 degC, current once the new subscription delivered it
             await until(lambda: not mirror.stale, 8.0)
             assert inputs(server)["CoolingSetpoint"] == pytest.approx(25.0)
+            await live.stop()
+
+    asyncio.run(main())
+
+
+def test_values_held_from_before_a_drop_are_not_current_on_the_new_link_until_it_sends_them():
+    async def main():
+        live = LiveServer(free_port())
+        await live.start(cooling_f=78.8, heating_f=69.8)  # 26 and 21 degC
+        async with mirrored_twin(live.url, max_age_s=1.0) as (server, mirror, _):
+            await until(lambda: not mirror.stale)
+            await live.stop()
+            await until(lambda: mirror.stale, 8.0)
+            await live.start(cooling_f="n/a", heating_f=68.0)  # back, but its ClgSP holds no number
+            await until(lambda: inputs(server)["HeatingSetpoint"] == pytest.approx(20.0), 8.0)  # the new link is up
+            await asyncio.sleep(1.0)  # four turns of the mirror (0.25 s each) on the new link
+            assert inputs(server)["CoolingSetpoint"] == pytest.approx(26.0)  # held from before the drop ...
+            assert mirror.stale and await control(server, "LiveStale") is True  # ... and said to be old
+            assert await control(server, "LiveAge") > 1.0
             await live.stop()
 
     asyncio.run(main())

@@ -9,12 +9,14 @@ drives a step is the latest one that arrived before the step read its inputs.
 
 A converted value outside the input's EURange, or one breaking an order between inputs (a heating
 setpoint above the cooling one), is refused: the input holds its last good value and the building is
-flagged stale until a good one comes. Values count as current while the link is up; once it is down
-they age, and after ``max_age_s`` (or while any input has had no value, as at start) the building's
-``Control.LiveStale`` is true, ``Control.LiveAge`` says how old the oldest held value is, and an alarm
-goes to the log and the sinks (the tracking's anomaly log, when the building is tracked). Mirrored
-inputs are read-only for clients (Write: BadNotWritable); the values a Control.Exchange call gives for
-them are replaced by the live ones before any step can use them (``restore``).
+flagged stale until a good one comes. Values count as current while the link that delivered them is
+up (after a reconnection, only once the new subscription has delivered them: a value held from before
+the drop is as old as the drop); otherwise they age, and after ``max_age_s`` (or while any input has
+had no value, as at start) the building's ``Control.LiveStale`` is true, ``Control.LiveAge`` says how
+old the oldest held value is, and an alarm goes to the log and the sinks (the tracking's anomaly log,
+when the building is tracked). Mirrored inputs are read-only for clients (Write: BadNotWritable); the
+values a Control.Exchange call gives for them are replaced by the live ones before any step can use
+them (``restore``).
 """
 
 from __future__ import annotations
@@ -53,12 +55,13 @@ class Mirror:
         self.mirrored = {m.input: m for m in live.inputs}
         self.values: dict[str, float] = {}  # input -> the last good live value, converted
         self.current_s: dict[str, float] = {}  # input -> monotonic time its value was last known current
+        self.taken_on: dict[str, int] = {}  # input -> the subscriber's connection that delivered its value
         self.refused: dict[str, str] = {}  # input -> why its latest live value was not taken
         self.stale = True  # no live value yet
         self.age_s = 0.0
         self._alarmed = False
         self._started_s = time.monotonic()
-        self._arrived: dict[str, float] = {}  # converted values received and not yet written
+        self._arrived: dict[str, tuple[float, int]] = {}  # input -> (converted value, connection), not yet written
         self._wake = asyncio.Event()
         self.subscriber = TagSubscriber(f"live inputs of {building}", live.endpoint,
                                         {m.input: m.node for m in live.inputs}, self._on_value)
@@ -78,7 +81,7 @@ class Mirror:
                  self.building, ", ".join(self.mirrored), self.live.endpoint.url, self.live.max_age_s)
 
     def _on_value(self, name: str, stamp, value: float) -> None:
-        self._arrived[name] = self.mirrored[name].convert(value)
+        self._arrived[name] = self.mirrored[name].convert(value), self.subscriber.connections
         self._wake.set()
 
     async def run(self) -> None:
@@ -104,7 +107,8 @@ class Mirror:
 
     async def _write_arrived(self) -> None:
         """Write the values that arrived, checked against their inputs' EURange and orders together."""
-        arrived, self._arrived = self._arrived, {}
+        arrived = {name: value for name, (value, _) in self._arrived.items()}
+        connections, self._arrived = {name: n for name, (_, n) in self._arrived.items()}, {}
         problems = {name: self._range_problem(name, value) for name, value in arrived.items()}
         taken = {name: value for name, value in arrived.items() if problems[name] is None}
         values = self.server.read_inputs(self.building) | taken
@@ -119,7 +123,7 @@ class Mirror:
                 continue
             if self.refused.pop(name, None):
                 log.info("%s.%s: live values taken again (%g)", self.building, name, value)
-            self.values[name], self.current_s[name] = value, now
+            self.values[name], self.current_s[name], self.taken_on[name] = value, now, connections[name]
             await self.server.write_value(self.server.input_node(self.building, name), value, ua.VariantType.Double)
 
     def _range_problem(self, name: str, value: float) -> str | None:
@@ -142,11 +146,13 @@ class Mirror:
             await self.server.write_value(self.server.input_node(self.building, name), value, ua.VariantType.Double)
 
     async def _check_age(self) -> None:
-        """Values are current while the link is up; update LiveAge and LiveStale, alarm on a change."""
+        """Values are current while the link that delivered them is up; update LiveAge and LiveStale, alarm
+        on a change."""
         now = time.monotonic()
         if self.subscriber.connected.is_set():
             for name in self.values:
-                self.current_s[name] = now
+                if self.taken_on[name] == self.subscriber.connections:
+                    self.current_s[name] = now
         oldest = min((self.current_s.get(name, self._started_s) for name in self.mirrored), default=now)
         self.age_s = now - oldest
         missing = [name for name in self.mirrored if name not in self.values]
@@ -164,7 +170,8 @@ class Mirror:
     def _why_stale(self, missing: list[str]) -> str:
         reasons = [f"no live value for {', '.join(missing)}"] if missing else []
         if self.age_s > self.live.max_age_s:
-            reasons.append(f"link to {self.live.endpoint.url} down: values {self.age_s:.0f} s old "
+            link = "up but silent" if self.subscriber.connected.is_set() else "down"
+            reasons.append(f"link to {self.live.endpoint.url} {link}: values {self.age_s:.0f} s old "
                            f"(max_age_s {self.live.max_age_s:g})")
         reasons += [f"{name}: {why}" for name, why in self.refused.items()]
         return f"{self.building}: live inputs stale, holding the last values: {'; '.join(reasons)}"
