@@ -41,7 +41,6 @@ from bridge.config import BuildingConfig
 from bridge.epw import HORIZONTAL_INFRARED_FIELD, WEATHER_FIELDS, day_records, splice_day, with_fields
 from bridge.live.config import LiveConfig
 from bridge.tagmap import SKY_TEMPERATURE, TagMap
-from bridge.tracking.live import connect, disconnect, naive_utc, resolve_nodes
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +120,9 @@ def weather_with_day(weather: Path, day: dt.date, values: dict[int, dict[int, fl
 async def read_history(live: LiveConfig, names: Sequence[str], begin: dt.datetime, end: dt.datetime) -> dict[str, Samples]:
     """Input -> the (server time, live value) its live node recorded between aware ``begin`` and ``end`` (good values
     that are numbers only), by HistoryRead on the live server."""
+    # imported here: the tracking link brings pandas, which the bridge does not import before EnergyPlus is launched
+    from bridge.tracking.live import connect, disconnect, naive_utc, resolve_nodes
+
     client = Client(live.endpoint.url, timeout=live.endpoint.request_timeout_s)
     nodes = {m.input: m.node for m in live.inputs if m.input in names}
     await connect(client, live.endpoint)  # asyncua closes what a failed connect opened
