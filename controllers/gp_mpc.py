@@ -496,7 +496,9 @@ class GpMpcController:
                                    reference, np.where(in_event, 1.0, config.outside_weight), in_event,
                                    max(max((e.curtail_kw for e in events), default=0.0), 50.0), previous, comfort_std,
                                    unmoved)
-        x, status, iterations = solver.solve(start, params)
+        lower, upper = self._shed_limits(horizon_times)
+        start = np.clip(start, lower, upper)
+        x, status, iterations = solver.solve(start, params, lower, upper)
         success = status == "Solve_Succeeded"
         predicted, margins = solver.evaluate(x, params)
         if not (success or margins.min(initial=0.0) >= -COMFORT_TOL_K):
@@ -539,6 +541,20 @@ class GpMpcController:
                             "or a comfort constraint active the plan sheds %.0f kW less than asked",
                             self.config.path, event.begin, event.end, event.curtail_kw, decision.time,
                             decision.shortfall_kw)
+
+    def _shed_limits(self, horizon_times: list[dt.datetime]) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) of every decision (scaled): [0, 1], narrowed by ``[mpc] shed`` to the side of the base
+        schedule's value (per block, ``_schedule_decisions``) that sheds power."""
+        base = self._schedule_decisions(horizon_times)
+        lower, upper = np.zeros_like(base), np.ones_like(base)
+        for i, tag in enumerate(self.config.decide):
+            part = slice(i * self.config.blocks, (i + 1) * self.config.blocks)
+            direction = self.config.shed.get(tag)
+            if direction == "up":
+                lower[part] = base[part]
+            elif direction == "down":
+                upper[part] = base[part]
+        return lower, upper
 
     def _schedule_decisions(self, horizon_times: list[dt.datetime]) -> np.ndarray:
         """The base schedule as a decision vector (scaled, clipped to the bounds): per block, the

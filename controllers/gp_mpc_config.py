@@ -5,7 +5,7 @@ controllers/gp_mpc.py's docstring and docs/controllers.md."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,7 @@ from controllers.schedule import Schedule, load_schedule
 
 OBJECTIVES = ("tracking", "energy")
 BASELINES = ("twin", "x_of_y", "twin_regression")
+SHED_DIRECTIONS = ("up", "down")  # [mpc] shed: the direction a decided input moves to shed power
 BASELINE_UPDATES = ("entry", "begin", "end")  # a twin baseline is corrected again at every decision until then
 
 
@@ -70,6 +71,9 @@ class MpcConfig:
     # the optimiser's power prediction: base + response_gain * (prediction - base), the base the rollout under the
     # base schedule: a twin whose response to the setpoints a test event measured too strong (or weak) is scaled
     response_gain: float = 1.0
+    # ``shed = { tag = "up" | "down" }``: while an event is in the horizon the decided input only moves from the base
+    # schedule's value in that direction (the one that sheds power), whatever the twin's learned response says
+    shed: dict[str, str] = field(default_factory=dict)
 
     def power_members(self) -> list[tuple[str, GPModel]]:
         """(file name, power model) of every twin of ``model``, the first file's first."""
@@ -106,7 +110,7 @@ def load_mpc(path: str | Path) -> MpcConfig:
     mpc = file.table("mpc")
     mpc.check_keys({"objective", "horizon_steps", "blocks", "decide", "bounds", "comfort", "confidence", "move_weight",
                     "outside_weight", "max_iter", "max_seconds", "power", "feedback", "feedback_steps", "baseline",
-                    "x_of_y", "baseline_update", "response_gain"})
+                    "x_of_y", "baseline_update", "response_gain", "shed"})
     objective = mpc.text("objective", "tracking")
     if objective not in OBJECTIVES:
         raise ControllerConfigError(f"{where}: [mpc] objective must be one of {OBJECTIVES}, got {objective!r}")
@@ -140,7 +144,8 @@ def load_mpc(path: str | Path) -> MpcConfig:
                        mpc.number("move_weight", 0.1), mpc.number("outside_weight", 0.1),
                        mpc.integer("max_iter", 100), _max_seconds(mpc), where, mpc.flag("feedback", True),
                        mpc.integer("feedback_steps", 6), _x_of_y_days(mpc), mpc.text("baseline_update", "entry"),
-                       tuple(zip(names[1:], twins[1:])), names[0], mpc.number("response_gain", 1.0))
+                       tuple(zip(names[1:], twins[1:])), names[0], mpc.number("response_gain", 1.0),
+                       _shed(mpc.table("shed").values, decide, f"{where}: [mpc] shed"))
     if not 1 <= config.blocks <= config.horizon or not 0.5 < config.confidence < 1:
         raise ControllerConfigError(f"{where}: [mpc] need 1 <= blocks <= horizon_steps and 0.5 < confidence < 1")
     if config.baseline_update not in BASELINE_UPDATES:
@@ -155,6 +160,15 @@ def load_mpc(path: str | Path) -> MpcConfig:
     except WeatherError as exc:
         raise ControllerConfigError(f"{where}: weather: {exc}") from None
     return config
+
+
+def _shed(values: dict, decide: tuple[str, ...], where: str) -> dict[str, str]:
+    """``[mpc] shed``: decided input -> "up" or "down"."""
+    for tag, direction in values.items():
+        if tag not in decide or direction not in SHED_DIRECTIONS:
+            raise ControllerConfigError(f"{where}: {tag} = {direction!r}: each key a decided input ({list(decide)}), "
+                                        f"each value one of {SHED_DIRECTIONS}")
+    return dict(values)
 
 
 def _model_names(value: object, where: str) -> list[str]:

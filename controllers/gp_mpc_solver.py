@@ -64,9 +64,11 @@ class MpcSolver:
         return np.concatenate([*(tables[tag].ravel(order="F") for tag in self._tags), [offset],
                                *(np.asarray(values[name], float).ravel() for name in self.symbols)])
 
-    def solve(self, start: np.ndarray, params: np.ndarray) -> tuple[np.ndarray, str, int]:
-        """(decisions, IPOPT's return status, iterations) from ``start``."""
-        result = self.nlp(x0=start, p=params, lbx=0.0, ubx=1.0, lbg=0.0, ubg=np.inf)
+    def solve(self, start: np.ndarray, params: np.ndarray, lower: np.ndarray | float = 0.0,
+              upper: np.ndarray | float = 1.0) -> tuple[np.ndarray, str, int]:
+        """(decisions, IPOPT's return status, iterations) from ``start``, each decision within [``lower``,
+        ``upper``] (scaled; [0, 1] unless narrowed)."""
+        result = self.nlp(x0=start, p=params, lbx=lower, ubx=upper, lbg=0.0, ubg=np.inf)
         stats = self.nlp.stats()
         return np.clip(np.array(result["x"]).ravel(), 0.0, 1.0), stats["return_status"], int(stats.get("iter_count", 0))
 

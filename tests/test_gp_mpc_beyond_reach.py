@@ -14,10 +14,10 @@ from bridge.tracking.dr_event import event_report
 from controllers.gp_mpc import Decision, load_mpc
 
 
-def run_through(tmp_path, frame, curtail_kw: float, model: str):
+def run_through(tmp_path, frame, curtail_kw: float, model: str, keep_file: bool = False):
     """The controller decided from 10:00 to 15:10 of DAY (event 12-13 h simulation time) on the synthetic
-    history, asked ``curtail_kw``; (controller, event)."""
-    path = mpc_file(tmp_path, model)
+    history, asked ``curtail_kw``; (controller, event). ``keep_file``: the MPC file already in ``tmp_path``."""
+    path = tmp_path / "mpc.toml" if keep_file else mpc_file(tmp_path, model)
     path.write_text(path.read_text().replace("curtail_kw = 1.5", f"curtail_kw = {curtail_kw}"))
     config = load_mpc(path)
     controller, event = run_to_entry(config, frame)
