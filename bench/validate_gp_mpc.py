@@ -171,6 +171,9 @@ def regression_source(day: str, base: pd.DataFrame):
     return source
 
 
+SHED = 'shed = { CoolingSetpoint = "up", SupplyAirTempSetpoint = "up", ChilledWaterSetpoint = "up" }\n'  # round 16
+
+
 def oracle_source(day: str, base: pd.DataFrame):
     """Round 14's ``baselines={"x_of_y": source}`` for ``day``: the day's base-run power itself at the times
     asked (module docstring); a time the base run lacks is refused."""
@@ -188,11 +191,11 @@ def bench_step(frame: pd.DataFrame) -> pd.Timedelta:
 
 def run_variant(variant: str, month: str, day: str, feedback_steps: int | None = None, request_kw: float = 100.0,
                 move_weight: float | None = None, decide: list[str] = (), seed: int = 0,
-                ensemble: list[int] = (), response_gain: float | None = None, baseline: str | None = None
-                ) -> dict[str, float]:
+                ensemble: list[int] = (), response_gain: float | None = None, baseline: str | None = None,
+                shed: bool = False) -> dict[str, float]:
     """One day's figures (bench_gp_mpc.day_figures); ``ensemble``: the month's twins of those excitation seeds
     as the MPC file's ``model`` list (``seed`` unused), with the members' baseline spread at entry; ``baseline``:
-    the event's baseline ("twin_regression": fed ``regression_source``)."""
+    the event's baseline ("twin_regression": fed ``regression_source``); ``shed``: round 16's ``SHED`` table."""
     twin, update = variant.split("_")
     power = "HvacPower" if twin == "hvac" else "FacilityPower"
     base = base_run(month, day)
@@ -205,7 +208,7 @@ def run_variant(variant: str, month: str, day: str, feedback_steps: int | None =
         text = mpc.read_text().replace(f'"{bench.MODELS[month]}"', model)
         if baseline:
             text += f'baseline = "{"x_of_y" if baseline == "oracle" else baseline}"\n'
-        mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n', 1)
+        mpc.write_text(text.replace("[mpc]\n", f'[mpc]\npower = "{power}"\n' + (SHED if shed else ""), 1)
                        .replace('baseline_update = "entry"', f'baseline_update = "{update}"'))
         config = load_mpc(mpc)
         overrides = {"feedback_steps": feedback_steps, "move_weight": move_weight, "response_gain": response_gain}
@@ -267,7 +270,7 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], output: str, requ
 def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: int | None = None,
          requests: list[float] = (100.0,), move_weights: list[float | None] = (None,), only: list[str] = (),
          decide: list[str] = (), seeds: list[int] = (0,), ensembles: list[list[int]] = (),
-         gains: dict[int, float] | None = None, baseline: str | None = None) -> None:
+         gains: dict[int, float] | None = None, baseline: str | None = None, shed: bool = False) -> None:
     """Every variant x request x move weight x twin seed (or ensemble of seeds) on the validation days (``only``:
     those days alone); a result's name gains ``_r<kW>``, ``_w<weight>``, ``_s<seed>`` when more than the defaults
     are run, and ``_e<seeds>`` for an ensemble."""
@@ -281,14 +284,15 @@ def main(variants: list[str], name: str = "gp_mpc_validation", feedback_steps: i
                 f"_w{weight:g}" if weight is not None else "") + ("_" + "+".join(decide) if decide else "") + (
                 f"_s{seed}" if list(seeds) != [0] and not ensemble else "") + (
                 "_e" + "".join(map(str, ensemble)) if ensemble else "") + (
-                f"_s{seed}_g{gains[seed]:g}" if gains else "") + (f"_{baseline}" if baseline else "")
+                f"_s{seed}_g{gains[seed]:g}" if gains else "") + (f"_{baseline}" if baseline else "") + (
+                "_shed" if shed else "")
             results[key] = {}
             for month, days in DAYS.items():
                 for day in days:
                     if only and day not in only:
                         continue
                     results[key][day] = run_variant(variant, month, day, feedback_steps, request, weight, decide, seed,
-                                                    list(ensemble), (gains or {}).get(seed), baseline)
+                                                    list(ensemble), (gains or {}).get(seed), baseline, shed)
                     print(key, day, json.dumps(results[key][day]), flush=True)
     summarise(results, name, list(requests))
 
@@ -315,6 +319,7 @@ if __name__ == "__main__":
     parser.add_argument("--baseline", choices=["twin_regression", "oracle"],
                         help="the event's baseline (twin_regression: fed the long base run's regression, round 13; "
                              "oracle: the base run's power itself, round 14)")
+    parser.add_argument("--shed", action="store_true", help="round 16: the decided setpoints move only upward in events")
     arguments = parser.parse_args()
     try:
         gains = {int(s): float(k) for s, k in (item.split("=") for item in arguments.response_gain)}
@@ -323,4 +328,4 @@ if __name__ == "__main__":
     if arguments.feedback_steps is not None and arguments.feedback_steps < 1:
         parser.error("--feedback-steps must be >= 1")
     main(arguments.variants, arguments.output, arguments.feedback_steps, arguments.request, arguments.move_weight,
-         arguments.days, arguments.decide, arguments.seed, arguments.ensemble, gains, arguments.baseline)
+         arguments.days, arguments.decide, arguments.seed, arguments.ensemble, gains, arguments.baseline, arguments.shed)

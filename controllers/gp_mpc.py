@@ -78,6 +78,10 @@ twin's plus ``d``, re-estimated every step (an output-disturbance model: offset-
 steady model error, in level or in the response to the setpoints, does not become a steady
 shortfall. With ``feedback = false`` the optimiser trusts the twin's predictions as they are.
 
+Shed directions (``shed = { tag = "up" | "down" }``): while an event is in the horizon each listed input's
+decisions are bounded on the side of the base schedule's value that sheds power (``_shed_limits``), so a twin
+whose learned response has the wrong sign in some regime cannot drive that input the wrong way.
+
 Objectives (``objective``):
 - ``"tracking"``: follow the reference ``baseline - curtail_kw`` during the event; before and
   after the event, stay near the current base forecast (weight ``outside_weight``);
