@@ -14,6 +14,8 @@ Used to choose the twins and the baseline update before the test days were run a
     nice -n 5 python bench/validate_gp_mpc.py fac_entry --seed 1 2 3 --baseline twin_regression \
         -o gp_mpc_validation_seeds_twin_regression
     nice -n 5 python bench/validate_gp_mpc.py fac_entry --seed 1 2 3 --shed -o gp_mpc_validation_seeds_shed
+    nice -n 5 python bench/validate_gp_mpc.py fac_entry --seed 1 2 3 --shed --baseline twin_regression \
+        -o gp_mpc_validation_seeds_shed_twin_regression
     nice -n 5 python bench/validate_gp_mpc.py fac_entry --ensemble 1 2 3 --ensemble 0 1 2 3 -o gp_mpc_validation_ensemble
 
 Prints one JSON line per day and variant and writes bench/results/<-o>.json (default
@@ -119,6 +121,13 @@ seeds reach a mean delivered/requested >= 0.9 and every seed's mean tracking RMS
 (40.8 / 33.2 / 40.9 kW). Adopting them in the example MPC file would further need seed 0's twin with them to keep
 mean >= 0.9, worst >= 0.8 and mean tracking RMSE <= 16.5 kW on these days (its 15.5 plus 1), run only if the first
 part passes; the test days are not run in this round. Every day run is reported.
+Round 17 (2026-12-05 ~16:05, written and committed before its runs): rounds 15 and 16 together. Round 14 split the
+tracking error into the counterfactual's part and the controller's; round 15's regression shrank the first with
+the unlucky twins, round 16's shed directions the wrong-way moves of the second, and neither alone met its
+criterion. ``--seed 1 2 3 --shed --baseline twin_regression`` runs both at 100 kW on the 11 days (results:
+bench/results/gp_mpc_validation_seeds_shed_twin_regression.json). Criterion, fixed now, round 16's: at least two of
+the three seeds reach a mean delivered/requested >= 0.9 and every seed's mean tracking RMSE falls below its round-8
+figure (40.8 / 33.2 / 40.9 kW). A report in any case this session (seed 0 and the test days would come next).
 """
 
 from __future__ import annotations
