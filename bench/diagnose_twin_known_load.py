@@ -38,7 +38,7 @@ import pandas as pd
 
 from bench.bench_twin_gp import GP, LAGS, ROOT
 from bench.bench_twin_update import day_forecasts
-from bench.diagnose_twin_update import VALIDATION, historian, occupied_mask, rms
+from bench.diagnose_twin_update import VALIDATION, historian, keep_forecasts, occupied_mask, rms, stacked
 from bench.results_io import RESULTS, pyplot, save_plot
 from bridge.config import load_config
 from bridge.twin.collect import excitation_for
@@ -78,9 +78,8 @@ def run(period: str, seed: int, variants: list[str], profile_future: bool, tag: 
                     f = dataclasses.replace(
                         f, actual=frame["FacilityPower"].reindex(stamps).to_numpy()[rows].reshape(f.times.shape),
                         mean=f.mean + profile_at(stamps, facility, load_profile)[rows].reshape(f.times.shape))
-                for key in ("times", "actual", "mean", "std"):
-                    parts.setdefault(f"{variant}/{name}:{key}", []).append(getattr(f, key))
-        out.update({k: np.stack(v) for k, v in parts.items()})
+                keep_forecasts(parts, f"{variant}/{name}", f)
+        out.update(stacked(parts))
         print(f"{period} seed {seed} {variant}: {time.perf_counter() - started:.0f} s", flush=True)
         OUT.mkdir(parents=True, exist_ok=True)
         np.savez(path, **out)

@@ -69,13 +69,21 @@ def run(period: str, seed: int, windows: list[float], refit: bool, every_days: i
             models["refit21"] = static.update(frame, day, refit=True)
             print(f"  refit {time.perf_counter() - started:.1f} s", flush=True)
         for name, model in models.items():
-            f = day_forecasts(model, frame, day)
-            for key in ("times", "actual", "mean", "std"):
-                out.setdefault(f"{name}:{key}", []).append(getattr(f, key))
+            keep_forecasts(out, name, day_forecasts(model, frame, day))
         print(f"{period} seed {seed} {day.date()} done", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    np.savez(OUT / f"{period}_seed{seed}{tag}.npz",
-             **{k: np.stack(v) for k, v in out.items()})
+    np.savez(OUT / f"{period}_seed{seed}{tag}.npz", **stacked(out))
+
+
+def keep_forecasts(store: dict[str, list], name: str, forecasts) -> None:
+    """Append one day's ``forecasts`` (times, actual, mean, std) to ``store`` under ``<name>:<field>``."""
+    for key in ("times", "actual", "mean", "std"):
+        store.setdefault(f"{name}:{key}", []).append(getattr(forecasts, key))
+
+
+def stacked(store: dict[str, list]) -> dict[str, np.ndarray]:
+    """``store``'s lists, each stacked into one array (a day per row), as np.savez takes them."""
+    return {k: np.stack(v) for k, v in store.items()}
 
 
 def occupied_mask(times: np.ndarray, schedule) -> np.ndarray:

@@ -76,7 +76,7 @@ import pandas as pd
 
 from bench.bench_twin_gp import GP, LAGS, ROOT, history
 from bench.bench_twin_update import day_forecasts, historian_path
-from bench.diagnose_twin_update import VALIDATION, occupied_mask, rms
+from bench.diagnose_twin_update import VALIDATION, keep_forecasts, occupied_mask, rms, stacked
 from bridge.config import load_config
 from bridge.twin.collect import excitation_for
 from bridge.twin.features import feature_sets_for
@@ -138,10 +138,8 @@ def run(period: str, seed: int, variants: list[str]) -> None:
         static = GPModel(power_set, **GP, bias_hours=0).fit(frame[frame.index < pd.Timestamp(first)])
         parts: dict[str, list] = {}
         for day in pd.date_range(first, last, freq="D"):
-            f = day_forecasts(static.update(frame, day), frame, day)
-            for key in ("times", "actual", "mean", "std"):
-                parts.setdefault(f"{variant}:{key}", []).append(getattr(f, key))
-        out.update({k: np.stack(v) for k, v in parts.items()})
+            keep_forecasts(parts, variant, day_forecasts(static.update(frame, day), frame, day))
+        out.update(stacked(parts))
         print(f"{period} seed {seed} {variant}: {time.perf_counter() - started:.0f} s, load {os.getloadavg()}", flush=True)
         OUT.mkdir(parents=True, exist_ok=True)
         np.savez(path, **out)
