@@ -546,9 +546,11 @@ class GpMpcController:
                             self.config.path, event.begin, event.end, event.curtail_kw, decision.time,
                             decision.shortfall_kw)
 
-    def _shed_limits(self, horizon_times: list[dt.datetime]) -> tuple[np.ndarray, np.ndarray]:
+    def _shed_limits(self, horizon_times: list[dt.datetime]) -> tuple[np.ndarray | float, np.ndarray | float]:
         """(lower, upper) of every decision (scaled): [0, 1], narrowed by ``[mpc] shed`` to the side of the base
         schedule's value (per block, ``_schedule_decisions``) that sheds power."""
+        if not self.config.shed:
+            return 0.0, 1.0
         base = self._schedule_decisions(horizon_times)
         lower, upper = np.zeros_like(base), np.ones_like(base)
         for i, tag in enumerate(self.config.decide):
