@@ -107,8 +107,8 @@ class Mirror:
 
     async def _write_arrived(self) -> None:
         """Write the values that arrived, checked against their inputs' EURange and orders together."""
-        arrived = {name: value for name, (value, _) in self._arrived.items()}
-        connections, self._arrived = {name: n for name, (_, n) in self._arrived.items()}, {}
+        received, self._arrived = self._arrived, {}
+        arrived = {name: value for name, (value, _) in received.items()}
         problems = {name: self._range_problem(name, value) for name, value in arrived.items()}
         taken = {name: value for name, value in arrived.items() if problems[name] is None}
         values = self.server.read_inputs(self.building) | taken
@@ -123,7 +123,7 @@ class Mirror:
                 continue
             if self.refused.pop(name, None):
                 log.info("%s.%s: live values taken again (%g)", self.building, name, value)
-            self.values[name], self.current_s[name], self.taken_on[name] = value, now, connections[name]
+            self.values[name], self.current_s[name], self.taken_on[name] = value, now, received[name][1]
             await self.server.write_value(self.server.input_node(self.building, name), value, ua.VariantType.Double)
 
     def _range_problem(self, name: str, value: float) -> str | None:
